@@ -1,0 +1,40 @@
+//! The operator's HTTP listener: `/metrics` (Prometheus text) and `/health`. Kept off the data
+//! path: it only reads the metrics recorder.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
+
+static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide metrics recorder, installed on first use.
+pub fn metrics() -> &'static PrometheusHandle {
+    RECORDER.get_or_init(|| {
+        let buckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0];
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+            .expect("bucket list is not empty")
+            .install_recorder()
+            .expect("no other metrics recorder is installed")
+    })
+}
+
+/// Binds `listen` and serves until `shutdown` fires.
+pub async fn serve(listen: SocketAddr, shutdown: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let handle = metrics();
+    let app = Router::new()
+        .route("/metrics", get(move || std::future::ready(handle.render())))
+        .route("/health", get(|| std::future::ready("ok\n")));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(%listen, "admin listener up: /metrics, /health");
+    Ok(tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "admin listener failed");
+        }
+    }))
+}

@@ -1,0 +1,85 @@
+//! The dead-letter path: messages a sink refused for good are written here, as JSON objects
+//! carrying the route, the error and the original message (the `record.rs` shape), to a
+//! JSON-lines file or an MQTT topic. Only once written are they acknowledged to the broker; a
+//! failing dead-letter destination holds them back like a failing sink.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::DeadLetterConfig;
+use crate::message::{now_ms, Message};
+use crate::mqtt::{Endpoint, Publisher};
+use crate::record::Record;
+use crate::sinks::file::FileWriter;
+use crate::sinks::SinkError;
+
+#[derive(Serialize)]
+struct Entry<'a> {
+    route: &'a str,
+    error: String,
+    error_kind: &'static str,
+    failed_at: u64,
+    message: Record<'a>,
+}
+
+pub enum DeadLetter {
+    File(Arc<FileWriter>),
+    Mqtt { publisher: Publisher, topic: String },
+}
+
+impl DeadLetter {
+    pub async fn build(
+        config: &DeadLetterConfig,
+        endpoint: &Endpoint,
+        client_id_prefix: &str,
+    ) -> std::io::Result<(Self, Option<tokio::task::JoinHandle<()>>)> {
+        if let Some(topic) = &config.topic {
+            let (publisher, task) = Publisher::start(endpoint, &format!("{client_id_prefix}-dead-letter"));
+            return Ok((DeadLetter::Mqtt { publisher, topic: topic.clone() }, Some(task)));
+        }
+        let path = config.path.clone().unwrap_or_else(|| "dead-letter.jsonl".into());
+        let writer = FileWriter::open(&path, true).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("dead-letter file {}: {e}", path.display()))
+        })?;
+        Ok((DeadLetter::File(Arc::new(writer)), None))
+    }
+
+    /// Writes every entry; Ok only when all are stored.
+    pub async fn send(&self, route: &str, items: &[(&Message, &SinkError)]) -> Result<(), String> {
+        let entries = items.iter().map(|(msg, err)| Entry {
+            route,
+            error: err.to_string(),
+            error_kind: err.kind(),
+            failed_at: now_ms(),
+            message: Record::new(msg),
+        });
+        match self {
+            DeadLetter::File(writer) => {
+                let mut buf = Vec::new();
+                for entry in entries {
+                    serde_json::to_writer(&mut buf, &entry).map_err(|e| e.to_string())?;
+                    buf.push(b'\n');
+                }
+                writer.write_raw(&buf).await.map_err(|e| e.to_string())
+            }
+            DeadLetter::Mqtt { publisher, topic } => {
+                for entry in entries {
+                    let payload = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
+                    publisher
+                        .publish(topic, payload.into(), Duration::from_secs(10))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn close(&self) {
+        if let DeadLetter::Mqtt { publisher, .. } = self {
+            publisher.disconnect().await;
+        }
+    }
+}

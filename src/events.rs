@@ -1,0 +1,188 @@
+//! Telemetry: each event the bridge reports is a type whose `emit` writes its metrics and its
+//! log line together, so the two never disagree. Counters are per route (low cardinality) and
+//! emitted per batch. ERROR means data is at risk or an operator must act.
+
+use metrics::{counter, gauge, histogram};
+use tracing::{debug, error, info, warn};
+
+/// A batch taken from a consumer.
+pub struct BatchReceived<'a> {
+    pub route: &'a str,
+    pub count: usize,
+    pub bytes: usize,
+}
+
+impl BatchReceived<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_messages_received_total", "route" => self.route.to_owned()).increment(self.count as u64);
+        counter!("mqbridge_received_bytes_total", "route" => self.route.to_owned()).increment(self.bytes as u64);
+        tracing::trace!(route = self.route, count = self.count, "batch received");
+    }
+}
+
+/// Messages the sink confirmed. `oldest_ms` is the age of the oldest message in the batch.
+pub struct BatchDelivered<'a> {
+    pub route: &'a str,
+    pub count: usize,
+    pub oldest_ms: u64,
+}
+
+impl BatchDelivered<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_messages_delivered_total", "route" => self.route.to_owned()).increment(self.count as u64);
+        histogram!("mqbridge_delivery_delay_seconds", "route" => self.route.to_owned()).record(self.oldest_ms as f64 / 1000.0);
+        gauge!("mqbridge_delivery_delay_last_seconds", "route" => self.route.to_owned()).set(self.oldest_ms as f64 / 1000.0);
+        tracing::trace!(route = self.route, count = self.count, "batch delivered");
+    }
+}
+
+/// The sink failed in a way that may pass; the messages are held and retried.
+pub struct DeliveryRetry<'a> {
+    pub route: &'a str,
+    pub count: usize,
+    pub kind: &'a str,
+    pub error: &'a str,
+    pub attempt: u32,
+}
+
+impl DeliveryRetry<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_delivery_retries_total", "route" => self.route.to_owned(), "error" => self.kind.to_owned())
+            .increment(self.count as u64);
+        warn!(route = self.route, count = self.count, attempt = self.attempt, error = self.error, "delivery failed; retrying");
+    }
+}
+
+/// Messages a sink refused for good, now written to the dead-letter destination.
+pub struct DeadLettered<'a> {
+    pub route: &'a str,
+    pub count: usize,
+    pub kind: &'a str,
+    pub error: &'a str,
+}
+
+impl DeadLettered<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_messages_failed_total", "route" => self.route.to_owned(), "error" => self.kind.to_owned())
+            .increment(self.count as u64);
+        warn!(route = self.route, count = self.count, error = self.error, "messages sent to the dead-letter destination");
+    }
+}
+
+/// The dead-letter destination itself failed: messages are held (not acknowledged) and retried.
+pub struct DeadLetterFailed<'a> {
+    pub route: &'a str,
+    pub count: usize,
+    pub error: &'a str,
+}
+
+impl DeadLetterFailed<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_dead_letter_errors_total", "route" => self.route.to_owned()).increment(self.count as u64);
+        error!(route = self.route, count = self.count, error = self.error, "dead-letter write failed; messages held and retried");
+    }
+}
+
+/// Acks dropped because the connection changed since the messages arrived; the broker
+/// redelivers them.
+pub struct StaleAcks<'a> {
+    pub route: &'a str,
+    pub count: usize,
+}
+
+impl StaleAcks<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_acks_dropped_total", "route" => self.route.to_owned()).increment(self.count as u64);
+        info!(route = self.route, count = self.count, "connection changed before the ack; the broker will redeliver");
+    }
+}
+
+pub struct AckFailed<'a> {
+    pub route: &'a str,
+    pub error: &'a str,
+}
+
+impl AckFailed<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_acks_dropped_total", "route" => self.route.to_owned()).increment(1);
+        warn!(route = self.route, error = self.error, "could not queue an ack; the broker will redeliver");
+    }
+}
+
+pub struct ConsumerConnected<'a> {
+    pub route: &'a str,
+    pub client_id: &'a str,
+    pub session_present: bool,
+    pub epoch: u64,
+}
+
+impl ConsumerConnected<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_mqtt_connects_total", "route" => self.route.to_owned()).increment(1);
+        gauge!("mqbridge_consumers_connected", "route" => self.route.to_owned()).increment(1.0);
+        info!(route = self.route, client_id = self.client_id, session_present = self.session_present, epoch = self.epoch, "consumer connected");
+    }
+}
+
+pub struct ConsumerDisconnected<'a> {
+    pub route: &'a str,
+    pub client_id: &'a str,
+    pub error: &'a str,
+}
+
+impl ConsumerDisconnected<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_mqtt_disconnects_total", "route" => self.route.to_owned()).increment(1);
+        gauge!("mqbridge_consumers_connected", "route" => self.route.to_owned()).decrement(1.0);
+        warn!(route = self.route, client_id = self.client_id, error = self.error, "consumer disconnected; reconnecting");
+    }
+}
+
+pub struct Subscribed<'a> {
+    pub route: &'a str,
+    pub client_id: &'a str,
+    pub filter: &'a str,
+}
+
+impl Subscribed<'_> {
+    pub fn emit(&self) {
+        debug!(route = self.route, client_id = self.client_id, filter = self.filter, "subscribed");
+    }
+}
+
+pub struct SubscribeFailed<'a> {
+    pub route: &'a str,
+    pub client_id: &'a str,
+    pub error: &'a str,
+}
+
+impl SubscribeFailed<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_subscribe_errors_total", "route" => self.route.to_owned()).increment(1);
+        error!(route = self.route, client_id = self.client_id, error = self.error, "subscription failed");
+    }
+}
+
+pub struct ConnectionHealthy<'a> {
+    pub connection: &'a str,
+    pub detail: &'a str,
+}
+
+impl ConnectionHealthy<'_> {
+    pub fn emit(&self) {
+        gauge!("mqbridge_connection_healthy", "connection" => self.connection.to_owned()).set(1.0);
+        info!(connection = self.connection, detail = self.detail, "connection check passed");
+    }
+}
+
+pub struct ConnectionUnhealthy<'a> {
+    pub connection: &'a str,
+    pub error: &'a str,
+}
+
+impl ConnectionUnhealthy<'_> {
+    pub fn emit(&self) {
+        gauge!("mqbridge_connection_healthy", "connection" => self.connection.to_owned()).set(0.0);
+        error!(connection = self.connection, error = self.error, "connection check failed; messages wait until it recovers");
+    }
+}

@@ -1,0 +1,121 @@
+//! Turns `[mqtt]` into rumqttc options for one client: persistent session, manual acks, the
+//! bridge's packet-size limit, TCP_NODELAY and TLS (rustls, with the ring provider).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::v5::MqttOptions;
+use rumqttc::{NetworkOptions, TlsConfiguration, Transport};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore};
+
+use crate::config::{MqttConfig, TlsConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OptionsError {
+    #[error("[mqtt] url \"{0}\": {1}")]
+    Url(String, String),
+    #[error("[mqtt] tls: {0}")]
+    Tls(String),
+}
+
+/// What a client needs to connect; cheap to clone per consumer.
+#[derive(Clone)]
+pub struct Endpoint {
+    host: String,
+    port: u16,
+    tls: Option<Arc<ClientConfig>>,
+    config: MqttConfig,
+}
+
+impl Endpoint {
+    pub fn new(config: &MqttConfig) -> Result<Self, OptionsError> {
+        let url = url::Url::parse(&config.url)
+            .map_err(|e| OptionsError::Url(config.url.clone(), e.to_string()))?;
+        let secure = matches!(url.scheme(), "mqtts" | "ssl");
+        let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+        let port = url.port().unwrap_or(if secure { 8883 } else { 1883 });
+        let tls = match secure {
+            true => Some(Arc::new(tls_config(config.tls.as_ref().cloned().unwrap_or_default())?)),
+            false => None,
+        };
+        Ok(Endpoint { host, port, tls, config: config.clone() })
+    }
+
+    /// Options for a consumer: persistent session under a stable id, acks sent by the bridge.
+    pub fn consumer_options(&self, client_id: &str) -> MqttOptions {
+        let mut o = self.base(client_id);
+        o.set_clean_start(false);
+        o.set_session_expiry_interval(Some(self.config.session_expiry.as_secs() as u32));
+        o.set_receive_maximum(Some(self.config.receive_maximum));
+        o.set_manual_acks(true);
+        o
+    }
+
+    /// Options for a publishing client (dead letters): a fresh session each time.
+    pub fn publisher_options(&self, client_id: &str) -> MqttOptions {
+        let mut o = self.base(client_id);
+        o.set_clean_start(true);
+        o
+    }
+
+    fn base(&self, client_id: &str) -> MqttOptions {
+        let mut o = MqttOptions::new(client_id, &self.host, self.port);
+        o.set_keep_alive(self.config.keep_alive);
+        // Also raises rumqttc's limit on incoming packets from its 10 KiB default.
+        o.set_max_packet_size(Some(self.config.max_packet_size));
+        o.set_connection_timeout(10);
+        let mut net = NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        net.set_connection_timeout(10);
+        o.set_network_options(net);
+        if let Some(user) = &self.config.username {
+            let password = self.config.password.as_ref().map(|p| p.expose()).unwrap_or("");
+            o.set_credentials(user, password);
+        }
+        if let Some(tls) = &self.tls {
+            o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls.clone())));
+        }
+        o
+    }
+
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    pub fn keep_alive(&self) -> Duration {
+        self.config.keep_alive
+    }
+}
+
+fn tls_config(tls: TlsConfig) -> Result<ClientConfig, OptionsError> {
+    let err = |what: &str, e: &dyn std::fmt::Display| OptionsError::Tls(format!("{what}: {e}"));
+    let mut roots = RootCertStore::empty();
+    match &tls.ca_file {
+        Some(path) => {
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| err(&path.display().to_string(), &e))? {
+                let cert = cert.map_err(|e| err(&path.display().to_string(), &e))?;
+                roots.add(cert).map_err(|e| err(&path.display().to_string(), &e))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err("protocol versions", &e))?
+        .with_root_certificates(roots);
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            let certs = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| err(&cert.display().to_string(), &e))?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| err(&key.display().to_string(), &e))?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| err("client certificate", &e))
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}

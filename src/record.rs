@@ -1,0 +1,101 @@
+//! The JSON shape of a message, defined once: the `file` sink writes it as one line per message,
+//! the dead-letter path wraps it, and function events will carry it. Field names follow the
+//! Kafka headers (`mqtt.packet.id` is `packet_id` here).
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use serde::Serialize;
+
+use crate::message::Message;
+
+#[derive(Debug, Serialize)]
+pub struct Record<'a> {
+    pub message_id: String,
+    /// Milliseconds since the Unix epoch, when the bridge received the message.
+    pub timestamp: u64,
+    pub topic: &'a str,
+    pub qos: u8,
+    pub retained: bool,
+    pub duplicate: bool,
+    pub packet_id: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_topic: Option<&'a str>,
+    /// Base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_data: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_format_indicator: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_expiry_interval: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publisher_client_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publisher_username: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publisher_host: Option<&'a str>,
+    /// `[name, value]` pairs in the order received; names may repeat.
+    pub user_properties: &'a [(String, String)],
+    pub payload: String,
+    /// "utf8" when `payload` is the text itself, "base64" when the payload was binary.
+    pub payload_encoding: &'static str,
+}
+
+impl<'a> Record<'a> {
+    pub fn new(msg: &'a Message) -> Self {
+        let (payload, payload_encoding) = match std::str::from_utf8(&msg.payload) {
+            Ok(text) => (text.to_owned(), "utf8"),
+            Err(_) => (BASE64.encode(&msg.payload), "base64"),
+        };
+        let p = &msg.properties;
+        Record {
+            message_id: msg.id.to_string(),
+            timestamp: msg.timestamp_ms,
+            topic: &msg.topic,
+            qos: msg.qos,
+            retained: msg.retain,
+            duplicate: msg.dup,
+            packet_id: msg.packet_id,
+            content_type: p.content_type.as_deref(),
+            response_topic: p.response_topic.as_deref(),
+            correlation_data: p.correlation_data.as_ref().map(|c| BASE64.encode(c)),
+            payload_format_indicator: p.payload_format_indicator,
+            message_expiry_interval: p.message_expiry_interval,
+            publisher_client_id: msg.publisher.client_id.as_deref(),
+            publisher_username: msg.publisher.username.as_deref(),
+            publisher_host: msg.publisher.host.as_deref(),
+            user_properties: &p.user_properties,
+            payload,
+            payload_encoding,
+        }
+    }
+
+    /// Appends the record and a newline to `out`.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        // Serializing plain strings and numbers into a Vec cannot fail.
+        serde_json::to_writer(&mut *out, self).expect("record serializes");
+        out.push(b'\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::tests::sample;
+
+    #[test]
+    fn text_and_binary_payloads() {
+        let mut msg = sample("a/b");
+        let json: serde_json::Value = serde_json::to_value(Record::new(&msg)).unwrap();
+        assert_eq!(json["payload"], "{\"speed\":42}");
+        assert_eq!(json["payload_encoding"], "utf8");
+        assert_eq!(json["user_properties"][2], serde_json::json!(["plate", "second"]));
+        assert_eq!(json["publisher_client_id"], "car-7");
+        assert!(json.get("publisher_host").is_none());
+        msg.payload = bytes::Bytes::from_static(&[0xff, 0x00]);
+        let json = serde_json::to_value(Record::new(&msg)).unwrap();
+        assert_eq!(json["payload"], "/wA=");
+        assert_eq!(json["payload_encoding"], "base64");
+    }
+}

@@ -1,0 +1,69 @@
+//! Which Kafka failures are worth retrying. A record Kafka will never take (too large, or
+//! addressed to a topic name Kafka rejects) is permanent and goes to the dead-letter path;
+//! everything else (timeouts, broker down, leader changes, a missing topic that an operator may
+//! create, authorization that may be granted) is retried, holding the message back meanwhile.
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSinkError {
+    #[error("invalid Kafka topic: {0}")]
+    InvalidTopic(String),
+    #[error("Kafka refused the record: {0}")]
+    Rejected(KafkaError),
+    #[error("Kafka delivery failed: {0}")]
+    Delivery(KafkaError),
+    #[error("the producer dropped the delivery report")]
+    Canceled,
+}
+
+impl KafkaSinkError {
+    pub fn from_kafka(e: KafkaError) -> Self {
+        match e.rdkafka_error_code() {
+            Some(code) if is_permanent(code) => KafkaSinkError::Rejected(e),
+            _ => KafkaSinkError::Delivery(e),
+        }
+    }
+
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, KafkaSinkError::Delivery(_) | KafkaSinkError::Canceled)
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KafkaSinkError::InvalidTopic(_) => "invalid_topic",
+            KafkaSinkError::Rejected(e) => match e.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::MessageSizeTooLarge) => "too_large",
+                _ => "rejected",
+            },
+            KafkaSinkError::Delivery(e) => match e.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::MessageTimedOut) => "timeout",
+                _ => "delivery",
+            },
+            KafkaSinkError::Canceled => "canceled",
+        }
+    }
+}
+
+fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(code, MessageSizeTooLarge | InvalidMessageSize | InvalidTopic | InvalidRecord | InvalidArgument)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_errors() {
+        let too_large = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        assert!(!KafkaSinkError::from_kafka(too_large).is_retriable());
+        let timeout = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
+        let e = KafkaSinkError::from_kafka(timeout);
+        assert!(e.is_retriable());
+        assert_eq!(e.kind(), "timeout");
+        let missing = KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopicOrPartition);
+        assert!(KafkaSinkError::from_kafka(missing).is_retriable());
+        assert!(!KafkaSinkError::InvalidTopic("a b".into()).is_retriable());
+    }
+}

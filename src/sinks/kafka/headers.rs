@@ -1,0 +1,85 @@
+//! The Kafka record headers of a message (the README's header table). Values are UTF-8 text:
+//! numbers in decimal, booleans `true`/`false`, binary correlation data in base64. The first four
+//! names match the Kafka Connect MQTT source connector's.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use rdkafka::message::{Header, OwnedHeaders};
+
+use crate::message::Message;
+
+pub fn headers(msg: &Message) -> OwnedHeaders {
+    let p = &msg.properties;
+    let mut h = OwnedHeaders::new_with_capacity(12 + p.user_properties.len());
+    h = put(h, "mqtt.topic", &msg.topic);
+    h = put(h, "mqtt.qos", itoa::Buffer::new().format(msg.qos));
+    h = put(h, "mqtt.retained", bool_str(msg.retain));
+    h = put(h, "mqtt.duplicate", bool_str(msg.dup));
+    h = put(h, "mqtt.packet.id", itoa::Buffer::new().format(msg.packet_id));
+    h = put(h, "mqtt.message.id", msg.id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()));
+    h = put(h, "mqtt.timestamp", itoa::Buffer::new().format(msg.timestamp_ms));
+    let who = &msg.publisher;
+    let optional = [
+        ("mqtt.content.type", p.content_type.as_deref().map(Into::into)),
+        ("mqtt.response.topic", p.response_topic.as_deref().map(Into::into)),
+        ("mqtt.correlation.data", p.correlation_data.as_ref().map(|c| BASE64.encode(c).into())),
+        ("mqtt.publisher.client.id", who.client_id.as_deref().map(Into::into)),
+        ("mqtt.publisher.username", who.username.as_deref().map(Into::into)),
+        ("mqtt.publisher.host", who.host.as_deref().map(Into::into)),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            let value: std::borrow::Cow<str> = value;
+            h = put(h, key, &value);
+        }
+    }
+    for (key, value) in &p.user_properties {
+        h = put(h, key, value);
+    }
+    h
+}
+
+fn put(h: OwnedHeaders, key: &str, value: &str) -> OwnedHeaders {
+    h.insert(Header { key, value: Some(value) })
+}
+
+fn bool_str(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::tests::sample;
+    use rdkafka::message::Headers;
+
+    #[test]
+    fn headers_in_documented_order_with_repeats() {
+        let mut msg = sample("city/x/vehicles/1");
+        msg.properties.correlation_data = Some(bytes::Bytes::from_static(&[1, 2, 255]));
+        let h = headers(&msg);
+        let pairs: Vec<(String, String)> = h
+            .iter()
+            .map(|h| (h.key.to_owned(), String::from_utf8(h.value.unwrap().to_vec()).unwrap()))
+            .collect();
+        let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "mqtt.topic", "mqtt.qos", "mqtt.retained", "mqtt.duplicate", "mqtt.packet.id",
+                "mqtt.message.id", "mqtt.timestamp", "mqtt.content.type", "mqtt.correlation.data",
+                "mqtt.publisher.client.id", "plate", "lane", "plate",
+            ]
+        );
+        assert_eq!(pairs[1].1, "1");
+        assert_eq!(pairs[2].1, "false");
+        assert_eq!(pairs[4].1, "7");
+        assert_eq!(pairs[6].1, "1700000000000");
+        assert_eq!(pairs[8].1, "AQL/");
+        assert_eq!(pairs[12].1, "second");
+    }
+}

@@ -1,0 +1,88 @@
+//! A route's Kafka sink: renders each message's topic, key and headers, hands the batch to the
+//! producer and waits for every delivery report. A full librdkafka queue is backpressure: the
+//! batch waits for room, it is not failed.
+
+use std::time::Duration;
+
+use futures::future::{join_all, Either};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use super::error::KafkaSinkError;
+use super::headers::headers;
+use crate::config::RouteConfig;
+use crate::message::Message;
+use crate::template::Template;
+use crate::topic::check_kafka_topic;
+
+pub struct KafkaRouteSink {
+    producer: FutureProducer,
+    topic: Template,
+    /// Set when the topic is a literal, checked once at build time.
+    literal_topic: Option<String>,
+    key: Template,
+}
+
+impl KafkaRouteSink {
+    pub fn new(producer: FutureProducer, route: &RouteConfig) -> Result<Self, String> {
+        let topic_text = route.topic.as_deref().ok_or("a Kafka route needs a topic")?;
+        let topic = Template::parse(topic_text).map_err(|e| e.to_string())?;
+        let key = Template::parse(route.key.as_deref().unwrap_or("{topic}")).map_err(|e| e.to_string())?;
+        let literal_topic = topic.as_literal().map(str::to_owned);
+        if let Some(t) = &literal_topic {
+            check_kafka_topic(t)?;
+        }
+        Ok(KafkaRouteSink { producer, topic, literal_topic, key })
+    }
+
+    pub async fn send(&self, batch: &[&Message]) -> Vec<Result<(), KafkaSinkError>> {
+        let mut pending = Vec::with_capacity(batch.len());
+        for msg in batch {
+            pending.push(match self.enqueue(msg).await {
+                Ok(delivery) => Either::Left(delivery),
+                Err(e) => Either::Right(std::future::ready(Err(e))),
+            });
+        }
+        join_all(pending).await
+    }
+
+    /// Queues one record; the returned future resolves with its delivery report.
+    async fn enqueue(
+        &self,
+        msg: &Message,
+    ) -> Result<impl std::future::Future<Output = Result<(), KafkaSinkError>>, KafkaSinkError> {
+        let rendered;
+        let topic = match &self.literal_topic {
+            Some(t) => t.as_str(),
+            None => {
+                rendered = self.topic.render(msg);
+                check_kafka_topic(&rendered).map_err(KafkaSinkError::InvalidTopic)?;
+                rendered.as_str()
+            }
+        };
+        let key = self.key.render(msg);
+        let mut record = FutureRecord::to(topic)
+            .payload(&msg.payload[..])
+            .key(&key)
+            .headers(headers(msg))
+            .timestamp(msg.timestamp_ms as i64);
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    return Ok(async move {
+                        match delivery.await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err((e, _))) => Err(KafkaSinkError::from_kafka(e)),
+                            Err(_) => Err(KafkaSinkError::Canceled),
+                        }
+                    })
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(KafkaSinkError::from_kafka(e)),
+            }
+        }
+    }
+}
