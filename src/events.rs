@@ -3,7 +3,7 @@
 //! emitted per batch. ERROR means data is at risk or an operator must act.
 
 use metrics::{counter, gauge, histogram};
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 /// A batch taken from a consumer.
 pub struct BatchReceived<'a> {
@@ -146,7 +146,7 @@ pub struct Subscribed<'a> {
 
 impl Subscribed<'_> {
     pub fn emit(&self) {
-        debug!(route = self.route, client_id = self.client_id, filter = self.filter, "subscribed");
+        info!(route = self.route, client_id = self.client_id, filter = self.filter, "subscribed");
     }
 }
 

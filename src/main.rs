@@ -1,6 +1,7 @@
 //! The `mqbridge` binary: parses the command line, sets up logging and signals, and calls the
 //! library's `run`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -61,6 +62,7 @@ fn run(path: PathBuf) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = match mqbridge::config::load_file(&path) {
         Ok(c) => c,

@@ -1,0 +1,36 @@
+# Shared shell helpers for the project's scripts (sourced, not run).
+
+log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Installs mosquitto and its clients from the system's packages when missing.
+ensure_mosquitto() {
+    if command -v mosquitto >/dev/null 2>&1 && command -v mosquitto_pub >/dev/null 2>&1; then
+        return
+    fi
+    log "installing mosquitto from the system's packages"
+    as_root apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq mosquitto mosquitto-clients >&2
+    # The package may start a system-wide broker on 1883; ours run on free ports.
+    if command -v systemctl >/dev/null 2>&1; then
+        as_root systemctl disable --now mosquitto >/dev/null 2>&1 || true
+    fi
+}
+
+# Prints a free TCP port on the loopback interface.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits up to $2 seconds for 127.0.0.1:$1 to accept connections.
+wait_port() {
+    local port=$1 limit=${2:-10} i
+    for ((i = 0; i < limit * 10; i++)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}

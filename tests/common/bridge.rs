@@ -1,0 +1,130 @@
+//! The bridge binary as a child process, with its config and log in a temp dir.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Bridge {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Bridge {
+    /// Writes `config` into a new temp dir and starts `mqbridge run` on it.
+    pub fn start(config: &str) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let config_path = dir.join("mqbridge.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut bridge = Bridge { child: None, log: dir.join("bridge.log"), config: config_path, dir, _tmp: Some(tmp) };
+        bridge.spawn();
+        bridge
+    }
+
+    /// Starts the process (again) on the same config; the log is appended to.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_mqbridge"))
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info,mqbridge=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("bridge running").id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log shows `n` more "subscribed" lines than `before`.
+    pub fn wait_subscribed(&self, before: usize, n: usize) {
+        let start = Instant::now();
+        loop {
+            let count = self.log_text().matches(" subscribed ").count();
+            if count >= before + n {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "bridge not subscribed:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn subscribed_count(&self) -> usize {
+        self.log_text().matches(" subscribed ").count()
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        unsafe_kill(child.id(), "TERM");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if start.elapsed() > Duration::from_secs(40) {
+                let _ = child.kill();
+                panic!("bridge did not stop on SIGTERM:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no chance to flush or acknowledge anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// The value of a counter summed over all label sets, read from the admin listener.
+    pub async fn metric(&self, admin_port: u16, name: &str) -> f64 {
+        let text = http_get(admin_port, "/metrics").await;
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- bridge log ---\n{}", self.log_text());
+        }
+    }
+}
+
+fn unsafe_kill(pid: u32, signal: &str) {
+    Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+}
+
+/// A minimal HTTP/1.0 GET on loopback (the admin listener), returning the body.
+pub async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
+}

@@ -1,0 +1,73 @@
+//! Kafka helpers on librdkafka: create topics, read every record of a topic from the start.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let result = admin.create_topics([&topic], &opts).await.expect("create_topics");
+    for r in result {
+        r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+    }
+}
+
+/// Reads `topic` from the beginning of every partition until `stop` says it has enough or
+/// `limit` passes.
+pub fn read_all(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    limit: Duration,
+    mut stop: impl FnMut(&[OwnedMessage]) -> bool,
+) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", super::unique("test-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while start.elapsed() < limit && !stop(&out) {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(e)) => eprintln!("test reader: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+pub fn headers(m: &OwnedMessage) -> Vec<(String, String)> {
+    let Some(h) = m.headers() else { return Vec::new() };
+    h.iter()
+        .map(|h| (h.key.to_owned(), String::from_utf8(h.value.unwrap_or_default().to_vec()).unwrap()))
+        .collect()
+}
+
+pub fn text(m: &OwnedMessage) -> String {
+    String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap()
+}
+
+/// How often each payload occurs.
+pub fn tally(messages: &[OwnedMessage]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for m in messages {
+        *counts.entry(text(m)).or_insert(0) += 1;
+    }
+    counts
+}

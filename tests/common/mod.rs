@@ -1,0 +1,148 @@
+//! Test utilities: real servers (mosquitto, tansu) started on free loopback ports, a TCP proxy
+//! that can cut a connection, the bridge binary as a child process, an MQTT v5 publisher and a
+//! Kafka reader. Names (topics, groups, client ids) are random per test.
+#![allow(dead_code)]
+
+pub mod bridge;
+pub mod kafka;
+pub mod mqtt;
+pub mod proxy;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use bridge::Bridge;
+pub use proxy::Proxy;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A short random name, unique enough for one test run.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+/// Waits until `port` on loopback accepts connections.
+pub fn wait_port(port: u16, limit: Duration) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < limit, "nothing listens on port {port} after {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls `check` every 50 ms until it is true or `limit` passes; returns whether it became true.
+pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check()
+}
+
+/// A child process killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// mosquitto with MQTT v5 and shared subscriptions, queueing without limit for sessions that
+/// fall behind (its default of 1000 queued messages per client would drop the rest).
+pub fn mosquitto() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             max_queued_messages 0\nmax_inflight_messages 0\nlog_dest file {}\n",
+            dir.path().join("mosquitto.log").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(which("mosquitto"))
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto is installed (scripts/install-test-deps)");
+    wait_port(port, Duration::from_secs(10));
+    Server { child, port, dir }
+}
+
+/// tansu with in-memory storage, listening on `port` and advertising `advertised` (a proxy's
+/// port, so that every client connection goes through the proxy).
+pub fn tansu(port: u16, advertised: u16) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(dir.path().join("tansu.log")).unwrap();
+    let child = Command::new(tansu_bin())
+        .args(["broker", "--storage-engine", "memory://tansu/"])
+        .arg("--listener-url")
+        .arg(format!("tcp://127.0.0.1:{port}"))
+        .arg("--advertised-listener-url")
+        .arg(format!("tcp://127.0.0.1:{advertised}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("tansu is installed (scripts/install-test-deps)");
+    wait_port(port, Duration::from_secs(20));
+    Server { child, port, dir }
+}
+
+fn tansu_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("MQBRIDGE_TANSU") {
+        return p.into();
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cached = Path::new(&home).join(".cache/mqbridge/tansu-0.6.0/bin/tansu");
+    if cached.exists() {
+        return cached;
+    }
+    which("tansu")
+}
+
+fn which(name: &str) -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/sbin"]) {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{name} not found: run scripts/install-test-deps");
+}
+
+/// A Kafka broker reached through a proxy that tests can cut.
+pub struct KafkaUnderTest {
+    pub server: Server,
+    pub proxy: Proxy,
+}
+
+impl KafkaUnderTest {
+    pub async fn start() -> Self {
+        let proxy_port = free_port();
+        let server = tansu(free_port(), proxy_port);
+        let proxy = Proxy::start(proxy_port, server.port);
+        KafkaUnderTest { server, proxy }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.proxy.port)
+    }
+}

@@ -1,0 +1,63 @@
+//! A real MQTT v5 publisher (rumqttc) that waits for the broker's PUBACK of every message.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+
+pub struct Publisher {
+    client: AsyncClient,
+    acked: tokio::sync::watch::Receiver<usize>,
+    sent: usize,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    pub async fn connect(port: u16) -> Self {
+        let mut opts = MqttOptions::new(super::unique("pub"), "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_max_packet_size(Some(4 * 1024 * 1024));
+        let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+        let (tx, acked) = tokio::sync::watch::channel(0usize);
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => tx.send_modify(|n| *n += 1),
+                    Ok(_) => {}
+                    Err(e) => panic!("test publisher lost its connection: {e}"),
+                }
+            }
+        });
+        Publisher { client, acked, sent: 0, task }
+    }
+
+    pub async fn publish(&mut self, topic: &str, payload: impl Into<Bytes>, props: PublishProperties) {
+        self.client
+            .publish_with_properties(topic, QoS::AtLeastOnce, false, payload.into(), props)
+            .await
+            .unwrap();
+        self.sent += 1;
+    }
+
+    /// Publishes `n` plain messages `prefix-{i}` for i in `range`, to `topic(i)`.
+    pub async fn publish_numbered(&mut self, range: std::ops::Range<usize>, topic: impl Fn(usize) -> String) {
+        for i in range {
+            self.publish(&topic(i), format!("msg-{i}"), PublishProperties::default()).await;
+        }
+    }
+
+    /// Waits until the broker acknowledged everything published so far.
+    pub async fn wait_acked(&mut self, limit: Duration) {
+        let sent = self.sent;
+        let done = tokio::time::timeout(limit, self.acked.wait_for(|n| *n >= sent)).await.is_ok();
+        assert!(done, "broker acknowledged {} of {sent} publishes", *self.acked.borrow());
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,157 @@
+//! End to end through real servers: an MQTT v5 client publishes to mosquitto, the bridge
+//! delivers to a Kafka-protocol broker (tansu), a Kafka consumer reads the records back.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::kafka::{create_topic, headers, read_all, text};
+use common::mqtt::Publisher;
+use common::{mosquitto, unique, Bridge, KafkaUnderTest};
+use rdkafka::Message;
+use rumqttc::v5::mqttbytes::v5::PublishProperties;
+
+fn config(mqtt_port: u16, bootstrap: &str, route: &str, extra_kafka: &str) -> String {
+    format!(
+        r#"
+[mqtt]
+url = "mqtt://127.0.0.1:{mqtt_port}"
+client_id_prefix = "{prefix}"
+
+[mqtt.publisher]
+client_id_property = "source-client"
+
+[connections.kafka]
+type = "kafka"
+bootstrap_servers = "{bootstrap}"
+compression = "zstd"
+[connections.kafka.librdkafka]
+"linger.ms" = "1"
+{extra_kafka}
+
+[dead_letter]
+path = "dead.jsonl"
+
+{route}
+"#,
+        prefix = unique("e2e")
+    )
+}
+
+#[tokio::test]
+async fn records_carry_payload_key_and_every_header() {
+    let broker = mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let topic = unique("vehicles");
+    create_topic(&kafka.bootstrap(), &topic, 1).await;
+    let route = format!(
+        r#"[[routes]]
+name = "traffic"
+filters = ["city/+/vehicles/#"]
+connection = "kafka"
+topic = "{topic}"
+key = "{{user.plate}}"
+"#
+    );
+    let bridge = Bridge::start(&config(broker.port, &kafka.bootstrap(), &route, ""));
+    bridge.wait_subscribed(0, 1);
+
+    let mut publisher = Publisher::connect(broker.port).await;
+    let props = PublishProperties {
+        content_type: Some("application/json".into()),
+        response_topic: Some("cars/B-AB-123/replies".into()),
+        correlation_data: Some(Bytes::from_static(&[0, 1, 254, 255])),
+        user_properties: vec![
+            ("plate".into(), "B-AB-123".into()),
+            ("source-client".into(), "car-17".into()),
+            ("tag".into(), "a".into()),
+            ("tag".into(), "b".into()),
+        ],
+        ..Default::default()
+    };
+    let payload = r#"{"speed_kmh":48.5}"#;
+    publisher.publish("city/berlin/vehicles/B-AB-123", payload, props).await;
+    publisher.wait_acked(Duration::from_secs(5)).await;
+
+    let records = read_all(&kafka.bootstrap(), &topic, 1, Duration::from_secs(30), |r| !r.is_empty());
+    assert_eq!(records.len(), 1, "bridge log:\n{}", bridge.log_text());
+    let record = &records[0];
+    assert_eq!(text(record), payload);
+    assert_eq!(record.key(), Some(&b"B-AB-123"[..]));
+    let h = headers(record);
+    let get = |k: &str| h.iter().find(|(name, _)| name == k).map(|(_, v)| v.as_str());
+    assert_eq!(get("mqtt.topic"), Some("city/berlin/vehicles/B-AB-123"));
+    assert_eq!(get("mqtt.qos"), Some("1"));
+    assert_eq!(get("mqtt.retained"), Some("false"));
+    assert_eq!(get("mqtt.duplicate"), Some("false"));
+    assert!(get("mqtt.packet.id").unwrap().parse::<u16>().unwrap() > 0);
+    let id = uuid::Uuid::parse_str(get("mqtt.message.id").unwrap()).unwrap();
+    assert_eq!(id.get_version_num(), 7);
+    let ts: i64 = get("mqtt.timestamp").unwrap().parse().unwrap();
+    assert_eq!(record.timestamp().to_millis(), Some(ts));
+    assert!((ts - chrono_now_ms()).abs() < 60_000);
+    assert_eq!(get("mqtt.content.type"), Some("application/json"));
+    assert_eq!(get("mqtt.response.topic"), Some("cars/B-AB-123/replies"));
+    assert_eq!(get("mqtt.correlation.data"), Some("AAH+/w=="));
+    assert_eq!(get("mqtt.publisher.client.id"), Some("car-17"));
+    assert_eq!(get("mqtt.publisher.username"), None);
+    let user: Vec<_> = h.iter().filter(|(k, _)| !k.starts_with("mqtt.")).cloned().collect();
+    let expected = [("plate", "B-AB-123"), ("source-client", "car-17"), ("tag", "a"), ("tag", "b")];
+    assert_eq!(user, expected.map(|(k, v)| (k.to_owned(), v.to_owned())));
+}
+
+#[tokio::test]
+async fn refused_records_go_to_the_dead_letter_file_and_the_rest_flow() {
+    let broker = mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let good = unique("good");
+    create_topic(&kafka.bootstrap(), &good, 1).await;
+    // The topic template takes the second level: "ok" routes to the real topic, a level with
+    // a space makes an invalid Kafka topic name; a payload over message.max.bytes is refused.
+    let route = format!(
+        r#"[[routes]]
+name = "templated"
+filters = ["in/+"]
+connection = "kafka"
+topic = "{good}{{topic.2}}"
+"#
+    );
+    let big = r#""message.max.bytes" = "2000""#;
+    let bridge = Bridge::start(&config(broker.port, &kafka.bootstrap(), &route, big));
+    bridge.wait_subscribed(0, 1);
+
+    let mut publisher = Publisher::connect(broker.port).await;
+    publisher.publish("in/", "first", Default::default()).await;
+    publisher.publish("in/bad name", "second", Default::default()).await;
+    publisher.publish("in/", vec![b'x'; 5000], Default::default()).await;
+    publisher.publish("in/", "fourth", Default::default()).await;
+    publisher.wait_acked(Duration::from_secs(5)).await;
+
+    let records = read_all(&kafka.bootstrap(), &good, 1, Duration::from_secs(30), |r| r.len() >= 2);
+    let texts: Vec<String> = records.iter().map(text).collect();
+    assert_eq!(texts, ["first", "fourth"], "bridge log:\n{}", bridge.log_text());
+
+    let dead_path = bridge.dir.join("dead.jsonl");
+    let ok = common::eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(&dead_path).map(|t| t.lines().count() >= 2).unwrap_or(false)
+    })
+    .await;
+    assert!(ok, "no dead letters; bridge log:\n{}", bridge.log_text());
+    let dead: Vec<serde_json::Value> = std::fs::read_to_string(&dead_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0]["route"], "templated");
+    assert_eq!(dead[0]["error_kind"], "invalid_topic");
+    assert_eq!(dead[0]["message"]["topic"], "in/bad name");
+    assert_eq!(dead[0]["message"]["payload"], "second");
+    assert_eq!(dead[1]["error_kind"], "too_large");
+    assert_eq!(dead[1]["message"]["payload"].as_str().unwrap().len(), 5000);
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
