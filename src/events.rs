@@ -5,16 +5,19 @@
 use metrics::{counter, gauge, histogram};
 use tracing::{error, info, warn};
 
-/// A batch taken from a consumer.
+/// A batch taken from a consumer (numbered from 1 within its route).
 pub struct BatchReceived<'a> {
     pub route: &'a str,
+    pub consumer: u32,
     pub count: usize,
     pub bytes: usize,
 }
 
 impl BatchReceived<'_> {
     pub fn emit(&self) {
-        counter!("mqbridge_messages_received_total", "route" => self.route.to_owned()).increment(self.count as u64);
+        let consumer = itoa::Buffer::new().format(self.consumer).to_owned();
+        counter!("mqbridge_messages_received_total", "route" => self.route.to_owned(), "consumer" => consumer)
+            .increment(self.count as u64);
         counter!("mqbridge_received_bytes_total", "route" => self.route.to_owned()).increment(self.bytes as u64);
         tracing::trace!(route = self.route, count = self.count, "batch received");
     }

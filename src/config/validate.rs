@@ -192,8 +192,9 @@ impl Validator<'_, '_> {
                     }
                 }
             }
-            None if parts.broken_connections.contains(&r.connection) => {}
+            None if parts.broken_connections.contains(&r.connection) => self.templates(s, r),
             None => {
+                self.templates(s, r);
                 let known: Vec<_> = parts.connections.keys().map(|k| format!("\"{k}\"")).collect();
                 let known = if known.is_empty() { "none is defined".into() } else { format!("known: {}", known.join(", ")) };
                 let msg = format!("names connection \"{}\", which is not defined ({known})", r.connection);
@@ -203,8 +204,16 @@ impl Validator<'_, '_> {
     }
 
     fn kafka_route(&mut self, s: &str, r: &RouteConfig) {
+        if r.topic.is_none() {
+            self.problem(s, Some("topic"), "missing: a Kafka route needs a topic (or template)");
+        }
+        self.templates(s, r);
+    }
+
+    /// Checks the topic and key templates, whatever the connection.
+    fn templates(&mut self, s: &str, r: &RouteConfig) {
         match r.topic.as_deref() {
-            None => self.problem(s, Some("topic"), "missing: a Kafka route needs a topic (or template)"),
+            None => {}
             Some(topic) => match Template::parse(topic) {
                 Err(e) => self.problem(s, Some("topic"), format!("bad template \"{topic}\": {e}")),
                 Ok(t) => {

@@ -17,8 +17,10 @@ use crate::mqtt::{Acker, Delivery};
 
 pub struct Worker {
     pub ctx: Arc<RouteContext>,
-    pub rx: mpsc::Receiver<Delivery>,
+    pub rx: mpsc::UnboundedReceiver<Delivery>,
     pub acker: Acker,
+    /// The consumer's number within the route, for metrics.
+    pub consumer: u32,
     pub batch_size: usize,
     pub max_wait: Duration,
 }
@@ -34,7 +36,7 @@ impl Worker {
             if !batch.is_empty() && (batch.len() >= self.batch_size || due || !open) {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(self.batch_size));
                 let bytes = full.iter().map(|d| d.msg.size()).sum();
-                events::BatchReceived { route: &self.ctx.name, count: full.len(), bytes }.emit();
+                events::BatchReceived { route: &self.ctx.name, consumer: self.consumer, count: full.len(), bytes }.emit();
                 in_flight.push_back(deliver(self.ctx.clone(), full));
                 deadline = None;
                 continue;

@@ -27,11 +27,11 @@ impl Bridge {
     /// Starts the process (again) on the same config; the log is appended to.
     pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_mqbridge"))
+        let child = super::die_with_parent(&mut Command::new(env!("CARGO_BIN_EXE_mqbridge")))
             .arg("run")
             .arg("--config")
             .arg(&self.config)
-            .env("RUST_LOG", "info,mqbridge=debug")
+            .env("RUST_LOG", std::env::var("MQBRIDGE_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -103,6 +103,20 @@ impl Bridge {
             .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+}
+
+impl Bridge {
+    /// Waits until the metric reaches `min`; returns whether it did within `limit`.
+    pub async fn wait_metric(&self, admin_port: u16, name: &str, min: f64, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.metric(admin_port, name).await >= min {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
     }
 }
 

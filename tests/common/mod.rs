@@ -46,6 +46,19 @@ pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> boo
     check()
 }
 
+/// Makes `cmd`'s process die with the test that started it, even when the test is killed and
+/// never runs `Drop`.
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    }
+}
+
 /// A child process killed when dropped.
 pub struct Server {
     pub child: Child,
@@ -75,7 +88,7 @@ pub fn mosquitto() -> Server {
         ),
     )
     .unwrap();
-    let child = Command::new(which("mosquitto"))
+    let child = die_with_parent(&mut Command::new(which("mosquitto")))
         .arg("-c")
         .arg(&conf)
         .stdout(Stdio::null())
@@ -90,14 +103,14 @@ pub fn mosquitto() -> Server {
 /// port, so that every client connection goes through the proxy).
 pub fn tansu(port: u16, advertised: u16) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let log = std::fs::File::create(dir.path().join("tansu.log")).unwrap();
-    let child = Command::new(tansu_bin())
+    let log = std::fs::File::create(std::env::var("MQBRIDGE_TEST_TANSU_LOG").map(PathBuf::from).unwrap_or_else(|_| dir.path().join("tansu.log"))).unwrap();
+    let child = die_with_parent(&mut Command::new(tansu_bin()))
         .args(["broker", "--storage-engine", "memory://tansu/"])
         .arg("--listener-url")
         .arg(format!("tcp://127.0.0.1:{port}"))
         .arg("--advertised-listener-url")
         .arg(format!("tcp://127.0.0.1:{advertised}"))
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", std::env::var("MQBRIDGE_TEST_TANSU_RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

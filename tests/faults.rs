@@ -1,0 +1,165 @@
+//! Fault tests: what the bridge does when Kafka goes away, when the bridge itself is killed,
+//! and how much memory it holds while it cannot deliver. Each publishes numbered QoS 1
+//! messages and then checks every number in Kafka: duplicates are allowed (and counted), losses
+//! are not.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::kafka::{create_topic, read_all, tally};
+use common::mqtt::Publisher;
+use common::{free_port, mosquitto, unique, Bridge, KafkaUnderTest};
+
+const PARTITIONS: i32 = 3;
+
+fn config(mqtt_port: u16, bootstrap: &str, topic: &str, extra_mqtt: &str, admin_port: u16) -> String {
+    format!(
+        r#"
+[mqtt]
+url = "mqtt://127.0.0.1:{mqtt_port}"
+client_id_prefix = "{prefix}"
+{extra_mqtt}
+
+[connections.kafka]
+type = "kafka"
+bootstrap_servers = "{bootstrap}"
+[connections.kafka.librdkafka]
+"linger.ms" = "5"
+"reconnect.backoff.max.ms" = "500"
+{debug}
+
+[[routes]]
+name = "load"
+filters = ["load/#"]
+connection = "kafka"
+consumers = 2
+topic = "{topic}"
+
+[dead_letter]
+path = "dead.jsonl"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+"#,
+        prefix = unique("faults"),
+        debug = std::env::var("MQBRIDGE_TEST_KAFKA_DEBUG").map(|d| format!("\"debug\" = \"{d}\"")).unwrap_or_default()
+    )
+}
+
+/// Reads the topic until every `msg-{i}` for i < n is there (or two minutes pass) and
+/// returns how many are missing and how many extra copies arrived.
+fn check_all_arrived(bootstrap: &str, topic: &str, n: usize, log: impl Fn() -> String) -> usize {
+    let mut seen = HashMap::new();
+    let records = read_all(bootstrap, topic, PARTITIONS, Duration::from_secs(120), |r| {
+        if r.len() >= n {
+            seen = tally(r);
+        }
+        seen.len() >= n
+    });
+    let seen = tally(&records);
+    let missing: Vec<usize> = (0..n).filter(|i| !seen.contains_key(&format!("msg-{i}"))).collect();
+    let duplicates = records.len() - seen.len();
+    eprintln!("{n} published, {} records in Kafka, {duplicates} duplicates, {} missing", records.len(), missing.len());
+    assert!(missing.is_empty(), "{} messages lost, first {:?}; bridge log:\n{}", missing.len(), &missing[..missing.len().min(10)], log());
+    duplicates
+}
+
+#[tokio::test]
+async fn kafka_outage_loses_nothing() {
+    const N: usize = 10_000;
+    let broker = mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let topic = unique("outage");
+    create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
+    let bridge = Bridge::start(&config(broker.port, &kafka.bootstrap(), &topic, "", free_port()));
+    bridge.wait_subscribed(0, 2);
+
+    let mut publisher = Publisher::connect(broker.port).await;
+    let topic_of = |i: usize| format!("load/{}", i % 10);
+    publisher.publish_numbered(0..2_000, topic_of).await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    kafka.proxy.cut();
+    let outage = Instant::now();
+    publisher.publish_numbered(2_000..7_000, topic_of).await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(6).saturating_sub(outage.elapsed())).await;
+    kafka.proxy.restore();
+    publisher.publish_numbered(7_000..N, topic_of).await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+
+    check_all_arrived(&kafka.bootstrap(), &topic, N, || bridge.log_text());
+}
+
+#[tokio::test]
+async fn bridge_kill_loses_nothing() {
+    const N: usize = 10_000;
+    let broker = mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let topic = unique("kill");
+    create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
+    let admin = free_port();
+    let mut bridge = Bridge::start(&config(broker.port, &kafka.bootstrap(), &topic, "", admin));
+    bridge.wait_subscribed(0, 2);
+
+    let mut publisher = Publisher::connect(broker.port).await;
+    let topic_of = |i: usize| format!("load/{}", i % 10);
+    publisher.publish_numbered(0..3_000, topic_of).await;
+    // Kill while messages are in flight: some delivered, some not yet acknowledged.
+    let delivered = bridge.wait_metric(admin, "mqbridge_messages_delivered_total", 1_000.0, Duration::from_secs(30)).await;
+    assert!(delivered, "bridge delivered nothing:\n{}", bridge.log_text());
+    bridge.kill();
+    publisher.publish_numbered(3_000..6_000, topic_of).await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    let before = bridge.subscribed_count();
+    bridge.spawn();
+    bridge.wait_subscribed(before, 2);
+    publisher.publish_numbered(6_000..N, topic_of).await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+
+    check_all_arrived(&kafka.bootstrap(), &topic, N, || bridge.log_text());
+}
+
+#[tokio::test]
+async fn backpressure_keeps_memory_bounded_and_loses_nothing() {
+    const N: usize = 10_000;
+    const WINDOW: usize = 64;
+    let broker = mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let topic = unique("pressure");
+    create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
+    let admin = free_port();
+    let extra = format!("receive_maximum = {WINDOW}");
+    kafka.proxy.cut();
+    let bridge = Bridge::start(&config(broker.port, &kafka.bootstrap(), &topic, &extra, admin));
+    bridge.wait_subscribed(0, 2);
+    let rss_before = bridge.rss_kib();
+
+    // 10,000 messages of 4 KiB: 40 MiB that the bridge must leave with the broker.
+    let mut publisher = Publisher::connect(broker.port).await;
+    let padding = "x".repeat(4096);
+    for i in 0..N {
+        publisher.publish(&format!("load/{}", i % 10), format!("msg-{i}|{padding}"), Default::default()).await;
+    }
+    publisher.wait_acked(Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_during = bridge.rss_kib();
+    let received = bridge.metric(admin, "mqbridge_messages_received_total").await as usize;
+    eprintln!("RSS {rss_before} KiB before, {rss_during} KiB with Kafka unreachable; {received} messages taken in");
+    assert!(received <= 2 * WINDOW, "took in {received} messages with a window of {WINDOW} per consumer");
+    assert!(rss_during < rss_before + 16 * 1024, "RSS grew from {rss_before} to {rss_during} KiB");
+
+    kafka.proxy.restore();
+    let mut seen = HashMap::new();
+    let records = read_all(&kafka.bootstrap(), &topic, PARTITIONS, Duration::from_secs(120), |r| {
+        if r.len() >= N {
+            seen = tally(r);
+        }
+        seen.len() >= N
+    });
+    let numbers: std::collections::HashSet<String> =
+        records.iter().map(|m| common::kafka::text(m).split('|').next().unwrap().to_owned()).collect();
+    let missing = (0..N).filter(|i| !numbers.contains(&format!("msg-{i}"))).count();
+    assert_eq!(missing, 0, "lost {missing} messages; bridge log:\n{}", bridge.log_text());
+}

@@ -1,0 +1,175 @@
+//! `mqbridge validate`: each broken config is reported with the section, field and line, exit
+//! code 2; a file holding every mistake at once reports every one; valid files exit 0.
+
+use std::process::Command;
+
+const BASE: &str = r#"
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+
+[connections.events]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+
+[[routes]]
+name = "traffic"
+filters = ["city/+/vehicles/#"]
+connection = "events"
+topic = "traffic"
+"#;
+
+/// (what is broken, replace this, with this, expected message)
+const CASES: &[(&str, &str, &str, &str)] = &[
+    (
+        "unknown key",
+        "bootstrap_servers = \"127.0.0.1:9092\"",
+        "bootstrap_servers = \"127.0.0.1:9092\"\ncompresion = \"zstd\"",
+        "line 8: connection \"events\", field `compresion`: unknown key",
+    ),
+    (
+        "bad URL",
+        "url = \"mqtt://127.0.0.1:1883\"",
+        "url = \"http//broker\"",
+        "line 3: [mqtt], field `url`: \"http//broker\" is not a URL",
+    ),
+    (
+        "missing env var",
+        "url = \"mqtt://127.0.0.1:1883\"",
+        "url = \"mqtt://127.0.0.1:1883\"\npassword = \"${MQBRIDGE_SURELY_UNSET}\"",
+        "line 4: [mqtt], field `password`: environment variable MQBRIDGE_SURELY_UNSET is not set",
+    ),
+    (
+        "unknown connection",
+        "connection = \"events\"",
+        "connection = \"evnts\"",
+        "line 12: route \"traffic\", field `connection`: names connection \"evnts\", which is not defined (known: \"events\")",
+    ),
+    (
+        "invalid filter",
+        "filters = [\"city/+/vehicles/#\"]",
+        "filters = [\"a/#/b\"]",
+        "line 11: route \"traffic\", field `filters`: \"a/#/b\" is not a valid topic filter",
+    ),
+    (
+        "bad template",
+        "topic = \"traffic\"",
+        "topic = \"traffic-{topic.2\"",
+        "line 13: route \"traffic\", field `topic`: bad template \"traffic-{topic.2\": unclosed `{`",
+    ),
+    (
+        "zero consumers",
+        "topic = \"traffic\"",
+        "topic = \"traffic\"\nconsumers = 0",
+        "line 14: route \"traffic\", field `consumers`: must be at least 1",
+    ),
+    (
+        "wrong type",
+        "topic = \"traffic\"",
+        "topic = \"traffic\"\nqos = \"one\"",
+        "line 14: route \"traffic\", field `qos`: invalid type: string \"one\"",
+    ),
+    (
+        "setting the bridge owns",
+        "bootstrap_servers = \"127.0.0.1:9092\"",
+        "bootstrap_servers = \"127.0.0.1:9092\"\nlibrdkafka = { \"acks\" = \"1\" }",
+        "line 8: connection \"events\", field `librdkafka.acks`: set by the bridge",
+    ),
+    (
+        "librdkafka refuses a setting",
+        "bootstrap_servers = \"127.0.0.1:9092\"",
+        "bootstrap_servers = \"127.0.0.1:9092\"\nlibrdkafka = { \"linger.msx\" = \"1\" }",
+        "connection \"events\", field `librdkafka`: librdkafka refuses the settings",
+    ),
+    (
+        "TOML syntax",
+        "name = \"traffic\"",
+        "name = \"traffic",
+        "line 10: TOML syntax:",
+    ),
+];
+
+fn validate(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mqbridge"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .env_remove("MQBRIDGE_SURELY_UNSET")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.code().unwrap(), text)
+}
+
+#[test]
+fn the_base_config_is_valid() {
+    let (code, out) = validate(BASE);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("valid (1 connection(s), 1 route(s), 1 enabled)"), "{out}");
+}
+
+#[test]
+fn each_broken_config_names_section_field_and_line() {
+    for (what, from, to, expected) in CASES {
+        assert!(BASE.contains(from), "case {what}: base lacks {from}");
+        let (code, out) = validate(&BASE.replacen(from, to, 1));
+        assert_eq!(code, 2, "case {what}: exit code; output:\n{out}");
+        assert!(out.contains(expected), "case {what}: expected\n  {expected}\nin\n{out}");
+    }
+}
+
+#[test]
+fn one_file_with_every_mistake_reports_every_one() {
+    let broken = r#"
+[mqtt]
+url = "http//broker"
+password = "${MQBRIDGE_SURELY_UNSET}"
+recieve_maximum = 10
+
+[connections.events]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+compresion = "zstd"
+
+[[routes]]
+name = "traffic"
+filters = ["a/#/b"]
+connection = "evnts"
+consumers = 0
+topic = "traffic-{topic.2"
+"#;
+    let (code, out) = validate(broken);
+    assert_eq!(code, 2, "{out}");
+    for expected in [
+        "line 3: [mqtt], field `url`",
+        "line 4: [mqtt], field `password`: environment variable MQBRIDGE_SURELY_UNSET is not set",
+        "line 5: [mqtt], field `recieve_maximum`: unknown key",
+        "line 10: connection \"events\", field `compresion`: unknown key",
+        "line 14: route \"traffic\", field `filters`",
+        "line 15: route \"traffic\", field `connection`",
+        "line 16: route \"traffic\", field `consumers`: must be at least 1",
+        "line 17: route \"traffic\", field `topic`: bad template",
+        "8 problems",
+    ] {
+        assert!(out.contains(expected), "expected\n  {expected}\nin\n{out}");
+    }
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mqbridge")).arg("example-config").output().unwrap();
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("example.toml");
+    std::fs::write(&path, &out.stdout).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mqbridge"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .env("MQTT_PASSWORD", "secret-value")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("secret-value"));
+}
