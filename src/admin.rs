@@ -14,7 +14,9 @@ static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
 /// The process-wide metrics recorder, installed on first use.
 pub fn metrics() -> &'static PrometheusHandle {
     RECORDER.get_or_init(|| {
-        let buckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0];
+        let buckets = [
+            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0,
+        ];
         PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
             .expect("bucket list is not empty")
@@ -24,7 +26,10 @@ pub fn metrics() -> &'static PrometheusHandle {
 }
 
 /// Binds `listen` and serves until `shutdown` fires.
-pub async fn serve(listen: SocketAddr, shutdown: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
+pub async fn serve(
+    listen: SocketAddr,
+    shutdown: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let handle = metrics();
     let app = Router::new()
         .route("/metrics", get(move || std::future::ready(handle.render())))

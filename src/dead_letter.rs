@@ -36,12 +36,25 @@ impl DeadLetter {
         client_id_prefix: &str,
     ) -> std::io::Result<(Self, Option<tokio::task::JoinHandle<()>>)> {
         if let Some(topic) = &config.topic {
-            let (publisher, task) = Publisher::start(endpoint, &format!("{client_id_prefix}-dead-letter"));
-            return Ok((DeadLetter::Mqtt { publisher, topic: topic.clone() }, Some(task)));
+            let (publisher, task) =
+                Publisher::start(endpoint, &format!("{client_id_prefix}-dead-letter"));
+            return Ok((
+                DeadLetter::Mqtt {
+                    publisher,
+                    topic: topic.clone(),
+                },
+                Some(task),
+            ));
         }
-        let path = config.path.clone().unwrap_or_else(|| "dead-letter.jsonl".into());
+        let path = config
+            .path
+            .clone()
+            .unwrap_or_else(|| "dead-letter.jsonl".into());
         let writer = FileWriter::open(&path, true).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("dead-letter file {}: {e}", path.display()))
+            std::io::Error::new(
+                e.kind(),
+                format!("dead-letter file {}: {e}", path.display()),
+            )
         })?;
         Ok((DeadLetter::File(Arc::new(writer)), None))
     }

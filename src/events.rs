@@ -18,7 +18,8 @@ impl BatchReceived<'_> {
         let consumer = itoa::Buffer::new().format(self.consumer).to_owned();
         counter!("mqbridge_messages_received_total", "route" => self.route.to_owned(), "consumer" => consumer)
             .increment(self.count as u64);
-        counter!("mqbridge_received_bytes_total", "route" => self.route.to_owned()).increment(self.bytes as u64);
+        counter!("mqbridge_received_bytes_total", "route" => self.route.to_owned())
+            .increment(self.bytes as u64);
         tracing::trace!(route = self.route, count = self.count, "batch received");
     }
 }
@@ -32,9 +33,12 @@ pub struct BatchDelivered<'a> {
 
 impl BatchDelivered<'_> {
     pub fn emit(&self) {
-        counter!("mqbridge_messages_delivered_total", "route" => self.route.to_owned()).increment(self.count as u64);
-        histogram!("mqbridge_delivery_delay_seconds", "route" => self.route.to_owned()).record(self.oldest_ms as f64 / 1000.0);
-        gauge!("mqbridge_delivery_delay_last_seconds", "route" => self.route.to_owned()).set(self.oldest_ms as f64 / 1000.0);
+        counter!("mqbridge_messages_delivered_total", "route" => self.route.to_owned())
+            .increment(self.count as u64);
+        histogram!("mqbridge_delivery_delay_seconds", "route" => self.route.to_owned())
+            .record(self.oldest_ms as f64 / 1000.0);
+        gauge!("mqbridge_delivery_delay_last_seconds", "route" => self.route.to_owned())
+            .set(self.oldest_ms as f64 / 1000.0);
         tracing::trace!(route = self.route, count = self.count, "batch delivered");
     }
 }
@@ -52,7 +56,13 @@ impl DeliveryRetry<'_> {
     pub fn emit(&self) {
         counter!("mqbridge_delivery_retries_total", "route" => self.route.to_owned(), "error" => self.kind.to_owned())
             .increment(self.count as u64);
-        warn!(route = self.route, count = self.count, attempt = self.attempt, error = self.error, "delivery failed; retrying");
+        warn!(
+            route = self.route,
+            count = self.count,
+            attempt = self.attempt,
+            error = self.error,
+            "delivery failed; retrying"
+        );
     }
 }
 
@@ -68,7 +78,12 @@ impl DeadLettered<'_> {
     pub fn emit(&self) {
         counter!("mqbridge_messages_failed_total", "route" => self.route.to_owned(), "error" => self.kind.to_owned())
             .increment(self.count as u64);
-        warn!(route = self.route, count = self.count, error = self.error, "messages sent to the dead-letter destination");
+        warn!(
+            route = self.route,
+            count = self.count,
+            error = self.error,
+            "messages sent to the dead-letter destination"
+        );
     }
 }
 
@@ -81,8 +96,14 @@ pub struct DeadLetterFailed<'a> {
 
 impl DeadLetterFailed<'_> {
     pub fn emit(&self) {
-        counter!("mqbridge_dead_letter_errors_total", "route" => self.route.to_owned()).increment(self.count as u64);
-        error!(route = self.route, count = self.count, error = self.error, "dead-letter write failed; messages held and retried");
+        counter!("mqbridge_dead_letter_errors_total", "route" => self.route.to_owned())
+            .increment(self.count as u64);
+        error!(
+            route = self.route,
+            count = self.count,
+            error = self.error,
+            "dead-letter write failed; messages held and retried"
+        );
     }
 }
 
@@ -95,8 +116,13 @@ pub struct StaleAcks<'a> {
 
 impl StaleAcks<'_> {
     pub fn emit(&self) {
-        counter!("mqbridge_acks_dropped_total", "route" => self.route.to_owned()).increment(self.count as u64);
-        info!(route = self.route, count = self.count, "connection changed before the ack; the broker will redeliver");
+        counter!("mqbridge_acks_dropped_total", "route" => self.route.to_owned())
+            .increment(self.count as u64);
+        info!(
+            route = self.route,
+            count = self.count,
+            "connection changed before the ack; the broker will redeliver"
+        );
     }
 }
 
@@ -108,7 +134,11 @@ pub struct AckFailed<'a> {
 impl AckFailed<'_> {
     pub fn emit(&self) {
         counter!("mqbridge_acks_dropped_total", "route" => self.route.to_owned()).increment(1);
-        warn!(route = self.route, error = self.error, "could not queue an ack; the broker will redeliver");
+        warn!(
+            route = self.route,
+            error = self.error,
+            "could not queue an ack; the broker will redeliver"
+        );
     }
 }
 
@@ -123,7 +153,13 @@ impl ConsumerConnected<'_> {
     pub fn emit(&self) {
         counter!("mqbridge_mqtt_connects_total", "route" => self.route.to_owned()).increment(1);
         gauge!("mqbridge_consumers_connected", "route" => self.route.to_owned()).increment(1.0);
-        info!(route = self.route, client_id = self.client_id, session_present = self.session_present, epoch = self.epoch, "consumer connected");
+        info!(
+            route = self.route,
+            client_id = self.client_id,
+            session_present = self.session_present,
+            epoch = self.epoch,
+            "consumer connected"
+        );
     }
 }
 
@@ -137,7 +173,12 @@ impl ConsumerDisconnected<'_> {
     pub fn emit(&self) {
         counter!("mqbridge_mqtt_disconnects_total", "route" => self.route.to_owned()).increment(1);
         gauge!("mqbridge_consumers_connected", "route" => self.route.to_owned()).decrement(1.0);
-        warn!(route = self.route, client_id = self.client_id, error = self.error, "consumer disconnected; reconnecting");
+        warn!(
+            route = self.route,
+            client_id = self.client_id,
+            error = self.error,
+            "consumer disconnected; reconnecting"
+        );
     }
 }
 
@@ -149,7 +190,12 @@ pub struct Subscribed<'a> {
 
 impl Subscribed<'_> {
     pub fn emit(&self) {
-        info!(route = self.route, client_id = self.client_id, filter = self.filter, "subscribed");
+        info!(
+            route = self.route,
+            client_id = self.client_id,
+            filter = self.filter,
+            "subscribed"
+        );
     }
 }
 
@@ -162,7 +208,12 @@ pub struct SubscribeFailed<'a> {
 impl SubscribeFailed<'_> {
     pub fn emit(&self) {
         counter!("mqbridge_subscribe_errors_total", "route" => self.route.to_owned()).increment(1);
-        error!(route = self.route, client_id = self.client_id, error = self.error, "subscription failed");
+        error!(
+            route = self.route,
+            client_id = self.client_id,
+            error = self.error,
+            "subscription failed"
+        );
     }
 }
 
@@ -174,7 +225,11 @@ pub struct ConnectionHealthy<'a> {
 impl ConnectionHealthy<'_> {
     pub fn emit(&self) {
         gauge!("mqbridge_connection_healthy", "connection" => self.connection.to_owned()).set(1.0);
-        info!(connection = self.connection, detail = self.detail, "connection check passed");
+        info!(
+            connection = self.connection,
+            detail = self.detail,
+            "connection check passed"
+        );
     }
 }
 
@@ -186,6 +241,10 @@ pub struct ConnectionUnhealthy<'a> {
 impl ConnectionUnhealthy<'_> {
     pub fn emit(&self) {
         gauge!("mqbridge_connection_healthy", "connection" => self.connection.to_owned()).set(0.0);
-        error!(connection = self.connection, error = self.error, "connection check failed; messages wait until it recovers");
+        error!(
+            connection = self.connection,
+            error = self.error,
+            "connection check failed; messages wait until it recovers"
+        );
     }
 }

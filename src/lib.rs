@@ -72,13 +72,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             c.health_check(name).await;
         }
     });
-    let (dead_letter, _dl_task) = DeadLetter::build(&config.dead_letter, &endpoint, &config.mqtt.client_id_prefix)
-        .await
-        .map_err(RunError::DeadLetter)?;
+    let (dead_letter, _dl_task) = DeadLetter::build(
+        &config.dead_letter,
+        &endpoint,
+        &config.mqtt.client_id_prefix,
+    )
+    .await
+    .map_err(RunError::DeadLetter)?;
     let dead_letter = Arc::new(dead_letter);
     let token = CancellationToken::new();
     if let Some(listen) = config.admin.listen.as_deref().and_then(|l| l.parse().ok()) {
-        admin::serve(listen, token.clone()).await.map_err(RunError::Admin)?;
+        admin::serve(listen, token.clone())
+            .await
+            .map_err(RunError::Admin)?;
     }
     let mut tasks = JoinSet::new();
     let mut consumers = 0;
@@ -124,7 +130,10 @@ async fn drain(tasks: &mut JoinSet<()>, limit: Duration) {
         }
     };
     if tokio::time::timeout(limit, all).await.is_err() {
-        warn!(?limit, "shutdown timeout: unacknowledged messages will be redelivered by the broker");
+        warn!(
+            ?limit,
+            "shutdown timeout: unacknowledged messages will be redelivered by the broker"
+        );
         tasks.shutdown().await;
     }
 }

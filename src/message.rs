@@ -92,7 +92,10 @@ impl Message {
 }
 
 fn first<'a>(props: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    props.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    props
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 pub fn qos_number(qos: QoS) -> u8 {
@@ -104,7 +107,10 @@ pub fn qos_number(qos: QoS) -> u8 {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -141,7 +147,10 @@ pub(crate) mod tests {
     fn publisher_fields_come_from_configured_user_properties() {
         let mut publish = Publish::new("a/b", QoS::AtLeastOnce, "x", None);
         publish.properties = Some(rumqttc::v5::mqttbytes::v5::PublishProperties {
-            user_properties: vec![("cid".into(), "dev-1".into()), ("cid".into(), "dev-2".into())],
+            user_properties: vec![
+                ("cid".into(), "dev-1".into()),
+                ("cid".into(), "dev-2".into()),
+            ],
             ..Default::default()
         });
         let names = PublisherProperties {

@@ -90,7 +90,10 @@ mod tests {
         let json: serde_json::Value = serde_json::to_value(Record::new(&msg)).unwrap();
         assert_eq!(json["payload"], "{\"speed\":42}");
         assert_eq!(json["payload_encoding"], "utf8");
-        assert_eq!(json["user_properties"][2], serde_json::json!(["plate", "second"]));
+        assert_eq!(
+            json["user_properties"][2],
+            serde_json::json!(["plate", "second"])
+        );
         assert_eq!(json["publisher_client_id"], "car-7");
         assert!(json.get("publisher_host").is_none());
         msg.payload = bytes::Bytes::from_static(&[0xff, 0x00]);

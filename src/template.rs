@@ -127,7 +127,10 @@ mod tests {
         let t = Template::parse("x-{topic.2}-{user.plate}-{client_id}-{{lit}}").unwrap();
         let msg = sample("city/berlin/vehicles/7");
         assert_eq!(t.render(&msg), "x-berlin-B-AB-123-car-7-{lit}");
-        assert_eq!(Template::parse("{topic}").unwrap().render(&msg), "city/berlin/vehicles/7");
+        assert_eq!(
+            Template::parse("{topic}").unwrap().render(&msg),
+            "city/berlin/vehicles/7"
+        );
         assert_eq!(Template::parse("{topic.9}").unwrap().render(&msg), "");
         let id = Template::parse("{message_id}").unwrap().render(&msg);
         assert_eq!(id, msg.id.to_string());
@@ -135,7 +138,10 @@ mod tests {
 
     #[test]
     fn literal_templates_are_known_as_such() {
-        assert_eq!(Template::parse("events").unwrap().as_literal(), Some("events"));
+        assert_eq!(
+            Template::parse("events").unwrap().as_literal(),
+            Some("events")
+        );
         assert_eq!(Template::parse("e-{topic}").unwrap().as_literal(), None);
     }
 
@@ -143,8 +149,17 @@ mod tests {
     fn rejects_malformed_templates() {
         assert_eq!(Template::parse("a-{topic"), Err(TemplateError::Unclosed(2)));
         assert_eq!(Template::parse("a}"), Err(TemplateError::StrayClose(1)));
-        assert_eq!(Template::parse("{plate}"), Err(TemplateError::Unknown("plate".into())));
-        assert_eq!(Template::parse("{topic.0}"), Err(TemplateError::BadLevel("0".into())));
-        assert_eq!(Template::parse("{user.}"), Err(TemplateError::Unknown("user.".into())));
+        assert_eq!(
+            Template::parse("{plate}"),
+            Err(TemplateError::Unknown("plate".into()))
+        );
+        assert_eq!(
+            Template::parse("{topic.0}"),
+            Err(TemplateError::BadLevel("0".into()))
+        );
+        assert_eq!(
+            Template::parse("{user.}"),
+            Err(TemplateError::Unknown("user.".into()))
+        );
     }
 }

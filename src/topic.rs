@@ -50,9 +50,15 @@ pub fn check_kafka_topic(topic: &str) -> Result<(), String> {
         return Err(format!("\"{topic}\" is not a valid Kafka topic name"));
     }
     if topic.len() > 249 {
-        return Err(format!("Kafka topic name is {} characters long (at most 249)", topic.len()));
+        return Err(format!(
+            "Kafka topic name is {} characters long (at most 249)",
+            topic.len()
+        ));
     }
-    if let Some(c) = topic.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+    if let Some(c) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
         return Err(format!(
             "Kafka topic name \"{topic}\" holds {c:?} (allowed: letters, digits, `.`, `_`, `-`)"
         ));

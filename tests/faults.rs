@@ -14,7 +14,13 @@ use common::{free_port, mosquitto, unique, Bridge, KafkaUnderTest};
 
 const PARTITIONS: i32 = 3;
 
-fn config(mqtt_port: u16, bootstrap: &str, topic: &str, extra_mqtt: &str, admin_port: u16) -> String {
+fn config(
+    mqtt_port: u16,
+    bootstrap: &str,
+    topic: &str,
+    extra_mqtt: &str,
+    admin_port: u16,
+) -> String {
     format!(
         r#"
 [mqtt]
@@ -44,7 +50,9 @@ path = "dead.jsonl"
 listen = "127.0.0.1:{admin_port}"
 "#,
         prefix = unique("faults"),
-        debug = std::env::var("MQBRIDGE_TEST_KAFKA_DEBUG").map(|d| format!("\"debug\" = \"{d}\"")).unwrap_or_default()
+        debug = std::env::var("MQBRIDGE_TEST_KAFKA_DEBUG")
+            .map(|d| format!("\"debug\" = \"{d}\""))
+            .unwrap_or_default()
     )
 }
 
@@ -52,17 +60,35 @@ listen = "127.0.0.1:{admin_port}"
 /// returns how many are missing and how many extra copies arrived.
 fn check_all_arrived(bootstrap: &str, topic: &str, n: usize, log: impl Fn() -> String) -> usize {
     let mut seen = HashMap::new();
-    let records = read_all(bootstrap, topic, PARTITIONS, Duration::from_secs(120), |r| {
-        if r.len() >= n {
-            seen = tally(r);
-        }
-        seen.len() >= n
-    });
+    let records = read_all(
+        bootstrap,
+        topic,
+        PARTITIONS,
+        Duration::from_secs(120),
+        |r| {
+            if r.len() >= n {
+                seen = tally(r);
+            }
+            seen.len() >= n
+        },
+    );
     let seen = tally(&records);
-    let missing: Vec<usize> = (0..n).filter(|i| !seen.contains_key(&format!("msg-{i}"))).collect();
+    let missing: Vec<usize> = (0..n)
+        .filter(|i| !seen.contains_key(&format!("msg-{i}")))
+        .collect();
     let duplicates = records.len() - seen.len();
-    eprintln!("{n} published, {} records in Kafka, {duplicates} duplicates, {} missing", records.len(), missing.len());
-    assert!(missing.is_empty(), "{} messages lost, first {:?}; bridge log:\n{}", missing.len(), &missing[..missing.len().min(10)], log());
+    eprintln!(
+        "{n} published, {} records in Kafka, {duplicates} duplicates, {} missing",
+        records.len(),
+        missing.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "{} messages lost, first {:?}; bridge log:\n{}",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        log()
+    );
     duplicates
 }
 
@@ -73,7 +99,13 @@ async fn kafka_outage_loses_nothing() {
     let kafka = KafkaUnderTest::start().await;
     let topic = unique("outage");
     create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
-    let bridge = Bridge::start(&config(broker.port, &kafka.bootstrap(), &topic, "", free_port()));
+    let bridge = Bridge::start(&config(
+        broker.port,
+        &kafka.bootstrap(),
+        &topic,
+        "",
+        free_port(),
+    ));
     bridge.wait_subscribed(0, 2);
 
     let mut publisher = Publisher::connect(broker.port).await;
@@ -107,8 +139,19 @@ async fn bridge_kill_loses_nothing() {
     let topic_of = |i: usize| format!("load/{}", i % 10);
     publisher.publish_numbered(0..3_000, topic_of).await;
     // Kill while messages are in flight: some delivered, some not yet acknowledged.
-    let delivered = bridge.wait_metric(admin, "mqbridge_messages_delivered_total", 1_000.0, Duration::from_secs(30)).await;
-    assert!(delivered, "bridge delivered nothing:\n{}", bridge.log_text());
+    let delivered = bridge
+        .wait_metric(
+            admin,
+            "mqbridge_messages_delivered_total",
+            1_000.0,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(
+        delivered,
+        "bridge delivered nothing:\n{}",
+        bridge.log_text()
+    );
     bridge.kill();
     publisher.publish_numbered(3_000..6_000, topic_of).await;
     publisher.wait_acked(Duration::from_secs(30)).await;
@@ -132,7 +175,13 @@ async fn backpressure_keeps_memory_bounded_and_loses_nothing() {
     let admin = free_port();
     let extra = format!("receive_maximum = {WINDOW}");
     kafka.proxy.cut();
-    let bridge = Bridge::start(&config(broker.port, &kafka.bootstrap(), &topic, &extra, admin));
+    let bridge = Bridge::start(&config(
+        broker.port,
+        &kafka.bootstrap(),
+        &topic,
+        &extra,
+        admin,
+    ));
     bridge.wait_subscribed(0, 2);
     let rss_before = bridge.rss_kib();
 
@@ -140,26 +189,55 @@ async fn backpressure_keeps_memory_bounded_and_loses_nothing() {
     let mut publisher = Publisher::connect(broker.port).await;
     let padding = "x".repeat(4096);
     for i in 0..N {
-        publisher.publish(&format!("load/{}", i % 10), format!("msg-{i}|{padding}"), Default::default()).await;
+        publisher
+            .publish(
+                &format!("load/{}", i % 10),
+                format!("msg-{i}|{padding}"),
+                Default::default(),
+            )
+            .await;
     }
     publisher.wait_acked(Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_during = bridge.rss_kib();
-    let received = bridge.metric(admin, "mqbridge_messages_received_total").await as usize;
+    let received = bridge
+        .metric(admin, "mqbridge_messages_received_total")
+        .await as usize;
     eprintln!("RSS {rss_before} KiB before, {rss_during} KiB with Kafka unreachable; {received} messages taken in");
-    assert!(received <= 2 * WINDOW, "took in {received} messages with a window of {WINDOW} per consumer");
-    assert!(rss_during < rss_before + 16 * 1024, "RSS grew from {rss_before} to {rss_during} KiB");
+    assert!(
+        received <= 2 * WINDOW,
+        "took in {received} messages with a window of {WINDOW} per consumer"
+    );
+    assert!(
+        rss_during < rss_before + 16 * 1024,
+        "RSS grew from {rss_before} to {rss_during} KiB"
+    );
 
     kafka.proxy.restore();
     let mut seen = HashMap::new();
-    let records = read_all(&kafka.bootstrap(), &topic, PARTITIONS, Duration::from_secs(120), |r| {
-        if r.len() >= N {
-            seen = tally(r);
-        }
-        seen.len() >= N
-    });
-    let numbers: std::collections::HashSet<String> =
-        records.iter().map(|m| common::kafka::text(m).split('|').next().unwrap().to_owned()).collect();
-    let missing = (0..N).filter(|i| !numbers.contains(&format!("msg-{i}"))).count();
-    assert_eq!(missing, 0, "lost {missing} messages; bridge log:\n{}", bridge.log_text());
+    let records = read_all(
+        &kafka.bootstrap(),
+        &topic,
+        PARTITIONS,
+        Duration::from_secs(120),
+        |r| {
+            if r.len() >= N {
+                seen = tally(r);
+            }
+            seen.len() >= N
+        },
+    );
+    let numbers: std::collections::HashSet<String> = records
+        .iter()
+        .map(|m| common::kafka::text(m).split('|').next().unwrap().to_owned())
+        .collect();
+    let missing = (0..N)
+        .filter(|i| !numbers.contains(&format!("msg-{i}")))
+        .count();
+    assert_eq!(
+        missing,
+        0,
+        "lost {missing} messages; bridge log:\n{}",
+        bridge.log_text()
+    );
 }

@@ -71,16 +71,28 @@ key = "{{user.plate}}"
         ..Default::default()
     };
     let payload = r#"{"speed_kmh":48.5}"#;
-    publisher.publish("city/berlin/vehicles/B-AB-123", payload, props).await;
+    publisher
+        .publish("city/berlin/vehicles/B-AB-123", payload, props)
+        .await;
     publisher.wait_acked(Duration::from_secs(5)).await;
 
-    let records = read_all(&kafka.bootstrap(), &topic, 1, Duration::from_secs(30), |r| !r.is_empty());
+    let records = read_all(
+        &kafka.bootstrap(),
+        &topic,
+        1,
+        Duration::from_secs(30),
+        |r| !r.is_empty(),
+    );
     assert_eq!(records.len(), 1, "bridge log:\n{}", bridge.log_text());
     let record = &records[0];
     assert_eq!(text(record), payload);
     assert_eq!(record.key(), Some(&b"B-AB-123"[..]));
     let h = headers(record);
-    let get = |k: &str| h.iter().find(|(name, _)| name == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        h.iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.as_str())
+    };
     assert_eq!(get("mqtt.topic"), Some("city/berlin/vehicles/B-AB-123"));
     assert_eq!(get("mqtt.qos"), Some("1"));
     assert_eq!(get("mqtt.retained"), Some("false"));
@@ -96,8 +108,17 @@ key = "{{user.plate}}"
     assert_eq!(get("mqtt.correlation.data"), Some("AAH+/w=="));
     assert_eq!(get("mqtt.publisher.client.id"), Some("car-17"));
     assert_eq!(get("mqtt.publisher.username"), None);
-    let user: Vec<_> = h.iter().filter(|(k, _)| !k.starts_with("mqtt.")).cloned().collect();
-    let expected = [("plate", "B-AB-123"), ("source-client", "car-17"), ("tag", "a"), ("tag", "b")];
+    let user: Vec<_> = h
+        .iter()
+        .filter(|(k, _)| !k.starts_with("mqtt."))
+        .cloned()
+        .collect();
+    let expected = [
+        ("plate", "B-AB-123"),
+        ("source-client", "car-17"),
+        ("tag", "a"),
+        ("tag", "b"),
+    ];
     assert_eq!(user, expected.map(|(k, v)| (k.to_owned(), v.to_owned())));
 }
 
@@ -123,18 +144,31 @@ topic = "{good}{{topic.2}}"
 
     let mut publisher = Publisher::connect(broker.port).await;
     publisher.publish("in/", "first", Default::default()).await;
-    publisher.publish("in/bad name", "second", Default::default()).await;
-    publisher.publish("in/", vec![b'x'; 5000], Default::default()).await;
+    publisher
+        .publish("in/bad name", "second", Default::default())
+        .await;
+    publisher
+        .publish("in/", vec![b'x'; 5000], Default::default())
+        .await;
     publisher.publish("in/", "fourth", Default::default()).await;
     publisher.wait_acked(Duration::from_secs(5)).await;
 
-    let records = read_all(&kafka.bootstrap(), &good, 1, Duration::from_secs(30), |r| r.len() >= 2);
+    let records = read_all(&kafka.bootstrap(), &good, 1, Duration::from_secs(30), |r| {
+        r.len() >= 2
+    });
     let texts: Vec<String> = records.iter().map(text).collect();
-    assert_eq!(texts, ["first", "fourth"], "bridge log:\n{}", bridge.log_text());
+    assert_eq!(
+        texts,
+        ["first", "fourth"],
+        "bridge log:\n{}",
+        bridge.log_text()
+    );
 
     let dead_path = bridge.dir.join("dead.jsonl");
     let ok = common::eventually(Duration::from_secs(10), || {
-        std::fs::read_to_string(&dead_path).map(|t| t.lines().count() >= 2).unwrap_or(false)
+        std::fs::read_to_string(&dead_path)
+            .map(|t| t.lines().count() >= 2)
+            .unwrap_or(false)
     })
     .await;
     assert!(ok, "no dead letters; bridge log:\n{}", bridge.log_text());
@@ -153,5 +187,8 @@ topic = "{good}{{topic.2}}"
 }
 
 fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }

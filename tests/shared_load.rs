@@ -41,14 +41,24 @@ fn payload_counts(bridge: &Bridge) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for line in text.lines() {
         let record: serde_json::Value = serde_json::from_str(line).unwrap();
-        *counts.entry(record["payload"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+        *counts
+            .entry(record["payload"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
     }
     counts
 }
 
 async fn publish_both_filters(port: u16, n: usize) {
     let mut publisher = Publisher::connect(port).await;
-    publisher.publish_numbered(0..n, |i| if i % 2 == 0 { format!("fleet/a/x/{i}") } else { "fleet/b/y".into() }).await;
+    publisher
+        .publish_numbered(0..n, |i| {
+            if i % 2 == 0 {
+                format!("fleet/a/x/{i}")
+            } else {
+                "fleet/b/y".into()
+            }
+        })
+        .await;
     publisher.wait_acked(Duration::from_secs(30)).await;
 }
 
@@ -61,20 +71,38 @@ async fn several_filters_and_consumers_share_the_load_exactly_once() {
     bridge.wait_subscribed(0, 6);
     publish_both_filters(broker.port, N).await;
 
-    let all = eventually(Duration::from_secs(30), || payload_counts(&bridge).len() >= N).await;
+    let all = eventually(Duration::from_secs(30), || {
+        payload_counts(&bridge).len() >= N
+    })
+    .await;
     let counts = payload_counts(&bridge);
-    assert!(all, "{} of {N} arrived; log:\n{}", counts.len(), bridge.log_text());
-    assert!(counts.values().all(|&c| c == 1), "duplicates in a clean run");
+    assert!(
+        all,
+        "{} of {N} arrived; log:\n{}",
+        counts.len(),
+        bridge.log_text()
+    );
+    assert!(
+        counts.values().all(|&c| c == 1),
+        "duplicates in a clean run"
+    );
     let text = common::bridge::http_get(admin, "/metrics").await;
     let per_consumer: Vec<f64> = (1..=3)
         .map(|n| {
-            let key = format!("mqbridge_messages_received_total{{route=\"fleet\",consumer=\"{n}\"}}");
-            text.lines().find(|l| l.starts_with(&key)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
+            let key =
+                format!("mqbridge_messages_received_total{{route=\"fleet\",consumer=\"{n}\"}}");
+            text.lines()
+                .find(|l| l.starts_with(&key))
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0.0)
         })
         .collect();
     eprintln!("messages per consumer: {per_consumer:?}");
     assert_eq!(per_consumer.iter().sum::<f64>() as usize, N);
-    assert!(per_consumer.iter().all(|&c| c > 0.0), "a consumer got nothing: {per_consumer:?}");
+    assert!(
+        per_consumer.iter().all(|&c| c > 0.0),
+        "a consumer got nothing: {per_consumer:?}"
+    );
 }
 
 #[tokio::test]
@@ -85,10 +113,23 @@ async fn graceful_stop_acknowledges_what_was_delivered() {
     let mut bridge = Bridge::start(&config(broker.port, admin, 2, 2));
     bridge.wait_subscribed(0, 4);
     publish_both_filters(broker.port, N).await;
-    let all = eventually(Duration::from_secs(30), || payload_counts(&bridge).len() >= N).await;
-    assert!(all, "{} of {N} arrived; log:\n{}", payload_counts(&bridge).len(), bridge.log_text());
+    let all = eventually(Duration::from_secs(30), || {
+        payload_counts(&bridge).len() >= N
+    })
+    .await;
+    assert!(
+        all,
+        "{} of {N} arrived; log:\n{}",
+        payload_counts(&bridge).len(),
+        bridge.log_text()
+    );
 
-    assert_eq!(bridge.stop(), Some(0), "exit code after SIGTERM; log:\n{}", bridge.log_text());
+    assert_eq!(
+        bridge.stop(),
+        Some(0),
+        "exit code after SIGTERM; log:\n{}",
+        bridge.log_text()
+    );
     let before = bridge.subscribed_count();
     bridge.spawn();
     bridge.wait_subscribed(before, 4);
@@ -96,5 +137,10 @@ async fn graceful_stop_acknowledges_what_was_delivered() {
     let counts = payload_counts(&bridge);
     assert_eq!(counts.len(), N);
     let redelivered: usize = counts.values().map(|c| c - 1).sum();
-    assert_eq!(redelivered, 0, "QoS 2 messages redelivered after a graceful stop; log:\n{}", bridge.log_text());
+    assert_eq!(
+        redelivered,
+        0,
+        "QoS 2 messages redelivered after a graceful stop; log:\n{}",
+        bridge.log_text()
+    );
 }

@@ -98,7 +98,8 @@ fn validate(text: &str) -> (i32, String) {
         .env_remove("MQBRIDGE_SURELY_UNSET")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     (out.status.code().unwrap(), text)
 }
 
@@ -106,7 +107,10 @@ fn validate(text: &str) -> (i32, String) {
 fn the_base_config_is_valid() {
     let (code, out) = validate(BASE);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("valid (1 connection(s), 1 route(s), 1 enabled)"), "{out}");
+    assert!(
+        out.contains("valid (1 connection(s), 1 route(s), 1 enabled)"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -115,7 +119,10 @@ fn each_broken_config_names_section_field_and_line() {
         assert!(BASE.contains(from), "case {what}: base lacks {from}");
         let (code, out) = validate(&BASE.replacen(from, to, 1));
         assert_eq!(code, 2, "case {what}: exit code; output:\n{out}");
-        assert!(out.contains(expected), "case {what}: expected\n  {expected}\nin\n{out}");
+        assert!(
+            out.contains(expected),
+            "case {what}: expected\n  {expected}\nin\n{out}"
+        );
     }
 }
 
@@ -158,7 +165,10 @@ topic = "traffic-{topic.2"
 
 #[test]
 fn the_example_config_is_valid() {
-    let out = Command::new(env!("CARGO_BIN_EXE_mqbridge")).arg("example-config").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mqbridge"))
+        .arg("example-config")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("example.toml");
@@ -169,7 +179,8 @@ fn the_example_config_is_valid() {
         .env("MQTT_PASSWORD", "secret-value")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(!text.contains("secret-value"));
 }

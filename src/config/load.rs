@@ -37,7 +37,10 @@ impl SourceMap<'_> {
 /// Reads, parses and validates `path`. Relative paths inside are taken from the file's folder.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::new(path, vec![Problem::new("file", None, format!("cannot read it: {e}"))])
+        ConfigError::new(
+            path,
+            vec![Problem::new("file", None, format!("cannot read it: {e}"))],
+        )
     })?;
     let base = path.parent().map(Path::to_owned).unwrap_or_default();
     parse_str(&text, &base, &|name| std::env::var(name).ok()).map_err(|p| ConfigError::new(path, p))
@@ -119,7 +122,9 @@ impl<'a> Loader<'a, '_> {
     }
 
     fn connections(&mut self, value: Value<'a>, parts: &mut Parts) {
-        let Some(table) = self.table("[connections]", value) else { return };
+        let Some(table) = self.table("[connections]", value) else {
+            return;
+        };
         for (name, value) in table {
             let name = name.into_inner().into_owned();
             let label = format!("connection \"{name}\"");
@@ -141,17 +146,25 @@ impl<'a> Loader<'a, '_> {
             return None;
         };
         let kind = table.remove(&Spanned::new(0..0, Cow::Borrowed("type")));
-        let kind = kind.as_ref().and_then(|k| k.get_ref().as_str().map(|s| (s, k.span())));
+        let kind = kind
+            .as_ref()
+            .and_then(|k| k.get_ref().as_str().map(|s| (s, k.span())));
         match kind {
             Some(("kafka", _)) => self.section(label, value).map(ConnectionConfig::Kafka),
             Some(("file", _)) => self.section(label, value).map(ConnectionConfig::File),
             Some((other, span)) => {
-                let msg = format!("unknown connection type \"{other}\" (expected \"kafka\" or \"file\")");
+                let msg =
+                    format!("unknown connection type \"{other}\" (expected \"kafka\" or \"file\")");
                 self.problem(label, Some("type"), msg, span.start);
                 None
             }
             None => {
-                self.problem(label, Some("type"), "missing (\"kafka\" or \"file\")", span.start);
+                self.problem(
+                    label,
+                    Some("type"),
+                    "missing (\"kafka\" or \"file\")",
+                    span.start,
+                );
                 None
             }
         }
@@ -165,7 +178,10 @@ impl<'a> Loader<'a, '_> {
             return;
         };
         for (i, item) in items.into_iter().enumerate() {
-            let name = item.get_ref().get("name").and_then(|n| n.get_ref().as_str());
+            let name = item
+                .get_ref()
+                .get("name")
+                .and_then(|n| n.get_ref().as_str());
             let label = match name {
                 Some(name) => format!("route \"{name}\""),
                 None => format!("route #{}", i + 1),
@@ -192,14 +208,18 @@ impl<'a> Loader<'a, '_> {
     fn section<T: DeserializeOwned>(&mut self, label: &str, mut value: Value<'a>) -> Option<T> {
         self.expand_env(label, &mut value, "");
         let copy = value.clone();
-        self.sources.sections.entry(label.to_owned()).or_insert_with(|| copy.clone());
+        self.sources
+            .sections
+            .entry(label.to_owned())
+            .or_insert_with(|| copy.clone());
         let mut unknown = Vec::new();
         let result = serde_ignored::deserialize(ValueDeserializer::from(value), |path| {
             unknown.push(path.to_string())
         });
         for path in unknown {
             let line = key_span(&copy, &path).map(|s| line_of(self.text, s.start));
-            self.problems.push(Problem::new(label, Some(&path), "unknown key").at(line));
+            self.problems
+                .push(Problem::new(label, Some(&path), "unknown key").at(line));
         }
         match result {
             Ok(v) => Some(v),
@@ -207,7 +227,10 @@ impl<'a> Loader<'a, '_> {
                 let span = e.span().unwrap_or_else(|| copy.span());
                 let field = field_at(&copy, &span);
                 let msg = e.message().trim().to_owned();
-                self.problems.push(Problem::new(label, field.as_deref(), msg).at(Some(line_of(self.text, span.start))));
+                self.problems.push(
+                    Problem::new(label, field.as_deref(), msg)
+                        .at(Some(line_of(self.text, span.start))),
+                );
                 None
             }
         }
@@ -237,14 +260,17 @@ impl<'a> Loader<'a, '_> {
     }
 
     fn read_password_file(&mut self, mqtt: &mut MqttConfig, base: &Path) {
-        let Some(file) = &mqtt.password_file else { return };
+        let Some(file) = &mqtt.password_file else {
+            return;
+        };
         let file = base.join(file);
         match std::fs::read_to_string(&file) {
             Ok(text) => mqtt.password = Some(Secret::new(text.trim_end_matches(['\r', '\n']))),
             Err(e) => {
                 let line = self.sources.line("[mqtt]", Some("password_file"));
                 let msg = format!("cannot read {}: {e}", file.display());
-                self.problems.push(Problem::new("[mqtt]", Some("password_file"), msg).at(line));
+                self.problems
+                    .push(Problem::new("[mqtt]", Some("password_file"), msg).at(line));
             }
         }
     }
@@ -267,15 +293,20 @@ pub fn expand(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
             out.push_str("${");
             rest = after;
         } else if let Some(after) = rest.strip_prefix("${") {
-            let end = after.find('}').ok_or("unclosed `${` (write `$${` for a literal `${`)")?;
+            let end = after
+                .find('}')
+                .ok_or("unclosed `${` (write `$${` for a literal `${`)")?;
             let name = &after[..end];
             let valid = !name.is_empty()
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit());
             if !valid {
-                return Err(format!("`${{{name}}}` is not a valid environment variable reference"));
+                return Err(format!(
+                    "`${{{name}}}` is not a valid environment variable reference"
+                ));
             }
-            let value = env(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+            let value =
+                env(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
             out.push_str(&value);
             rest = &after[end + 1..];
         } else {
@@ -294,7 +325,10 @@ fn resolve_paths(mut config: Config, base: &Path) -> Config {
         }
     };
     if let Some(tls) = &mut config.mqtt.tls {
-        [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file].into_iter().flatten().for_each(join);
+        [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file]
+            .into_iter()
+            .flatten()
+            .for_each(join);
     }
     for conn in config.connections.values_mut() {
         if let ConnectionConfig::File(f) = conn {
@@ -302,7 +336,10 @@ fn resolve_paths(mut config: Config, base: &Path) -> Config {
         }
     }
     if config.dead_letter.topic.is_none() {
-        let path = config.dead_letter.path.get_or_insert_with(|| "dead-letter.jsonl".into());
+        let path = config
+            .dead_letter
+            .path
+            .get_or_insert_with(|| "dead-letter.jsonl".into());
         join(path);
     }
     config
@@ -317,7 +354,11 @@ fn join(path: &str, key: &str) -> String {
 }
 
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// Span of the key at dotted `path` inside `root` (array indices as numbers).
@@ -343,7 +384,9 @@ fn key_span(root: &Value<'_>, path: &str) -> Option<Range<usize>> {
 
 /// Dotted path of the innermost key whose value contains `span`.
 fn field_at(root: &Value<'_>, span: &Range<usize>) -> Option<String> {
-    let DeValue::Table(t) = root.get_ref() else { return None };
+    let DeValue::Table(t) = root.get_ref() else {
+        return None;
+    };
     for (k, v) in t.iter() {
         let vs = v.span();
         if vs.start <= span.start && span.end <= vs.end.max(vs.start + 1) {

@@ -11,3 +11,6 @@ pub use example::EXAMPLE;
 pub use load::{expand, load_file, parse_str};
 pub use model::*;
 pub use problem::{ConfigError, Problem};
+
+#[cfg(test)]
+mod tests;

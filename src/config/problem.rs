@@ -16,7 +16,11 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(section: impl Into<String>, field: Option<&str>, message: impl Into<String>) -> Self {
+    pub fn new(
+        section: impl Into<String>,
+        field: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
         Problem {
             line: None,
             section: section.into(),

@@ -38,7 +38,10 @@ const FIXED_LIBRDKAFKA: &[&str] = &[
 ];
 
 pub fn validate(parts: &Parts, src: &SourceMap<'_>) -> Vec<Problem> {
-    let mut v = Validator { src, problems: Vec::new() };
+    let mut v = Validator {
+        src,
+        problems: Vec::new(),
+    };
     if let Some(mqtt) = &parts.mqtt {
         v.mqtt(mqtt);
     }
@@ -66,7 +69,8 @@ struct Validator<'s, 'a> {
 impl Validator<'_, '_> {
     fn problem(&mut self, section: &str, field: Option<&str>, msg: impl Into<String>) {
         let line = self.src.line(section, field);
-        self.problems.push(Problem::new(section, field, msg).at(line));
+        self.problems
+            .push(Problem::new(section, field, msg).at(line));
     }
 
     fn mqtt(&mut self, m: &MqttConfig) {
@@ -88,11 +92,22 @@ impl Validator<'_, '_> {
             }
         }
         if m.password.is_some() && m.password_file.is_some() {
-            self.problem(S, Some("password_file"), "set together with `password`: keep one");
+            self.problem(
+                S,
+                Some("password_file"),
+                "set together with `password`: keep one",
+            );
         }
-        let prefix_ok = m.client_id_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        let prefix_ok = m
+            .client_id_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if m.client_id_prefix.is_empty() || !prefix_ok {
-            self.problem(S, Some("client_id_prefix"), "must be letters, digits, `-`, `_` or `.`");
+            self.problem(
+                S,
+                Some("client_id_prefix"),
+                "must be letters, digits, `-`, `_` or `.`",
+            );
         }
         if m.receive_maximum == 0 {
             self.problem(S, Some("receive_maximum"), "must be at least 1");
@@ -117,7 +132,10 @@ impl Validator<'_, '_> {
         let section = format!("connection \"{name}\"");
         match conn {
             ConnectionConfig::Kafka(k) => {
-                if k.bootstrap_servers.split(',').any(|s| s.trim().rsplit_once(':').is_none()) {
+                if k.bootstrap_servers
+                    .split(',')
+                    .any(|s| s.trim().rsplit_once(':').is_none())
+                {
                     let msg = format!("\"{}\" is not a host:port list", k.bootstrap_servers);
                     self.problem(&section, Some("bootstrap_servers"), msg);
                 }
@@ -129,10 +147,17 @@ impl Validator<'_, '_> {
                         self.problem(&section, Some(&field), msg);
                     }
                 }
-                let fixed_ok = k.librdkafka.keys().all(|key| !FIXED_LIBRDKAFKA.contains(&key.as_str()));
+                let fixed_ok = k
+                    .librdkafka
+                    .keys()
+                    .all(|key| !FIXED_LIBRDKAFKA.contains(&key.as_str()));
                 if fixed_ok {
                     if let Err(e) = crate::sinks::kafka::client_config(k).create_native_config() {
-                        self.problem(&section, Some("librdkafka"), format!("librdkafka refuses the settings: {e}"));
+                        self.problem(
+                            &section,
+                            Some("librdkafka"),
+                            format!("librdkafka refuses the settings: {e}"),
+                        );
                     }
                 }
                 if k.delivery_timeout < Duration::from_secs(1) {
@@ -141,7 +166,11 @@ impl Validator<'_, '_> {
             }
             ConnectionConfig::File(f) => {
                 if f.path.as_os_str().is_empty() {
-                    self.problem(&section, Some("path"), "empty (use \"-\" for standard output)");
+                    self.problem(
+                        &section,
+                        Some("path"),
+                        "empty (use \"-\" for standard output)",
+                    );
                 }
             }
         }
@@ -159,7 +188,12 @@ impl Validator<'_, '_> {
     }
 
     fn route(&mut self, s: &str, r: &RouteConfig, parts: &Parts) {
-        if r.name.is_empty() || !r.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+        if r.name.is_empty()
+            || !r
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        {
             self.problem(s, Some("name"), "must be letters, digits, `-` or `_`");
         }
         if r.filters.is_empty() {
@@ -167,12 +201,20 @@ impl Validator<'_, '_> {
         }
         for f in &r.filters {
             if let Err(e) = check_mqtt_filter(f) {
-                self.problem(s, Some("filters"), format!("\"{f}\" is not a valid topic filter: {e}"));
+                self.problem(
+                    s,
+                    Some("filters"),
+                    format!("\"{f}\" is not a valid topic filter: {e}"),
+                );
             }
         }
         let group = r.share_group();
         if group.is_empty() || group.contains(['/', '+', '#']) {
-            self.problem(s, Some("share_group"), "must be non-empty, without `/`, `+` or `#`");
+            self.problem(
+                s,
+                Some("share_group"),
+                "must be non-empty, without `/`, `+` or `#`",
+            );
         }
         if r.consumers == 0 {
             self.problem(s, Some("consumers"), "must be at least 1");
@@ -195,9 +237,20 @@ impl Validator<'_, '_> {
             None if parts.broken_connections.contains(&r.connection) => self.templates(s, r),
             None => {
                 self.templates(s, r);
-                let known: Vec<_> = parts.connections.keys().map(|k| format!("\"{k}\"")).collect();
-                let known = if known.is_empty() { "none is defined".into() } else { format!("known: {}", known.join(", ")) };
-                let msg = format!("names connection \"{}\", which is not defined ({known})", r.connection);
+                let known: Vec<_> = parts
+                    .connections
+                    .keys()
+                    .map(|k| format!("\"{k}\""))
+                    .collect();
+                let known = if known.is_empty() {
+                    "none is defined".into()
+                } else {
+                    format!("known: {}", known.join(", "))
+                };
+                let msg = format!(
+                    "names connection \"{}\", which is not defined ({known})",
+                    r.connection
+                );
                 self.problem(s, Some("connection"), msg);
             }
         }
@@ -205,7 +258,11 @@ impl Validator<'_, '_> {
 
     fn kafka_route(&mut self, s: &str, r: &RouteConfig) {
         if r.topic.is_none() {
-            self.problem(s, Some("topic"), "missing: a Kafka route needs a topic (or template)");
+            self.problem(
+                s,
+                Some("topic"),
+                "missing: a Kafka route needs a topic (or template)",
+            );
         }
         self.templates(s, r);
     }

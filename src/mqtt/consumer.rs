@@ -77,7 +77,12 @@ impl Acker {
     /// Queues the PUBACK (QoS 1) or PUBREC (QoS 2) for `token`; returns false when the ack was
     /// dropped because the connection changed since the message arrived.
     pub async fn ack(&self, token: AckToken) -> bool {
-        let AckToken { qos, packet_id, epoch, _slot } = token;
+        let AckToken {
+            qos,
+            packet_id,
+            epoch,
+            _slot,
+        } = token;
         if qos == QoS::AtMostOnce {
             return true;
         }
@@ -87,7 +92,11 @@ impl Acker {
         let mut publish = Publish::new("", qos, Bytes::new(), None);
         publish.pkid = packet_id;
         if let Err(e) = self.client.ack(&publish).await {
-            events::AckFailed { route: &self.route, error: &e.to_string() }.emit();
+            events::AckFailed {
+                route: &self.route,
+                error: &e.to_string(),
+            }
+            .emit();
             return false;
         }
         // Counted before the slot is given back, so the poll task, once woken, polls to write it.
@@ -117,7 +126,11 @@ pub struct ConsumerSpec {
 pub fn start(
     endpoint: &Endpoint,
     spec: ConsumerSpec,
-) -> (mpsc::UnboundedReceiver<Delivery>, Acker, tokio::task::JoinHandle<()>) {
+) -> (
+    mpsc::UnboundedReceiver<Delivery>,
+    Acker,
+    tokio::task::JoinHandle<()>,
+) {
     let options = endpoint.consumer_options(&spec.client_id);
     // Room for every ack the in-flight window can produce, plus control packets.
     let (client, eventloop) = AsyncClient::new(options, spec.receive_maximum + 64);
@@ -130,7 +143,11 @@ pub fn start(
         acks_queued: AtomicUsize::new(0),
         wake: Notify::new(),
     });
-    let acker = Acker { client: client.clone(), shared: shared.clone(), route: spec.route.clone() };
+    let acker = Acker {
+        client: client.clone(),
+        shared: shared.clone(),
+        route: spec.route.clone(),
+    };
     let poller = Poller {
         keep_alive: endpoint.keep_alive(),
         spec,
@@ -166,10 +183,19 @@ impl Poller {
                 Ok(Event::Incoming(Packet::SubAck(ack))) => self.on_suback(&ack.return_codes),
                 Ok(Event::Incoming(Packet::Disconnect(d))) => {
                     let reason = format!("broker disconnected: {:?}", d.reason_code);
-                    events::ConsumerDisconnected { route: &self.spec.route, client_id: &self.spec.client_id, error: &reason }.emit();
+                    events::ConsumerDisconnected {
+                        route: &self.spec.route,
+                        client_id: &self.spec.client_id,
+                        error: &reason,
+                    }
+                    .emit();
                 }
                 Ok(Event::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_))) => {
-                    let _ = self.shared.acks_queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+                    let _ = self.shared.acks_queued.fetch_update(
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                        |n| n.checked_sub(1),
+                    );
                 }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                 Ok(_) => {}
@@ -181,7 +207,12 @@ impl Poller {
                         break;
                     }
                     let error = format!("{e} (broker {})", self.address);
-                    events::ConsumerDisconnected { route: &self.spec.route, client_id: &self.spec.client_id, error: &error }.emit();
+                    events::ConsumerDisconnected {
+                        route: &self.spec.route,
+                        client_id: &self.spec.client_id,
+                        error: &error,
+                    }
+                    .emit();
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
@@ -196,7 +227,10 @@ impl Poller {
             && s.acks_queued.load(Ordering::Acquire) == 0
             && !s.closing.load(Ordering::Acquire)
         {
-            if tokio::time::timeout(self.keep_alive / 2, s.wake.notified()).await.is_err() {
+            if tokio::time::timeout(self.keep_alive / 2, s.wake.notified())
+                .await
+                .is_err()
+            {
                 return; // poll once, so that keep-alive pings go out
             }
         }
@@ -220,24 +254,51 @@ impl Poller {
 
     fn on_connack(&self, session_present: bool) {
         let epoch = self.shared.epoch.fetch_add(1, Ordering::AcqRel) + 1;
-        events::ConsumerConnected { route: &self.spec.route, client_id: &self.spec.client_id, session_present, epoch }.emit();
+        events::ConsumerConnected {
+            route: &self.spec.route,
+            client_id: &self.spec.client_id,
+            session_present,
+            epoch,
+        }
+        .emit();
         // Subscribing again on a resumed session is harmless and repairs a lost one.
         let filters = self.spec.filters.iter().map(|f| {
-            Filter::new(format!("$share/{}/{}", self.spec.share_group, f), self.spec.qos)
+            Filter::new(
+                format!("$share/{}/{}", self.spec.share_group, f),
+                self.spec.qos,
+            )
         });
         if let Err(e) = self.client.try_subscribe_many(filters.collect::<Vec<_>>()) {
             let error = format!("could not queue SUBSCRIBE: {e}");
-            events::SubscribeFailed { route: &self.spec.route, client_id: &self.spec.client_id, error: &error }.emit();
+            events::SubscribeFailed {
+                route: &self.spec.route,
+                client_id: &self.spec.client_id,
+                error: &error,
+            }
+            .emit();
         }
     }
 
     fn on_suback(&self, codes: &[SubscribeReasonCode]) {
         for (code, filter) in codes.iter().zip(&self.spec.filters) {
             if !matches!(code, SubscribeReasonCode::Success(_)) {
-                let error = format!("broker refused $share/{}/{filter}: {code:?}", self.spec.share_group);
-                events::SubscribeFailed { route: &self.spec.route, client_id: &self.spec.client_id, error: &error }.emit();
+                let error = format!(
+                    "broker refused $share/{}/{filter}: {code:?}",
+                    self.spec.share_group
+                );
+                events::SubscribeFailed {
+                    route: &self.spec.route,
+                    client_id: &self.spec.client_id,
+                    error: &error,
+                }
+                .emit();
             } else {
-                events::Subscribed { route: &self.spec.route, client_id: &self.spec.client_id, filter }.emit();
+                events::Subscribed {
+                    route: &self.spec.route,
+                    client_id: &self.spec.client_id,
+                    filter,
+                }
+                .emit();
             }
         }
     }

@@ -34,13 +34,24 @@ impl Endpoint {
         let url = url::Url::parse(&config.url)
             .map_err(|e| OptionsError::Url(config.url.clone(), e.to_string()))?;
         let secure = matches!(url.scheme(), "mqtts" | "ssl");
-        let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+        let host = url
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_owned();
         let port = url.port().unwrap_or(if secure { 8883 } else { 1883 });
         let tls = match secure {
-            true => Some(Arc::new(tls_config(config.tls.as_ref().cloned().unwrap_or_default())?)),
+            true => Some(Arc::new(tls_config(
+                config.tls.as_ref().cloned().unwrap_or_default(),
+            )?)),
             false => None,
         };
-        Ok(Endpoint { host, port, tls, config: config.clone() })
+        Ok(Endpoint {
+            host,
+            port,
+            tls,
+            config: config.clone(),
+        })
     }
 
     /// Options for a consumer: persistent session under a stable id, acks sent by the bridge.
@@ -71,11 +82,18 @@ impl Endpoint {
         net.set_connection_timeout(10);
         o.set_network_options(net);
         if let Some(user) = &self.config.username {
-            let password = self.config.password.as_ref().map(|p| p.expose()).unwrap_or("");
+            let password = self
+                .config
+                .password
+                .as_ref()
+                .map(|p| p.expose())
+                .unwrap_or("");
             o.set_credentials(user, password);
         }
         if let Some(tls) = &self.tls {
-            o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls.clone())));
+            o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                tls.clone(),
+            )));
         }
         o
     }
@@ -94,9 +112,13 @@ fn tls_config(tls: TlsConfig) -> Result<ClientConfig, OptionsError> {
     let mut roots = RootCertStore::empty();
     match &tls.ca_file {
         Some(path) => {
-            for cert in CertificateDer::pem_file_iter(path).map_err(|e| err(&path.display().to_string(), &e))? {
+            for cert in CertificateDer::pem_file_iter(path)
+                .map_err(|e| err(&path.display().to_string(), &e))?
+            {
                 let cert = cert.map_err(|e| err(&path.display().to_string(), &e))?;
-                roots.add(cert).map_err(|e| err(&path.display().to_string(), &e))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| err(&path.display().to_string(), &e))?;
             }
         }
         None => {
@@ -104,17 +126,21 @@ fn tls_config(tls: TlsConfig) -> Result<ClientConfig, OptionsError> {
             roots.add_parsable_certificates(found.certs);
         }
     }
-    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| err("protocol versions", &e))?
-        .with_root_certificates(roots);
+    let builder =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| err("protocol versions", &e))?
+            .with_root_certificates(roots);
     match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
             let certs = CertificateDer::pem_file_iter(cert)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| err(&cert.display().to_string(), &e))?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| err(&key.display().to_string(), &e))?;
-            builder.with_client_auth_cert(certs, key).map_err(|e| err("client certificate", &e))
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| err(&key.display().to_string(), &e))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| err("client certificate", &e))
         }
         _ => Ok(builder.with_no_client_auth()),
     }

@@ -49,18 +49,39 @@ impl Publisher {
         let (client, eventloop) = AsyncClient::new(endpoint.publisher_options(client_id), 64);
         let state = Arc::new(Mutex::new(Waiters::default()));
         let task = tokio::spawn(poll(eventloop, state.clone()));
-        let publisher = Publisher { client, waiters: Default::default(), state };
+        let publisher = Publisher {
+            client,
+            waiters: Default::default(),
+            state,
+        };
         (publisher, task)
     }
 
     /// Publishes at QoS 1 and waits for the broker's PUBACK.
-    pub async fn publish(&self, topic: &str, payload: Bytes, timeout: Duration) -> Result<(), PublishError> {
+    pub async fn publish(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<(), PublishError> {
         let (tx, rx) = oneshot::channel();
         {
             let _order = self.waiters.lock().await;
-            self.state.lock().expect("publisher state").queued.push_back(tx);
-            if let Err(e) = self.client.publish_bytes(topic, QoS::AtLeastOnce, false, payload).await {
-                self.state.lock().expect("publisher state").queued.pop_back();
+            self.state
+                .lock()
+                .expect("publisher state")
+                .queued
+                .push_back(tx);
+            if let Err(e) = self
+                .client
+                .publish_bytes(topic, QoS::AtLeastOnce, false, payload)
+                .await
+            {
+                self.state
+                    .lock()
+                    .expect("publisher state")
+                    .queued
+                    .pop_back();
                 return Err(PublishError::Client(e.to_string()));
             }
         }

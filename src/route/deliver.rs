@@ -46,7 +46,14 @@ pub async fn deliver(ctx: Arc<RouteContext>, batch: Vec<Delivery>) -> Done {
         let Some(error) = first_error else { break };
         attempt += 1;
         let error_text = error.to_string();
-        events::DeliveryRetry { route: &ctx.name, count: retry.len(), kind: error.kind(), error: &error_text, attempt }.emit();
+        events::DeliveryRetry {
+            route: &ctx.name,
+            count: retry.len(),
+            kind: error.kind(),
+            error: &error_text,
+            attempt,
+        }
+        .emit();
         if !ctx.pause(backoff).await {
             break;
         }
@@ -59,24 +66,45 @@ pub async fn deliver(ctx: Arc<RouteContext>, batch: Vec<Delivery>) -> Done {
 fn report_delivered(route: &str, batch: &[Delivery], delivered: &[usize]) {
     if let Some(oldest) = delivered.iter().map(|&i| batch[i].msg.timestamp_ms).min() {
         let oldest_ms = now_ms().saturating_sub(oldest);
-        events::BatchDelivered { route, count: delivered.len(), oldest_ms }.emit();
+        events::BatchDelivered {
+            route,
+            count: delivered.len(),
+            oldest_ms,
+        }
+        .emit();
     }
 }
 
 /// Writes the permanently failed messages to the dead-letter destination, retrying until it
 /// works or the bridge shuts down. True when they are stored.
-async fn dead_letter(ctx: &RouteContext, batch: &[Delivery], failed: &[(usize, SinkError)]) -> bool {
-    let items: Vec<(&Message, &SinkError)> = failed.iter().map(|(i, e)| (&batch[*i].msg, e)).collect();
+async fn dead_letter(
+    ctx: &RouteContext,
+    batch: &[Delivery],
+    failed: &[(usize, SinkError)],
+) -> bool {
+    let items: Vec<(&Message, &SinkError)> =
+        failed.iter().map(|(i, e)| (&batch[*i].msg, e)).collect();
     let mut backoff = FIRST_BACKOFF;
     loop {
         match ctx.dead_letter.send(&ctx.name, &items).await {
             Ok(()) => {
                 let error = failed[0].1.to_string();
-                events::DeadLettered { route: &ctx.name, count: items.len(), kind: failed[0].1.kind(), error: &error }.emit();
+                events::DeadLettered {
+                    route: &ctx.name,
+                    count: items.len(),
+                    kind: failed[0].1.kind(),
+                    error: &error,
+                }
+                .emit();
                 return true;
             }
             Err(error) => {
-                events::DeadLetterFailed { route: &ctx.name, count: items.len(), error: &error }.emit();
+                events::DeadLetterFailed {
+                    route: &ctx.name,
+                    count: items.len(),
+                    error: &error,
+                }
+                .emit();
                 if !ctx.pause(backoff).await {
                     return false;
                 }

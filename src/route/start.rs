@@ -56,7 +56,14 @@ pub fn start(
             publisher: mqtt.publisher.clone(),
         };
         let (rx, acker, poll_task) = mqtt::start_consumer(endpoint, spec);
-        let worker = Worker { ctx: ctx.clone(), rx, acker, consumer: n, batch_size: route.batch_size, max_wait: route.max_wait };
+        let worker = Worker {
+            ctx: ctx.clone(),
+            rx,
+            acker,
+            consumer: n,
+            batch_size: route.batch_size,
+            max_wait: route.max_wait,
+        };
         tasks.spawn(async move {
             worker.run().await;
             // The worker asked for DISCONNECT after its last ack; the poll task ends once sent.

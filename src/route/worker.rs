@@ -36,7 +36,13 @@ impl Worker {
             if !batch.is_empty() && (batch.len() >= self.batch_size || due || !open) {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(self.batch_size));
                 let bytes = full.iter().map(|d| d.msg.size()).sum();
-                events::BatchReceived { route: &self.ctx.name, consumer: self.consumer, count: full.len(), bytes }.emit();
+                events::BatchReceived {
+                    route: &self.ctx.name,
+                    consumer: self.consumer,
+                    count: full.len(),
+                    bytes,
+                }
+                .emit();
                 in_flight.push_back(deliver(self.ctx.clone(), full));
                 deadline = None;
                 continue;
@@ -79,7 +85,11 @@ impl Worker {
             }
         }
         if stale > 0 {
-            events::StaleAcks { route: &self.ctx.name, count: stale }.emit();
+            events::StaleAcks {
+                route: &self.ctx.name,
+                count: stale,
+            }
+            .emit();
         }
     }
 }

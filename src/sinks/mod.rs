@@ -57,9 +57,13 @@ pub enum Connection {
 impl Connection {
     pub async fn build(name: &str, config: &ConnectionConfig) -> Result<Self, BuildError> {
         Ok(match config {
-            ConnectionConfig::Kafka(k) => Connection::Kafka(kafka::KafkaConnection::build(name, k)?),
+            ConnectionConfig::Kafka(k) => {
+                Connection::Kafka(kafka::KafkaConnection::build(name, k)?)
+            }
             ConnectionConfig::File(f) => Connection::File(Arc::new(
-                file::FileWriter::open(&f.path, f.fsync).await.map_err(|e| BuildError::File(name.to_owned(), e))?,
+                file::FileWriter::open(&f.path, f.fsync)
+                    .await
+                    .map_err(|e| BuildError::File(name.to_owned(), e))?,
             )),
         })
     }
@@ -89,23 +93,39 @@ pub enum RouteSink {
 
 impl RouteSink {
     pub fn build(route: &RouteConfig, connections: &Connections) -> Result<Self, BuildError> {
-        let missing = || BuildError::Route(route.name.clone(), format!("no connection \"{}\"", route.connection));
-        Ok(match connections.get(&route.connection).ok_or_else(missing)? {
-            Connection::Kafka(k) => RouteSink::Kafka(
-                k.route_sink(route).map_err(|e| BuildError::Route(route.name.clone(), e))?,
-            ),
-            Connection::File(f) => RouteSink::File(f.clone()),
-        })
+        let missing = || {
+            BuildError::Route(
+                route.name.clone(),
+                format!("no connection \"{}\"", route.connection),
+            )
+        };
+        Ok(
+            match connections.get(&route.connection).ok_or_else(missing)? {
+                Connection::Kafka(k) => RouteSink::Kafka(
+                    k.route_sink(route)
+                        .map_err(|e| BuildError::Route(route.name.clone(), e))?,
+                ),
+                Connection::File(f) => RouteSink::File(f.clone()),
+            },
+        )
     }
 
     pub async fn send(&self, batch: &[&Message]) -> Vec<Result<(), SinkError>> {
         match self {
-            RouteSink::Kafka(k) => k.send(batch).await.into_iter().map(|r| r.map_err(Into::into)).collect(),
+            RouteSink::Kafka(k) => k
+                .send(batch)
+                .await
+                .into_iter()
+                .map(|r| r.map_err(Into::into))
+                .collect(),
             RouteSink::File(f) => match f.write_batch(batch).await {
                 Ok(()) => batch.iter().map(|_| Ok(())).collect(),
                 Err(e) => {
                     let e = Arc::new(e);
-                    batch.iter().map(|_| Err(file::FileSinkError::Io(e.clone()).into())).collect()
+                    batch
+                        .iter()
+                        .map(|_| Err(file::FileSinkError::Io(e.clone()).into()))
+                        .collect()
                 }
             },
         }

@@ -19,19 +19,32 @@ impl Bridge {
         let dir = tmp.path().to_owned();
         let config_path = dir.join("mqbridge.toml");
         std::fs::write(&config_path, config).unwrap();
-        let mut bridge = Bridge { child: None, log: dir.join("bridge.log"), config: config_path, dir, _tmp: Some(tmp) };
+        let mut bridge = Bridge {
+            child: None,
+            log: dir.join("bridge.log"),
+            config: config_path,
+            dir,
+            _tmp: Some(tmp),
+        };
         bridge.spawn();
         bridge
     }
 
     /// Starts the process (again) on the same config; the log is appended to.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = super::die_with_parent(&mut Command::new(env!("CARGO_BIN_EXE_mqbridge")))
             .arg("run")
             .arg("--config")
             .arg(&self.config)
-            .env("RUST_LOG", std::env::var("MQBRIDGE_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("MQBRIDGE_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -55,7 +68,11 @@ impl Bridge {
             if count >= before + n {
                 return;
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "bridge not subscribed:\n{}", self.log_text());
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "bridge not subscribed:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -108,7 +125,13 @@ impl Bridge {
 
 impl Bridge {
     /// Waits until the metric reaches `min`; returns whether it did within `limit`.
-    pub async fn wait_metric(&self, admin_port: u16, name: &str, min: f64, limit: Duration) -> bool {
+    pub async fn wait_metric(
+        &self,
+        admin_port: u16,
+        name: &str,
+        min: f64,
+        limit: Duration,
+    ) -> bool {
         let start = Instant::now();
         while start.elapsed() < limit {
             if self.metric(admin_port, name).await >= min {
@@ -130,15 +153,25 @@ impl Drop for Bridge {
 }
 
 fn unsafe_kill(pid: u32, signal: &str) {
-    Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
 }
 
 /// A minimal HTTP/1.0 GET on loopback (the admin listener), returning the body.
 pub async fn http_get(port: u16, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
-    out.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
+    out.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
 }

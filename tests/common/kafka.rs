@@ -10,11 +10,16 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let result = admin.create_topics([&topic], &opts).await.expect("create_topics");
+    let result = admin
+        .create_topics([&topic], &opts)
+        .await
+        .expect("create_topics");
     for r in result {
         r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
     }
@@ -37,7 +42,8 @@ pub fn read_all(
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let start = Instant::now();
@@ -53,9 +59,16 @@ pub fn read_all(
 }
 
 pub fn headers(m: &OwnedMessage) -> Vec<(String, String)> {
-    let Some(h) = m.headers() else { return Vec::new() };
+    let Some(h) = m.headers() else {
+        return Vec::new();
+    };
     h.iter()
-        .map(|h| (h.key.to_owned(), String::from_utf8(h.value.unwrap_or_default().to_vec()).unwrap()))
+        .map(|h| {
+            (
+                h.key.to_owned(),
+                String::from_utf8(h.value.unwrap_or_default().to_vec()).unwrap(),
+            )
+        })
         .collect()
 }
 

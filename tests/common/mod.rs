@@ -17,7 +17,11 @@ pub use bridge::Bridge;
 pub use proxy::Proxy;
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A short random name, unique enough for one test run.
@@ -29,7 +33,10 @@ pub fn unique(prefix: &str) -> String {
 pub fn wait_port(port: u16, limit: Duration) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < limit, "nothing listens on port {port} after {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "nothing listens on port {port} after {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -103,14 +110,22 @@ pub fn mosquitto() -> Server {
 /// port, so that every client connection goes through the proxy).
 pub fn tansu(port: u16, advertised: u16) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let log = std::fs::File::create(std::env::var("MQBRIDGE_TEST_TANSU_LOG").map(PathBuf::from).unwrap_or_else(|_| dir.path().join("tansu.log"))).unwrap();
+    let log = std::fs::File::create(
+        std::env::var("MQBRIDGE_TEST_TANSU_LOG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| dir.path().join("tansu.log")),
+    )
+    .unwrap();
     let child = die_with_parent(&mut Command::new(tansu_bin()))
         .args(["broker", "--storage-engine", "memory://tansu/"])
         .arg("--listener-url")
         .arg(format!("tcp://127.0.0.1:{port}"))
         .arg("--advertised-listener-url")
         .arg(format!("tcp://127.0.0.1:{advertised}"))
-        .env("RUST_LOG", std::env::var("MQBRIDGE_TEST_TANSU_RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("MQBRIDGE_TEST_TANSU_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -132,7 +147,11 @@ fn tansu_bin() -> PathBuf {
 }
 
 fn which(name: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/sbin"]) {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+    {
         let p = Path::new(dir).join(name);
         if p.exists() {
             return p;

@@ -30,10 +30,20 @@ impl Publisher {
                 }
             }
         });
-        Publisher { client, acked, sent: 0, task }
+        Publisher {
+            client,
+            acked,
+            sent: 0,
+            task,
+        }
     }
 
-    pub async fn publish(&mut self, topic: &str, payload: impl Into<Bytes>, props: PublishProperties) {
+    pub async fn publish(
+        &mut self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        props: PublishProperties,
+    ) {
         self.client
             .publish_with_properties(topic, QoS::AtLeastOnce, false, payload.into(), props)
             .await
@@ -42,17 +52,28 @@ impl Publisher {
     }
 
     /// Publishes `n` plain messages `prefix-{i}` for i in `range`, to `topic(i)`.
-    pub async fn publish_numbered(&mut self, range: std::ops::Range<usize>, topic: impl Fn(usize) -> String) {
+    pub async fn publish_numbered(
+        &mut self,
+        range: std::ops::Range<usize>,
+        topic: impl Fn(usize) -> String,
+    ) {
         for i in range {
-            self.publish(&topic(i), format!("msg-{i}"), PublishProperties::default()).await;
+            self.publish(&topic(i), format!("msg-{i}"), PublishProperties::default())
+                .await;
         }
     }
 
     /// Waits until the broker acknowledged everything published so far.
     pub async fn wait_acked(&mut self, limit: Duration) {
         let sent = self.sent;
-        let done = tokio::time::timeout(limit, self.acked.wait_for(|n| *n >= sent)).await.is_ok();
-        assert!(done, "broker acknowledged {} of {sent} publishes", *self.acked.borrow());
+        let done = tokio::time::timeout(limit, self.acked.wait_for(|n| *n >= sent))
+            .await
+            .is_ok();
+        assert!(
+            done,
+            "broker acknowledged {} of {sent} publishes",
+            *self.acked.borrow()
+        );
     }
 }
 

@@ -31,7 +31,12 @@ impl Proxy {
             let listener = TcpListener::from_std(listener).unwrap();
             accept(listener, target, c, e).await
         });
-        Proxy { port, cut, epoch, runtime: Some(runtime) }
+        Proxy {
+            port,
+            cut,
+            epoch,
+            runtime: Some(runtime),
+        }
     }
 
     /// Closes every open connection and refuses new ones until `restore`.
@@ -53,16 +58,25 @@ impl Drop for Proxy {
     }
 }
 
-async fn accept(listener: TcpListener, target: u16, cut: Arc<AtomicBool>, epoch: watch::Sender<u64>) {
+async fn accept(
+    listener: TcpListener,
+    target: u16,
+    cut: Arc<AtomicBool>,
+    epoch: watch::Sender<u64>,
+) {
     loop {
-        let Ok((client, _)) = listener.accept().await else { continue };
+        let Ok((client, _)) = listener.accept().await else {
+            continue;
+        };
         if cut.load(Ordering::SeqCst) {
             drop(client);
             continue;
         }
         let mut closed = epoch.subscribe();
         tokio::spawn(async move {
-            let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else { return };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
+                return;
+            };
             let _ = client.set_nodelay(true);
             let _ = server.set_nodelay(true);
             let (mut client, mut server) = (client, server);

@@ -38,10 +38,17 @@ impl FileWriter {
         let out = if path.as_os_str() == "-" {
             Output::Stdout(tokio::io::stdout())
         } else {
-            let file = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?;
+            let file = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .await?;
             Output::File(file)
         };
-        Ok(FileWriter { out: Mutex::new(out), fsync })
+        Ok(FileWriter {
+            out: Mutex::new(out),
+            fsync,
+        })
     }
 
     pub async fn write_batch(&self, batch: &[&Message]) -> std::io::Result<()> {

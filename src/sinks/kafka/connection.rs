@@ -30,15 +30,18 @@ pub fn client_config(c: &KafkaConnectionConfig) -> ClientConfig {
     cfg.set("compression.type", c.compression.as_str());
     cfg.set("enable.idempotence", "true");
     cfg.set("acks", "all");
-    cfg.set("message.timeout.ms", c.delivery_timeout.as_millis().to_string());
+    cfg.set(
+        "message.timeout.ms",
+        c.delivery_timeout.as_millis().to_string(),
+    );
     cfg
 }
 
 impl KafkaConnection {
     pub fn build(name: &str, c: &KafkaConnectionConfig) -> Result<Self, BuildError> {
-        let producer = client_config(c)
-            .create()
-            .map_err(|e| BuildError::Kafka(name.to_owned(), format!("cannot create the producer: {e}")))?;
+        let producer = client_config(c).create().map_err(|e| {
+            BuildError::Kafka(name.to_owned(), format!("cannot create the producer: {e}"))
+        })?;
         Ok(KafkaConnection { producer })
     }
 
@@ -50,13 +53,28 @@ impl KafkaConnection {
     pub async fn health_check(&self, name: &str) {
         let producer = self.producer.clone();
         let result = tokio::task::spawn_blocking(move || {
-            producer.client().fetch_metadata(None, Duration::from_secs(10)).map(|m| m.brokers().len())
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(10))
+                .map(|m| m.brokers().len())
         })
         .await;
         match result {
-            Ok(Ok(brokers)) => events::ConnectionHealthy { connection: name, detail: &format!("{brokers} broker(s)") }.emit(),
-            Ok(Err(e)) => events::ConnectionUnhealthy { connection: name, error: &e.to_string() }.emit(),
-            Err(e) => events::ConnectionUnhealthy { connection: name, error: &e.to_string() }.emit(),
+            Ok(Ok(brokers)) => events::ConnectionHealthy {
+                connection: name,
+                detail: &format!("{brokers} broker(s)"),
+            }
+            .emit(),
+            Ok(Err(e)) => events::ConnectionUnhealthy {
+                connection: name,
+                error: &e.to_string(),
+            }
+            .emit(),
+            Err(e) => events::ConnectionUnhealthy {
+                connection: name,
+                error: &e.to_string(),
+            }
+            .emit(),
         }
     }
 

@@ -47,7 +47,10 @@ impl KafkaSinkError {
 
 fn is_permanent(code: RDKafkaErrorCode) -> bool {
     use RDKafkaErrorCode::*;
-    matches!(code, MessageSizeTooLarge | InvalidMessageSize | InvalidTopic | InvalidRecord | InvalidArgument)
+    matches!(
+        code,
+        MessageSizeTooLarge | InvalidMessageSize | InvalidTopic | InvalidRecord | InvalidArgument
+    )
 }
 
 #[cfg(test)]

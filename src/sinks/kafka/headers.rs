@@ -15,16 +15,45 @@ pub fn headers(msg: &Message) -> OwnedHeaders {
     h = put(h, "mqtt.qos", itoa::Buffer::new().format(msg.qos));
     h = put(h, "mqtt.retained", bool_str(msg.retain));
     h = put(h, "mqtt.duplicate", bool_str(msg.dup));
-    h = put(h, "mqtt.packet.id", itoa::Buffer::new().format(msg.packet_id));
-    h = put(h, "mqtt.message.id", msg.id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()));
-    h = put(h, "mqtt.timestamp", itoa::Buffer::new().format(msg.timestamp_ms));
+    h = put(
+        h,
+        "mqtt.packet.id",
+        itoa::Buffer::new().format(msg.packet_id),
+    );
+    h = put(
+        h,
+        "mqtt.message.id",
+        msg.id
+            .hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    );
+    h = put(
+        h,
+        "mqtt.timestamp",
+        itoa::Buffer::new().format(msg.timestamp_ms),
+    );
     let who = &msg.publisher;
     let optional = [
-        ("mqtt.content.type", p.content_type.as_deref().map(Into::into)),
-        ("mqtt.response.topic", p.response_topic.as_deref().map(Into::into)),
-        ("mqtt.correlation.data", p.correlation_data.as_ref().map(|c| BASE64.encode(c).into())),
-        ("mqtt.publisher.client.id", who.client_id.as_deref().map(Into::into)),
-        ("mqtt.publisher.username", who.username.as_deref().map(Into::into)),
+        (
+            "mqtt.content.type",
+            p.content_type.as_deref().map(Into::into),
+        ),
+        (
+            "mqtt.response.topic",
+            p.response_topic.as_deref().map(Into::into),
+        ),
+        (
+            "mqtt.correlation.data",
+            p.correlation_data.as_ref().map(|c| BASE64.encode(c).into()),
+        ),
+        (
+            "mqtt.publisher.client.id",
+            who.client_id.as_deref().map(Into::into),
+        ),
+        (
+            "mqtt.publisher.username",
+            who.username.as_deref().map(Into::into),
+        ),
         ("mqtt.publisher.host", who.host.as_deref().map(Into::into)),
     ];
     for (key, value) in optional {
@@ -40,7 +69,10 @@ pub fn headers(msg: &Message) -> OwnedHeaders {
 }
 
 fn put(h: OwnedHeaders, key: &str, value: &str) -> OwnedHeaders {
-    h.insert(Header { key, value: Some(value) })
+    h.insert(Header {
+        key,
+        value: Some(value),
+    })
 }
 
 fn bool_str(b: bool) -> &'static str {
@@ -64,15 +96,30 @@ mod tests {
         let h = headers(&msg);
         let pairs: Vec<(String, String)> = h
             .iter()
-            .map(|h| (h.key.to_owned(), String::from_utf8(h.value.unwrap().to_vec()).unwrap()))
+            .map(|h| {
+                (
+                    h.key.to_owned(),
+                    String::from_utf8(h.value.unwrap().to_vec()).unwrap(),
+                )
+            })
             .collect();
         let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             keys,
             [
-                "mqtt.topic", "mqtt.qos", "mqtt.retained", "mqtt.duplicate", "mqtt.packet.id",
-                "mqtt.message.id", "mqtt.timestamp", "mqtt.content.type", "mqtt.correlation.data",
-                "mqtt.publisher.client.id", "plate", "lane", "plate",
+                "mqtt.topic",
+                "mqtt.qos",
+                "mqtt.retained",
+                "mqtt.duplicate",
+                "mqtt.packet.id",
+                "mqtt.message.id",
+                "mqtt.timestamp",
+                "mqtt.content.type",
+                "mqtt.correlation.data",
+                "mqtt.publisher.client.id",
+                "plate",
+                "lane",
+                "plate",
             ]
         );
         assert_eq!(pairs[1].1, "1");

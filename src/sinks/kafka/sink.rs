@@ -25,14 +25,23 @@ pub struct KafkaRouteSink {
 
 impl KafkaRouteSink {
     pub fn new(producer: FutureProducer, route: &RouteConfig) -> Result<Self, String> {
-        let topic_text = route.topic.as_deref().ok_or("a Kafka route needs a topic")?;
+        let topic_text = route
+            .topic
+            .as_deref()
+            .ok_or("a Kafka route needs a topic")?;
         let topic = Template::parse(topic_text).map_err(|e| e.to_string())?;
-        let key = Template::parse(route.key.as_deref().unwrap_or("{topic}")).map_err(|e| e.to_string())?;
+        let key = Template::parse(route.key.as_deref().unwrap_or("{topic}"))
+            .map_err(|e| e.to_string())?;
         let literal_topic = topic.as_literal().map(str::to_owned);
         if let Some(t) = &literal_topic {
             check_kafka_topic(t)?;
         }
-        Ok(KafkaRouteSink { producer, topic, literal_topic, key })
+        Ok(KafkaRouteSink {
+            producer,
+            topic,
+            literal_topic,
+            key,
+        })
     }
 
     pub async fn send(&self, batch: &[&Message]) -> Vec<Result<(), KafkaSinkError>> {

@@ -1,0 +1,184 @@
+//! Loading and validation, on inline TOML.
+
+use std::path::Path;
+
+use super::*;
+
+const BASE: &str = r#"
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+username = "bridge"
+password = "${PASS}"
+
+[connections.events]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+compression = "zstd"
+
+[connections.debug]
+type = "file"
+path = "out.jsonl"
+
+[[routes]]
+name = "traffic"
+filters = ["city/+/vehicles/#"]
+connection = "events"
+topic = "traffic-{topic.2}"
+
+[[routes]]
+name = "wills"
+filters = ["piles/+/will"]
+connection = "debug"
+"#;
+
+fn env(name: &str) -> Option<String> {
+    (name == "PASS").then(|| "s3cret".to_owned())
+}
+
+fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+    parse_str(text, Path::new("/etc/mqbridge"), &env)
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    parse(text).expect_err("config should be refused")
+}
+
+#[test]
+fn defaults_and_expansion() {
+    let c = parse(BASE).unwrap();
+    assert_eq!(c.mqtt.password.as_ref().unwrap().expose(), "s3cret");
+    assert_eq!(c.mqtt.client_id_prefix, "mqbridge");
+    assert_eq!(c.mqtt.receive_maximum, 256);
+    assert_eq!(c.mqtt.session_expiry.as_secs(), 3600);
+    assert_eq!(c.routes[0].share_group(), "traffic");
+    assert_eq!(c.routes[0].consumers, 1);
+    assert_eq!(c.routes[0].qos, 1);
+    assert_eq!(
+        c.dead_letter.path.as_deref(),
+        Some(Path::new("/etc/mqbridge/dead-letter.jsonl"))
+    );
+    let ConnectionConfig::File(f) = &c.connections["debug"] else {
+        panic!()
+    };
+    assert_eq!(f.path, Path::new("/etc/mqbridge/out.jsonl"));
+    let ConnectionConfig::Kafka(k) = &c.connections["events"] else {
+        panic!()
+    };
+    assert_eq!(k.compression, Compression::Zstd);
+}
+
+#[test]
+fn secrets_stay_out_of_debug_output() {
+    let c = parse(&BASE.replace(
+        "[connections.debug]",
+        "[connections.events.librdkafka]\n\"sasl.password\" = \"kafka-pw\"\n\n[connections.debug]",
+    ))
+    .unwrap();
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("kafka-pw"),
+        "{shown}"
+    );
+    assert!(shown.contains("***"));
+}
+
+#[test]
+fn unknown_keys_are_reported_with_other_problems() {
+    let text = BASE
+        .replace("username = \"bridge\"", "usernme = \"bridge\"")
+        .replace("name = \"wills\"", "name = \"wills\"\nconsumers = 0");
+    let p = problems(&text);
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert_eq!(
+        p[0],
+        Problem {
+            line: Some(4),
+            section: "[mqtt]".into(),
+            field: Some("usernme".into()),
+            message: "unknown key".into()
+        }
+    );
+    assert_eq!(p[1].section, "route \"wills\"");
+    assert_eq!(p[1].field.as_deref(), Some("consumers"));
+    assert_eq!(p[1].line, Some(24));
+}
+
+#[test]
+fn missing_environment_variable() {
+    let p = problems(&BASE.replace("${PASS}", "${NOPE}"));
+    assert_eq!(p[0].message, "environment variable NOPE is not set");
+    assert_eq!(p[0].line, Some(5));
+    assert_eq!(expand("a$${b}c", &env).unwrap(), "a${b}c");
+    assert!(expand("${}", &env).is_err());
+}
+
+#[test]
+fn type_errors_name_the_field() {
+    let p = problems(&BASE.replace("compression = \"zstd\"", "compression = \"brotli\""));
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_eq!(p[0].section, "connection \"events\"");
+    assert_eq!(p[0].field.as_deref(), Some("compression"));
+    assert!(
+        p[0].message.contains("unknown variant `brotli`"),
+        "{}",
+        p[0].message
+    );
+}
+
+#[test]
+fn file_routes_take_no_topic_and_kafka_routes_need_one() {
+    let p = problems(
+        &BASE
+            .replace(
+                "connection = \"debug\"",
+                "connection = \"debug\"\ntopic = \"x\"",
+            )
+            .replace("topic = \"traffic-{topic.2}\"", ""),
+    );
+    let fields: Vec<_> = p
+        .iter()
+        .map(|p| (p.section.as_str(), p.field.as_deref()))
+        .collect();
+    assert!(
+        fields.contains(&("route \"traffic\"", Some("topic"))),
+        "{p:#?}"
+    );
+    assert!(
+        fields.contains(&("route \"wills\"", Some("topic"))),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn literal_kafka_topics_are_checked() {
+    let p = problems(&BASE.replace("traffic-{topic.2}", "bad topic"));
+    assert!(p[0].message.contains("holds ' '"), "{}", p[0].message);
+}
+
+#[test]
+fn duplicate_route_names_and_missing_mqtt() {
+    let p = problems(&BASE.replace("name = \"wills\"", "name = \"traffic\""));
+    assert!(
+        p.iter().any(|p| p.message == "used by another route too"),
+        "{p:#?}"
+    );
+    let p = problems("[connections.x]\ntype = \"file\"\npath = \"-\"\n");
+    assert_eq!(p[0].section, "[mqtt]");
+}
+
+#[test]
+fn unknown_connection_type() {
+    let p = problems(&BASE.replace("type = \"file\"", "type = \"s3\""));
+    assert!(
+        p[0].message.starts_with("unknown connection type \"s3\""),
+        "{p:#?}"
+    );
+    // The route naming the broken connection is not reported again as unknown.
+    assert_eq!(p.len(), 1, "{p:#?}");
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let c = parse_str(EXAMPLE, Path::new("/etc/mqbridge"), &|_| Some("x".into())).unwrap();
+    assert_eq!(c.routes.len(), 2);
+}
