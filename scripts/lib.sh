@@ -34,3 +34,15 @@ wait_port() {
     done
     return 1
 }
+
+# Installs what building librdkafka (through rdkafka-sys) needs: a C toolchain, pkg-config and
+# OpenSSL's headers, from the system's packages when missing.
+ensure_build_deps() {
+    if command -v cc >/dev/null 2>&1 && command -v make >/dev/null 2>&1 \
+        && command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl 2>/dev/null; then
+        return
+    fi
+    log "installing build dependencies (gcc, make, pkg-config, libssl-dev)"
+    as_root apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq build-essential pkg-config libssl-dev >&2
+}
