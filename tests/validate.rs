@@ -184,3 +184,24 @@ fn the_example_config_is_valid() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(!text.contains("secret-value"));
 }
+
+#[test]
+fn the_shipped_configs_are_valid() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for file in [
+        "config/demo.toml",
+        "config/example.toml",
+        "docker/mqbridge.toml",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mqbridge"))
+            .args(["validate", "--config"])
+            .arg(format!("{root}/{file}"))
+            .env("MQBRIDGE_DEMO_PORT", "1883")
+            .env("MQTT_PASSWORD", "x")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{file}: {text}");
+    }
+}
