@@ -1,6 +1,5 @@
 //! Kafka helpers on librdkafka: create topics, read every record of a topic from the start.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -74,13 +73,4 @@ pub fn headers(m: &OwnedMessage) -> Vec<(String, String)> {
 
 pub fn text(m: &OwnedMessage) -> String {
     String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap()
-}
-
-/// How often each payload occurs.
-pub fn tally(messages: &[OwnedMessage]) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for m in messages {
-        *counts.entry(text(m)).or_insert(0) += 1;
-    }
-    counts
 }
