@@ -13,6 +13,22 @@ use rdkafka::Message;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 
 fn config(mqtt_port: u16, bootstrap: &str, route: &str, extra_kafka: &str) -> String {
+    config_with_dead_letter(
+        mqtt_port,
+        bootstrap,
+        route,
+        extra_kafka,
+        "path = \"dead.jsonl\"",
+    )
+}
+
+fn config_with_dead_letter(
+    mqtt_port: u16,
+    bootstrap: &str,
+    route: &str,
+    extra_kafka: &str,
+    dead: &str,
+) -> String {
     format!(
         r#"
 [mqtt]
@@ -31,7 +47,7 @@ compression = "zstd"
 {extra_kafka}
 
 [dead_letter]
-path = "dead.jsonl"
+{dead}
 
 {route}
 "#,
@@ -184,6 +200,46 @@ topic = "{good}{{topic.2}}"
     assert_eq!(dead[0]["message"]["payload"], "second");
     assert_eq!(dead[1]["error_kind"], "too_large");
     assert_eq!(dead[1]["message"]["payload"].as_str().unwrap().len(), 5000);
+}
+
+#[tokio::test]
+async fn dead_letters_can_go_to_an_mqtt_topic() {
+    let broker = mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let dead_topic = unique("dead");
+    let mut dead = common::mqtt::Subscriber::connect(broker.port, &format!("{dead_topic}/#")).await;
+    let route = r#"[[routes]]
+name = "templated"
+filters = ["in/+"]
+connection = "kafka"
+topic = "t-{topic.2}"
+"#;
+    let dl = format!("topic = \"{dead_topic}/letters\"");
+    let bridge = Bridge::start(&config_with_dead_letter(
+        broker.port,
+        &kafka.bootstrap(),
+        route,
+        "",
+        &dl,
+    ));
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    publisher
+        .publish("in/no way", "refused", Default::default())
+        .await;
+    publisher.wait_acked(Duration::from_secs(5)).await;
+
+    let got = tokio::time::timeout(Duration::from_secs(15), dead.messages.recv()).await;
+    let (topic, payload) = got
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no dead letter; log:\n{}", bridge.log_text()));
+    assert_eq!(topic, format!("{dead_topic}/letters"));
+    let entry: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(entry["route"], "templated");
+    assert_eq!(entry["error_kind"], "invalid_topic");
+    assert_eq!(entry["message"]["topic"], "in/no way");
+    assert_eq!(entry["message"]["payload"], "refused");
 }
 
 fn chrono_now_ms() -> i64 {

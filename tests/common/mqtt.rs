@@ -82,3 +82,48 @@ impl Drop for Publisher {
         self.task.abort();
     }
 }
+
+/// A real MQTT v5 subscriber collecting the payloads it receives.
+pub struct Subscriber {
+    pub messages: tokio::sync::mpsc::UnboundedReceiver<(String, Bytes)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Subscriber {
+    pub async fn connect(port: u16, filter: &str) -> Self {
+        let opts = MqttOptions::new(super::unique("sub"), "127.0.0.1", port);
+        let (client, mut eventloop) = AsyncClient::new(opts, 64);
+        client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        let (tx, messages) = tokio::sync::mpsc::unbounded_channel();
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+        let mut subscribed_tx = Some(subscribed_tx);
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(s) = subscribed_tx.take() {
+                            let _ = s.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                        let _ = tx.send((topic, p.payload));
+                    }
+                    Ok(_) => {}
+                    Err(e) => panic!("test subscriber lost its connection: {e}"),
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(5), subscribed)
+            .await
+            .unwrap()
+            .unwrap();
+        Subscriber { messages, task }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
