@@ -81,6 +81,18 @@ const CASES: &[(&str, &str, &str, &str)] = &[
         "connection \"events\", field `librdkafka`: librdkafka refuses the settings",
     ),
     (
+        "QoS 2",
+        "topic = \"traffic\"",
+        "topic = \"traffic\"\nqos = 2",
+        "line 14: route \"traffic\", field `qos`: 2 is not supported: QoS 1 already gives at-least-once delivery",
+    ),
+    (
+        "keep-alive rumqttc would refuse",
+        "url = \"mqtt://127.0.0.1:1883\"",
+        "url = \"mqtt://127.0.0.1:1883\"\nkeep_alive = \"2s\"",
+        "line 4: [mqtt], field `keep_alive`: must be between 5s and 65535s",
+    ),
+    (
         "TOML syntax",
         "name = \"traffic\"",
         "name = \"traffic",

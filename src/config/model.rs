@@ -59,7 +59,7 @@ pub struct MqttConfig {
     /// bridge acknowledges them. The bridge enforces it on its side too. Default 256.
     #[serde(default = "default_receive_maximum")]
     pub receive_maximum: u16,
-    /// MQTT keep-alive interval. Default "30s".
+    /// MQTT keep-alive interval, 5s or more. Default "30s".
     #[serde(default = "default_keep_alive", with = "humantime_serde")]
     pub keep_alive: Duration,
     /// Largest MQTT packet the bridge accepts, in bytes (told to the broker, which must not
@@ -182,7 +182,7 @@ pub struct RouteConfig {
     /// MQTT clients sharing the group in this process. Default 1.
     #[serde(default = "default_consumers")]
     pub consumers: u32,
-    /// Subscription QoS: 0 (best effort), 1 or 2 (at least once). Default 1.
+    /// Subscription QoS: 1 (at least once) or 0 (best effort). Default 1.
     #[serde(default = "default_qos")]
     pub qos: u8,
     /// Kafka topic: a literal or a template such as "traffic-{topic.2}". Required for Kafka.

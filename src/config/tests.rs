@@ -182,3 +182,15 @@ fn the_example_config_is_valid() {
     let c = parse_str(EXAMPLE, Path::new("/etc/mqbridge"), &|_| Some("x".into())).unwrap();
     assert_eq!(c.routes.len(), 2);
 }
+
+#[test]
+fn librdkafka_errors_do_not_show_values() {
+    let text = BASE.replace(
+        "[connections.debug]",
+        "[connections.events.librdkafka]\n\"sasl.pasword\" = \"kafka-pw\"\n\n[connections.debug]",
+    );
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(p[0].message.contains("sasl.pasword"), "{}", p[0].message);
+    assert!(!p[0].message.contains("kafka-pw"), "{}", p[0].message);
+}

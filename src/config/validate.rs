@@ -118,8 +118,8 @@ impl Validator<'_, '_> {
         if m.session_expiry > Duration::from_secs(u32::MAX as u64) {
             self.problem(S, Some("session_expiry"), "must be at most 4294967295s");
         }
-        if m.keep_alive < Duration::from_secs(1) || m.keep_alive > Duration::from_secs(65535) {
-            self.problem(S, Some("keep_alive"), "must be between 1s and 65535s");
+        if m.keep_alive < Duration::from_secs(5) || m.keep_alive > Duration::from_secs(65535) {
+            self.problem(S, Some("keep_alive"), "must be between 5s and 65535s");
         }
         if let Some(tls) = &m.tls {
             if tls.cert_file.is_some() != tls.key_file.is_some() {
@@ -156,7 +156,10 @@ impl Validator<'_, '_> {
                         self.problem(
                             &section,
                             Some("librdkafka"),
-                            format!("librdkafka refuses the settings: {e}"),
+                            format!(
+                                "librdkafka refuses the settings: {}",
+                                crate::sinks::kafka::describe_config_error(&e)
+                            ),
                         );
                     }
                 }
@@ -219,8 +222,15 @@ impl Validator<'_, '_> {
         if r.consumers == 0 {
             self.problem(s, Some("consumers"), "must be at least 1");
         }
-        if r.qos > 2 {
-            self.problem(s, Some("qos"), format!("{} is not 0, 1 or 2", r.qos));
+        match r.qos {
+            0 | 1 => {}
+            2 => self.problem(
+                s,
+                Some("qos"),
+                "2 is not supported: QoS 1 already gives at-least-once delivery, and QoS 2 \
+                 sessions cannot be resumed after a reconnect by the MQTT client the bridge uses",
+            ),
+            n => self.problem(s, Some("qos"), format!("{n} is not 0 or 1")),
         }
         if r.batch_size == 0 || r.batch_size > 10_000 {
             self.problem(s, Some("batch_size"), "must be between 1 and 10000");

@@ -1,27 +1,30 @@
 //! One MQTT consumer: a client in a route's shared-subscription group.
 //!
-//! Delivery guarantee: at least once for QoS 1 and 2. The poll task only moves PUBLISH packets
-//! into a channel; acknowledgements travel back through `Acker` after the sink has confirmed
-//! the message. Each delivery carries the connection epoch it arrived on: after a reconnect,
-//! acks for an older epoch are dropped (their packet ids may now name other messages), and the
-//! broker redelivers those messages on the resumed session instead.
+//! Delivery guarantee: at least once for QoS 1. The poll task only moves PUBLISH packets into a
+//! channel; acknowledgements travel back through `Acker` after the sink has confirmed the
+//! message. Each delivery carries the connection epoch it arrived on, and an ack is queued only
+//! if its epoch is still current. Checking and queuing happen under one lock, which the poll
+//! task also takes when a connection fails, to bump the epoch and purge PUBACKs still queued in
+//! rumqttc: so an ack for a message of an earlier connection is never written on a later one
+//! (its packet id may name another message there); the broker redelivers that message instead.
 //!
 //! Bounded memory: the bridge announces `receive_maximum` in CONNECT, but does not rely on the
 //! broker honouring it (mosquitto 2.0 sends past it). It counts its own in-flight messages and,
 //! when the window is full, the poll task stops reading so the backlog stays with the broker.
 //! rumqttc writes our acks only while it is polled, so the poll task pauses only while no ack is
-//! queued (it counts them: +1 when `Acker` queues one, -1 when rumqttc reports it written), and
-//! never longer than half the keep-alive, so the connection stays up during a long stall. The
-//! window can be overshot by what one socket read brings in; nothing is refused or dropped.
+//! queued (counted under the same lock: +1 when `Acker` queues one, -1 when rumqttc reports it
+//! written), and lets a keep-alive ping out every half keep-alive, so the connection stays up
+//! during a long stall. The window can be overshot by what one socket read brings in; nothing
+//! is refused or dropped.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event, EventLoop};
+use rumqttc::v5::{AsyncClient, ClientError, Event, EventLoop};
 use rumqttc::Outgoing;
 use tokio::sync::{mpsc, Notify};
 
@@ -57,14 +60,32 @@ impl Drop for Slot {
 
 /// State shared by a consumer's poll task and its acker.
 struct Shared {
-    epoch: AtomicU64,
+    acks: Mutex<AckState>,
     closing: AtomicBool,
     /// Messages received and not yet acknowledged (nor given up).
     in_flight: AtomicUsize,
-    /// Acks queued in rumqttc's request channel and not yet written.
-    acks_queued: AtomicUsize,
     wake: Notify,
 }
+
+struct AckState {
+    /// Bumped by the poll task whenever the connection is lost.
+    epoch: u64,
+    /// Acks queued in rumqttc's request channel and not yet written.
+    queued: usize,
+}
+
+impl Shared {
+    fn acks(&self) -> MutexGuard<'_, AckState> {
+        // The lock guards two counters; a panic while holding it leaves them usable.
+        self.acks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// How long `Acker::ack` keeps trying a full request channel before leaving the message to be
+/// redelivered (the poll task drains it continuously, so this means the consumer is gone).
+const ACK_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Sends acks in the order it is given them, for the connection the message arrived on.
 pub struct Acker {
@@ -86,22 +107,35 @@ impl Acker {
         if qos == QoS::AtMostOnce {
             return true;
         }
-        if epoch != self.shared.epoch.load(Ordering::Acquire) {
-            return false;
-        }
         let mut publish = Publish::new("", qos, Bytes::new(), None);
         publish.pkid = packet_id;
-        if let Err(e) = self.client.ack(&publish).await {
-            events::AckFailed {
-                route: &self.route,
-                error: &e.to_string(),
+        let started = tokio::time::Instant::now();
+        loop {
+            {
+                let mut acks = self.shared.acks();
+                if acks.epoch != epoch {
+                    return false;
+                }
+                match self.client.try_ack(&publish) {
+                    Ok(()) => {
+                        acks.queued += 1;
+                        break;
+                    }
+                    Err(ClientError::TryRequest(_)) if started.elapsed() < ACK_PATIENCE => {}
+                    Err(e) => {
+                        events::AckFailed {
+                            route: &self.route,
+                            error: &e.to_string(),
+                        }
+                        .emit();
+                        return false;
+                    }
+                }
             }
-            .emit();
-            return false;
+            // The request channel is full: the poll task is draining it.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        // Counted before the slot is given back, so the poll task, once woken, polls to write it.
-        self.shared.acks_queued.fetch_add(1, Ordering::AcqRel);
-        drop(_slot);
+        drop(_slot); // wakes the poll task, which polls to write the ack
         true
     }
 
@@ -133,14 +167,16 @@ pub fn start(
 ) {
     let options = endpoint.consumer_options(&spec.client_id);
     // Room for every ack the in-flight window can produce, plus control packets.
-    let (client, eventloop) = AsyncClient::new(options, spec.receive_maximum + 64);
+    let (client, eventloop) = AsyncClient::new(options, 2 * spec.receive_maximum + 64);
     // Unbounded on purpose: the poll task must never wait on it; the window bounds what is in it.
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
-        epoch: AtomicU64::new(0),
+        acks: Mutex::new(AckState {
+            epoch: 0,
+            queued: 0,
+        }),
         closing: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
-        acks_queued: AtomicUsize::new(0),
         wake: Notify::new(),
     });
     let acker = Acker {
@@ -172,8 +208,12 @@ struct Poller {
 impl Poller {
     async fn run(self, mut eventloop: EventLoop) {
         let mut backoff = Duration::from_millis(100);
+        let mut ping_due = false;
+        let mut broker_reason = String::new();
         loop {
-            self.wait_for_room().await;
+            if !ping_due {
+                ping_due = !self.wait_for_room().await;
+            }
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(publish))) => self.on_publish(publish),
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -182,37 +222,23 @@ impl Poller {
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => self.on_suback(&ack.return_codes),
                 Ok(Event::Incoming(Packet::Disconnect(d))) => {
-                    let reason = format!("broker disconnected: {:?}", d.reason_code);
-                    events::ConsumerDisconnected {
-                        route: &self.spec.route,
-                        client_id: &self.spec.client_id,
-                        error: &reason,
-                    }
-                    .emit();
+                    // Reported with the connection error that follows.
+                    broker_reason = format!(" after the broker's DISCONNECT ({:?})", d.reason_code);
                 }
                 Ok(Event::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_))) => {
-                    let _ = self.shared.acks_queued.fetch_update(
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                        |n| n.checked_sub(1),
-                    );
+                    let mut acks = self.shared.acks();
+                    acks.queued = acks.queued.saturating_sub(1);
                 }
+                Ok(Event::Outgoing(Outgoing::PingReq)) => ping_due = false,
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                 Ok(_) => {}
                 Err(e) => {
-                    // rumqttc discards queued PUBACKs on a lost connection.
-                    self.shared.acks_queued.store(0, Ordering::Release);
-                    self.shared.epoch.fetch_add(1, Ordering::AcqRel);
+                    self.connection_lost(&mut eventloop);
                     if self.shared.closing.load(Ordering::Acquire) {
                         break;
                     }
-                    let error = format!("{e} (broker {})", self.address);
-                    events::ConsumerDisconnected {
-                        route: &self.spec.route,
-                        client_id: &self.spec.client_id,
-                        error: &error,
-                    }
-                    .emit();
+                    let reason = std::mem::take(&mut broker_reason);
+                    self.disconnected(&format!("{e}{reason} (broker {})", self.address));
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
@@ -220,20 +246,40 @@ impl Poller {
         }
     }
 
+    /// A new epoch begins: acks of the old one are refused from now on, and any that slipped
+    /// into rumqttc's queue since it cleaned up are purged (`clean` drops queued PUBACKs).
+    fn connection_lost(&self, eventloop: &mut EventLoop) {
+        let mut acks = self.shared.acks();
+        acks.epoch += 1;
+        eventloop.clean();
+        acks.queued = 0;
+    }
+
+    fn disconnected(&self, error: &str) {
+        events::ConsumerDisconnected {
+            route: &self.spec.route,
+            client_id: &self.spec.client_id,
+            error,
+        }
+        .emit();
+    }
+
     /// Backpressure: while the window is full and no ack waits to be written, stop reading.
-    async fn wait_for_room(&self) {
+    /// Returns false when half the keep-alive passed, so that the caller lets a ping out.
+    async fn wait_for_room(&self) -> bool {
         let s = &self.shared;
         while s.in_flight.load(Ordering::Acquire) >= self.spec.receive_maximum
-            && s.acks_queued.load(Ordering::Acquire) == 0
+            && s.acks().queued == 0
             && !s.closing.load(Ordering::Acquire)
         {
             if tokio::time::timeout(self.keep_alive / 2, s.wake.notified())
                 .await
                 .is_err()
             {
-                return; // poll once, so that keep-alive pings go out
+                return false;
             }
         }
+        true
     }
 
     fn on_publish(&self, publish: Publish) {
@@ -244,7 +290,7 @@ impl Poller {
         let ack = AckToken {
             qos: publish.qos,
             packet_id: publish.pkid,
-            epoch: self.shared.epoch.load(Ordering::Acquire),
+            epoch: self.shared.acks().epoch,
             _slot: Slot(self.shared.clone()),
         };
         let msg = Message::from_publish(&publish, &self.spec.publisher);
@@ -253,7 +299,7 @@ impl Poller {
     }
 
     fn on_connack(&self, session_present: bool) {
-        let epoch = self.shared.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        let epoch = self.shared.acks().epoch;
         events::ConsumerConnected {
             route: &self.spec.route,
             client_id: &self.spec.client_id,

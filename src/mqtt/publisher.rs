@@ -1,10 +1,11 @@
 //! A publishing MQTT client that tells the caller when the broker acknowledged each QoS 1
 //! PUBLISH (rumqttc's `publish` only queues). Used for the dead-letter topic.
 //!
-//! rumqttc reports `Outgoing::Publish(pkid)` in the order requests were queued, so waiters are
-//! queued in that same order under one lock and matched to packet ids as they go out. The
-//! session is clean: after a reconnect nothing is replayed, every waiter is failed and the
-//! caller publishes again (at least once).
+//! rumqttc reports `Outgoing::Publish(pkid)` in the order requests were queued, so a waiter and
+//! its request are queued together under one lock and matched to packet ids as they go out.
+//! When the connection is lost, the poll task takes the same lock, fails every waiter and purges
+//! rumqttc's queues, so nothing is replayed after the reconnect and no PUBACK can be matched to
+//! the wrong waiter; the caller publishes again (at least once).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -40,7 +41,6 @@ struct Waiters {
 #[derive(Clone)]
 pub struct Publisher {
     client: AsyncClient,
-    waiters: Arc<tokio::sync::Mutex<()>>,
     state: Arc<Mutex<Waiters>>,
 }
 
@@ -49,11 +49,7 @@ impl Publisher {
         let (client, eventloop) = AsyncClient::new(endpoint.publisher_options(client_id), 64);
         let state = Arc::new(Mutex::new(Waiters::default()));
         let task = tokio::spawn(poll(eventloop, state.clone()));
-        let publisher = Publisher {
-            client,
-            waiters: Default::default(),
-            state,
-        };
+        let publisher = Publisher { client, state };
         (publisher, task)
     }
 
@@ -66,24 +62,14 @@ impl Publisher {
     ) -> Result<(), PublishError> {
         let (tx, rx) = oneshot::channel();
         {
-            let _order = self.waiters.lock().await;
-            self.state
-                .lock()
-                .expect("publisher state")
-                .queued
-                .push_back(tx);
+            let mut state = lock(&self.state);
             if let Err(e) = self
                 .client
-                .publish_bytes(topic, QoS::AtLeastOnce, false, payload)
-                .await
+                .try_publish(topic, QoS::AtLeastOnce, false, payload)
             {
-                self.state
-                    .lock()
-                    .expect("publisher state")
-                    .queued
-                    .pop_back();
                 return Err(PublishError::Client(e.to_string()));
             }
+            state.queued.push_back(tx);
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
@@ -100,13 +86,27 @@ impl Publisher {
 async fn poll(mut eventloop: EventLoop, state: Arc<Mutex<Waiters>>) {
     loop {
         let event = eventloop.poll().await;
-        let step = handle(event, &mut state.lock().expect("publisher state"));
+        let step = {
+            let mut waiters = lock(&state);
+            let step = handle(event, &mut waiters);
+            if matches!(step, Step::Pause) {
+                eventloop.clean();
+                eventloop.pending.clear();
+            }
+            step
+        };
         match step {
             Step::Continue => {}
             Step::Stop => break,
             Step::Pause => tokio::time::sleep(Duration::from_secs(1)).await,
         }
     }
+}
+
+fn lock(state: &Mutex<Waiters>) -> std::sync::MutexGuard<'_, Waiters> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 enum Step {

@@ -42,8 +42,7 @@ pub fn start(
 ) {
     let qos = match route.qos {
         0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        _ => QoS::ExactlyOnce,
+        _ => QoS::AtLeastOnce,
     };
     for n in 1..=route.consumers {
         let spec = ConsumerSpec {

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 
 use super::sink::KafkaRouteSink;
@@ -37,9 +38,18 @@ pub fn client_config(c: &KafkaConnectionConfig) -> ClientConfig {
     cfg
 }
 
+/// A librdkafka error without the setting's value, which may be a secret.
+pub fn describe_config_error(e: &KafkaError) -> String {
+    match e {
+        KafkaError::ClientConfig(_, description, key, _value) => format!("{key}: {description}"),
+        other => other.to_string(),
+    }
+}
+
 impl KafkaConnection {
     pub fn build(name: &str, c: &KafkaConnectionConfig) -> Result<Self, BuildError> {
         let producer = client_config(c).create().map_err(|e| {
+            let e = describe_config_error(&e);
             BuildError::Kafka(name.to_owned(), format!("cannot create the producer: {e}"))
         })?;
         Ok(KafkaConnection { producer })

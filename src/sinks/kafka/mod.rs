@@ -7,7 +7,7 @@ mod error;
 mod headers;
 mod sink;
 
-pub use connection::{client_config, KafkaConnection};
+pub use connection::{client_config, describe_config_error, KafkaConnection};
 pub use error::KafkaSinkError;
 pub use headers::headers;
 pub use sink::KafkaRouteSink;
