@@ -182,7 +182,9 @@ async fn backpressure_keeps_memory_bounded_and_loses_nothing() {
     let topic = unique("pressure");
     create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
     let admin = free_port();
-    let extra = format!("receive_maximum = {WINDOW}");
+    // A short keep-alive: the stall below lasts longer than 1.5 keep-alives, which the broker
+    // would end by dropping a consumer that stopped talking while it waits for room.
+    let extra = format!("receive_maximum = {WINDOW}\nkeep_alive = \"5s\"");
     kafka.proxy.cut();
     let bridge = Bridge::start(&config(
         broker.port,
@@ -207,6 +209,7 @@ async fn backpressure_keeps_memory_bounded_and_loses_nothing() {
             .await;
     }
     publisher.wait_acked(Duration::from_secs(60)).await;
+    let stalled = std::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_during = bridge.rss_kib();
     let received = bridge
@@ -220,6 +223,13 @@ async fn backpressure_keeps_memory_bounded_and_loses_nothing() {
     assert!(
         rss_during < rss_before + 16 * 1024,
         "RSS grew from {rss_before} to {rss_during} KiB"
+    );
+
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(stalled.elapsed())).await;
+    let log = bridge.log_text();
+    assert!(
+        !log.contains("consumer disconnected"),
+        "a paused consumer lost its connection:\n{log}"
     );
 
     kafka.proxy.restore();
