@@ -39,10 +39,11 @@ wait_port() {
 # OpenSSL's headers, from the system's packages when missing.
 ensure_build_deps() {
     if command -v cc >/dev/null 2>&1 && command -v make >/dev/null 2>&1 \
-        && command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl 2>/dev/null; then
+        && command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl 2>/dev/null \
+        && command -v openssl >/dev/null 2>&1; then
         return
     fi
-    log "installing build dependencies (gcc, make, pkg-config, libssl-dev)"
+    log "installing build dependencies (gcc, make, pkg-config, libssl-dev, openssl)"
     as_root apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq build-essential pkg-config libssl-dev >&2
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq build-essential pkg-config libssl-dev openssl >&2
 }

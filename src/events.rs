@@ -182,6 +182,26 @@ impl ConsumerDisconnected<'_> {
     }
 }
 
+/// A consumer could not connect (or the broker refused it); it keeps trying with backoff.
+pub struct ConnectFailed<'a> {
+    pub route: &'a str,
+    pub client_id: &'a str,
+    pub error: &'a str,
+}
+
+impl ConnectFailed<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_mqtt_connect_errors_total", "route" => self.route.to_owned())
+            .increment(1);
+        warn!(
+            route = self.route,
+            client_id = self.client_id,
+            error = self.error,
+            "cannot connect to the broker; retrying"
+        );
+    }
+}
+
 pub struct Subscribed<'a> {
     pub route: &'a str,
     pub client_id: &'a str,

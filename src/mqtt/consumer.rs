@@ -210,6 +210,7 @@ impl Poller {
         let mut backoff = Duration::from_millis(100);
         let mut ping_due = false;
         let mut broker_reason = String::new();
+        let mut connected = false;
         loop {
             if !ping_due {
                 ping_due = !self.wait_for_room().await;
@@ -218,6 +219,7 @@ impl Poller {
                 Ok(Event::Incoming(Packet::Publish(publish))) => self.on_publish(publish),
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     backoff = Duration::from_millis(100);
+                    connected = true;
                     self.on_connack(ack.session_present);
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => self.on_suback(&ack.return_codes),
@@ -238,7 +240,23 @@ impl Poller {
                         break;
                     }
                     let reason = std::mem::take(&mut broker_reason);
-                    self.disconnected(&format!("{e}{reason} (broker {})", self.address));
+                    let error = format!("{e}{reason} (broker {})", self.address);
+                    let (route, client_id) = (&*self.spec.route, self.spec.client_id.as_str());
+                    if std::mem::take(&mut connected) {
+                        events::ConsumerDisconnected {
+                            route,
+                            client_id,
+                            error: &error,
+                        }
+                        .emit();
+                    } else {
+                        events::ConnectFailed {
+                            route,
+                            client_id,
+                            error: &error,
+                        }
+                        .emit();
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
@@ -253,15 +271,6 @@ impl Poller {
         acks.epoch += 1;
         eventloop.clean();
         acks.queued = 0;
-    }
-
-    fn disconnected(&self, error: &str) {
-        events::ConsumerDisconnected {
-            route: &self.spec.route,
-            client_id: &self.spec.client_id,
-            error,
-        }
-        .emit();
     }
 
     /// Backpressure: while the window is full and no ack waits to be written, stop reading.
