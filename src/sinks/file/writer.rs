@@ -1,5 +1,7 @@
 //! Appends JSON lines. A batch is serialized first and written with one `write_all`, then
-//! flushed (and fsynced when configured) before the batch counts as delivered.
+//! flushed (and fsynced when configured) before the batch counts as delivered. A write that
+//! fails part-way (a full disk) is cut back to the last whole batch, so the retry cannot leave
+//! a broken line behind.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,7 +27,8 @@ impl FileSinkError {
 
 enum Output {
     Stdout(tokio::io::Stdout),
-    File(tokio::fs::File),
+    /// The file and its length after the last whole batch.
+    File(tokio::fs::File, u64),
 }
 
 pub struct FileWriter {
@@ -43,7 +46,8 @@ impl FileWriter {
                 .append(true)
                 .open(path)
                 .await?;
-            Output::File(file)
+            let len = file.metadata().await?.len();
+            Output::File(file, len)
         };
         Ok(FileWriter {
             out: Mutex::new(out),
@@ -67,14 +71,25 @@ impl FileWriter {
                 s.write_all(buf).await?;
                 s.flush().await
             }
-            Output::File(f) => {
-                f.write_all(buf).await?;
-                f.flush().await?;
-                if self.fsync {
-                    f.sync_data().await?;
+            Output::File(f, len) => match append(f, buf, self.fsync).await {
+                Ok(()) => {
+                    *len += buf.len() as u64;
+                    Ok(())
                 }
-                Ok(())
-            }
+                Err(e) => {
+                    let _ = f.set_len(*len).await;
+                    Err(e)
+                }
+            },
         }
     }
+}
+
+async fn append(f: &mut tokio::fs::File, buf: &[u8], fsync: bool) -> std::io::Result<()> {
+    f.write_all(buf).await?;
+    f.flush().await?;
+    if fsync {
+        f.sync_data().await?;
+    }
+    Ok(())
 }
