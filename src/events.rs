@@ -237,6 +237,23 @@ impl SubscribeFailed<'_> {
     }
 }
 
+/// A producer hit a fatal error and was replaced by a new one.
+pub struct ProducerReplaced<'a> {
+    pub connection: &'a str,
+    pub reason: &'a str,
+}
+
+impl ProducerReplaced<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_producer_replacements_total", "connection" => self.connection.to_owned()).increment(1);
+        error!(
+            connection = self.connection,
+            reason = self.reason,
+            "Kafka producer failed for good; replaced by a new one"
+        );
+    }
+}
+
 pub struct ConnectionHealthy<'a> {
     pub connection: &'a str,
     pub detail: &'a str,

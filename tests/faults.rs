@@ -21,6 +21,17 @@ fn config(
     extra_mqtt: &str,
     admin_port: u16,
 ) -> String {
+    config_with_kafka(mqtt_port, bootstrap, topic, extra_mqtt, admin_port, "")
+}
+
+fn config_with_kafka(
+    mqtt_port: u16,
+    bootstrap: &str,
+    topic: &str,
+    extra_mqtt: &str,
+    admin_port: u16,
+    extra_kafka: &str,
+) -> String {
     format!(
         r#"
 [mqtt]
@@ -31,6 +42,7 @@ client_id_prefix = "{prefix}"
 [connections.kafka]
 type = "kafka"
 bootstrap_servers = "{bootstrap}"
+{extra_kafka}
 [connections.kafka.librdkafka]
 "linger.ms" = "5"
 "reconnect.backoff.max.ms" = "500"
@@ -103,17 +115,30 @@ fn check_all_arrived(bootstrap: &str, topic: &str, n: usize, log: impl Fn() -> S
 
 #[tokio::test]
 async fn kafka_outage_loses_nothing() {
+    outage("").await;
+}
+
+/// librdkafka times the messages out locally during the outage: the bridge produces them again,
+/// replacing the producer if the broker no longer accepts its producer id.
+#[tokio::test]
+async fn kafka_outage_longer_than_the_delivery_timeout_loses_nothing() {
+    outage("delivery_timeout = \"2s\"").await;
+}
+
+async fn outage(extra_kafka: &str) {
     const N: usize = 10_000;
     let broker = mosquitto();
     let kafka = KafkaUnderTest::start().await;
     let topic = unique("outage");
     create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
-    let bridge = Bridge::start(&config(
+    let admin = free_port();
+    let bridge = Bridge::start(&config_with_kafka(
         broker.port,
         &kafka.bootstrap(),
         &topic,
         "",
-        free_port(),
+        admin,
+        extra_kafka,
     ));
     bridge.wait_subscribed(0, 2);
 
@@ -131,6 +156,13 @@ async fn kafka_outage_loses_nothing() {
     publisher.wait_acked(Duration::from_secs(30)).await;
 
     check_all_arrived(&kafka.bootstrap(), &topic, N, || bridge.log_text());
+    let retries = bridge
+        .metric(admin, "mqbridge_delivery_retries_total")
+        .await;
+    let replaced = bridge
+        .metric(admin, "mqbridge_producer_replacements_total")
+        .await;
+    eprintln!("{retries} message retries, {replaced} producer replacements");
 }
 
 #[tokio::test]

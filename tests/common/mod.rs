@@ -168,9 +168,9 @@ pub struct KafkaUnderTest {
 
 impl KafkaUnderTest {
     pub async fn start() -> Self {
-        let proxy_port = free_port();
-        let server = tansu(free_port(), proxy_port);
-        let proxy = Proxy::start(proxy_port, server.port);
+        let target = free_port();
+        let proxy = Proxy::start(target);
+        let server = tansu(target, proxy.port);
         KafkaUnderTest { server, proxy }
     }
 

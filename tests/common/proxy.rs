@@ -16,13 +16,15 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn start(port: u16, target: u16) -> Self {
+    /// Listens on a free loopback port (see `port`) and forwards to `target`.
+    pub fn start(target: u16) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
         let cut = Arc::new(AtomicBool::new(false));
         let (epoch, _) = watch::channel(0u64);

@@ -1,7 +1,13 @@
 //! A Kafka connection: one producer shared by every route that names it. The producer is
 //! idempotent with `acks=all`, so a delivery report means the record is replicated and a
 //! librdkafka retry cannot duplicate or reorder it.
+//!
+//! An idempotent producer can end up refused for good: librdkafka reports a fatal error, or the
+//! broker keeps answering `ProducerFenced` (or another producer-id/epoch error) to every retry.
+//! The connection then replaces the producer with a new one, which gets a new producer id; the
+//! messages that failed are retried on it.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -14,7 +20,60 @@ use crate::events;
 use crate::sinks::BuildError;
 
 pub struct KafkaConnection {
-    producer: FutureProducer,
+    slot: Arc<ProducerSlot>,
+}
+
+/// The connection's current producer and how many times it was replaced.
+pub struct ProducerSlot {
+    name: String,
+    config: ClientConfig,
+    current: RwLock<(u64, FutureProducer)>,
+}
+
+impl ProducerSlot {
+    /// The producer to use now, with its generation.
+    pub fn get(&self) -> (u64, FutureProducer) {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        (current.0, current.1.clone())
+    }
+
+    /// Replaces generation `generation` when librdkafka reports it failed fatally, or when a
+    /// delivery failed in a way only a new producer mends (`broken`); once, however many routes
+    /// notice it.
+    pub fn replace_if_broken(&self, generation: u64, broken: bool) {
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        if current.0 != generation {
+            return;
+        }
+        let reason = match current.1.client().fatal_error() {
+            Some((_, reason)) => reason,
+            None if broken => "the broker no longer accepts its producer id or epoch".to_owned(),
+            None => return,
+        };
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                let old = std::mem::replace(&mut *current, (generation + 1, fresh));
+                events::ProducerReplaced {
+                    connection: &self.name,
+                    reason: &reason,
+                }
+                .emit();
+                // Dropping purges and joins the old producer's thread: not on the runtime.
+                tokio::task::spawn_blocking(move || drop(old));
+            }
+            Err(e) => {
+                let error = format!(
+                    "{reason}; a new producer failed too: {}",
+                    describe_config_error(&e)
+                );
+                events::ConnectionUnhealthy {
+                    connection: &self.name,
+                    error: &error,
+                }
+                .emit();
+            }
+        }
+    }
 }
 
 /// The librdkafka configuration for a connection (also used by `validate` to check the
@@ -48,20 +107,28 @@ pub fn describe_config_error(e: &KafkaError) -> String {
 
 impl KafkaConnection {
     pub fn build(name: &str, c: &KafkaConnectionConfig) -> Result<Self, BuildError> {
-        let producer = client_config(c).create().map_err(|e| {
+        let config = client_config(c);
+        let producer = config.create().map_err(|e| {
             let e = describe_config_error(&e);
             BuildError::Kafka(name.to_owned(), format!("cannot create the producer: {e}"))
         })?;
-        Ok(KafkaConnection { producer })
+        let slot = ProducerSlot {
+            name: name.to_owned(),
+            config,
+            current: RwLock::new((0, producer)),
+        };
+        Ok(KafkaConnection {
+            slot: Arc::new(slot),
+        })
     }
 
     pub fn route_sink(&self, route: &RouteConfig) -> Result<KafkaRouteSink, String> {
-        KafkaRouteSink::new(self.producer.clone(), route)
+        KafkaRouteSink::new(self.slot.clone(), route)
     }
 
     /// Connection check: fetches cluster metadata, which needs reachability and authentication.
     pub async fn health_check(&self, name: &str) {
-        let producer = self.producer.clone();
+        let (_, producer) = self.slot.get();
         let result = tokio::task::spawn_blocking(move || {
             producer
                 .client()
@@ -89,7 +156,7 @@ impl KafkaConnection {
     }
 
     pub async fn flush(&self, timeout: Duration) {
-        let producer = self.producer.clone();
+        let (_, producer) = self.slot.get();
         let _ = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
     }
 }

@@ -29,6 +29,26 @@ impl KafkaSinkError {
         matches!(self, KafkaSinkError::Delivery(_) | KafkaSinkError::Canceled)
     }
 
+    /// Errors that leave the producer's idempotence state out of step with the broker: retrying
+    /// on the same producer fails again, a new producer (with a new producer id) does not.
+    pub fn needs_new_producer(&self) -> bool {
+        use RDKafkaErrorCode::*;
+        let code = match self {
+            KafkaSinkError::Delivery(e) | KafkaSinkError::Rejected(e) => e.rdkafka_error_code(),
+            _ => None,
+        };
+        matches!(
+            code,
+            Some(
+                ProducerFenced
+                    | InvalidProducerEpoch
+                    | OutOfOrderSequenceNumber
+                    | UnknownProducerId
+                    | Fatal
+            )
+        )
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             KafkaSinkError::InvalidTopic(_) => "invalid_topic",

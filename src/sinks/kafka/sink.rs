@@ -2,12 +2,14 @@
 //! producer and waits for every delivery report. A full librdkafka queue is backpressure: the
 //! batch waits for room, it is not failed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{join_all, Either};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use super::connection::ProducerSlot;
 use super::error::KafkaSinkError;
 use super::headers::headers;
 use crate::config::RouteConfig;
@@ -16,7 +18,7 @@ use crate::template::Template;
 use crate::topic::check_kafka_topic;
 
 pub struct KafkaRouteSink {
-    producer: FutureProducer,
+    producer: Arc<ProducerSlot>,
     topic: Template,
     /// Set when the topic is a literal, checked once at build time.
     literal_topic: Option<String>,
@@ -24,7 +26,7 @@ pub struct KafkaRouteSink {
 }
 
 impl KafkaRouteSink {
-    pub fn new(producer: FutureProducer, route: &RouteConfig) -> Result<Self, String> {
+    pub fn new(producer: Arc<ProducerSlot>, route: &RouteConfig) -> Result<Self, String> {
         let topic_text = route
             .topic
             .as_deref()
@@ -45,19 +47,28 @@ impl KafkaRouteSink {
     }
 
     pub async fn send(&self, batch: &[&Message]) -> Vec<Result<(), KafkaSinkError>> {
+        let (generation, producer) = self.producer.get();
         let mut pending = Vec::with_capacity(batch.len());
         for msg in batch {
-            pending.push(match self.enqueue(msg).await {
+            pending.push(match self.enqueue(&producer, msg).await {
                 Ok(delivery) => Either::Left(delivery),
                 Err(e) => Either::Right(std::future::ready(Err(e))),
             });
         }
-        join_all(pending).await
+        let results = join_all(pending).await;
+        let broken = results
+            .iter()
+            .any(|r| matches!(r, Err(e) if e.needs_new_producer()));
+        if broken || results.iter().any(Result::is_err) {
+            self.producer.replace_if_broken(generation, broken);
+        }
+        results
     }
 
     /// Queues one record; the returned future resolves with its delivery report.
     async fn enqueue(
         &self,
+        producer: &FutureProducer,
         msg: &Message,
     ) -> Result<impl std::future::Future<Output = Result<(), KafkaSinkError>>, KafkaSinkError> {
         let rendered;
@@ -76,7 +87,7 @@ impl KafkaRouteSink {
             .headers(headers(msg))
             .timestamp(msg.timestamp_ms as i64);
         loop {
-            match self.producer.send_result(record) {
+            match producer.send_result(record) {
                 Ok(delivery) => {
                     return Ok(async move {
                         match delivery.await {
