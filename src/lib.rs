@@ -81,6 +81,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     .map_err(RunError::DeadLetter)?;
     let dead_letter = Arc::new(dead_letter);
     let token = CancellationToken::new();
+    let hard_stop = CancellationToken::new();
     if let Some(listen) = config.admin.listen.as_deref().and_then(|l| l.parse().ok()) {
         admin::serve(listen, token.clone())
             .await
@@ -94,6 +95,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             sink: RouteSink::build(route, &connections)?,
             dead_letter: dead_letter.clone(),
             shutdown: token.clone(),
+            hard_stop: hard_stop.clone(),
         });
         route::start(route, &config.mqtt, &endpoint, ctx, &mut tasks);
         consumers += route.consumers;
@@ -108,10 +110,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     info!("shutting down: finishing in-flight messages");
     token.cancel();
-    drain(&mut tasks, config.shutdown_timeout).await;
+    drain(&mut tasks, config.shutdown_timeout, &hard_stop).await;
     dead_letter.close().await;
-    for c in connections.values() {
-        c.flush(Duration::from_secs(5)).await;
+    if !hard_stop.is_cancelled() {
+        for c in connections.values() {
+            c.flush(Duration::from_secs(5)).await;
+        }
     }
     if let Err(e) = &outcome {
         error!(error = %e, "mqbridge stopped because of a failure");
@@ -121,7 +125,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     outcome
 }
 
-async fn drain(tasks: &mut JoinSet<()>, limit: Duration) {
+/// Waits for the route tasks to finish in-flight work, ack and disconnect. Past `limit`, pending
+/// deliveries are abandoned (left unacknowledged) so that the workers can still ack what did
+/// finish and disconnect cleanly; tasks still running after a short grace are aborted.
+async fn drain(tasks: &mut JoinSet<()>, limit: Duration, hard_stop: &CancellationToken) {
+    if join_all_within(tasks, limit).await {
+        return;
+    }
+    warn!(
+        ?limit,
+        "shutdown timeout: unfinished deliveries are left for the broker to redeliver"
+    );
+    hard_stop.cancel();
+    if !join_all_within(tasks, Duration::from_secs(3)).await {
+        tasks.shutdown().await;
+    }
+}
+
+async fn join_all_within(tasks: &mut JoinSet<()>, limit: Duration) -> bool {
     let all = async {
         while let Some(ended) = tasks.join_next().await {
             if let Err(e) = ended {
@@ -129,11 +150,5 @@ async fn drain(tasks: &mut JoinSet<()>, limit: Duration) {
             }
         }
     };
-    if tokio::time::timeout(limit, all).await.is_err() {
-        warn!(
-            ?limit,
-            "shutdown timeout: unacknowledged messages will be redelivered by the broker"
-        );
-        tasks.shutdown().await;
-    }
+    tokio::time::timeout(limit, all).await.is_ok()
 }

@@ -267,3 +267,48 @@ async fn backpressure_keeps_memory_bounded_and_loses_nothing() {
     kafka.proxy.restore();
     check_all_arrived(&kafka.bootstrap(), &topic, N, || bridge.log_text());
 }
+
+#[tokio::test]
+async fn shutdown_with_kafka_down_exits_in_time_and_loses_nothing() {
+    const N: usize = 500;
+    let broker = mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let topic = unique("stop");
+    create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
+    let text = config(broker.port, &kafka.bootstrap(), &topic, "", free_port());
+    let mut bridge = Bridge::start(&format!("shutdown_timeout = \"2s\"\n{text}"));
+    bridge.wait_subscribed(0, 2);
+    kafka.proxy.cut();
+    let mut publisher = Publisher::connect(broker.port).await;
+    publisher
+        .publish_numbered(0..N, |i| format!("load/{}", i % 10))
+        .await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let asked = Instant::now();
+    assert_eq!(
+        bridge.stop(),
+        Some(0),
+        "exit code; log:\n{}",
+        bridge.log_text()
+    );
+    let took = asked.elapsed();
+    eprintln!("shutdown with Kafka down took {took:?}");
+    assert!(
+        took < Duration::from_secs(8),
+        "shutdown took {took:?}; log:\n{}",
+        bridge.log_text()
+    );
+    assert!(
+        bridge.log_text().contains("shutdown timeout"),
+        "{}",
+        bridge.log_text()
+    );
+
+    kafka.proxy.restore();
+    let before = bridge.subscribed_count();
+    bridge.spawn();
+    bridge.wait_subscribed(before, 2);
+    check_all_arrived(&kafka.bootstrap(), &topic, N, || bridge.log_text());
+}

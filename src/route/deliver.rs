@@ -25,7 +25,10 @@ pub async fn deliver(ctx: Arc<RouteContext>, batch: Vec<Delivery>) -> Done {
     let mut attempt = 0;
     while !pending.is_empty() {
         let msgs: Vec<&Message> = pending.iter().map(|&i| &batch[i].msg).collect();
-        let results = ctx.sink.send(&msgs).await;
+        let results = tokio::select! {
+            results = ctx.sink.send(&msgs) => results,
+            _ = ctx.hard_stop.cancelled() => break,
+        };
         let (mut retry, mut permanent, mut first_error) = (Vec::new(), Vec::new(), None);
         let mut delivered = Vec::new();
         for (&i, result) in pending.iter().zip(results) {

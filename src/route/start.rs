@@ -19,7 +19,10 @@ pub struct RouteContext {
     pub name: Arc<str>,
     pub sink: RouteSink,
     pub dead_letter: Arc<DeadLetter>,
+    /// Graceful shutdown: stop intake, finish what is in flight.
     pub shutdown: CancellationToken,
+    /// `shutdown_timeout` passed: give up on deliveries still pending (they stay unacknowledged).
+    pub hard_stop: CancellationToken,
 }
 
 impl RouteContext {
