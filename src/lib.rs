@@ -117,6 +117,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             c.flush(Duration::from_secs(5)).await;
         }
     }
+    // Destroying a producer whose brokers are unreachable blocks for seconds; everything acked is
+    // already in Kafka, so let that happen off the runtime (the binary exits without waiting).
+    std::thread::spawn(move || drop(connections));
     if let Err(e) = &outcome {
         error!(error = %e, "mqbridge stopped because of a failure");
     } else {

@@ -84,13 +84,16 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(mqbridge::run(config, shutdown_signal())) {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match runtime.block_on(mqbridge::run(config, shutdown_signal())) {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("mqbridge: {e}");
-            ExitCode::FAILURE
+            1
         }
-    }
+    };
+    // Everything delivered is acknowledged and the consumers have disconnected: exit without
+    // waiting for client libraries to tear down connections to unreachable servers.
+    std::process::exit(code)
 }
 
 /// Completes on the first SIGINT or SIGTERM: the one place signals are handled.
