@@ -13,8 +13,8 @@
 //! when the window is full, the poll task stops reading so the backlog stays with the broker.
 //! rumqttc writes our acks only while it is polled, so the poll task pauses only while no ack is
 //! queued (counted under the same lock: +1 when `Acker` queues one, -1 when rumqttc reports it
-//! written), and lets a keep-alive ping out every half keep-alive, so the connection stays up
-//! during a long stall. The window can be overshot by what one socket read brings in; nothing
+//! written), and resumes just before each keep-alive ping is due until the ping is out, so the
+//! connection stays up during a long stall. The window can be overshot by what one socket read brings in; nothing
 //! is refused or dropped.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -27,6 +27,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, ClientError, Event, EventLoop};
 use rumqttc::Outgoing;
 use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 
 use super::options::Endpoint;
 use crate::config::PublisherProperties;
@@ -86,6 +87,9 @@ impl Shared {
 /// How long `Acker::ack` keeps trying a full request channel before leaving the message to be
 /// redelivered (the poll task drains it continuously, so this means the consumer is gone).
 const ACK_PATIENCE: Duration = Duration::from_secs(10);
+
+/// How long before rumqttc's next keep-alive ping a pause ends.
+const PING_MARGIN: Duration = Duration::from_millis(250);
 
 /// Sends acks in the order it is given them, for the connection the message arrived on.
 pub struct Acker {
@@ -208,18 +212,23 @@ struct Poller {
 impl Poller {
     async fn run(self, mut eventloop: EventLoop) {
         let mut backoff = Duration::from_millis(100);
+        // rumqttc pings `keep_alive` after its last ping; a pause ends just before that, and
+        // reading resumes until the ping is out.
         let mut ping_due = false;
+        let mut last_ping = Instant::now();
         let mut broker_reason = String::new();
         let mut connected = false;
         loop {
             if !ping_due {
-                ping_due = !self.wait_for_room().await;
+                let until = last_ping + self.keep_alive.saturating_sub(PING_MARGIN);
+                ping_due = !self.wait_for_room(until).await;
             }
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(publish))) => self.on_publish(publish),
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     backoff = Duration::from_millis(100);
                     connected = true;
+                    (last_ping, ping_due) = (Instant::now(), false);
                     self.on_connack(ack.session_present);
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => self.on_suback(&ack.return_codes),
@@ -231,7 +240,9 @@ impl Poller {
                     let mut acks = self.shared.acks();
                     acks.queued = acks.queued.saturating_sub(1);
                 }
-                Ok(Event::Outgoing(Outgoing::PingReq)) => ping_due = false,
+                Ok(Event::Outgoing(Outgoing::PingReq)) => {
+                    (last_ping, ping_due) = (Instant::now(), false)
+                }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                 Ok(_) => {}
                 Err(e) => {
@@ -264,24 +275,27 @@ impl Poller {
         }
     }
 
-    /// A new epoch begins: acks of the old one are refused from now on, and any that slipped
-    /// into rumqttc's queue since it cleaned up are purged (`clean` drops queued PUBACKs).
+    /// A new epoch begins: acks of the old one are refused from now on, any that slipped into
+    /// rumqttc's queue since it cleaned up are purged (`clean` drops queued PUBACKs), and so are
+    /// events rumqttc read on the old connection but has not handed out yet (`clean` keeps
+    /// them: a PUBLISH among them would otherwise be taken as the new connection's).
     fn connection_lost(&self, eventloop: &mut EventLoop) {
         let mut acks = self.shared.acks();
         acks.epoch += 1;
         eventloop.clean();
+        eventloop.state.events.clear();
         acks.queued = 0;
     }
 
     /// Backpressure: while the window is full and no ack waits to be written, stop reading.
-    /// Returns false when half the keep-alive passed, so that the caller lets a ping out.
-    async fn wait_for_room(&self) -> bool {
+    /// Returns false when `until` passed, so that the caller lets a keep-alive ping out.
+    async fn wait_for_room(&self, until: Instant) -> bool {
         let s = &self.shared;
         while s.in_flight.load(Ordering::Acquire) >= self.spec.receive_maximum
             && s.acks().queued == 0
             && !s.closing.load(Ordering::Acquire)
         {
-            if tokio::time::timeout(self.keep_alive / 2, s.wake.notified())
+            if tokio::time::timeout_at(until, s.wake.notified())
                 .await
                 .is_err()
             {

@@ -31,6 +31,10 @@ pub struct ProducerSlot {
 }
 
 impl ProducerSlot {
+    pub fn generation(&self) -> u64 {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).0
+    }
+
     /// The producer to use now, with its generation.
     pub fn get(&self) -> (u64, FutureProducer) {
         let current = self.current.read().unwrap_or_else(|p| p.into_inner());

@@ -62,6 +62,10 @@ impl KafkaRouteSink {
         if broken || results.iter().any(Result::is_err) {
             self.producer.replace_if_broken(generation, broken);
         }
+        if self.producer.generation() != generation {
+            // Possibly the last handle on a replaced producer, whose teardown blocks.
+            tokio::task::spawn_blocking(move || drop(producer));
+        }
         results
     }
 
