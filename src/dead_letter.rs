@@ -49,7 +49,7 @@ impl DeadLetter {
         let path = config
             .path
             .clone()
-            .unwrap_or_else(|| "dead-letter.jsonl".into());
+            .unwrap_or_else(|| crate::config::DEFAULT_DEAD_LETTER_PATH.into());
         let writer = FileWriter::open(&path, true).await.map_err(|e| {
             std::io::Error::new(
                 e.kind(),

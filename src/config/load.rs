@@ -339,7 +339,7 @@ fn resolve_paths(mut config: Config, base: &Path) -> Config {
         let path = config
             .dead_letter
             .path
-            .get_or_insert_with(|| "dead-letter.jsonl".into());
+            .get_or_insert_with(|| DEFAULT_DEAD_LETTER_PATH.into());
         join(path);
     }
     config

@@ -218,6 +218,9 @@ pub struct DeadLetterConfig {
     pub topic: Option<String>,
 }
 
+/// The dead-letter file when `[dead_letter]` names neither a path nor a topic.
+pub const DEFAULT_DEAD_LETTER_PATH: &str = "dead-letter.jsonl";
+
 /// `[admin]`: the operator's HTTP listener (`/metrics`, `/health`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct AdminConfig {

@@ -28,13 +28,13 @@ pub struct Worker {
 impl Worker {
     pub async fn run(mut self) {
         let mut in_flight = FuturesOrdered::new();
-        let mut batch: Vec<Delivery> = Vec::with_capacity(self.batch_size);
+        let mut batch: Vec<Delivery> = Vec::new();
         let mut deadline: Option<Instant> = None;
         let mut open = true;
         loop {
             let due = deadline.is_some_and(|d| Instant::now() >= d);
             if !batch.is_empty() && (batch.len() >= self.batch_size || due || !open) {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(self.batch_size));
+                let full = std::mem::take(&mut batch);
                 let bytes = full.iter().map(|d| d.msg.size()).sum();
                 events::BatchReceived {
                     route: &self.ctx.name,

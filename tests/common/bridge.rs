@@ -64,8 +64,7 @@ impl Bridge {
     pub fn wait_subscribed(&self, before: usize, n: usize) {
         let start = Instant::now();
         loop {
-            let count = self.log_text().matches(" subscribed ").count();
-            if count >= before + n {
+            if self.subscribed_count() >= before + n {
                 return;
             }
             assert!(
@@ -84,7 +83,7 @@ impl Bridge {
     /// SIGTERM, then waits for a clean exit; returns the exit status code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        unsafe_kill(child.id(), "TERM");
+        send_signal(child.id(), "TERM");
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -152,7 +151,7 @@ impl Drop for Bridge {
     }
 }
 
-fn unsafe_kill(pid: u32, signal: &str) {
+fn send_signal(pid: u32, signal: &str) {
     Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())

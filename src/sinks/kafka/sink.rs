@@ -56,10 +56,10 @@ impl KafkaRouteSink {
             });
         }
         let results = join_all(pending).await;
-        let broken = results
-            .iter()
-            .any(|r| matches!(r, Err(e) if e.needs_new_producer()));
-        if broken || results.iter().any(Result::is_err) {
+        if results.iter().any(Result::is_err) {
+            let broken = results
+                .iter()
+                .any(|r| matches!(r, Err(e) if e.needs_new_producer()));
             self.producer.replace_if_broken(generation, broken);
         }
         if self.producer.generation() != generation {
