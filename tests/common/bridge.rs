@@ -107,9 +107,7 @@ impl Bridge {
 
     /// Resident set size in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        super::proc_status_kib(self.pid(), "VmRSS").expect("bridge running")
     }
 
     /// The value of a counter summed over all label sets, read from the admin listener.
@@ -151,7 +149,7 @@ impl Drop for Bridge {
     }
 }
 
-fn send_signal(pid: u32, signal: &str) {
+pub fn send_signal(pid: u32, signal: &str) {
     Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())

@@ -1,0 +1,205 @@
+//! mqbench: mqbridge against the broker's own ceiling and against a hand-written Python bridge,
+//! on real servers started on loopback. `scripts/bench` runs it; BENCHMARKS.md keeps results.
+//!
+//! One binary, three roles: `run` (the default) orchestrates everything; `publish` and
+//! `ceiling` are the publisher and the no-op subscriber, each started by `run` as a process of
+//! its own so that its CPU time and memory are its own.
+//!
+//! # Layout
+//! - `payload`: the sequence number and send time carried in every message.
+//! - `tally`: counting unique messages and their latency at a sink.
+//! - `publisher`, `ceiling`: the two helper roles.
+//! - `observe`: following the file sink and the Kafka topic from this process.
+//! - `systems`: one measured run of one system under one load.
+//! - `report`: the tables and ratios.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+mod ceiling;
+mod observe;
+mod payload;
+mod publisher;
+mod report;
+mod systems;
+mod tally;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use systems::{Env, Load, Outcome, System};
+
+#[derive(Parser)]
+#[command(about = "Benchmarks mqbridge against the broker's ceiling and a Python peer")]
+struct Cli {
+    #[command(subcommand)]
+    role: Option<Role>,
+}
+
+#[derive(Subcommand)]
+enum Role {
+    /// Runs the whole benchmark (the default).
+    Run(RunArgs),
+    /// The publisher process.
+    Publish(publisher::PublishArgs),
+    /// The no-op subscriber process.
+    Ceiling(ceiling::CeilingArgs),
+}
+
+#[derive(Parser, Debug)]
+struct RunArgs {
+    /// Messages per run.
+    #[arg(long, default_value_t = 100_000)]
+    count: u64,
+    /// Payload sizes in bytes; latency is measured at the first.
+    #[arg(long, value_delimiter = ',', default_values_t = [100, 1024, 16384])]
+    sizes: Vec<usize>,
+    /// A run carries at most this many payload bytes (larger payloads get fewer messages).
+    #[arg(long, default_value_t = 400_000_000)]
+    max_bytes: u64,
+    /// Fixed publish rates for latency, in percent of the ceiling's throughput.
+    #[arg(long, value_delimiter = ',', default_values_t = [25, 50, 80])]
+    rates: Vec<u32>,
+    /// Systems to measure: ceiling, file, kafka, peer.
+    #[arg(long, value_delimiter = ',', default_value = "ceiling,file,kafka,peer")]
+    systems: Vec<String>,
+    /// Route counts for the width runs (file sink, one consumer per route); 0 skips them.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 10, 100, 1000])]
+    routes: Vec<usize>,
+    /// Shared-subscription connections of the bridge and of the ceiling subscriber.
+    #[arg(long, default_value_t = 2)]
+    consumers: u32,
+    #[arg(long, default_value_t = 256)]
+    receive_maximum: u16,
+    /// Publisher connections.
+    #[arg(long, default_value_t = 4)]
+    publishers: u64,
+    /// Partitions of each Kafka topic.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Where the report is written (it is printed too).
+    #[arg(long, default_value = "target/mqbench/report.md")]
+    out: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary with no
+    // arguments, or with --list under nextest: there is nothing to test here.
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench")
+        && !matches!(
+            args.get(1).map(String::as_str),
+            Some("run" | "publish" | "ceiling")
+        )
+    {
+        if args.iter().any(|a| a == "--list") {
+            return Ok(());
+        }
+        eprintln!("mqbench is a benchmark: run it with scripts/bench");
+        return Ok(());
+    }
+    let cli = Cli::parse_from(args.into_iter().filter(|a| a != "--bench"));
+    match cli.role {
+        Some(Role::Publish(a)) => runtime()?.block_on(publisher::run(a)),
+        Some(Role::Ceiling(a)) => runtime()?.block_on(ceiling::run(a)),
+        Some(Role::Run(a)) => run(a),
+        None => run(RunArgs::parse_from(["run"])),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(a: RunArgs) -> anyhow::Result<()> {
+    let systems = a
+        .systems
+        .iter()
+        .map(|s| System::parse(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let kafka = systems
+        .iter()
+        .any(|s| matches!(s, System::Kafka | System::Peer));
+    let env = Env {
+        exe: std::env::current_exe()?,
+        kafka: kafka.then(|| {
+            let port = common::free_port();
+            common::tansu(port, port)
+        }),
+        python: peer_python(),
+        consumers: a.consumers,
+        receive_maximum: a.receive_maximum,
+        partitions: a.partitions,
+        publishers: a.publishers,
+        stall: Duration::from_secs(15),
+        rt: runtime()?,
+    };
+    let mut outcomes = Vec::new();
+    let mut failures = Vec::new();
+    let mut measure = |system: System, load: Load| -> Option<Outcome> {
+        eprintln!("mqbench: {} {load:?}", system.name());
+        match systems::run(&env, system, load) {
+            Ok(o) => {
+                eprintln!("mqbench:   {}", report::one_line(&o));
+                outcomes.push(o.clone());
+                Some(o)
+            }
+            Err(e) => {
+                eprintln!("mqbench:   failed: {e:#}");
+                failures.push(format!("{} {load:?}: {e:#}", system.name()));
+                None
+            }
+        }
+    };
+    let load = |size: usize, rate: f64, width: Option<usize>| Load {
+        size,
+        count: a.count.min(a.max_bytes / size.max(1) as u64),
+        rate,
+        width,
+    };
+    let first = a.sizes.first().copied().unwrap_or(100);
+    let mut ceiling = None;
+    for &s in &systems {
+        let o = measure(s, load(first, 0.0, None));
+        if s == System::Ceiling {
+            ceiling = o.filter(|o| o.summary.complete()).map(|o| o.summary.rate());
+        }
+    }
+    if let Some(ceiling) = ceiling {
+        for &pct in &a.rates {
+            for &s in &systems {
+                measure(s, load(first, ceiling * pct as f64 / 100.0, None));
+            }
+        }
+    }
+    for &size in a.sizes.iter().skip(1) {
+        for &s in &systems {
+            measure(s, load(size, 0.0, None));
+        }
+    }
+    for &routes in a.routes.iter().filter(|&&r| r > 0) {
+        measure(System::File, load(first, 0.0, Some(routes)));
+    }
+    let text = report::markdown(&outcomes, &failures, ceiling, &a.rates);
+    println!("{text}");
+    if let Some(dir) = a.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&a.out, &text)?;
+    eprintln!("mqbench: report written to {}", a.out.display());
+    Ok(())
+}
+
+/// The Python that has the peer's packages: MQBRIDGE_BENCH_PYTHON, else the venv that
+/// scripts/bench makes.
+fn peer_python() -> PathBuf {
+    if let Ok(p) = std::env::var("MQBRIDGE_BENCH_PYTHON") {
+        return p.into();
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    PathBuf::from(home).join(".cache/mqbridge/bench-venv/bin/python")
+}

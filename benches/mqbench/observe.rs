@@ -1,0 +1,99 @@
+//! Watching a sink from the benchmark process: every record the file sink appends, or every
+//! record on a Kafka topic, counted into a [`Tally`] with its arrival time. A thread each; it
+//! ends when all expected messages arrived or the sink stalled.
+
+use std::borrow::Cow;
+use std::io::Read;
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::payload::now_ns;
+use crate::tally::{StallClock, Summary, Tally};
+
+/// What to expect of a sink.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect {
+    pub count: u64,
+    pub groups: usize,
+    pub stall: Duration,
+}
+
+/// Follows the file sink's JSON lines as they are appended.
+pub fn file(path: PathBuf, expect: Expect) -> JoinHandle<Summary> {
+    std::thread::spawn(move || {
+        #[derive(serde::Deserialize)]
+        struct Line<'a> {
+            #[serde(borrow)]
+            payload: Cow<'a, str>,
+        }
+        let mut tally = Tally::new(expect.count, expect.groups);
+        let mut clock = StallClock::new(expect.stall);
+        let mut file = None;
+        let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 1 << 20]);
+        while !tally.complete() && !clock.stalled(tally.unique()) {
+            let Some(f) = file.as_mut() else {
+                file = std::fs::File::open(&path).ok();
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            };
+            let n = f.read(&mut chunk).unwrap_or(0);
+            if n == 0 {
+                std::thread::sleep(Duration::from_micros(500));
+                continue;
+            }
+            let arrival = now_ns();
+            buf.extend_from_slice(&chunk[..n]);
+            let whole = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            for line in buf[..whole]
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+            {
+                match serde_json::from_slice::<Line>(line) {
+                    Ok(l) => tally.record(l.payload.as_bytes(), arrival),
+                    Err(_) => tally.record(b"", arrival),
+                }
+            }
+            buf.drain(..whole);
+        }
+        tally.summary()
+    })
+}
+
+/// Reads a Kafka topic from the start of every partition.
+pub fn kafka(
+    bootstrap: String,
+    topic: String,
+    partitions: i32,
+    expect: Expect,
+) -> JoinHandle<Summary> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", format!("{topic}-observer"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("a Kafka consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(&topic, p, Offset::Beginning)
+            .expect("a partition offset");
+    }
+    consumer.assign(&tpl).expect("assigning partitions");
+    std::thread::spawn(move || {
+        let mut tally = Tally::new(expect.count, expect.groups);
+        let mut clock = StallClock::new(expect.stall);
+        while !tally.complete() && !clock.stalled(tally.unique()) {
+            match consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(m)) => tally.record(m.payload().unwrap_or_default(), now_ns()),
+                Some(Err(e)) => eprintln!("kafka observer: {e}"),
+                None => {}
+            }
+        }
+        tally.summary()
+    })
+}

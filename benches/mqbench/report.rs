@@ -1,0 +1,238 @@
+//! The report: a table per question (throughput, latency, payload size, width) and the ratios
+//! the targets are stated in, as Markdown.
+
+use std::fmt::Write;
+
+use crate::systems::{Outcome, System};
+
+const MIB: f64 = 1024.0;
+
+/// One finished run, for the progress output.
+pub fn one_line(o: &Outcome) -> String {
+    let s = &o.summary;
+    format!(
+        "{}/{} unique, {} duplicates, {:.0} msg/s (published at {:.0}/s), p50 {} p99 {} max {}, {:.2} CPU s/100k, peak RSS {:.1} MiB",
+        s.unique,
+        s.expected,
+        s.duplicates,
+        s.rate(),
+        o.publish.rate(),
+        ms(s.p50_us),
+        ms(s.p99_us),
+        ms(s.max_us),
+        o.cpu_per_100k(),
+        o.peak_rss_kib as f64 / MIB,
+    )
+}
+
+pub fn markdown(
+    outcomes: &[Outcome],
+    failures: &[String],
+    ceiling: Option<f64>,
+    rates: &[u32],
+) -> String {
+    let mut out = String::new();
+    let first_size = outcomes.first().map_or(100, |o| o.load.size);
+    let max_rate = |o: &&Outcome| o.load.rate == 0.0 && o.load.width.is_none();
+    let _ = writeln!(
+        out,
+        "## Throughput ({first_size} B payloads, publishing as fast as the broker accepts)\n"
+    );
+    throughput_table(
+        &mut out,
+        outcomes
+            .iter()
+            .filter(max_rate)
+            .filter(|o| o.load.size == first_size),
+    );
+    ratios(&mut out, outcomes, first_size);
+    if let Some(c) = ceiling {
+        let _ =
+            writeln!(
+            out,
+            "\n## Latency at fixed rates ({first_size} B; {} % of the ceiling's {c:.0} msg/s)\n",
+            rates.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")
+        );
+        latency_table(&mut out, outcomes.iter().filter(|o| o.load.rate > 0.0), c);
+    }
+    let sizes: Vec<_> = outcomes
+        .iter()
+        .filter(max_rate)
+        .filter(|o| o.load.size != first_size)
+        .collect();
+    if !sizes.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Larger payloads (as fast as the broker accepts)\n"
+        );
+        throughput_table(&mut out, sizes.into_iter());
+    }
+    let width: Vec<_> = outcomes.iter().filter(|o| o.load.width.is_some()).collect();
+    if !width.is_empty() {
+        width_table(&mut out, &width);
+    }
+    if !failures.is_empty() {
+        let _ = writeln!(out, "\n## Failed runs\n");
+        for f in failures {
+            let _ = writeln!(out, "- {f}");
+        }
+    }
+    out
+}
+
+fn throughput_table<'a>(out: &mut String, rows: impl Iterator<Item = &'a Outcome>) {
+    let _ = writeln!(
+        out,
+        "| system | payload | messages | msg/s | CPU s per 100k | peak RSS MiB | duplicates |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    for o in rows {
+        let s = &o.summary;
+        let _ = writeln!(
+            out,
+            "| {} | {} B | {} | {} | {:.2} | {:.1} | {} |",
+            o.system.name(),
+            o.load.size,
+            counted(o),
+            rate(o),
+            o.cpu_per_100k(),
+            o.peak_rss_kib as f64 / MIB,
+            s.duplicates,
+        );
+    }
+}
+
+fn latency_table<'a>(out: &mut String, rows: impl Iterator<Item = &'a Outcome>, ceiling: f64) {
+    let _ = writeln!(
+        out,
+        "| system | target | msg/s | p50 | p99 | max | messages |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    for o in rows {
+        let s = &o.summary;
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} % ({:.0}/s) | {} | {} | {} | {} | {} |",
+            o.system.name(),
+            o.load.rate / ceiling * 100.0,
+            o.load.rate,
+            rate(o),
+            ms(s.p50_us),
+            ms(s.p99_us),
+            ms(s.max_us),
+            counted(o),
+        );
+    }
+}
+
+fn width_table(out: &mut String, rows: &[&Outcome]) {
+    let _ = writeln!(
+        out,
+        "\n## Width: routes on one bridge (file sink, one consumer per route)\n"
+    );
+    let _ = writeln!(out, "| routes | start to all subscribed | RSS subscribed MiB | peak RSS MiB | msg/s | per-route msg/s min / median / max | messages |");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+    for o in rows {
+        let mut r = o.summary.group_rates.clone();
+        r.sort_by(f64::total_cmp);
+        let (min, med, max) = (r[0], r[r.len() / 2], r[r.len() - 1]);
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} s | {:.1} | {:.1} | {} | {min:.0} / {med:.0} / {max:.0} | {} |",
+            o.load.width.unwrap_or(1),
+            o.startup.as_secs_f64(),
+            o.rss_started_kib as f64 / MIB,
+            o.peak_rss_kib as f64 / MIB,
+            rate(o),
+            counted(o),
+        );
+    }
+    let (first, last) = (rows[0], rows[rows.len() - 1]);
+    let (r0, r1) = (first.load.width.unwrap_or(1), last.load.width.unwrap_or(1));
+    if r1 > r0 {
+        let per_route =
+            (last.rss_started_kib as f64 - first.rss_started_kib as f64) / (r1 - r0) as f64;
+        let _ = writeln!(
+            out,
+            "\nRSS once subscribed grows by {per_route:.0} KiB per route ({r0} → {r1} routes)."
+        );
+    }
+}
+
+fn ratios(out: &mut String, outcomes: &[Outcome], size: usize) {
+    let find = |sys: System| {
+        outcomes.iter().find(|o| {
+            o.system == sys
+                && o.load.size == size
+                && o.load.rate == 0.0
+                && o.load.width.is_none()
+                && o.summary.complete()
+        })
+    };
+    let (ceiling, file, kafka, peer) = (
+        find(System::Ceiling),
+        find(System::File),
+        find(System::Kafka),
+        find(System::Peer),
+    );
+    let _ = writeln!(out, "\n| ratio | measured | target |");
+    let _ = writeln!(out, "|---|---:|---:|");
+    let mut row = |name: &str,
+                   a: Option<&Outcome>,
+                   b: Option<&Outcome>,
+                   f: fn(&Outcome) -> f64,
+                   target: &str| {
+        if let (Some(a), Some(b)) = (a, b) {
+            let _ = writeln!(out, "| {name} | {:.2} | {target} |", f(a) / f(b));
+        }
+    };
+    let thr = |o: &Outcome| o.summary.rate();
+    let cpu = |o: &Outcome| o.cpu_per_100k();
+    row(
+        "mqbridge → Kafka / ceiling, throughput",
+        kafka,
+        ceiling,
+        thr,
+        "≥ 0.8",
+    );
+    row(
+        "mqbridge → file / ceiling, throughput",
+        file,
+        ceiling,
+        thr,
+        "≥ 0.9",
+    );
+    row(
+        "mqbridge → Kafka / Python peer, throughput",
+        kafka,
+        peer,
+        thr,
+        "≥ 5",
+    );
+    row(
+        "mqbridge → Kafka / Python peer, CPU per message",
+        kafka,
+        peer,
+        cpu,
+        "≤ 0.2",
+    );
+}
+
+fn counted(o: &Outcome) -> String {
+    let s = &o.summary;
+    match s.complete() {
+        true => s.unique.to_string(),
+        false => format!("**FAILED: {} of {}**", s.unique, s.expected),
+    }
+}
+
+fn rate(o: &Outcome) -> String {
+    match o.summary.complete() {
+        true => format!("{:.0}", o.summary.rate()),
+        false => "—".into(),
+    }
+}
+
+fn ms(us: u32) -> String {
+    format!("{:.1} ms", us as f64 / 1000.0)
+}

@@ -1,0 +1,393 @@
+//! One measured run: a fresh mosquitto, the system under test started and subscribed, a sink
+//! observer, the publisher process, then the system's CPU time and peak memory read from /proc
+//! before it is stopped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::common::{self, Bridge, Server};
+use crate::observe::{self, Expect};
+use crate::publisher::PublishReport;
+use crate::tally::Summary;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    /// The no-op subscriber: what the broker can deliver.
+    Ceiling,
+    /// mqbridge with the file sink.
+    File,
+    /// mqbridge with the Kafka sink.
+    Kafka,
+    /// The hand-written Python bridge in benches/peers.
+    Peer,
+}
+
+impl System {
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Ceiling => "ceiling",
+            System::File => "mqbridge → file",
+            System::Kafka => "mqbridge → Kafka",
+            System::Peer => "Python peer → Kafka",
+        }
+    }
+
+    pub fn parse(s: &str) -> anyhow::Result<Self> {
+        Ok(match s {
+            "ceiling" => System::Ceiling,
+            "file" => System::File,
+            "kafka" => System::Kafka,
+            "peer" => System::Peer,
+            _ => bail!("unknown system {s:?} (ceiling, file, kafka, peer)"),
+        })
+    }
+
+    fn uses_kafka(self) -> bool {
+        matches!(self, System::Kafka | System::Peer)
+    }
+}
+
+/// The workload of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    pub size: usize,
+    pub count: u64,
+    /// Messages per second; 0 for as fast as the broker accepts.
+    pub rate: f64,
+    /// `Some(n)`: n routes, each with its own filter and one consumer (the width runs).
+    /// `None`: one route with `Env::consumers` consumers.
+    pub width: Option<usize>,
+}
+
+impl Load {
+    /// Topics the publisher spreads messages over: one per route in the width runs.
+    fn topics(self) -> usize {
+        self.width.unwrap_or(64)
+    }
+}
+
+/// Everything measured in one run.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub system: System,
+    pub load: Load,
+    pub summary: Summary,
+    pub publish: PublishReport,
+    /// Spawn to every consumer subscribed.
+    pub startup: Duration,
+    pub rss_started_kib: u64,
+    pub peak_rss_kib: u64,
+    /// CPU seconds the system used from the first publish to the last arrival.
+    pub cpu_s: f64,
+}
+
+impl Outcome {
+    pub fn cpu_per_100k(&self) -> f64 {
+        self.cpu_s / self.summary.unique.max(1) as f64 * 100_000.0
+    }
+}
+
+/// What every run shares: the Kafka broker, the peer's interpreter, the bridge's settings.
+pub struct Env {
+    pub exe: PathBuf,
+    pub kafka: Option<Server>,
+    pub python: PathBuf,
+    pub consumers: u32,
+    pub receive_maximum: u16,
+    pub partitions: i32,
+    pub publishers: u64,
+    pub stall: Duration,
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl Env {
+    fn bootstrap(&self) -> String {
+        let port = self.kafka.as_ref().expect("Kafka started").port;
+        format!("127.0.0.1:{port}")
+    }
+}
+
+/// The system under test, running.
+enum Running {
+    Bridge(Bridge),
+    Process(Child),
+}
+
+impl Running {
+    fn pid(&self) -> u32 {
+        match self {
+            Running::Bridge(b) => b.pid(),
+            Running::Process(c) => c.id(),
+        }
+    }
+
+    fn stop(self) {
+        match self {
+            Running::Bridge(mut b) => {
+                if b.stop() != Some(0) {
+                    eprintln!(
+                        "mqbench: the bridge did not exit cleanly:\n{}",
+                        b.log_text()
+                    );
+                }
+            }
+            Running::Process(mut c) => {
+                common::bridge::send_signal(c.id(), "TERM");
+                let start = Instant::now();
+                while c.try_wait().ok().flatten().is_none() && start.elapsed().as_secs() < 20 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
+    let broker = common::mosquitto();
+    let prefix = common::unique("bench");
+    let dir = tempfile::tempdir()?;
+    let topic = format!("{prefix}-out");
+    if system.uses_kafka() {
+        env.rt.block_on(common::kafka::create_topic(
+            &env.bootstrap(),
+            &topic,
+            env.partitions,
+        ));
+    }
+    let expect = Expect {
+        count: load.count,
+        groups: load.width.unwrap_or(1),
+        stall: env.stall,
+    };
+    let spawned = Instant::now();
+    let (running, mut stdout) = start(env, system, load, broker.port, &prefix, &topic, dir.path())?;
+    let startup = spawned.elapsed();
+    let pid = running.pid();
+    let observer = match system {
+        System::Ceiling => None,
+        System::File => Some(observe::file(dir.path().join("out.jsonl"), expect)),
+        System::Kafka | System::Peer => Some(observe::kafka(
+            env.bootstrap(),
+            topic.clone(),
+            env.partitions,
+            expect,
+        )),
+    };
+    let rss_started_kib = common::proc_status_kib(pid, "VmRSS").unwrap_or(0);
+    let cpu_before = common::cpu_seconds(pid).unwrap_or(0.0);
+    let publish = publish(env, load, broker.port, &prefix)?;
+    let summary = match observer {
+        Some(o) => o.join().expect("observer thread"),
+        None => {
+            let line = next_line(
+                stdout.as_mut().expect("ceiling output"),
+                Duration::from_secs(300),
+            )?;
+            serde_json::from_str(&line).with_context(|| format!("ceiling summary {line:?}"))?
+        }
+    };
+    let cpu_s = common::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
+    let peak_rss_kib = common::proc_status_kib(pid, "VmHWM").unwrap_or(0);
+    running.stop();
+    Ok(Outcome {
+        system,
+        load,
+        summary,
+        publish,
+        startup,
+        rss_started_kib,
+        peak_rss_kib,
+        cpu_s,
+    })
+}
+
+fn start(
+    env: &Env,
+    system: System,
+    load: Load,
+    port: u16,
+    prefix: &str,
+    topic: &str,
+    dir: &Path,
+) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
+    match system {
+        System::Ceiling => {
+            let mut child = child(Command::new(&env.exe).args([
+                "ceiling",
+                &format!("--port={port}"),
+                &format!("--filter={prefix}/#"),
+                &format!("--group={prefix}"),
+                &format!("--consumers={}", env.consumers),
+                &format!("--receive-maximum={}", env.receive_maximum),
+                &format!("--count={}", load.count),
+                &format!("--stall={}s", env.stall.as_secs()),
+            ]))?;
+            let lines = lines(&mut child);
+            expect_line(&lines, "subscribed", Duration::from_secs(30))?;
+            Ok((Running::Process(child), Some(lines)))
+        }
+        System::Peer => {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/paho_kafka.py");
+            let mut child = child(Command::new(&env.python).arg(script).args([
+                "--mqtt-host=127.0.0.1",
+                &format!("--mqtt-port={port}"),
+                &format!("--filter={prefix}/#"),
+                &format!("--share-group={prefix}"),
+                &format!("--client-id={prefix}-peer"),
+                &format!("--receive-maximum={}", env.receive_maximum),
+                &format!("--bootstrap={}", env.bootstrap()),
+                &format!("--topic={topic}"),
+            ]))?;
+            let lines = lines(&mut child);
+            expect_line(&lines, "subscribed", Duration::from_secs(30))?;
+            Ok((Running::Process(child), None))
+        }
+        System::File | System::Kafka => {
+            let config = bridge_config(env, system, load, port, prefix, topic, dir);
+            let bridge = Bridge::start(&config);
+            let consumers = load.width.unwrap_or(env.consumers as usize);
+            let limit = Duration::from_secs(30 + consumers as u64 / 10);
+            let start = Instant::now();
+            while bridge.subscribed_count() < consumers {
+                if start.elapsed() > limit {
+                    bail!(
+                        "bridge not subscribed after {limit:?}:\n{}",
+                        bridge.log_text()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok((Running::Bridge(bridge), None))
+        }
+    }
+}
+
+fn bridge_config(
+    env: &Env,
+    system: System,
+    load: Load,
+    port: u16,
+    prefix: &str,
+    topic: &str,
+    dir: &Path,
+) -> String {
+    let sink = match system {
+        System::Kafka => format!(
+            "type = \"kafka\"\nbootstrap_servers = \"{}\"\n",
+            env.bootstrap()
+        ),
+        _ => format!(
+            "type = \"file\"\npath = \"{}\"\n",
+            dir.join("out.jsonl").display()
+        ),
+    };
+    let mut config = format!(
+        "shutdown_timeout = \"10s\"\n\
+         [mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nclient_id_prefix = \"{prefix}\"\n\
+         receive_maximum = {}\n\
+         [connections.sink]\n{sink}\
+         [dead_letter]\npath = \"{}\"\n",
+        env.receive_maximum,
+        dir.join("dead-letter.jsonl").display(),
+    );
+    let kafka_topic = match system {
+        System::Kafka => format!("topic = \"{topic}\"\n"),
+        _ => String::new(),
+    };
+    match load.width {
+        None => {
+            config += &format!(
+                "[[routes]]\nname = \"bench\"\nfilters = [\"{prefix}/#\"]\nconnection = \"sink\"\n\
+                 consumers = {}\n{kafka_topic}",
+                env.consumers
+            )
+        }
+        Some(routes) => {
+            for r in 0..routes {
+                config += &format!(
+                    "[[routes]]\nname = \"r{r}\"\nfilters = [\"{prefix}/{r}/#\"]\n\
+                     connection = \"sink\"\n{kafka_topic}"
+                );
+            }
+        }
+    }
+    config
+}
+
+fn publish(env: &Env, load: Load, port: u16, prefix: &str) -> anyhow::Result<PublishReport> {
+    let out = Command::new(&env.exe)
+        .args([
+            "publish",
+            &format!("--port={port}"),
+            &format!("--count={}", load.count),
+            &format!("--size={}", load.size),
+            &format!("--rate={}", load.rate),
+            &format!("--connections={}", env.publishers),
+            &format!("--prefix={prefix}"),
+            &format!("--topics={}", load.topics()),
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the publisher")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or_default();
+    let report: PublishReport =
+        serde_json::from_str(last).with_context(|| format!("publisher output {text:?}"))?;
+    if report.acked < load.count {
+        bail!(
+            "the broker acknowledged {} of {} publishes",
+            report.acked,
+            load.count
+        );
+    }
+    Ok(report)
+}
+
+fn child(cmd: &mut Command) -> anyhow::Result<Child> {
+    common::die_with_parent(cmd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))
+}
+
+/// The child's standard output, a line at a time.
+fn lines(child: &mut Child) -> Receiver<String> {
+    let out = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn next_line(lines: &mut Receiver<String>, limit: Duration) -> anyhow::Result<String> {
+    match lines.recv_timeout(limit) {
+        Ok(line) => Ok(line),
+        Err(RecvTimeoutError::Timeout) => bail!("no output after {limit:?}"),
+        Err(RecvTimeoutError::Disconnected) => bail!("the process exited"),
+    }
+}
+
+fn expect_line(lines: &Receiver<String>, want: &str, limit: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        let left = limit.saturating_sub(start.elapsed());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.trim() == want => return Ok(()),
+            Ok(_) => continue,
+            Err(_) => bail!("no {want:?} line within {limit:?}"),
+        }
+    }
+}
