@@ -69,7 +69,10 @@ impl Message {
         Message {
             id: Uuid::now_v7(),
             topic: String::from_utf8_lossy(&publish.topic).into_owned(),
-            payload: publish.payload.clone(),
+            // A copy, not a slice: a slice would keep the whole read buffer it came in alive
+            // (8 KiB or more) for as long as the message is in flight, which at a message per
+            // read is most of the bridge's memory.
+            payload: Bytes::copy_from_slice(&publish.payload),
             qos: qos_number(publish.qos),
             retain: publish.retain,
             dup: publish.dup,

@@ -1,14 +1,14 @@
 //! mqbench: mqbridge against the broker's own ceiling and against a hand-written Python bridge,
 //! on real servers started on loopback. `scripts/bench` runs it; BENCHMARKS.md keeps results.
 //!
-//! One binary, three roles: `run` (the default) orchestrates everything; `publish` and
-//! `ceiling` are the publisher and the no-op subscriber, each started by `run` as a process of
-//! its own so that its CPU time and memory are its own.
+//! One binary, four roles: `run` (the default) orchestrates everything; `publish`, `ceiling`
+//! and `produce` are the MQTT publisher, the no-op subscriber and a Kafka producer, each started
+//! by `run` as a process of its own so that its CPU time and memory are its own.
 //!
 //! # Layout
 //! - `payload`: the sequence number and send time carried in every message.
 //! - `tally`: counting unique messages and their latency at a sink.
-//! - `publisher`, `ceiling`: the two helper roles.
+//! - `publisher`, `ceiling`, `produce`: the helper roles.
 //! - `observe`: following the file sink and the Kafka topic from this process.
 //! - `systems`: one measured run of one system under one load.
 //! - `report`: the tables and ratios.
@@ -19,6 +19,7 @@ mod common;
 mod ceiling;
 mod observe;
 mod payload;
+mod produce;
 mod publisher;
 mod report;
 mod systems;
@@ -46,6 +47,8 @@ enum Role {
     Publish(publisher::PublishArgs),
     /// The no-op subscriber process.
     Ceiling(ceiling::CeilingArgs),
+    /// The Kafka producer process (the Kafka broker's own limit).
+    Produce(produce::ProduceArgs),
 }
 
 #[derive(Parser, Debug)]
@@ -62,8 +65,12 @@ struct RunArgs {
     /// Fixed publish rates for latency, in percent of the ceiling's throughput.
     #[arg(long, value_delimiter = ',', default_values_t = [25, 50, 80])]
     rates: Vec<u32>,
-    /// Systems to measure: ceiling, file, kafka, peer.
-    #[arg(long, value_delimiter = ',', default_value = "ceiling,file,kafka,peer")]
+    /// Systems to measure: ceiling, kafka-alone, file, kafka, peer.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ceiling,kafka-alone,file,kafka,peer"
+    )]
     systems: Vec<String>,
     /// Route counts for the width runs (file sink, one consumer per route); 0 skips them.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 10, 100, 1000])]
@@ -91,7 +98,7 @@ fn main() -> anyhow::Result<()> {
     if !args.iter().any(|a| a == "--bench")
         && !matches!(
             args.get(1).map(String::as_str),
-            Some("run" | "publish" | "ceiling")
+            Some("run" | "publish" | "ceiling" | "produce")
         )
     {
         if args.iter().any(|a| a == "--list") {
@@ -104,6 +111,7 @@ fn main() -> anyhow::Result<()> {
     match cli.role {
         Some(Role::Publish(a)) => runtime()?.block_on(publisher::run(a)),
         Some(Role::Ceiling(a)) => runtime()?.block_on(ceiling::run(a)),
+        Some(Role::Produce(a)) => runtime()?.block_on(produce::run(a)),
         Some(Role::Run(a)) => run(a),
         None => run(RunArgs::parse_from(["run"])),
     }
@@ -121,9 +129,7 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         .iter()
         .map(|s| System::parse(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let kafka = systems
-        .iter()
-        .any(|s| matches!(s, System::Kafka | System::Peer));
+    let kafka = systems.iter().any(|s| s.uses_kafka());
     let env = Env {
         exe: std::env::current_exe()?,
         kafka: kafka.then(|| {

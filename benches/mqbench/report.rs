@@ -90,13 +90,13 @@ fn throughput_table<'a>(out: &mut String, rows: impl Iterator<Item = &'a Outcome
         let s = &o.summary;
         let _ = writeln!(
             out,
-            "| {} | {} B | {} | {} | {:.2} | {:.1} | {} |",
+            "| {} | {} B | {} | {} | {} | {} | {} |",
             o.system.name(),
             o.load.size,
             counted(o),
             rate(o),
-            o.cpu_per_100k(),
-            o.peak_rss_kib as f64 / MIB,
+            measured(o, format!("{:.2}", o.cpu_per_100k())),
+            measured(o, format!("{:.1}", o.peak_rss_kib as f64 / MIB)),
             s.duplicates,
         );
     }
@@ -169,6 +169,7 @@ fn ratios(out: &mut String, outcomes: &[Outcome], size: usize) {
                 && o.summary.complete()
         })
     };
+    let alone = find(System::KafkaAlone);
     let (ceiling, file, kafka, peer) = (
         find(System::Ceiling),
         find(System::File),
@@ -196,6 +197,13 @@ fn ratios(out: &mut String, outcomes: &[Outcome], size: usize) {
         "≥ 0.8",
     );
     row(
+        "mqbridge → Kafka / Kafka alone, throughput",
+        kafka,
+        alone,
+        thr,
+        "",
+    );
+    row(
         "mqbridge → file / ceiling, throughput",
         file,
         ceiling,
@@ -216,6 +224,14 @@ fn ratios(out: &mut String, outcomes: &[Outcome], size: usize) {
         cpu,
         "≤ 0.2",
     );
+}
+
+/// A process figure, or a dash for Kafka alone, which runs no process of its own.
+fn measured(o: &Outcome, figure: String) -> String {
+    match o.system {
+        System::KafkaAlone => "—".into(),
+        _ => figure,
+    }
 }
 
 fn counted(o: &Outcome) -> String {

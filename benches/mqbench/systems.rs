@@ -17,8 +17,10 @@ use crate::tally::Summary;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum System {
-    /// The no-op subscriber: what the broker can deliver.
+    /// The no-op subscriber: what the MQTT broker can deliver.
     Ceiling,
+    /// A Rust producer straight into Kafka, no MQTT: what the Kafka broker can take.
+    KafkaAlone,
     /// mqbridge with the file sink.
     File,
     /// mqbridge with the Kafka sink.
@@ -30,7 +32,8 @@ pub enum System {
 impl System {
     pub fn name(self) -> &'static str {
         match self {
-            System::Ceiling => "ceiling",
+            System::Ceiling => "ceiling (MQTT)",
+            System::KafkaAlone => "Kafka alone",
             System::File => "mqbridge → file",
             System::Kafka => "mqbridge → Kafka",
             System::Peer => "Python peer → Kafka",
@@ -40,15 +43,16 @@ impl System {
     pub fn parse(s: &str) -> anyhow::Result<Self> {
         Ok(match s {
             "ceiling" => System::Ceiling,
+            "kafka-alone" => System::KafkaAlone,
             "file" => System::File,
             "kafka" => System::Kafka,
             "peer" => System::Peer,
-            _ => bail!("unknown system {s:?} (ceiling, file, kafka, peer)"),
+            _ => bail!("unknown system {s:?} (ceiling, kafka-alone, file, kafka, peer)"),
         })
     }
 
-    fn uses_kafka(self) -> bool {
-        matches!(self, System::Kafka | System::Peer)
+    pub fn uses_kafka(self) -> bool {
+        matches!(self, System::KafkaAlone | System::Kafka | System::Peer)
     }
 }
 
@@ -116,13 +120,16 @@ impl Env {
 enum Running {
     Bridge(Bridge),
     Process(Child),
+    /// Kafka alone: the producer is the publisher, nothing else runs.
+    Nothing,
 }
 
 impl Running {
-    fn pid(&self) -> u32 {
+    fn pid(&self) -> Option<u32> {
         match self {
-            Running::Bridge(b) => b.pid(),
-            Running::Process(c) => c.id(),
+            Running::Bridge(b) => Some(b.pid()),
+            Running::Process(c) => Some(c.id()),
+            Running::Nothing => None,
         }
     }
 
@@ -136,6 +143,7 @@ impl Running {
                     );
                 }
             }
+            Running::Nothing => {}
             Running::Process(mut c) => {
                 common::bridge::send_signal(c.id(), "TERM");
                 let start = Instant::now();
@@ -172,6 +180,12 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
     let pid = running.pid();
     let observer = match system {
         System::Ceiling => None,
+        System::KafkaAlone => Some(observe::kafka(
+            env.bootstrap(),
+            topic.clone(),
+            env.partitions,
+            expect,
+        )),
         System::File => Some(observe::file(dir.path().join("out.jsonl"), expect)),
         System::Kafka | System::Peer => Some(observe::kafka(
             env.bootstrap(),
@@ -180,9 +194,14 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
             expect,
         )),
     };
-    let rss_started_kib = common::proc_status_kib(pid, "VmRSS").unwrap_or(0);
-    let cpu_before = common::cpu_seconds(pid).unwrap_or(0.0);
-    let publish = publish(env, load, broker.port, &prefix)?;
+    let rss = |field| pid.and_then(|pid| common::proc_status_kib(pid, field));
+    let cpu = || pid.and_then(common::cpu_seconds);
+    let rss_started_kib = rss("VmRSS").unwrap_or(0);
+    let cpu_before = cpu().unwrap_or(0.0);
+    let publish = match system {
+        System::KafkaAlone => produce(env, load, &topic)?,
+        _ => publish(env, load, broker.port, &prefix)?,
+    };
     let summary = match observer {
         Some(o) => o.join().expect("observer thread"),
         None => {
@@ -193,8 +212,8 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
             serde_json::from_str(&line).with_context(|| format!("ceiling summary {line:?}"))?
         }
     };
-    let cpu_s = common::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
-    let peak_rss_kib = common::proc_status_kib(pid, "VmHWM").unwrap_or(0);
+    let cpu_s = cpu().unwrap_or(0.0) - cpu_before;
+    let peak_rss_kib = rss("VmHWM").unwrap_or(0);
     running.stop();
     Ok(Outcome {
         system,
@@ -218,6 +237,7 @@ fn start(
     dir: &Path,
 ) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
     match system {
+        System::KafkaAlone => Ok((Running::Nothing, None)),
         System::Ceiling => {
             let mut child = child(Command::new(&env.exe).args([
                 "ceiling",
@@ -322,27 +342,49 @@ fn bridge_config(
 }
 
 fn publish(env: &Env, load: Load, port: u16, prefix: &str) -> anyhow::Result<PublishReport> {
-    let out = Command::new(&env.exe)
-        .args([
+    helper(
+        env,
+        load,
+        &[
             "publish",
             &format!("--port={port}"),
-            &format!("--count={}", load.count),
             &format!("--size={}", load.size),
-            &format!("--rate={}", load.rate),
             &format!("--connections={}", env.publishers),
             &format!("--prefix={prefix}"),
             &format!("--topics={}", load.topics()),
-        ])
+        ],
+    )
+}
+
+fn produce(env: &Env, load: Load, topic: &str) -> anyhow::Result<PublishReport> {
+    helper(
+        env,
+        load,
+        &[
+            "produce",
+            &format!("--bootstrap={}", env.bootstrap()),
+            &format!("--topic={topic}"),
+            &format!("--size={}", load.size),
+        ],
+    )
+}
+
+/// Runs the publisher or the producer to the end and reads its report.
+fn helper(env: &Env, load: Load, args: &[&str]) -> anyhow::Result<PublishReport> {
+    let out = Command::new(&env.exe)
+        .args(args)
+        .arg(format!("--count={}", load.count))
+        .arg(format!("--rate={}", load.rate))
         .stderr(Stdio::inherit())
         .output()
-        .context("running the publisher")?;
+        .with_context(|| format!("running the {}", args[0]))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let last = text.lines().last().unwrap_or_default();
     let report: PublishReport =
-        serde_json::from_str(last).with_context(|| format!("publisher output {text:?}"))?;
+        serde_json::from_str(last).with_context(|| format!("{} output {text:?}", args[0]))?;
     if report.acked < load.count {
         bail!(
-            "the broker acknowledged {} of {} publishes",
+            "the broker acknowledged {} of {} messages",
             report.acked,
             load.count
         );

@@ -12,6 +12,13 @@ use rustls::{ClientConfig, RootCertStore};
 
 use crate::config::{MqttConfig, TlsConfig};
 
+/// Outgoing QoS 1 publishes a consumer may have in flight: none are sent, but rumqttc numbers
+/// SUBSCRIBE packets from the same range.
+const CONSUMER_OUTGOING_INFLIGHT: u16 = 16;
+
+/// Outgoing QoS 1 publishes the dead-letter publisher may have in flight.
+const PUBLISHER_OUTGOING_INFLIGHT: u16 = 256;
+
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {
     #[error("[mqtt] url \"{0}\": {1}")]
@@ -61,6 +68,10 @@ impl Endpoint {
         o.set_session_expiry_interval(Some(self.config.session_expiry.as_secs() as u32));
         o.set_receive_maximum(Some(self.config.receive_maximum));
         o.set_manual_acks(true);
+        // A consumer publishes nothing. rumqttc sizes its table of outgoing publishes by this
+        // limit, and its default (65,535 slots, about 13 MiB) would be most of the bridge's
+        // memory per consumer.
+        o.set_outgoing_inflight_upper_limit(CONSUMER_OUTGOING_INFLIGHT);
         o
     }
 
@@ -68,6 +79,7 @@ impl Endpoint {
     pub fn publisher_options(&self, client_id: &str) -> MqttOptions {
         let mut o = self.base(client_id);
         o.set_clean_start(true);
+        o.set_outgoing_inflight_upper_limit(PUBLISHER_OUTGOING_INFLIGHT);
         o
     }
 
