@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::io::Read;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -84,6 +84,14 @@ pub fn kafka(
             .expect("a partition offset");
     }
     consumer.assign(&tpl).expect("assigning partitions");
+    // The first fetches wait on metadata and offset lookups: about half a second, which would
+    // count as latency of the first messages. Let them happen before anything is published.
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_secs(1) {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            panic!("the new topic {topic} already holds records");
+        }
+    }
     std::thread::spawn(move || {
         let mut tally = Tally::new(expect.count, expect.groups);
         let mut clock = StallClock::new(expect.stall);

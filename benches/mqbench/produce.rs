@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::payload;
 use crate::publisher::PublishReport;
@@ -33,6 +33,12 @@ pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
     let connection: mqbridge::config::KafkaConnectionConfig =
         toml::from_str(&format!("bootstrap_servers = {:?}", a.bootstrap))?;
     let producer: FutureProducer = mqbridge::sinks::kafka::client_config(&connection).create()?;
+    // Like the bridge, which is connected before anything is published: the topic's metadata
+    // and the idempotent producer's id are fetched before the clock starts.
+    producer
+        .client()
+        .fetch_metadata(Some(&a.topic), Duration::from_secs(10))?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let start_ns = payload::now_ns();
     let t0 = Instant::now();
     let mut pending = FuturesUnordered::new();

@@ -30,13 +30,14 @@ pub fn markdown(
     failures: &[String],
     ceiling: Option<f64>,
     rates: &[u32],
+    repeat: usize,
 ) -> String {
     let mut out = String::new();
     let first_size = outcomes.first().map_or(100, |o| o.load.size);
     let max_rate = |o: &&Outcome| o.load.rate == 0.0 && o.load.width.is_none();
     let _ = writeln!(
         out,
-        "## Throughput ({first_size} B payloads, publishing as fast as the broker accepts)\n"
+        "## Throughput ({first_size} B payloads, publishing as fast as the broker accepts; median of {repeat} runs)\n"
     );
     throughput_table(
         &mut out,
@@ -63,7 +64,7 @@ pub fn markdown(
     if !sizes.is_empty() {
         let _ = writeln!(
             out,
-            "\n## Larger payloads (as fast as the broker accepts)\n"
+            "\n## Larger payloads (as fast as the broker accepts; median of {repeat} runs)\n"
         );
         throughput_table(&mut out, sizes.into_iter());
     }

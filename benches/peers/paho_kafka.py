@@ -108,6 +108,7 @@ class Bridge:
         )
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
@@ -125,6 +126,9 @@ class Bridge:
             self._gen += 1
         # Subscribe on every (re)connect: harmless if the session kept it.
         client.subscribe(f"$share/{self.args.share_group}/{self.args.filter}", qos=1)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        log(f"cannot reach MQTT broker {self.args.mqtt_host}:{self.args.mqtt_port}; retrying")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._lock:
@@ -251,8 +255,12 @@ class Bridge:
             log(f"{left} record(s) still unconfirmed by Kafka after 10 s; not acked")
         # 3. DISCONNECT is queued behind every PUBACK already queued, and the
         #    network thread writes _out_packet in order: the acks go out first.
+        #    If the connection is down there is nothing to send: disconnect()
+        #    just ends paho's reconnect loop.
+        connected = self.client.is_connected()
+        self._disconnected.clear()   # it may be set by an earlier connection loss
         self.client.disconnect()
-        if not self._disconnected.wait(5):
+        if connected and not self._disconnected.wait(5):
             log("no clean MQTT disconnect within 5 s")
         self.client.loop_stop()
         log(f"received={self.received} delivered={self.delivered} acked={self.acked} "

@@ -37,7 +37,7 @@ impl Bridge {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = super::die_with_parent(&mut Command::new(env!("CARGO_BIN_EXE_mqbridge")))
+        let child = super::die_with_parent(&mut Command::new(bridge_bin()))
             .arg("run")
             .arg("--config")
             .arg(&self.config)
@@ -147,6 +147,14 @@ impl Drop for Bridge {
             eprintln!("--- bridge log ---\n{}", self.log_text());
         }
     }
+}
+
+/// The bridge binary cargo built, or another one named by MQBRIDGE_BRIDGE_BIN (the benchmark
+/// uses it to compare two builds).
+fn bridge_bin() -> PathBuf {
+    std::env::var_os("MQBRIDGE_BRIDGE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_mqbridge").into())
 }
 
 pub fn send_signal(pid: u32, signal: &str) {
