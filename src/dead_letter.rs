@@ -75,7 +75,7 @@ impl DeadLetter {
                     serde_json::to_writer(&mut buf, &entry).map_err(|e| e.to_string())?;
                     buf.push(b'\n');
                 }
-                writer.write_raw(&buf).await.map_err(|e| e.to_string())
+                writer.write_raw(buf).await.map_err(|e| e.to_string())
             }
             DeadLetter::Mqtt { publisher, topic } => {
                 for entry in entries {

@@ -1,13 +1,14 @@
-//! Appends JSON lines. A batch is serialized first and written with one `write_all`, then
-//! flushed (and fsynced when configured) before the batch counts as delivered. A write that
+//! Appends JSON lines. A batch is serialized first and written with one `write_all` on the
+//! blocking pool (an unbuffered file: once it returns, the data is in the kernel), and fsynced
+//! when configured, before the batch counts as delivered. A write that
 //! fails part-way (a full disk) is cut back to the last whole batch, so the retry cannot leave
 //! a broken line behind.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use tokio::io::AsyncWriteExt;
-use tokio::sync::Mutex;
+use std::io::Write;
+use std::sync::Mutex;
 
 use crate::message::Message;
 use crate::record::Record;
@@ -26,31 +27,35 @@ impl FileSinkError {
 }
 
 enum Output {
-    Stdout(tokio::io::Stdout),
+    Stdout,
     /// The file and its length after the last whole batch.
-    File(tokio::fs::File, u64),
+    File(std::fs::File, u64),
 }
 
 pub struct FileWriter {
-    out: Mutex<Output>,
+    out: Arc<Mutex<Output>>,
     fsync: bool,
 }
 
 impl FileWriter {
     pub async fn open(path: &Path, fsync: bool) -> std::io::Result<Self> {
         let out = if path.as_os_str() == "-" {
-            Output::Stdout(tokio::io::stdout())
+            Output::Stdout
         } else {
-            let file = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .await?;
-            let len = file.metadata().await?.len();
-            Output::File(file, len)
+            let path = path.to_owned();
+            tokio::task::spawn_blocking(move || {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?;
+                let len = file.metadata()?.len();
+                Ok::<_, std::io::Error>(Output::File(file, len))
+            })
+            .await
+            .map_err(std::io::Error::other)??
         };
         Ok(FileWriter {
-            out: Mutex::new(out),
+            out: Arc::new(Mutex::new(out)),
             fsync,
         })
     }
@@ -60,36 +65,43 @@ impl FileWriter {
         for msg in batch {
             Record::new(msg).write_line(&mut buf);
         }
-        self.write_raw(&buf).await
+        self.write_raw(buf).await
     }
 
-    /// Writes already-formatted lines (used by the dead-letter file).
-    pub async fn write_raw(&self, buf: &[u8]) -> std::io::Result<()> {
-        let mut out = self.out.lock().await;
-        match &mut *out {
-            Output::Stdout(s) => {
-                s.write_all(buf).await?;
-                s.flush().await
+    /// Writes already-formatted lines (used by the dead-letter file). The write runs on the
+    /// blocking pool in one hop and owns what it needs, so a caller that stops waiting (a hard
+    /// stop) cannot leave the file half-way through a batch.
+    pub async fn write_raw(&self, buf: Vec<u8>) -> std::io::Result<()> {
+        let (out, fsync) = (self.out.clone(), self.fsync);
+        tokio::task::spawn_blocking(move || {
+            let mut out = out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match &mut *out {
+                Output::Stdout => {
+                    let mut s = std::io::stdout().lock();
+                    s.write_all(&buf)?;
+                    s.flush()
+                }
+                Output::File(f, len) => match append(f, &buf, fsync) {
+                    Ok(()) => {
+                        *len += buf.len() as u64;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let _ = f.set_len(*len);
+                        Err(e)
+                    }
+                },
             }
-            Output::File(f, len) => match append(f, buf, self.fsync).await {
-                Ok(()) => {
-                    *len += buf.len() as u64;
-                    Ok(())
-                }
-                Err(e) => {
-                    let _ = f.set_len(*len).await;
-                    Err(e)
-                }
-            },
-        }
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 }
 
-async fn append(f: &mut tokio::fs::File, buf: &[u8], fsync: bool) -> std::io::Result<()> {
-    f.write_all(buf).await?;
-    f.flush().await?;
+fn append(f: &mut std::fs::File, buf: &[u8], fsync: bool) -> std::io::Result<()> {
+    f.write_all(buf)?;
     if fsync {
-        f.sync_data().await?;
+        f.sync_data()?;
     }
     Ok(())
 }
