@@ -17,13 +17,8 @@ pub struct ProduceArgs {
     pub bootstrap: String,
     #[arg(long)]
     pub topic: String,
-    #[arg(long)]
-    pub count: u64,
-    #[arg(long)]
-    pub size: usize,
-    /// Messages per second; 0 sends as fast as librdkafka takes them.
-    #[arg(long, default_value_t = 0.0)]
-    pub rate: f64,
+    #[command(flatten)]
+    pub stream: payload::Stream,
 }
 
 /// Deliveries awaited at once; librdkafka queues and batches them.
@@ -43,17 +38,11 @@ pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let mut pending = FuturesUnordered::new();
     let mut acked = 0;
-    for seq in 0..a.count {
-        if a.rate > 0.0 {
-            let due = t0 + Duration::from_secs_f64(seq as f64 / a.rate);
-            if due > Instant::now() {
-                tokio::time::sleep_until(due.into()).await;
-            }
-        }
+    for seq in 0..a.stream.count {
         while pending.len() >= WINDOW {
             acked += u64::from(matches!(pending.next().await, Some(Ok(Ok(_)))));
         }
-        let body = payload::encode(seq, payload::now_ns(), a.size);
+        let body = a.stream.next(t0, seq).await;
         let key = format!("bench/{}/m", seq % 64);
         let record = FutureRecord::to(&a.topic).payload(&body).key(&key);
         match producer.send_result(record) {

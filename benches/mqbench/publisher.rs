@@ -18,13 +18,8 @@ use crate::payload;
 pub struct PublishArgs {
     #[arg(long)]
     pub port: u16,
-    #[arg(long)]
-    pub count: u64,
-    #[arg(long)]
-    pub size: usize,
-    /// Messages per second; 0 sends as fast as the broker accepts.
-    #[arg(long, default_value_t = 0.0)]
-    pub rate: f64,
+    #[command(flatten)]
+    pub stream: payload::Stream,
     #[arg(long, default_value_t = 4)]
     pub connections: u64,
     #[arg(long)]
@@ -55,21 +50,15 @@ pub async fn run(a: PublishArgs) -> anyhow::Result<()> {
         .collect();
     let start_ns = payload::now_ns();
     let t0 = Instant::now();
-    for seq in 0..a.count {
-        if a.rate > 0.0 {
-            let due = t0 + Duration::from_secs_f64(seq as f64 / a.rate);
-            if due > Instant::now() {
-                tokio::time::sleep_until(due.into()).await;
-            }
-        }
+    for seq in 0..a.stream.count {
         let topic = format!("{}/{}/m", a.prefix, seq % a.topics.max(1));
-        let body = payload::encode(seq, payload::now_ns(), a.size);
+        let body = a.stream.next(t0, seq).await;
         clients[(seq % clients.len() as u64) as usize]
             .publish(topic, QoS::AtLeastOnce, false, body)
             .await?;
     }
     let deadline = Instant::now() + Duration::from_secs(120);
-    while acked.load(Ordering::Relaxed) < a.count && Instant::now() < deadline {
+    while acked.load(Ordering::Relaxed) < a.stream.count && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let report = PublishReport {

@@ -116,6 +116,22 @@ impl Env {
     }
 }
 
+/// What starting one system for one run takes.
+#[derive(Clone, Copy)]
+struct Setup<'a> {
+    env: &'a Env,
+    system: System,
+    load: Load,
+    /// mosquitto's.
+    port: u16,
+    /// Of the MQTT topics, share group and client ids.
+    prefix: &'a str,
+    /// The Kafka topic.
+    topic: &'a str,
+    /// Where the bridge's config and the file sink's output go.
+    dir: &'a Path,
+}
+
 /// The system under test, running.
 enum Running {
     Bridge(Bridge),
@@ -175,7 +191,15 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
         stall: env.stall,
     };
     let spawned = Instant::now();
-    let (running, mut stdout) = start(env, system, load, broker.port, &prefix, &topic, dir.path())?;
+    let (running, mut stdout) = start(Setup {
+        env,
+        system,
+        load,
+        port: broker.port,
+        prefix: &prefix,
+        topic: &topic,
+        dir: dir.path(),
+    })?;
     let startup = spawned.elapsed();
     let pid = running.pid();
     let observer = match system {
@@ -227,15 +251,16 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
     })
 }
 
-fn start(
-    env: &Env,
-    system: System,
-    load: Load,
-    port: u16,
-    prefix: &str,
-    topic: &str,
-    dir: &Path,
-) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
+fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
+    let Setup {
+        env,
+        system,
+        load,
+        port,
+        prefix,
+        topic,
+        ..
+    } = setup;
     match system {
         System::KafkaAlone => Ok((Running::Nothing, None)),
         System::Ceiling => {
@@ -270,7 +295,7 @@ fn start(
             Ok((Running::Process(child), None))
         }
         System::File | System::Kafka => {
-            let config = bridge_config(env, system, load, port, prefix, topic, dir);
+            let config = bridge_config(setup);
             let bridge = Bridge::start(&config);
             let consumers = load.width.unwrap_or(env.consumers as usize);
             let limit = Duration::from_secs(30 + consumers as u64 / 10);
@@ -289,15 +314,16 @@ fn start(
     }
 }
 
-fn bridge_config(
-    env: &Env,
-    system: System,
-    load: Load,
-    port: u16,
-    prefix: &str,
-    topic: &str,
-    dir: &Path,
-) -> String {
+fn bridge_config(setup: Setup) -> String {
+    let Setup {
+        env,
+        system,
+        load,
+        port,
+        prefix,
+        topic,
+        dir,
+    } = setup;
     let sink = match system {
         System::Kafka => format!(
             "type = \"kafka\"\nbootstrap_servers = \"{}\"\n",
