@@ -54,7 +54,8 @@ impl Message {
             message_expiry_interval: props.message_expiry_interval,
             content_type: props.content_type,
             response_topic: props.response_topic,
-            correlation_data: props.correlation_data,
+            // Copied for the same reason as the payload (below).
+            correlation_data: props.correlation_data.map(|c| Bytes::copy_from_slice(&c)),
             user_properties: props.user_properties,
         };
         let lookup = |name: &Option<String>| {

@@ -16,9 +16,6 @@ use crate::config::{MqttConfig, TlsConfig};
 /// SUBSCRIBE packets from the same range.
 const CONSUMER_OUTGOING_INFLIGHT: u16 = 16;
 
-/// Outgoing QoS 1 publishes the dead-letter publisher may have in flight.
-const PUBLISHER_OUTGOING_INFLIGHT: u16 = 256;
-
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {
     #[error("[mqtt] url \"{0}\": {1}")]
@@ -78,8 +75,11 @@ impl Endpoint {
     /// Options for a publishing client (dead letters): a fresh session each time.
     pub fn publisher_options(&self, client_id: &str) -> MqttOptions {
         let mut o = self.base(client_id);
+        // rumqttc's default table of 65,535 outgoing slots stays here (about 13 MiB, one
+        // publisher per process): rumqttc keeps counting packet ids past a lower limit when a
+        // broker lowers its receive maximum across a reconnect, and an id beyond the table is
+        // a connection error.
         o.set_clean_start(true);
-        o.set_outgoing_inflight_upper_limit(PUBLISHER_OUTGOING_INFLIGHT);
         o
     }
 

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use std::io::Write;
-use std::sync::Mutex;
+
+use tokio::sync::Mutex;
 
 use crate::message::Message;
 use crate::record::Record;
@@ -68,30 +69,29 @@ impl FileWriter {
         self.write_raw(buf).await
     }
 
-    /// Writes already-formatted lines (used by the dead-letter file). The write runs on the
-    /// blocking pool in one hop and owns what it needs, so a caller that stops waiting (a hard
-    /// stop) cannot leave the file half-way through a batch.
+    /// Writes already-formatted lines (used by the dead-letter file). Batches queue for the
+    /// file in order on an async lock; the one holding it is written on the blocking pool in
+    /// one hop, and that job owns the lock and the data, so a caller that stops waiting (a hard
+    /// stop) does not cut its batch short. (A process exit during the write still can.)
     pub async fn write_raw(&self, buf: Vec<u8>) -> std::io::Result<()> {
-        let (out, fsync) = (self.out.clone(), self.fsync);
-        tokio::task::spawn_blocking(move || {
-            let mut out = out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            match &mut *out {
-                Output::Stdout => {
-                    let mut s = std::io::stdout().lock();
-                    s.write_all(&buf)?;
-                    s.flush()
-                }
-                Output::File(f, len) => match append(f, &buf, fsync) {
-                    Ok(()) => {
-                        *len += buf.len() as u64;
-                        Ok(())
-                    }
-                    Err(e) => {
-                        let _ = f.set_len(*len);
-                        Err(e)
-                    }
-                },
+        let fsync = self.fsync;
+        let mut out = self.out.clone().lock_owned().await;
+        tokio::task::spawn_blocking(move || match &mut *out {
+            Output::Stdout => {
+                let mut s = std::io::stdout().lock();
+                s.write_all(&buf)?;
+                s.flush()
             }
+            Output::File(f, len) => match append(f, &buf, fsync) {
+                Ok(()) => {
+                    *len += buf.len() as u64;
+                    Ok(())
+                }
+                Err(e) => {
+                    let _ = f.set_len(*len);
+                    Err(e)
+                }
+            },
         })
         .await
         .map_err(std::io::Error::other)?
