@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-use rumqttc::NetworkOptions;
+use rumqttc::v5::{AsyncClient, Event};
 
-use crate::payload;
 use crate::tally::{StallClock, Tally};
+use crate::{payload, publisher};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct CeilingArgs {
@@ -40,13 +39,8 @@ pub async fn run(a: CeilingArgs) -> anyhow::Result<()> {
     let (subscribed_tx, mut subscribed) = tokio::sync::mpsc::unbounded_channel();
     let mut clients = Vec::new();
     for n in 0..a.consumers {
-        let mut o = MqttOptions::new(format!("{}-ceiling-{n}", a.group), "127.0.0.1", a.port);
-        o.set_keep_alive(Duration::from_secs(30));
-        o.set_max_packet_size(Some(4 * 1024 * 1024));
+        let mut o = publisher::options(format!("{}-ceiling-{n}", a.group), a.port);
         o.set_receive_maximum(Some(a.receive_maximum));
-        let mut net = NetworkOptions::new();
-        net.set_tcp_nodelay(true);
-        o.set_network_options(net);
         let (client, mut eventloop) = AsyncClient::new(o, 64);
         let filter = format!("$share/{}/{}", a.group, a.filter);
         client.subscribe(filter, QoS::AtLeastOnce).await?;

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 
+use crate::common;
 use crate::payload::now_ns;
 use crate::tally::{StallClock, Summary, Tally};
 
@@ -71,19 +71,9 @@ pub fn kafka(
     partitions: i32,
     expect: Expect,
 ) -> JoinHandle<Summary> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", format!("{topic}-observer"))
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("a Kafka consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(&topic, p, Offset::Beginning)
-            .expect("a partition offset");
-    }
-    consumer.assign(&tpl).expect("assigning partitions");
+    let mut config = ClientConfig::new();
+    config.set("fetch.wait.max.ms", "10");
+    let consumer = common::kafka::reader(&bootstrap, &topic, partitions, config);
     // The first fetches wait on metadata and offset lookups: about half a second, which would
     // count as latency of the first messages. Let them happen before anything is published.
     let warm = Instant::now();

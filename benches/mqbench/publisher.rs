@@ -73,14 +73,21 @@ pub async fn run(a: PublishArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn connect(a: &PublishArgs, n: u64, acked: Arc<AtomicU64>) -> AsyncClient {
-    let mut o = MqttOptions::new(format!("{}-pub-{n}", a.prefix), "127.0.0.1", a.port);
+/// What the benchmark's own MQTT clients share: loopback, no Nagle delay (as the bridge's
+/// consumers), packets up to 4 MiB.
+pub fn options(client_id: String, port: u16) -> MqttOptions {
+    let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(30));
     o.set_max_packet_size(Some(4 * 1024 * 1024));
-    o.set_outgoing_inflight_upper_limit(1000);
     let mut net = NetworkOptions::new();
     net.set_tcp_nodelay(true);
     o.set_network_options(net);
+    o
+}
+
+fn connect(a: &PublishArgs, n: u64, acked: Arc<AtomicU64>) -> AsyncClient {
+    let mut o = options(format!("{}-pub-{n}", a.prefix), a.port);
+    o.set_outgoing_inflight_upper_limit(1000);
     let (client, mut eventloop) = AsyncClient::new(o, 1000);
     tokio::spawn(async move {
         loop {

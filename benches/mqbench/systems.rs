@@ -161,13 +161,7 @@ impl Running {
             }
             Running::Nothing => {}
             Running::Process(mut c) => {
-                common::bridge::send_signal(c.id(), "TERM");
-                let start = Instant::now();
-                while c.try_wait().ok().flatten().is_none() && start.elapsed().as_secs() < 20 {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                let _ = c.kill();
-                let _ = c.wait();
+                common::terminate(&mut c, Duration::from_secs(20));
             }
         }
     }
@@ -299,15 +293,11 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
             let bridge = Bridge::start(&config);
             let consumers = load.width.unwrap_or(env.consumers as usize);
             let limit = Duration::from_secs(30 + consumers as u64 / 10);
-            let start = Instant::now();
-            while bridge.subscribed_count() < consumers {
-                if start.elapsed() > limit {
-                    bail!(
-                        "bridge not subscribed after {limit:?}:\n{}",
-                        bridge.log_text()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(10));
+            if !bridge.subscribed_within(consumers, limit) {
+                bail!(
+                    "bridge not subscribed after {limit:?}:\n{}",
+                    bridge.log_text()
+                );
             }
             Ok((Running::Bridge(bridge), None))
         }

@@ -3,8 +3,8 @@
 //! them in the order they were received. While four are out, what arrives gathers into the
 //! next batch, so batches grow with the load instead of their number: each batch in delivery
 //! costs a task of about 1.4 KiB, which per message would be most of the bridge's memory when
-//! many routes each receive a message at a time. `FuturesOrdered` yields finished batches in the order
-//! they started, which is what keeps PUBACKs in PUBLISH order [MQTT-4.6.0-2].
+//! many routes each receive a message at a time. `FuturesOrdered` yields finished batches in
+//! the order they started, which is what keeps PUBACKs in PUBLISH order [MQTT-4.6.0-2].
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -62,18 +62,24 @@ impl Bridge {
 
     /// Waits until the log shows `n` more "subscribed" lines than `before`.
     pub fn wait_subscribed(&self, before: usize, n: usize) {
+        assert!(
+            self.subscribed_within(before + n, Duration::from_secs(20)),
+            "bridge not subscribed:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// Waits up to `limit` until the log shows `total` "subscribed" lines; returns whether it
+    /// did.
+    pub fn subscribed_within(&self, total: usize, limit: Duration) -> bool {
         let start = Instant::now();
-        loop {
-            if self.subscribed_count() >= before + n {
-                return;
+        while self.subscribed_count() < total {
+            if start.elapsed() > limit {
+                return false;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "bridge not subscribed:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(10));
         }
+        true
     }
 
     pub fn subscribed_count(&self) -> usize {
@@ -83,17 +89,9 @@ impl Bridge {
     /// SIGTERM, then waits for a clean exit; returns the exit status code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        send_signal(child.id(), "TERM");
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.code();
-            }
-            if start.elapsed() > Duration::from_secs(40) {
-                let _ = child.kill();
-                panic!("bridge did not stop on SIGTERM:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        match super::terminate(&mut child, Duration::from_secs(40)) {
+            Some(status) => status.code(),
+            None => panic!("bridge did not stop on SIGTERM:\n{}", self.log_text()),
         }
     }
 

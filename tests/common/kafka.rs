@@ -33,18 +33,7 @@ pub fn read_all(
     limit: Duration,
     mut stop: impl FnMut(&[OwnedMessage]) -> bool,
 ) -> Vec<OwnedMessage> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", super::unique("test-reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
+    let consumer = reader(bootstrap, topic, partitions, ClientConfig::new());
     let start = Instant::now();
     let mut out = Vec::new();
     while start.elapsed() < limit && !stop(&out) {
@@ -55,6 +44,29 @@ pub fn read_all(
         }
     }
     out
+}
+
+/// A consumer of every partition of `topic` from its beginning, in a group of its own, with
+/// `config`'s settings on top.
+pub fn reader(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    mut config: ClientConfig,
+) -> BaseConsumer {
+    let consumer: BaseConsumer = config
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", super::unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    consumer
 }
 
 pub fn headers(m: &OwnedMessage) -> Vec<(String, String)> {

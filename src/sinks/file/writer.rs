@@ -1,13 +1,11 @@
 //! Appends JSON lines. A batch is serialized first and written with one `write_all` on the
 //! blocking pool (an unbuffered file: once it returns, the data is in the kernel), and fsynced
-//! when configured, before the batch counts as delivered. A write that
-//! fails part-way (a full disk) is cut back to the last whole batch, so the retry cannot leave
-//! a broken line behind.
-
-use std::path::Path;
-use std::sync::Arc;
+//! when configured, before the batch counts as delivered. A write that fails part-way (a full
+//! disk) is cut back to the last whole batch, so the retry cannot leave a broken line behind.
 
 use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
