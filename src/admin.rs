@@ -11,21 +11,29 @@ use tokio_util::sync::CancellationToken;
 
 static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// The process-wide metrics recorder, installed on first use.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0,
+];
+
+/// The process-wide metrics recorder, installed on first use. Where another recorder is
+/// installed already (an embedding program's), the bridge's metrics go to that one and
+/// `/metrics` shows none.
 pub fn metrics() -> &'static PrometheusHandle {
     RECORDER.get_or_init(|| {
-        let buckets = [
-            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0,
-        ];
-        PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
-            .expect("bucket list is not empty")
-            .install_recorder()
-            .expect("no other metrics recorder is installed")
+        // Fails only for an empty bucket list.
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("another metrics recorder is installed; /metrics will be empty");
+        }
+        handle
     })
 }
 
-/// Binds `listen` and serves until `shutdown` fires.
+/// Binds `listen` and serves `/metrics` and `/health` until `shutdown` fires.
 pub async fn serve(
     listen: SocketAddr,
     shutdown: CancellationToken,

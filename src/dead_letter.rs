@@ -10,10 +10,20 @@ use serde::Serialize;
 
 use crate::config::DeadLetterConfig;
 use crate::message::{now_ms, Message};
-use crate::mqtt::{Endpoint, Publisher};
+use crate::mqtt::{Endpoint, PublishError, Publisher};
 use crate::record::Record;
 use crate::sinks::file::FileWriter;
 use crate::sinks::SinkError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error("writing the dead-letter file failed: {0}")]
+    File(#[from] std::io::Error),
+    #[error("publishing to the dead-letter topic failed: {0}")]
+    Publish(#[from] PublishError),
+    #[error("encoding a dead letter failed: {0}")]
+    Encode(#[from] serde_json::Error),
+}
 
 #[derive(Serialize)]
 struct Entry<'a> {
@@ -60,7 +70,11 @@ impl DeadLetter {
     }
 
     /// Writes every entry; Ok only when all are stored.
-    pub async fn send(&self, route: &str, items: &[(&Message, &SinkError)]) -> Result<(), String> {
+    pub async fn send(
+        &self,
+        route: &str,
+        items: &[(&Message, &SinkError)],
+    ) -> Result<(), DeadLetterError> {
         let entries = items.iter().map(|(msg, err)| Entry {
             route,
             error: err.to_string(),
@@ -72,18 +86,17 @@ impl DeadLetter {
             DeadLetter::File(writer) => {
                 let mut buf = Vec::new();
                 for entry in entries {
-                    serde_json::to_writer(&mut buf, &entry).map_err(|e| e.to_string())?;
+                    serde_json::to_writer(&mut buf, &entry)?;
                     buf.push(b'\n');
                 }
-                writer.write_raw(buf).await.map_err(|e| e.to_string())
+                Ok(writer.write(buf).await?)
             }
             DeadLetter::Mqtt { publisher, topic } => {
                 for entry in entries {
-                    let payload = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
+                    let payload = serde_json::to_vec(&entry)?;
                     publisher
                         .publish(topic, payload.into(), Duration::from_secs(10))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                        .await?;
                 }
                 Ok(())
             }

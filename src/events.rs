@@ -66,6 +66,46 @@ impl DeliveryRetry<'_> {
     }
 }
 
+/// A sink gave a different number of outcomes than it was given messages: a bug in the sink.
+/// The messages without an outcome are retried, never taken as delivered.
+pub struct SinkOutcomesMismatch<'a> {
+    pub route: &'a str,
+    pub expected: usize,
+    pub got: usize,
+}
+
+impl SinkOutcomesMismatch<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_sink_contract_errors_total", "route" => self.route.to_owned())
+            .increment(1);
+        error!(
+            route = self.route,
+            expected = self.expected,
+            got = self.got,
+            "the sink returned the wrong number of outcomes; the messages without one are retried"
+        );
+    }
+}
+
+/// A source handed over a message on a lane its route does not have: a bug in the source. The
+/// message is left unacknowledged, for the broker to redeliver.
+pub struct UnknownLane<'a> {
+    pub route: &'a str,
+    pub lane: usize,
+}
+
+impl UnknownLane<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_sink_contract_errors_total", "route" => self.route.to_owned())
+            .increment(1);
+        error!(
+            route = self.route,
+            lane = self.lane,
+            "a message arrived on an unknown lane; left unacknowledged"
+        );
+    }
+}
+
 /// Messages a sink refused for good, now written to the dead-letter destination.
 pub struct DeadLettered<'a> {
     pub route: &'a str,

@@ -1,16 +1,21 @@
 //! mqbridge: consumes an MQTT broker through MQTT v5 shared subscriptions and delivers every
-//! message to Kafka (or a JSON-lines file), acknowledging each message to the broker only after
-//! the sink has it.
+//! message to a sink (Kafka, a JSON-lines file), acknowledging each message to the broker only
+//! after the sink has it.
 //!
 //! # Layout
-//! - `config`: the TOML file: model, loading with located problems, validation, example.
-//! - `mqtt`: client options, shared-subscription consumers with in-order acks, a publisher.
-//! - `message`: the bridge's message (a PUBLISH with its properties and metadata).
+//! - `config`: the TOML file: model, section-by-section loading with located problems,
+//!   validation, example.
+//! - `sources`: where routes take messages from: `mqtt/` (shared-subscription consumers with
+//!   epoch-checked acks), behind the `Delivery`/`Acker` shape the pipeline sees.
+//! - `pipeline`: written once for every route: batching by key with per-key order, delivery
+//!   with retries and dead letters, acks in receive order per lane.
+//! - `sinks`: where routes deliver: the `Sink` trait, the kind registry, `kafka/`, `file/`.
+//! - `route`: the supervisor and its per-route handles (start, stop, state, counts).
+//! - `mqtt`: MQTT client options and a publisher that waits for PUBACKs.
+//! - `message`: the neutral message sources fill and sinks render.
 //! - `record`: the message's JSON shape (file sink, dead letters).
-//! - `template`: `{topic.N}`-style templates for Kafka topics and keys.
+//! - `template`: `{topic.N}`-style templates for sink-side names.
 //! - `topic`: MQTT filter and Kafka topic name rules.
-//! - `sinks`: where routes deliver: `kafka/`, `file/`.
-//! - `route`: consumers, batching workers, delivery with retries and dead letters.
 //! - `dead_letter`: where permanently refused messages go.
 //! - `events`: telemetry events (metrics and logs together).
 //! - `admin`: the `/metrics` and `/health` listener.
@@ -21,38 +26,42 @@ pub mod dead_letter;
 pub mod events;
 pub mod message;
 pub mod mqtt;
+pub mod pipeline;
 pub mod record;
 pub mod route;
 pub mod sinks;
+pub mod sources;
 pub mod template;
 pub mod topic;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::config::Config;
 use crate::dead_letter::DeadLetter;
 use crate::mqtt::Endpoint;
-use crate::route::RouteContext;
-use crate::sinks::{Connection, Connections, RouteSink};
+use crate::route::{Shared, StartError, Supervisor};
+use crate::sinks::{BoxError, Connection};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
     Mqtt(#[from] mqtt::OptionsError),
+    #[error("connection \"{0}\": {1}")]
+    Connection(String, #[source] BoxError),
     #[error(transparent)]
-    Sink(#[from] sinks::BuildError),
+    Route(#[from] StartError),
     #[error("{0}")]
     DeadLetter(std::io::Error),
     #[error("admin listener: {0}")]
     Admin(std::io::Error),
-    #[error("a route task stopped unexpectedly: {0}")]
-    TaskFailed(String),
+    #[error("{0}")]
+    RouteFailed(String),
 }
 
 /// Runs the bridge until `shutdown` completes, then stops intake, finishes and acknowledges
@@ -61,17 +70,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let _ = rustls::crypto::ring::default_provider().install_default();
     admin::metrics();
     let endpoint = Endpoint::new(&config.mqtt)?;
-    let mut connections = Connections::new();
-    for (name, c) in &config.connections {
-        connections.insert(name.clone(), Connection::build(name, c).await?);
-    }
-    let connections = Arc::new(connections);
-    let checks = connections.clone();
-    tokio::spawn(async move {
-        for (name, c) in checks.iter() {
-            c.health_check(name).await;
-        }
-    });
+    let connections = Arc::new(connect(&config).await?);
+    tokio::spawn(health_checks(connections.clone()));
     let (dead_letter, _dl_task) = DeadLetter::build(
         &config.dead_letter,
         &endpoint,
@@ -80,78 +80,75 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     .await
     .map_err(RunError::DeadLetter)?;
     let dead_letter = Arc::new(dead_letter);
-    let token = CancellationToken::new();
-    let hard_stop = CancellationToken::new();
-    if let Some(listen) = config.admin.listen.as_deref().and_then(|l| l.parse().ok()) {
-        admin::serve(listen, token.clone())
+    let stop_admin = CancellationToken::new();
+    if let Some(listen) = config.admin.listen {
+        admin::serve(listen, stop_admin.clone())
             .await
             .map_err(RunError::Admin)?;
     }
-    let mut tasks = JoinSet::new();
+    let mut supervisor = Supervisor::new(Shared {
+        endpoint: endpoint.clone(),
+        mqtt: config.mqtt.clone(),
+        connections: connections.clone(),
+        dead_letter: dead_letter.clone(),
+        shutdown: CancellationToken::new(),
+    });
     let mut consumers = 0;
     for route in config.routes.iter().filter(|r| r.enabled) {
-        let ctx = Arc::new(RouteContext {
-            name: route.name.as_str().into(),
-            sink: RouteSink::build(route, &connections)?,
-            dead_letter: dead_letter.clone(),
-            shutdown: token.clone(),
-            hard_stop: hard_stop.clone(),
-        });
-        route::start(route, &config.mqtt, &endpoint, ctx, &mut tasks);
+        supervisor.start(route)?;
         consumers += route.consumers;
     }
     info!(broker = %endpoint.address(), routes = config.routes.len(), consumers, "mqbridge running");
     let outcome = tokio::select! {
         _ = shutdown => Ok(()),
-        Some(ended) = tasks.join_next() => Err(RunError::TaskFailed(match ended {
-            Err(e) => e.to_string(),
-            Ok(()) => "a consumer ended on its own".into(),
-        })),
+        failure = supervisor.unexpected_end() => Err(RunError::RouteFailed(failure)),
     };
     info!("shutting down: finishing in-flight messages");
-    token.cancel();
-    drain(&mut tasks, config.shutdown_timeout, &hard_stop).await;
+    let finished = supervisor.stop_all(config.shutdown_timeout).await;
+    stop_admin.cancel();
     dead_letter.close().await;
-    if !hard_stop.is_cancelled() {
+    if finished {
         for c in connections.values() {
             c.flush(Duration::from_secs(5)).await;
         }
     }
     // Destroying a producer whose brokers are unreachable blocks for seconds; everything acked is
-    // already in Kafka, so let that happen off the runtime (the binary exits without waiting).
+    // already delivered, so let that happen off the runtime (the binary exits without waiting).
     std::thread::spawn(move || drop(connections));
-    if let Err(e) = &outcome {
-        error!(error = %e, "mqbridge stopped because of a failure");
-    } else {
-        info!("mqbridge stopped");
+    match &outcome {
+        Err(e) => error!(error = %e, "mqbridge stopped because of a failure"),
+        Ok(()) => info!("mqbridge stopped"),
     }
     outcome
 }
 
-/// Waits for the route tasks to finish in-flight work, ack and disconnect. Past `limit`, pending
-/// deliveries are abandoned (left unacknowledged) so that the workers can still ack what did
-/// finish and disconnect cleanly; tasks still running after a short grace are aborted.
-async fn drain(tasks: &mut JoinSet<()>, limit: Duration, hard_stop: &CancellationToken) {
-    if join_all_within(tasks, limit).await {
-        return;
+/// Builds every connection's client.
+async fn connect(config: &Config) -> Result<BTreeMap<String, Connection>, RunError> {
+    let mut connections = BTreeMap::new();
+    for (name, c) in &config.connections {
+        let live = c
+            .connect(name)
+            .await
+            .map_err(|e| RunError::Connection(name.clone(), e))?;
+        connections.insert(name.clone(), live);
     }
-    warn!(
-        ?limit,
-        "shutdown timeout: unfinished deliveries are left for the broker to redeliver"
-    );
-    hard_stop.cancel();
-    if !join_all_within(tasks, Duration::from_secs(3)).await {
-        tasks.shutdown().await;
-    }
+    Ok(connections)
 }
 
-async fn join_all_within(tasks: &mut JoinSet<()>, limit: Duration) -> bool {
-    let all = async {
-        while let Some(ended) = tasks.join_next().await {
-            if let Err(e) = ended {
-                error!(error = %e, "route task failed during shutdown");
+/// The connection check, once at startup: each endpoint reachable and authenticated.
+async fn health_checks(connections: Arc<BTreeMap<String, Connection>>) {
+    for (name, c) in connections.iter() {
+        match c.health_check().await {
+            Ok(detail) => events::ConnectionHealthy {
+                connection: name,
+                detail: &detail,
             }
+            .emit(),
+            Err(e) => events::ConnectionUnhealthy {
+                connection: name,
+                error: &e.to_string(),
+            }
+            .emit(),
         }
-    };
-    tokio::time::timeout(limit, all).await.is_ok()
+    }
 }

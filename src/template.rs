@@ -1,7 +1,8 @@
-//! Templates for Kafka topic names and record keys: literal text with placeholders
+//! Templates for sink-side names (Kafka topics and record keys, ...): literal text with placeholders
 //! `{topic}`, `{topic.N}` (Nth level, 1-based), `{user.NAME}` (first user property NAME),
 //! `{message_id}` and `{client_id}`. `{{` and `}}` stand for literal braces.
 //! A placeholder with no value for a message (a missing level or property) renders empty.
+//! A template is parsed once, when the config file is read (`Deserialize` takes the text).
 
 use std::fmt::Write;
 
@@ -18,9 +19,25 @@ enum Part {
 }
 
 /// A parsed template.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct Template {
     parts: Vec<Part>,
+}
+
+/// A template that does not parse, with its text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad template \"{text}\": {error}")]
+pub struct BadTemplate {
+    pub text: String,
+    pub error: TemplateError,
+}
+
+impl TryFrom<String> for Template {
+    type Error = BadTemplate;
+    fn try_from(text: String) -> Result<Self, BadTemplate> {
+        Template::parse(&text).map_err(|error| BadTemplate { text, error })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +85,13 @@ impl Template {
             parts.push(Part::Literal(literal));
         }
         Ok(Template { parts })
+    }
+
+    /// `{topic}`: the whole MQTT topic.
+    pub fn topic() -> Self {
+        Template {
+            parts: vec![Part::Topic],
+        }
     }
 
     /// The template's text when it has no placeholders.

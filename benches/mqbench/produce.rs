@@ -25,7 +25,7 @@ pub struct ProduceArgs {
 const WINDOW: usize = 10_000;
 
 pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
-    let connection: mqbridge::config::KafkaConnectionConfig =
+    let connection: mqbridge::sinks::kafka::KafkaConnectionConfig =
         toml::from_str(&format!("bootstrap_servers = {:?}", a.bootstrap))?;
     let producer: FutureProducer = mqbridge::sinks::kafka::client_config(&connection).create()?;
     // Like the bridge, which is connected before anything is published: the topic's metadata

@@ -1,38 +1,20 @@
-//! Reading a config file: TOML syntax, `${VAR}` expansion, then each section deserialized on its
-//! own, so that one broken section (or an unknown key) does not hide the problems of the others.
-//! Positions come from the TOML parser's spans and end up as line numbers in every problem.
+//! Reading a config file: TOML syntax, then each section on its own (`reader.rs`), so that one
+//! broken section (or an unknown key) does not hide the problems of the others, then the
+//! semantic checks (`validate.rs`). A connection's `type` picks the kind that reads its
+//! settings; a route's keys are split between those every route takes and those of its
+//! connection's kind.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::model::*;
 use super::problem::{ConfigError, Problem};
+use super::reader::{struct_fields, SectionReader};
+use super::source::{line_of, Value};
 use super::validate::{validate, Parts};
-
-type Value<'a> = Spanned<DeValue<'a>>;
-
-/// Where each section came from, for pointing validation problems at lines.
-pub struct SourceMap<'a> {
-    text: &'a str,
-    sections: HashMap<String, Value<'a>>,
-}
-
-impl SourceMap<'_> {
-    /// Line of `field` (dotted path) in `section`, else of the section itself.
-    pub fn line(&self, section: &str, field: Option<&str>) -> Option<usize> {
-        let root = self.sections.get(section)?;
-        let span = field
-            .and_then(|f| key_span(root, f))
-            .unwrap_or_else(|| root.span());
-        Some(line_of(self.text, span.start))
-    }
-}
+use crate::sinks::{self, Kind, RouteSinkConfig, KINDS};
 
 /// Reads, parses and validates `path`. Relative paths inside are taken from the file's folder.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
@@ -58,67 +40,75 @@ pub fn parse_str(
     })?;
     let mut loader = Loader {
         text,
-        env,
-        problems: Vec::new(),
-        sources: SourceMap {
-            text,
-            sections: HashMap::new(),
-        },
+        base: base_dir,
+        reader: SectionReader::new(text, env),
     };
-    let config = loader.sections(root.into_inner(), base_dir);
+    let config = loader.sections(root.into_inner());
     match config {
-        Some(config) if loader.problems.is_empty() => Ok(config),
-        _ => Err(loader.problems),
+        Some(config) if loader.reader.problems.is_empty() => Ok(config),
+        _ => Err(loader.reader.problems),
     }
 }
 
 struct Loader<'a, 'e> {
     text: &'a str,
-    env: &'e dyn Fn(&str) -> Option<String>,
-    problems: Vec<Problem>,
-    sources: SourceMap<'a>,
+    base: &'a Path,
+    reader: SectionReader<'a, 'e>,
 }
 
 impl<'a> Loader<'a, '_> {
-    fn sections(&mut self, root: DeTable<'a>, base: &Path) -> Option<Config> {
+    fn sections(&mut self, root: DeTable<'a>) -> Option<Config> {
         let mut parts = Parts::default();
         let mut top = DeTable::new();
+        let mut routes = None;
         let mut saw_mqtt = false;
         for (key, value) in root {
             match key.get_ref().as_ref() {
                 "mqtt" => {
                     saw_mqtt = true;
-                    parts.mqtt = self.section::<MqttConfig>("[mqtt]", value);
+                    parts.mqtt = self.reader.read::<MqttConfig>("[mqtt]", value);
                 }
                 "connections" => self.connections(value, &mut parts),
-                "routes" => self.routes(value, &mut parts),
-                "dead_letter" => parts.dead_letter = self.section("[dead_letter]", value),
-                "admin" => parts.admin = self.section("[admin]", value),
+                // Read once every connection is known: a route's keys depend on its kind.
+                "routes" => routes = Some(value),
+                "dead_letter" => parts.dead_letter = self.reader.read("[dead_letter]", value),
+                "admin" => parts.admin = self.reader.read("[admin]", value),
                 _ => {
                     top.insert(key, value);
                 }
             }
         }
+        if let Some(routes) = routes {
+            self.routes(routes, &mut parts);
+        }
         let top_span = 0..self.text.len();
-        let top: Option<TopLevel> =
-            self.section("top level", Spanned::new(top_span, DeValue::Table(top)));
+        let top: Option<TopLevel> = self
+            .reader
+            .read("top level", Spanned::new(top_span, DeValue::Table(top)));
         if !saw_mqtt {
             let msg = "missing: the bridge needs a broker to consume from";
-            self.problems.push(Problem::new("[mqtt]", None, msg));
+            self.reader.problems.push(Problem::new("[mqtt]", None, msg));
         }
         if let Some(mqtt) = &mut parts.mqtt {
-            self.read_password_file(mqtt, base);
+            self.read_password_file(mqtt);
         }
-        self.problems.extend(validate(&parts, &self.sources));
-        let config = Config {
+        let problems = validate(&parts, &self.reader.sources);
+        self.reader.problems.extend(problems);
+        let routes = parts
+            .routes
+            .into_iter()
+            .map(|(route, sink)| Some(route.with_sink(sink?)))
+            .collect::<Option<Vec<_>>>()?;
+        let mut config = Config {
             mqtt: parts.mqtt?,
             connections: parts.connections,
-            routes: parts.routes,
+            routes,
             dead_letter: parts.dead_letter.unwrap_or_default(),
             admin: parts.admin.unwrap_or_default(),
             shutdown_timeout: top?.shutdown_timeout,
         };
-        Some(resolve_paths(config, base))
+        resolve_paths(&mut config, self.base);
+        Some(config)
     }
 
     fn connections(&mut self, value: Value<'a>, parts: &mut Parts) {
@@ -142,39 +132,36 @@ impl<'a> Loader<'a, '_> {
     fn connection(&mut self, label: &str, mut value: Value<'a>) -> Option<ConnectionConfig> {
         let span = value.span();
         let DeValue::Table(table) = value.get_mut() else {
-            self.problem(label, None, "must be a table", span.start);
+            self.reader
+                .problem(label, None, "must be a table", span.start);
             return None;
         };
-        let kind = table.remove(&Spanned::new(0..0, Cow::Borrowed("type")));
-        let kind = kind
-            .as_ref()
-            .and_then(|k| k.get_ref().as_str().map(|s| (s, k.span())));
-        match kind {
-            Some(("kafka", _)) => self.section(label, value).map(ConnectionConfig::Kafka),
-            Some(("file", _)) => self.section(label, value).map(ConnectionConfig::File),
-            Some((other, span)) => {
-                let msg =
-                    format!("unknown connection type \"{other}\" (expected \"kafka\" or \"file\")");
-                self.problem(label, Some("type"), msg, span.start);
-                None
-            }
-            None => {
-                self.problem(
-                    label,
-                    Some("type"),
-                    "missing (\"kafka\" or \"file\")",
-                    span.start,
-                );
-                None
-            }
-        }
+        let known = KINDS
+            .iter()
+            .map(|k| format!("\"{}\"", k.name()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let kind = table.remove(&Spanned::new(0..0, "type".into()));
+        let Some(kind) = kind else {
+            let msg = format!("missing (one of {known})");
+            self.reader.problem(label, Some("type"), msg, span.start);
+            return None;
+        };
+        let name = kind.get_ref().as_str().unwrap_or_default();
+        let Some(found) = sinks::kind(name) else {
+            let msg = format!("unknown connection type \"{name}\" (expected one of {known})");
+            self.reader
+                .problem(label, Some("type"), msg, kind.span().start);
+            return None;
+        };
+        found.read_connection(&mut self.reader, label, value, self.base)
     }
 
     fn routes(&mut self, value: Value<'a>, parts: &mut Parts) {
         let span = value.span();
         let DeValue::Array(items) = value.into_inner() else {
             let msg = "must be an array of tables ([[routes]])";
-            self.problem("[[routes]]", None, msg, span.start);
+            self.reader.problem("[[routes]]", None, msg, span.start);
             return;
         };
         for (i, item) in items.into_iter().enumerate() {
@@ -186,9 +173,97 @@ impl<'a> Loader<'a, '_> {
                 Some(name) => format!("route \"{name}\""),
                 None => format!("route #{}", i + 1),
             };
-            match self.section(&label, item) {
-                Some(route) => parts.routes.push(route),
-                None => parts.broken_routes += 1,
+            self.route(&label, item, parts);
+        }
+    }
+
+    /// Reads the keys every route takes, then hands the rest to the connection's kind.
+    fn route(&mut self, label: &str, value: Value<'a>, parts: &mut Parts) {
+        let span = value.span();
+        // Remembered whole, so that problems with the kind's keys are located too.
+        self.reader.sources.remember(label, &value);
+        let DeValue::Table(table) = value.into_inner() else {
+            self.reader
+                .problem(label, None, "must be a table", span.start);
+            return;
+        };
+        let connection = table
+            .get(&Spanned::new(0..0, "connection".into()))
+            .and_then(|c| c.get_ref().as_str())
+            .map(str::to_owned);
+        let common_keys = struct_fields::<RouteConfig<()>>();
+        let (mut common, mut own) = (DeTable::new(), DeTable::new());
+        for (key, value) in table {
+            match common_keys.contains(&key.get_ref().as_ref()) {
+                true => common.insert(key, value),
+                false => own.insert(key, value),
+            };
+        }
+        let common_value = Spanned::new(span.clone(), DeValue::Table(common));
+        let route = self.reader.read::<RouteConfig<()>>(label, common_value);
+        let sink = self.route_sink(label, connection.as_deref(), own, span, parts);
+        match route {
+            Some(route) => parts.routes.push((route, sink)),
+            None => parts.broken_routes += 1,
+        }
+    }
+
+    /// A route's settings for its connection's kind. A key of another kind is reported as such;
+    /// when the connection is unknown, the keys are still checked by a kind that takes them.
+    fn route_sink(
+        &mut self,
+        label: &str,
+        connection: Option<&str>,
+        mut own: DeTable<'a>,
+        span: std::ops::Range<usize>,
+        parts: &Parts,
+    ) -> Option<RouteSinkConfig> {
+        let found = connection.and_then(|name| Some((name, parts.connections.get(name)?)));
+        let Some((name, config)) = found else {
+            self.check_orphan_keys(label, own, span);
+            return None;
+        };
+        let kind = sinks::kind(config.kind())?;
+        let foreign: Vec<_> = own
+            .keys()
+            .filter(|k| !kind.route_keys().contains(&k.get_ref().as_ref()))
+            .cloned()
+            .collect();
+        for key in foreign {
+            own.remove(&key);
+            let msg = foreign_key_message(key.get_ref(), name, kind);
+            self.reader
+                .problem(label, Some(key.get_ref()), msg, key.span().start);
+        }
+        kind.read_route(
+            &mut self.reader,
+            label,
+            Spanned::new(span, DeValue::Table(own)),
+        )
+    }
+
+    /// Keys of a route whose connection is unknown: checked by the first kind that takes them
+    /// all, so that their own problems are not hidden; a key no kind takes is unknown.
+    fn check_orphan_keys(&mut self, label: &str, own: DeTable<'a>, span: std::ops::Range<usize>) {
+        if own.is_empty() {
+            return;
+        }
+        let takes_all = |k: &&&dyn Kind| {
+            own.keys()
+                .all(|key| k.route_keys().contains(&key.get_ref().as_ref()))
+        };
+        if let Some(kind) = KINDS.iter().find(takes_all) {
+            let value = Spanned::new(span, DeValue::Table(own));
+            let _ = kind.read_route(&mut self.reader, label, value);
+            return;
+        }
+        for key in own.keys() {
+            let anywhere = KINDS
+                .iter()
+                .any(|k| k.route_keys().contains(&key.get_ref().as_ref()));
+            if !anywhere {
+                self.reader
+                    .problem(label, Some(key.get_ref()), "unknown key", key.span().start);
             }
         }
     }
@@ -198,129 +273,62 @@ impl<'a> Loader<'a, '_> {
         match value.into_inner() {
             DeValue::Table(t) => Some(t),
             _ => {
-                self.problem(label, None, "must be a table", span.start);
+                self.reader
+                    .problem(label, None, "must be a table", span.start);
                 None
             }
         }
     }
 
-    /// Deserializes one section, reporting unknown keys and the first type error in it.
-    fn section<T: DeserializeOwned>(&mut self, label: &str, mut value: Value<'a>) -> Option<T> {
-        self.expand_env(label, &mut value, "");
-        let copy = value.clone();
-        self.sources
-            .sections
-            .entry(label.to_owned())
-            .or_insert_with(|| copy.clone());
-        let mut unknown = Vec::new();
-        let result = serde_ignored::deserialize(ValueDeserializer::from(value), |path| {
-            unknown.push(path.to_string())
-        });
-        for path in unknown {
-            let line = key_span(&copy, &path).map(|s| line_of(self.text, s.start));
-            self.problems
-                .push(Problem::new(label, Some(&path), "unknown key").at(line));
-        }
-        match result {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let span = e.span().unwrap_or_else(|| copy.span());
-                let field = field_at(&copy, &span);
-                let msg = e.message().trim().to_owned();
-                self.problems.push(
-                    Problem::new(label, field.as_deref(), msg)
-                        .at(Some(line_of(self.text, span.start))),
-                );
-                None
-            }
-        }
-    }
-
-    /// Replaces `${VAR}` in every string of `value` with the environment variable's value.
-    fn expand_env(&mut self, label: &str, value: &mut Value<'a>, path: &str) {
-        let span = value.span();
-        match value.get_mut() {
-            DeValue::String(s) if s.contains('$') => match expand(s, self.env) {
-                Ok(expanded) => *s = Cow::Owned(expanded),
-                Err(msg) => self.problem(label, Some(path), msg, span.start),
-            },
-            DeValue::Table(t) => {
-                for (k, v) in t.iter_mut() {
-                    let sub = join(path, k.get_ref());
-                    self.expand_env(label, v, &sub);
-                }
-            }
-            DeValue::Array(a) => {
-                for v in a.iter_mut() {
-                    self.expand_env(label, v, path);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn read_password_file(&mut self, mqtt: &mut MqttConfig, base: &Path) {
+    fn read_password_file(&mut self, mqtt: &mut MqttConfig) {
         let Some(file) = &mqtt.password_file else {
             return;
         };
-        let file = base.join(file);
+        let file = self.base.join(file);
         match std::fs::read_to_string(&file) {
             Ok(text) => mqtt.password = Some(Secret::new(text.trim_end_matches(['\r', '\n']))),
             Err(e) => {
-                let line = self.sources.line("[mqtt]", Some("password_file"));
+                let line = self.reader.sources.line("[mqtt]", Some("password_file"));
                 let msg = format!("cannot read {}: {e}", file.display());
-                self.problems
+                self.reader
+                    .problems
                     .push(Problem::new("[mqtt]", Some("password_file"), msg).at(line));
             }
         }
     }
-
-    fn problem(&mut self, label: &str, field: Option<&str>, msg: impl Into<String>, offset: usize) {
-        let line = Some(line_of(self.text, offset));
-        let field = field.filter(|f| !f.is_empty());
-        self.problems.push(Problem::new(label, field, msg).at(line));
-    }
 }
 
-/// Expands `${NAME}`; `$${` stands for a literal `${`.
-pub fn expand(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(input.len());
-    let mut rest = input;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        if let Some(after) = rest.strip_prefix("$${") {
-            out.push_str("${");
-            rest = after;
-        } else if let Some(after) = rest.strip_prefix("${") {
-            let end = after
-                .find('}')
-                .ok_or("unclosed `${` (write `$${` for a literal `${`)")?;
-            let name = &after[..end];
-            let valid = !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !name.starts_with(|c: char| c.is_ascii_digit());
-            if !valid {
-                return Err(format!(
-                    "`${{{name}}}` is not a valid environment variable reference"
-                ));
-            }
-            let value =
-                env(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
-            out.push_str(&value);
-            rest = &after[end + 1..];
-        } else {
-            out.push('$');
-            rest = &rest[1..];
-        }
+/// "`topic` is a kafka route setting, but connection "debug" is a file connection".
+fn foreign_key_message(key: &str, connection: &str, kind: &dyn Kind) -> String {
+    let owners: Vec<&str> = KINDS
+        .iter()
+        .filter(|k| k.route_keys().contains(&key))
+        .map(|k| k.name())
+        .collect();
+    if owners.is_empty() {
+        return "unknown key".into();
     }
-    out.push_str(rest);
-    Ok(out)
+    let takes = match kind.route_keys() {
+        [] => format!("{} routes take no keys of their own", kind.name()),
+        keys => format!("{} routes take {}", kind.name(), quoted(keys)),
+    };
+    format!(
+        "a setting of {} routes, but connection \"{connection}\" is a {} connection ({takes})",
+        owners.join(" and "),
+        kind.name()
+    )
 }
 
-fn resolve_paths(mut config: Config, base: &Path) -> Config {
+fn quoted(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn resolve_paths(config: &mut Config, base: &Path) {
     let join = |p: &mut PathBuf| {
-        if p.is_relative() && p.as_os_str() != "-" {
+        if p.is_relative() {
             *p = base.join(&*p);
         }
     };
@@ -330,11 +338,6 @@ fn resolve_paths(mut config: Config, base: &Path) -> Config {
             .flatten()
             .for_each(join);
     }
-    for conn in config.connections.values_mut() {
-        if let ConnectionConfig::File(f) = conn {
-            join(&mut f.path);
-        }
-    }
     if config.dead_letter.topic.is_none() {
         let path = config
             .dead_letter
@@ -342,59 +345,4 @@ fn resolve_paths(mut config: Config, base: &Path) -> Config {
             .get_or_insert_with(|| DEFAULT_DEAD_LETTER_PATH.into());
         join(path);
     }
-    config
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-pub(crate) fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
-/// Span of the key at dotted `path` inside `root` (array indices as numbers).
-fn key_span(root: &Value<'_>, path: &str) -> Option<Range<usize>> {
-    let mut node = root;
-    let mut span = None;
-    for part in path.split('.') {
-        match node.get_ref() {
-            DeValue::Table(t) => {
-                let (k, v) = t.get_key_value(&Spanned::new(0..0, Cow::Borrowed(part)))?;
-                span = Some(k.span());
-                node = v;
-            }
-            DeValue::Array(a) => {
-                node = a.get(part.parse::<usize>().ok()?)?;
-                span = Some(node.span());
-            }
-            _ => return span,
-        }
-    }
-    span
-}
-
-/// Dotted path of the innermost key whose value contains `span`.
-fn field_at(root: &Value<'_>, span: &Range<usize>) -> Option<String> {
-    let DeValue::Table(t) = root.get_ref() else {
-        return None;
-    };
-    for (k, v) in t.iter() {
-        let vs = v.span();
-        if vs.start <= span.start && span.end <= vs.end.max(vs.start + 1) {
-            return Some(match field_at(v, span) {
-                Some(inner) => format!("{}.{inner}", k.get_ref()),
-                None => k.get_ref().to_string(),
-            });
-        }
-    }
-    None
 }

@@ -1,15 +1,20 @@
 //! The configuration file's shape. Every `///` comment on a field is user documentation: the
 //! README's config reference and `mqbridge example-config` repeat it.
 //!
-//! Unknown keys are not rejected by serde here: the loader (`load.rs`) collects them with
+//! Unknown keys are not rejected by serde here: the loader (`reader.rs`) collects them with
 //! `serde_ignored` so that a typo is reported together with every other problem in the file.
+//! A connection's settings, and the keys a route takes for its connection's kind, are defined
+//! beside each kind (`sinks/<kind>/config.rs`) and held here type-erased.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+pub use crate::sinks::{ConnectionConfig, RouteSinkConfig};
 
 /// The whole file, after loading and validation.
 #[derive(Debug, Clone)]
@@ -97,79 +102,11 @@ pub struct PublisherProperties {
     pub host_property: Option<String>,
 }
 
-/// `[connections.NAME]`: an endpoint and its credentials, used by routes. The `type` key picks
-/// the kind.
-#[derive(Debug, Clone)]
-pub enum ConnectionConfig {
-    Kafka(KafkaConnectionConfig),
-    File(FileConnectionConfig),
-}
-
-impl ConnectionConfig {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ConnectionConfig::Kafka(_) => "kafka",
-            ConnectionConfig::File(_) => "file",
-        }
-    }
-}
-
-/// `type = "kafka"`
-#[derive(Debug, Clone, Deserialize)]
-pub struct KafkaConnectionConfig {
-    /// Comma-separated `host:port` list of Kafka brokers.
-    pub bootstrap_servers: String,
-    /// Record batch compression: none, gzip, snappy, lz4 or zstd. Default none.
-    #[serde(default)]
-    pub compression: Compression,
-    /// How long one delivery may take, retries included, before the bridge counts it as
-    /// failed and retries it itself. Default "30s".
-    #[serde(default = "default_delivery_timeout", with = "humantime_serde")]
-    pub delivery_timeout: Duration,
-    /// librdkafka settings passed as they are (SASL, TLS, `linger.ms`, ...). Values are strings.
-    /// `acks` and `enable.idempotence` are fixed by the bridge's delivery guarantee.
-    #[serde(default)]
-    pub librdkafka: BTreeMap<String, Secret>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
-}
-
-impl Compression {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Gzip => "gzip",
-            Compression::Snappy => "snappy",
-            Compression::Lz4 => "lz4",
-            Compression::Zstd => "zstd",
-        }
-    }
-}
-
-/// `type = "file"`: JSON lines, one object per message.
-#[derive(Debug, Clone, Deserialize)]
-pub struct FileConnectionConfig {
-    /// File to append to; "-" writes to standard output.
-    pub path: PathBuf,
-    /// fsync after every batch, so that an acknowledged message survives a power cut.
-    /// Default false (the data is flushed to the operating system only).
-    #[serde(default)]
-    pub fsync: bool,
-}
-
 /// `[[routes]]`: a set of topic filters, consumed by a shared-subscription group and delivered
-/// to one connection.
+/// to one connection. These are the keys every route takes; the keys that belong to the
+/// connection's kind (a Kafka `topic`, ...) are read by that kind into `sink`.
 #[derive(Debug, Clone, Deserialize)]
-pub struct RouteConfig {
+pub struct RouteConfig<S = RouteSinkConfig> {
     /// Unique route name, used in client ids, metrics and logs. Letters, digits, `-` and `_`.
     pub name: String,
     /// MQTT topic filters (`+` and `#` wildcards) to consume.
@@ -185,25 +122,56 @@ pub struct RouteConfig {
     /// Subscription QoS: 1 (at least once) or 0 (best effort). Default 1.
     #[serde(default = "default_qos")]
     pub qos: u8,
-    /// Kafka topic: a literal or a template such as "traffic-{topic.2}". Required for Kafka.
-    pub topic: Option<String>,
-    /// Kafka record key template. Default "{topic}", which keeps each MQTT topic's order
-    /// within one partition.
-    pub key: Option<String>,
-    /// Most messages handed to the sink at once. Default 500.
+    /// Most messages handed to the sink at once (1 to 10000). Default 500.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// How long a batch may wait to fill up. Default "0s": send what has arrived at once.
     #[serde(default, with = "humantime_serde")]
     pub max_wait: Duration,
+    /// Keep each MQTT topic's order: at most one batch holding a topic's messages is in
+    /// delivery at a time, and a failed message is retried before anything later of its topic
+    /// is sent. Default: the connection kind's (true for Kafka and files).
+    pub ordered: Option<bool>,
+    /// Batches in delivery at once, across topics (1 to 64). Default 4.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
     /// Start this route. Default true.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// The settings that belong to the connection's kind.
+    #[serde(skip)]
+    pub sink: S,
+}
+
+impl<S> RouteConfig<S> {
+    pub fn share_group(&self) -> &str {
+        self.share_group.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The same route with its kind's settings.
+    pub fn with_sink<T>(self, sink: T) -> RouteConfig<T> {
+        RouteConfig {
+            name: self.name,
+            filters: self.filters,
+            connection: self.connection,
+            share_group: self.share_group,
+            consumers: self.consumers,
+            qos: self.qos,
+            batch_size: self.batch_size,
+            max_wait: self.max_wait,
+            ordered: self.ordered,
+            concurrency: self.concurrency,
+            enabled: self.enabled,
+            sink,
+        }
+    }
 }
 
 impl RouteConfig {
-    pub fn share_group(&self) -> &str {
-        self.share_group.as_deref().unwrap_or(&self.name)
+    /// Whether the route keeps per-topic order (its own setting, else its kind's default).
+    pub fn is_ordered(&self) -> bool {
+        self.ordered
+            .unwrap_or_else(|| self.sink.ordered_by_default())
     }
 }
 
@@ -225,7 +193,17 @@ pub const DEFAULT_DEAD_LETTER_PATH: &str = "dead-letter.jsonl";
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct AdminConfig {
     /// Address to listen on, e.g. "127.0.0.1:9464". Unset: no listener.
-    pub listen: Option<String>,
+    #[serde(default, deserialize_with = "socket_address")]
+    pub listen: Option<SocketAddr>,
+}
+
+fn socket_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "\"{text}\" is not an address such as \"127.0.0.1:9464\""
+        ))
+    })
 }
 
 /// A string that never shows in logs, errors or `Debug` output.
@@ -266,9 +244,6 @@ fn default_keep_alive() -> Duration {
 fn default_max_packet_size() -> u32 {
     1024 * 1024
 }
-fn default_delivery_timeout() -> Duration {
-    Duration::from_secs(30)
-}
 fn default_consumers() -> u32 {
     1
 }
@@ -277,6 +252,9 @@ fn default_qos() -> u8 {
 }
 fn default_batch_size() -> usize {
     500
+}
+fn default_concurrency() -> usize {
+    4
 }
 fn default_true() -> bool {
     true

@@ -3,6 +3,8 @@
 use std::path::Path;
 
 use super::*;
+use crate::sinks::file::FileConnectionConfig;
+use crate::sinks::kafka::{Compression, KafkaConnectionConfig};
 
 const BASE: &str = r#"
 [mqtt]
@@ -57,13 +59,11 @@ fn defaults_and_expansion() {
         c.dead_letter.path.as_deref(),
         Some(Path::new("/etc/mqbridge/dead-letter.jsonl"))
     );
-    let ConnectionConfig::File(f) = &c.connections["debug"] else {
-        panic!()
-    };
-    assert_eq!(f.path, Path::new("/etc/mqbridge/out.jsonl"));
-    let ConnectionConfig::Kafka(k) = &c.connections["events"] else {
-        panic!()
-    };
+    let f = c.connections["debug"].settings::<FileConnectionConfig>();
+    assert_eq!(f.unwrap().path, Path::new("/etc/mqbridge/out.jsonl"));
+    let k = c.connections["events"]
+        .settings::<KafkaConnectionConfig>()
+        .unwrap();
     assert_eq!(k.compression, Compression::Zstd);
 }
 

@@ -1,10 +1,9 @@
-//! The MQTT side: client options (`options`), shared-subscription consumers with in-order,
-//! epoch-checked acks (`consumer`), and a publisher that waits for PUBACKs (`publisher`).
+//! MQTT client plumbing shared by the bridge's clients: options for one client (`options`) and
+//! a publisher that waits for PUBACKs (`publisher`). The consumers are the MQTT source
+//! (`sources/mqtt/`).
 
-mod consumer;
 mod options;
 mod publisher;
 
-pub use consumer::{start as start_consumer, AckToken, Acker, ConsumerSpec, Delivery};
 pub use options::{Endpoint, OptionsError};
 pub use publisher::{PublishError, Publisher};

@@ -1,9 +1,8 @@
-//! Routes: a route's consumers (`start`), each with a worker that batches what its consumer
-//! received and acknowledges it in order (`worker`) once delivery, retries and the dead-letter
-//! path are done with it (`deliver`).
+//! Routes at run time: the supervisor that starts each route's consumers and pipeline
+//! (`supervisor`) and the handle it keeps per route (`handle`).
 
-mod deliver;
-mod start;
-mod worker;
+mod handle;
+mod supervisor;
 
-pub use start::{start, RouteContext};
+pub use handle::{RouteHandle, RouteState};
+pub use supervisor::{Shared, StartError, Supervisor};

@@ -9,22 +9,6 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use crate::message::Message;
-use crate::record::Record;
-
-#[derive(Debug, thiserror::Error)]
-pub enum FileSinkError {
-    #[error("writing the file sink failed: {0}")]
-    Io(Arc<std::io::Error>),
-}
-
-impl FileSinkError {
-    /// A full disk or a revoked permission can be fixed while the bridge waits.
-    pub fn is_retriable(&self) -> bool {
-        true
-    }
-}
-
 enum Output {
     Stdout,
     /// The file and its length after the last whole batch.
@@ -34,6 +18,7 @@ enum Output {
 pub struct FileWriter {
     out: Arc<Mutex<Output>>,
     fsync: bool,
+    path: std::path::PathBuf,
 }
 
 impl FileWriter {
@@ -56,22 +41,23 @@ impl FileWriter {
         Ok(FileWriter {
             out: Arc::new(Mutex::new(out)),
             fsync,
+            path: path.to_owned(),
         })
     }
 
-    pub async fn write_batch(&self, batch: &[&Message]) -> std::io::Result<()> {
-        let mut buf = Vec::with_capacity(batch.iter().map(|m| m.size() + 256).sum());
-        for msg in batch {
-            Record::new(msg).write_line(&mut buf);
+    /// Where it writes, for the connection check's log line.
+    pub fn describe(&self) -> String {
+        match self.path.as_os_str() == "-" {
+            true => "standard output".into(),
+            false => format!("appending to {}", self.path.display()),
         }
-        self.write_raw(buf).await
     }
 
-    /// Writes already-formatted lines (used by the dead-letter file). Batches queue for the
+    /// Writes already-formatted lines. Batches queue for the
     /// file in order on an async lock; the one holding it is written on the blocking pool in
     /// one hop, and that job owns the lock and the data, so a caller that stops waiting (a hard
     /// stop) does not cut its batch short. (A process exit during the write still can.)
-    pub async fn write_raw(&self, buf: Vec<u8>) -> std::io::Result<()> {
+    pub async fn write(&self, buf: Vec<u8>) -> std::io::Result<()> {
         let fsync = self.fsync;
         let mut out = self.out.clone().lock_owned().await;
         tokio::task::spawn_blocking(move || match &mut *out {

@@ -14,10 +14,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 
-use super::sink::KafkaRouteSink;
-use crate::config::{KafkaConnectionConfig, RouteConfig};
+use super::config::KafkaConnectionConfig;
 use crate::events;
-use crate::sinks::BuildError;
+use crate::sinks::BoxError;
 
 pub struct KafkaConnection {
     slot: Arc<ProducerSlot>,
@@ -68,7 +67,7 @@ impl ProducerSlot {
             Err(e) => {
                 let error = format!(
                     "{reason}; a new producer failed too: {}",
-                    describe_config_error(&e)
+                    ConfigRefused::from(e)
                 );
                 events::ConnectionUnhealthy {
                     connection: &self.name,
@@ -80,7 +79,7 @@ impl ProducerSlot {
     }
 }
 
-/// The librdkafka configuration for a connection (also used by `validate` to check the
+/// The librdkafka configuration for a connection (also used by the config check to try the
 /// pass-through settings without starting a client).
 pub fn client_config(c: &KafkaConnectionConfig) -> ClientConfig {
     let mut cfg = ClientConfig::new();
@@ -101,21 +100,33 @@ pub fn client_config(c: &KafkaConnectionConfig) -> ClientConfig {
     cfg
 }
 
-/// A librdkafka error without the setting's value, which may be a secret.
-pub fn describe_config_error(e: &KafkaError) -> String {
-    match e {
-        KafkaError::ClientConfig(_, description, key, _value) => format!("{key}: {description}"),
-        other => other.to_string(),
+/// librdkafka refused a setting or could not create a client. Says which setting and why,
+/// never the value, which may be a secret.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigRefused(String);
+
+impl From<KafkaError> for ConfigRefused {
+    fn from(e: KafkaError) -> Self {
+        ConfigRefused(match e {
+            KafkaError::ClientConfig(_, description, key, _value) => {
+                format!("{key}: {description}")
+            }
+            other => other.to_string(),
+        })
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create the Kafka producer: {0}")]
+pub struct ProducerNotCreated(#[from] ConfigRefused);
+
 impl KafkaConnection {
-    pub fn build(name: &str, c: &KafkaConnectionConfig) -> Result<Self, BuildError> {
+    pub fn build(name: &str, c: &KafkaConnectionConfig) -> Result<Self, ProducerNotCreated> {
         let config = client_config(c);
-        let producer = config.create().map_err(|e| {
-            let e = describe_config_error(&e);
-            BuildError::Kafka(name.to_owned(), format!("cannot create the producer: {e}"))
-        })?;
+        let producer = config
+            .create()
+            .map_err(|e| ProducerNotCreated(ConfigRefused::from(e)))?;
         let slot = ProducerSlot {
             name: name.to_owned(),
             config,
@@ -126,37 +137,22 @@ impl KafkaConnection {
         })
     }
 
-    pub fn route_sink(&self, route: &RouteConfig) -> Result<KafkaRouteSink, String> {
-        KafkaRouteSink::new(self.slot.clone(), route)
+    /// The producer slot, which the routes' sinks share.
+    pub fn slot(&self) -> Arc<ProducerSlot> {
+        self.slot.clone()
     }
 
     /// Connection check: fetches cluster metadata, which needs reachability and authentication.
-    pub async fn health_check(&self, name: &str) {
+    pub async fn health_check(&self) -> Result<String, BoxError> {
         let (_, producer) = self.slot.get();
-        let result = tokio::task::spawn_blocking(move || {
+        let brokers = tokio::task::spawn_blocking(move || {
             producer
                 .client()
                 .fetch_metadata(None, Duration::from_secs(10))
                 .map(|m| m.brokers().len())
         })
-        .await;
-        match result {
-            Ok(Ok(brokers)) => events::ConnectionHealthy {
-                connection: name,
-                detail: &format!("{brokers} broker(s)"),
-            }
-            .emit(),
-            Ok(Err(e)) => events::ConnectionUnhealthy {
-                connection: name,
-                error: &e.to_string(),
-            }
-            .emit(),
-            Err(e) => events::ConnectionUnhealthy {
-                connection: name,
-                error: &e.to_string(),
-            }
-            .emit(),
-        }
+        .await??;
+        Ok(format!("{brokers} broker(s)"))
     }
 
     pub async fn flush(&self, timeout: Duration) {

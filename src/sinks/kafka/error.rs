@@ -5,6 +5,8 @@
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
+use crate::sinks::{Retry, SinkError};
+
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSinkError {
     #[error("invalid Kafka topic: {0}")]
@@ -62,6 +64,16 @@ impl KafkaSinkError {
             },
             KafkaSinkError::Canceled => "canceled",
         }
+    }
+}
+
+impl From<KafkaSinkError> for SinkError {
+    fn from(e: KafkaSinkError) -> Self {
+        let retry = match e.is_retriable() {
+            true => Retry::Retriable,
+            false => Retry::Permanent,
+        };
+        SinkError::new(e.kind(), retry, e)
     }
 }
 

@@ -1,13 +1,14 @@
-//! The Kafka sink: one idempotent `acks=all` producer per connection (`connection`), a
-//! per-route view that renders topic, key and headers (`sink`, `headers`), and the map of
-//! librdkafka errors to retriable or permanent (`error`).
+//! The Kafka sink: its settings and kind entry (`config`), one idempotent `acks=all` producer
+//! per connection (`connection`), a per-route view that renders topic, key and headers (`sink`,
+//! `headers`), and the map of librdkafka errors to retriable or permanent (`error`).
 
+mod config;
 mod connection;
 mod error;
 mod headers;
 mod sink;
 
-pub use connection::{client_config, describe_config_error, KafkaConnection};
+pub use config::{Compression, Kafka, KafkaConnectionConfig, KafkaRouteConfig};
+pub use connection::{client_config, ConfigRefused, KafkaConnection};
 pub use error::KafkaSinkError;
-pub use headers::headers;
 pub use sink::KafkaRouteSink;

@@ -5,17 +5,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use futures::future::{join_all, Either};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use super::config::KafkaRouteConfig;
 use super::connection::ProducerSlot;
 use super::error::KafkaSinkError;
 use super::headers::headers;
-use crate::config::RouteConfig;
 use crate::message::Message;
+use crate::sinks::{Sink, SinkError};
 use crate::template::Template;
 use crate::topic::check_kafka_topic;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouteSinkError {
+    #[error("a Kafka route needs a topic")]
+    NoTopic,
+    #[error("{0}")]
+    InvalidTopic(String),
+}
 
 pub struct KafkaRouteSink {
     producer: Arc<ProducerSlot>,
@@ -26,17 +36,15 @@ pub struct KafkaRouteSink {
 }
 
 impl KafkaRouteSink {
-    pub fn new(producer: Arc<ProducerSlot>, route: &RouteConfig) -> Result<Self, String> {
-        let topic_text = route
-            .topic
-            .as_deref()
-            .ok_or("a Kafka route needs a topic")?;
-        let topic = Template::parse(topic_text).map_err(|e| e.to_string())?;
-        let key = Template::parse(route.key.as_deref().unwrap_or("{topic}"))
-            .map_err(|e| e.to_string())?;
+    pub fn new(
+        producer: Arc<ProducerSlot>,
+        route: &KafkaRouteConfig,
+    ) -> Result<Self, RouteSinkError> {
+        let topic = route.topic.clone().ok_or(RouteSinkError::NoTopic)?;
+        let key = route.key.clone().unwrap_or_else(Template::topic);
         let literal_topic = topic.as_literal().map(str::to_owned);
         if let Some(t) = &literal_topic {
-            check_kafka_topic(t)?;
+            check_kafka_topic(t).map_err(RouteSinkError::InvalidTopic)?;
         }
         Ok(KafkaRouteSink {
             producer,
@@ -46,7 +54,7 @@ impl KafkaRouteSink {
         })
     }
 
-    pub async fn send(&self, batch: &[&Message]) -> Vec<Result<(), KafkaSinkError>> {
+    async fn send_all(&self, batch: &[&Message]) -> Vec<Result<(), KafkaSinkError>> {
         let (generation, producer) = self.producer.get();
         let mut pending = Vec::with_capacity(batch.len());
         for msg in batch {
@@ -108,5 +116,16 @@ impl KafkaRouteSink {
                 Err((e, _)) => return Err(KafkaSinkError::from_kafka(e)),
             }
         }
+    }
+}
+
+#[async_trait]
+impl Sink for KafkaRouteSink {
+    async fn send(&self, batch: &[&Message]) -> Vec<Result<(), SinkError>> {
+        let results = self.send_all(batch).await;
+        results
+            .into_iter()
+            .map(|r| r.map_err(SinkError::from))
+            .collect()
     }
 }

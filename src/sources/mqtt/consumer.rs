@@ -1,157 +1,43 @@
 //! One MQTT consumer: a client in a route's shared-subscription group.
 //!
-//! Delivery guarantee: at least once for QoS 1. The poll task only moves PUBLISH packets into a
-//! channel; acknowledgements travel back through `Acker` after the sink has confirmed the
-//! message. Each delivery carries the connection epoch it arrived on, and an ack is queued only
-//! if its epoch is still current. Checking and queuing happen under one lock, which the poll
-//! task also takes when a connection fails, to bump the epoch and purge PUBACKs still queued in
-//! rumqttc: so an ack for a message of an earlier connection is never written on a later one
-//! (its packet id may name another message there); the broker redelivers that message instead.
+//! Delivery guarantee: at least once for QoS 1. The poll task only moves PUBLISH packets into
+//! the route's channel; acknowledgements travel back through the `Acker` after the sink has
+//! confirmed the message (see `acker.rs` for how an ack is tied to its connection).
 //!
 //! Bounded memory: the bridge announces `receive_maximum` in CONNECT, but does not rely on the
 //! broker honouring it (mosquitto 2.0 sends past it). It counts its own in-flight messages and,
 //! when the window is full, the poll task stops reading so the backlog stays with the broker.
 //! rumqttc writes our acks only while it is polled, so the poll task pauses only while no ack is
-//! queued (counted under the same lock: +1 when `Acker` queues one, -1 when rumqttc reports it
-//! written), and resumes just before each keep-alive ping is due until the ping is out, so the
-//! connection stays up during a long stall. The window can be overshot by what one socket read brings in; nothing
-//! is refused or dropped.
+//! queued (counted under the ack lock: +1 when the `Acker` queues one, -1 when rumqttc reports
+//! it written), and resumes just before each keep-alive ping is due until the ping is out, so
+//! the connection stays up during a long stall. The window can be overshot by what one socket
+//! read brings in; nothing is refused or dropped.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, ClientError, Event, EventLoop};
+use rumqttc::v5::{AsyncClient, Event, EventLoop};
 use rumqttc::Outgoing;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::options::Endpoint;
+use super::acker::{AckToken, Acker, Shared, Slot};
+use super::convert;
 use crate::config::PublisherProperties;
 use crate::events;
-use crate::message::Message;
-
-/// A received message and what is needed to acknowledge it.
-pub struct Delivery {
-    pub msg: Message,
-    pub ack: AckToken,
-}
-
-/// Acknowledges one message once given back to `Acker::ack`; dropping it leaves the message
-/// unacknowledged, so the broker redelivers it.
-pub struct AckToken {
-    qos: QoS,
-    packet_id: u16,
-    epoch: u64,
-    _slot: Slot,
-}
-
-/// One place in the consumer's in-flight window, given back (waking the poll task) when dropped.
-struct Slot(Arc<Shared>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.wake.notify_one();
-    }
-}
-
-/// State shared by a consumer's poll task and its acker.
-struct Shared {
-    acks: Mutex<AckState>,
-    closing: AtomicBool,
-    /// Messages received and not yet acknowledged (nor given up).
-    in_flight: AtomicUsize,
-    wake: Notify,
-}
-
-struct AckState {
-    /// Bumped by the poll task whenever the connection is lost.
-    epoch: u64,
-    /// Acks queued in rumqttc's request channel and not yet written.
-    queued: usize,
-}
-
-impl Shared {
-    fn acks(&self) -> MutexGuard<'_, AckState> {
-        // The lock guards two counters; a panic while holding it leaves them usable.
-        self.acks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// How long `Acker::ack` keeps trying a full request channel before leaving the message to be
-/// redelivered (the poll task drains it continuously, so this means the consumer is gone).
-const ACK_PATIENCE: Duration = Duration::from_secs(10);
+use crate::mqtt::Endpoint;
+use crate::sources::Delivery;
 
 /// How long before rumqttc's next keep-alive ping a pause ends.
 const PING_MARGIN: Duration = Duration::from_millis(250);
 
-/// Sends acks in the order it is given them, for the connection the message arrived on.
-pub struct Acker {
-    client: AsyncClient,
-    shared: Arc<Shared>,
-    route: Arc<str>,
-}
-
-impl Acker {
-    /// Queues the PUBACK (QoS 1) or PUBREC (QoS 2) for `token`; returns false when the ack was
-    /// dropped because the connection changed since the message arrived.
-    pub async fn ack(&self, token: AckToken) -> bool {
-        let AckToken {
-            qos,
-            packet_id,
-            epoch,
-            _slot,
-        } = token;
-        if qos == QoS::AtMostOnce {
-            return true;
-        }
-        let mut publish = Publish::new("", qos, Bytes::new(), None);
-        publish.pkid = packet_id;
-        let started = tokio::time::Instant::now();
-        loop {
-            {
-                let mut acks = self.shared.acks();
-                if acks.epoch != epoch {
-                    return false;
-                }
-                match self.client.try_ack(&publish) {
-                    Ok(()) => {
-                        acks.queued += 1;
-                        break;
-                    }
-                    Err(ClientError::TryRequest(_)) if started.elapsed() < ACK_PATIENCE => {}
-                    Err(e) => {
-                        events::AckFailed {
-                            route: &self.route,
-                            error: &e.to_string(),
-                        }
-                        .emit();
-                        return false;
-                    }
-                }
-            }
-            // The request channel is full: the poll task is draining it.
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        drop(_slot); // wakes the poll task, which polls to write the ack
-        true
-    }
-
-    /// Asks the client to disconnect, keeping its session, once the queued acks are written.
-    pub async fn disconnect(&self) {
-        self.shared.closing.store(true, Ordering::Release);
-        let _ = self.client.disconnect().await;
-    }
-}
-
 pub struct ConsumerSpec {
     pub route: Arc<str>,
+    /// The consumer's acknowledgement lane in the route's pipeline (0-based).
+    pub lane: usize,
     pub client_id: String,
     pub filters: Vec<String>,
     pub share_group: String,
@@ -160,29 +46,20 @@ pub struct ConsumerSpec {
     pub publisher: PublisherProperties,
 }
 
-/// Starts a consumer: returns its deliveries, its acker and the poll task.
+/// Where a consumer hands what it receives: the route's pipeline. Unbounded on purpose: the
+/// poll task must never wait on it; the in-flight window bounds what is in it.
+pub type Deliveries = mpsc::UnboundedSender<Delivery<AckToken>>;
+
+/// Starts a consumer that hands its messages to `tx`: returns its acker and the poll task.
 pub fn start(
     endpoint: &Endpoint,
     spec: ConsumerSpec,
-) -> (
-    mpsc::UnboundedReceiver<Delivery>,
-    Acker,
-    tokio::task::JoinHandle<()>,
-) {
+    tx: Deliveries,
+) -> (Acker, tokio::task::JoinHandle<()>) {
     let options = endpoint.consumer_options(&spec.client_id);
     // Room for every ack the in-flight window can produce, plus control packets.
     let (client, eventloop) = AsyncClient::new(options, 2 * spec.receive_maximum + 64);
-    // Unbounded on purpose: the poll task must never wait on it; the window bounds what is in it.
-    let (tx, rx) = mpsc::unbounded_channel();
-    let shared = Arc::new(Shared {
-        acks: Mutex::new(AckState {
-            epoch: 0,
-            queued: 0,
-        }),
-        closing: AtomicBool::new(false),
-        in_flight: AtomicUsize::new(0),
-        wake: Notify::new(),
-    });
+    let shared = Arc::new(Shared::new());
     let acker = Acker {
         client: client.clone(),
         shared: shared.clone(),
@@ -197,14 +74,14 @@ pub fn start(
         address: endpoint.address(),
     };
     let task = tokio::spawn(poller.run(eventloop));
-    (rx, acker, task)
+    (acker, task)
 }
 
 struct Poller {
     spec: ConsumerSpec,
     client: AsyncClient,
     shared: Arc<Shared>,
-    tx: mpsc::UnboundedSender<Delivery>,
+    tx: Deliveries,
     keep_alive: Duration,
     address: String,
 }
@@ -316,9 +193,14 @@ impl Poller {
             epoch: self.shared.acks().epoch,
             _slot: Slot(self.shared.clone()),
         };
-        let msg = Message::from_publish(&publish, &self.spec.publisher);
-        // Fails only when the route is shutting down; the message then stays unacknowledged.
-        let _ = self.tx.send(Delivery { msg, ack });
+        let msg = convert::message(&publish, &self.spec.publisher);
+        let lane = self.spec.lane;
+        // Fails only when the route is stopping; the message then stays unacknowledged.
+        let _ = self.tx.send(Delivery {
+            lane,
+            msg,
+            token: ack,
+        });
     }
 
     fn on_connack(&self, session_present: bool) {

@@ -1,0 +1,58 @@
+//! Collecting validation problems: a `Checker` holds the list for the whole file, a `Check`
+//! writes into it for one section (`[mqtt]`, `connection "events"`, `route "traffic"`), locating
+//! each problem at the line of its field. Connection and route kinds validate through a `Check`.
+
+use super::problem::Problem;
+use super::source::SourceMap;
+
+pub struct Checker<'s, 'a> {
+    src: &'s SourceMap<'a>,
+    problems: Vec<Problem>,
+}
+
+impl<'s, 'a> Checker<'s, 'a> {
+    pub fn new(src: &'s SourceMap<'a>) -> Self {
+        Checker {
+            src,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Problems of the section `label`.
+    pub fn section<'c>(&'c mut self, label: &'c str) -> Check<'c> {
+        Check {
+            section: label,
+            src: self.src,
+            problems: &mut self.problems,
+        }
+    }
+
+    pub fn into_problems(self) -> Vec<Problem> {
+        self.problems
+    }
+}
+
+/// The problems of one section.
+pub struct Check<'c> {
+    section: &'c str,
+    src: &'c SourceMap<'c>,
+    problems: &'c mut Vec<Problem>,
+}
+
+impl Check<'_> {
+    /// Records a problem with `field` (a dotted path in the section), or with the section.
+    pub fn problem(&mut self, field: Option<&str>, msg: impl Into<String>) {
+        let line = self.src.line(self.section, field);
+        self.problems
+            .push(Problem::new(self.section, field, msg).at(line));
+    }
+
+    /// Records a problem with `field`.
+    pub fn field(&mut self, field: &str, msg: impl Into<String>) {
+        self.problem(Some(field), msg);
+    }
+
+    pub fn section(&self) -> &str {
+        self.section
+    }
+}

@@ -1,0 +1,316 @@
+//! Batching by key: what a route received waits here until it goes out in a batch of at most
+//! `batch_size` messages, when the batch is full, when its oldest message has waited `max_wait`,
+//! or at once when the route is stopping. At most `concurrency` batches are in delivery.
+//!
+//! When the route is ordered, the key is the MQTT topic and a key is held busy from the moment
+//! a batch takes its messages until that batch is done (delivered, dead-lettered or given up,
+//! retries included): nothing later of the key goes out meanwhile, so a retry can never be
+//! overtaken. Other keys keep flowing, and keys take turns in the order they became ready.
+//! Within a batch, messages are in receive order.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::message::Message;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub batch_size: usize,
+    pub max_wait: Duration,
+    pub ordered: bool,
+    pub concurrency: usize,
+}
+
+/// A received message, with its place in its lane's ack order.
+#[derive(Debug)]
+pub struct Item {
+    pub lane: usize,
+    pub seq: u64,
+    pub msg: Message,
+}
+
+/// An item and its place in the route's receive order.
+#[derive(Debug)]
+struct Held {
+    arrival: u64,
+    item: Item,
+}
+
+/// Messages to deliver together, and the keys they hold busy until done.
+#[derive(Debug)]
+pub struct Batch {
+    pub items: Vec<Item>,
+    pub keys: Vec<String>,
+}
+
+#[derive(Default)]
+struct KeyQueue {
+    items: VecDeque<Held>,
+    busy: bool,
+}
+
+pub struct Batcher {
+    settings: Settings,
+    keys: HashMap<String, KeyQueue>,
+    /// Keys with messages that may go out now, in the order they became ready.
+    ready: VecDeque<String>,
+    /// Messages of ready keys.
+    eligible: usize,
+    /// Every message held.
+    held: usize,
+    /// Messages taken in so far.
+    arrivals: u64,
+    /// When the eligible messages are due, even if too few to fill a batch.
+    deadline: Option<Instant>,
+}
+
+impl Batcher {
+    pub fn new(settings: Settings) -> Self {
+        Batcher {
+            settings,
+            keys: HashMap::new(),
+            ready: VecDeque::new(),
+            eligible: 0,
+            held: 0,
+            arrivals: 0,
+            deadline: None,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held == 0
+    }
+
+    /// When a partial batch becomes due (`None` when nothing may go out).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    pub fn push(&mut self, item: Item, now: Instant) {
+        let key = match self.settings.ordered {
+            true => item.msg.topic.as_str(),
+            false => "",
+        };
+        self.held += 1;
+        self.arrivals += 1;
+        let arrival = self.arrivals;
+        let queue = match self.keys.get_mut(key) {
+            Some(q) => q,
+            None => self.keys.entry(key.to_owned()).or_default(),
+        };
+        if queue.busy {
+            queue.items.push_back(Held { arrival, item });
+            return;
+        }
+        if queue.items.is_empty() {
+            self.ready.push_back(key.to_owned());
+        }
+        queue.items.push_back(Held { arrival, item });
+        self.eligible += 1;
+        self.deadline
+            .get_or_insert_with(|| now + self.settings.max_wait);
+    }
+
+    /// The next batch to deliver, if one is due and there is room for it beside the
+    /// `in_flight` batches already out. `closing` sends whatever may go out.
+    pub fn next_batch(&mut self, now: Instant, closing: bool, in_flight: usize) -> Option<Batch> {
+        let s = self.settings;
+        let due =
+            closing || self.eligible >= s.batch_size || self.deadline.is_some_and(|d| now >= d);
+        if self.eligible == 0 || in_flight >= s.concurrency || !due {
+            return None;
+        }
+        let mut taken: Vec<Held> = Vec::with_capacity(self.eligible.min(s.batch_size));
+        let mut keys = Vec::new();
+        while taken.len() < s.batch_size {
+            let Some(key) = self.ready.pop_front() else {
+                break;
+            };
+            let Some(queue) = self.keys.get_mut(&key) else {
+                continue;
+            };
+            let take = queue.items.len().min(s.batch_size - taken.len());
+            taken.extend(queue.items.drain(..take));
+            self.eligible -= take;
+            self.held -= take;
+            if s.ordered {
+                // What is left of the key waits for this batch.
+                queue.busy = true;
+                self.eligible -= queue.items.len();
+                keys.push(key);
+            } else if !queue.items.is_empty() {
+                self.ready.push_front(key);
+            } else {
+                self.keys.remove(&key);
+            }
+        }
+        self.deadline = (self.eligible > 0).then(|| now + s.max_wait);
+        if keys.len() > 1 {
+            taken.sort_unstable_by_key(|h| h.arrival);
+        }
+        let items = taken.into_iter().map(|h| h.item).collect();
+        Some(Batch { items, keys })
+    }
+
+    /// A batch is done: its keys may go out again.
+    pub fn finish(&mut self, keys: Vec<String>, now: Instant) {
+        for key in keys {
+            let Some(queue) = self.keys.get_mut(&key) else {
+                continue;
+            };
+            queue.busy = false;
+            if queue.items.is_empty() {
+                self.keys.remove(&key);
+                continue;
+            }
+            self.eligible += queue.items.len();
+            self.ready.push_back(key);
+            self.deadline
+                .get_or_insert_with(|| now + self.settings.max_wait);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::tests::sample;
+
+    fn settings(batch_size: usize, max_wait_ms: u64, ordered: bool) -> Settings {
+        Settings {
+            batch_size,
+            max_wait: Duration::from_millis(max_wait_ms),
+            ordered,
+            concurrency: 4,
+        }
+    }
+
+    fn item(seq: u64, topic: &str) -> Item {
+        Item {
+            lane: 0,
+            seq,
+            msg: sample(topic),
+        }
+    }
+
+    fn seqs(batch: &Batch) -> Vec<u64> {
+        batch.items.iter().map(|i| i.seq).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_goes_at_once_a_partial_one_after_max_wait() {
+        let mut b = Batcher::new(settings(3, 100, false));
+        let t0 = Instant::now();
+        for seq in 0..4 {
+            b.push(item(seq, "a"), t0);
+        }
+        let first = b.next_batch(t0, false, 0).expect("a full batch is due");
+        assert_eq!(seqs(&first), [0, 1, 2]);
+        assert!(
+            b.next_batch(t0, false, 1).is_none(),
+            "one left, not due yet"
+        );
+        let due = b.deadline().expect("the leftover has a deadline");
+        assert_eq!(due, t0 + Duration::from_millis(100));
+        tokio::time::advance(Duration::from_millis(99)).await;
+        assert!(b.next_batch(Instant::now(), false, 1).is_none());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let rest = b
+            .next_batch(Instant::now(), false, 1)
+            .expect("due after max_wait");
+        assert_eq!(seqs(&rest), [3]);
+        assert!(b.is_empty() && b.deadline().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_starts_with_the_first_message() {
+        let mut b = Batcher::new(settings(10, 50, true));
+        let t0 = Instant::now();
+        b.push(item(0, "a"), t0);
+        tokio::time::advance(Duration::from_millis(30)).await;
+        b.push(item(1, "b"), Instant::now());
+        assert_eq!(b.deadline(), Some(t0 + Duration::from_millis(50)));
+        tokio::time::advance(Duration::from_millis(20)).await;
+        let batch = b.next_batch(Instant::now(), false, 0).unwrap();
+        assert_eq!(seqs(&batch), [0, 1]);
+    }
+
+    #[test]
+    fn closing_sends_what_is_there_and_concurrency_is_bounded() {
+        let mut b = Batcher::new(settings(100, 60_000, false));
+        let now = Instant::now();
+        b.push(item(0, "a"), now);
+        assert!(b.next_batch(now, false, 0).is_none());
+        assert!(
+            b.next_batch(now, true, 4).is_none(),
+            "four batches out: no room"
+        );
+        assert_eq!(seqs(&b.next_batch(now, true, 3).unwrap()), [0]);
+    }
+
+    #[test]
+    fn an_ordered_key_has_one_batch_out_at_a_time() {
+        let mut b = Batcher::new(settings(2, 0, true));
+        let now = Instant::now();
+        b.push(item(0, "a"), now);
+        b.push(item(1, "a"), now);
+        b.push(item(2, "a"), now);
+        b.push(item(3, "b"), now);
+        let first = b.next_batch(now, false, 0).unwrap();
+        assert_eq!(seqs(&first), [0, 1]);
+        assert_eq!(first.keys, ["a"]);
+        // "a" is busy: its third message waits; "b" goes meanwhile.
+        let second = b.next_batch(now, false, 1).unwrap();
+        assert_eq!(seqs(&second), [3]);
+        assert!(b.next_batch(now, false, 2).is_none());
+        b.push(item(4, "a"), now);
+        assert!(b.next_batch(now, true, 2).is_none(), "a is still busy");
+        b.finish(second.keys, now);
+        assert!(b.next_batch(now, true, 1).is_none());
+        b.finish(first.keys, now);
+        let third = b.next_batch(now, false, 0).unwrap();
+        assert_eq!(seqs(&third), [2, 4], "the key's order holds");
+        b.finish(third.keys, now);
+        assert!(b.is_empty());
+        assert!(b.keys.is_empty(), "no key is kept once done");
+    }
+
+    #[test]
+    fn an_unordered_route_mixes_keys_in_receive_order() {
+        let mut b = Batcher::new(settings(3, 0, false));
+        let now = Instant::now();
+        for (seq, topic) in ["a", "b", "a", "c", "a"].iter().enumerate() {
+            b.push(item(seq as u64, topic), now);
+        }
+        assert_eq!(seqs(&b.next_batch(now, false, 0).unwrap()), [0, 1, 2]);
+        assert_eq!(seqs(&b.next_batch(now, false, 1).unwrap()), [3, 4]);
+    }
+
+    #[test]
+    fn many_keys_fill_one_batch() {
+        let mut b = Batcher::new(settings(64, 0, true));
+        let now = Instant::now();
+        for seq in 0..64 {
+            b.push(item(seq, &format!("t/{}", seq % 16)), now);
+        }
+        let batch = b.next_batch(now, false, 0).unwrap();
+        assert_eq!(batch.items.len(), 64);
+        assert_eq!(batch.keys.len(), 16);
+        assert!(
+            batch.items.windows(2).all(|w| w[0].seq < w[1].seq),
+            "a batch keeps receive order across keys"
+        );
+        // Within each key, receive order.
+        for key in &batch.keys {
+            let of_key: Vec<u64> = batch
+                .items
+                .iter()
+                .filter(|i| &i.msg.topic == key)
+                .map(|i| i.seq)
+                .collect();
+            assert!(of_key.windows(2).all(|w| w[0] < w[1]), "{key}: {of_key:?}");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! A route's pipeline: takes what the route's sources receive, batches it by key (`batcher`),
+//! delivers the batches (`deliver`) and acknowledges each lane's messages in receive order
+//! (`sequencer`) whichever batch finishes first. One task per route; it never blocks a source:
+//! sources hand over through an unbounded channel whose content their in-flight windows bound.
+//!
+//! On a graceful stop it takes nothing new but delivers and acknowledges everything already
+//! received, then closes the lanes. The delivery guarantee is the source's: a message is
+//! acknowledged only after it was delivered or dead-lettered.
+
+use std::sync::Arc;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::batcher::{Batcher, Item, Settings};
+use super::deliver::{deliver, Context, Done};
+use super::sequencer::Sequencer;
+use crate::events;
+use crate::sources::{Acker, Delivery};
+
+/// Most deliveries taken from the channel in one turn before batches are formed again.
+const INTAKE_BURST: usize = 1024;
+
+pub struct Pipeline<A: Acker> {
+    pub ctx: Arc<Context>,
+    pub settings: Settings,
+    pub intake: mpsc::UnboundedReceiver<Delivery<A::Token>>,
+    /// One per lane, by lane number.
+    pub ackers: Vec<A>,
+}
+
+/// The pipeline's state while it runs.
+struct State<T> {
+    batcher: Batcher,
+    lanes: Vec<Sequencer<T>>,
+    /// Received per lane since the last report.
+    received: Vec<(usize, usize)>,
+}
+
+impl<A: Acker> Pipeline<A> {
+    pub async fn run(mut self) {
+        let mut state = State {
+            batcher: Batcher::new(self.settings),
+            lanes: self.ackers.iter().map(|_| Sequencer::default()).collect(),
+            received: vec![(0, 0); self.ackers.len()],
+        };
+        let mut in_flight = FuturesUnordered::new();
+        let mut open = true;
+        loop {
+            let now = Instant::now();
+            while let Some(batch) = state.batcher.next_batch(now, !open, in_flight.len()) {
+                in_flight.push(deliver(self.ctx.clone(), batch));
+            }
+            if !open && state.batcher.is_empty() && in_flight.is_empty() {
+                break;
+            }
+            let room = in_flight.len() < self.settings.concurrency;
+            let deadline = state.batcher.deadline().filter(|_| room);
+            tokio::select! {
+                biased;
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                    self.finish(done, &mut state).await
+                }
+                _ = self.ctx.shutdown.cancelled(), if open => {
+                    open = false;
+                    self.intake.close();
+                    // What the sources handed over before the stop is delivered too.
+                    while let Ok(d) = self.intake.try_recv() {
+                        self.take(d, &mut state, now);
+                    }
+                    self.report_received(&mut state);
+                }
+                next = self.intake.recv(), if open => match next {
+                    Some(d) => {
+                        self.take(d, &mut state, now);
+                        for _ in 1..INTAKE_BURST {
+                            let Ok(d) = self.intake.try_recv() else { break };
+                            self.take(d, &mut state, now);
+                        }
+                        self.report_received(&mut state);
+                    }
+                    None => open = false,
+                },
+                _ = tokio::time::sleep_until(deadline.unwrap_or(now)), if deadline.is_some() => {}
+            }
+        }
+        for acker in &self.ackers {
+            acker.close().await;
+        }
+    }
+
+    fn take(&self, d: Delivery<A::Token>, state: &mut State<A::Token>, now: Instant) {
+        let Some(lane) = state.lanes.get_mut(d.lane) else {
+            // A source tagged a lane this route does not have: a bug, not the message's fault.
+            events::UnknownLane {
+                route: &self.ctx.route,
+                lane: d.lane,
+            }
+            .emit();
+            return;
+        };
+        let seq = lane.push(d.token);
+        let counts = &mut state.received[d.lane];
+        counts.0 += 1;
+        counts.1 += d.msg.size();
+        let item = Item {
+            lane: d.lane,
+            seq,
+            msg: d.msg,
+        };
+        state.batcher.push(item, now);
+    }
+
+    fn report_received(&self, state: &mut State<A::Token>) {
+        for (lane, (count, bytes)) in state.received.iter_mut().enumerate() {
+            if *count > 0 {
+                events::BatchReceived {
+                    route: &self.ctx.route,
+                    consumer: lane as u32 + 1,
+                    count: *count,
+                    bytes: *bytes,
+                }
+                .emit();
+                self.ctx.stats.received(*count);
+                (*count, *bytes) = (0, 0);
+            }
+        }
+    }
+
+    /// A batch is done: free its keys, then acknowledge what each lane can release.
+    async fn finish(&self, done: Done, state: &mut State<A::Token>) {
+        state.batcher.finish(done.keys, Instant::now());
+        let mut touched = Vec::new();
+        for (lane, seq, ok) in done.outcomes {
+            state.lanes[lane].complete(seq, ok);
+            if !touched.contains(&lane) {
+                touched.push(lane);
+            }
+        }
+        for lane in touched {
+            let released = state.lanes[lane].release();
+            if !released.is_empty() {
+                self.ctx.stats.released(released.len());
+                self.ackers[lane].ack(released).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The pipeline every route shares, whatever its source and sink: batching by key with
+//! per-key order (`batcher`), delivery with retries and dead letters (`deliver`), acks in
+//! receive order per lane (`sequencer`), and the task that drives them (`driver`).
+
+mod batcher;
+mod deliver;
+mod driver;
+mod sequencer;
+mod stats;
+
+pub use batcher::Settings;
+pub use deliver::Context;
+pub use driver::Pipeline;
+pub use stats::{RouteStats, StatsSnapshot};

@@ -1,0 +1,78 @@
+//! A running route as the supervisor holds it: its own stop signals, its state and counts, and
+//! its task. Stopping one route stops nothing else.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::{RouteStats, StatsSnapshot};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteState {
+    Running,
+    /// Finishing and acknowledging what it holds; taking nothing new.
+    Stopping,
+    Stopped,
+}
+
+pub struct RouteHandle {
+    pub(super) name: String,
+    pub(super) state: Arc<Mutex<RouteState>>,
+    pub(super) stats: Arc<RouteStats>,
+    pub(super) shutdown: CancellationToken,
+    pub(super) hard_stop: CancellationToken,
+    /// `None` once it ended.
+    pub(super) task: Option<JoinHandle<()>>,
+}
+
+impl RouteHandle {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn state(&self) -> RouteState {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Asks the route to stop: take nothing new, finish and acknowledge what it holds.
+    pub(super) fn begin_stop(&self) {
+        set(&self.state, RouteState::Stopping);
+        self.shutdown.cancel();
+    }
+
+    /// Past the stop's time limit: deliveries still pending are abandoned (their messages stay
+    /// unacknowledged, for the source to redeliver), so that the route can still acknowledge
+    /// what finished and close its lanes.
+    pub(super) fn abandon(&self) {
+        self.hard_stop.cancel();
+    }
+
+    /// Waits up to `limit` for the route's task to end.
+    pub(super) async fn wait(&mut self, limit: Duration) -> bool {
+        let Some(task) = &mut self.task else {
+            return true;
+        };
+        let ended = tokio::time::timeout(limit, task).await.is_ok();
+        if ended {
+            self.task = None;
+        }
+        ended
+    }
+
+    pub(super) fn abort(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        set(&self.state, RouteState::Stopped);
+    }
+}
+
+pub(super) fn set(state: &Mutex<RouteState>, to: RouteState) {
+    *state.lock().unwrap_or_else(|p| p.into_inner()) = to;
+}

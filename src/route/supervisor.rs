@@ -1,0 +1,241 @@
+//! The supervisor: starts each route (its MQTT consumers and its pipeline) and holds one handle
+//! per route, so that a route can be stopped, and later paused, resumed or replaced, alone.
+//! A route whose task ends without being asked to is reported to the caller.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use rumqttc::v5::mqttbytes::QoS;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::handle::{set, RouteHandle, RouteState};
+use crate::config::{MqttConfig, RouteConfig};
+use crate::dead_letter::DeadLetter;
+use crate::mqtt::Endpoint;
+use crate::pipeline::{Context, Pipeline, RouteStats, Settings};
+use crate::sinks::{BoxError, Connection};
+use crate::sources::mqtt::{self as source, ConsumerSpec};
+
+/// What every route uses.
+pub struct Shared {
+    pub endpoint: Endpoint,
+    pub mqtt: MqttConfig,
+    pub connections: Arc<BTreeMap<String, Connection>>,
+    pub dead_letter: Arc<DeadLetter>,
+    /// Cancelled to stop every route at once (each route's own signals are its children).
+    pub shutdown: CancellationToken,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("route \"{0}\": no connection \"{1}\"")]
+    NoConnection(String, String),
+    #[error("route \"{0}\": {1}")]
+    Sink(String, #[source] BoxError),
+    #[error("route \"{0}\" is running already")]
+    Running(String),
+}
+
+/// How a route task ended.
+type Ended = (String, Result<(), String>);
+
+pub struct Supervisor {
+    shared: Shared,
+    routes: BTreeMap<String, RouteHandle>,
+    ended_tx: mpsc::UnboundedSender<Ended>,
+    ended_rx: mpsc::UnboundedReceiver<Ended>,
+}
+
+impl Supervisor {
+    pub fn new(shared: Shared) -> Self {
+        let (ended_tx, ended_rx) = mpsc::unbounded_channel();
+        Supervisor {
+            shared,
+            routes: BTreeMap::new(),
+            ended_tx,
+            ended_rx,
+        }
+    }
+
+    pub fn routes(&self) -> impl Iterator<Item = &RouteHandle> {
+        self.routes.values()
+    }
+
+    pub fn route(&self, name: &str) -> Option<&RouteHandle> {
+        self.routes.get(name)
+    }
+
+    /// Starts `route`: its consumers connect and subscribe in the background.
+    pub fn start(&mut self, route: &RouteConfig) -> Result<(), StartError> {
+        if self.routes.contains_key(&route.name) {
+            return Err(StartError::Running(route.name.clone()));
+        }
+        let connection = self
+            .shared
+            .connections
+            .get(&route.connection)
+            .ok_or_else(|| {
+                StartError::NoConnection(route.name.clone(), route.connection.clone())
+            })?;
+        let sink = connection
+            .route_sink(&route.sink)
+            .map_err(|e| StartError::Sink(route.name.clone(), e))?;
+        let shutdown = self.shared.shutdown.child_token();
+        let hard_stop = CancellationToken::new();
+        let stats = Arc::new(RouteStats::default());
+        let ctx = Arc::new(Context {
+            route: route.name.as_str().into(),
+            sink,
+            dead_letter: self.shared.dead_letter.clone(),
+            shutdown: shutdown.clone(),
+            hard_stop: hard_stop.clone(),
+            stats: stats.clone(),
+        });
+        let state = Arc::new(Mutex::new(RouteState::Running));
+        let work = self.route_task(route, ctx);
+        let (name, ended, done) = (route.name.clone(), self.ended_tx.clone(), state.clone());
+        let task = tokio::spawn(async move {
+            let result = std::panic::AssertUnwindSafe(work).catch_unwind().await;
+            set(&done, RouteState::Stopped);
+            let result = result.map_err(|panic| panic_text(&*panic));
+            let _ = ended.send((name, result));
+        });
+        let handle = RouteHandle {
+            name: route.name.clone(),
+            state,
+            stats,
+            shutdown,
+            hard_stop,
+            task: Some(task),
+        };
+        self.routes.insert(route.name.clone(), handle);
+        Ok(())
+    }
+
+    /// The route's consumers and its pipeline; ends once the pipeline has closed every lane
+    /// and the consumers have disconnected.
+    fn route_task(
+        &self,
+        route: &RouteConfig,
+        ctx: Arc<Context>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let qos = match route.qos {
+            0 => QoS::AtMostOnce,
+            _ => QoS::AtLeastOnce,
+        };
+        let mqtt = &self.shared.mqtt;
+        let (tx, intake) = mpsc::unbounded_channel();
+        let (mut ackers, mut polls) = (Vec::new(), Vec::new());
+        for lane in 0..route.consumers as usize {
+            let spec = ConsumerSpec {
+                route: ctx.route.clone(),
+                lane,
+                client_id: format!("{}-{}-{}", mqtt.client_id_prefix, route.name, lane + 1),
+                filters: route.filters.clone(),
+                share_group: route.share_group().to_owned(),
+                qos,
+                receive_maximum: mqtt.receive_maximum as usize,
+                publisher: mqtt.publisher.clone(),
+            };
+            let (acker, poll) = source::start(&self.shared.endpoint, spec, tx.clone());
+            ackers.push(acker);
+            polls.push(poll);
+        }
+        let pipeline = Pipeline {
+            ctx,
+            settings: Settings {
+                batch_size: route.batch_size,
+                max_wait: route.max_wait,
+                ordered: route.is_ordered(),
+                concurrency: route.concurrency,
+            },
+            intake,
+            ackers,
+        };
+        async move {
+            pipeline.run().await;
+            // The pipeline asked each consumer to DISCONNECT after its last ack; each poll task
+            // ends once that is sent.
+            for poll in polls {
+                let _ = poll.await;
+            }
+        }
+    }
+
+    /// Stops every route: each finishes and acknowledges what it holds, for at most `limit`;
+    /// past it, pending deliveries are abandoned (left for the broker to redeliver) and the
+    /// routes get a short grace to acknowledge what finished and disconnect. Returns false when
+    /// deliveries had to be abandoned.
+    pub async fn stop_all(&mut self, limit: Duration) -> bool {
+        self.shared.shutdown.cancel();
+        self.routes.values().for_each(RouteHandle::begin_stop);
+        if self.wait_all(limit).await {
+            return true;
+        }
+        warn!(
+            ?limit,
+            "shutdown timeout: unfinished deliveries are left for the broker to redeliver"
+        );
+        self.routes.values().for_each(RouteHandle::abandon);
+        if !self.wait_all(Duration::from_secs(3)).await {
+            self.routes.values_mut().for_each(RouteHandle::abort);
+        }
+        false
+    }
+
+    /// Stops one route the same way; true when it finished within `limit`.
+    pub async fn stop(&mut self, name: &str, limit: Duration) -> Option<bool> {
+        let mut handle = self.routes.remove(name)?;
+        handle.begin_stop();
+        if handle.wait(limit).await {
+            return Some(true);
+        }
+        handle.abandon();
+        if !handle.wait(Duration::from_secs(3)).await {
+            handle.abort();
+        }
+        Some(false)
+    }
+
+    async fn wait_all(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        for handle in self.routes.values_mut() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !handle.wait(left).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Waits until a route ends without being asked to stop, and says which and why.
+    pub async fn unexpected_end(&mut self) -> String {
+        loop {
+            let Some((name, result)) = self.ended_rx.recv().await else {
+                return std::future::pending().await;
+            };
+            let asked = self
+                .routes
+                .get(&name)
+                .is_none_or(|h| h.shutdown.is_cancelled());
+            if !asked {
+                return match result {
+                    Ok(()) => format!("route \"{name}\" ended on its own"),
+                    Err(panic) => format!("route \"{name}\" failed: {panic}"),
+                };
+            }
+        }
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panicked".into())
+}

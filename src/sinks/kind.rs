@@ -1,0 +1,280 @@
+//! A connection kind, written once per kind (`SinkKind`), and the type-erased values the rest
+//! of the bridge holds: a kind's connection settings (`ConnectionConfig`), a route's settings
+//! for that kind (`RouteSinkConfig`) and the running client (`Connection`). Only this file and
+//! the registry know that there are several kinds; nothing else matches on one.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+
+use super::sink::Sink;
+use crate::config::{struct_fields, Check, SectionReader, Value};
+
+/// An error from building or checking a kind's client, with its cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Everything a connection kind defines: its settings, how it checks them and how it builds
+/// its client and a route's sink. Register it with one line in `registry.rs`.
+pub trait SinkKind: 'static {
+    /// The `type = "..."` of its connections.
+    const NAME: &'static str;
+    /// Whether its routes keep per-topic order unless they say otherwise.
+    const ORDERED_BY_DEFAULT: bool;
+    /// `[connections.NAME]`, without `type`.
+    type ConnectionConfig: DeserializeOwned + fmt::Debug + Send + Sync + 'static;
+    /// The keys a route takes for this kind, beside the keys every route takes.
+    type RouteConfig: DeserializeOwned + fmt::Debug + Send + Sync + 'static;
+    /// The running client, shared by the routes of one connection.
+    type Connection: Send + Sync + 'static;
+
+    /// Makes relative paths in the settings relative to the config file's folder.
+    fn resolve_paths(_config: &mut Self::ConnectionConfig, _base: &Path) {}
+    fn check_connection(config: &Self::ConnectionConfig, check: &mut Check<'_>);
+    fn check_route(config: &Self::RouteConfig, check: &mut Check<'_>);
+    fn connect(
+        name: &str,
+        config: &Self::ConnectionConfig,
+    ) -> impl Future<Output = Result<Self::Connection, BoxError>> + Send;
+    fn route_sink(
+        connection: &Self::Connection,
+        route: &Self::RouteConfig,
+    ) -> Result<Arc<dyn Sink>, BoxError>;
+    /// The connection check: reachable and authenticated. `Ok` carries a detail for the log.
+    fn health_check(
+        connection: &Self::Connection,
+    ) -> impl Future<Output = Result<String, BoxError>> + Send;
+    /// Waits for what the client still queues to be delivered, up to `timeout`.
+    fn flush(
+        _connection: &Self::Connection,
+        _timeout: Duration,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// A kind as the config loader sees it.
+pub trait Kind: Sync {
+    fn name(&self) -> &'static str;
+    /// The keys a route takes for this kind.
+    fn route_keys(&self) -> &'static [&'static str];
+    fn read_connection<'a>(
+        &self,
+        reader: &mut SectionReader<'a, '_>,
+        label: &str,
+        value: Value<'a>,
+        base: &Path,
+    ) -> Option<ConnectionConfig>;
+    fn read_route<'a>(
+        &self,
+        reader: &mut SectionReader<'a, '_>,
+        label: &str,
+        value: Value<'a>,
+    ) -> Option<RouteSinkConfig>;
+}
+
+/// The registry's entry for kind `K`.
+pub struct Registered<K>(PhantomData<fn() -> K>);
+
+impl<K> Registered<K> {
+    pub const fn new() -> Self {
+        Registered(PhantomData)
+    }
+}
+
+impl<K: SinkKind> Kind for Registered<K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn route_keys(&self) -> &'static [&'static str] {
+        struct_fields::<K::RouteConfig>()
+    }
+
+    fn read_connection<'a>(
+        &self,
+        reader: &mut SectionReader<'a, '_>,
+        label: &str,
+        value: Value<'a>,
+        base: &Path,
+    ) -> Option<ConnectionConfig> {
+        let mut config = reader.read::<K::ConnectionConfig>(label, value)?;
+        K::resolve_paths(&mut config, base);
+        Some(ConnectionConfig(Arc::new(Typed::<K, _>::new(config))))
+    }
+
+    fn read_route<'a>(
+        &self,
+        reader: &mut SectionReader<'a, '_>,
+        label: &str,
+        value: Value<'a>,
+    ) -> Option<RouteSinkConfig> {
+        let config = reader.read::<K::RouteConfig>(label, value)?;
+        Some(RouteSinkConfig(Arc::new(Typed::<K, _>::new(config))))
+    }
+}
+
+/// A kind's value, tagged with its kind.
+struct Typed<K, T>(T, PhantomData<fn() -> K>);
+
+impl<K, T> Typed<K, T> {
+    fn new(value: T) -> Self {
+        Typed(value, PhantomData)
+    }
+}
+
+impl<K, T: fmt::Debug> fmt::Debug for Typed<K, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A connection's settings, of whichever kind.
+#[derive(Clone)]
+pub struct ConnectionConfig(Arc<dyn AnyConnectionConfig>);
+
+trait AnyConnectionConfig: fmt::Debug + Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn settings(&self) -> &dyn Any;
+    fn check(&self, check: &mut Check<'_>);
+    fn connect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Connection, BoxError>>;
+}
+
+impl<K: SinkKind> AnyConnectionConfig for Typed<K, K::ConnectionConfig> {
+    fn kind(&self) -> &'static str {
+        K::NAME
+    }
+    fn settings(&self) -> &dyn Any {
+        &self.0
+    }
+    fn check(&self, check: &mut Check<'_>) {
+        K::check_connection(&self.0, check)
+    }
+    fn connect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Connection, BoxError>> {
+        Box::pin(async move {
+            let live = K::connect(name, &self.0).await?;
+            Ok(Connection(Arc::new(Typed::<K, _>::new(live))))
+        })
+    }
+}
+
+impl ConnectionConfig {
+    /// The kind's name, as written in `type`.
+    pub fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+    pub fn check(&self, check: &mut Check<'_>) {
+        self.0.check(check)
+    }
+    /// The kind's own settings type, when `T` is it.
+    pub fn settings<T: 'static>(&self) -> Option<&T> {
+        self.0.settings().downcast_ref()
+    }
+    /// Builds the running client (connects lazily where the client library does).
+    pub async fn connect(&self, name: &str) -> Result<Connection, BoxError> {
+        self.0.connect(name).await
+    }
+}
+
+impl fmt::Debug for ConnectionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ", self.kind())?;
+        self.0.fmt(f)
+    }
+}
+
+/// A route's settings for its connection's kind.
+#[derive(Clone)]
+pub struct RouteSinkConfig(Arc<dyn AnyRouteConfig>);
+
+trait AnyRouteConfig: fmt::Debug + Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn ordered_by_default(&self) -> bool;
+    fn check(&self, check: &mut Check<'_>);
+    fn settings(&self) -> &dyn Any;
+}
+
+impl<K: SinkKind> AnyRouteConfig for Typed<K, K::RouteConfig> {
+    fn kind(&self) -> &'static str {
+        K::NAME
+    }
+    fn ordered_by_default(&self) -> bool {
+        K::ORDERED_BY_DEFAULT
+    }
+    fn check(&self, check: &mut Check<'_>) {
+        K::check_route(&self.0, check)
+    }
+    fn settings(&self) -> &dyn Any {
+        &self.0
+    }
+}
+
+impl RouteSinkConfig {
+    pub fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+    pub fn ordered_by_default(&self) -> bool {
+        self.0.ordered_by_default()
+    }
+    pub fn check(&self, check: &mut Check<'_>) {
+        self.0.check(check)
+    }
+    /// The kind's own route settings type, when `T` is it.
+    pub fn settings<T: 'static>(&self) -> Option<&T> {
+        self.0.settings().downcast_ref()
+    }
+}
+
+impl fmt::Debug for RouteSinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A connection's running client, shared by the routes that name it.
+#[derive(Clone)]
+pub struct Connection(Arc<dyn AnyConnection>);
+
+trait AnyConnection: Send + Sync {
+    fn route_sink(&self, route: &RouteSinkConfig) -> Result<Arc<dyn Sink>, BoxError>;
+    fn health_check(&self) -> BoxFuture<'_, Result<String, BoxError>>;
+    fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()>;
+}
+
+impl<K: SinkKind> AnyConnection for Typed<K, K::Connection> {
+    fn route_sink(&self, route: &RouteSinkConfig) -> Result<Arc<dyn Sink>, BoxError> {
+        let settings = route.settings::<K::RouteConfig>().ok_or_else(|| {
+            format!(
+                "a {} route cannot deliver to a {} connection",
+                route.kind(),
+                K::NAME
+            )
+        })?;
+        K::route_sink(&self.0, settings)
+    }
+    fn health_check(&self) -> BoxFuture<'_, Result<String, BoxError>> {
+        Box::pin(K::health_check(&self.0))
+    }
+    fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(K::flush(&self.0, timeout))
+    }
+}
+
+impl Connection {
+    /// The sink of a route that names this connection.
+    pub fn route_sink(&self, route: &RouteSinkConfig) -> Result<Arc<dyn Sink>, BoxError> {
+        self.0.route_sink(route)
+    }
+    pub async fn health_check(&self) -> Result<String, BoxError> {
+        self.0.health_check().await
+    }
+    pub async fn flush(&self, timeout: Duration) {
+        self.0.flush(timeout).await
+    }
+}

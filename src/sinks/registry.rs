@@ -1,0 +1,15 @@
+//! The connection kinds the bridge knows: one line each. Adding a kind is a folder under
+//! `sinks/` that implements `SinkKind`, and a line here.
+
+use super::kind::{Kind, Registered};
+use super::{file, kafka};
+
+pub static KINDS: &[&dyn Kind] = &[
+    &Registered::<kafka::Kafka>::new(),
+    &Registered::<file::File>::new(),
+];
+
+/// The kind called `name`.
+pub fn kind(name: &str) -> Option<&'static dyn Kind> {
+    KINDS.iter().copied().find(|k| k.name() == name)
+}

@@ -1,0 +1,31 @@
+//! What a source gives the pipeline: deliveries, each tagged with the lane it arrived on and a
+//! token to acknowledge it, and an `Acker` per lane that the pipeline hands the tokens back to,
+//! in receive order, once their messages are done with.
+
+use async_trait::async_trait;
+
+use crate::message::Message;
+
+/// A received message and what the source needs to acknowledge it.
+pub struct Delivery<T> {
+    /// The acknowledgement lane it arrived on (an MQTT consumer connection; a partition or a
+    /// queue for sources that have them): acks go out in receive order per lane.
+    pub lane: usize,
+    pub msg: Message,
+    pub token: T,
+}
+
+/// Acknowledges a lane's messages to the source.
+#[async_trait]
+pub trait Acker: Send + Sync + 'static {
+    type Token: Send + 'static;
+
+    /// Takes a run of the lane's messages in the order they were received, each released only
+    /// once everything received before it on the lane is done: `true` when the message was
+    /// delivered or dead-lettered (acknowledge it), `false` when it was given up at a hard stop
+    /// (leave it for the source to redeliver).
+    async fn ack(&self, released: Vec<(Self::Token, bool)>);
+
+    /// Ends the lane after its last ack (MQTT: DISCONNECT, keeping the session).
+    async fn close(&self);
+}
