@@ -12,3 +12,6 @@ pub use batcher::Settings;
 pub use deliver::Context;
 pub use driver::Pipeline;
 pub use stats::{RouteStats, StatsSnapshot};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,346 @@
+//! The pipeline driven end to end with a scripted sink and a recording acker, under paused
+//! time: per-key serialization, retries ahead of later messages of their key, acks in receive
+//! order per lane whatever finishes first, batching by count and time, a sink that breaks its
+//! contract, and a hard stop.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::dead_letter::DeadLetter;
+use crate::message::tests::sample;
+use crate::message::Message;
+use crate::sinks::file::FileWriter;
+use crate::sinks::{Retry, Sink, SinkError};
+use crate::sources::{Acker, Delivery};
+
+/// What the sink saw: (virtual ms since start, payloads of the call).
+type Calls = Arc<Mutex<Vec<(u64, Vec<String>)>>>;
+
+/// A sink whose answer for each message is scripted by `answer(payload, attempt)`; `delay`
+/// says how long a call takes, from the first message's topic.
+struct Scripted {
+    start: Instant,
+    calls: Calls,
+    attempts: Mutex<std::collections::HashMap<String, u32>>,
+    delay: fn(&str) -> Duration,
+    answer: fn(&str, u32) -> Option<Result<(), SinkError>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("scripted failure")]
+struct Failure;
+
+fn fail() -> Option<Result<(), SinkError>> {
+    Some(Err(SinkError::new("scripted", Retry::Retriable, Failure)))
+}
+
+#[async_trait]
+impl Sink for Scripted {
+    async fn send(&self, batch: &[&Message]) -> Vec<Result<(), SinkError>> {
+        let payloads: Vec<String> = batch.iter().map(|m| text(m)).collect();
+        let at = self.start.elapsed().as_millis() as u64;
+        self.calls.lock().unwrap().push((at, payloads.clone()));
+        tokio::time::sleep((self.delay)(&batch[0].topic)).await;
+        let mut out = Vec::new();
+        for p in payloads {
+            let attempt = {
+                let mut attempts = self.attempts.lock().unwrap();
+                let n = attempts.entry(p.clone()).or_insert(0);
+                *n += 1;
+                *n
+            };
+            if let Some(result) = (self.answer)(&p, attempt) {
+                out.push(result);
+            }
+        }
+        out
+    }
+}
+
+fn text(m: &Message) -> String {
+    String::from_utf8_lossy(&m.payload).into_owned()
+}
+
+/// Records each ack: (lane, payload, done).
+#[derive(Clone, Default)]
+struct Recorder {
+    lane: usize,
+    acks: Arc<Mutex<Vec<(usize, String, bool)>>>,
+}
+
+#[async_trait]
+impl Acker for Recorder {
+    type Token = String;
+    async fn ack(&self, released: Vec<(String, bool)>) {
+        let mut acks = self.acks.lock().unwrap();
+        for (payload, done) in released {
+            acks.push((self.lane, payload, done));
+        }
+    }
+    async fn close(&self) {}
+}
+
+struct Run {
+    calls: Calls,
+    acks: Arc<Mutex<Vec<(usize, String, bool)>>>,
+    stats: Arc<RouteStats>,
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
+    tx: mpsc::UnboundedSender<Delivery<String>>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Run {
+    async fn start(
+        settings: Settings,
+        lanes: usize,
+        delay: fn(&str) -> Duration,
+        answer: fn(&str, u32) -> Option<Result<(), SinkError>>,
+    ) -> Run {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = FileWriter::open(&dir.path().join("dead.jsonl"), false)
+            .await
+            .unwrap();
+        let calls = Calls::default();
+        let sink = Scripted {
+            start: Instant::now(),
+            calls: calls.clone(),
+            attempts: Default::default(),
+            delay,
+            answer,
+        };
+        let (shutdown, hard_stop) = (CancellationToken::new(), CancellationToken::new());
+        let stats = Arc::new(RouteStats::default());
+        let ctx = Arc::new(Context {
+            route: "test".into(),
+            sink: Arc::new(sink),
+            dead_letter: Arc::new(DeadLetter::File(Arc::new(writer))),
+            shutdown: shutdown.clone(),
+            hard_stop: hard_stop.clone(),
+            stats: stats.clone(),
+        });
+        let acks = Arc::default();
+        let ackers = (0..lanes)
+            .map(|lane| Recorder {
+                lane,
+                acks: Arc::clone(&acks),
+            })
+            .collect();
+        let (tx, intake) = mpsc::unbounded_channel();
+        let pipeline = Pipeline {
+            ctx,
+            settings,
+            intake,
+            ackers,
+        };
+        Run {
+            calls,
+            acks,
+            stats,
+            shutdown,
+            hard_stop,
+            tx,
+            task: tokio::spawn(pipeline.run()),
+            _dir: dir,
+        }
+    }
+
+    /// Hands over `payload` on `topic`, received on `lane`.
+    fn receive(&self, lane: usize, topic: &str, payload: &str) {
+        let mut msg = sample(topic);
+        msg.payload = payload.to_owned().into();
+        let token = payload.to_owned();
+        self.tx.send(Delivery { lane, msg, token }).unwrap();
+    }
+
+    fn acked(&self) -> Vec<(usize, String, bool)> {
+        self.acks.lock().unwrap().clone()
+    }
+
+    fn calls(&self) -> Vec<(u64, Vec<String>)> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    async fn stop(self) -> Self {
+        self.shutdown.cancel();
+        let mut run = self;
+        (&mut run.task).await.unwrap();
+        run
+    }
+}
+
+fn ordered(batch_size: usize, max_wait_ms: u64) -> Settings {
+    Settings {
+        batch_size,
+        max_wait: Duration::from_millis(max_wait_ms),
+        ordered: true,
+        concurrency: 4,
+    }
+}
+
+fn no_delay(_: &str) -> Duration {
+    Duration::ZERO
+}
+
+fn all_ok(_: &str, _: u32) -> Option<Result<(), SinkError>> {
+    Some(Ok(()))
+}
+
+/// Lets the pipeline run until nothing more happens for `d` of virtual time.
+async fn settle(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn acks_follow_receive_order_when_a_later_batch_finishes_first() {
+    fn slow_first(topic: &str) -> Duration {
+        match topic {
+            "slow" => Duration::from_millis(100),
+            _ => Duration::from_millis(10),
+        }
+    }
+    let run = Run::start(ordered(1, 0), 1, slow_first, all_ok).await;
+    run.receive(0, "slow", "s0");
+    run.receive(0, "fast", "f1");
+    run.receive(0, "fast", "f2");
+    settle(Duration::from_millis(50)).await;
+    let calls = run.calls();
+    assert_eq!(calls.len(), 3, "both fast batches went while slow was out: {calls:?}");
+    assert!(run.acked().is_empty(), "nothing acked before s0: {:?}", run.acked());
+    settle(Duration::from_millis(60)).await;
+    let order: Vec<String> = run.acked().into_iter().map(|a| a.1).collect();
+    assert_eq!(order, ["s0", "f1", "f2"]);
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_message_is_retried_before_anything_later_of_its_topic() {
+    fn first_try_of_a1_fails(payload: &str, attempt: u32) -> Option<Result<(), SinkError>> {
+        match (payload, attempt) {
+            ("a1", 1) => fail(),
+            _ => Some(Ok(())),
+        }
+    }
+    let run = Run::start(ordered(10, 0), 1, no_delay, first_try_of_a1_fails).await;
+    run.receive(0, "a", "a1");
+    settle(Duration::from_millis(1)).await;
+    run.receive(0, "a", "a2");
+    run.receive(0, "b", "b1");
+    settle(Duration::from_secs(1)).await;
+    let calls: Vec<Vec<String>> = run.calls().into_iter().map(|c| c.1).collect();
+    assert_eq!(calls, [vec!["a1"], vec!["b1"], vec!["a1"], vec!["a2"]]);
+    let acked: Vec<String> = run.acked().into_iter().map(|a| a.1).collect();
+    assert_eq!(acked, ["a1", "a2", "b1"]);
+    assert_eq!(run.stats.snapshot().retried, 1);
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partial_batch_waits_max_wait_and_a_full_one_goes_at_once() {
+    let run = Run::start(ordered(3, 50), 1, no_delay, all_ok).await;
+    for (i, topic) in ["x", "y", "x"].iter().enumerate() {
+        run.receive(0, topic, &format!("m{i}"));
+    }
+    run.receive(0, "z", "m3");
+    settle(Duration::from_millis(200)).await;
+    let calls = run.calls();
+    assert_eq!(calls[0], (0, vec!["m0".into(), "m1".into(), "m2".into()]));
+    assert_eq!(calls[1], (50, vec!["m3".into()]), "{calls:?}");
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_lane_is_acked_in_its_own_order() {
+    fn lane_a_slow(topic: &str) -> Duration {
+        Duration::from_millis(if topic.starts_with('a') { 100 } else { 5 })
+    }
+    let run = Run::start(ordered(1, 0), 2, lane_a_slow, all_ok).await;
+    run.receive(0, "a", "l0-a");
+    run.receive(1, "b", "l1-b");
+    run.receive(0, "c", "l0-c");
+    settle(Duration::from_millis(50)).await;
+    // Lane 1 is not held back by lane 0's slow message.
+    assert_eq!(run.acked(), [(1, "l1-b".to_owned(), true)]);
+    settle(Duration::from_millis(100)).await;
+    let lane0: Vec<String> = run
+        .acked()
+        .into_iter()
+        .filter(|a| a.0 == 0)
+        .map(|a| a.1)
+        .collect();
+    assert_eq!(lane0, ["l0-a", "l0-c"]);
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sink_that_returns_too_few_outcomes_is_retried_not_taken_as_delivered() {
+    fn drops_b_once(payload: &str, attempt: u32) -> Option<Result<(), SinkError>> {
+        (payload != "b" || attempt > 1).then_some(Ok(()))
+    }
+    let run = Run::start(ordered(10, 0), 1, no_delay, drops_b_once).await;
+    run.receive(0, "t", "a");
+    run.receive(0, "t", "b");
+    settle(Duration::from_secs(1)).await;
+    let calls: Vec<Vec<String>> = run.calls().into_iter().map(|c| c.1).collect();
+    assert_eq!(calls, [vec!["a", "b"], vec!["b"]]);
+    let acked: Vec<(String, bool)> = run.acked().into_iter().map(|a| (a.1, a.2)).collect();
+    assert_eq!(acked, [("a".into(), true), ("b".into(), true)]);
+    assert_eq!(run.stats.snapshot().retried, 1);
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn unordered_routes_send_a_topic_in_several_batches_at_once() {
+    fn slow(_: &str) -> Duration {
+        Duration::from_millis(100)
+    }
+    let settings = Settings {
+        ordered: false,
+        ..ordered(1, 0)
+    };
+    let run = Run::start(settings, 1, slow, all_ok).await;
+    for i in 0..3 {
+        run.receive(0, "same", &format!("m{i}"));
+    }
+    settle(Duration::from_millis(10)).await;
+    assert_eq!(run.calls().len(), 3, "{:?}", run.calls());
+    settle(Duration::from_millis(100)).await;
+    assert_eq!(run.acked().len(), 3);
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_graceful_stop_delivers_what_was_received_and_a_hard_stop_gives_up() {
+    fn never(_: &str, _: u32) -> Option<Result<(), SinkError>> {
+        fail()
+    }
+    let run = Run::start(ordered(10, 60_000), 1, no_delay, never).await;
+    run.receive(0, "t", "held");
+    settle(Duration::from_millis(10)).await;
+    assert!(run.calls().is_empty(), "waiting for max_wait");
+    run.shutdown.cancel();
+    settle(Duration::from_millis(10)).await;
+    assert_eq!(run.calls().len(), 1, "the stop sent what was held");
+    let run = run.stop().await;
+    assert_eq!(run.acked(), [(0, "held".to_owned(), false)], "given up, not acked");
+
+    fn hangs(_: &str) -> Duration {
+        Duration::from_secs(3600)
+    }
+    let run = Run::start(ordered(10, 0), 1, hangs, all_ok).await;
+    run.receive(0, "t", "stuck");
+    settle(Duration::from_millis(10)).await;
+    run.shutdown.cancel();
+    settle(Duration::from_secs(60)).await;
+    assert!(!run.task.is_finished(), "a graceful stop waits for the send");
+    run.hard_stop.cancel();
+    let run = run.stop().await;
+    assert_eq!(run.acked(), [(0, "stuck".to_owned(), false)]);
+}
