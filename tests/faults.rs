@@ -113,19 +113,53 @@ fn check_all_arrived(bootstrap: &str, topic: &str, n: usize, log: impl Fn() -> S
     duplicates
 }
 
+/// An outage shorter than the delivery timeout: librdkafka holds and resends the records itself
+/// (the idempotent producer neither loses nor repeats one), the bridge holds the MQTT acks.
 #[tokio::test]
 async fn kafka_outage_loses_nothing() {
-    outage("").await;
+    let o = outage("").await;
+    assert_eq!(
+        o.delivered_during, 0.0,
+        "the outage was real: nothing was delivered while Kafka was cut"
+    );
+    assert_eq!(o.retries, 0.0, "librdkafka rode out the outage by itself");
+    assert_eq!(
+        o.duplicates, 0,
+        "an idempotent producer writes each record once"
+    );
 }
 
 /// librdkafka times the messages out locally during the outage: the bridge produces them again,
 /// replacing the producer if the broker no longer accepts its producer id.
 #[tokio::test]
 async fn kafka_outage_longer_than_the_delivery_timeout_loses_nothing() {
-    outage("delivery_timeout = \"2s\"").await;
+    let o = outage("delivery_timeout = \"2s\"").await;
+    assert_eq!(o.delivered_during, 0.0, "the outage was real");
+    assert!(
+        o.timeouts > 0.0,
+        "deliveries timed out and the bridge retried them"
+    );
+    // tansu fences a producer whose epoch librdkafka bumped after local timeouts.
+    assert!(o.replaced >= 1.0, "the fenced producer was replaced");
+    assert!(
+        o.duplicates as f64 <= o.retries,
+        "{} duplicates, but only {} retries could make them",
+        o.duplicates,
+        o.retries
+    );
 }
 
-async fn outage(extra_kafka: &str) {
+/// What an outage test saw.
+struct Outage {
+    /// Messages delivered between one second into the cut and its end.
+    delivered_during: f64,
+    retries: f64,
+    timeouts: f64,
+    replaced: f64,
+    duplicates: usize,
+}
+
+async fn outage(extra_kafka: &str) -> Outage {
     const N: usize = 10_000;
     let broker = mosquitto();
     let kafka = KafkaUnderTest::start().await;
@@ -146,23 +180,40 @@ async fn outage(extra_kafka: &str) {
     let topic_of = |i: usize| format!("load/{}", i % 10);
     publisher.publish_numbered(0..2_000, topic_of).await;
     publisher.wait_acked(Duration::from_secs(30)).await;
+    const DELIVERED: &str = "mqbridge_messages_delivered_total";
+    let delivered = bridge.wait_metric(admin, DELIVERED, 2_000.0, Duration::from_secs(30));
+    assert!(delivered.await, "{}", bridge.log_text());
     kafka.proxy.cut();
     let outage = Instant::now();
     publisher.publish_numbered(2_000..7_000, topic_of).await;
     publisher.wait_acked(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(1).saturating_sub(outage.elapsed())).await;
+    let delivered_at_cut = bridge.metric(admin, DELIVERED).await;
     tokio::time::sleep(Duration::from_secs(6).saturating_sub(outage.elapsed())).await;
+    let delivered_during = bridge.metric(admin, DELIVERED).await - delivered_at_cut;
     kafka.proxy.restore();
     publisher.publish_numbered(7_000..N, topic_of).await;
     publisher.wait_acked(Duration::from_secs(30)).await;
 
-    check_all_arrived(&kafka.bootstrap(), &topic, N, || bridge.log_text());
-    let retries = bridge
-        .metric(admin, "mqbridge_delivery_retries_total")
-        .await;
-    let replaced = bridge
-        .metric(admin, "mqbridge_producer_replacements_total")
-        .await;
-    eprintln!("{retries} message retries, {replaced} producer replacements");
+    let duplicates = check_all_arrived(&kafka.bootstrap(), &topic, N, || bridge.log_text());
+    const RETRIES: &str = "mqbridge_delivery_retries_total";
+    let o = Outage {
+        delivered_during,
+        retries: bridge.metric(admin, RETRIES).await,
+        timeouts: bridge
+            .metric_where(admin, RETRIES, "error=\"timeout\"")
+            .await,
+        replaced: bridge
+            .metric(admin, "mqbridge_producer_replacements_total")
+            .await,
+        duplicates,
+    };
+    eprintln!(
+        "{} message retries ({} after a timeout), {} producer replacements, {} duplicates, \
+         {} delivered during the outage",
+        o.retries, o.timeouts, o.replaced, o.duplicates, o.delivered_during
+    );
+    o
 }
 
 #[tokio::test]
@@ -202,7 +253,12 @@ async fn bridge_kill_loses_nothing() {
     publisher.publish_numbered(6_000..N, topic_of).await;
     publisher.wait_acked(Duration::from_secs(30)).await;
 
-    check_all_arrived(&kafka.bootstrap(), &topic, N, || bridge.log_text());
+    let duplicates = check_all_arrived(&kafka.bootstrap(), &topic, N, || bridge.log_text());
+    // Only what the killed bridge had received and not acknowledged comes twice.
+    assert!(
+        duplicates <= 3_000,
+        "{duplicates} duplicates: more than the bridge had received before the kill"
+    );
 }
 
 #[tokio::test]
@@ -265,7 +321,8 @@ async fn backpressure_keeps_memory_bounded_and_loses_nothing() {
     );
 
     kafka.proxy.restore();
-    check_all_arrived(&kafka.bootstrap(), &topic, N, || bridge.log_text());
+    let duplicates = check_all_arrived(&kafka.bootstrap(), &topic, N, || bridge.log_text());
+    assert_eq!(duplicates, 0, "nothing reached Kafka before the restore");
 }
 
 #[tokio::test]
@@ -310,5 +367,117 @@ async fn shutdown_with_kafka_down_exits_in_time_and_loses_nothing() {
     let before = bridge.subscribed_count();
     bridge.spawn();
     bridge.wait_subscribed(before, 2);
-    check_all_arrived(&kafka.bootstrap(), &topic, N, || bridge.log_text());
+    let duplicates = check_all_arrived(&kafka.bootstrap(), &topic, N, || bridge.log_text());
+    assert_eq!(duplicates, 0, "the stopped bridge delivered nothing");
+}
+
+/// Kafka cut several times mid-stream, some cuts longer than the delivery timeout, while 64
+/// MQTT topics flow: the bridge retries what failed before anything later of the same topic,
+/// so each topic's messages reach Kafka in their order, and none is lost.
+#[tokio::test]
+async fn transient_kafka_failures_keep_each_topics_order() {
+    const TOPICS: usize = 64;
+    const PER_TOPIC: usize = 250;
+    const PARTITIONS: i32 = 4;
+    // (ms from the start, ms cut): two cuts outlast the 1 s delivery timeout.
+    const CUTS: [(u64, u64); 5] = [
+        (500, 300),
+        (1_500, 1_600),
+        (3_600, 400),
+        (4_600, 1_600),
+        (6_500, 200),
+    ];
+    let broker = mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let topic = unique("order");
+    create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
+    let admin = free_port();
+    let text = config_with_kafka(
+        broker.port,
+        &kafka.bootstrap(),
+        &topic,
+        "",
+        admin,
+        "delivery_timeout = \"1s\"",
+    );
+    let bridge = Bridge::start(&text.replace("filters = [\"load/#\"]", "filters = [\"order/#\"]"));
+    bridge.wait_subscribed(0, 2);
+
+    let mut publisher = Publisher::connect(broker.port).await;
+    let start = Instant::now();
+    let mut cuts = CUTS.iter().peekable();
+    let mut cut_until: Option<Instant> = None;
+    for seq in 0..PER_TOPIC {
+        for t in 0..TOPICS {
+            let payload = format!("{t}:{seq}");
+            publisher
+                .publish(&format!("order/{t}"), payload, Default::default())
+                .await;
+        }
+        let now = start.elapsed().as_millis() as u64;
+        if cut_until.is_some_and(|u| Instant::now() >= u) {
+            kafka.proxy.restore();
+            cut_until = None;
+        }
+        if let Some(&&(at, ms)) = cuts.peek() {
+            if now >= at && cut_until.is_none() {
+                kafka.proxy.cut();
+                cut_until = Some(Instant::now() + Duration::from_millis(ms));
+                cuts.next();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    if let Some(until) = cut_until {
+        tokio::time::sleep_until(until.into()).await;
+        kafka.proxy.restore();
+    }
+    assert!(cuts.peek().is_none(), "the stream ended before every cut");
+    publisher.wait_acked(Duration::from_secs(30)).await;
+
+    let n = TOPICS * PER_TOPIC;
+    let mut unique = HashSet::new();
+    let records = read_all(
+        &kafka.bootstrap(),
+        &topic,
+        PARTITIONS,
+        Duration::from_secs(120),
+        |r| {
+            if let Some(last) = r.last() {
+                unique.insert(common::kafka::text(last));
+            }
+            unique.len() >= n
+        },
+    );
+    let mut per_topic: Vec<Vec<usize>> = vec![Vec::new(); TOPICS];
+    for record in &records {
+        let text = common::kafka::text(record);
+        let (t, seq) = text.split_once(':').expect("payload t:seq");
+        per_topic[t.parse::<usize>().unwrap()].push(seq.parse().unwrap());
+    }
+    for (t, seqs) in per_topic.iter().enumerate() {
+        // Duplicates may come (a retried message that had made it); what counts is that each
+        // message's first copy comes after the first copy of every earlier one.
+        let mut seen = HashSet::new();
+        let firsts: Vec<usize> = seqs.iter().copied().filter(|s| seen.insert(*s)).collect();
+        assert_eq!(
+            firsts,
+            (0..PER_TOPIC).collect::<Vec<_>>(),
+            "topic order/{t} arrived out of order or incomplete: {seqs:?}\nbridge log:\n{}",
+            bridge.log_text()
+        );
+    }
+    let duplicates = records.len() - n;
+    let retries = bridge
+        .metric(admin, "mqbridge_delivery_retries_total")
+        .await;
+    eprintln!("{n} messages, {duplicates} duplicates, {retries} message retries");
+    assert!(
+        retries > 0.0,
+        "no delivery failed: the cuts did not test anything"
+    );
+    assert!(
+        duplicates as f64 <= retries,
+        "{duplicates} duplicates from {retries} retries"
+    );
 }

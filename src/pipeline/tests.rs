@@ -212,8 +212,16 @@ async fn acks_follow_receive_order_when_a_later_batch_finishes_first() {
     run.receive(0, "fast", "f2");
     settle(Duration::from_millis(50)).await;
     let calls = run.calls();
-    assert_eq!(calls.len(), 3, "both fast batches went while slow was out: {calls:?}");
-    assert!(run.acked().is_empty(), "nothing acked before s0: {:?}", run.acked());
+    assert_eq!(
+        calls.len(),
+        3,
+        "both fast batches went while slow was out: {calls:?}"
+    );
+    assert!(
+        run.acked().is_empty(),
+        "nothing acked before s0: {:?}",
+        run.acked()
+    );
     settle(Duration::from_millis(60)).await;
     let order: Vec<String> = run.acked().into_iter().map(|a| a.1).collect();
     assert_eq!(order, ["s0", "f1", "f2"]);
@@ -329,7 +337,11 @@ async fn a_graceful_stop_delivers_what_was_received_and_a_hard_stop_gives_up() {
     settle(Duration::from_millis(10)).await;
     assert_eq!(run.calls().len(), 1, "the stop sent what was held");
     let run = run.stop().await;
-    assert_eq!(run.acked(), [(0, "held".to_owned(), false)], "given up, not acked");
+    assert_eq!(
+        run.acked(),
+        [(0, "held".to_owned(), false)],
+        "given up, not acked"
+    );
 
     fn hangs(_: &str) -> Duration {
         Duration::from_secs(3600)
@@ -339,7 +351,10 @@ async fn a_graceful_stop_delivers_what_was_received_and_a_hard_stop_gives_up() {
     settle(Duration::from_millis(10)).await;
     run.shutdown.cancel();
     settle(Duration::from_secs(60)).await;
-    assert!(!run.task.is_finished(), "a graceful stop waits for the send");
+    assert!(
+        !run.task.is_finished(),
+        "a graceful stop waits for the send"
+    );
     run.hard_stop.cancel();
     let run = run.stop().await;
     assert_eq!(run.acked(), [(0, "stuck".to_owned(), false)]);

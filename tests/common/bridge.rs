@@ -110,9 +110,16 @@ impl Bridge {
 
     /// The value of a counter summed over all label sets, read from the admin listener.
     pub async fn metric(&self, admin_port: u16, name: &str) -> f64 {
+        self.metric_where(admin_port, name, "").await
+    }
+
+    /// The value of a counter summed over the label sets that contain `label` (such as
+    /// `error="timeout"`).
+    pub async fn metric_where(&self, admin_port: u16, name: &str, label: &str) -> f64 {
         let text = http_get(admin_port, "/metrics").await;
         text.lines()
             .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter(|l| l.contains(label))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .fold(0.0, |a, b| a + b)
     }

@@ -1,7 +1,7 @@
 //! Test utilities: real servers (mosquitto, tansu) started on free loopback ports, a TCP proxy
 //! that can cut a connection, the bridge binary as a child process, an MQTT v5 publisher and a
 //! Kafka reader. Names (topics, groups, client ids) are random per test.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod bridge;
 pub mod kafka;

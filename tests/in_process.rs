@@ -1,0 +1,145 @@
+//! The library's `run`, driven in this process with a shutdown future of the test's own (no
+//! binary, no signals): it delivers to a file, stops when the future completes, acknowledges
+//! what it delivered (a second run in the same process gets nothing again), and refuses to
+//! start on a connection it cannot build.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::mqtt::Publisher;
+use common::{eventually, mosquitto, unique};
+
+fn config(mqtt_port: u16, dir: &Path, prefix: &str) -> mqbridge::config::Config {
+    let text = format!(
+        r#"
+[mqtt]
+url = "mqtt://127.0.0.1:{mqtt_port}"
+client_id_prefix = "{prefix}"
+
+[connections.out]
+type = "file"
+path = "out.jsonl"
+
+[[routes]]
+name = "cars"
+filters = ["cars/#"]
+connection = "out"
+consumers = 2
+batch_size = 50
+max_wait = "20ms"
+"#
+    );
+    mqbridge::config::parse_str(&text, dir, &|_| None).expect("valid config")
+}
+
+fn payloads(dir: &Path) -> HashMap<String, usize> {
+    let text = std::fs::read_to_string(dir.join("out.jsonl")).unwrap_or_default();
+    let mut counts = HashMap::new();
+    for line in text.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        *counts
+            .entry(record["payload"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Starts `run` on its own task; completing the returned sender stops it.
+fn start(
+    config: mqbridge::config::Config,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), mqbridge::RunError>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(mqbridge::run(config, async move {
+        let _ = stopped.await;
+    }));
+    (stop, task)
+}
+
+/// Publishes probes until one reaches the file: the route's consumers are subscribed.
+async fn wait_flowing(publisher: &mut Publisher, dir: &Path) {
+    let probe = unique("probe");
+    for i in 0..100 {
+        publisher
+            .publish("cars/probe", format!("{probe}-{i}"), Default::default())
+            .await;
+        let arrived = eventually(Duration::from_millis(100), || {
+            payloads(dir).keys().any(|p| p.starts_with(&probe))
+        });
+        if arrived.await {
+            return;
+        }
+    }
+    panic!("the bridge delivered no probe");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_delivers_stops_on_its_future_and_acknowledges_what_it_delivered() {
+    const N: usize = 2_000;
+    let broker = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique("inproc");
+    let (stop, task) = start(config(broker.port, dir.path(), &prefix));
+    let mut publisher = Publisher::connect(broker.port).await;
+    wait_flowing(&mut publisher, dir.path()).await;
+    publisher
+        .publish_numbered(0..N, |i| format!("cars/{}", i % 7))
+        .await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    let all = eventually(Duration::from_secs(30), || {
+        let arrived = payloads(dir.path());
+        (0..N).all(|i| arrived.contains_key(&format!("msg-{i}")))
+    });
+    assert!(all.await, "not every message reached the file");
+
+    stop.send(()).unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), task).await;
+    let result = ended.expect("run returns once its shutdown future completes");
+    assert!(result.unwrap().is_ok());
+
+    // The same sessions again: a graceful stop acknowledged everything, so nothing comes back.
+    let before = payloads(dir.path());
+    let (stop, task) = start(config(broker.port, dir.path(), &prefix));
+    wait_flowing(&mut publisher, dir.path()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = payloads(dir.path());
+    let again: Vec<_> = (0..N)
+        .map(|i| format!("msg-{i}"))
+        .filter(|p| after[p] != before[p])
+        .collect();
+    assert!(
+        again.is_empty(),
+        "redelivered after a graceful stop: {again:?}"
+    );
+    assert!(after.values().all(|&c| c == 1), "duplicates in a clean run");
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn run_refuses_a_connection_it_cannot_build() {
+    let broker = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(broker.port, dir.path(), &unique("inproc"));
+    let missing = dir.path().join("no/such/folder/out.jsonl");
+    let text = format!(
+        "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\n[connections.out]\ntype = \"file\"\npath = {:?}\n",
+        broker.port, missing
+    );
+    config.connections = mqbridge::config::parse_str(&text, dir.path(), &|_| None)
+        .unwrap()
+        .connections;
+    let error = mqbridge::run(config, std::future::pending())
+        .await
+        .expect_err("a file in a folder that does not exist cannot be opened");
+    let text = error.to_string();
+    assert!(
+        text.starts_with("connection \"out\":") && text.contains("no/such/folder"),
+        "{text}"
+    );
+}
