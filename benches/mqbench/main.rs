@@ -92,6 +92,10 @@ struct RunArgs {
     /// Where the report is written (it is printed too).
     #[arg(long, default_value = "target/mqbench/report.md")]
     out: PathBuf,
+    /// Another build of mqbridge to compare against in the same run: each bridge system and
+    /// width run is measured on it too, right after this build, and the report adds the ratios.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -127,11 +131,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run(a: RunArgs) -> anyhow::Result<()> {
-    let systems = a
-        .systems
-        .iter()
-        .map(|s| System::parse(s))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut systems = Vec::new();
+    for name in &a.systems {
+        let s = System::parse(name)?;
+        systems.push(s);
+        if let Some(base) = s.baseline().filter(|_| a.baseline.is_some()) {
+            systems.push(base);
+        }
+    }
+    systems.dedup();
     let kafka = systems.iter().any(|s| s.uses_kafka());
     let env = Env {
         exe: std::env::current_exe()?,
@@ -146,6 +154,7 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         publishers: a.publishers,
         stall: Duration::from_secs(15),
         rt: runtime()?,
+        baseline: a.baseline.clone(),
     };
     let mut outcomes = Vec::new();
     let mut failures = Vec::new();
@@ -196,8 +205,14 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
             measure(s, load(size, 0.0, None));
         }
     }
+    let width_systems: Vec<System> = [System::File, System::BaseFile]
+        .into_iter()
+        .filter(|s| *s == System::File || a.baseline.is_some())
+        .collect();
     for &routes in a.routes.iter().filter(|&&r| r > 0) {
-        measure(System::File, load(first, 0.0, Some(routes)));
+        for &s in &width_systems {
+            measure(s, load(first, 0.0, Some(routes)));
+        }
     }
     let text = report::markdown(&outcomes, &failures, ceiling, &a.rates, a.repeat);
     println!("{text}");

@@ -68,10 +68,14 @@ pub fn markdown(
         );
         throughput_table(&mut out, sizes.into_iter());
     }
-    let width: Vec<_> = outcomes.iter().filter(|o| o.load.width.is_some()).collect();
+    let width: Vec<_> = outcomes
+        .iter()
+        .filter(|o| o.load.width.is_some() && o.system == System::File)
+        .collect();
     if !width.is_empty() {
         width_table(&mut out, &width);
     }
+    a_b(&mut out, outcomes);
     if !failures.is_empty() {
         let _ = writeln!(out, "\n## Failed runs\n");
         for f in failures {
@@ -156,6 +160,53 @@ fn width_table(out: &mut String, rows: &[&Outcome]) {
         let _ = writeln!(
             out,
             "\nRSS once subscribed grows by {per_route:.0} KiB per route ({r0} → {r1} routes)."
+        );
+    }
+}
+
+/// This build against the baseline (`--baseline`), run by run: each row is a pair measured in
+/// the same run under the same load.
+fn a_b(out: &mut String, outcomes: &[Outcome]) {
+    let pairs: Vec<(&Outcome, &Outcome)> = outcomes
+        .iter()
+        .filter_map(|a| {
+            let base = a.system.baseline()?;
+            let b = outcomes.iter().find(|b| {
+                b.system == base
+                    && b.load.size == a.load.size
+                    && b.load.rate == a.load.rate
+                    && b.load.width == a.load.width
+            })?;
+            (a.summary.complete() && b.summary.complete()).then_some((a, b))
+        })
+        .collect();
+    if pairs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n## This build / baseline (same run, same load)\n\n\
+         | sink | load | msg/s | CPU per message | peak RSS | p99 |\n|---|---|---:|---:|---:|---:|"
+    );
+    for (a, b) in pairs {
+        let load = match (a.load.width, a.load.rate) {
+            (Some(w), _) => format!("{w} routes, {} B", a.load.size),
+            (None, r) if r > 0.0 => format!("{r:.0} msg/s, {} B", a.load.size),
+            (None, _) => format!("full speed, {} B", a.load.size),
+        };
+        let ratio = |x: f64, y: f64| match y > 0.0 {
+            true => format!("{:.2}", x / y),
+            false => "—".into(),
+        };
+        let (sa, sb) = (&a.summary, &b.summary);
+        let _ = writeln!(
+            out,
+            "| {} | {load} | {} | {} | {} | {} |",
+            a.system.name(),
+            ratio(sa.rate(), sb.rate()),
+            ratio(a.cpu_per_100k(), b.cpu_per_100k()),
+            ratio(a.peak_rss_kib as f64, b.peak_rss_kib as f64),
+            ratio(sa.p99_us as f64, sb.p99_us as f64),
         );
     }
 }

@@ -25,6 +25,10 @@ pub enum System {
     File,
     /// mqbridge with the Kafka sink.
     Kafka,
+    /// The baseline build of mqbridge (`--baseline`) with the file sink.
+    BaseFile,
+    /// The baseline build with the Kafka sink.
+    BaseKafka,
     /// The hand-written Python bridge in benches/peers.
     Peer,
 }
@@ -36,6 +40,8 @@ impl System {
             System::KafkaAlone => "Kafka alone",
             System::File => "mqbridge → file",
             System::Kafka => "mqbridge → Kafka",
+            System::BaseFile => "baseline → file",
+            System::BaseKafka => "baseline → Kafka",
             System::Peer => "Python peer → Kafka",
         }
     }
@@ -46,13 +52,33 @@ impl System {
             "kafka-alone" => System::KafkaAlone,
             "file" => System::File,
             "kafka" => System::Kafka,
+            "base-file" => System::BaseFile,
+            "base-kafka" => System::BaseKafka,
             "peer" => System::Peer,
-            _ => bail!("unknown system {s:?} (ceiling, kafka-alone, file, kafka, peer)"),
+            _ => bail!(
+                "unknown system {s:?} (ceiling, kafka-alone, file, kafka, base-file, base-kafka, peer)"
+            ),
         })
     }
 
     pub fn uses_kafka(self) -> bool {
-        matches!(self, System::KafkaAlone | System::Kafka | System::Peer)
+        matches!(
+            self,
+            System::KafkaAlone | System::Kafka | System::BaseKafka | System::Peer
+        )
+    }
+
+    /// The same sink on the baseline build, for A/B rows.
+    pub fn baseline(self) -> Option<System> {
+        match self {
+            System::File => Some(System::BaseFile),
+            System::Kafka => Some(System::BaseKafka),
+            _ => None,
+        }
+    }
+
+    fn writes_file(self) -> bool {
+        matches!(self, System::File | System::BaseFile)
     }
 }
 
@@ -107,6 +133,8 @@ pub struct Env {
     pub publishers: u64,
     pub stall: Duration,
     pub rt: tokio::runtime::Runtime,
+    /// The bridge build the base-* systems run.
+    pub baseline: Option<PathBuf>,
 }
 
 impl Env {
@@ -204,8 +232,10 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
             env.partitions,
             expect,
         )),
-        System::File => Some(observe::file(dir.path().join("out.jsonl"), expect)),
-        System::Kafka | System::Peer => Some(observe::kafka(
+        System::File | System::BaseFile => {
+            Some(observe::file(dir.path().join("out.jsonl"), expect))
+        }
+        System::Kafka | System::BaseKafka | System::Peer => Some(observe::kafka(
             env.bootstrap(),
             topic.clone(),
             env.partitions,
@@ -288,9 +318,15 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
             expect_line(&lines, "subscribed", Duration::from_secs(30))?;
             Ok((Running::Process(child), None))
         }
-        System::File | System::Kafka => {
+        System::File | System::Kafka | System::BaseFile | System::BaseKafka => {
             let config = bridge_config(setup);
-            let bridge = Bridge::start(&config);
+            let bridge = match system {
+                System::BaseFile | System::BaseKafka => {
+                    let bin = env.baseline.clone().context("--baseline is not set")?;
+                    Bridge::start_bin(bin, &config)
+                }
+                _ => Bridge::start(&config),
+            };
             let consumers = load.width.unwrap_or(env.consumers as usize);
             let limit = Duration::from_secs(30 + consumers as u64 / 10);
             if !bridge.subscribed_within(consumers, limit) {
@@ -314,12 +350,12 @@ fn bridge_config(setup: Setup) -> String {
         topic,
         dir,
     } = setup;
-    let sink = match system {
-        System::Kafka => format!(
+    let sink = match system.writes_file() {
+        false => format!(
             "type = \"kafka\"\nbootstrap_servers = \"{}\"\n",
             env.bootstrap()
         ),
-        _ => format!(
+        true => format!(
             "type = \"file\"\npath = \"{}\"\n",
             dir.join("out.jsonl").display()
         ),
@@ -333,9 +369,9 @@ fn bridge_config(setup: Setup) -> String {
         env.receive_maximum,
         dir.join("dead-letter.jsonl").display(),
     );
-    let kafka_topic = match system {
-        System::Kafka => format!("topic = \"{topic}\"\n"),
-        _ => String::new(),
+    let kafka_topic = match system.writes_file() {
+        false => format!("topic = \"{topic}\"\n"),
+        true => String::new(),
     };
     match load.width {
         None => {

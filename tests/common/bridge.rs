@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 pub struct Bridge {
     pub child: Option<Child>,
+    /// The binary it runs.
+    pub bin: PathBuf,
     pub dir: PathBuf,
     pub config: PathBuf,
     pub log: PathBuf,
@@ -15,12 +17,18 @@ pub struct Bridge {
 impl Bridge {
     /// Writes `config` into a new temp dir and starts `mqbridge run` on it.
     pub fn start(config: &str) -> Self {
+        Self::start_bin(bridge_bin(), config)
+    }
+
+    /// The same, with another build of the bridge (the benchmark's baseline).
+    pub fn start_bin(bin: PathBuf, config: &str) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_owned();
         let config_path = dir.join("mqbridge.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut bridge = Bridge {
             child: None,
+            bin,
             log: dir.join("bridge.log"),
             config: config_path,
             dir,
@@ -37,7 +45,7 @@ impl Bridge {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = super::die_with_parent(&mut Command::new(bridge_bin()))
+        let child = super::die_with_parent(&mut Command::new(&self.bin))
             .arg("run")
             .arg("--config")
             .arg(&self.config)
