@@ -2,44 +2,75 @@
 //! log line together, so the two never disagree. Counters are per route (low cardinality) and
 //! emitted per batch. ERROR means data is at risk or an operator must act.
 
-use metrics::{counter, gauge, histogram};
+use std::sync::Arc;
+
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use tracing::{error, info, warn};
 
-/// A batch taken from a consumer (numbered from 1 within its route).
+/// A route's metric handles for the events of every batch, registered once when the route
+/// starts: looking a labelled metric up per batch costs more than the rest of the event.
+pub struct RouteMetrics {
+    route: Arc<str>,
+    /// Per lane (the `consumer` label, numbered from 1).
+    received: Vec<Counter>,
+    received_bytes: Counter,
+    delivered: Counter,
+    delay: Histogram,
+    delay_last: Gauge,
+}
+
+impl RouteMetrics {
+    pub fn new(route: &str, lanes: usize) -> Self {
+        let label = || route.to_owned();
+        RouteMetrics {
+            route: route.into(),
+            received: (1..=lanes)
+                .map(|n| {
+                    let consumer = itoa::Buffer::new().format(n).to_owned();
+                    counter!("mqbridge_messages_received_total", "route" => label(), "consumer" => consumer)
+                })
+                .collect(),
+            received_bytes: counter!("mqbridge_received_bytes_total", "route" => label()),
+            delivered: counter!("mqbridge_messages_delivered_total", "route" => label()),
+            delay: histogram!("mqbridge_delivery_delay_seconds", "route" => label()),
+            delay_last: gauge!("mqbridge_delivery_delay_last_seconds", "route" => label()),
+        }
+    }
+}
+
+/// Messages taken from a source's lane (for MQTT, a consumer).
 pub struct BatchReceived<'a> {
-    pub route: &'a str,
-    pub consumer: u32,
+    pub metrics: &'a RouteMetrics,
+    pub lane: usize,
     pub count: usize,
     pub bytes: usize,
 }
 
 impl BatchReceived<'_> {
     pub fn emit(&self) {
-        let consumer = itoa::Buffer::new().format(self.consumer).to_owned();
-        counter!("mqbridge_messages_received_total", "route" => self.route.to_owned(), "consumer" => consumer)
-            .increment(self.count as u64);
-        counter!("mqbridge_received_bytes_total", "route" => self.route.to_owned())
-            .increment(self.bytes as u64);
-        tracing::trace!(route = self.route, count = self.count, "batch received");
+        let m = self.metrics;
+        if let Some(received) = m.received.get(self.lane) {
+            received.increment(self.count as u64);
+        }
+        m.received_bytes.increment(self.bytes as u64);
+        tracing::trace!(route = &*m.route, count = self.count, "messages received");
     }
 }
 
 /// Messages the sink confirmed. `oldest_ms` is the age of the oldest message in the batch.
 pub struct BatchDelivered<'a> {
-    pub route: &'a str,
+    pub metrics: &'a RouteMetrics,
     pub count: usize,
     pub oldest_ms: u64,
 }
 
 impl BatchDelivered<'_> {
     pub fn emit(&self) {
-        counter!("mqbridge_messages_delivered_total", "route" => self.route.to_owned())
-            .increment(self.count as u64);
-        histogram!("mqbridge_delivery_delay_seconds", "route" => self.route.to_owned())
-            .record(self.oldest_ms as f64 / 1000.0);
-        gauge!("mqbridge_delivery_delay_last_seconds", "route" => self.route.to_owned())
-            .set(self.oldest_ms as f64 / 1000.0);
-        tracing::trace!(route = self.route, count = self.count, "batch delivered");
+        let m = self.metrics;
+        m.delivered.increment(self.count as u64);
+        m.delay.record(self.oldest_ms as f64 / 1000.0);
+        m.delay_last.set(self.oldest_ms as f64 / 1000.0);
+        tracing::trace!(route = &*m.route, count = self.count, "batch delivered");
     }
 }
 
@@ -76,8 +107,7 @@ pub struct SinkOutcomesMismatch<'a> {
 
 impl SinkOutcomesMismatch<'_> {
     pub fn emit(&self) {
-        counter!("mqbridge_sink_contract_errors_total", "route" => self.route.to_owned())
-            .increment(1);
+        counter!("mqbridge_contract_errors_total", "route" => self.route.to_owned()).increment(1);
         error!(
             route = self.route,
             expected = self.expected,
@@ -96,8 +126,7 @@ pub struct UnknownLane<'a> {
 
 impl UnknownLane<'_> {
     pub fn emit(&self) {
-        counter!("mqbridge_sink_contract_errors_total", "route" => self.route.to_owned())
-            .increment(1);
+        counter!("mqbridge_contract_errors_total", "route" => self.route.to_owned()).increment(1);
         error!(
             route = self.route,
             lane = self.lane,

@@ -75,7 +75,8 @@ struct RunArgs {
     /// Route counts for the width runs (file sink, one consumer per route); 0 skips them.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 10, 100, 1000])]
     routes: Vec<usize>,
-    /// Runs of each system at full speed; the one with the median throughput is reported.
+    /// Runs of each system at full speed, in rounds across the systems; the one with the median
+    /// throughput is reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
     /// Shared-subscription connections of the bridge and of the ceiling subscriber.
@@ -158,26 +159,37 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     };
     let mut outcomes = Vec::new();
     let mut failures = Vec::new();
-    let mut measure = |system: System, load: Load| -> Option<Outcome> {
+    // Runs each system under `load`, in rounds (A B A B ...) so that drift on this shared
+    // machine falls on every system alike; keeps each one's median run.
+    let mut measure = |systems: &[System], load: Load| -> Vec<Option<Outcome>> {
         let full_speed = load.rate == 0.0 && load.width.is_none();
-        let mut runs = Vec::new();
-        for _ in 0..if full_speed { a.repeat.max(1) } else { 1 } {
-            eprintln!("mqbench: {} {load:?}", system.name());
-            match systems::run(&env, system, load) {
-                Ok(o) => {
-                    eprintln!("mqbench:   {}", report::one_line(&o));
-                    runs.push(o);
-                }
-                Err(e) => {
-                    eprintln!("mqbench:   failed: {e:#}");
-                    failures.push(format!("{} {load:?}: {e:#}", system.name()));
-                    return None;
+        let rounds = if full_speed { a.repeat.max(1) } else { 1 };
+        let mut runs: Vec<Option<Vec<Outcome>>> =
+            systems.iter().map(|_| Some(Vec::new())).collect();
+        for _ in 0..rounds {
+            for (&system, runs) in systems.iter().zip(runs.iter_mut()) {
+                let Some(done) = runs else { continue };
+                eprintln!("mqbench: {} {load:?}", system.name());
+                match systems::run(&env, system, load) {
+                    Ok(o) => {
+                        eprintln!("mqbench:   {}", report::one_line(&o));
+                        done.push(o);
+                    }
+                    Err(e) => {
+                        eprintln!("mqbench:   failed: {e:#}");
+                        failures.push(format!("{} {load:?}: {e:#}", system.name()));
+                        *runs = None;
+                    }
                 }
             }
         }
-        let chosen = median(runs);
-        outcomes.push(chosen.clone());
-        Some(chosen)
+        runs.into_iter()
+            .map(|r| {
+                let chosen = median(r?);
+                outcomes.push(chosen.clone());
+                Some(chosen)
+            })
+            .collect()
     };
     let load = |size: usize, rate: f64, width: Option<usize>| Load {
         size,
@@ -186,33 +198,27 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         width,
     };
     let first = a.sizes.first().copied().unwrap_or(100);
-    let mut ceiling = None;
-    for &s in &systems {
-        let o = measure(s, load(first, 0.0, None));
-        if s == System::Ceiling {
-            ceiling = o.filter(|o| o.summary.complete()).map(|o| o.summary.rate());
-        }
-    }
+    let ceiling = systems
+        .iter()
+        .zip(measure(&systems, load(first, 0.0, None)))
+        .find(|(s, _)| **s == System::Ceiling)
+        .and_then(|(_, o)| o)
+        .filter(|o| o.summary.complete())
+        .map(|o| o.summary.rate());
     if let Some(ceiling) = ceiling {
         for &pct in &a.rates {
-            for &s in &systems {
-                measure(s, load(first, ceiling * pct as f64 / 100.0, None));
-            }
+            measure(&systems, load(first, ceiling * pct as f64 / 100.0, None));
         }
     }
     for &size in a.sizes.iter().skip(1) {
-        for &s in &systems {
-            measure(s, load(size, 0.0, None));
-        }
+        measure(&systems, load(size, 0.0, None));
     }
     let width_systems: Vec<System> = [System::File, System::BaseFile]
         .into_iter()
         .filter(|s| *s == System::File || a.baseline.is_some())
         .collect();
     for &routes in a.routes.iter().filter(|&&r| r > 0) {
-        for &s in &width_systems {
-            measure(s, load(first, 0.0, Some(routes)));
-        }
+        measure(&width_systems, load(first, 0.0, Some(routes)));
     }
     let text = report::markdown(&outcomes, &failures, ceiling, &a.rates, a.repeat);
     println!("{text}");

@@ -7,8 +7,15 @@
 //! retries included): nothing later of the key goes out meanwhile, so a retry can never be
 //! overtaken. Other keys keep flowing, and keys take turns in the order they became ready.
 //! Within a batch, messages are in receive order.
+//!
+//! A key is the topic's 64-bit hash: two topics whose hashes collide share a key and are
+//! serialized together, which costs a little concurrency and never order. A key's queue is kept
+//! while idle, so that a steady topic does not reallocate it per batch; idle keys are swept
+//! once there are many.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -23,39 +30,69 @@ pub struct Settings {
     pub concurrency: usize,
 }
 
-/// A received message, with its place in its lane's ack order.
+/// A received message, with its place in its lane's ack order and in the route's receive
+/// order.
 #[derive(Debug)]
 pub struct Item {
     pub lane: usize,
     pub seq: u64,
     pub msg: Message,
+    arrival: u64,
 }
 
-/// An item and its place in the route's receive order.
-#[derive(Debug)]
-struct Held {
-    arrival: u64,
-    item: Item,
-}
+/// A topic's hash.
+pub type Key = u64;
 
 /// Messages to deliver together, and the keys they hold busy until done.
 #[derive(Debug)]
 pub struct Batch {
     pub items: Vec<Item>,
-    pub keys: Vec<String>,
+    pub keys: Vec<Key>,
 }
 
 #[derive(Default)]
 struct KeyQueue {
-    items: VecDeque<Held>,
+    items: VecDeque<Item>,
     busy: bool,
+}
+
+impl KeyQueue {
+    fn idle(&self) -> bool {
+        self.items.is_empty() && !self.busy
+    }
+}
+
+/// Idle keys kept before a sweep.
+const MAX_IDLE_KEYS: usize = 1024;
+/// An idle key's queue keeps at most this much room; a burst's larger buffer is freed.
+const IDLE_QUEUE_CAPACITY: usize = 64;
+
+/// Keys are hashes already: hashing them again would only cost time.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | b as u64;
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 pub struct Batcher {
     settings: Settings,
-    keys: HashMap<String, KeyQueue>,
+    topic_hash: RandomState,
+    keys: HashMap<Key, KeyQueue, BuildHasherDefault<KeyHasher>>,
+    /// Keys whose queue is empty and not busy.
+    idle: usize,
     /// Keys with messages that may go out now, in the order they became ready.
-    ready: VecDeque<String>,
+    ready: VecDeque<Key>,
     /// Messages of ready keys.
     eligible: usize,
     /// Every message held.
@@ -70,7 +107,9 @@ impl Batcher {
     pub fn new(settings: Settings) -> Self {
         Batcher {
             settings,
-            keys: HashMap::new(),
+            topic_hash: RandomState::new(),
+            keys: HashMap::default(),
+            idle: 0,
             ready: VecDeque::new(),
             eligible: 0,
             held: 0,
@@ -88,26 +127,38 @@ impl Batcher {
         self.deadline
     }
 
-    pub fn push(&mut self, item: Item, now: Instant) {
+    /// Takes message `seq` of `lane`.
+    pub fn push(&mut self, lane: usize, seq: u64, msg: Message, now: Instant) {
         let key = match self.settings.ordered {
-            true => item.msg.topic.as_str(),
-            false => "",
+            true => self.topic_hash.hash_one(&msg.topic),
+            false => 0,
         };
         self.held += 1;
         self.arrivals += 1;
-        let arrival = self.arrivals;
-        let queue = match self.keys.get_mut(key) {
-            Some(q) => q,
-            None => self.keys.entry(key.to_owned()).or_default(),
+        let held = Item {
+            lane,
+            seq,
+            msg,
+            arrival: self.arrivals,
+        };
+        let queue = match self.keys.entry(key) {
+            Entry::Occupied(kept) => {
+                let queue = kept.into_mut();
+                if queue.idle() {
+                    self.idle -= 1;
+                }
+                queue
+            }
+            Entry::Vacant(new) => new.insert(KeyQueue::default()),
         };
         if queue.busy {
-            queue.items.push_back(Held { arrival, item });
+            queue.items.push_back(held);
             return;
         }
         if queue.items.is_empty() {
-            self.ready.push_back(key.to_owned());
+            self.ready.push_back(key);
         }
-        queue.items.push_back(Held { arrival, item });
+        queue.items.push_back(held);
         self.eligible += 1;
         self.deadline
             .get_or_insert_with(|| now + self.settings.max_wait);
@@ -122,7 +173,7 @@ impl Batcher {
         if self.eligible == 0 || in_flight >= s.concurrency || !due {
             return None;
         }
-        let mut taken: Vec<Held> = Vec::with_capacity(self.eligible.min(s.batch_size));
+        let mut taken = Vec::with_capacity(self.eligible.min(s.batch_size));
         let mut keys = Vec::new();
         while taken.len() < s.batch_size {
             let Some(key) = self.ready.pop_front() else {
@@ -143,26 +194,25 @@ impl Batcher {
             } else if !queue.items.is_empty() {
                 self.ready.push_front(key);
             } else {
-                self.keys.remove(&key);
+                self.went_idle(key);
             }
         }
         self.deadline = (self.eligible > 0).then(|| now + s.max_wait);
         if keys.len() > 1 {
-            taken.sort_unstable_by_key(|h| h.arrival);
+            taken = in_receive_order(taken);
         }
-        let items = taken.into_iter().map(|h| h.item).collect();
-        Some(Batch { items, keys })
+        Some(Batch { items: taken, keys })
     }
 
     /// A batch is done: its keys may go out again.
-    pub fn finish(&mut self, keys: Vec<String>, now: Instant) {
+    pub fn finish(&mut self, keys: Vec<Key>, now: Instant) {
         for key in keys {
             let Some(queue) = self.keys.get_mut(&key) else {
                 continue;
             };
             queue.busy = false;
             if queue.items.is_empty() {
-                self.keys.remove(&key);
+                self.went_idle(key);
                 continue;
             }
             self.eligible += queue.items.len();
@@ -171,6 +221,39 @@ impl Batcher {
                 .get_or_insert_with(|| now + self.settings.max_wait);
         }
     }
+
+    /// `key` has nothing held and nothing out: keep its queue for the topic's next message, or
+    /// sweep the idle keys when there are many.
+    fn went_idle(&mut self, key: Key) {
+        if let Some(queue) = self.keys.get_mut(&key) {
+            if queue.items.capacity() > IDLE_QUEUE_CAPACITY {
+                queue.items = VecDeque::new();
+            }
+        }
+        self.idle += 1;
+        if self.idle > MAX_IDLE_KEYS {
+            self.keys.retain(|_, q| !q.idle());
+            self.idle = 0;
+        }
+    }
+
+    /// Keys held in memory, idle ones included.
+    #[cfg(test)]
+    fn keys_kept(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+/// The items in receive order. Sorts their positions rather than the items, which are large.
+fn in_receive_order(items: Vec<Item>) -> Vec<Item> {
+    let mut order: Vec<(u64, usize)> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (item.arrival, i))
+        .collect();
+    order.sort_unstable();
+    let mut slots: Vec<Option<Item>> = items.into_iter().map(Some).collect();
+    order.iter().filter_map(|&(_, i)| slots[i].take()).collect()
 }
 
 #[cfg(test)]
@@ -187,12 +270,9 @@ mod tests {
         }
     }
 
-    fn item(seq: u64, topic: &str) -> Item {
-        Item {
-            lane: 0,
-            seq,
-            msg: sample(topic),
-        }
+    /// Hands `b` message `seq` on `topic`, from lane 0.
+    fn push(b: &mut Batcher, seq: u64, topic: &str, now: Instant) {
+        b.push(0, seq, sample(topic), now);
     }
 
     fn seqs(batch: &Batch) -> Vec<u64> {
@@ -204,7 +284,7 @@ mod tests {
         let mut b = Batcher::new(settings(3, 100, false));
         let t0 = Instant::now();
         for seq in 0..4 {
-            b.push(item(seq, "a"), t0);
+            push(&mut b, seq, "a", t0);
         }
         let first = b.next_batch(t0, false, 0).expect("a full batch is due");
         assert_eq!(seqs(&first), [0, 1, 2]);
@@ -228,9 +308,9 @@ mod tests {
     async fn the_wait_starts_with_the_first_message() {
         let mut b = Batcher::new(settings(10, 50, true));
         let t0 = Instant::now();
-        b.push(item(0, "a"), t0);
+        push(&mut b, 0, "a", t0);
         tokio::time::advance(Duration::from_millis(30)).await;
-        b.push(item(1, "b"), Instant::now());
+        push(&mut b, 1, "b", Instant::now());
         assert_eq!(b.deadline(), Some(t0 + Duration::from_millis(50)));
         tokio::time::advance(Duration::from_millis(20)).await;
         let batch = b.next_batch(Instant::now(), false, 0).unwrap();
@@ -241,7 +321,7 @@ mod tests {
     fn closing_sends_what_is_there_and_concurrency_is_bounded() {
         let mut b = Batcher::new(settings(100, 60_000, false));
         let now = Instant::now();
-        b.push(item(0, "a"), now);
+        push(&mut b, 0, "a", now);
         assert!(b.next_batch(now, false, 0).is_none());
         assert!(
             b.next_batch(now, true, 4).is_none(),
@@ -254,18 +334,18 @@ mod tests {
     fn an_ordered_key_has_one_batch_out_at_a_time() {
         let mut b = Batcher::new(settings(2, 0, true));
         let now = Instant::now();
-        b.push(item(0, "a"), now);
-        b.push(item(1, "a"), now);
-        b.push(item(2, "a"), now);
-        b.push(item(3, "b"), now);
+        push(&mut b, 0, "a", now);
+        push(&mut b, 1, "a", now);
+        push(&mut b, 2, "a", now);
+        push(&mut b, 3, "b", now);
         let first = b.next_batch(now, false, 0).unwrap();
         assert_eq!(seqs(&first), [0, 1]);
-        assert_eq!(first.keys, ["a"]);
+        assert_eq!(first.keys.len(), 1);
         // "a" is busy: its third message waits; "b" goes meanwhile.
         let second = b.next_batch(now, false, 1).unwrap();
         assert_eq!(seqs(&second), [3]);
         assert!(b.next_batch(now, false, 2).is_none());
-        b.push(item(4, "a"), now);
+        push(&mut b, 4, "a", now);
         assert!(b.next_batch(now, true, 2).is_none(), "a is still busy");
         b.finish(second.keys, now);
         assert!(b.next_batch(now, true, 1).is_none());
@@ -274,7 +354,23 @@ mod tests {
         assert_eq!(seqs(&third), [2, 4], "the key's order holds");
         b.finish(third.keys, now);
         assert!(b.is_empty());
-        assert!(b.keys.is_empty(), "no key is kept once done");
+    }
+
+    #[test]
+    fn idle_keys_are_swept_once_there_are_many() {
+        let mut b = Batcher::new(settings(1, 0, true));
+        let now = Instant::now();
+        for seq in 0..3 * MAX_IDLE_KEYS as u64 {
+            push(&mut b, seq, &format!("vehicle/{seq}"), now);
+            let batch = b.next_batch(now, false, 0).unwrap();
+            b.finish(batch.keys, now);
+        }
+        assert!(b.is_empty());
+        assert!(
+            b.keys_kept() <= MAX_IDLE_KEYS + 1,
+            "{} keys kept",
+            b.keys_kept()
+        );
     }
 
     #[test]
@@ -282,7 +378,7 @@ mod tests {
         let mut b = Batcher::new(settings(3, 0, false));
         let now = Instant::now();
         for (seq, topic) in ["a", "b", "a", "c", "a"].iter().enumerate() {
-            b.push(item(seq as u64, topic), now);
+            push(&mut b, seq as u64, topic, now);
         }
         assert_eq!(seqs(&b.next_batch(now, false, 0).unwrap()), [0, 1, 2]);
         assert_eq!(seqs(&b.next_batch(now, false, 1).unwrap()), [3, 4]);
@@ -293,7 +389,7 @@ mod tests {
         let mut b = Batcher::new(settings(64, 0, true));
         let now = Instant::now();
         for seq in 0..64 {
-            b.push(item(seq, &format!("t/{}", seq % 16)), now);
+            push(&mut b, seq, &format!("t/{}", seq % 16), now);
         }
         let batch = b.next_batch(now, false, 0).unwrap();
         assert_eq!(batch.items.len(), 64);
@@ -302,15 +398,5 @@ mod tests {
             batch.items.windows(2).all(|w| w[0].seq < w[1].seq),
             "a batch keeps receive order across keys"
         );
-        // Within each key, receive order.
-        for key in &batch.keys {
-            let of_key: Vec<u64> = batch
-                .items
-                .iter()
-                .filter(|i| &i.msg.topic == key)
-                .map(|i| i.seq)
-                .collect();
-            assert!(of_key.windows(2).all(|w| w[0] < w[1]), "{key}: {of_key:?}");
-        }
     }
 }

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::batcher::{Batch, Item};
+use super::batcher::{Batch, Item, Key};
 use super::stats::RouteStats;
 use crate::dead_letter::DeadLetter;
-use crate::events;
+use crate::events::{self, RouteMetrics};
 use crate::message::{now_ms, Message};
 use crate::sinks::{Retry, Sink, SinkError};
 
@@ -23,6 +23,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// What a route's deliveries share.
 pub struct Context {
     pub route: Arc<str>,
+    pub metrics: RouteMetrics,
     pub sink: Arc<dyn Sink>,
     pub dead_letter: Arc<DeadLetter>,
     /// Graceful stop: take nothing new, finish what is being sent, retry no more.
@@ -46,7 +47,7 @@ impl Context {
 /// keys the batch held.
 pub struct Done {
     pub outcomes: Vec<(usize, u64, bool)>,
-    pub keys: Vec<String>,
+    pub keys: Vec<Key>,
 }
 
 /// A sink returned fewer outcomes than it was given messages.
@@ -133,7 +134,7 @@ fn report_delivered(ctx: &Context, items: &[Item], delivered: &[usize]) {
     if let Some(oldest) = delivered.iter().map(|&i| items[i].msg.timestamp_ms).min() {
         let oldest_ms = now_ms().saturating_sub(oldest);
         events::BatchDelivered {
-            route: &ctx.route,
+            metrics: &ctx.metrics,
             count: delivered.len(),
             oldest_ms,
         }

@@ -13,7 +13,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::batcher::{Batcher, Item, Settings};
+use super::batcher::{Batcher, Settings};
 use super::deliver::{deliver, Context, Done};
 use super::sequencer::Sequencer;
 use crate::events;
@@ -47,6 +47,8 @@ impl<A: Acker> Pipeline<A> {
         };
         let mut in_flight = FuturesUnordered::new();
         let mut open = true;
+        let shutdown = self.ctx.shutdown.clone();
+        let mut stopping = std::pin::pin!(shutdown.cancelled());
         loop {
             let now = Instant::now();
             while let Some(batch) = state.batcher.next_batch(now, !open, in_flight.len()) {
@@ -62,7 +64,7 @@ impl<A: Acker> Pipeline<A> {
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => {
                     self.finish(done, &mut state).await
                 }
-                _ = self.ctx.shutdown.cancelled(), if open => {
+                _ = &mut stopping, if open => {
                     open = false;
                     self.intake.close();
                     // What the sources handed over before the stop is delivered too.
@@ -104,20 +106,15 @@ impl<A: Acker> Pipeline<A> {
         let counts = &mut state.received[d.lane];
         counts.0 += 1;
         counts.1 += d.msg.size();
-        let item = Item {
-            lane: d.lane,
-            seq,
-            msg: d.msg,
-        };
-        state.batcher.push(item, now);
+        state.batcher.push(d.lane, seq, d.msg, now);
     }
 
     fn report_received(&self, state: &mut State<A::Token>) {
         for (lane, (count, bytes)) in state.received.iter_mut().enumerate() {
             if *count > 0 {
                 events::BatchReceived {
-                    route: &self.ctx.route,
-                    consumer: lane as u32 + 1,
+                    metrics: &self.ctx.metrics,
+                    lane,
                     count: *count,
                     bytes: *bytes,
                 }

@@ -120,6 +120,7 @@ impl Run {
         let stats = Arc::new(RouteStats::default());
         let ctx = Arc::new(Context {
             route: "test".into(),
+            metrics: crate::events::RouteMetrics::new("test", lanes),
             sink: Arc::new(sink),
             dead_letter: Arc::new(DeadLetter::File(Arc::new(writer))),
             shutdown: shutdown.clone(),

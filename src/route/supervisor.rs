@@ -15,6 +15,7 @@ use tracing::warn;
 use super::handle::{set, RouteHandle, RouteState};
 use crate::config::{MqttConfig, RouteConfig};
 use crate::dead_letter::DeadLetter;
+use crate::events::RouteMetrics;
 use crate::mqtt::Endpoint;
 use crate::pipeline::{Context, Pipeline, RouteStats, Settings};
 use crate::sinks::{BoxError, Connection};
@@ -89,6 +90,7 @@ impl Supervisor {
         let stats = Arc::new(RouteStats::default());
         let ctx = Arc::new(Context {
             route: route.name.as_str().into(),
+            metrics: RouteMetrics::new(&route.name, route.consumers as usize),
             sink,
             dead_letter: self.shared.dead_letter.clone(),
             shutdown: shutdown.clone(),

@@ -1,24 +1,46 @@
-//! Appends JSON lines. A batch is serialized first and written with one `write_all` on the
-//! blocking pool (an unbuffered file: once it returns, the data is in the kernel), and fsynced
-//! when configured, before the batch counts as delivered. A write that fails part-way (a full
-//! disk) is cut back to the last whole batch, so the retry cannot leave a broken line behind.
+//! Appends JSON lines. Writes are group-committed: callers queue their buffers, and one job on
+//! the blocking pool writes everything queued at once (one `write_all`, one fsync when
+//! configured), then tells each caller; what arrives meanwhile is the next group. Many routes
+//! writing to one file thus cost one thread hop per group, not per batch, and the order of the
+//! queue is the order in the file. A write that fails part-way (a full disk) is cut back to the
+//! last whole group and fails every buffer of the group, so the retries cannot leave a broken
+//! line behind; where even the cut fails, every later write tries it again first and fails
+//! until it works. The job owns the queued data, so a caller that stops waiting (a hard stop)
+//! does not cut its lines short. A process exit during a write can: opening the file cuts off a
+//! last line without its newline (its messages were never acknowledged; the broker redelivers
+//! them).
 
 use std::io::Write;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::Mutex;
+use tokio::sync::oneshot;
 
 enum Output {
     Stdout,
-    /// The file and its length after the last whole batch.
-    File(std::fs::File, u64),
+    File(AppendFile),
+}
+
+struct AppendFile {
+    file: std::fs::File,
+    /// The length after the last whole group.
+    len: u64,
+    /// A failed write could not be cut back: the file must be cut to `len` before the next.
+    dirty: bool,
+}
+
+type Done = oneshot::Sender<std::io::Result<()>>;
+
+struct Queue {
+    waiting: Vec<(Vec<u8>, Done)>,
+    /// The output, while no job is writing.
+    idle: Option<Output>,
 }
 
 pub struct FileWriter {
-    out: Arc<Mutex<Output>>,
+    queue: Arc<Mutex<Queue>>,
     fsync: bool,
-    path: std::path::PathBuf,
+    path: PathBuf,
 }
 
 impl FileWriter {
@@ -27,19 +49,16 @@ impl FileWriter {
             Output::Stdout
         } else {
             let path = path.to_owned();
-            tokio::task::spawn_blocking(move || {
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?;
-                let len = file.metadata()?.len();
-                Ok::<_, std::io::Error>(Output::File(file, len))
-            })
-            .await
-            .map_err(std::io::Error::other)??
+            tokio::task::spawn_blocking(move || AppendFile::open(&path).map(Output::File))
+                .await
+                .map_err(std::io::Error::other)??
+        };
+        let queue = Queue {
+            waiting: Vec::new(),
+            idle: Some(out),
         };
         Ok(FileWriter {
-            out: Arc::new(Mutex::new(out)),
+            queue: Arc::new(Mutex::new(queue)),
             fsync,
             path: path.to_owned(),
         })
@@ -53,39 +72,179 @@ impl FileWriter {
         }
     }
 
-    /// Writes already-formatted lines. Batches queue for the
-    /// file in order on an async lock; the one holding it is written on the blocking pool in
-    /// one hop, and that job owns the lock and the data, so a caller that stops waiting (a hard
-    /// stop) does not cut its batch short. (A process exit during the write still can.)
+    /// Appends already-formatted lines; returns once they are written (and fsynced when
+    /// configured).
     pub async fn write(&self, buf: Vec<u8>) -> std::io::Result<()> {
-        let fsync = self.fsync;
-        let mut out = self.out.clone().lock_owned().await;
-        tokio::task::spawn_blocking(move || match &mut *out {
-            Output::Stdout => {
-                let mut s = std::io::stdout().lock();
-                s.write_all(&buf)?;
-                s.flush()
-            }
-            Output::File(f, len) => match append(f, &buf, fsync) {
-                Ok(()) => {
-                    *len += buf.len() as u64;
-                    Ok(())
-                }
-                Err(e) => {
-                    let _ = f.set_len(*len);
-                    Err(e)
-                }
-            },
-        })
-        .await
-        .map_err(std::io::Error::other)?
+        let (done, written) = oneshot::channel();
+        let start = {
+            let mut queue = lock(&self.queue);
+            queue.waiting.push((buf, done));
+            queue.idle.take()
+        };
+        if let Some(out) = start {
+            let (queue, fsync) = (self.queue.clone(), self.fsync);
+            tokio::task::spawn_blocking(move || drain(&queue, out, fsync));
+        }
+        written
+            .await
+            .map_err(|_| std::io::Error::other("the file writer stopped"))?
     }
 }
 
-fn append(f: &mut std::fs::File, buf: &[u8], fsync: bool) -> std::io::Result<()> {
-    f.write_all(buf)?;
-    if fsync {
-        f.sync_data()?;
+fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
+    // Nothing holding the lock can leave the queue half-changed.
+    queue.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes group after group until the queue is empty, then puts the output back.
+fn drain(queue: &Mutex<Queue>, mut out: Output, fsync: bool) {
+    loop {
+        let group = {
+            let mut q = lock(queue);
+            if q.waiting.is_empty() {
+                q.idle = Some(out);
+                return;
+            }
+            std::mem::take(&mut q.waiting)
+        };
+        let result = match group.as_slice() {
+            [(buf, _)] => write_group(&mut out, buf, fsync),
+            _ => {
+                let mut all = Vec::with_capacity(group.iter().map(|g| g.0.len()).sum());
+                group.iter().for_each(|g| all.extend_from_slice(&g.0));
+                write_group(&mut out, &all, fsync)
+            }
+        };
+        for (_, done) in group {
+            let _ = done.send(match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+            });
+        }
     }
-    Ok(())
+}
+
+fn write_group(out: &mut Output, buf: &[u8], fsync: bool) -> std::io::Result<()> {
+    match out {
+        Output::Stdout => {
+            let mut s = std::io::stdout().lock();
+            s.write_all(buf)?;
+            s.flush()
+        }
+        Output::File(f) => f.append(buf, fsync),
+    }
+}
+
+impl AppendFile {
+    fn open(path: &Path) -> std::io::Result<Self> {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)?;
+        let size = file.metadata()?.len();
+        let len = last_line_end(&mut file, size)?;
+        if len < size {
+            file.set_len(len)?;
+            tracing::warn!(
+                path = %path.display(),
+                bytes = size - len,
+                "cut off an unfinished last line (a write interrupted by a crash)"
+            );
+        }
+        Ok(AppendFile {
+            file,
+            len,
+            dirty: false,
+        })
+    }
+
+    fn append(&mut self, buf: &[u8], fsync: bool) -> std::io::Result<()> {
+        if self.dirty {
+            self.file.set_len(self.len)?;
+            self.dirty = false;
+        }
+        let written = self.file.write_all(buf).and_then(|()| match fsync {
+            true => self.file.sync_data(),
+            false => Ok(()),
+        });
+        match written {
+            Ok(()) => {
+                self.len += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.dirty = self.file.set_len(self.len).is_err();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The length of `file` up to and including its last newline.
+fn last_line_end(file: &mut std::fs::File, size: u64) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut end = size;
+    let mut chunk = vec![0; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(part)?;
+        if let Some(i) = part.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unfinished_last_line_is_cut_off_when_the_file_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        std::fs::write(&path, "{\"a\":1}\n{\"b\":2}\n{\"c\":").unwrap();
+        let writer = FileWriter::open(&path, false).await.unwrap();
+        writer.write(b"{\"d\":4}\n".to_vec()).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "{\"a\":1}\n{\"b\":2}\n{\"d\":4}\n");
+
+        std::fs::write(&path, "no newline at all").unwrap();
+        FileWriter::open(&path, false).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_land_whole_and_each_writer_keeps_its_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let writer = Arc::new(FileWriter::open(&path, false).await.unwrap());
+        let tasks: Vec<_> = (0..8)
+            .map(|w| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    for i in 0..200 {
+                        let line = format!("{w} {i}\n");
+                        writer.write(line.into_bytes()).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut next = [0; 8];
+        for line in text.lines() {
+            let (w, i) = line.split_once(' ').unwrap();
+            let (w, i): (usize, usize) = (w.parse().unwrap(), i.parse().unwrap());
+            assert_eq!(i, next[w], "writer {w} out of order");
+            next[w] += 1;
+        }
+        assert_eq!(next, [200; 8]);
+    }
 }

@@ -1,14 +1,16 @@
-//! The Kafka sink: its settings and kind entry (`config`), one idempotent `acks=all` producer
-//! per connection (`connection`), a per-route view that renders topic, key and headers (`sink`,
-//! `headers`), and the map of librdkafka errors to retriable or permanent (`error`).
+//! The Kafka sink: its settings (`config`) and kind entry (`kind`), one idempotent `acks=all`
+//! producer per connection (`connection`), a per-route view that renders topic, key and headers
+//! (`sink`, `headers`), and the map of librdkafka errors to retriable or permanent (`error`).
 
 mod config;
 mod connection;
 mod error;
 mod headers;
+mod kind;
 mod sink;
 
-pub use config::{Compression, Kafka, KafkaConnectionConfig, KafkaRouteConfig};
+pub use config::{Compression, KafkaConnectionConfig, KafkaRouteConfig};
 pub use connection::{client_config, ConfigRefused, KafkaConnection};
 pub use error::KafkaSinkError;
+pub use kind::Kafka;
 pub use sink::KafkaRouteSink;
