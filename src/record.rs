@@ -2,15 +2,19 @@
 //! the dead-letter path wraps it, and function events will carry it. Field names follow the
 //! Kafka headers (`mqtt.packet.id` is `packet_id` here).
 
+use std::borrow::Cow;
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+use uuid::Uuid;
 
 use crate::message::Message;
 
 #[derive(Debug, Serialize)]
 pub struct Record<'a> {
-    pub message_id: String,
+    #[serde(serialize_with = "hyphenated")]
+    pub message_id: Uuid,
     /// Milliseconds since the Unix epoch, when the bridge received the message.
     pub timestamp: u64,
     pub topic: &'a str,
@@ -37,7 +41,7 @@ pub struct Record<'a> {
     pub publisher_host: Option<&'a str>,
     /// `[name, value]` pairs in the order received; names may repeat.
     pub user_properties: &'a [(String, String)],
-    pub payload: String,
+    pub payload: Cow<'a, str>,
     /// "utf8" when `payload` is the text itself, "base64" when the payload was binary.
     pub payload_encoding: &'static str,
 }
@@ -45,12 +49,12 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     pub fn new(msg: &'a Message) -> Self {
         let (payload, payload_encoding) = match std::str::from_utf8(&msg.payload) {
-            Ok(text) => (text.to_owned(), "utf8"),
-            Err(_) => (BASE64.encode(&msg.payload), "base64"),
+            Ok(text) => (Cow::Borrowed(text), "utf8"),
+            Err(_) => (Cow::Owned(BASE64.encode(&msg.payload)), "base64"),
         };
         let p = &msg.properties;
         Record {
-            message_id: msg.id.to_string(),
+            message_id: msg.id,
             timestamp: msg.timestamp_ms,
             topic: &msg.topic,
             qos: msg.qos,
@@ -79,6 +83,11 @@ impl<'a> Record<'a> {
     }
 }
 
+/// The id as text, without allocating.
+fn hyphenated<S: Serializer>(id: &Uuid, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +99,7 @@ mod tests {
         let json: serde_json::Value = serde_json::to_value(Record::new(&msg)).unwrap();
         assert_eq!(json["payload"], "{\"speed\":42}");
         assert_eq!(json["payload_encoding"], "utf8");
+        assert_eq!(json["message_id"], msg.id.to_string());
         assert_eq!(
             json["user_properties"][2],
             serde_json::json!(["plate", "second"])

@@ -143,11 +143,16 @@ fn report_delivered(ctx: &Context, items: &[Item], delivered: &[usize]) {
     }
 }
 
-/// Writes the permanently failed messages to the dead-letter destination, retrying until it
-/// works or the route stops. True when they are stored.
+/// Writes the permanently failed messages to the dead-letter destination, in the order they
+/// were received, retrying until it works or the route stops. True when they are stored.
 async fn dead_letter(ctx: &Context, items: &[Item], failed: &[(usize, SinkError)]) -> bool {
-    let entries: Vec<(&Message, &SinkError)> =
-        failed.iter().map(|(i, e)| (&items[*i].msg, e)).collect();
+    let mut entries: Vec<(&Item, &SinkError)> =
+        failed.iter().map(|(i, e)| (&items[*i], e)).collect();
+    entries.sort_by_key(|(item, _)| item.arrival);
+    let entries: Vec<(&Message, &SinkError)> = entries
+        .into_iter()
+        .map(|(item, e)| (&item.msg, e))
+        .collect();
     let mut backoff = FIRST_BACKOFF;
     loop {
         match ctx.dead_letter.send(&ctx.route, &entries).await {

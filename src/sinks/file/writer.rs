@@ -1,8 +1,8 @@
-//! Appends JSON lines. Writes are group-committed: callers queue their buffers, and one job on
-//! the blocking pool writes everything queued at once (one `write_all`, one fsync when
+//! Appends JSON lines. Writes are group-committed: callers queue their buffers, and the file's
+//! own writer thread writes everything queued at once (one `write_all`, one fsync when
 //! configured), then tells each caller; what arrives meanwhile is the next group. Many routes
-//! writing to one file thus cost one thread hop per group, not per batch, and the order of the
-//! queue is the order in the file. A write that fails part-way (a full disk) is cut back to the
+//! writing to one file thus cost one wake-up per group, not per batch, the runtime's threads
+//! never block on the disk, and the order of the queue is the order in the file. A write that fails part-way (a full disk) is cut back to the
 //! last whole group and fails every buffer of the group, so the retries cannot leave a broken
 //! line behind; where even the cut fails, every later write tries it again first and fails
 //! until it works. The job owns the queued data, so a caller that stops waiting (a hard stop)
@@ -12,7 +12,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
@@ -31,15 +31,22 @@ struct AppendFile {
 
 type Done = oneshot::Sender<std::io::Result<()>>;
 
+#[derive(Default)]
 struct Queue {
     waiting: Vec<(Vec<u8>, Done)>,
-    /// The output, while no job is writing.
-    idle: Option<Output>,
+    /// The writer thread waits for work.
+    asleep: bool,
+    /// The writer is dropped: the thread writes what is queued and ends.
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    work: Condvar,
 }
 
 pub struct FileWriter {
-    queue: Arc<Mutex<Queue>>,
-    fsync: bool,
+    shared: Arc<Shared>,
     path: PathBuf,
 }
 
@@ -53,13 +60,16 @@ impl FileWriter {
                 .await
                 .map_err(std::io::Error::other)??
         };
-        let queue = Queue {
-            waiting: Vec::new(),
-            idle: Some(out),
-        };
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+        });
+        let writer = shared.clone();
+        std::thread::Builder::new()
+            .name("mqbridge-file".into())
+            .spawn(move || drain(&writer, out, fsync))?;
         Ok(FileWriter {
-            queue: Arc::new(Mutex::new(queue)),
-            fsync,
+            shared,
             path: path.to_owned(),
         })
     }
@@ -76,18 +86,24 @@ impl FileWriter {
     /// configured).
     pub async fn write(&self, buf: Vec<u8>) -> std::io::Result<()> {
         let (done, written) = oneshot::channel();
-        let start = {
-            let mut queue = lock(&self.queue);
+        let wake = {
+            let mut queue = lock(&self.shared.queue);
             queue.waiting.push((buf, done));
-            queue.idle.take()
+            std::mem::take(&mut queue.asleep)
         };
-        if let Some(out) = start {
-            let (queue, fsync) = (self.queue.clone(), self.fsync);
-            tokio::task::spawn_blocking(move || drain(&queue, out, fsync));
+        if wake {
+            self.shared.work.notify_one();
         }
         written
             .await
             .map_err(|_| std::io::Error::other("the file writer stopped"))?
+    }
+}
+
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        lock(&self.shared.queue).closed = true;
+        self.shared.work.notify_one();
     }
 }
 
@@ -96,14 +112,18 @@ fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
     queue.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Writes group after group until the queue is empty, then puts the output back.
-fn drain(queue: &Mutex<Queue>, mut out: Output, fsync: bool) {
+/// The writer thread: writes group after group, sleeping while there is none, until the
+/// writer is dropped and nothing is left.
+fn drain(shared: &Shared, mut out: Output, fsync: bool) {
     loop {
         let group = {
-            let mut q = lock(queue);
-            if q.waiting.is_empty() {
-                q.idle = Some(out);
-                return;
+            let mut q = lock(&shared.queue);
+            while q.waiting.is_empty() {
+                if q.closed {
+                    return;
+                }
+                q.asleep = true;
+                q = shared.work.wait(q).unwrap_or_else(|p| p.into_inner());
             }
             std::mem::take(&mut q.waiting)
         };
