@@ -10,7 +10,7 @@
 //! last line without its newline (its messages were never acknowledged; the broker redelivers
 //! them).
 
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -127,14 +127,8 @@ fn drain(shared: &Shared, mut out: Output, fsync: bool) {
             }
             std::mem::take(&mut q.waiting)
         };
-        let result = match group.as_slice() {
-            [(buf, _)] => write_group(&mut out, buf, fsync),
-            _ => {
-                let mut all = Vec::with_capacity(group.iter().map(|g| g.0.len()).sum());
-                group.iter().for_each(|g| all.extend_from_slice(&g.0));
-                write_group(&mut out, &all, fsync)
-            }
-        };
+        let bufs: Vec<&[u8]> = group.iter().map(|g| &g.0[..]).collect();
+        let result = write_group(&mut out, &bufs, fsync);
         for (_, done) in group {
             let _ = done.send(match &result {
                 Ok(()) => Ok(()),
@@ -144,15 +138,33 @@ fn drain(shared: &Shared, mut out: Output, fsync: bool) {
     }
 }
 
-fn write_group(out: &mut Output, buf: &[u8], fsync: bool) -> std::io::Result<()> {
+fn write_group(out: &mut Output, bufs: &[&[u8]], fsync: bool) -> std::io::Result<()> {
     match out {
         Output::Stdout => {
             let mut s = std::io::stdout().lock();
-            s.write_all(buf)?;
+            write_all_vectored(&mut s, bufs)?;
             s.flush()
         }
-        Output::File(f) => f.append(buf, fsync),
+        Output::File(f) => f.append(bufs, fsync),
     }
+}
+
+/// Writes every buffer, in order, with as few `writev` calls as the kernel allows.
+fn write_all_vectored(w: &mut impl Write, bufs: &[&[u8]]) -> std::io::Result<()> {
+    // The kernel takes at most IOV_MAX (1024 on Linux) buffers per call.
+    for chunk in bufs.chunks(1024) {
+        let mut slices: Vec<IoSlice> = chunk.iter().map(|b| IoSlice::new(b)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match w.write_vectored(rest) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
 }
 
 impl AppendFile {
@@ -179,18 +191,18 @@ impl AppendFile {
         })
     }
 
-    fn append(&mut self, buf: &[u8], fsync: bool) -> std::io::Result<()> {
+    fn append(&mut self, bufs: &[&[u8]], fsync: bool) -> std::io::Result<()> {
         if self.dirty {
             self.file.set_len(self.len)?;
             self.dirty = false;
         }
-        let written = self.file.write_all(buf).and_then(|()| match fsync {
+        let written = write_all_vectored(&mut self.file, bufs).and_then(|()| match fsync {
             true => self.file.sync_data(),
             false => Ok(()),
         });
         match written {
             Ok(()) => {
-                self.len += buf.len() as u64;
+                self.len += bufs.iter().map(|b| b.len() as u64).sum::<u64>();
                 Ok(())
             }
             Err(e) => {
@@ -236,6 +248,29 @@ mod tests {
         std::fs::write(&path, "no newline at all").unwrap();
         FileWriter::open(&path, false).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
+
+    /// Takes at most 7 bytes per call, as a kernel may.
+    struct Trickle(Vec<u8>);
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(7);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn vectored_writes_survive_short_writes_and_more_buffers_than_a_call_takes() {
+        let lines: Vec<Vec<u8>> = (0..3000).map(|i| format!("{i}\n").into_bytes()).collect();
+        let bufs: Vec<&[u8]> = lines.iter().map(|l| &l[..]).collect();
+        let mut out = Trickle(Vec::new());
+        write_all_vectored(&mut out, &bufs).unwrap();
+        assert_eq!(out.0, lines.concat());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
