@@ -143,3 +143,120 @@ async fn run_refuses_a_connection_it_cannot_build() {
         "{text}"
     );
 }
+
+/// The supervisor's handle per route: one route stops alone (its consumers disconnect keeping
+/// their sessions, so the broker holds its messages) while the other flows on, and starts again
+/// to receive what waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_route_stops_alone_and_resumes_with_what_the_broker_held() {
+    use mqbridge::route::{RouteState, Shared, Supervisor};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    const N: usize = 200;
+    let broker = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[mqtt]
+url = "mqtt://127.0.0.1:{}"
+client_id_prefix = "{}"
+
+[connections.out]
+type = "file"
+path = "out.jsonl"
+
+[[routes]]
+name = "a"
+filters = ["a/#"]
+connection = "out"
+
+[[routes]]
+name = "b"
+filters = ["b/#"]
+connection = "out"
+"#,
+        broker.port,
+        unique("sup")
+    );
+    let config = mqbridge::config::parse_str(&text, dir.path(), &|_| None).unwrap();
+    let endpoint = mqbridge::mqtt::Endpoint::new(&config.mqtt).unwrap();
+    let mut connections = BTreeMap::new();
+    for (name, c) in &config.connections {
+        connections.insert(name.clone(), c.connect(name).await.unwrap());
+    }
+    let (dead_letter, _) = mqbridge::dead_letter::DeadLetter::build(
+        &config.dead_letter,
+        &endpoint,
+        &config.mqtt.client_id_prefix,
+    )
+    .await
+    .unwrap();
+    let mut supervisor = Supervisor::new(Shared {
+        endpoint,
+        mqtt: config.mqtt.clone(),
+        connections: Arc::new(connections),
+        dead_letter: Arc::new(dead_letter),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+    });
+    for route in &config.routes {
+        supervisor.start(route).unwrap();
+    }
+    let mut publisher = Publisher::connect(broker.port).await;
+    for topic in ["a/probe", "b/probe"] {
+        let probe = unique("probe");
+        let seen = || payloads(dir.path()).keys().any(|p| p.starts_with(&probe));
+        let mut arrived = false;
+        for i in 0..100 {
+            publisher
+                .publish(topic, format!("{probe}-{i}"), Default::default())
+                .await;
+            if eventually(Duration::from_millis(100), seen).await {
+                arrived = true;
+                break;
+            }
+        }
+        assert!(arrived, "route of {topic} not flowing");
+    }
+
+    assert_eq!(
+        supervisor.stop("a", Duration::from_secs(10)).await,
+        Some(true)
+    );
+    assert!(supervisor.route("a").is_none());
+    assert_eq!(supervisor.route("b").unwrap().state(), RouteState::Running);
+    publisher
+        .publish_numbered(0..N, |i| format!("a/{}", i % 3))
+        .await;
+    publisher
+        .publish_numbered(N..2 * N, |i| format!("b/{}", i % 3))
+        .await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    let b_arrived = eventually(Duration::from_secs(30), || {
+        let arrived = payloads(dir.path());
+        (N..2 * N).all(|i| arrived.contains_key(&format!("msg-{i}")))
+    });
+    assert!(b_arrived.await, "route b stopped with route a");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let arrived = payloads(dir.path());
+    assert!(
+        (0..N).all(|i| !arrived.contains_key(&format!("msg-{i}"))),
+        "route a took messages while stopped"
+    );
+    let stats = supervisor.route("b").unwrap().stats();
+    assert!(stats.delivered >= N as u64, "{stats:?}");
+    assert_eq!(stats.in_flight, 0, "{stats:?}");
+
+    let route_a = config.routes.iter().find(|r| r.name == "a").unwrap();
+    supervisor.start(route_a).unwrap();
+    let a_arrived = eventually(Duration::from_secs(30), || {
+        let arrived = payloads(dir.path());
+        (0..N).all(|i| arrived.contains_key(&format!("msg-{i}")))
+    });
+    assert!(
+        a_arrived.await,
+        "what the broker held for route a did not come"
+    );
+    assert!(supervisor.stop_all(Duration::from_secs(10)).await);
+    assert!(payloads(dir.path()).values().all(|&c| c == 1), "duplicates");
+}

@@ -88,6 +88,7 @@ impl Acker for Recorder {
 
 struct Run {
     calls: Calls,
+    dead_path: std::path::PathBuf,
     acks: Arc<Mutex<Vec<(usize, String, bool)>>>,
     stats: Arc<RouteStats>,
     shutdown: CancellationToken,
@@ -105,9 +106,26 @@ impl Run {
         answer: fn(&str, u32) -> Option<Result<(), SinkError>>,
     ) -> Run {
         let dir = tempfile::tempdir().unwrap();
-        let writer = FileWriter::open(&dir.path().join("dead.jsonl"), false)
-            .await
-            .unwrap();
+        Self::start_with_dead_letters(
+            settings,
+            lanes,
+            delay,
+            answer,
+            dir.path().join("dead.jsonl"),
+            dir,
+        )
+        .await
+    }
+
+    async fn start_with_dead_letters(
+        settings: Settings,
+        lanes: usize,
+        delay: fn(&str) -> Duration,
+        answer: fn(&str, u32) -> Option<Result<(), SinkError>>,
+        dead_path: std::path::PathBuf,
+        dir: tempfile::TempDir,
+    ) -> Run {
+        let writer = FileWriter::open(&dead_path, false).await.unwrap();
         let calls = Calls::default();
         let sink = Scripted {
             start: Instant::now(),
@@ -143,6 +161,7 @@ impl Run {
         };
         Run {
             calls,
+            dead_path,
             acks,
             stats,
             shutdown,
@@ -163,6 +182,18 @@ impl Run {
 
     fn acked(&self) -> Vec<(usize, String, bool)> {
         self.acks.lock().unwrap().clone()
+    }
+
+    /// The dead letters written so far: (payload, error_kind).
+    fn dead_letters(&self) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(&self.dead_path).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let payload = v["message"]["payload"].as_str().unwrap().to_owned();
+                (payload, v["error_kind"].as_str().unwrap().to_owned())
+            })
+            .collect()
     }
 
     fn calls(&self) -> Vec<(u64, Vec<String>)> {
@@ -360,4 +391,106 @@ async fn a_graceful_stop_delivers_what_was_received_and_a_hard_stop_gives_up() {
     run.hard_stop.cancel();
     let run = run.stop().await;
     assert_eq!(run.acked(), [(0, "stuck".to_owned(), false)]);
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("refused for good")]
+struct Refused;
+
+fn refuses_bad(payload: &str, _: u32) -> Option<Result<(), SinkError>> {
+    match payload.starts_with("bad") {
+        true => Some(Err(SinkError::new("refused", Retry::Permanent, Refused))),
+        false => Some(Ok(())),
+    }
+}
+
+/// Real time: the dead-letter file is written by a thread of its own, which paused time would
+/// not wait for.
+#[tokio::test]
+async fn refused_messages_are_dead_lettered_in_receive_order_then_acked() {
+    let run = Run::start(ordered(10, 0), 1, no_delay, refuses_bad).await;
+    run.receive(0, "b", "bad-1");
+    run.receive(0, "a", "good");
+    run.receive(0, "a", "bad-2");
+    for _ in 0..200 {
+        if run.acked().len() == 3 {
+            break;
+        }
+        settle(Duration::from_millis(10)).await;
+    }
+    // One batch, topic after topic ("b", then "a"): the sink saw "bad-1" first anyway.
+    assert_eq!(run.calls().len(), 1, "a permanent failure is not retried");
+    let dead = run.dead_letters();
+    assert_eq!(
+        dead,
+        [
+            ("bad-1".to_owned(), "refused".to_owned()),
+            ("bad-2".to_owned(), "refused".to_owned())
+        ]
+    );
+    let acked: Vec<(String, bool)> = run.acked().into_iter().map(|a| (a.1, a.2)).collect();
+    assert_eq!(
+        acked,
+        [
+            ("bad-1".into(), true),
+            ("good".into(), true),
+            ("bad-2".into(), true)
+        ]
+    );
+    assert_eq!(run.stats.snapshot().dead_lettered, 2);
+    run.stop().await;
+}
+
+/// `/dev/full` refuses every write: the dead-letter destination is down. Real time, on this
+/// thread, so that the test can count the failed attempts in the log.
+#[tokio::test]
+async fn a_failing_dead_letter_destination_holds_the_message_unacknowledged() {
+    let log = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let sink = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || LogWriter(sink.clone()))
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().unwrap();
+    let run = Run::start_with_dead_letters(
+        ordered(10, 0),
+        1,
+        no_delay,
+        refuses_bad,
+        "/dev/full".into(),
+        dir,
+    )
+    .await;
+    run.receive(0, "t", "bad");
+    run.receive(0, "u", "fine");
+    // Backoff from 100 ms: 100 + 200 + 400 ms passes three attempts.
+    settle(Duration::from_millis(1_000)).await;
+    let text = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+    let failures = text.matches("dead-letter write failed").count();
+    assert!(failures >= 3, "{failures} failed attempts:\n{text}");
+    let acked: Vec<(String, bool)> = run.acked().into_iter().map(|a| (a.1, a.2)).collect();
+    assert!(
+        acked.is_empty(),
+        "acked while its dead letter failed: {acked:?}"
+    );
+    let stats = run.stats.snapshot();
+    assert_eq!(stats.dead_lettered, 0);
+    assert_eq!(stats.in_flight, 2, "both held: they share a batch");
+    // A stop gives the message up: it stays with the broker, never acknowledged.
+    let run = run.stop().await;
+    let acked: Vec<(String, bool)> = run.acked().into_iter().map(|a| (a.1, a.2)).collect();
+    assert_eq!(acked, [("bad".into(), false), ("fine".into(), true)]);
+}
+
+/// Collects what a test's log subscriber writes.
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

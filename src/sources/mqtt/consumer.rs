@@ -113,6 +113,8 @@ impl Poller {
                     // Reported with the connection error that follows.
                     broker_reason = format!(" after the broker's DISCONNECT ({:?})", d.reason_code);
                 }
+                // A PUBREC goes out only if a broker sent QoS 2 on these QoS 1 subscriptions,
+                // against the spec; it is an ack all the same.
                 Ok(Event::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_))) => {
                     let mut acks = self.shared.acks();
                     acks.queued = acks.queued.saturating_sub(1);
