@@ -36,15 +36,7 @@ max_wait = "20ms"
 }
 
 fn payloads(dir: &Path) -> HashMap<String, usize> {
-    let text = std::fs::read_to_string(dir.join("out.jsonl")).unwrap_or_default();
-    let mut counts = HashMap::new();
-    for line in text.lines() {
-        let record: serde_json::Value = serde_json::from_str(line).unwrap();
-        *counts
-            .entry(record["payload"].as_str().unwrap().to_owned())
-            .or_insert(0) += 1;
-    }
-    counts
+    common::file_payloads(&dir.join("out.jsonl"))
 }
 
 /// Starts `run` on its own task; completing the returned sender stops it.
@@ -61,12 +53,13 @@ fn start(
     (stop, task)
 }
 
-/// Publishes probes until one reaches the file: the route's consumers are subscribed.
-async fn wait_flowing(publisher: &mut Publisher, dir: &Path) {
+/// Publishes probes to `topic` until one reaches the file: the route's consumers are
+/// subscribed.
+async fn wait_flowing(publisher: &mut Publisher, dir: &Path, topic: &str) {
     let probe = unique("probe");
     for i in 0..100 {
         publisher
-            .publish("cars/probe", format!("{probe}-{i}"), Default::default())
+            .publish(topic, format!("{probe}-{i}"), Default::default())
             .await;
         let arrived = eventually(Duration::from_millis(100), || {
             payloads(dir).keys().any(|p| p.starts_with(&probe))
@@ -75,7 +68,7 @@ async fn wait_flowing(publisher: &mut Publisher, dir: &Path) {
             return;
         }
     }
-    panic!("the bridge delivered no probe");
+    panic!("the bridge delivered no probe on {topic}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +79,7 @@ async fn run_delivers_stops_on_its_future_and_acknowledges_what_it_delivered() {
     let prefix = unique("inproc");
     let (stop, task) = start(config(broker.port, dir.path(), &prefix));
     let mut publisher = Publisher::connect(broker.port).await;
-    wait_flowing(&mut publisher, dir.path()).await;
+    wait_flowing(&mut publisher, dir.path(), "cars/probe").await;
     publisher
         .publish_numbered(0..N, |i| format!("cars/{}", i % 7))
         .await;
@@ -105,7 +98,7 @@ async fn run_delivers_stops_on_its_future_and_acknowledges_what_it_delivered() {
     // The same sessions again: a graceful stop acknowledged everything, so nothing comes back.
     let before = payloads(dir.path());
     let (stop, task) = start(config(broker.port, dir.path(), &prefix));
-    wait_flowing(&mut publisher, dir.path()).await;
+    wait_flowing(&mut publisher, dir.path(), "cars/probe").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = payloads(dir.path());
     let again: Vec<_> = (0..N)
@@ -204,19 +197,7 @@ connection = "out"
     }
     let mut publisher = Publisher::connect(broker.port).await;
     for topic in ["a/probe", "b/probe"] {
-        let probe = unique("probe");
-        let seen = || payloads(dir.path()).keys().any(|p| p.starts_with(&probe));
-        let mut arrived = false;
-        for i in 0..100 {
-            publisher
-                .publish(topic, format!("{probe}-{i}"), Default::default())
-                .await;
-            if eventually(Duration::from_millis(100), seen).await {
-                arrived = true;
-                break;
-            }
-        }
-        assert!(arrived, "route of {topic} not flowing");
+        wait_flowing(&mut publisher, dir.path(), topic).await;
     }
 
     assert_eq!(

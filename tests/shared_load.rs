@@ -37,15 +37,7 @@ listen = "127.0.0.1:{admin}"
 }
 
 fn payload_counts(bridge: &Bridge) -> HashMap<String, usize> {
-    let text = std::fs::read_to_string(bridge.dir.join("out.jsonl")).unwrap_or_default();
-    let mut counts = HashMap::new();
-    for line in text.lines() {
-        let record: serde_json::Value = serde_json::from_str(line).unwrap();
-        *counts
-            .entry(record["payload"].as_str().unwrap().to_owned())
-            .or_insert(0) += 1;
-    }
-    counts
+    common::file_payloads(&bridge.dir.join("out.jsonl"))
 }
 
 async fn publish_both_filters(port: u16, n: usize) {

@@ -41,6 +41,19 @@ pub fn wait_port(port: u16, limit: Duration) {
     }
 }
 
+/// How many times each payload appears in a `file` sink's JSON lines at `path`.
+pub fn file_payloads(path: &Path) -> std::collections::HashMap<String, usize> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut counts = std::collections::HashMap::new();
+    for line in text.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        *counts
+            .entry(record["payload"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
 /// Polls `check` every 50 ms until it is true or `limit` passes; returns whether it became true.
 pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
