@@ -51,8 +51,4 @@ impl Check<'_> {
     pub fn field(&mut self, field: &str, msg: impl Into<String>) {
         self.problem(Some(field), msg);
     }
-
-    pub fn section(&self) -> &str {
-        self.section
-    }
 }

@@ -44,9 +44,17 @@ pub fn parse_str(
         reader: SectionReader::new(text, env),
     };
     let config = loader.sections(root.into_inner());
+    let mut problems = loader.reader.problems;
     match config {
-        Some(config) if loader.reader.problems.is_empty() => Ok(config),
-        _ => Err(loader.reader.problems),
+        Some(config) if problems.is_empty() => Ok(config),
+        None if problems.is_empty() => {
+            // Every part that failed reports why; reaching this is a bug of the loader's.
+            let msg = "the configuration could not be assembled, though no problem was found \
+                       (please report this)";
+            problems.push(Problem::new("file", None, msg));
+            Err(problems)
+        }
+        _ => Err(problems),
     }
 }
 
@@ -108,7 +116,35 @@ impl<'a> Loader<'a, '_> {
             shutdown_timeout: top?.shutdown_timeout,
         };
         resolve_paths(&mut config, self.base);
+        self.check_shared_files(&config);
         Some(config)
+    }
+
+    /// Two writers on one file would each cut the other's lines back after a failed write:
+    /// every file the bridge writes has one owner.
+    fn check_shared_files(&mut self, config: &Config) {
+        let mut owners: Vec<(PathBuf, String)> = Vec::new();
+        let dead_letter = config.dead_letter.path.iter().map(|p| {
+            let label = "[dead_letter]".to_owned();
+            (p.clone(), label)
+        });
+        let connections = config.connections.iter().flat_map(|(name, c)| {
+            let label = format!("connection \"{name}\"");
+            c.files().into_iter().map(move |p| (p, label.clone()))
+        });
+        for (path, label) in connections.chain(dead_letter) {
+            if let Some((_, first)) = owners.iter().find(|(p, _)| *p == path) {
+                let msg = format!(
+                    "{} is written by {first} too; give each its own file",
+                    path.display()
+                );
+                let line = self.reader.sources.line(&label, Some("path"));
+                let problem = Problem::new(&label, Some("path"), msg).at(line);
+                self.reader.problems.push(problem);
+            } else {
+                owners.push((path, label));
+            }
+        }
     }
 
     fn connections(&mut self, value: Value<'a>, parts: &mut Parts) {
@@ -190,7 +226,7 @@ impl<'a> Loader<'a, '_> {
         let connection = table
             .get(&Spanned::new(0..0, "connection".into()))
             .and_then(|c| c.get_ref().as_str())
-            .map(str::to_owned);
+            .and_then(|c| self.reader.expanded(c));
         let common_keys = struct_fields::<RouteConfig<()>>();
         let (mut common, mut own) = (DeTable::new(), DeTable::new());
         for (key, value) in table {

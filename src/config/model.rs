@@ -129,8 +129,9 @@ pub struct RouteConfig<S = RouteSinkConfig> {
     #[serde(default, with = "humantime_serde")]
     pub max_wait: Duration,
     /// Keep each MQTT topic's order: at most one batch holding a topic's messages is in
-    /// delivery at a time, and a failed message is retried before anything later of its topic
-    /// is sent. Default: the connection kind's (true for Kafka and files).
+    /// delivery at a time, so a failed message is retried before any later batch of its topic
+    /// goes out (within one batch, the sink keeps the order it keeps). Default: the connection
+    /// kind's (true for Kafka and files).
     pub ordered: Option<bool>,
     /// Batches in delivery at once, across topics (1 to 64). Default 4.
     #[serde(default = "default_concurrency")]
@@ -206,10 +207,41 @@ fn socket_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>,
     })
 }
 
-/// A string that never shows in logs, errors or `Debug` output.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+/// A string that never shows in logs, errors or `Debug` output; a value of another type is
+/// refused without repeating it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_owned()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Secret, E> {
+                Err(not_text())
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Secret, E> {
+                Err(not_text())
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
+                Err(not_text())
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
+                Err(not_text())
+            }
+        }
+        fn not_text<E: serde::de::Error>() -> E {
+            E::custom("expected a string in quotes (the value is not shown: it may be a secret)")
+        }
+        d.deserialize_string(Text)
+    }
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {

@@ -55,6 +55,12 @@ impl<'a, 'e> SectionReader<'a, 'e> {
         }
     }
 
+    /// `text` with its `${VAR}` references expanded; `None` where one cannot be (reading the
+    /// section reports why).
+    pub fn expanded(&self, text: &str) -> Option<String> {
+        expand(text, self.env).ok()
+    }
+
     /// Records a problem at a byte offset of the file.
     pub fn problem(
         &mut self,

@@ -194,3 +194,39 @@ fn librdkafka_errors_do_not_show_values() {
     assert!(p[0].message.contains("sasl.pasword"), "{}", p[0].message);
     assert!(!p[0].message.contains("kafka-pw"), "{}", p[0].message);
 }
+
+#[test]
+fn a_route_may_name_its_connection_through_the_environment() {
+    let text = BASE.replace("connection = \"events\"", "connection = \"${CONN}\"");
+    let env = |name: &str| match name {
+        "CONN" => Some("events".to_owned()),
+        _ => env(name),
+    };
+    let c = parse_str(&text, Path::new("/etc/mqbridge"), &env).expect("valid");
+    assert_eq!(c.routes[0].connection, "events");
+    assert_eq!(c.routes[0].sink.kind(), "kafka");
+}
+
+#[test]
+fn two_writers_on_one_file_are_refused() {
+    let text = BASE.replace("path = \"out.jsonl\"", "path = \"dead.jsonl\"")
+        + "\n[dead_letter]\npath = \"/etc/mqbridge/dead.jsonl\"\n";
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_eq!(p[0].section, "[dead_letter]");
+    assert_eq!(p[0].field.as_deref(), Some("path"));
+    assert!(
+        p[0].message.contains("connection \"debug\""),
+        "{}",
+        p[0].message
+    );
+}
+
+#[test]
+fn a_secret_of_the_wrong_type_is_refused_without_showing_it() {
+    let text = BASE.replace("password = \"${PASS}\"", "password = 918273645");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_eq!(p[0].field.as_deref(), Some("password"));
+    assert!(!p[0].message.contains("918273645"), "{}", p[0].message);
+}

@@ -55,11 +55,14 @@ pub struct Batch {
 struct KeyQueue {
     items: VecDeque<Item>,
     busy: bool,
+    /// A batch of this key gave messages up (the route is stopping): nothing later of the key
+    /// may go out, or it would overtake them when the broker redelivers them.
+    abandoned: bool,
 }
 
 impl KeyQueue {
     fn idle(&self) -> bool {
-        self.items.is_empty() && !self.busy
+        self.items.is_empty() && !self.busy && !self.abandoned
     }
 }
 
@@ -100,6 +103,8 @@ pub struct Batcher {
     held: usize,
     /// Messages taken in so far.
     arrivals: u64,
+    /// Messages of abandoned keys, to be given up.
+    given_up: Vec<Item>,
     /// When the eligible messages are due, even if too few to fill a batch.
     deadline: Option<Instant>,
 }
@@ -115,12 +120,13 @@ impl Batcher {
             eligible: 0,
             held: 0,
             arrivals: 0,
+            given_up: Vec::new(),
             deadline: None,
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.held == 0
+        self.held == 0 && self.given_up.is_empty()
     }
 
     /// When a partial batch becomes due (`None` when nothing may go out).
@@ -142,6 +148,11 @@ impl Batcher {
             msg,
             arrival: self.arrivals,
         };
+        if self.settings.ordered && self.keys.get(&key).is_some_and(|q| q.abandoned) {
+            self.held -= 1;
+            self.given_up.push(held);
+            return;
+        }
         let queue = match self.keys.entry(key) {
             Entry::Occupied(kept) => {
                 let queue = kept.into_mut();
@@ -219,6 +230,25 @@ impl Batcher {
             self.deadline
                 .get_or_insert_with(|| now + self.settings.max_wait);
         }
+    }
+
+    /// A batch of `keys` gave messages up: the route is stopping, and what it holds of these
+    /// keys, now or later, is given up too (`take_given_up`), never sent after them.
+    pub fn abandon(&mut self, keys: Vec<Key>) {
+        for key in keys {
+            let Some(queue) = self.keys.get_mut(&key) else {
+                continue;
+            };
+            queue.busy = false;
+            queue.abandoned = true;
+            self.held -= queue.items.len();
+            self.given_up.extend(queue.items.drain(..));
+        }
+    }
+
+    /// The messages given up since the last call.
+    pub fn take_given_up(&mut self) -> Vec<Item> {
+        std::mem::take(&mut self.given_up)
     }
 
     /// `key` has nothing held and nothing out: keep its queue for the topic's next message, or
@@ -340,6 +370,24 @@ mod tests {
         let third = b.next_batch(now, false, 0).unwrap();
         assert_eq!(seqs(&third), [2, 4], "the key's order holds");
         b.finish(third.keys, now);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn an_abandoned_key_gives_up_what_it_holds_and_what_comes_later() {
+        let mut b = Batcher::new(settings(1, 0, true));
+        let now = Instant::now();
+        push(&mut b, 0, "a", now);
+        push(&mut b, 1, "a", now);
+        push(&mut b, 2, "b", now);
+        let first = b.next_batch(now, true, 0).unwrap();
+        assert_eq!(seqs(&first), [0]);
+        b.abandon(first.keys);
+        push(&mut b, 3, "a", now);
+        let given_up: Vec<u64> = b.take_given_up().iter().map(|i| i.seq).collect();
+        assert_eq!(given_up, [1, 3]);
+        assert_eq!(seqs(&b.next_batch(now, true, 0).unwrap()), [2]);
+        assert!(b.next_batch(now, true, 0).is_none());
         assert!(b.is_empty());
     }
 

@@ -64,8 +64,10 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
     while !pending.is_empty() {
         let msgs: Vec<&Message> = pending.iter().map(|&i| &items[i].msg).collect();
         let results = tokio::select! {
-            results = ctx.sink.send(&msgs) => checked(&ctx.route, results, msgs.len()),
+            biased;
+            // Past the stop's time limit nothing new goes out.
             _ = ctx.hard_stop.cancelled() => break,
+            results = ctx.sink.send(&msgs) => checked(&ctx.route, results, msgs.len()),
         };
         let (mut retry, mut permanent, mut first_error) = (Vec::new(), Vec::new(), None);
         let mut delivered = Vec::new();
@@ -155,7 +157,12 @@ async fn dead_letter(ctx: &Context, items: &[Item], failed: &[(usize, SinkError)
         .collect();
     let mut backoff = FIRST_BACKOFF;
     loop {
-        match ctx.dead_letter.send(&ctx.route, &entries).await {
+        let sent = tokio::select! {
+            biased;
+            _ = ctx.hard_stop.cancelled() => return false,
+            sent = ctx.dead_letter.send(&ctx.route, &entries) => sent,
+        };
+        match sent {
             Ok(()) => {
                 events::DeadLettered {
                     route: &ctx.route,

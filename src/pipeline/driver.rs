@@ -68,19 +68,24 @@ impl<A: Acker> Pipeline<A> {
                     open = false;
                     self.intake.close();
                     // What the sources handed over before the stop is delivered too.
+                    let now = Instant::now();
                     while let Ok(d) = self.intake.try_recv() {
                         self.take(d, &mut state, now);
                     }
                     self.report_received(&mut state);
+                    self.give_up(&mut state).await;
                 }
                 next = self.intake.recv(), if open => match next {
                     Some(d) => {
+                        // Now, not the loop's start: the wait for this message may have been long.
+                        let now = Instant::now();
                         self.take(d, &mut state, now);
                         for _ in 1..INTAKE_BURST {
                             let Ok(d) = self.intake.try_recv() else { break };
                             self.take(d, &mut state, now);
                         }
                         self.report_received(&mut state);
+                        self.give_up(&mut state).await;
                     }
                     None => open = false,
                 },
@@ -125,11 +130,36 @@ impl<A: Acker> Pipeline<A> {
         }
     }
 
-    /// A batch is done: free its keys, then acknowledge what each lane can release.
+    /// A batch is done: free its keys (or, if it gave messages up, abandon them), then
+    /// acknowledge what each lane can release.
     async fn finish(&self, done: Done, state: &mut State<A::Token>) {
-        state.batcher.finish(done.keys, Instant::now());
+        match done.outcomes.iter().all(|o| o.2) {
+            true => state.batcher.finish(done.keys, Instant::now()),
+            false => state.batcher.abandon(done.keys),
+        }
+        let given_up = state.batcher.take_given_up();
+        let outcomes = done.outcomes.into_iter();
+        let outcomes = outcomes.chain(given_up.iter().map(|i| (i.lane, i.seq, false)));
+        self.complete(outcomes, state).await;
+    }
+
+    /// Gives up what the batcher set aside for abandoned keys.
+    async fn give_up(&self, state: &mut State<A::Token>) {
+        let given_up = state.batcher.take_given_up();
+        if !given_up.is_empty() {
+            let outcomes = given_up.iter().map(|i| (i.lane, i.seq, false));
+            self.complete(outcomes, state).await;
+        }
+    }
+
+    /// Records outcomes and acknowledges what each lane can release.
+    async fn complete(
+        &self,
+        outcomes: impl Iterator<Item = (usize, u64, bool)>,
+        state: &mut State<A::Token>,
+    ) {
         let mut touched = Vec::new();
-        for (lane, seq, ok) in done.outcomes {
+        for (lane, seq, ok) in outcomes {
             state.lanes[lane].complete(seq, ok);
             if !touched.contains(&lane) {
                 touched.push(lane);

@@ -283,6 +283,52 @@ async fn a_failed_message_is_retried_before_anything_later_of_its_topic() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_stop_during_a_retry_gives_up_the_rest_of_the_topic_too() {
+    fn a1_fails(payload: &str, _: u32) -> Option<Result<(), SinkError>> {
+        match payload {
+            "a1" => fail(),
+            _ => Some(Ok(())),
+        }
+    }
+    let run = Run::start(ordered(1, 0), 1, no_delay, a1_fails).await;
+    run.receive(0, "a", "a1");
+    run.receive(0, "a", "a2");
+    run.receive(0, "b", "b1");
+    settle(Duration::from_millis(150)).await;
+    let run = run.stop().await;
+    let sent: Vec<Vec<String>> = run.calls().into_iter().map(|c| c.1).collect();
+    assert!(
+        sent.iter().all(|c| c != &["a2"]),
+        "a2 went out while a1 waited for its retry: {sent:?}"
+    );
+    // a1 and a2 stay with the broker, which redelivers them in their order; b1 is done.
+    let acked: Vec<(String, bool)> = run.acked().into_iter().map(|a| (a.1, a.2)).collect();
+    assert_eq!(
+        acked,
+        [
+            ("a1".into(), false),
+            ("a2".into(), false),
+            ("b1".into(), true)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_after_an_idle_spell_waits_max_wait_for_company() {
+    let run = Run::start(ordered(10, 100), 1, no_delay, all_ok).await;
+    settle(Duration::from_secs(5)).await;
+    run.receive(0, "t", "a");
+    settle(Duration::from_millis(10)).await;
+    run.receive(0, "u", "b");
+    settle(Duration::from_millis(200)).await;
+    let calls = run.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].1, ["a", "b"]);
+    assert_eq!(calls[0].0, 5_100);
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_partial_batch_waits_max_wait_and_a_full_one_goes_at_once() {
     let run = Run::start(ordered(3, 50), 1, no_delay, all_ok).await;
     for (i, topic) in ["x", "y", "x"].iter().enumerate() {

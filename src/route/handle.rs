@@ -19,6 +19,8 @@ pub enum RouteState {
 
 pub struct RouteHandle {
     pub(super) name: String,
+    /// The supervisor's number for this start of the route.
+    pub(super) start: u64,
     pub(super) state: Arc<Mutex<RouteState>>,
     pub(super) stats: Arc<RouteStats>,
     pub(super) shutdown: CancellationToken,
@@ -42,7 +44,11 @@ impl RouteHandle {
 
     /// Asks the route to stop: take nothing new, finish and acknowledge what it holds.
     pub(super) fn begin_stop(&self) {
-        set(&self.state, RouteState::Stopping);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if *state == RouteState::Running {
+            *state = RouteState::Stopping;
+        }
+        drop(state);
         self.shutdown.cancel();
     }
 

@@ -41,12 +41,15 @@ pub enum StartError {
     Running(String),
 }
 
-/// How a route task ended.
-type Ended = (String, Result<(), String>);
+/// How a route task ended: its name, its start's number and the outcome.
+type Ended = (String, u64, Result<(), String>);
 
 pub struct Supervisor {
     shared: Shared,
     routes: BTreeMap<String, RouteHandle>,
+    /// Numbers each start, so that the end of an earlier run of a route is not taken for the
+    /// end of the current one.
+    starts: u64,
     ended_tx: mpsc::UnboundedSender<Ended>,
     ended_rx: mpsc::UnboundedReceiver<Ended>,
 }
@@ -57,6 +60,7 @@ impl Supervisor {
         Supervisor {
             shared,
             routes: BTreeMap::new(),
+            starts: 0,
             ended_tx,
             ended_rx,
         }
@@ -99,15 +103,18 @@ impl Supervisor {
         });
         let state = Arc::new(Mutex::new(RouteState::Running));
         let work = self.route_task(route, ctx);
+        self.starts += 1;
         let (name, ended, done) = (route.name.clone(), self.ended_tx.clone(), state.clone());
+        let start = self.starts;
         let task = tokio::spawn(async move {
             let result = std::panic::AssertUnwindSafe(work).catch_unwind().await;
             set(&done, RouteState::Stopped);
             let result = result.map_err(|panic| panic_text(&*panic));
-            let _ = ended.send((name, result));
+            let _ = ended.send((name, start, result));
         });
         let handle = RouteHandle {
             name: route.name.clone(),
+            start,
             state,
             stats,
             shutdown,
@@ -161,9 +168,9 @@ impl Supervisor {
         async move {
             pipeline.run().await;
             // The pipeline asked each consumer to DISCONNECT after its last ack; each poll task
-            // ends once that is sent.
+            // ends once that is sent. (If this future is dropped first, the tasks are stopped.)
             for poll in polls {
-                let _ = poll.await;
+                poll.join().await;
             }
         }
     }
@@ -217,13 +224,13 @@ impl Supervisor {
     /// Waits until a route ends without being asked to stop, and says which and why.
     pub async fn unexpected_end(&mut self) -> String {
         loop {
-            let Some((name, result)) = self.ended_rx.recv().await else {
+            let Some((name, start, result)) = self.ended_rx.recv().await else {
                 return std::future::pending().await;
             };
             let asked = self
                 .routes
                 .get(&name)
-                .is_none_or(|h| h.shutdown.is_cancelled());
+                .is_none_or(|h| h.start != start || h.shutdown.is_cancelled());
             if !asked {
                 return match result {
                     Ok(()) => format!("route \"{name}\" ended on its own"),

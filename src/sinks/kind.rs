@@ -7,7 +7,7 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,13 +29,20 @@ pub trait SinkKind: 'static {
     const ORDERED_BY_DEFAULT: bool;
     /// `[connections.NAME]`, without `type`.
     type ConnectionConfig: DeserializeOwned + fmt::Debug + Send + Sync + 'static;
-    /// The keys a route takes for this kind, beside the keys every route takes.
+    /// The keys a route takes for this kind, beside the keys every route takes: a plain struct
+    /// deriving `Deserialize`, whose field names are read as the kind's route keys (so no
+    /// `flatten` and no hand-written `Deserialize`).
     type RouteConfig: DeserializeOwned + fmt::Debug + Send + Sync + 'static;
     /// The running client, shared by the routes of one connection.
     type Connection: Send + Sync + 'static;
 
     /// Makes relative paths in the settings relative to the config file's folder.
     fn resolve_paths(_config: &mut Self::ConnectionConfig, _base: &Path) {}
+    /// Local files the connection writes, which nothing else may write (after
+    /// `resolve_paths`).
+    fn files(_config: &Self::ConnectionConfig) -> Vec<PathBuf> {
+        Vec::new()
+    }
     fn check_connection(config: &Self::ConnectionConfig, check: &mut Check<'_>);
     fn check_route(config: &Self::RouteConfig, check: &mut Check<'_>);
     fn connect(
@@ -142,6 +149,7 @@ pub struct ConnectionConfig(Arc<dyn AnyConnectionConfig>);
 trait AnyConnectionConfig: fmt::Debug + Send + Sync {
     fn kind(&self) -> &'static str;
     fn settings(&self) -> &dyn Any;
+    fn files(&self) -> Vec<PathBuf>;
     fn check(&self, check: &mut Check<'_>);
     fn connect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Connection, BoxError>>;
 }
@@ -152,6 +160,9 @@ impl<K: SinkKind> AnyConnectionConfig for Typed<K, K::ConnectionConfig> {
     }
     fn settings(&self) -> &dyn Any {
         &self.0
+    }
+    fn files(&self) -> Vec<PathBuf> {
+        K::files(&self.0)
     }
     fn check(&self, check: &mut Check<'_>) {
         K::check_connection(&self.0, check)
@@ -175,6 +186,10 @@ impl ConnectionConfig {
     /// The kind's own settings type, when `T` is it.
     pub fn settings<T: 'static>(&self) -> Option<&T> {
         self.0.settings().downcast_ref()
+    }
+    /// Local files the connection writes.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.0.files()
     }
     /// Builds the running client (connects lazily where the client library does).
     pub async fn connect(&self, name: &str) -> Result<Connection, BoxError> {

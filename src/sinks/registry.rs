@@ -13,3 +13,16 @@ pub static KINDS: &[&dyn Kind] = &[
 pub fn kind(name: &str) -> Option<&'static dyn Kind> {
     KINDS.iter().copied().find(|k| k.name() == name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_knows_the_route_keys_it_takes() {
+        let keys = |name| kind(name).map(|k| k.route_keys());
+        assert_eq!(keys("kafka"), Some(&["topic", "key"][..]));
+        assert_eq!(keys("file"), Some(&[][..]));
+        assert!(kind("s3").is_none());
+    }
+}

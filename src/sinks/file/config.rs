@@ -45,6 +45,13 @@ impl SinkKind for File {
         }
     }
 
+    fn files(config: &FileConnectionConfig) -> Vec<PathBuf> {
+        match config.path.as_os_str() == "-" {
+            true => Vec::new(),
+            false => vec![config.path.clone()],
+        }
+    }
+
     fn check_connection(config: &FileConnectionConfig, check: &mut Check<'_>) {
         if config.path.as_os_str().is_empty() {
             check.field("path", "empty (use \"-\" for standard output)");

@@ -1,5 +1,5 @@
 //! Appends JSON lines. Writes are group-committed: callers queue their buffers, and the file's
-//! own writer thread writes everything queued at once (one `write_all`, one fsync when
+//! own writer thread writes everything queued at once (one `writev`, one fsync when
 //! configured), then tells each caller; what arrives meanwhile is the next group. Many routes
 //! writing to one file thus cost one wake-up per group, not per batch, the runtime's threads
 //! never block on the disk, and the order of the queue is the order in the file. A write that fails part-way (a full disk) is cut back to the
@@ -7,8 +7,8 @@
 //! line behind; where even the cut fails, every later write tries it again first and fails
 //! until it works. The job owns the queued data, so a caller that stops waiting (a hard stop)
 //! does not cut its lines short. A process exit during a write can: opening the file cuts off a
-//! last line without its newline (its messages were never acknowledged; the broker redelivers
-//! them).
+//! last line of the bridge's without its newline (its messages were never acknowledged; the
+//! broker redelivers them).
 
 use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
@@ -169,20 +169,47 @@ fn write_all_vectored(w: &mut impl Write, bufs: &[&[u8]]) -> std::io::Result<()>
 
 impl AppendFile {
     fn open(path: &Path) -> std::io::Result<Self> {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)?;
+        let options = || {
+            let mut o = std::fs::OpenOptions::new();
+            o.create(true).append(true);
+            o
+        };
+        let mut file = match options().read(true).open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                // Writable but not readable: appended to as it is, unchecked.
+                let file = options().open(path)?;
+                let len = file.metadata()?.len();
+                return Ok(AppendFile {
+                    file,
+                    len,
+                    dirty: false,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let size = file.metadata()?.len();
-        let len = last_line_end(&mut file, size)?;
-        if len < size {
-            file.set_len(len)?;
-            tracing::warn!(
-                path = %path.display(),
-                bytes = size - len,
-                "cut off an unfinished last line (a write interrupted by a crash)"
-            );
+        let end = last_line_end(&mut file, size)?;
+        let mut len = size;
+        if end < size {
+            if byte_at(&mut file, end)? == b'{' {
+                // One of the bridge's lines (each is a JSON object), cut short by a crash: its
+                // messages were never acknowledged, the broker redelivers them.
+                file.set_len(end)?;
+                len = end;
+                tracing::warn!(
+                    path = %path.display(),
+                    bytes = size - end,
+                    "cut off an unfinished last line (a write interrupted by a crash)"
+                );
+            } else {
+                file.write_all(b"\n")?;
+                len += 1;
+                tracing::warn!(
+                    path = %path.display(),
+                    "the file ended without a newline; added one before the bridge's lines"
+                );
+            }
         }
         Ok(AppendFile {
             file,
@@ -211,6 +238,14 @@ impl AppendFile {
             }
         }
     }
+}
+
+fn byte_at(file: &mut std::fs::File, at: u64) -> std::io::Result<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut byte = [0];
+    file.seek(SeekFrom::Start(at))?;
+    file.read_exact(&mut byte)?;
+    Ok(byte[0])
 }
 
 /// The length of `file` up to and including its last newline.
@@ -245,9 +280,16 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "{\"a\":1}\n{\"b\":2}\n{\"d\":4}\n");
 
-        std::fs::write(&path, "no newline at all").unwrap();
+        std::fs::write(&path, "{\"cut\":").unwrap();
         FileWriter::open(&path, false).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+
+        // Not a line of the bridge's: kept, and the bridge's lines start on a line of their own.
+        std::fs::write(&path, "written by someone else").unwrap();
+        let writer = FileWriter::open(&path, false).await.unwrap();
+        writer.write(b"{\"e\":5}\n".to_vec()).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "written by someone else\n{\"e\":5}\n");
     }
 
     /// Takes at most 7 bytes per call, as a kernel may.

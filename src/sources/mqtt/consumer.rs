@@ -50,12 +50,33 @@ pub struct ConsumerSpec {
 /// poll task must never wait on it; the in-flight window bounds what is in it.
 pub type Deliveries = mpsc::UnboundedSender<Delivery<AckToken>>;
 
+/// A running consumer's poll task. Dropped before the task ended (its route was aborted or
+/// panicked), it stops the task, dropping the connection without a DISCONNECT: the broker
+/// keeps the session and redelivers what was not acknowledged once the route is back. A poll
+/// task left running would keep the consumer in the group, reading messages nobody takes.
+pub struct PollTask {
+    task: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
+}
+
+impl PollTask {
+    /// Waits for the task to end (after the acker's `close`).
+    pub async fn join(mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for PollTask {
+    fn drop(&mut self) {
+        if !self.task.is_finished() {
+            self.shared.closing.store(true, Ordering::Release);
+            self.task.abort();
+        }
+    }
+}
+
 /// Starts a consumer that hands its messages to `tx`: returns its acker and the poll task.
-pub fn start(
-    endpoint: &Endpoint,
-    spec: ConsumerSpec,
-    tx: Deliveries,
-) -> (Acker, tokio::task::JoinHandle<()>) {
+pub fn start(endpoint: &Endpoint, spec: ConsumerSpec, tx: Deliveries) -> (Acker, PollTask) {
     let options = endpoint.consumer_options(&spec.client_id);
     // Room for every ack the in-flight window can produce, plus control packets.
     let (client, eventloop) = AsyncClient::new(options, 2 * spec.receive_maximum + 64);
@@ -69,12 +90,12 @@ pub fn start(
         keep_alive: endpoint.keep_alive(),
         spec,
         client,
-        shared,
+        shared: shared.clone(),
         tx,
         address: endpoint.address(),
     };
     let task = tokio::spawn(poller.run(eventloop));
-    (acker, task)
+    (acker, PollTask { task, shared })
 }
 
 struct Poller {

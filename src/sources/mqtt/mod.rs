@@ -7,4 +7,4 @@ mod consumer;
 mod convert;
 
 pub use acker::{AckToken, Acker};
-pub use consumer::{start, ConsumerSpec};
+pub use consumer::{start, ConsumerSpec, PollTask};
