@@ -69,6 +69,9 @@ pub enum RunError {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     admin::metrics();
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let endpoint = Endpoint::new(&config.mqtt)?;
     let connections = Arc::new(connect(&config).await?);
     tokio::spawn(health_checks(connections.clone()));

@@ -51,6 +51,9 @@ fn main() -> ExitCode {
                     c.connections.len(),
                     c.routes.len()
                 );
+                for warning in c.warnings() {
+                    println!("  {}: warning: {warning}", config.display());
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

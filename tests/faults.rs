@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::kafka::{create_topic, read_all};
+use common::kafka::{all_arrived, create_topic, read_all};
 use common::mqtt::Publisher;
 use common::{free_port, mosquitto, unique, Bridge, KafkaUnderTest};
 
@@ -66,51 +66,6 @@ listen = "127.0.0.1:{admin_port}"
             .map(|d| format!("\"debug\" = \"{d}\""))
             .unwrap_or_default()
     )
-}
-
-/// The message number of a record: its payload up to an optional `|` padding.
-fn number(record: &rdkafka::message::OwnedMessage) -> String {
-    common::kafka::text(record)
-        .split('|')
-        .next()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// Reads the topic until every `msg-{i}` for i < n is there (or two minutes pass), asserts none
-/// is missing and returns how many extra copies arrived.
-fn check_all_arrived(bootstrap: &str, topic: &str, n: usize, log: impl Fn() -> String) -> usize {
-    let mut seen = HashSet::new();
-    let records = read_all(
-        bootstrap,
-        topic,
-        PARTITIONS,
-        Duration::from_secs(120),
-        |r| {
-            if r.len() >= n {
-                seen = r.iter().map(number).collect();
-            }
-            seen.len() >= n
-        },
-    );
-    let seen: HashSet<String> = records.iter().map(number).collect();
-    let missing: Vec<usize> = (0..n)
-        .filter(|i| !seen.contains(&format!("msg-{i}")))
-        .collect();
-    let duplicates = records.len() - seen.len();
-    eprintln!(
-        "{n} published, {} records in Kafka, {duplicates} duplicates, {} missing",
-        records.len(),
-        missing.len()
-    );
-    assert!(
-        missing.is_empty(),
-        "{} messages lost, first {:?}; bridge log:\n{}",
-        missing.len(),
-        &missing[..missing.len().min(10)],
-        log()
-    );
-    duplicates
 }
 
 /// An outage shorter than the delivery timeout: librdkafka holds and resends the records itself
@@ -195,7 +150,9 @@ async fn outage(extra_kafka: &str) -> Outage {
     publisher.publish_numbered(7_000..N, topic_of).await;
     publisher.wait_acked(Duration::from_secs(30)).await;
 
-    let duplicates = check_all_arrived(&kafka.bootstrap(), &topic, N, || bridge.log_text());
+    let duplicates = all_arrived(&kafka.bootstrap(), &topic, PARTITIONS, N, || {
+        bridge.log_text()
+    });
     const RETRIES: &str = "mqbridge_delivery_retries_total";
     let o = Outage {
         delivered_during,
@@ -253,7 +210,9 @@ async fn bridge_kill_loses_nothing() {
     publisher.publish_numbered(6_000..N, topic_of).await;
     publisher.wait_acked(Duration::from_secs(30)).await;
 
-    let duplicates = check_all_arrived(&kafka.bootstrap(), &topic, N, || bridge.log_text());
+    let duplicates = all_arrived(&kafka.bootstrap(), &topic, PARTITIONS, N, || {
+        bridge.log_text()
+    });
     // Only what the killed bridge had received and not acknowledged comes twice.
     assert!(
         duplicates <= 3_000,
@@ -321,7 +280,9 @@ async fn backpressure_keeps_memory_bounded_and_loses_nothing() {
     );
 
     kafka.proxy.restore();
-    let duplicates = check_all_arrived(&kafka.bootstrap(), &topic, N, || bridge.log_text());
+    let duplicates = all_arrived(&kafka.bootstrap(), &topic, PARTITIONS, N, || {
+        bridge.log_text()
+    });
     assert_eq!(duplicates, 0, "nothing reached Kafka before the restore");
 }
 
@@ -367,7 +328,9 @@ async fn shutdown_with_kafka_down_exits_in_time_and_loses_nothing() {
     let before = bridge.subscribed_count();
     bridge.spawn();
     bridge.wait_subscribed(before, 2);
-    let duplicates = check_all_arrived(&kafka.bootstrap(), &topic, N, || bridge.log_text());
+    let duplicates = all_arrived(&kafka.bootstrap(), &topic, PARTITIONS, N, || {
+        bridge.log_text()
+    });
     assert_eq!(duplicates, 0, "the stopped bridge delivered nothing");
 }
 

@@ -67,8 +67,14 @@ pub struct MqttConfig {
     /// MQTT keep-alive interval, 5s or more. Default "30s".
     #[serde(default = "default_keep_alive", with = "humantime_serde")]
     pub keep_alive: Duration,
-    /// Largest MQTT packet the bridge accepts, in bytes (told to the broker, which must not
-    /// send larger ones). Default 1048576 (1 MiB).
+    /// Per-consumer in-flight bytes: the most payload bytes a consumer holds before it stops
+    /// reading (one larger message is still taken alone). Default 16777216 (16 MiB).
+    #[serde(default = "default_max_inflight_bytes")]
+    pub max_inflight_bytes: u64,
+    /// Largest MQTT packet the bridge accepts, in bytes, told to the broker. A broker drops a
+    /// larger message for this client without a trace (MQTT v5 §3.1.2.25), so the default is the
+    /// protocol's limit, 268435455: a message too large for the sink then reaches the bridge
+    /// and goes to the dead-letter destination instead.
     #[serde(default = "default_max_packet_size")]
     pub max_packet_size: u32,
     /// TLS client settings, for `mqtts://` URLs.
@@ -142,6 +148,22 @@ pub struct RouteConfig<S = RouteSinkConfig> {
     /// The settings that belong to the connection's kind.
     #[serde(skip)]
     pub sink: S,
+}
+
+impl Config {
+    /// Settings that are valid but that an operator should know the cost of.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.mqtt.max_packet_size < PROTOCOL_MAX_PACKET_SIZE {
+            out.push(format!(
+                "[mqtt] max_packet_size = {}: the broker drops a larger message for the bridge \
+                 without a trace (no error, no dead letter); leave it unset to take every message \
+                 the protocol allows",
+                self.mqtt.max_packet_size
+            ));
+        }
+        out
+    }
 }
 
 impl<S> RouteConfig<S> {
@@ -273,8 +295,14 @@ fn default_receive_maximum() -> u16 {
 fn default_keep_alive() -> Duration {
     Duration::from_secs(30)
 }
+/// The most an MQTT packet can hold (a Remaining Length of 268,435,455).
+pub const PROTOCOL_MAX_PACKET_SIZE: u32 = 268_435_455;
+
 fn default_max_packet_size() -> u32 {
-    1024 * 1024
+    PROTOCOL_MAX_PACKET_SIZE
+}
+fn default_max_inflight_bytes() -> u64 {
+    16 * 1024 * 1024
 }
 fn default_consumers() -> u32 {
     1

@@ -85,8 +85,12 @@ fn check_mqtt(m: &MqttConfig, c: &mut Check<'_>) {
     if m.receive_maximum == 0 {
         c.field("receive_maximum", "must be at least 1");
     }
-    if m.max_packet_size < 1024 {
-        c.field("max_packet_size", "must be at least 1024 bytes");
+    if m.max_packet_size < 1024 || m.max_packet_size > PROTOCOL_MAX_PACKET_SIZE {
+        let msg = format!("must be between 1024 and {PROTOCOL_MAX_PACKET_SIZE} bytes");
+        c.field("max_packet_size", msg);
+    }
+    if m.max_inflight_bytes < 1024 {
+        c.field("max_inflight_bytes", "must be at least 1024 bytes");
     }
     if m.session_expiry > Duration::from_secs(u32::MAX as u64) {
         c.field("session_expiry", "must be at most 4294967295s");

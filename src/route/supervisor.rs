@@ -148,6 +148,7 @@ impl Supervisor {
                 share_group: route.share_group().to_owned(),
                 qos,
                 receive_maximum: mqtt.receive_maximum as usize,
+                max_inflight_bytes: mqtt.max_inflight_bytes as usize,
                 publisher: mqtt.publisher.clone(),
             };
             let (acker, poll) = source::start(&self.shared.endpoint, spec, tx.clone());

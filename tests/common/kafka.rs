@@ -86,3 +86,54 @@ pub fn headers(m: &OwnedMessage) -> Vec<(String, String)> {
 pub fn text(m: &OwnedMessage) -> String {
     String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap()
 }
+
+/// The message number of a record: its payload up to an optional `|` padding.
+pub fn number(record: &OwnedMessage) -> String {
+    text(record)
+        .split('|')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Reads `topic` until every `msg-{i}` for i < n is there (or two minutes pass), asserts none
+/// is missing and returns how many extra copies arrived.
+pub fn all_arrived(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    n: usize,
+    log: impl Fn() -> String,
+) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    let records = read_all(
+        bootstrap,
+        topic,
+        partitions,
+        Duration::from_secs(120),
+        |r| {
+            if let Some(last) = r.last() {
+                seen.insert(number(last));
+            }
+            seen.len() >= n
+        },
+    );
+    let seen: std::collections::HashSet<String> = records.iter().map(number).collect();
+    let missing: Vec<usize> = (0..n)
+        .filter(|i| !seen.contains(&format!("msg-{i}")))
+        .collect();
+    let duplicates = records.len() - seen.len();
+    eprintln!(
+        "{n} published, {} records in Kafka, {duplicates} duplicates, {} missing",
+        records.len(),
+        missing.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "{} messages lost, first {:?}; bridge log:\n{}",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        log()
+    );
+    duplicates
+}

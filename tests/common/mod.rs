@@ -138,27 +138,59 @@ impl Drop for Server {
 /// mosquitto with MQTT v5 and shared subscriptions, queueing without limit for sessions that
 /// fall behind (its default of 1000 queued messages per client would drop the rest).
 pub fn mosquitto() -> Server {
+    mosquitto_with("persistence false\n")
+}
+
+/// The same, keeping its sessions and queued messages on disk across `restart_mosquitto`.
+pub fn mosquitto_persistent() -> Server {
+    mosquitto_with("persistence true\npersistence_location PERSISTENCE/\nautosave_interval 0\n")
+}
+
+fn mosquitto_with(extra: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let conf = dir.path().join("mosquitto.conf");
+    let mut extra = extra.replace("PERSISTENCE", &dir.path().display().to_string());
+    // Started as root, mosquitto becomes the user "mosquitto", who cannot write in our temp dir
+    // (its log, its persistence file).
+    // SAFETY: geteuid only reads the process's credentials.
+    if unsafe { libc::geteuid() } == 0 {
+        extra.push_str("user root\n");
+    }
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             max_queued_messages 0\nmax_inflight_messages 0\nlog_dest file {}\n",
-            dir.path().join("mosquitto.log").display()
+            "listener {port} 127.0.0.1\nallow_anonymous true\n{extra}\
+             max_queued_messages 0\nmax_inflight_messages 0\nlog_dest file {}\n{}",
+            dir.path().join("mosquitto.log").display(),
+            std::env::var("MQBRIDGE_TEST_MOSQUITTO_LOG_ALL")
+                .map(|_| "log_type all\n")
+                .unwrap_or("")
         ),
     )
     .unwrap();
-    let child = die_with_parent(&mut Command::new(which("mosquitto")))
+    let child = spawn_mosquitto(&conf);
+    wait_port(port, Duration::from_secs(10));
+    Server { child, port, dir }
+}
+
+fn spawn_mosquitto(conf: &Path) -> Child {
+    die_with_parent(&mut Command::new(which("mosquitto")))
         .arg("-c")
-        .arg(&conf)
+        .arg(conf)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("mosquitto is installed (scripts/install-test-deps)");
-    wait_port(port, Duration::from_secs(10));
-    Server { child, port, dir }
+        .expect("mosquitto is installed (scripts/install-test-deps)")
+}
+
+/// Stops mosquitto with SIGTERM (it saves its state when persistent) and starts it again on the
+/// same port and configuration.
+pub fn restart_mosquitto(server: &mut Server) {
+    let status = terminate(&mut server.child, Duration::from_secs(20));
+    assert!(status.is_some(), "mosquitto did not stop on SIGTERM");
+    server.child = spawn_mosquitto(&server.dir.path().join("mosquitto.conf"));
+    wait_port(server.port, Duration::from_secs(10));
 }
 
 /// tansu with in-memory storage, listening on `port` and advertising `advertised` (a proxy's

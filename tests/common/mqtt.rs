@@ -3,13 +3,14 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 
 pub struct Publisher {
     client: AsyncClient,
-    acked: tokio::sync::watch::Receiver<usize>,
+    /// PUBACKs received, and how many said the broker had no subscriber for the message.
+    acked: tokio::sync::watch::Receiver<(usize, usize)>,
     sent: usize,
     task: tokio::task::JoinHandle<()>,
 }
@@ -20,11 +21,16 @@ impl Publisher {
         opts.set_keep_alive(Duration::from_secs(30));
         opts.set_max_packet_size(Some(4 * 1024 * 1024));
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
-        let (tx, acked) = tokio::sync::watch::channel(0usize);
+        let (tx, acked) = tokio::sync::watch::channel((0usize, 0usize));
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::PubAck(_))) => tx.send_modify(|n| *n += 1),
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => tx.send_modify(|(n, none)| {
+                        *n += 1;
+                        if ack.reason == PubAckReason::NoMatchingSubscribers {
+                            *none += 1;
+                        }
+                    }),
                     Ok(_) => {}
                     Err(e) => panic!("test publisher lost its connection: {e}"),
                 }
@@ -66,14 +72,24 @@ impl Publisher {
     /// Waits until the broker acknowledged everything published so far.
     pub async fn wait_acked(&mut self, limit: Duration) {
         let sent = self.sent;
-        let done = tokio::time::timeout(limit, self.acked.wait_for(|n| *n >= sent))
+        let done = tokio::time::timeout(limit, self.acked.wait_for(|a| a.0 >= sent))
             .await
             .is_ok();
         assert!(
             done,
             "broker acknowledged {} of {sent} publishes",
-            *self.acked.borrow()
+            self.acked.borrow().0
         );
+    }
+
+    /// Publishes one message and waits for its PUBACK; false when the broker answered that no
+    /// subscriber matched (it dropped the message, and said so).
+    pub async fn publish_confirmed(&mut self, topic: &str, payload: impl Into<Bytes>) -> bool {
+        let before = self.acked.borrow().1;
+        self.publish(topic, payload, PublishProperties::default())
+            .await;
+        self.wait_acked(Duration::from_secs(10)).await;
+        self.acked.borrow().1 == before
     }
 }
 

@@ -1,9 +1,11 @@
 //! A TCP proxy on loopback whose traffic can be cut (every connection closed, new ones refused)
-//! and restored, to make a server unreachable without killing it.
+//! and restored, to make a server unreachable without killing it, or throttled, to make it slow.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -11,6 +13,8 @@ use tokio::sync::watch;
 pub struct Proxy {
     pub port: u16,
     cut: Arc<AtomicBool>,
+    /// Bytes per second each direction of each connection may carry; 0 for no limit.
+    rate: Arc<AtomicU64>,
     epoch: watch::Sender<u64>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -27,15 +31,17 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
         let cut = Arc::new(AtomicBool::new(false));
+        let rate = Arc::new(AtomicU64::new(0));
         let (epoch, _) = watch::channel(0u64);
-        let (c, e) = (cut.clone(), epoch.clone());
+        let (c, r, e) = (cut.clone(), rate.clone(), epoch.clone());
         runtime.spawn(async move {
             let listener = TcpListener::from_std(listener).unwrap();
-            accept(listener, target, c, e).await
+            accept(listener, target, c, r, e).await
         });
         Proxy {
             port,
             cut,
+            rate,
             epoch,
             runtime: Some(runtime),
         }
@@ -49,6 +55,12 @@ impl Proxy {
 
     pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// Limits each direction of each connection to `bytes_per_second` (`None`: no limit).
+    pub fn throttle(&self, bytes_per_second: Option<u64>) {
+        self.rate
+            .store(bytes_per_second.unwrap_or(0), Ordering::SeqCst);
     }
 }
 
@@ -64,6 +76,7 @@ async fn accept(
     listener: TcpListener,
     target: u16,
     cut: Arc<AtomicBool>,
+    rate: Arc<AtomicU64>,
     epoch: watch::Sender<u64>,
 ) {
     loop {
@@ -75,17 +88,47 @@ async fn accept(
             continue;
         }
         let mut closed = epoch.subscribe();
+        let rate = rate.clone();
         tokio::spawn(async move {
             let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
                 return;
             };
             let _ = client.set_nodelay(true);
             let _ = server.set_nodelay(true);
-            let (mut client, mut server) = (client, server);
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
             tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                _ = pump(client_read, server_write, rate.clone()) => {}
+                _ = pump(server_read, client_write, rate) => {}
                 _ = closed.changed() => {}
             }
         });
+    }
+}
+
+/// Copies one direction, sleeping after each chunk as long as the rate asks.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    rate: Arc<AtomicU64>,
+) {
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        let limit = rate.load(Ordering::SeqCst);
+        let chunk = match limit {
+            0 => buf.len(),
+            // About ten chunks a second, so that the limit is smooth.
+            n => (n as usize / 10).clamp(1, buf.len()),
+        };
+        let n = match from.read(&mut buf[..chunk]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+        if limit > 0 {
+            tokio::time::sleep(Duration::from_secs_f64(n as f64 / limit as f64)).await;
+        }
     }
 }

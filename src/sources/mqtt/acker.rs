@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use metrics::{gauge, Gauge};
 use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, ClientError};
@@ -27,48 +28,96 @@ pub struct AckToken {
     pub(super) _slot: Slot,
 }
 
-/// One place in the consumer's in-flight window, given back (waking the poll task) when dropped.
-pub(super) struct Slot(pub(super) Arc<Shared>);
+/// One message's place in the consumer's in-flight window (and its bytes), given back (waking
+/// the poll task) when dropped.
+pub(super) struct Slot {
+    pub(super) shared: Arc<Shared>,
+    pub(super) bytes: usize,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.wake.notify_one();
+        let held = self.shared.in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.shared
+            .in_flight_bytes
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+        self.shared.window.held.set(held as f64);
+        self.shared.wake.notify_one();
+    }
+}
+
+/// The consumer's window as the operator sees it: messages held now, and the most ever held.
+pub(super) struct WindowGauges {
+    pub(super) held: Gauge,
+    pub(super) most: Gauge,
+}
+
+impl WindowGauges {
+    pub(super) fn new(route: &str, lane: usize) -> Self {
+        let (route, consumer) = (route.to_owned(), (lane + 1).to_string());
+        WindowGauges {
+            held: gauge!("mqbridge_inflight_messages", "route" => route.clone(), "consumer" => consumer.clone()),
+            most: gauge!("mqbridge_inflight_messages_max", "route" => route, "consumer" => consumer),
+        }
     }
 }
 
 /// State shared by a consumer's poll task and its acker.
 pub(super) struct Shared {
-    acks: Mutex<AckState>,
+    /// The connection epoch, bumped by the poll task whenever the connection is lost.
+    epoch: Mutex<u64>,
     pub(super) closing: AtomicBool,
     /// Messages received and not yet acknowledged (nor given up).
     pub(super) in_flight: AtomicUsize,
-    pub(super) wake: Notify,
-}
-
-pub(super) struct AckState {
-    /// Bumped by the poll task whenever the connection is lost.
-    pub(super) epoch: u64,
-    /// Acks queued in rumqttc's request channel and not yet written.
-    pub(super) queued: usize,
+    /// Their payload bytes.
+    pub(super) in_flight_bytes: AtomicUsize,
+    /// The most messages held at once since the consumer started.
+    pub(super) most: AtomicUsize,
+    pub(super) window: WindowGauges,
+    /// Notified when a message leaves the window: the event loop may read again.
+    pub(super) wake: Arc<Notify>,
 }
 
 impl Shared {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(window: WindowGauges) -> Self {
         Shared {
-            acks: Mutex::new(AckState {
-                epoch: 0,
-                queued: 0,
-            }),
+            epoch: Mutex::new(0),
             closing: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
-            wake: Notify::new(),
+            in_flight_bytes: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+            window,
+            wake: Arc::new(Notify::new()),
         }
     }
 
-    pub(super) fn acks(&self) -> MutexGuard<'_, AckState> {
-        // The lock guards two counters; a panic while holding it leaves them usable.
-        self.acks
+    /// Whether the window is full: `receive_maximum` messages, or `max_inflight_bytes` of
+    /// payload (one message larger than that alone is let in).
+    pub(super) fn window_full(&self, receive_maximum: usize, max_bytes: usize) -> bool {
+        let held = self.in_flight.load(Ordering::Acquire);
+        held >= receive_maximum
+            || (held > 0 && self.in_flight_bytes.load(Ordering::Acquire) >= max_bytes)
+    }
+
+    /// Takes a received message's place in the window.
+    pub(super) fn hold(self: &Arc<Self>, bytes: usize) -> Slot {
+        let held = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        self.in_flight_bytes.fetch_add(bytes, Ordering::AcqRel);
+        self.window.held.set(held as f64);
+        if self.most.fetch_max(held, Ordering::AcqRel) < held {
+            self.window.most.set(held as f64);
+        }
+        Slot {
+            shared: self.clone(),
+            bytes,
+        }
+    }
+
+    /// The epoch, locked: acks are checked and queued under this lock, and the poll task bumps
+    /// the epoch under it when a connection is lost.
+    pub(super) fn epoch(&self) -> MutexGuard<'_, u64> {
+        // A panic while holding it leaves the number usable.
+        self.epoch
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -103,15 +152,12 @@ impl Acker {
         let started = tokio::time::Instant::now();
         loop {
             {
-                let mut acks = self.shared.acks();
-                if acks.epoch != epoch {
+                let current = self.shared.epoch();
+                if *current != epoch {
                     return false;
                 }
                 match self.client.try_ack(&publish) {
-                    Ok(()) => {
-                        acks.queued += 1;
-                        break;
-                    }
+                    Ok(()) => break,
                     Err(ClientError::TryRequest(_)) if started.elapsed() < ACK_PATIENCE => {}
                     Err(e) => {
                         events::AckFailed {
@@ -126,7 +172,7 @@ impl Acker {
             // The request channel is full: the poll task is draining it.
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        drop(_slot); // wakes the poll task, which polls to write the ack
+        drop(_slot); // may let the event loop read again
         true
     }
 }

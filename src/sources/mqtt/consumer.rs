@@ -5,13 +5,13 @@
 //! confirmed the message (see `acker.rs` for how an ack is tied to its connection).
 //!
 //! Bounded memory: the bridge announces `receive_maximum` in CONNECT, but does not rely on the
-//! broker honouring it (mosquitto 2.0 sends past it). It counts its own in-flight messages and,
-//! when the window is full, the poll task stops reading so the backlog stays with the broker.
-//! rumqttc writes our acks only while it is polled, so the poll task pauses only while no ack is
-//! queued (counted under the ack lock: +1 when the `Acker` queues one, -1 when rumqttc reports
-//! it written), and resumes just before each keep-alive ping is due until the ping is out, so
-//! the connection stays up during a long stall. The window can be overshot by what one socket
-//! read brings in; nothing is refused or dropped.
+//! broker honouring it (mosquitto before 2.0.13 sends past it). It counts the messages and the
+//! payload bytes it holds and, while either window is full, tells rumqttc's event loop to stop
+//! reading (the `ReadGate` of the bridge's patch to rumqttc, `vendor/rumqttc/PATCH.md`): the
+//! backlog stays with the broker, behind TCP's flow control, while the event loop goes on
+//! writing acks and keep-alive pings. So a consumer holds at most `receive_maximum` messages
+//! (or `max_inflight_bytes`, or one larger message) plus what one socket read brings in (up to
+//! ten packets); nothing is refused or dropped.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,20 +19,16 @@ use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event, EventLoop};
+use rumqttc::v5::{AsyncClient, Event, EventLoop, ReadGate};
 use rumqttc::Outgoing;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
-use super::acker::{AckToken, Acker, Shared, Slot};
+use super::acker::{AckToken, Acker, Shared, WindowGauges};
 use super::convert;
 use crate::config::PublisherProperties;
 use crate::events;
 use crate::mqtt::Endpoint;
 use crate::sources::Delivery;
-
-/// How long before rumqttc's next keep-alive ping a pause ends.
-const PING_MARGIN: Duration = Duration::from_millis(250);
 
 pub struct ConsumerSpec {
     pub route: Arc<str>,
@@ -43,6 +39,8 @@ pub struct ConsumerSpec {
     pub share_group: String,
     pub qos: QoS,
     pub receive_maximum: usize,
+    /// Payload bytes held at most (beyond one message).
+    pub max_inflight_bytes: usize,
     pub publisher: PublisherProperties,
 }
 
@@ -79,15 +77,21 @@ impl Drop for PollTask {
 pub fn start(endpoint: &Endpoint, spec: ConsumerSpec, tx: Deliveries) -> (Acker, PollTask) {
     let options = endpoint.consumer_options(&spec.client_id);
     // Room for every ack the in-flight window can produce, plus control packets.
-    let (client, eventloop) = AsyncClient::new(options, 2 * spec.receive_maximum + 64);
-    let shared = Arc::new(Shared::new());
+    let (client, mut eventloop) = AsyncClient::new(options, 2 * spec.receive_maximum + 64);
+    let shared = Arc::new(Shared::new(WindowGauges::new(&spec.route, spec.lane)));
+    let window = (
+        shared.clone(),
+        spec.receive_maximum,
+        spec.max_inflight_bytes,
+    );
+    let may_read = move || !window.0.window_full(window.1, window.2);
+    eventloop.set_read_gate(ReadGate::new(may_read, shared.wake.clone()));
     let acker = Acker {
         client: client.clone(),
         shared: shared.clone(),
         route: spec.route.clone(),
     };
     let poller = Poller {
-        keep_alive: endpoint.keep_alive(),
         spec,
         client,
         shared: shared.clone(),
@@ -103,45 +107,26 @@ struct Poller {
     client: AsyncClient,
     shared: Arc<Shared>,
     tx: Deliveries,
-    keep_alive: Duration,
     address: String,
 }
 
 impl Poller {
     async fn run(self, mut eventloop: EventLoop) {
         let mut backoff = Duration::from_millis(100);
-        // rumqttc pings `keep_alive` after its last ping; a pause ends just before that, and
-        // reading resumes until the ping is out.
-        let mut ping_due = false;
-        let mut last_ping = Instant::now();
         let mut broker_reason = String::new();
         let mut connected = false;
         loop {
-            if !ping_due {
-                let until = last_ping + self.keep_alive.saturating_sub(PING_MARGIN);
-                ping_due = !self.wait_for_room(until).await;
-            }
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(publish))) => self.on_publish(publish),
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     backoff = Duration::from_millis(100);
                     connected = true;
-                    (last_ping, ping_due) = (Instant::now(), false);
                     self.on_connack(ack.session_present);
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => self.on_suback(&ack.return_codes),
                 Ok(Event::Incoming(Packet::Disconnect(d))) => {
                     // Reported with the connection error that follows.
                     broker_reason = format!(" after the broker's DISCONNECT ({:?})", d.reason_code);
-                }
-                // A PUBREC goes out only if a broker sent QoS 2 on these QoS 1 subscriptions,
-                // against the spec; it is an ack all the same.
-                Ok(Event::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_))) => {
-                    let mut acks = self.shared.acks();
-                    acks.queued = acks.queued.saturating_sub(1);
-                }
-                Ok(Event::Outgoing(Outgoing::PingReq)) => {
-                    (last_ping, ping_due) = (Instant::now(), false)
                 }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                 Ok(_) => {}
@@ -180,41 +165,22 @@ impl Poller {
     /// events rumqttc read on the old connection but has not handed out yet (`clean` keeps
     /// them: a PUBLISH among them would otherwise be taken as the new connection's).
     fn connection_lost(&self, eventloop: &mut EventLoop) {
-        let mut acks = self.shared.acks();
-        acks.epoch += 1;
+        let mut epoch = self.shared.epoch();
+        *epoch += 1;
         eventloop.clean();
         eventloop.state.events.clear();
-        acks.queued = 0;
-    }
-
-    /// Backpressure: while the window is full and no ack waits to be written, stop reading.
-    /// Returns false when `until` passed, so that the caller lets a keep-alive ping out.
-    async fn wait_for_room(&self, until: Instant) -> bool {
-        let s = &self.shared;
-        while s.in_flight.load(Ordering::Acquire) >= self.spec.receive_maximum
-            && s.acks().queued == 0
-            && !s.closing.load(Ordering::Acquire)
-        {
-            if tokio::time::timeout_at(until, s.wake.notified())
-                .await
-                .is_err()
-            {
-                return false;
-            }
-        }
-        true
     }
 
     fn on_publish(&self, publish: Publish) {
         if self.shared.closing.load(Ordering::Acquire) {
             return; // not acknowledged: the broker redelivers it to the group
         }
-        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        let slot = self.shared.hold(publish.payload.len());
         let ack = AckToken {
             qos: publish.qos,
             packet_id: publish.pkid,
-            epoch: self.shared.acks().epoch,
-            _slot: Slot(self.shared.clone()),
+            epoch: *self.shared.epoch(),
+            _slot: slot,
         };
         let msg = convert::message(&publish, &self.spec.publisher);
         let lane = self.spec.lane;
@@ -227,7 +193,7 @@ impl Poller {
     }
 
     fn on_connack(&self, session_present: bool) {
-        let epoch = self.shared.acks().epoch;
+        let epoch = *self.shared.epoch();
         events::ConsumerConnected {
             route: &self.spec.route,
             client_id: &self.spec.client_id,
