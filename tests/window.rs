@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use common::kafka::{all_arrived, create_topic};
 use common::mqtt::Publisher;
-use common::{free_port, mosquitto, unique, Bridge, KafkaUnderTest};
+use common::{
+    free_port, mosquitto, mosquitto_log, mosquitto_verbose, unique, Bridge, KafkaUnderTest,
+};
 
 const PARTITIONS: i32 = 2;
 
@@ -62,7 +64,7 @@ async fn the_window_holds_when_the_broker_sends_past_it_and_the_sink_is_slow() {
     const WINDOW: usize = 64;
     /// What one socket read can bring past a full window (rumqttc reads up to ten packets).
     const ONE_READ: usize = 10;
-    let broker = mosquitto();
+    let broker = mosquitto_verbose();
     let kafka = KafkaUnderTest::start().await;
     let topic = unique("window");
     create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
@@ -89,6 +91,7 @@ async fn the_window_holds_when_the_broker_sends_past_it_and_the_sink_is_slow() {
         publisher.publish(&topic, payload, Default::default()).await;
     }
     publisher.wait_acked(Duration::from_secs(60)).await;
+    let pings_before = mosquitto_log(&broker).matches("Received PINGREQ").count();
     let mut rss_most = bridge.rss_kib();
     for _ in 0..16 {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -122,6 +125,9 @@ async fn the_window_holds_when_the_broker_sends_past_it_and_the_sink_is_slow() {
         !log.contains("consumer disconnected"),
         "a paused consumer lost its connection:\n{log}"
     );
+    // Eight seconds with a 5 s keep-alive: each of the two consumers pinged while paused.
+    let pings = mosquitto_log(&broker).matches("Received PINGREQ").count() - pings_before;
+    assert!(pings >= 2, "{pings} pings while the consumers were paused");
 
     kafka.proxy.throttle(None);
     let duplicates = all_arrived(&kafka.bootstrap(), &topic, PARTITIONS, N, || {

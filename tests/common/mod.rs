@@ -141,6 +141,16 @@ pub fn mosquitto() -> Server {
     mosquitto_with("persistence false\n")
 }
 
+/// The same, logging every packet it receives and sends (`mosquitto_log`).
+pub fn mosquitto_verbose() -> Server {
+    mosquitto_with("persistence false\nlog_type all\n")
+}
+
+/// The broker's log so far.
+pub fn mosquitto_log(server: &Server) -> String {
+    std::fs::read_to_string(server.dir.path().join("mosquitto.log")).unwrap_or_default()
+}
+
 /// The same, keeping its sessions and queued messages on disk across `restart_mosquitto`.
 pub fn mosquitto_persistent() -> Server {
     mosquitto_with("persistence true\npersistence_location PERSISTENCE/\nautosave_interval 0\n")
