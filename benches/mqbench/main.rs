@@ -82,7 +82,8 @@ struct RunArgs {
     /// Shared-subscription connections of the bridge and of the ceiling subscriber.
     #[arg(long, default_value_t = 2)]
     consumers: u32,
-    #[arg(long, default_value_t = 256)]
+    /// The bridge's and the ceiling subscriber's receive maximum (the bridge's default).
+    #[arg(long, default_value_t = 1024)]
     receive_maximum: u16,
     /// Publisher connections.
     #[arg(long, default_value_t = 4)]

@@ -61,14 +61,15 @@ pub struct MqttConfig {
     #[serde(default = "default_session_expiry", with = "humantime_serde")]
     pub session_expiry: Duration,
     /// Per-consumer in-flight window: the most QoS 1/2 messages the broker may send before the
-    /// bridge acknowledges them. The bridge enforces it on its side too. Default 256.
+    /// bridge acknowledges them. The bridge enforces it on its side too (it stops reading).
+    /// Throughput to a sink is about this window ÷ the sink's latency per consumer. Default 1024.
     #[serde(default = "default_receive_maximum")]
     pub receive_maximum: u16,
     /// MQTT keep-alive interval, 5s or more. Default "30s".
     #[serde(default = "default_keep_alive", with = "humantime_serde")]
     pub keep_alive: Duration,
     /// Per-consumer in-flight bytes: the most payload bytes a consumer holds before it stops
-    /// reading (one larger message is still taken alone). Default 16777216 (16 MiB).
+    /// reading (one larger message is still taken alone). Default 8388608 (8 MiB).
     #[serde(default = "default_max_inflight_bytes")]
     pub max_inflight_bytes: u64,
     /// Largest MQTT packet the bridge accepts, in bytes, told to the broker. A broker drops a
@@ -290,7 +291,7 @@ fn default_session_expiry() -> Duration {
     Duration::from_secs(3600)
 }
 fn default_receive_maximum() -> u16 {
-    256
+    1024
 }
 fn default_keep_alive() -> Duration {
     Duration::from_secs(30)
@@ -302,7 +303,7 @@ fn default_max_packet_size() -> u32 {
     PROTOCOL_MAX_PACKET_SIZE
 }
 fn default_max_inflight_bytes() -> u64 {
-    16 * 1024 * 1024
+    8 * 1024 * 1024
 }
 fn default_consumers() -> u32 {
     1

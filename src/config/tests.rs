@@ -50,7 +50,7 @@ fn defaults_and_expansion() {
     let c = parse(BASE).unwrap();
     assert_eq!(c.mqtt.password.as_ref().unwrap().expose(), "s3cret");
     assert_eq!(c.mqtt.client_id_prefix, "mqbridge");
-    assert_eq!(c.mqtt.receive_maximum, 256);
+    assert_eq!(c.mqtt.receive_maximum, 1024);
     assert_eq!(c.mqtt.session_expiry.as_secs(), 3600);
     assert_eq!(c.routes[0].share_group(), "traffic");
     assert_eq!(c.routes[0].consumers, 1);
