@@ -217,3 +217,21 @@ fn the_shipped_configs_are_valid() {
         assert_eq!(out.status.code(), Some(0), "{file}: {text}");
     }
 }
+
+#[test]
+fn a_small_max_packet_size_is_valid_but_warned_about() {
+    let text = BASE.replace(
+        "url = \"mqtt://127.0.0.1:1883\"",
+        "url = \"mqtt://127.0.0.1:1883\"\nmax_packet_size = 1048576",
+    );
+    let (code, out) = validate(&text);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "warning: [mqtt] max_packet_size = 1048576: the broker drops a larger message"
+        ),
+        "{out}"
+    );
+    let (_, out) = validate(BASE);
+    assert!(!out.contains("warning"), "{out}");
+}
