@@ -16,12 +16,14 @@ use common::{
 };
 
 const WINDOW: usize = 64;
-/// Messages one socket read can bring past a full window.
-const ONE_READ: usize = 10;
+/// Messages one socket read can bring past a window one short of full.
+const ONE_READ: usize = 9;
 /// Acks written by the bridge but not yet taken by the broker when a connection breaks: their
 /// messages come again too. On loopback, with the broker behind on its reads, about 450 were
 /// seen per cut; the bridge before its read gate came to 11,000 duplicates over five cuts.
 const ACKS_ON_THE_WAY: usize = 1_000;
+
+const CONNECTS: &str = "mqbridge_mqtt_connects_total";
 
 fn config(mqtt_port: u16, prefix: &str, consumers: u32, admin: u16) -> String {
     format!(
@@ -96,11 +98,19 @@ async fn connections_to_the_broker_cut_mid_stream_lose_nothing() {
             .publish_numbered(range, |i| format!("fleet/{}", i % 16))
             .await;
         if round + 1 < ROUNDS {
-            // Cut while the bridge is in the middle of the round's messages.
+            // Cut while the bridge is in the middle of the round's messages, then wait until
+            // both consumers are back, so that each cut breaks two connections.
+            let connects = bridge.metric(admin, CONNECTS).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
             proxy.cut();
             tokio::time::sleep(Duration::from_millis(300)).await;
             proxy.restore();
+            let back = bridge.wait_metric(admin, CONNECTS, connects + 2.0, Duration::from_secs(30));
+            assert!(
+                back.await,
+                "the consumers did not reconnect:\n{}",
+                bridge.log_text()
+            );
         }
     }
     publisher.wait_acked(Duration::from_secs(30)).await;
@@ -133,7 +143,8 @@ async fn connections_to_the_broker_cut_mid_stream_lose_nothing() {
 /// answers publishes with "no matching subscribers" and drops them; those are counted apart.
 #[tokio::test]
 async fn a_broker_restart_with_persistence_loses_nothing_it_accepted() {
-    const N: usize = 6_000;
+    const N: usize = 40_000;
+    const DELIVERED: &str = "mqbridge_messages_delivered_total";
     let mut broker = mosquitto_persistent();
     let admin = free_port();
     let bridge = Bridge::start(&config(broker.port, &unique("restart"), 2, admin));
@@ -144,8 +155,14 @@ async fn a_broker_restart_with_persistence_loses_nothing_it_accepted() {
         .await;
     publisher.wait_acked(Duration::from_secs(30)).await;
     drop(publisher);
-    // The bridge is in the middle of the first half.
+    let started = bridge.wait_metric(admin, DELIVERED, 100.0, Duration::from_secs(30));
+    assert!(started.await, "{}", bridge.log_text());
     restart_mosquitto(&mut broker);
+    let at_restart = bridge.metric(admin, DELIVERED).await;
+    assert!(
+        at_restart < (N / 2) as f64,
+        "the bridge had taken the whole first half before the restart"
+    );
     let mut publisher = Publisher::connect(broker.port).await;
     let mut accepted = Vec::new();
     for i in N / 2..N {
@@ -190,6 +207,10 @@ async fn a_broker_restart_with_persistence_loses_nothing_it_accepted() {
     assert!(
         accepted.len() > N / 4,
         "the broker refused {refused} of {}",
+        N / 2
+    );
+    eprintln!(
+        "{at_restart} of {} delivered when the broker restarted",
         N / 2
     );
     // What the consumers held at the restart, and acks on their way, came again.

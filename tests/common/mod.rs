@@ -45,7 +45,9 @@ pub fn wait_port(port: u16, limit: Duration) {
 pub fn file_payloads(path: &Path) -> std::collections::HashMap<String, usize> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut counts = std::collections::HashMap::new();
-    for line in text.lines() {
+    // A last line without its newline is still being written.
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    for line in whole.lines() {
         let record: serde_json::Value = serde_json::from_str(line).unwrap();
         *counts
             .entry(record["payload"].as_str().unwrap().to_owned())

@@ -37,11 +37,11 @@ pub(super) struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let held = self.shared.in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.shared
             .in_flight_bytes
             .fetch_sub(self.bytes, Ordering::AcqRel);
-        self.shared.window.held.set(held as f64);
+        self.shared.window.held.decrement(1.0);
         self.shared.wake.notify_one();
     }
 }
@@ -71,7 +71,8 @@ pub(super) struct Shared {
     pub(super) in_flight: AtomicUsize,
     /// Their payload bytes.
     pub(super) in_flight_bytes: AtomicUsize,
-    /// The most messages held at once since the consumer started.
+    /// The most messages held at once since the consumer started (a route started again starts
+    /// again from 0).
     pub(super) most: AtomicUsize,
     pub(super) window: WindowGauges,
     /// Notified when a message leaves the window: the event loop may read again.
@@ -103,7 +104,8 @@ impl Shared {
     pub(super) fn hold(self: &Arc<Self>, bytes: usize) -> Slot {
         let held = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         self.in_flight_bytes.fetch_add(bytes, Ordering::AcqRel);
-        self.window.held.set(held as f64);
+        // Moved by steps, not set, so that the poll task and the pipeline cannot leave it stale.
+        self.window.held.increment(1.0);
         if self.most.fetch_max(held, Ordering::AcqRel) < held {
             self.window.most.set(held as f64);
         }

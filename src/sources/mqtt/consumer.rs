@@ -10,8 +10,8 @@
 //! reading (the `ReadGate` of the bridge's patch to rumqttc, `vendor/rumqttc/PATCH.md`): the
 //! backlog stays with the broker, behind TCP's flow control, while the event loop goes on
 //! writing acks and keep-alive pings. So a consumer holds at most `receive_maximum` messages
-//! (or `max_inflight_bytes`, or one larger message) plus what one socket read brings in (up to
-//! ten packets); nothing is refused or dropped.
+//! or `max_inflight_bytes` of payload (or one larger message) before it stops, plus what one
+//! socket read brings in (up to nine packets); nothing is refused or dropped.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -193,6 +193,9 @@ impl Poller {
     }
 
     fn on_connack(&self, session_present: bool) {
+        if self.shared.closing.load(Ordering::Acquire) {
+            return; // a DISCONNECT is on its way: nothing may follow it
+        }
         let epoch = *self.shared.epoch();
         events::ConsumerConnected {
             route: &self.spec.route,

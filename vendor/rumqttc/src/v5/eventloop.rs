@@ -214,12 +214,12 @@ impl EventLoop {
 
     /// Select on network and requests and generate keepalive pings when necessary
     ///
-    /// mqbridge patch (see PATCH.md): the select is biased. Requests come first, and every
-    /// request already queued is written with one flush, so that a client acknowledging what
-    /// it received gets its acks out before it reads more; the keep-alive ping comes before
-    /// reads; and a `ReadGate` can stop reads while the rest goes on. Upstream's unbiased
-    /// select wrote one request per turn while a read brought up to ten packets, so a client
-    /// could not stop reading without also stopping its acks.
+    /// mqbridge patch (see PATCH.md): the select is biased: the keep-alive ping when due, then
+    /// requests, then reads. A request from the channel brings every request already queued
+    /// behind it, written with one flush, so that a client acknowledging what it received gets
+    /// its acks out before it reads more; and a `ReadGate` can stop reads while the rest goes
+    /// on. Upstream's unbiased select wrote one request per turn while a read brought up to
+    /// nine packets, so a client could not stop reading without also stopping its acks.
     async fn select(&mut self) -> Result<Event, ConnectionError> {
         let network = self.network.as_mut().unwrap();
         // let await_acks = self.state.await_acks;
@@ -237,26 +237,14 @@ impl EventLoop {
         // outgoing inflight queue is full or a packet id collided (see upstream's comment on
         // collisions in `state.rs`).
         loop {
-            let may_read = self.read_gate.as_ref().is_none_or(|g| (g.may_read)());
+            let may_read = self.read_gate.as_ref().map_or(true, |g| (g.may_read)());
             self.paused_since_ping |= !may_read;
             let wake = self.read_gate.as_ref().map(|g| g.wake.clone());
+            // Requests left from the last session go out one at a time, as upstream; only a
+            // request from the channel brings the ones queued behind it.
+            let from_channel = self.pending.is_empty();
             return select! {
                 biased;
-                o = Self::next_request(
-                    &mut self.pending,
-                    &self.requests_rx,
-                    self.options.pending_throttle
-                ), if !self.pending.is_empty() || (!inflight_full && !collision) => match o {
-                    Ok(request) => {
-                        if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
-                            network.write(outgoing).await?;
-                        }
-                        write_queued(&mut self.state, &self.requests_rx, network).await?;
-                        network.flush().await?;
-                        Ok(self.state.events.pop_front().unwrap())
-                    }
-                    Err(_) => Err(ConnectionError::RequestsDone),
-                },
                 // We generate pings irrespective of network activity. This keeps the ping logic
                 // simple. We can change this behavior in future if necessary (to prevent extra pings)
                 _ = self.keepalive_timeout.as_mut().unwrap() => {
@@ -275,6 +263,24 @@ impl EventLoop {
                     network.flush().await?;
                     Ok(self.state.events.pop_front().unwrap())
                 }
+                o = Self::next_request(
+                    &mut self.pending,
+                    &self.requests_rx,
+                    self.options.pending_throttle
+                ), if !self.pending.is_empty() || (!inflight_full && !collision) => match o {
+                    Ok(request) => {
+                        let disconnect = matches!(request, Request::Disconnect);
+                        if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
+                            network.write(outgoing).await?;
+                        }
+                        if from_channel && !disconnect {
+                            write_queued(&mut self.state, &self.requests_rx, network).await?;
+                        }
+                        network.flush().await?;
+                        Ok(self.state.events.pop_front().unwrap())
+                    }
+                    Err(_) => Err(ConnectionError::RequestsDone),
+                },
                 // The gate may have opened: look again.
                 _ = async { wake.as_ref().unwrap().notified().await }, if !may_read => continue,
                 // Pull a bunch of packets from network, reply in bunch and yield the first item
