@@ -123,6 +123,7 @@ async fn run(shape: &str, null: bool, scale: f64) {
         let ctx = Arc::new(Context {
             route: name.as_str().into(),
             metrics: RouteMetrics::new(&name, lanes),
+            max_attempts: 3,
             sink: sink.clone(),
             dead_letter: dead.clone(),
             shutdown: shutdown.clone(),

@@ -30,8 +30,17 @@ struct Entry<'a> {
     route: &'a str,
     error: String,
     error_kind: &'static str,
+    /// Sends that failed before the message was given up (1 for a refusal).
+    attempts: u32,
     failed_at: u64,
     message: Record<'a>,
+}
+
+/// A message to dead-letter, with why.
+pub struct DeadLetterEntry<'a> {
+    pub msg: &'a Message,
+    pub error: &'a SinkError,
+    pub attempts: u32,
 }
 
 pub enum DeadLetter {
@@ -73,14 +82,15 @@ impl DeadLetter {
     pub async fn send(
         &self,
         route: &str,
-        items: &[(&Message, &SinkError)],
+        items: &[DeadLetterEntry<'_>],
     ) -> Result<(), DeadLetterError> {
-        let entries = items.iter().map(|(msg, err)| Entry {
+        let entries = items.iter().map(|item| Entry {
             route,
-            error: err.to_string(),
-            error_kind: err.kind(),
+            error: item.error.to_string(),
+            error_kind: item.error.kind(),
+            attempts: item.attempts,
             failed_at: now_ms(),
-            message: Record::new(msg),
+            message: Record::new(item.msg),
         });
         match self {
             DeadLetter::File(writer) => {

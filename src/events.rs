@@ -135,6 +135,28 @@ impl UnknownLane<'_> {
     }
 }
 
+/// The destination refuses the bridge's settings (credentials, permissions, a function that
+/// does not exist): an operator must act. The messages are held and retried slowly.
+pub struct ConfigurationRefused<'a> {
+    pub route: &'a str,
+    pub kind: &'a str,
+    pub error: &'a str,
+    pub retry_in: std::time::Duration,
+}
+
+impl ConfigurationRefused<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_configuration_errors_total", "route" => self.route.to_owned(), "error" => self.kind.to_owned())
+            .increment(1);
+        error!(
+            route = self.route,
+            error = self.error,
+            retry_in = ?self.retry_in,
+            "the destination refuses the bridge's settings; messages are held until they are mended"
+        );
+    }
+}
+
 /// Messages a sink refused for good, now written to the dead-letter destination.
 pub struct DeadLettered<'a> {
     pub route: &'a str,

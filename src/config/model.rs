@@ -143,6 +143,11 @@ pub struct RouteConfig<S = RouteSinkConfig> {
     /// Batches in delivery at once, across topics (1 to 64). Default 4.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Sends of a message that the destination may fail before the message is dead-lettered
+    /// (a function that ran and failed; a failure on the way there is retried without
+    /// counting). Default 3.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
     /// Start this route. Default true.
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -185,6 +190,7 @@ impl<S> RouteConfig<S> {
             max_wait: self.max_wait,
             ordered: self.ordered,
             concurrency: self.concurrency,
+            max_attempts: self.max_attempts,
             enabled: self.enabled,
             sink,
         }
@@ -316,6 +322,9 @@ fn default_batch_size() -> usize {
 }
 fn default_concurrency() -> usize {
     4
+}
+fn default_max_attempts() -> u32 {
+    3
 }
 fn default_true() -> bool {
     true

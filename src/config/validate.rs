@@ -148,6 +148,9 @@ fn check_route(r: &RouteConfig<()>, c: &mut Check<'_>) {
     if r.concurrency == 0 || r.concurrency > 64 {
         c.field("concurrency", "must be between 1 and 64");
     }
+    if r.max_attempts == 0 || r.max_attempts > 1000 {
+        c.field("max_attempts", "must be between 1 and 1000");
+    }
 }
 
 fn check_route_connection(r: &RouteConfig<()>, parts: &Parts, c: &mut Check<'_>) {

@@ -12,19 +12,27 @@ use tokio_util::sync::CancellationToken;
 
 use super::batcher::{Batch, Item, Key};
 use super::stats::RouteStats;
-use crate::dead_letter::DeadLetter;
+use crate::dead_letter::{DeadLetter, DeadLetterEntry};
 use crate::events::{self, RouteMetrics};
 use crate::message::{now_ms, Message};
 use crate::sinks::{Retry, Sink, SinkError};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Between tries while the destination refuses the bridge's settings: slow enough not to
+/// hammer it, quick enough that mended settings take effect soon.
+const CONFIGURATION_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// What a route's deliveries share.
 pub struct Context {
     pub route: Arc<str>,
     pub metrics: RouteMetrics,
     pub sink: Arc<dyn Sink>,
+    /// Sends of a message that the destination may fail (`Retry::Attempts`) before it is
+    /// dead-lettered.
+    pub max_attempts: u32,
     pub dead_letter: Arc<DeadLetter>,
     /// Graceful stop: take nothing new, finish what is being sent, retry no more.
     pub shutdown: CancellationToken,
@@ -58,6 +66,8 @@ struct NoOutcome;
 pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
     let Batch { items, keys } = batch;
     let mut done = vec![false; items.len()];
+    // Attempts each message has failed in the destination (`Retry::Attempts`).
+    let mut failed = vec![0u32; items.len()];
     let mut pending: Vec<usize> = (0..items.len()).collect();
     let mut backoff = FIRST_BACKOFF;
     let mut attempt = 0;
@@ -69,39 +79,38 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
             _ = ctx.hard_stop.cancelled() => break,
             results = ctx.sink.send(&msgs) => checked(&ctx.route, results, msgs.len()),
         };
-        let (mut retry, mut permanent, mut first_error) = (Vec::new(), Vec::new(), None);
-        let mut delivered = Vec::new();
+        let mut round = Round::default();
         for (&i, result) in pending.iter().zip(results) {
             match result {
-                Ok(()) => delivered.push(i),
-                Err(e) if e.is_retriable() => {
-                    first_error.get_or_insert(e);
-                    retry.push(i);
-                }
-                Err(e) => permanent.push((i, e)),
+                Ok(()) => round.delivered.push(i),
+                Err(e) => match e.retry() {
+                    Retry::Permanent => round.dead.push((i, e)),
+                    Retry::Attempts => {
+                        failed[i] += 1;
+                        match failed[i] >= ctx.max_attempts {
+                            true => round.dead.push((i, e)),
+                            false => round.again(i, e),
+                        }
+                    }
+                    Retry::Retriable | Retry::Configuration => round.again(i, e),
+                },
             }
         }
-        report_delivered(&ctx, &items, &delivered);
-        delivered.into_iter().for_each(|i| done[i] = true);
-        if !permanent.is_empty() && dead_letter(&ctx, &items, &permanent).await {
-            permanent.iter().for_each(|(i, _)| done[*i] = true);
+        report_delivered(&ctx, &items, &round.delivered);
+        round.delivered.iter().for_each(|&i| done[i] = true);
+        if !round.dead.is_empty() && dead_letter(&ctx, &items, &round.dead, &failed).await {
+            round.dead.iter().for_each(|(i, _)| done[*i] = true);
         }
-        let Some(error) = first_error else { break };
+        let Some(error) = round.first_error.take() else {
+            break;
+        };
         attempt += 1;
-        events::DeliveryRetry {
-            route: &ctx.route,
-            count: retry.len(),
-            kind: error.kind(),
-            error: &error.to_string(),
-            attempt,
-        }
-        .emit();
-        ctx.stats.retried(retry.len());
-        if !ctx.pause(backoff).await {
+        round.report(&ctx, &error, attempt);
+        if !ctx.pause(round.wait(backoff)).await {
             break;
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
-        pending = retry;
+        pending = round.retry;
     }
     let outcomes = items
         .iter()
@@ -109,6 +118,67 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
         .map(|(item, ok)| (item.lane, item.seq, ok))
         .collect();
     Done { outcomes, keys }
+}
+
+/// What one send of a batch came to.
+#[derive(Default)]
+struct Round {
+    delivered: Vec<usize>,
+    retry: Vec<usize>,
+    dead: Vec<(usize, SinkError)>,
+    first_error: Option<SinkError>,
+    /// A failure in the destination: retries wait with jitter, so that many routes do not
+    /// retry a struggling function in step.
+    jitter: bool,
+    configuration: Option<SinkError>,
+    retry_after: Option<Duration>,
+}
+
+impl Round {
+    fn again(&mut self, i: usize, e: SinkError) {
+        self.retry.push(i);
+        self.jitter |= e.retry() == Retry::Attempts;
+        self.retry_after = self.retry_after.max(e.retry_after());
+        if e.retry() == Retry::Configuration && self.configuration.is_none() {
+            self.configuration = Some(e.clone());
+        }
+        self.first_error.get_or_insert(e);
+    }
+
+    fn report(&self, ctx: &Context, error: &SinkError, attempt: u32) {
+        events::DeliveryRetry {
+            route: &ctx.route,
+            count: self.retry.len(),
+            kind: error.kind(),
+            error: &error.to_string(),
+            attempt,
+        }
+        .emit();
+        ctx.stats.retried(self.retry.len());
+        if let Some(e) = &self.configuration {
+            events::ConfigurationRefused {
+                route: &ctx.route,
+                kind: e.kind(),
+                error: &e.to_string(),
+                retry_in: CONFIGURATION_BACKOFF,
+            }
+            .emit();
+        }
+    }
+
+    /// How long to wait before the next send: the backoff (with jitter after a failure in the
+    /// destination), at least `CONFIGURATION_BACKOFF` while the settings are refused, and at
+    /// least what the destination asked for.
+    fn wait(&self, backoff: Duration) -> Duration {
+        let mut wait = match self.jitter {
+            true => backoff.mul_f64(0.5 + rand::random::<f64>() / 2.0),
+            false => backoff,
+        };
+        if self.configuration.is_some() {
+            wait = wait.max(CONFIGURATION_BACKOFF);
+        }
+        wait.max(self.retry_after.unwrap_or_default().min(MAX_RETRY_AFTER))
+    }
 }
 
 /// Holds the sink to its contract: exactly one outcome per message.
@@ -145,15 +215,27 @@ fn report_delivered(ctx: &Context, items: &[Item], delivered: &[usize]) {
     }
 }
 
-/// Writes the permanently failed messages to the dead-letter destination, in the order they
-/// were received, retrying until it works or the route stops. True when they are stored.
-async fn dead_letter(ctx: &Context, items: &[Item], failed: &[(usize, SinkError)]) -> bool {
-    let mut entries: Vec<(&Item, &SinkError)> =
-        failed.iter().map(|(i, e)| (&items[*i], e)).collect();
-    entries.sort_by_key(|(item, _)| item.arrival);
-    let entries: Vec<(&Message, &SinkError)> = entries
+/// Writes the failed messages to the dead-letter destination, in the order they were
+/// received, with the attempts each failed; retries until it works or the route stops. True
+/// when they are stored.
+async fn dead_letter(
+    ctx: &Context,
+    items: &[Item],
+    dead: &[(usize, SinkError)],
+    failed: &[u32],
+) -> bool {
+    let mut entries: Vec<(&Item, &SinkError, u32)> = dead
+        .iter()
+        .map(|(i, e)| (&items[*i], e, failed[*i].max(1)))
+        .collect();
+    entries.sort_by_key(|(item, _, _)| item.arrival);
+    let entries: Vec<DeadLetterEntry> = entries
         .into_iter()
-        .map(|(item, e)| (&item.msg, e))
+        .map(|(item, error, attempts)| DeadLetterEntry {
+            msg: &item.msg,
+            error,
+            attempts,
+        })
         .collect();
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -167,8 +249,8 @@ async fn dead_letter(ctx: &Context, items: &[Item], failed: &[(usize, SinkError)
                 events::DeadLettered {
                     route: &ctx.route,
                     count: entries.len(),
-                    kind: failed[0].1.kind(),
-                    error: &failed[0].1.to_string(),
+                    kind: dead[0].1.kind(),
+                    error: &dead[0].1.to_string(),
                 }
                 .emit();
                 ctx.stats.dead_lettered(entries.len());

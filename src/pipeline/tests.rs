@@ -139,6 +139,7 @@ impl Run {
         let ctx = Arc::new(Context {
             route: "test".into(),
             metrics: crate::events::RouteMetrics::new("test", lanes),
+            max_attempts: 3,
             sink: Arc::new(sink),
             dead_letter: Arc::new(DeadLetter::File(Arc::new(writer))),
             shutdown: shutdown.clone(),
@@ -539,4 +540,94 @@ impl std::io::Write for LogWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the function failed")]
+struct FunctionFailed;
+
+fn function_fails(payload: &str, _: u32) -> Option<Result<(), SinkError>> {
+    match payload.starts_with("bad") {
+        true => Some(Err(SinkError::new(
+            "function_error",
+            Retry::Attempts,
+            FunctionFailed,
+        ))),
+        false => Some(Ok(())),
+    }
+}
+
+/// Real time: the dead-letter file is written by a thread of its own.
+#[tokio::test]
+async fn a_function_failure_is_tried_max_attempts_times_then_dead_lettered() {
+    let run = Run::start(ordered(10, 0), 1, no_delay, function_fails).await;
+    run.receive(0, "t", "bad");
+    run.receive(0, "u", "good");
+    for _ in 0..300 {
+        if run.acked().len() == 2 {
+            break;
+        }
+        settle(Duration::from_millis(10)).await;
+    }
+    let sent: Vec<Vec<String>> = run.calls().into_iter().map(|c| c.1).collect();
+    assert_eq!(sent, [vec!["bad", "good"], vec!["bad"], vec!["bad"]]);
+    let text = std::fs::read_to_string(&run.dead_path).unwrap();
+    let entry: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(entry["error_kind"], "function_error");
+    assert_eq!(entry["attempts"], 3);
+    assert_eq!(entry["message"]["payload"], "bad");
+    let acked: Vec<(String, bool)> = run.acked().into_iter().map(|a| (a.1, a.2)).collect();
+    assert_eq!(acked, [("bad".into(), true), ("good".into(), true)]);
+    run.stop().await;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("AuthFailure.SecretIdNotFound")]
+struct BadCredentials;
+
+#[tokio::test(start_paused = true)]
+async fn refused_settings_are_retried_slowly_and_nothing_is_dead_lettered() {
+    fn refused_twice(_: &str, attempt: u32) -> Option<Result<(), SinkError>> {
+        match attempt {
+            1 | 2 => Some(Err(SinkError::new(
+                "configuration",
+                Retry::Configuration,
+                BadCredentials,
+            ))),
+            _ => Some(Ok(())),
+        }
+    }
+    let run = Run::start(ordered(10, 0), 1, no_delay, refused_twice).await;
+    run.receive(0, "t", "m");
+    settle(Duration::from_secs(120)).await;
+    let at: Vec<u64> = run.calls().into_iter().map(|c| c.0).collect();
+    assert_eq!(at.len(), 3, "{at:?}");
+    assert!(
+        at[1] >= 30_000 && at[2] - at[1] >= 30_000,
+        "retried too fast: {at:?}"
+    );
+    assert_eq!(run.acked(), [(0, "m".to_owned(), true)]);
+    assert_eq!(run.stats.snapshot().dead_lettered, 0);
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_waits_as_long_as_the_destination_asks() {
+    fn busy_once(_: &str, attempt: u32) -> Option<Result<(), SinkError>> {
+        match attempt {
+            1 => Some(Err(SinkError::new(
+                "throttled",
+                Retry::Retriable,
+                FunctionFailed,
+            )
+            .with_retry_after(Duration::from_secs(7)))),
+            _ => Some(Ok(())),
+        }
+    }
+    let run = Run::start(ordered(10, 0), 1, no_delay, busy_once).await;
+    run.receive(0, "t", "m");
+    settle(Duration::from_secs(20)).await;
+    let at: Vec<u64> = run.calls().into_iter().map(|c| c.0).collect();
+    assert_eq!(at, [0, 7_000]);
+    run.stop().await;
 }

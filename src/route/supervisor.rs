@@ -95,6 +95,7 @@ impl Supervisor {
         let ctx = Arc::new(Context {
             route: route.name.as_str().into(),
             metrics: RouteMetrics::new(&route.name, route.consumers as usize),
+            max_attempts: route.max_attempts,
             sink,
             dead_letter: self.shared.dead_letter.clone(),
             shutdown: shutdown.clone(),

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -17,12 +18,19 @@ pub trait Sink: Send + Sync {
     async fn send(&self, batch: &[&Message]) -> Vec<Result<(), SinkError>>;
 }
 
-/// Whether a failed delivery is worth another try.
+/// Whether a failed delivery is worth another try, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
-    /// It may pass (a broker down, a timeout): the message is held and retried for as long as
-    /// it takes.
+    /// The way to the destination failed and may come back (a broker down, a timeout,
+    /// throttling): the message is held and retried for as long as it takes.
     Retriable,
+    /// The destination took the message and failed on it (a function that ran and failed):
+    /// retried up to the route's `max_attempts`, then dead-lettered.
+    Attempts,
+    /// The bridge's settings are wrong for the destination (credentials refused, a function
+    /// that does not exist): said loudly, retried slowly, the message held, since mending the
+    /// settings must not have lost it.
+    Configuration,
     /// The destination will never take this message: it goes to the dead-letter path.
     Permanent,
 }
@@ -34,6 +42,8 @@ pub struct SinkError {
     kind: &'static str,
     retry: Retry,
     error: Arc<dyn std::error::Error + Send + Sync>,
+    /// The destination asked to be left alone this long (HTTP `Retry-After`).
+    retry_after: Option<Duration>,
 }
 
 impl SinkError {
@@ -46,11 +56,27 @@ impl SinkError {
             kind,
             retry,
             error: Arc::new(error),
+            retry_after: None,
         }
     }
 
+    /// The same, with the destination's wish not to be retried before `delay` has passed.
+    pub fn with_retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+
+    pub fn retry(&self) -> Retry {
+        self.retry
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// Retried without counting attempts (the way there failed, or the settings).
     pub fn is_retriable(&self) -> bool {
-        self.retry == Retry::Retriable
+        matches!(self.retry, Retry::Retriable | Retry::Configuration)
     }
 
     /// A short, fixed name for metric labels and the dead-letter `error_kind`.

@@ -1,7 +1,9 @@
 //! Which Kafka failures are worth retrying. A record Kafka will never take (too large, or
-//! addressed to a topic name Kafka rejects) is permanent and goes to the dead-letter path;
-//! everything else (timeouts, broker down, leader changes, a missing topic that an operator may
-//! create, authorization that may be granted) is retried, holding the message back meanwhile.
+//! addressed to a topic name Kafka rejects) is permanent and goes to the dead-letter path.
+//! Refused credentials or authorization are the bridge's configuration: said loudly and retried
+//! slowly, the message held until an operator mends them. Everything else (timeouts, broker
+//! down, leader changes, a missing topic that an operator may create) is retried, holding the
+//! message back meanwhile.
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
@@ -28,7 +30,17 @@ impl KafkaSinkError {
     }
 
     pub fn is_retriable(&self) -> bool {
-        matches!(self, KafkaSinkError::Delivery(_) | KafkaSinkError::Canceled)
+        self.retry() != Retry::Permanent
+    }
+
+    pub fn retry(&self) -> Retry {
+        match self {
+            KafkaSinkError::InvalidTopic(_) | KafkaSinkError::Rejected(_) => Retry::Permanent,
+            KafkaSinkError::Delivery(e) if e.rdkafka_error_code().is_some_and(is_refusal) => {
+                Retry::Configuration
+            }
+            KafkaSinkError::Delivery(_) | KafkaSinkError::Canceled => Retry::Retriable,
+        }
     }
 
     /// Errors that leave the producer's idempotence state out of step with the broker: retrying
@@ -60,6 +72,7 @@ impl KafkaSinkError {
             },
             KafkaSinkError::Delivery(e) => match e.rdkafka_error_code() {
                 Some(RDKafkaErrorCode::MessageTimedOut) => "timeout",
+                Some(code) if is_refusal(code) => "unauthorized",
                 _ => "delivery",
             },
             KafkaSinkError::Canceled => "canceled",
@@ -69,12 +82,20 @@ impl KafkaSinkError {
 
 impl From<KafkaSinkError> for SinkError {
     fn from(e: KafkaSinkError) -> Self {
-        let retry = match e.is_retriable() {
-            true => Retry::Retriable,
-            false => Retry::Permanent,
-        };
-        SinkError::new(e.kind(), retry, e)
+        SinkError::new(e.kind(), e.retry(), e)
     }
+}
+
+/// The broker refuses the bridge's credentials or permissions.
+fn is_refusal(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        code,
+        TopicAuthorizationFailed
+            | ClusterAuthorizationFailed
+            | SaslAuthenticationFailed
+            | Authentication
+    )
 }
 
 fn is_permanent(code: RDKafkaErrorCode) -> bool {
@@ -100,5 +121,9 @@ mod tests {
         let missing = KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopicOrPartition);
         assert!(KafkaSinkError::from_kafka(missing).is_retriable());
         assert!(!KafkaSinkError::InvalidTopic("a b".into()).is_retriable());
+        let denied = KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed);
+        let e = KafkaSinkError::from_kafka(denied);
+        assert_eq!(e.retry(), Retry::Configuration);
+        assert_eq!(e.kind(), "unauthorized");
     }
 }
