@@ -14,6 +14,7 @@
 //! - `mqtt`: MQTT client options and a publisher that waits for PUBACKs.
 //! - `message`: the neutral message sources fill and sinks render.
 //! - `record`: the message's JSON shape (file sink, dead letters).
+//! - `event`: the event a function receives (a batch of records; `schema/`).
 //! - `template`: `{topic.N}`-style templates for sink-side names.
 //! - `topic`: MQTT filter and Kafka topic name rules.
 //! - `dead_letter`: where permanently refused messages go.
@@ -23,6 +24,7 @@
 pub mod admin;
 pub mod config;
 pub mod dead_letter;
+pub mod event;
 pub mod events;
 pub mod message;
 pub mod mqtt;

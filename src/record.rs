@@ -1,5 +1,5 @@
 //! The JSON shape of a message, defined once: the `file` sink writes it as one line per message,
-//! the dead-letter path wraps it, and function events will carry it. Field names follow the
+//! the dead-letter path wraps it, and function events (`event.rs`) carry it. Field names follow the
 //! Kafka headers (`mqtt.packet.id` is `packet_id` here).
 
 use std::borrow::Cow;
@@ -48,9 +48,19 @@ pub struct Record<'a> {
 
 impl<'a> Record<'a> {
     pub fn new(msg: &'a Message) -> Self {
-        let (payload, payload_encoding) = match std::str::from_utf8(&msg.payload) {
-            Ok(text) => (Cow::Borrowed(text), "utf8"),
-            Err(_) => (Cow::Owned(BASE64.encode(&msg.payload)), "base64"),
+        Self::encoded(msg, false)
+    }
+
+    /// The record with its payload in base64 always (`base64` true), or only when it is not
+    /// valid UTF-8.
+    pub fn encoded(msg: &'a Message, base64: bool) -> Self {
+        let text = match base64 {
+            true => None,
+            false => std::str::from_utf8(&msg.payload).ok(),
+        };
+        let (payload, payload_encoding) = match text {
+            Some(text) => (Cow::Borrowed(text), "utf8"),
+            None => (Cow::Owned(BASE64.encode(&msg.payload)), "base64"),
         };
         let p = &msg.properties;
         Record {
