@@ -4,6 +4,8 @@
 //! event's version. The JSON Schema is `schema/function-event-v1.json`; a test holds produced
 //! events to it.
 
+use std::ops::Range;
+
 use serde::Serialize;
 
 use crate::message::Message;
@@ -11,12 +13,6 @@ use crate::record::Record;
 
 /// The version of the event's shape, in every record.
 pub const VERSION: u32 = 1;
-
-#[derive(Serialize)]
-struct Event<'a> {
-    #[serde(rename = "Records")]
-    records: Vec<Entry<'a>>,
-}
 
 #[derive(Serialize)]
 struct Entry<'a> {
@@ -32,43 +28,109 @@ struct MqttRecord<'a> {
     record: Record<'a>,
 }
 
-fn event<'a>(route: &'a str, batch: &[&'a Message], base64: bool) -> Event<'a> {
-    let records = batch
-        .iter()
-        .map(|msg| Entry {
-            mqtt: MqttRecord {
-                version: VERSION,
-                route,
-                record: Record::encoded(msg, base64),
-            },
-        })
-        .collect();
-    Event { records }
-}
-
 /// The event for `batch`, as JSON bytes. `base64` puts every payload in base64 (the route's
 /// `base64_payload`); otherwise only payloads that are not valid UTF-8 are.
 pub fn render(route: &str, batch: &[&Message], base64: bool) -> Vec<u8> {
-    // Serializing strings, numbers and lists into a Vec cannot fail.
-    serde_json::to_vec(&event(route, batch, base64)).unwrap_or_default()
+    Records::new(route, batch, base64).event(0..batch.len())
 }
 
-/// The size `render` would give `batch` (to split batches to a request limit), without
-/// keeping the text.
-pub fn size(route: &str, batch: &[&Message], base64: bool) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+/// The records of an event, rendered one by one, so that a batch can be cut into requests
+/// under a size limit (`chunks`) and each request assembled without rendering again.
+pub struct Records(Vec<Vec<u8>>);
+
+const HEAD: &[u8] = b"{\"Records\":[";
+const TAIL: &[u8] = b"]}";
+
+impl Records {
+    pub fn new(route: &str, batch: &[&Message], base64: bool) -> Self {
+        let records = batch
+            .iter()
+            .map(|msg| {
+                let entry = Entry {
+                    mqtt: MqttRecord {
+                        version: VERSION,
+                        route,
+                        record: Record::encoded(msg, base64),
+                    },
+                };
+                // Serializing strings, numbers and lists into a Vec cannot fail.
+                serde_json::to_vec(&entry).unwrap_or_default()
+            })
+            .collect();
+        Records(records)
     }
-    let mut count = Count(0);
-    let _ = serde_json::to_writer(&mut count, &event(route, batch, base64));
-    count.0
+
+    /// The event of records `range`, as JSON bytes.
+    pub fn event(&self, range: Range<usize>) -> Vec<u8> {
+        let parts = &self.0[range];
+        let len = HEAD.len() + TAIL.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>();
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(HEAD);
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(TAIL);
+        out
+    }
+
+    /// Cuts the records, in order, into runs whose event stays within `limit` bytes. `cost`
+    /// gives what the bytes of an event cost in the request (1 per byte for a body; more where
+    /// the event travels as an escaped JSON string), and `overhead` what the request adds
+    /// around it. A record too large alone comes as its own `TooLarge`.
+    pub fn chunks(
+        &self,
+        limit: usize,
+        overhead: usize,
+        cost: impl Fn(&[u8]) -> usize,
+    ) -> Vec<Chunk> {
+        let fixed = overhead + cost(HEAD) + cost(TAIL);
+        let mut chunks = Vec::new();
+        let (mut start, mut used) = (0, fixed);
+        for (i, part) in self.0.iter().enumerate() {
+            let size = cost(part);
+            // A comma costs 1 however the event travels.
+            if i > start && used + 1 + size > limit {
+                chunks.push(Chunk::Fits(start..i));
+                (start, used) = (i, fixed);
+            }
+            if i > start {
+                used += 1 + size;
+            } else if fixed + size > limit {
+                chunks.push(Chunk::TooLarge(i, fixed + size));
+                (start, used) = (i + 1, fixed);
+            } else {
+                used = fixed + size;
+            }
+        }
+        if start < self.0.len() {
+            chunks.push(Chunk::Fits(start..self.0.len()));
+        }
+        chunks
+    }
+}
+
+/// A run of records sent in one request, or one record that no request can hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunk {
+    Fits(Range<usize>),
+    /// The record's index and the size its request would have had.
+    TooLarge(usize, usize),
+}
+
+/// The length of `bytes` (valid UTF-8 from serde_json) once written as a JSON string's
+/// contents: quotes and backslashes doubled, control characters escaped.
+pub fn escaped_len(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .map(|&b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..0x20 => 6,
+            _ => 1,
+        })
+        .sum()
 }
 
 #[cfg(test)]
@@ -104,7 +166,8 @@ mod tests {
                 .map(|e| e.to_string())
                 .collect();
             assert!(errors.is_empty(), "{errors:?}\n{json:#}");
-            assert_eq!(event.len(), size("battery", &[&full, &binary], base64));
+            let records = Records::new("battery", &[&full, &binary], base64);
+            assert_eq!(records.event(0..2), event);
             let first = &json["Records"][0]["Mqtt"];
             assert_eq!(first["route"], "battery");
             assert_eq!(first["version"], 1);
@@ -118,5 +181,50 @@ mod tests {
             !validator.is_valid(&broken),
             "the schema requires the fields"
         );
+    }
+
+    #[test]
+    fn chunks_keep_each_request_within_the_limit() {
+        let msgs: Vec<Message> = (0..50)
+            .map(|i| {
+                let mut m = sample(&format!("cars/{i}/state"));
+                m.payload = bytes::Bytes::from(vec![b'"'; i * 7]);
+                m
+            })
+            .collect();
+        let batch: Vec<&Message> = msgs.iter().collect();
+        let records = Records::new("r", &batch, false);
+        for (limit, overhead, escaped) in [(2000, 0, false), (3000, 120, true), (900, 0, false)] {
+            let cost = |b: &[u8]| if escaped { escaped_len(b) } else { b.len() };
+            let chunks = records.chunks(limit, overhead, cost);
+            let mut next = 0;
+            for chunk in &chunks {
+                match chunk {
+                    Chunk::Fits(range) => {
+                        assert_eq!(range.start, next);
+                        next = range.end;
+                        let event = records.event(range.clone());
+                        assert!(overhead + cost(&event) <= limit, "{limit} {range:?}");
+                        // Not cut needlessly: one more record would not have fitted.
+                        if range.end < msgs.len() {
+                            let more = records.event(range.start..range.end + 1);
+                            assert!(overhead + cost(&more) > limit);
+                        }
+                    }
+                    Chunk::TooLarge(i, size) => {
+                        assert_eq!(*i, next);
+                        next += 1;
+                        let alone = records.event(*i..*i + 1);
+                        assert_eq!(overhead + cost(&alone), *size);
+                        assert!(*size > limit);
+                    }
+                }
+            }
+            assert_eq!(next, msgs.len());
+        }
+        // A JSON string holding the event, measured the way the request is.
+        let event = records.event(0..3);
+        let quoted = serde_json::to_string(std::str::from_utf8(&event).unwrap()).unwrap();
+        assert_eq!(quoted.len(), escaped_len(&event) + 2);
     }
 }

@@ -17,6 +17,7 @@
 //! - `event`: the event a function receives (a batch of records; `schema/`).
 //! - `template`: `{topic.N}`-style templates for sink-side names.
 //! - `topic`: MQTT filter and Kafka topic name rules.
+//! - `tls`: rustls client settings (roots, client certificate) for the bridge's clients.
 //! - `dead_letter`: where permanently refused messages go.
 //! - `events`: telemetry events (metrics and logs together).
 //! - `admin`: the `/metrics` and `/health` listener.
@@ -34,6 +35,7 @@ pub mod route;
 pub mod sinks;
 pub mod sources;
 pub mod template;
+pub mod tls;
 pub mod topic;
 
 use std::collections::BTreeMap;

@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use rumqttc::v5::MqttOptions;
 use rumqttc::{NetworkOptions, TlsConfiguration, Transport};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
 
-use crate::config::{MqttConfig, TlsConfig};
+use crate::config::MqttConfig;
 
 /// Outgoing QoS 1 publishes a consumer may have in flight: none are sent, but rumqttc numbers
 /// SUBSCRIBE packets from the same range.
@@ -45,9 +43,13 @@ impl Endpoint {
             .to_owned();
         let port = url.port().unwrap_or(if secure { 8883 } else { 1883 });
         let tls = match secure {
-            true => Some(Arc::new(tls_config(
-                config.tls.as_ref().cloned().unwrap_or_default(),
-            )?)),
+            true => {
+                let tls = config.tls.clone().unwrap_or_default();
+                let client = tls.cert_file.as_deref().zip(tls.key_file.as_deref());
+                let tls = crate::tls::client_config(tls.ca_file.as_deref(), client)
+                    .map_err(|e| OptionsError::Tls(e.to_string()))?;
+                Some(Arc::new(tls))
+            }
             false => None,
         };
         Ok(Endpoint {
@@ -116,44 +118,5 @@ impl Endpoint {
 
     pub fn keep_alive(&self) -> Duration {
         self.config.keep_alive
-    }
-}
-
-fn tls_config(tls: TlsConfig) -> Result<ClientConfig, OptionsError> {
-    let err = |what: &str, e: &dyn std::fmt::Display| OptionsError::Tls(format!("{what}: {e}"));
-    let mut roots = RootCertStore::empty();
-    match &tls.ca_file {
-        Some(path) => {
-            for cert in CertificateDer::pem_file_iter(path)
-                .map_err(|e| err(&path.display().to_string(), &e))?
-            {
-                let cert = cert.map_err(|e| err(&path.display().to_string(), &e))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| err(&path.display().to_string(), &e))?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(found.certs);
-        }
-    }
-    let builder =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| err("protocol versions", &e))?
-            .with_root_certificates(roots);
-    match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => {
-            let certs = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| err(&cert.display().to_string(), &e))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| err(&key.display().to_string(), &e))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| err("client certificate", &e))
-        }
-        _ => Ok(builder.with_no_client_auth()),
     }
 }

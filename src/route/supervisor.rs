@@ -87,7 +87,7 @@ impl Supervisor {
                 StartError::NoConnection(route.name.clone(), route.connection.clone())
             })?;
         let sink = connection
-            .route_sink(&route.sink)
+            .route_sink(&route.name, &route.sink)
             .map_err(|e| StartError::Sink(route.name.clone(), e))?;
         let shutdown = self.shared.shutdown.child_token();
         let hard_stop = CancellationToken::new();

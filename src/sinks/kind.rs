@@ -49,8 +49,10 @@ pub trait SinkKind: 'static {
         name: &str,
         config: &Self::ConnectionConfig,
     ) -> impl Future<Output = Result<Self::Connection, BoxError>> + Send;
+    /// The sink of route `name`.
     fn route_sink(
         connection: &Self::Connection,
+        name: &str,
         route: &Self::RouteConfig,
     ) -> Result<Arc<dyn Sink>, BoxError>;
     /// The connection check: reachable and authenticated. `Ok` carries a detail for the log.
@@ -257,13 +259,13 @@ impl fmt::Debug for RouteSinkConfig {
 pub struct Connection(Arc<dyn AnyConnection>);
 
 trait AnyConnection: Send + Sync {
-    fn route_sink(&self, route: &RouteSinkConfig) -> Result<Arc<dyn Sink>, BoxError>;
+    fn route_sink(&self, name: &str, route: &RouteSinkConfig) -> Result<Arc<dyn Sink>, BoxError>;
     fn health_check(&self) -> BoxFuture<'_, Result<String, BoxError>>;
     fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()>;
 }
 
 impl<K: SinkKind> AnyConnection for Typed<K, K::Connection> {
-    fn route_sink(&self, route: &RouteSinkConfig) -> Result<Arc<dyn Sink>, BoxError> {
+    fn route_sink(&self, name: &str, route: &RouteSinkConfig) -> Result<Arc<dyn Sink>, BoxError> {
         let settings = route.settings::<K::RouteConfig>().ok_or_else(|| {
             format!(
                 "a {} route cannot deliver to a {} connection",
@@ -271,7 +273,7 @@ impl<K: SinkKind> AnyConnection for Typed<K, K::Connection> {
                 K::NAME
             )
         })?;
-        K::route_sink(&self.0, settings)
+        K::route_sink(&self.0, name, settings)
     }
     fn health_check(&self) -> BoxFuture<'_, Result<String, BoxError>> {
         Box::pin(K::health_check(&self.0))
@@ -282,9 +284,13 @@ impl<K: SinkKind> AnyConnection for Typed<K, K::Connection> {
 }
 
 impl Connection {
-    /// The sink of a route that names this connection.
-    pub fn route_sink(&self, route: &RouteSinkConfig) -> Result<Arc<dyn Sink>, BoxError> {
-        self.0.route_sink(route)
+    /// The sink of route `name`, which names this connection.
+    pub fn route_sink(
+        &self,
+        name: &str,
+        route: &RouteSinkConfig,
+    ) -> Result<Arc<dyn Sink>, BoxError> {
+        self.0.route_sink(name, route)
     }
     pub async fn health_check(&self) -> Result<String, BoxError> {
         self.0.health_check().await

@@ -2,11 +2,12 @@
 //! `sinks/` that implements `SinkKind`, and a line here.
 
 use super::kind::{Kind, Registered};
-use super::{file, kafka};
+use super::{file, http, kafka};
 
 pub static KINDS: &[&dyn Kind] = &[
     &Registered::<kafka::Kafka>::new(),
     &Registered::<file::File>::new(),
+    &Registered::<http::Http>::new(),
 ];
 
 /// The kind called `name`.
@@ -23,6 +24,7 @@ mod tests {
         let keys = |name| kind(name).map(|k| k.route_keys());
         assert_eq!(keys("kafka"), Some(&["topic", "key"][..]));
         assert_eq!(keys("file"), Some(&[][..]));
+        assert_eq!(keys("http"), Some(&["base64_payload"][..]));
         assert!(kind("s3").is_none());
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod bridge;
+pub mod function;
 pub mod kafka;
 pub mod mqtt;
 pub mod proxy;

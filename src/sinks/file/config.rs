@@ -69,6 +69,7 @@ impl SinkKind for File {
 
     fn route_sink(
         writer: &Arc<FileWriter>,
+        _: &str,
         _: &FileRouteConfig,
     ) -> Result<Arc<dyn Sink>, BoxError> {
         Ok(Arc::new(FileSink(writer.clone())))

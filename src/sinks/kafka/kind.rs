@@ -85,6 +85,7 @@ impl SinkKind for Kafka {
 
     fn route_sink(
         connection: &KafkaConnection,
+        _: &str,
         route: &KafkaRouteConfig,
     ) -> Result<Arc<dyn Sink>, BoxError> {
         Ok(Arc::new(KafkaRouteSink::new(connection.slot(), route)?))

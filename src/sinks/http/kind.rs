@@ -1,0 +1,152 @@
+//! The HTTP kind's entry point (`impl SinkKind for Http`): checks of its settings, the client
+//! (reqwest on rustls with the ring provider) and a route's sink.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::config::{HttpConnectionConfig, HttpRouteConfig};
+use super::sink::{Client, HttpSink};
+use crate::config::{Check, Secret};
+use crate::sinks::{BoxError, Sink, SinkKind};
+
+pub struct Http;
+
+impl SinkKind for Http {
+    const NAME: &'static str = "http";
+    /// Like the managed function triggers: invocations in parallel, unless a route asks for
+    /// per-topic order.
+    const ORDERED_BY_DEFAULT: bool = false;
+    type ConnectionConfig = HttpConnectionConfig;
+    type RouteConfig = HttpRouteConfig;
+    type Connection = Arc<Client>;
+
+    fn resolve_paths(c: &mut HttpConnectionConfig, base: &Path) {
+        let join = |p: &mut Option<PathBuf>| {
+            if let Some(path) = p.as_mut().filter(|p| p.is_relative()) {
+                *path = base.join(&*path);
+            }
+        };
+        join(&mut c.bearer_token_file);
+        join(&mut c.signature_secret_file);
+        join(&mut c.ca_file);
+    }
+
+    fn check_connection(c: &HttpConnectionConfig, check: &mut Check<'_>) {
+        match url::Url::parse(&c.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            Ok(u) => check.field(
+                "url",
+                format!("\"{}\" is not an http:// or https:// URL", u),
+            ),
+            Err(e) => check.field("url", format!("\"{}\" is not a URL: {e}", c.url)),
+        }
+        for (name, value) in &c.headers {
+            if HeaderName::try_from(name.as_str()).is_err() {
+                check.field(&format!("headers.{name}"), "not a valid header name");
+            } else if HeaderValue::try_from(value.expose()).is_err() {
+                check.field(&format!("headers.{name}"), "not a valid header value");
+            }
+        }
+        if HeaderName::try_from(c.signature_header.as_str()).is_err() {
+            check.field("signature_header", "not a valid header name");
+        }
+        let pairs = [
+            (
+                "bearer_token",
+                c.bearer_token.is_some(),
+                &c.bearer_token_file,
+            ),
+            (
+                "signature_secret",
+                c.signature_secret.is_some(),
+                &c.signature_secret_file,
+            ),
+        ];
+        for (key, set, file) in pairs {
+            if set && file.is_some() {
+                check.field(
+                    &format!("{key}_file"),
+                    format!("set together with `{key}`: keep one"),
+                );
+            }
+            if let Some(path) = file.as_ref().filter(|p| !p.is_file()) {
+                check.field(
+                    &format!("{key}_file"),
+                    format!("{} is not a file", path.display()),
+                );
+            }
+        }
+        if let Some(path) = c.ca_file.as_ref().filter(|p| !p.is_file()) {
+            check.field("ca_file", format!("{} is not a file", path.display()));
+        }
+        if c.timeout < Duration::from_millis(100) {
+            check.field("timeout", "must be at least 100ms");
+        }
+        if c.max_request_bytes < 1024 {
+            check.field("max_request_bytes", "must be at least 1024");
+        }
+    }
+
+    fn check_route(_: &HttpRouteConfig, _: &mut Check<'_>) {}
+
+    async fn connect(_name: &str, c: &HttpConnectionConfig) -> Result<Arc<Client>, BoxError> {
+        let tls = crate::tls::client_config(c.ca_file.as_deref(), None)?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &c.headers {
+            let mut value = HeaderValue::try_from(value.expose())?;
+            value.set_sensitive(true);
+            headers.insert(HeaderName::try_from(name.as_str())?, value);
+        }
+        if let Some(token) = secret(&c.bearer_token, &c.bearer_token_file)? {
+            let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose()))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .default_headers(headers)
+            .timeout(c.timeout)
+            .build()?;
+        Ok(Arc::new(Client {
+            http,
+            url: c.url.parse()?,
+            signature: secret(&c.signature_secret, &c.signature_secret_file)?
+                .map(|key| (HeaderName::try_from(c.signature_header.as_str()), key))
+                .map(|(name, key)| name.map(|n| (n, key)))
+                .transpose()?,
+            max_request_bytes: c.max_request_bytes,
+        }))
+    }
+
+    fn route_sink(
+        client: &Arc<Client>,
+        name: &str,
+        route: &HttpRouteConfig,
+    ) -> Result<Arc<dyn Sink>, BoxError> {
+        Ok(Arc::new(HttpSink::new(
+            client.clone(),
+            name,
+            route.base64_payload,
+        )))
+    }
+
+    async fn health_check(client: &Arc<Client>) -> Result<String, BoxError> {
+        client.reachable().await
+    }
+}
+
+/// A secret given inline or in a file (its trailing newline ignored).
+fn secret(inline: &Option<Secret>, file: &Option<PathBuf>) -> Result<Option<Secret>, BoxError> {
+    match (inline, file) {
+        (Some(s), _) => Ok(Some(s.clone())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Ok(Some(Secret::new(text.trim_end_matches(['\r', '\n']))))
+        }
+        (None, None) => Ok(None),
+    }
+}

@@ -1,0 +1,237 @@
+//! A route's HTTP sink: the batch as function events (`event.rs`), cut to `max_request_bytes`,
+//! each POSTed to the function URL, signed when a secret is set. The status decides what a
+//! failure is (README "Function triggers"): 2xx delivered; 408, 429, 5xx and transport errors
+//! on the way (retried for as long as it takes, `Retry-After` honoured); 401 and 403 the
+//! bridge's settings refused; any other status a failure of the function (attempts, then dead
+//! letter).
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use hmac::{Hmac, Mac};
+use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use sha2::Sha256;
+
+use crate::config::Secret;
+use crate::event::{Chunk, Records};
+use crate::message::Message;
+use crate::sinks::{BoxError, Retry, Sink, SinkError};
+
+/// The most of a refusal's body quoted in errors and dead letters.
+const QUOTED_BODY: usize = 300;
+
+/// An HTTP connection's client, shared by its routes.
+pub struct Client {
+    pub(super) http: reqwest::Client,
+    pub(super) url: Url,
+    /// The signature's header and secret.
+    pub(super) signature: Option<(HeaderName, Secret)>,
+    pub(super) max_request_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("the function answered {status}: {body}")]
+    Status { status: StatusCode, body: String },
+    #[error("{0}")]
+    Transport(String),
+    #[error("the event with this message alone is {size} bytes, over max_request_bytes ({limit})")]
+    TooLarge { size: usize, limit: usize },
+    #[error("not sent: an earlier request of the batch failed, and later ones wait to keep order")]
+    NotSent,
+}
+
+impl Client {
+    /// The connection check: the function's host takes a TCP connection. Nothing is sent, since
+    /// any request might run the function.
+    pub async fn reachable(&self) -> Result<String, BoxError> {
+        let host = self.url.host_str().unwrap_or_default();
+        let port = self.url.port_or_known_default().unwrap_or(80);
+        let connect = tokio::net::TcpStream::connect((host, port));
+        match tokio::time::timeout(Duration::from_secs(5), connect).await {
+            Ok(Ok(_)) => Ok(format!("{host}:{port} accepts connections")),
+            Ok(Err(e)) => Err(format!("{host}:{port}: {e}").into()),
+            Err(_) => Err(format!("{host}:{port}: no answer in 5s").into()),
+        }
+    }
+
+    /// POSTs one event.
+    async fn post(&self, body: Vec<u8>) -> Result<(), SinkError> {
+        let mut request = self
+            .http
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, "application/json");
+        if let Some((header, secret)) = &self.signature {
+            request = request.header(header, sign(secret, &body));
+        }
+        let response = request.body(body).send().await.map_err(transport)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| retry_after(v, SystemTime::now()));
+        let body = quoted(response.bytes().await.unwrap_or_default().as_ref());
+        let (kind, retry) = classify(status);
+        let error = SinkError::new(kind, retry, HttpError::Status { status, body });
+        Err(match retry_after {
+            Some(delay) => error.with_retry_after(delay),
+            None => error,
+        })
+    }
+}
+
+/// What a status means for the messages (README "Function triggers", the HTTP table).
+fn classify(status: StatusCode) -> (&'static str, Retry) {
+    match status.as_u16() {
+        408 => ("timeout", Retry::Retriable),
+        429 => ("throttled", Retry::Retriable),
+        401 | 403 => ("unauthorized", Retry::Configuration),
+        500..=599 => ("unavailable", Retry::Retriable),
+        _ => ("function_error", Retry::Attempts),
+    }
+}
+
+fn transport(e: reqwest::Error) -> SinkError {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else {
+        "transport"
+    };
+    // The error's chain says why (refused, reset, TLS); the URL holds no secret.
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    SinkError::new(kind, Retry::Retriable, HttpError::Transport(text))
+}
+
+/// `sha256=<hex of HMAC-SHA256(secret, body)>`.
+fn sign(secret: &Secret, body: &[u8]) -> HeaderValue {
+    // HMAC takes keys of any length.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(body);
+    let value = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    HeaderValue::try_from(value).expect("hex is a valid header value")
+}
+
+/// A `Retry-After` in seconds or as an HTTP date.
+fn retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
+    let text = value.to_str().ok()?.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
+}
+
+/// The start of a body, as text, for an error message.
+fn quoted(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(QUOTED_BODY)]);
+    let text = text.trim();
+    match body.len() > QUOTED_BODY {
+        true => format!("{text}..."),
+        false => text.to_owned(),
+    }
+}
+
+/// A route's sink on an HTTP connection.
+pub struct HttpSink {
+    client: Arc<Client>,
+    route: Arc<str>,
+    base64: bool,
+}
+
+impl HttpSink {
+    pub fn new(client: Arc<Client>, route: &str, base64: bool) -> Self {
+        HttpSink {
+            client,
+            route: route.into(),
+            base64,
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for HttpSink {
+    async fn send(&self, batch: &[&Message]) -> Vec<Result<(), SinkError>> {
+        let records = Records::new(&self.route, batch, self.base64);
+        let limit = self.client.max_request_bytes;
+        let mut outcomes: Vec<Result<(), SinkError>> = Vec::with_capacity(batch.len());
+        let fill = |outcomes: &mut Vec<_>, range: Range<usize>, outcome: &Result<(), SinkError>| {
+            outcomes.extend(range.map(|_| outcome.clone()));
+        };
+        for chunk in records.chunks(limit, 0, <[u8]>::len) {
+            match chunk {
+                Chunk::TooLarge(_, size) => outcomes.push(Err(SinkError::new(
+                    "too_large",
+                    Retry::Permanent,
+                    HttpError::TooLarge { size, limit },
+                ))),
+                Chunk::Fits(range) => {
+                    let outcome = self.client.post(records.event(range.clone())).await;
+                    let failed = outcome.is_err();
+                    fill(&mut outcomes, range, &outcome);
+                    if failed {
+                        break;
+                    }
+                }
+            }
+        }
+        // After a failure the rest waits: sending it would overtake the failed messages.
+        let not_sent = SinkError::new("not_sent", Retry::Retriable, HttpError::NotSent);
+        outcomes.resize_with(batch.len(), || Err(not_sent.clone()));
+        outcomes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_as_documented() {
+        let retry = |code| classify(StatusCode::from_u16(code).unwrap()).1;
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(retry(code), Retry::Retriable, "{code}");
+        }
+        for code in [401, 403] {
+            assert_eq!(retry(code), Retry::Configuration, "{code}");
+        }
+        for code in [400, 404, 409, 413, 422, 302] {
+            assert_eq!(retry(code), Retry::Attempts, "{code}");
+        }
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2026 07:28:00 GMT").unwrap();
+        let v = |s: &'static str| retry_after(&HeaderValue::from_static(s), now);
+        assert_eq!(v("120"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            v("Wed, 21 Oct 2026 07:28:30 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(v("Wed, 21 Oct 2026 07:27:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(v("soon"), None);
+    }
+
+    #[test]
+    fn the_signature_is_hmac_sha256_of_the_body() {
+        // RFC 4231 test case 2.
+        let value = sign(&Secret::new("Jefe"), b"what do ya want for nothing?");
+        assert_eq!(
+            value.to_str().unwrap(),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

@@ -1,0 +1,483 @@
+//! Function triggers against real processes: mosquitto, the bridge binary, and a local function
+//! server (HTTP) or command (exec). Each fault test publishes numbered QoS 1 messages and ends
+//! with every number delivered or dead-lettered, none lost.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use rumqttc::v5::mqttbytes::v5::PublishProperties;
+use sha2::Sha256;
+
+use common::function::{dead_letters, Call, FunctionServer, Reply};
+use common::mqtt::Publisher;
+use common::{eventually, free_port, mosquitto, unique, Bridge};
+
+/// A bridge config: one connection, the routes given, dead letters in `dead.jsonl`.
+fn config(mqtt_port: u16, admin_port: u16, connection: &str, routes: &str) -> String {
+    format!(
+        r#"
+[mqtt]
+url = "mqtt://127.0.0.1:{mqtt_port}"
+client_id_prefix = "{prefix}"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+
+[connections.fn]
+{connection}
+
+{routes}
+
+[dead_letter]
+path = "dead.jsonl"
+"#,
+        prefix = unique("fn"),
+    )
+}
+
+fn http_connection(url: &str, extra: &str) -> String {
+    format!("type = \"http\"\nurl = \"{url}\"\n{extra}")
+}
+
+fn route(name: &str, filter: &str, extra: &str) -> String {
+    format!(
+        "[[routes]]\nname = \"{name}\"\nfilters = [\"{filter}\"]\nconnection = \"fn\"\n{extra}\n"
+    )
+}
+
+fn schema() -> jsonschema::Validator {
+    let text = include_str!("../schema/function-event-v1.json");
+    jsonschema::validator_for(&serde_json::from_str(text).unwrap()).unwrap()
+}
+
+/// Waits until every payload in `expected` was delivered (or `limit` passes).
+async fn all_delivered(server: &FunctionServer, expected: &[String], limit: Duration) -> bool {
+    eventually(limit, || {
+        let got = server.delivered();
+        expected.iter().all(|p| got.contains_key(p))
+    })
+    .await
+}
+
+fn numbered(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+async fn publish_all(
+    publisher: &mut Publisher,
+    topic: impl Fn(usize) -> String,
+    payloads: &[String],
+) {
+    for (i, p) in payloads.iter().enumerate() {
+        publisher
+            .publish(&topic(i), p.clone(), PublishProperties::default())
+            .await;
+    }
+    publisher.wait_acked(Duration::from_secs(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_delivers_signed_events_batched_by_count_and_time() {
+    let broker = mosquitto();
+    let server = FunctionServer::start(|_| Reply::ok()).await;
+    let admin = free_port();
+    let connection = http_connection(
+        &server.url(),
+        r#"bearer_token = "t0ken"
+signature_secret = "s3cret"
+headers = { "X-Tenant" = "fleet-7" }"#,
+    );
+    let routes = route("cars", "cars/#", "batch_size = 50\nmax_wait = \"300ms\"")
+        + &route("raw", "raw/#", "batch_size = 10\nbase64_payload = true");
+    let bridge = Bridge::start(&config(broker.port, admin, &connection, &routes));
+    bridge.wait_subscribed(0, 2);
+
+    let mut publisher = Publisher::connect(broker.port).await;
+    let texts = numbered("car", 500);
+    let props = PublishProperties {
+        user_properties: vec![("k".into(), "1".into()), ("k".into(), "2".into())],
+        content_type: Some("application/json".into()),
+        ..Default::default()
+    };
+    for p in &texts {
+        publisher
+            .publish("cars/B-AB-123/state", p.clone(), props.clone())
+            .await;
+    }
+    // Not valid UTF-8: base64 even where the route does not ask for it.
+    publisher
+        .publish(
+            "cars/bin",
+            Bytes::from_static(&[0xff, 0xfe, 0x01]),
+            PublishProperties::default(),
+        )
+        .await;
+    publisher
+        .publish("raw/1", "plain text", PublishProperties::default())
+        .await;
+    publisher.wait_acked(Duration::from_secs(20)).await;
+    let mut expected = texts.clone();
+    expected.push("//4B".into());
+    expected.push("cGxhaW4gdGV4dA==".into());
+    assert!(all_delivered(&server, &expected, Duration::from_secs(20)).await);
+
+    let validator = schema();
+    let calls = server.calls();
+    for call in &calls {
+        let errors: Vec<String> = validator
+            .iter_errors(&call.event)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(call.headers["authorization"], "Bearer t0ken");
+        assert_eq!(call.headers["x-tenant"], "fleet-7");
+        assert_eq!(call.headers["content-type"], "application/json");
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(&call.body);
+        let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(call.headers["x-mqbridge-signature"], expected.as_str());
+    }
+    let cars: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.records()[0]["route"] == "cars")
+        .collect();
+    // By count: 500 published at once fill batches of 50.
+    assert!(cars.iter().all(|c| c.records().len() <= 50));
+    assert!(
+        cars.iter().any(|c| c.records().len() == 50),
+        "no full batch"
+    );
+    let first = &cars[0].records()[0];
+    assert_eq!(first["topic"], "cars/B-AB-123/state");
+    assert_eq!(first["payload_encoding"], "utf8");
+    assert_eq!(first["content_type"], "application/json");
+    assert_eq!(
+        first["user_properties"],
+        serde_json::json!([["k", "1"], ["k", "2"]])
+    );
+    let binary = calls
+        .iter()
+        .flat_map(|c| c.records())
+        .find(|r| r["topic"] == "cars/bin")
+        .unwrap();
+    assert_eq!(binary["payload_encoding"], "base64");
+    let raw = calls
+        .iter()
+        .flat_map(|c| c.records())
+        .find(|r| r["route"] == "raw")
+        .unwrap();
+    assert_eq!(raw["payload_encoding"], "base64");
+
+    // By time: three messages well under batch_size go out together once max_wait passes.
+    let before = server.calls().len();
+    let late = numbered("late", 3);
+    let sent = Instant::now();
+    publish_all(&mut publisher, |_| "cars/late".into(), &late).await;
+    assert!(all_delivered(&server, &late, Duration::from_secs(10)).await);
+    let calls = server.calls();
+    let new: Vec<&Call> = calls[before..].iter().collect();
+    assert_eq!(new.len(), 1, "one invocation for the three: {new:?}");
+    assert_eq!(new[0].payloads(), late);
+    assert!(
+        new[0].started - sent >= Duration::from_millis(250),
+        "sent before max_wait"
+    );
+    assert!(dead_letters(&bridge.dir.join("dead.jsonl")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_failures_are_retried_up_to_max_attempts_then_dead_lettered() {
+    let broker = mosquitto();
+    // "flaky" fails each request's first two tries; "broken" always answers 400.
+    let tries: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let seen = tries.clone();
+    let server = FunctionServer::start(move |call| {
+        let first = call.payloads()[0].clone();
+        if first.starts_with("broken") {
+            return Reply::status(400);
+        }
+        let mut tries = seen.lock().unwrap();
+        let n = tries.entry(first).or_insert(0);
+        *n += 1;
+        match *n <= 2 {
+            true => Reply::status(422),
+            false => Reply::ok(),
+        }
+    })
+    .await;
+    let admin = free_port();
+    let routes = route("flaky", "flaky/#", "batch_size = 10")
+        + &route("broken", "broken/#", "batch_size = 10");
+    let bridge = Bridge::start(&config(
+        broker.port,
+        admin,
+        &http_connection(&server.url(), ""),
+        &routes,
+    ));
+    bridge.wait_subscribed(0, 2);
+    let mut publisher = Publisher::connect(broker.port).await;
+    let flaky = numbered("flaky", 100);
+    let broken = numbered("broken", 40);
+    publish_all(&mut publisher, |i| format!("flaky/{}", i % 4), &flaky).await;
+    publish_all(&mut publisher, |_| "broken/x".into(), &broken).await;
+
+    assert!(all_delivered(&server, &flaky, Duration::from_secs(30)).await);
+    let dead = bridge.dir.join("dead.jsonl");
+    assert!(
+        eventually(Duration::from_secs(30), || dead_letters(&dead).len()
+            >= broken.len())
+        .await
+    );
+    let entries = dead_letters(&dead);
+    let payloads: HashSet<&str> = entries
+        .iter()
+        .map(|e| e["message"]["payload"].as_str().unwrap())
+        .collect();
+    assert_eq!(payloads, broken.iter().map(String::as_str).collect());
+    for e in &entries {
+        assert_eq!(e["attempts"], 3, "{e}");
+        assert_eq!(e["error_kind"], "function_error");
+        assert!(e["error"].as_str().unwrap().contains("400"), "{e}");
+    }
+    // Each broken batch was tried exactly max_attempts times.
+    let broken_calls = server
+        .calls()
+        .iter()
+        .filter(|c| c.payloads()[0].starts_with("broken"))
+        .count();
+    let batches = broken_calls / 3;
+    assert_eq!(broken_calls, batches * 3, "{broken_calls} calls");
+    assert!(
+        bridge
+            .metric(admin, "mqbridge_delivery_retries_total")
+            .await
+            > 0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_function_times_out_and_is_tried_again() {
+    let broker = mosquitto();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let count = calls.clone();
+    let server = FunctionServer::start(move |_| match count.fetch_add(1, Ordering::SeqCst) {
+        0 => Reply::ok().after(Duration::from_secs(30)),
+        _ => Reply::ok(),
+    })
+    .await;
+    let admin = free_port();
+    let connection = http_connection(&server.url(), "timeout = \"1s\"");
+    let bridge = Bridge::start(&config(
+        broker.port,
+        admin,
+        &connection,
+        &route("hang", "hang/#", ""),
+    ));
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    let msgs = numbered("hang", 5);
+    publish_all(&mut publisher, |_| "hang/1".into(), &msgs).await;
+    assert!(all_delivered(&server, &msgs, Duration::from_secs(20)).await);
+    assert!(calls.load(Ordering::SeqCst) >= 2);
+    assert!(
+        bridge.log_text().contains("timed out"),
+        "the retry names the timeout"
+    );
+    assert!(dead_letters(&bridge.dir.join("dead.jsonl")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_down_for_ten_seconds_loses_nothing() {
+    let broker = mosquitto();
+    let port = free_port();
+    let admin = free_port();
+    let url = format!("http://127.0.0.1:{port}/invoke");
+    let routes = route("down", "down/#", "batch_size = 20\nconcurrency = 4");
+    let bridge = Bridge::start(&config(
+        broker.port,
+        admin,
+        &http_connection(&url, ""),
+        &routes,
+    ));
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    let msgs = numbered("down", 300);
+    publish_all(&mut publisher, |i| format!("down/{}", i % 10), &msgs).await;
+    let down = Instant::now();
+    assert!(
+        bridge
+            .wait_metric(
+                admin,
+                "mqbridge_delivery_retries_total",
+                1.0,
+                Duration::from_secs(10)
+            )
+            .await
+    );
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(down.elapsed())).await;
+    assert_eq!(
+        bridge
+            .metric(admin, "mqbridge_messages_delivered_total")
+            .await,
+        0.0
+    );
+
+    let server = FunctionServer::start_on(port, |_| Reply::ok()).await;
+    // Retries back off to 10 s at most.
+    assert!(all_delivered(&server, &msgs, Duration::from_secs(30)).await);
+    assert!(dead_letters(&bridge.dir.join("dead.jsonl")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_split_to_the_request_limit_and_a_message_too_large_alone_is_dead_lettered() {
+    let broker = mosquitto();
+    let server = FunctionServer::start(|_| Reply::ok()).await;
+    let admin = free_port();
+    let connection = http_connection(&server.url(), "max_request_bytes = 4096");
+    let routes = route(
+        "big",
+        "big/#",
+        "batch_size = 100\nmax_wait = \"500ms\"\nordered = true",
+    );
+    let bridge = Bridge::start(&config(broker.port, admin, &connection, &routes));
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    let msgs: Vec<String> = (0..30)
+        .map(|i| format!("big-{i}-{}", "x".repeat(900)))
+        .collect();
+    let huge = format!("huge-{}", "y".repeat(5000));
+    let mut all = msgs.clone();
+    all.insert(15, huge.clone());
+    publish_all(&mut publisher, |_| "big/1".into(), &all).await;
+    assert!(all_delivered(&server, &msgs, Duration::from_secs(20)).await);
+    let dead = bridge.dir.join("dead.jsonl");
+    assert!(eventually(Duration::from_secs(10), || dead_letters(&dead).len() == 1).await);
+    let entry = &dead_letters(&dead)[0];
+    assert_eq!(entry["message"]["payload"], huge.as_str());
+    assert_eq!(entry["error_kind"], "too_large");
+    let calls = server.calls();
+    assert!(calls.iter().all(|c| c.body.len() <= 4096));
+    assert!(
+        calls.len() >= 8,
+        "30 records of ~1 KiB need 8+ requests: {}",
+        calls.len()
+    );
+    // In order, and each request as full as the limit allows (four records of ~1 KiB do not fit).
+    let order: Vec<String> = calls.iter().flat_map(|c| c.payloads()).collect();
+    assert_eq!(order, msgs);
+    assert!(calls.iter().any(|c| c.records().len() == 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_routes_keep_each_topics_order_while_topics_overlap() {
+    let broker = mosquitto();
+    let server = FunctionServer::start(|_| {
+        Reply::ok().after(Duration::from_millis(rand::random::<u64>() % 30))
+    })
+    .await;
+    let admin = free_port();
+    let routes = route(
+        "ordered",
+        "ord/#",
+        "ordered = true\nconcurrency = 8\nbatch_size = 5\nconsumers = 1",
+    );
+    let bridge = Bridge::start(&config(
+        broker.port,
+        admin,
+        &http_connection(&server.url(), ""),
+        &routes,
+    ));
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    let (topics, per) = (20, 40);
+    let msgs: Vec<String> = (0..per)
+        .flat_map(|n| (0..topics).map(move |t| format!("t{t}-{n}")))
+        .collect();
+    publish_all(&mut publisher, |i| format!("ord/{}", i % topics), &msgs).await;
+    assert!(all_delivered(&server, &msgs, Duration::from_secs(60)).await);
+
+    let mut calls = server.calls();
+    calls.sort_by_key(|c| c.started);
+    let mut next: HashMap<String, usize> = HashMap::new();
+    let mut spans: HashMap<String, Vec<(Instant, Instant)>> = HashMap::new();
+    for call in &calls {
+        for p in call.payloads() {
+            let (topic, n) = p.split_once('-').unwrap();
+            let n: usize = n.parse().unwrap();
+            let want = next.entry(topic.to_owned()).or_insert(0);
+            assert_eq!(n, *want, "topic {topic} out of order");
+            *want += 1;
+        }
+        let topic = call.payloads()[0].split_once('-').unwrap().0.to_owned();
+        spans
+            .entry(topic)
+            .or_default()
+            .push((call.started, call.finished));
+    }
+    // One batch per topic at a time...
+    for (topic, s) in &spans {
+        for w in s.windows(2) {
+            assert!(w[1].0 >= w[0].1, "two batches of {topic} overlapped");
+        }
+    }
+    // ...while different topics ran at the same time.
+    assert!(server.most_at_once() > 1, "topics never overlapped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unordered_routes_run_concurrency_invocations_at_once() {
+    let broker = mosquitto();
+    let server = FunctionServer::start(|_| Reply::ok().after(Duration::from_millis(100))).await;
+    let admin = free_port();
+    let routes = route("loose", "loose/#", "concurrency = 4\nbatch_size = 1");
+    let bridge = Bridge::start(&config(
+        broker.port,
+        admin,
+        &http_connection(&server.url(), ""),
+        &routes,
+    ));
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    let msgs = numbered("loose", 40);
+    publish_all(&mut publisher, |_| "loose/same-topic".into(), &msgs).await;
+    let start = Instant::now();
+    assert!(all_delivered(&server, &msgs, Duration::from_secs(20)).await);
+    assert_eq!(server.most_at_once(), 4, "concurrency = 4");
+    // 40 calls of 100 ms, four at a time: about 1 s, not 4 s.
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_killed_mid_batch_delivers_everything_after_restart() {
+    let broker = mosquitto();
+    let server = FunctionServer::start(|_| Reply::ok().after(Duration::from_millis(200))).await;
+    let admin = free_port();
+    let routes = route("kill", "kill/#", "batch_size = 10\nconcurrency = 2");
+    let mut bridge = Bridge::start(&config(
+        broker.port,
+        admin,
+        &http_connection(&server.url(), ""),
+        &routes,
+    ));
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    let msgs = numbered("kill", 300);
+    publish_all(&mut publisher, |i| format!("kill/{}", i % 5), &msgs).await;
+    assert!(eventually(Duration::from_secs(20), || server.delivered().len() >= 50).await);
+    bridge.kill();
+    let before = server.delivered().len();
+    assert!(before < msgs.len(), "killed after the end");
+    bridge.spawn();
+    assert!(all_delivered(&server, &msgs, Duration::from_secs(60)).await);
+    assert!(dead_letters(&bridge.dir.join("dead.jsonl")).is_empty());
+}
