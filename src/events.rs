@@ -135,6 +135,37 @@ impl UnknownLane<'_> {
     }
 }
 
+/// A local function (`exec`) ran: what it printed goes to the log, at WARN when it failed.
+pub struct FunctionOutput<'a> {
+    pub route: &'a str,
+    pub program: &'a str,
+    pub output: &'a str,
+    pub failed: bool,
+    pub elapsed: std::time::Duration,
+}
+
+impl FunctionOutput<'_> {
+    pub fn emit(&self) {
+        histogram!("mqbridge_function_duration_seconds", "route" => self.route.to_owned())
+            .record(self.elapsed.as_secs_f64());
+        match (self.failed, self.output.is_empty()) {
+            (true, _) => warn!(
+                route = self.route,
+                program = self.program,
+                output = self.output,
+                "the function failed"
+            ),
+            (false, false) => info!(
+                route = self.route,
+                program = self.program,
+                output = self.output,
+                "the function's output"
+            ),
+            (false, true) => {}
+        }
+    }
+}
+
 /// The destination refuses the bridge's settings (credentials, permissions, a function that
 /// does not exist): an operator must act. The messages are held and retried slowly.
 pub struct ConfigurationRefused<'a> {

@@ -481,3 +481,245 @@ async fn a_bridge_killed_mid_batch_delivers_everything_after_restart() {
     assert!(all_delivered(&server, &msgs, Duration::from_secs(60)).await);
     assert!(dead_letters(&bridge.dir.join("dead.jsonl")).is_empty());
 }
+
+/// Writes an executable Python handler into `dir`.
+fn handler(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/usr/bin/env python3\n{body}")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The payloads of the events a handler appended, one JSON event per line, to `path`.
+fn handled(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    whole
+        .lines()
+        .flat_map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            event["Records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["Mqtt"]["payload"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Appends each event to `out` as one line; fails (stderr, exit 3) on a payload starting
+/// with "bad"; sleeps `delay` seconds first.
+const RECORDING_HANDLER: &str = r#"
+import json, os, sys, time
+event = json.load(sys.stdin)
+time.sleep(float(os.environ.get("DELAY", "0")))
+payloads = [r["Mqtt"]["payload"] for r in event["Records"]]
+if any(p.startswith("bad") for p in payloads):
+    print("cannot handle", payloads[0], file=sys.stderr)
+    sys.exit(3)
+with open(os.environ["OUT"], "a") as f:
+    f.write(json.dumps(event) + "\n")
+print("handled", len(payloads), "for", os.environ["MQBRIDGE_ROUTE"])
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_the_command_per_batch_and_dead_letters_what_it_fails() {
+    let broker = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let program = handler(dir.path(), "handler.py", RECORDING_HANDLER);
+    let admin = free_port();
+    let connection = format!(
+        "type = \"exec\"\ncommand = [\"{}\"]\nenv = {{ OUT = \"{}\" }}",
+        program.display(),
+        out.display()
+    );
+    let routes = route(
+        "local",
+        "local/#",
+        "batch_size = 20\nmax_wait = \"100ms\"\nmax_attempts = 2",
+    );
+    let bridge = Bridge::start(&config(broker.port, admin, &connection, &routes));
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    let good = numbered("good", 200);
+    let bad = numbered("bad", 5);
+    publish_all(&mut publisher, |i| format!("local/{}", i % 3), &good).await;
+    publish_all(&mut publisher, |_| "local/bad".into(), &bad).await;
+
+    let done = eventually(Duration::from_secs(30), || {
+        let got: HashSet<String> = handled(&out).into_iter().collect();
+        good.iter().all(|p| got.contains(p))
+    })
+    .await;
+    assert!(done, "handled {} of {}", handled(&out).len(), good.len());
+    let dead = bridge.dir.join("dead.jsonl");
+    assert!(
+        eventually(Duration::from_secs(20), || dead_letters(&dead).len()
+            >= bad.len())
+        .await
+    );
+    for e in dead_letters(&dead) {
+        assert_eq!(e["attempts"], 2, "{e}");
+        assert_eq!(e["error_kind"], "function_error");
+        let error = e["error"].as_str().unwrap();
+        assert!(
+            error.contains("exit status: 3") && error.contains("cannot handle"),
+            "{error}"
+        );
+    }
+    let log = bridge.log_text();
+    assert!(
+        log.contains("handled 20 for local"),
+        "stdout goes to the log"
+    );
+    assert!(log.contains("the function failed"));
+    // Every event the command read holds to the schema.
+    let validator = schema();
+    let text = std::fs::read_to_string(&out).unwrap();
+    for line in text.lines() {
+        assert!(validator.is_valid(&serde_json::from_str(line).unwrap()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_timeout_kills_the_process_group_and_runs_again() {
+    let broker = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let pids = dir.path().join("pids");
+    // The first run starts a grandchild and hangs; later runs record the event.
+    let program = handler(
+        dir.path(),
+        "hang.py",
+        &format!(
+            r#"
+import os, subprocess, sys, time
+event = sys.stdin.read()
+if not os.path.exists("{pids}"):
+    child = subprocess.Popen(["sleep", "60"])
+    open("{pids}", "w").write(str(child.pid))
+    time.sleep(60)
+open("{out}", "a").write(event.strip() + "\n")
+"#,
+            pids = pids.display(),
+            out = out.display()
+        ),
+    );
+    let admin = free_port();
+    let connection = format!(
+        "type = \"exec\"\ncommand = [\"{}\"]\ntimeout = \"1s\"",
+        program.display()
+    );
+    let bridge = Bridge::start(&config(
+        broker.port,
+        admin,
+        &connection,
+        &route("slow", "slow/#", ""),
+    ));
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    let msgs = numbered("slow", 3);
+    publish_all(&mut publisher, |_| "slow/1".into(), &msgs).await;
+    let done = eventually(Duration::from_secs(20), || {
+        let got: HashSet<String> = handled(&out).into_iter().collect();
+        msgs.iter().all(|p| got.contains(p))
+    })
+    .await;
+    assert!(done);
+    let grandchild: i32 = std::fs::read_to_string(&pids).unwrap().parse().unwrap();
+    // Gone, or a zombie left for a parent that does not reap.
+    let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+    let alive = stat
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'));
+    assert!(!alive, "the hung run's grandchild survived the timeout");
+    assert!(bridge.log_text().contains("was killed"));
+    assert!(dead_letters(&bridge.dir.join("dead.jsonl")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_at_most_max_processes_at_once() {
+    let broker = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let program = handler(dir.path(), "handler.py", RECORDING_HANDLER);
+    let spans = dir.path().join("spans");
+    let wrapper = handler(
+        dir.path(),
+        "timed.py",
+        &format!(
+            r#"
+import os, subprocess, sys, time
+start = time.time()
+subprocess.run(["{program}"], stdin=sys.stdin, check=True)
+open("{spans}", "a").write(f"{{start}} {{time.time()}}\n")
+"#,
+            program = program.display(),
+            spans = spans.display()
+        ),
+    );
+    let admin = free_port();
+    let connection = format!(
+        "type = \"exec\"\ncommand = [\"{}\"]\nmax_processes = 2\nenv = {{ OUT = \"{}\", DELAY = \"0.3\" }}",
+        wrapper.display(),
+        out.display()
+    );
+    let routes = route("bounded", "bounded/#", "batch_size = 1\nconcurrency = 8");
+    let bridge = Bridge::start(&config(broker.port, admin, &connection, &routes));
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    let msgs = numbered("bounded", 12);
+    publish_all(&mut publisher, |i| format!("bounded/{i}"), &msgs).await;
+    assert!(
+        eventually(Duration::from_secs(30), || handled(&out).len()
+            >= msgs.len())
+        .await
+    );
+    let text = std::fs::read_to_string(&spans).unwrap();
+    let spans: Vec<(f64, f64)> = text
+        .lines()
+        .map(|l| {
+            let (a, b) = l.split_once(' ').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    let most = spans
+        .iter()
+        .map(|&(s, _)| spans.iter().filter(|&&(a, b)| a <= s && s < b).count())
+        .max()
+        .unwrap();
+    assert_eq!(most, 2, "runs at once: {spans:?}");
+    drop(bridge);
+}
+
+#[test]
+fn a_missing_exec_command_is_a_clear_error_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    let text = config(
+        1883,
+        free_port(),
+        "type = \"exec\"\ncommand = [\"./handlers/battery\"]",
+        &route("cars", "cars/#", ""),
+    );
+    std::fs::write(&path, text).unwrap();
+    for command in ["validate", "run"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mqbridge"))
+            .args([command, "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{command}: {text}");
+        let missing = format!("{}/handlers/battery does not exist", dir.path().display());
+        assert!(
+            text.contains("connection \"fn\", field `command`"),
+            "{command}: {text}"
+        );
+        assert!(text.contains(&missing), "{command}: {text}");
+    }
+}

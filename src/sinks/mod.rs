@@ -1,9 +1,11 @@
-//! Sinks: where routes deliver. Each connection kind is a folder (`kafka/`, `file/`, `http/`) that
+//! Sinks: where routes deliver. Each connection kind is a folder (`kafka/`, `file/`, `http/`, `exec/`) that
 //! implements `SinkKind` (its settings, their checks, its client and a route's sink), and one
 //! line in `registry.rs`. The runtime side is the small `Sink` trait: send a batch, get one
 //! outcome per message, each failure saying whether to retry.
 
+pub mod exec;
 pub mod file;
+mod function;
 pub mod http;
 pub mod kafka;
 mod kind;

@@ -2,12 +2,13 @@
 //! `sinks/` that implements `SinkKind`, and a line here.
 
 use super::kind::{Kind, Registered};
-use super::{file, http, kafka};
+use super::{exec, file, http, kafka};
 
 pub static KINDS: &[&dyn Kind] = &[
     &Registered::<kafka::Kafka>::new(),
     &Registered::<file::File>::new(),
     &Registered::<http::Http>::new(),
+    &Registered::<exec::Exec>::new(),
 ];
 
 /// The kind called `name`.
@@ -25,6 +26,7 @@ mod tests {
         assert_eq!(keys("kafka"), Some(&["topic", "key"][..]));
         assert_eq!(keys("file"), Some(&[][..]));
         assert_eq!(keys("http"), Some(&["base64_payload"][..]));
+        assert_eq!(keys("exec"), Some(&["base64_payload"][..]));
         assert!(kind("s3").is_none());
     }
 }

@@ -1,11 +1,9 @@
-//! A route's HTTP sink: the batch as function events (`event.rs`), cut to `max_request_bytes`,
-//! each POSTed to the function URL, signed when a secret is set. The status decides what a
+//! A route's HTTP sink: the batch as function events (`sinks/function.rs`), each POSTed to the function URL, signed when a secret is set. The status decides what a
 //! failure is (README "Function triggers"): 2xx delivered; 408, 429, 5xx and transport errors
 //! on the way (retried for as long as it takes, `Retry-After` honoured); 401 and 403 the
 //! bridge's settings refused; any other status a failure of the function (attempts, then dead
 //! letter).
 
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -16,8 +14,8 @@ use reqwest::{StatusCode, Url};
 use sha2::Sha256;
 
 use crate::config::Secret;
-use crate::event::{Chunk, Records};
 use crate::message::Message;
+use crate::sinks::function::{invoke_in_turn, Limit};
 use crate::sinks::{BoxError, Retry, Sink, SinkError};
 
 /// The most of a refusal's body quoted in errors and dead letters.
@@ -38,10 +36,6 @@ pub enum HttpError {
     Status { status: StatusCode, body: String },
     #[error("{0}")]
     Transport(String),
-    #[error("the event with this message alone is {size} bytes, over max_request_bytes ({limit})")]
-    TooLarge { size: usize, limit: usize },
-    #[error("not sent: an earlier request of the batch failed, and later ones wait to keep order")]
-    NotSent,
 }
 
 impl Client {
@@ -164,33 +158,16 @@ impl HttpSink {
 #[async_trait]
 impl Sink for HttpSink {
     async fn send(&self, batch: &[&Message]) -> Vec<Result<(), SinkError>> {
-        let records = Records::new(&self.route, batch, self.base64);
-        let limit = self.client.max_request_bytes;
-        let mut outcomes: Vec<Result<(), SinkError>> = Vec::with_capacity(batch.len());
-        let fill = |outcomes: &mut Vec<_>, range: Range<usize>, outcome: &Result<(), SinkError>| {
-            outcomes.extend(range.map(|_| outcome.clone()));
+        let limit = Limit {
+            bytes: self.client.max_request_bytes,
+            setting: "max_request_bytes",
+            overhead: 0,
+            escaped: false,
         };
-        for chunk in records.chunks(limit, 0, <[u8]>::len) {
-            match chunk {
-                Chunk::TooLarge(_, size) => outcomes.push(Err(SinkError::new(
-                    "too_large",
-                    Retry::Permanent,
-                    HttpError::TooLarge { size, limit },
-                ))),
-                Chunk::Fits(range) => {
-                    let outcome = self.client.post(records.event(range.clone())).await;
-                    let failed = outcome.is_err();
-                    fill(&mut outcomes, range, &outcome);
-                    if failed {
-                        break;
-                    }
-                }
-            }
-        }
-        // After a failure the rest waits: sending it would overtake the failed messages.
-        let not_sent = SinkError::new("not_sent", Retry::Retriable, HttpError::NotSent);
-        outcomes.resize_with(batch.len(), || Err(not_sent.clone()));
-        outcomes
+        invoke_in_turn(&self.route, batch, self.base64, limit, |event| {
+            self.client.post(event)
+        })
+        .await
     }
 }
 

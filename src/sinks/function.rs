@@ -1,0 +1,83 @@
+//! What the function kinds (`http`, `exec`, `scf`) share: a batch becomes function events
+//! (`event.rs`) cut to the target's request limit, invoked one after the other; a message too
+//! large alone is refused for good, and after a failed invocation the rest of the batch waits,
+//! since invoking it would overtake the failed messages.
+
+use std::future::Future;
+
+use crate::event::{escaped_len, Chunk, Records};
+use crate::message::Message;
+use crate::sinks::{Retry, SinkError};
+
+/// How a target measures a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    /// The largest request, in bytes.
+    pub bytes: usize,
+    /// The setting that sets it, for the error (`max_request_bytes`).
+    pub setting: &'static str,
+    /// What the request adds around the event.
+    pub overhead: usize,
+    /// The event travels as a JSON string inside the request (escaped), not as the body.
+    pub escaped: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionError {
+    #[error("the request with this message alone is {size} bytes, over {setting} ({limit})")]
+    TooLarge {
+        size: usize,
+        limit: usize,
+        setting: &'static str,
+    },
+    #[error(
+        "not sent: an earlier invocation of the batch failed, and later ones wait to keep order"
+    )]
+    NotSent,
+}
+
+/// Delivers `batch` as events of route `route`, each through `invoke`, within `limit`; one
+/// outcome per message.
+pub async fn invoke_in_turn<F, Fut>(
+    route: &str,
+    batch: &[&Message],
+    base64: bool,
+    limit: Limit,
+    mut invoke: F,
+) -> Vec<Result<(), SinkError>>
+where
+    F: FnMut(Vec<u8>) -> Fut,
+    Fut: Future<Output = Result<(), SinkError>>,
+{
+    let records = Records::new(route, batch, base64);
+    let cost = |b: &[u8]| match limit.escaped {
+        true => escaped_len(b),
+        false => b.len(),
+    };
+    let mut outcomes: Vec<Result<(), SinkError>> = Vec::with_capacity(batch.len());
+    for chunk in records.chunks(limit.bytes, limit.overhead, cost) {
+        match chunk {
+            Chunk::TooLarge(_, size) => outcomes.push(Err(SinkError::new(
+                "too_large",
+                Retry::Permanent,
+                FunctionError::TooLarge {
+                    size,
+                    limit: limit.bytes,
+                    setting: limit.setting,
+                },
+            ))),
+            Chunk::Fits(range) => {
+                let n = range.len();
+                let outcome = invoke(records.event(range)).await;
+                let failed = outcome.is_err();
+                outcomes.extend(std::iter::repeat_n(outcome, n));
+                if failed {
+                    break;
+                }
+            }
+        }
+    }
+    let not_sent = SinkError::new("not_sent", Retry::Retriable, FunctionError::NotSent);
+    outcomes.resize_with(batch.len(), || Err(not_sent.clone()));
+    outcomes
+}
