@@ -97,7 +97,9 @@ async fn file_sink(dir: &std::path::Path) -> Arc<dyn Sink> {
         .connect("out")
         .await
         .expect("open");
-    connection.route_sink(&config.routes[0].sink).expect("sink")
+    connection
+        .route_sink(&config.routes[0].name, &config.routes[0].sink)
+        .expect("sink")
 }
 
 async fn run(shape: &str, null: bool, scale: f64) {
