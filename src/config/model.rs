@@ -279,6 +279,44 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// A secret given inline (`key`) or in a file (`key_file`, its trailing newline
+    /// ignored), read now.
+    pub fn inline_or_file(
+        inline: &Option<Secret>,
+        file: &Option<PathBuf>,
+    ) -> Result<Option<Secret>, String> {
+        match (inline, file) {
+            (Some(s), _) => Ok(Some(s.clone())),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                Ok(Some(Secret::new(text.trim_end_matches(['\r', '\n']))))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Checks a `key` / `key_file` pair: not both, and the file there.
+    pub fn check_inline_or_file(
+        check: &mut crate::config::Check<'_>,
+        key: &str,
+        inline: &Option<Secret>,
+        file: &Option<PathBuf>,
+    ) {
+        if inline.is_some() && file.is_some() {
+            check.field(
+                &format!("{key}_file"),
+                format!("set together with `{key}`: keep one"),
+            );
+        }
+        if let Some(path) = file.as_ref().filter(|p| !p.is_file()) {
+            check.field(
+                &format!("{key}_file"),
+                format!("{} is not a file", path.display()),
+            );
+        }
+    }
 }
 
 impl fmt::Debug for Secret {

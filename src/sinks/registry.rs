@@ -2,13 +2,14 @@
 //! `sinks/` that implements `SinkKind`, and a line here.
 
 use super::kind::{Kind, Registered};
-use super::{exec, file, http, kafka};
+use super::{exec, file, http, kafka, scf};
 
 pub static KINDS: &[&dyn Kind] = &[
     &Registered::<kafka::Kafka>::new(),
     &Registered::<file::File>::new(),
     &Registered::<http::Http>::new(),
     &Registered::<exec::Exec>::new(),
+    &Registered::<scf::Scf>::new(),
 ];
 
 /// The kind called `name`.
@@ -27,6 +28,14 @@ mod tests {
         assert_eq!(keys("file"), Some(&[][..]));
         assert_eq!(keys("http"), Some(&["base64_payload"][..]));
         assert_eq!(keys("exec"), Some(&["base64_payload"][..]));
+        let scf = [
+            "function",
+            "namespace",
+            "qualifier",
+            "invocation",
+            "base64_payload",
+        ];
+        assert_eq!(keys("scf"), Some(&scf[..]));
         assert!(kind("s3").is_none());
     }
 }

@@ -53,32 +53,13 @@ impl SinkKind for Http {
         if HeaderName::try_from(c.signature_header.as_str()).is_err() {
             check.field("signature_header", "not a valid header name");
         }
-        let pairs = [
-            (
-                "bearer_token",
-                c.bearer_token.is_some(),
-                &c.bearer_token_file,
-            ),
-            (
-                "signature_secret",
-                c.signature_secret.is_some(),
-                &c.signature_secret_file,
-            ),
-        ];
-        for (key, set, file) in pairs {
-            if set && file.is_some() {
-                check.field(
-                    &format!("{key}_file"),
-                    format!("set together with `{key}`: keep one"),
-                );
-            }
-            if let Some(path) = file.as_ref().filter(|p| !p.is_file()) {
-                check.field(
-                    &format!("{key}_file"),
-                    format!("{} is not a file", path.display()),
-                );
-            }
-        }
+        Secret::check_inline_or_file(check, "bearer_token", &c.bearer_token, &c.bearer_token_file);
+        Secret::check_inline_or_file(
+            check,
+            "signature_secret",
+            &c.signature_secret,
+            &c.signature_secret_file,
+        );
         if let Some(path) = c.ca_file.as_ref().filter(|p| !p.is_file()) {
             check.field("ca_file", format!("{} is not a file", path.display()));
         }
@@ -100,7 +81,7 @@ impl SinkKind for Http {
             value.set_sensitive(true);
             headers.insert(HeaderName::try_from(name.as_str())?, value);
         }
-        if let Some(token) = secret(&c.bearer_token, &c.bearer_token_file)? {
+        if let Some(token) = Secret::inline_or_file(&c.bearer_token, &c.bearer_token_file)? {
             let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose()))?;
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
@@ -113,7 +94,7 @@ impl SinkKind for Http {
         Ok(Arc::new(Client {
             http,
             url: c.url.parse()?,
-            signature: secret(&c.signature_secret, &c.signature_secret_file)?
+            signature: Secret::inline_or_file(&c.signature_secret, &c.signature_secret_file)?
                 .map(|key| (HeaderName::try_from(c.signature_header.as_str()), key))
                 .map(|(name, key)| name.map(|n| (n, key)))
                 .transpose()?,
@@ -135,18 +116,5 @@ impl SinkKind for Http {
 
     async fn health_check(client: &Arc<Client>) -> Result<String, BoxError> {
         client.reachable().await
-    }
-}
-
-/// A secret given inline or in a file (its trailing newline ignored).
-fn secret(inline: &Option<Secret>, file: &Option<PathBuf>) -> Result<Option<Secret>, BoxError> {
-    match (inline, file) {
-        (Some(s), _) => Ok(Some(s.clone())),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            Ok(Some(Secret::new(text.trim_end_matches(['\r', '\n']))))
-        }
-        (None, None) => Ok(None),
     }
 }
