@@ -1,0 +1,320 @@
+//! Tencent Cloud SCF routes against a stand-in of the SCF API on loopback that verifies every
+//! request's TC3 signature from what it received: invocations carry the event in
+//! `ClientContext`; a wrong key is `AuthFailure`, held as a configuration failure and
+//! delivered once the key is mended; failures of the function are retried, then
+//! dead-lettered; throttling is retried; requests stay within SCF's limits.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::v5::mqttbytes::v5::PublishProperties;
+
+use common::function::dead_letters;
+use common::mqtt::Publisher;
+use common::scf::{Outcome, ScfApi};
+use common::{eventually, free_port, mosquitto, unique, Bridge};
+
+const ID: &str = "AKIDmqbridgeTEST";
+const KEY: &str = "mqbridge-test-secret-key";
+
+fn config(mqtt_port: u16, admin_port: u16, endpoint: &str, key: &str, routes: &str) -> String {
+    format!(
+        r#"
+[mqtt]
+url = "mqtt://127.0.0.1:{mqtt_port}"
+client_id_prefix = "{prefix}"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+
+[connections.scf]
+type = "scf"
+region = "ap-guangzhou"
+secret_id = "{ID}"
+secret_key = "{key}"
+token = "session-token-1"
+endpoint = "{endpoint}"
+
+{routes}
+
+[dead_letter]
+path = "dead.jsonl"
+"#,
+        prefix = unique("scf"),
+    )
+}
+
+fn route(name: &str, filter: &str, extra: &str) -> String {
+    format!(
+        "[[routes]]\nname = \"{name}\"\nfilters = [\"{filter}\"]\nconnection = \"scf\"\n{extra}\n"
+    )
+}
+
+async fn publish_all(
+    publisher: &mut Publisher,
+    topic: impl Fn(usize) -> String,
+    payloads: &[String],
+) {
+    for (i, p) in payloads.iter().enumerate() {
+        publisher
+            .publish(&topic(i), p.clone(), PublishProperties::default())
+            .await;
+    }
+    publisher.wait_acked(Duration::from_secs(30)).await;
+}
+
+fn numbered(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+async fn all_delivered(api: &ScfApi, expected: &[String], limit: Duration) -> bool {
+    eventually(limit, || {
+        let got = api.delivered();
+        expected.iter().all(|p| got.contains_key(p))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scf_invokes_the_function_with_signed_requests() {
+    let broker = mosquitto();
+    let api = ScfApi::start(ID, KEY, |_| Outcome::Result(0)).await;
+    let admin = free_port();
+    let routes = route(
+        "battery",
+        "cars/+/battery",
+        "function = \"low-battery\"\nnamespace = \"fleet\"\nqualifier = \"prod\"\nbatch_size = 50\nmax_wait = \"200ms\"",
+    );
+    let bridge = Bridge::start(&config(broker.port, admin, &api.endpoint(), KEY, &routes));
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    let msgs = numbered("level", 300);
+    publish_all(&mut publisher, |i| format!("cars/{}/battery", i % 7), &msgs).await;
+    assert!(all_delivered(&api, &msgs, Duration::from_secs(20)).await);
+
+    assert!(api.refused().is_empty(), "{:?}", api.refused());
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../schema/function-event-v1.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for (inv, _) in api.invocations() {
+        assert_eq!(inv.request["FunctionName"], "low-battery");
+        assert_eq!(inv.request["Namespace"], "fleet");
+        assert_eq!(inv.request["Qualifier"], "prod");
+        assert_eq!(inv.request["InvocationType"], "RequestResponse");
+        assert_eq!(inv.headers["x-tc-token"], "session-token-1");
+        assert_eq!(inv.headers["x-tc-region"], "ap-guangzhou");
+        assert!(validator.is_valid(&inv.event), "{}", inv.event);
+        assert!(inv.payloads().len() <= 50);
+        assert_eq!(inv.event["Records"][0]["Mqtt"]["route"], "battery");
+    }
+    // The connection check at start authenticated.
+    assert!(
+        bridge.log_text().contains("authenticates the key"),
+        "{}",
+        bridge.log_text()
+    );
+    assert!(dead_letters(&bridge.dir.join("dead.jsonl")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_holds_the_messages_until_it_is_mended() {
+    let broker = mosquitto();
+    let api = ScfApi::start(ID, KEY, |_| Outcome::Result(0)).await;
+    let admin = free_port();
+    let routes = route("cars", "cars/#", "function = \"handler\"\nconsumers = 1");
+    let text = config(broker.port, admin, &api.endpoint(), "not-the-key", &routes);
+    let mut bridge = Bridge::start(&text);
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    let msgs = numbered("held", 50);
+    publish_all(&mut publisher, |i| format!("cars/{i}"), &msgs).await;
+
+    let refused = bridge
+        .wait_metric(
+            admin,
+            "mqbridge_configuration_errors_total",
+            1.0,
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(refused, "{}", bridge.log_text());
+    let log = bridge.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("refuses the bridge's settings"))
+        .expect("an ERROR line");
+    assert!(
+        line.contains("ERROR") && line.contains("route=\"cars\""),
+        "{line}"
+    );
+    assert!(line.contains("AuthFailure.SignatureFailure"), "{line}");
+    assert!(!log.contains("not-the-key"), "the secret is in the log");
+    assert_eq!(
+        bridge
+            .metric_where(
+                admin,
+                "mqbridge_configuration_errors_total",
+                "error=\"auth_failure\""
+            )
+            .await,
+        bridge
+            .metric(admin, "mqbridge_configuration_errors_total")
+            .await
+    );
+    // Retried slowly (every 30 s), not in a fast loop: once the batches in delivery have
+    // each been refused, nothing more for a while.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let tries = api.refused().len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(api.refused().len(), tries, "tries again within 5 s");
+    assert!(api.delivered().is_empty());
+    assert!(dead_letters(&bridge.dir.join("dead.jsonl")).is_empty());
+
+    // The key mended (a restart until reload exists): every held message arrives.
+    bridge.stop();
+    std::fs::write(&bridge.config, text.replace("not-the-key", KEY)).unwrap();
+    bridge.spawn();
+    assert!(all_delivered(&api, &msgs, Duration::from_secs(30)).await);
+    assert!(dead_letters(&bridge.dir.join("dead.jsonl")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_invocations_are_retried_then_dead_lettered_and_throttling_is_waited_out() {
+    let broker = mosquitto();
+    let tries: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let seen = tries.clone();
+    let api = ScfApi::start(ID, KEY, move |inv| {
+        let first = inv.payloads()[0].clone();
+        if first.starts_with("bad") {
+            return Outcome::Result(1);
+        }
+        let mut tries = seen.lock().unwrap();
+        let n = tries.entry(first).or_insert(0);
+        *n += 1;
+        match *n {
+            1 => Outcome::Error("RequestLimitExceeded"),
+            2 => Outcome::Error("LimitExceeded.Concurrency"),
+            _ => Outcome::Result(0),
+        }
+    })
+    .await;
+    let admin = free_port();
+    let routes = route(
+        "mixed",
+        "mixed/#",
+        "function = \"handler\"\nbatch_size = 10",
+    ) + &route(
+        "bad",
+        "bad/#",
+        "function = \"handler\"\nbatch_size = 10\nmax_attempts = 3",
+    );
+    let bridge = Bridge::start(&config(broker.port, admin, &api.endpoint(), KEY, &routes));
+    bridge.wait_subscribed(0, 2);
+    let mut publisher = Publisher::connect(broker.port).await;
+    let good = numbered("good", 60);
+    let bad = numbered("bad", 12);
+    publish_all(&mut publisher, |i| format!("mixed/{}", i % 3), &good).await;
+    publish_all(&mut publisher, |_| "bad/1".into(), &bad).await;
+    assert!(all_delivered(&api, &good, Duration::from_secs(30)).await);
+    let dead = bridge.dir.join("dead.jsonl");
+    assert!(
+        eventually(Duration::from_secs(30), || dead_letters(&dead).len()
+            >= bad.len())
+        .await
+    );
+    let entries = dead_letters(&dead);
+    let payloads: HashSet<&str> = entries
+        .iter()
+        .map(|e| e["message"]["payload"].as_str().unwrap())
+        .collect();
+    assert_eq!(payloads, bad.iter().map(String::as_str).collect());
+    for e in &entries {
+        assert_eq!(e["attempts"], 3);
+        assert_eq!(e["error_kind"], "function_error");
+        assert!(
+            e["error"].as_str().unwrap().contains("InvokeResult 1"),
+            "{e}"
+        );
+    }
+    let throttled = bridge
+        .metric_where(
+            admin,
+            "mqbridge_delivery_retries_total",
+            "error=\"throttled\"",
+        )
+        .await;
+    assert!(throttled > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_stay_within_scfs_limits_sync_and_async() {
+    let broker = mosquitto();
+    let api = ScfApi::start(ID, KEY, |_| Outcome::Result(0)).await;
+    let admin = free_port();
+    let routes = route(
+        "events",
+        "async/#",
+        "function = \"handler\"\ninvocation = \"async\"\nbatch_size = 100\nmax_wait = \"1s\"\nordered = true",
+    ) + &route(
+        "bulk",
+        "sync/#",
+        "function = \"handler\"\nbatch_size = 100\nmax_wait = \"1s\"\nordered = true",
+    );
+    let bridge = Bridge::start(&config(broker.port, admin, &api.endpoint(), KEY, &routes));
+    bridge.wait_subscribed(0, 2);
+    let mut publisher = Publisher::connect(broker.port).await;
+    // Quotes double when the event travels as a JSON string: the limit counts them.
+    let small: Vec<String> = (0..12)
+        .map(|i| format!("a{i:02}-{}", "\"".repeat(15_000)))
+        .collect();
+    let big: Vec<String> = (0..8)
+        .map(|i| format!("s{i:02}-{}", "x".repeat(1_000_000)))
+        .collect();
+    publish_all(&mut publisher, |_| "async/1".into(), &small).await;
+    publish_all(&mut publisher, |_| "sync/1".into(), &big).await;
+    let with_huge = vec![format!("huge-{}", "\"".repeat(33 * 1024))];
+    publish_all(&mut publisher, |_| "async/1".into(), &with_huge).await;
+    assert!(all_delivered(&api, &small, Duration::from_secs(30)).await);
+    assert!(all_delivered(&api, &big, Duration::from_secs(30)).await);
+
+    let invocations = api.invocations();
+    let by_type = |t: &str| -> Vec<usize> {
+        invocations
+            .iter()
+            .filter(|(i, _)| i.request["InvocationType"] == t)
+            .map(|(i, _)| i.body_len)
+            .collect()
+    };
+    let (asynchronous, synchronous) = (by_type("Event"), by_type("RequestResponse"));
+    assert!(
+        asynchronous.iter().all(|&n| n <= 128 * 1024),
+        "{asynchronous:?}"
+    );
+    assert!(
+        synchronous.iter().all(|&n| n <= 6 * 1024 * 1024),
+        "{synchronous:?}"
+    );
+    // 12 records of 15,000 quotes, each 60 KB once escaped twice (in the record, then in
+    // ClientContext): two per request at most; 8 of ~1 MB: five at most.
+    assert!(asynchronous.len() >= 6, "{asynchronous:?}");
+    assert!(synchronous.len() >= 2, "{synchronous:?}");
+    assert!(api.refused().is_empty());
+    // 33 Ki quotes escape to 132 KiB: over the async limit alone.
+    let dead = bridge.dir.join("dead.jsonl");
+    assert!(eventually(Duration::from_secs(10), || dead_letters(&dead).len() == 1).await);
+    let entry = &dead_letters(&dead)[0];
+    assert_eq!(entry["error_kind"], "too_large");
+    assert!(entry["message"]["payload"]
+        .as_str()
+        .unwrap()
+        .starts_with("huge-"));
+    let order: Vec<String> = invocations
+        .iter()
+        .filter(|(i, _)| i.request["InvocationType"] == "Event")
+        .flat_map(|(i, _)| i.payloads())
+        .collect();
+    assert_eq!(order, small, "in order");
+}
