@@ -135,33 +135,52 @@ impl UnknownLane<'_> {
     }
 }
 
+/// A function (`http`, `exec`, `scf`) was invoked with a batch's event.
+pub struct FunctionInvoked<'a> {
+    pub route: &'a str,
+    pub ok: bool,
+    pub elapsed: std::time::Duration,
+}
+
+impl FunctionInvoked<'_> {
+    pub fn emit(&self) {
+        let outcome = if self.ok { "ok" } else { "failed" };
+        counter!("mqbridge_function_invocations_total", "route" => self.route.to_owned(), "outcome" => outcome)
+            .increment(1);
+        histogram!("mqbridge_function_duration_seconds", "route" => self.route.to_owned())
+            .record(self.elapsed.as_secs_f64());
+    }
+}
+
 /// A local function (`exec`) ran: what it printed goes to the log, at WARN when it failed.
 pub struct FunctionOutput<'a> {
     pub route: &'a str,
     pub program: &'a str,
     pub output: &'a str,
     pub failed: bool,
-    pub elapsed: std::time::Duration,
 }
 
 impl FunctionOutput<'_> {
+    /// One log line per line of output.
     pub fn emit(&self) {
-        histogram!("mqbridge_function_duration_seconds", "route" => self.route.to_owned())
-            .record(self.elapsed.as_secs_f64());
-        match (self.failed, self.output.is_empty()) {
-            (true, _) => warn!(
-                route = self.route,
-                program = self.program,
-                output = self.output,
-                "the function failed"
-            ),
-            (false, false) => info!(
-                route = self.route,
-                program = self.program,
-                output = self.output,
-                "the function's output"
-            ),
-            (false, true) => {}
+        for line in self.output.lines().filter(|l| !l.trim().is_empty()) {
+            match self.failed {
+                true => warn!(
+                    route = self.route,
+                    program = self.program,
+                    output = line,
+                    "the function failed"
+                ),
+                false => info!(
+                    route = self.route,
+                    program = self.program,
+                    output = line,
+                    "the function's output"
+                ),
+            }
+        }
+        if self.failed && self.output.trim().is_empty() {
+            warn!(route = self.route, program = self.program, "the function failed");
         }
     }
 }

@@ -138,7 +138,7 @@ pub struct RouteConfig<S = RouteSinkConfig> {
     /// Keep each MQTT topic's order: at most one batch holding a topic's messages is in
     /// delivery at a time, so a failed message is retried before any later batch of its topic
     /// goes out (within one batch, the sink keeps the order it keeps). Default: the connection
-    /// kind's (true for Kafka and files).
+    /// kind's (true for Kafka and files, false for functions).
     pub ordered: Option<bool>,
     /// Batches in delivery at once, across topics (1 to 64). Default 4.
     #[serde(default = "default_concurrency")]

@@ -4,8 +4,10 @@
 //! since invoking it would overtake the failed messages.
 
 use std::future::Future;
+use std::time::Instant;
 
 use crate::event::{escaped_len, Chunk, Records};
+use crate::events;
 use crate::message::Message;
 use crate::sinks::{Retry, SinkError};
 
@@ -68,7 +70,14 @@ where
             ))),
             Chunk::Fits(range) => {
                 let n = range.len();
+                let started = Instant::now();
                 let outcome = invoke(records.event(range)).await;
+                events::FunctionInvoked {
+                    route,
+                    ok: outcome.is_ok(),
+                    elapsed: started.elapsed(),
+                }
+                .emit();
                 let failed = outcome.is_err();
                 outcomes.extend(std::iter::repeat_n(outcome, n));
                 if failed {

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -113,7 +113,6 @@ impl Command {
             }
             drop(stdin);
         };
-        let started = Instant::now();
         let work = async {
             let ((), out, err, status) =
                 tokio::join!(write, read_some(stdout), read_some(stderr), child.wait());
@@ -150,7 +149,6 @@ impl Command {
             program: &program,
             output: &output,
             failed: !status.success(),
-            elapsed: started.elapsed(),
         }
         .emit();
         match status.success() {
