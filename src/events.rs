@@ -180,7 +180,11 @@ impl FunctionOutput<'_> {
             }
         }
         if self.failed && self.output.trim().is_empty() {
-            warn!(route = self.route, program = self.program, "the function failed");
+            warn!(
+                route = self.route,
+                program = self.program,
+                "the function failed"
+            );
         }
     }
 }
