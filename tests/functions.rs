@@ -723,3 +723,63 @@ fn a_missing_exec_command_is_a_clear_error_at_start() {
         assert!(text.contains(&missing), "{command}: {text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_function_neither_stalls_keep_alive_nor_holds_more_than_the_window() {
+    let broker = mosquitto();
+    let slow = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = slow.clone();
+    let server = FunctionServer::start(move |_| match flag.load(Ordering::SeqCst) {
+        true => Reply::ok().after(Duration::from_secs(6)),
+        false => Reply::ok(),
+    })
+    .await;
+    let admin = free_port();
+    let routes = route(
+        "slow",
+        "slow/#",
+        "batch_size = 5\nconcurrency = 1\nconsumers = 1",
+    );
+    let text = config(
+        broker.port,
+        admin,
+        &http_connection(&server.url(), ""),
+        &routes,
+    )
+    .replacen(
+        "client_id_prefix",
+        "keep_alive = \"5s\"\nreceive_maximum = 20\nclient_id_prefix",
+        1,
+    );
+    let bridge = Bridge::start(&text);
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    let msgs = numbered("slow", 300);
+    publish_all(&mut publisher, |i| format!("slow/{}", i % 10), &msgs).await;
+    // Three keep-alive periods with every call taking longer than one.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    assert_eq!(
+        bridge
+            .metric(admin, "mqbridge_mqtt_disconnects_total")
+            .await,
+        0.0,
+        "{}",
+        bridge.log_text()
+    );
+    let held = bridge.metric(admin, "mqbridge_inflight_messages_max").await;
+    assert!(held >= 20.0, "the window never filled: {held}");
+    assert!(held <= 29.0, "held {held} messages with a window of 20");
+    assert!(
+        server.delivered().len() < msgs.len(),
+        "not slow enough to test"
+    );
+
+    slow.store(false, Ordering::SeqCst);
+    assert!(all_delivered(&server, &msgs, Duration::from_secs(60)).await);
+    assert_eq!(
+        bridge
+            .metric(admin, "mqbridge_mqtt_disconnects_total")
+            .await,
+        0.0
+    );
+}
