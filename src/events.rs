@@ -135,6 +135,49 @@ impl UnknownLane<'_> {
     }
 }
 
+/// An operator paused or resumed a route.
+pub struct RoutePaused<'a> {
+    pub route: &'a str,
+    pub paused: bool,
+}
+
+impl RoutePaused<'_> {
+    pub fn emit(&self) {
+        gauge!("mqbridge_route_paused", "route" => self.route.to_owned()).set(if self.paused {
+            1.0
+        } else {
+            0.0
+        });
+        match self.paused {
+            true => info!(
+                route = self.route,
+                "route paused: reading nothing more, connections kept"
+            ),
+            false => info!(route = self.route, "route resumed"),
+        }
+    }
+}
+
+/// The configuration was read again: applied, or refused with the old one kept.
+pub struct Reloaded<'a> {
+    pub ok: bool,
+    pub detail: &'a str,
+}
+
+impl Reloaded<'_> {
+    pub fn emit(&self) {
+        let outcome = if self.ok { "applied" } else { "refused" };
+        counter!("mqbridge_reloads_total", "outcome" => outcome).increment(1);
+        match self.ok {
+            true => info!(detail = self.detail, "configuration reloaded"),
+            false => error!(
+                detail = self.detail,
+                "configuration reload refused; the running configuration stays"
+            ),
+        }
+    }
+}
+
 /// A function (`http`, `exec`, `scf`) was invoked with a batch's event.
 pub struct FunctionInvoked<'a> {
     pub route: &'a str,

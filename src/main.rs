@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mqbridge::config::Secret;
+use mqbridge::control::{Control, ControlHandle};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -21,10 +23,39 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the bridge until SIGINT or SIGTERM.
+    /// Run the bridge until SIGINT or SIGTERM; SIGHUP reloads the config file.
     Run {
         #[arg(short, long)]
         config: PathBuf,
+        /// Log lines as JSON objects (for log collectors) instead of text.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Show the routes of a running bridge: state, consumers, counts, delay, last error.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Print the JSON of `/routes` instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a route: its consumers stay connected and read nothing more (the broker keeps
+    /// queueing); what it holds is delivered and acknowledged.
+    Pause {
+        route: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Resume a paused route.
+    Resume {
+        route: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Make a running bridge read its config file again and apply what changed.
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Check a config file and print every problem in it (exit code 2 when there is one).
     Validate {
@@ -35,9 +66,116 @@ enum Command {
     ExampleConfig,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the running bridge's admin API is.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The bridge's admin listener (its `[admin] listen`).
+    #[arg(long, env = "MQBRIDGE_ADMIN", default_value = "http://127.0.0.1:9464")]
+    admin: String,
+    /// A file holding the admin token (for pause, resume and reload); or set
+    /// MQBRIDGE_ADMIN_TOKEN.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    fn client(&self) -> Result<mqbridge::admin::client::Client, String> {
+        let token = match &self.token_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|t| Some(t.trim_end_matches(['\r', '\n']).to_owned()))
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            None => std::env::var("MQBRIDGE_ADMIN_TOKEN").ok(),
+        };
+        mqbridge::admin::client::Client::new(&self.admin, token.map(Secret::new))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Runs one request to a running bridge and prints its answer.
+fn remote(
+    admin: &AdminArgs,
+    ask: impl AsyncFnOnce(mqbridge::admin::client::Client) -> Result<String, String>,
+) -> ExitCode {
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(async { ask(admin.client()?).await }));
+    match outcome {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mqbridge: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Status { admin, json } => remote(&admin, async |c| {
+            let overview = c.routes().await.map_err(|e| e.to_string())?;
+            Ok(match json {
+                true => format!("{overview:#}\n"),
+                false => mqbridge::admin::client::routes_table(&overview),
+            })
+        }),
+        Command::Pause { route, admin } => remote(&admin, async |c| {
+            let status = c
+                .set_paused(&route, true)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "route \"{route}\": {}\n",
+                status["state"].as_str().unwrap_or("?")
+            ))
+        }),
+        Command::Resume { route, admin } => remote(&admin, async |c| {
+            let status = c
+                .set_paused(&route, false)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "route \"{route}\": {}\n",
+                status["state"].as_str().unwrap_or("?")
+            ))
+        }),
+        Command::Reload { admin } => remote(&admin, async |c| {
+            let report = c.reload().await.map_err(|e| e.to_string())?;
+            let list = |key: &str| {
+                let names: Vec<&str> = report[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str())
+                    .collect();
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            };
+            let mut text = format!(
+                "reloaded: added {}; restarted {}; removed {}; unchanged {}\n",
+                list("added"),
+                list("restarted"),
+                list("removed"),
+                list("unchanged")
+            );
+            for note in report["notes"].as_array().into_iter().flatten() {
+                text += &format!("note: {}\n", note.as_str().unwrap_or_default());
+            }
+            Ok(text)
+        }),
         Command::ExampleConfig => {
             print!("{}", mqbridge::config::EXAMPLE);
             ExitCode::SUCCESS
@@ -61,18 +199,20 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Run { config } => run(config),
+        Command::Run { config, log_format } => run(config, log_format),
     }
 }
 
-fn run(path: PathBuf) -> ExitCode {
-    tracing_subscriber::fmt()
+fn run(path: PathBuf, log_format: LogFormat) -> ExitCode {
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let config = match mqbridge::config::load_file(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -87,7 +227,12 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = match runtime.block_on(mqbridge::run(config, shutdown_signal())) {
+    let control = Control::new();
+    let reloads = control.handle();
+    let code = match runtime.block_on(async {
+        tokio::spawn(reload_on_hangup(reloads));
+        mqbridge::run_with(config, shutdown_signal(), control).await
+    }) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("mqbridge: {e}");
@@ -99,7 +244,21 @@ fn run(path: PathBuf) -> ExitCode {
     std::process::exit(code)
 }
 
-/// Completes on the first SIGINT or SIGTERM: the one place signals are handled.
+/// Reloads the configuration on every SIGHUP (the outcome is logged by the bridge).
+async fn reload_on_hangup(control: ControlHandle) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot watch SIGHUP; reload through the admin API instead");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading the configuration");
+        let _ = control.reload().await;
+    }
+}
+
+/// Completes on the first SIGINT or SIGTERM. Signals are handled here and in
+/// `reload_on_hangup` only.
 async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,

@@ -193,7 +193,7 @@ connection = "out"
         shutdown: tokio_util::sync::CancellationToken::new(),
     });
     for route in &config.routes {
-        supervisor.start(route).unwrap();
+        supervisor.start(route, false).unwrap();
     }
     let mut publisher = Publisher::connect(broker.port).await;
     for topic in ["a/probe", "b/probe"] {
@@ -229,7 +229,7 @@ connection = "out"
     assert_eq!(stats.in_flight, 0, "{stats:?}");
 
     let route_a = config.routes.iter().find(|r| r.name == "a").unwrap();
-    supervisor.start(route_a).unwrap();
+    supervisor.start(route_a, false).unwrap();
     let a_arrived = eventually(Duration::from_secs(30), || {
         let arrived = payloads(dir.path());
         (0..N).all(|i| arrived.contains_key(&format!("msg-{i}")))

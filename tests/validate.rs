@@ -210,6 +210,7 @@ fn the_shipped_configs_are_valid() {
             .arg(format!("{root}/{file}"))
             .env("MQBRIDGE_DEMO_PORT", "1883")
             .env("MQTT_PASSWORD", "x")
+            .env("MQBRIDGE_ADMIN_TOKEN", "x")
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stderr).into_owned()

@@ -1,14 +1,15 @@
 //! mqbench: mqbridge against the broker's own ceiling and against a hand-written Python bridge,
 //! on real servers started on loopback. `scripts/bench` runs it; BENCHMARKS.md keeps results.
 //!
-//! One binary, four roles: `run` (the default) orchestrates everything; `publish`, `ceiling`
-//! and `produce` are the MQTT publisher, the no-op subscriber and a Kafka producer, each started
-//! by `run` as a process of its own so that its CPU time and memory are its own.
+//! One binary, five roles: `run` (the default) orchestrates everything; `publish`, `ceiling`,
+//! `produce` and `function` are the MQTT publisher, the no-op subscriber, a Kafka producer and
+//! a no-op HTTP function, each started by `run` as a process of its own so that its CPU time
+//! and memory are its own.
 //!
 //! # Layout
 //! - `payload`: the sequence number and send time carried in every message.
 //! - `tally`: counting unique messages and their latency at a sink.
-//! - `publisher`, `ceiling`, `produce`: the helper roles.
+//! - `publisher`, `ceiling`, `produce`, `function`: the helper roles.
 //! - `observe`: following the file sink and the Kafka topic from this process.
 //! - `systems`: one measured run of one system under one load.
 //! - `report`: the tables and ratios.
@@ -17,6 +18,7 @@
 mod common;
 
 mod ceiling;
+mod function;
 mod observe;
 mod payload;
 mod produce;
@@ -49,6 +51,8 @@ enum Role {
     Ceiling(ceiling::CeilingArgs),
     /// The Kafka producer process (the Kafka broker's own limit).
     Produce(produce::ProduceArgs),
+    /// The no-op HTTP function process.
+    Function(function::FunctionArgs),
 }
 
 #[derive(Parser, Debug)]
@@ -62,10 +66,14 @@ struct RunArgs {
     /// A run carries at most this many payload bytes (larger payloads get fewer messages).
     #[arg(long, default_value_t = 400_000_000)]
     max_bytes: u64,
-    /// Fixed publish rates for latency, in percent of the ceiling's throughput.
-    #[arg(long, value_delimiter = ',', default_values_t = [25, 50, 80])]
+    /// Fixed publish rates for latency, in percent of the ceiling's throughput; `--rates` with
+    /// no value skips the latency runs.
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_values_t = [25, 50, 80])]
     rates: Vec<u32>,
-    /// Systems to measure: ceiling, kafka-alone, file, kafka, peer.
+    /// Systems to measure: ceiling, kafka-alone, file, kafka, peer; and the bridge to a no-op
+    /// HTTP function: http1, http100, http1000 (batch sizes), http-ordered (batch 100,
+    /// `ordered = true`, 1,000 topics), http-20ms (batch 1, a function that takes 20 ms, at
+    /// most 3,000 messages). Function runs are measured at full speed only.
     #[arg(
         long,
         value_delimiter = ',',
@@ -107,7 +115,7 @@ fn main() -> anyhow::Result<()> {
     if !args.iter().any(|a| a == "--bench")
         && !matches!(
             args.get(1).map(String::as_str),
-            Some("run" | "publish" | "ceiling" | "produce")
+            Some("run" | "publish" | "ceiling" | "produce" | "function")
         )
     {
         if args.iter().any(|a| a == "--list") {
@@ -121,6 +129,7 @@ fn main() -> anyhow::Result<()> {
         Some(Role::Publish(a)) => runtime()?.block_on(publisher::run(a)),
         Some(Role::Ceiling(a)) => runtime()?.block_on(ceiling::run(a)),
         Some(Role::Produce(a)) => runtime()?.block_on(produce::run(a)),
+        Some(Role::Function(a)) => runtime()?.block_on(function::run(a)),
         Some(Role::Run(a)) => run(a),
         None => run(RunArgs::parse_from(["run"])),
     }
@@ -206,9 +215,15 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         .and_then(|(_, o)| o)
         .filter(|o| o.summary.complete())
         .map(|o| o.summary.rate());
+    // The fixed rates are fractions of the MQTT ceiling; a function's throughput is its own.
+    let paced: Vec<System> = systems
+        .iter()
+        .copied()
+        .filter(|s| s.http().is_none())
+        .collect();
     if let Some(ceiling) = ceiling {
         for &pct in &a.rates {
-            measure(&systems, load(first, ceiling * pct as f64 / 100.0, None));
+            measure(&paced, load(first, ceiling * pct as f64 / 100.0, None));
         }
     }
     for &size in a.sizes.iter().skip(1) {

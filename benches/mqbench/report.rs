@@ -1,8 +1,9 @@
-//! The report: a table per question (throughput, latency, payload size, width) and the ratios
-//! the targets are stated in, as Markdown.
+//! The report: a table per question (throughput, latency, payload size, width, function
+//! triggers) and the ratios the targets are stated in, as Markdown.
 
 use std::fmt::Write;
 
+use crate::function::{HttpRun, CONCURRENCY};
 use crate::systems::{Outcome, System};
 
 const MIB: f64 = 1024.0;
@@ -10,8 +11,12 @@ const MIB: f64 = 1024.0;
 /// One finished run, for the progress output.
 pub fn one_line(o: &Outcome) -> String {
     let s = &o.summary;
+    let calls = match &o.calls {
+        Some(c) => format!(", {} calls (function's p50 {})", c.count, ms(c.p50_us)),
+        None => String::new(),
+    };
     format!(
-        "{}/{} unique, {} duplicates, {:.0} msg/s (published at {:.0}/s), p50 {} p99 {} max {}, {:.2} CPU s/100k, peak RSS {:.1} MiB",
+        "{}/{} unique, {} duplicates, {:.0} msg/s (published at {:.0}/s), p50 {} p99 {} max {}, {:.2} CPU s/100k, peak RSS {:.1} MiB{calls}",
         s.unique,
         s.expected,
         s.duplicates,
@@ -34,7 +39,8 @@ pub fn markdown(
 ) -> String {
     let mut out = String::new();
     let first_size = outcomes.first().map_or(100, |o| o.load.size);
-    let max_rate = |o: &&Outcome| o.load.rate == 0.0 && o.load.width.is_none();
+    let max_rate =
+        |o: &&Outcome| o.load.rate == 0.0 && o.load.width.is_none() && o.system.http().is_none();
     let _ = writeln!(
         out,
         "## Throughput ({first_size} B payloads, publishing as fast as the broker accepts; median of {repeat} runs)\n"
@@ -75,6 +81,7 @@ pub fn markdown(
     if !width.is_empty() {
         width_table(&mut out, &width);
     }
+    functions(&mut out, outcomes, ceiling_of(outcomes, first_size), repeat);
     a_b(&mut out, outcomes);
     if !failures.is_empty() {
         let _ = writeln!(out, "\n## Failed runs\n");
@@ -162,6 +169,103 @@ fn width_table(out: &mut String, rows: &[&Outcome]) {
             "\nRSS once subscribed grows by {per_route:.0} KiB per route ({r0} → {r1} routes)."
         );
     }
+}
+
+/// The bridge to the no-op HTTP function: a row per run, then the ratios of the targets.
+fn functions(out: &mut String, outcomes: &[Outcome], ceiling: Option<&Outcome>, repeat: usize) {
+    let rows: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.system.http().is_some())
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n## Function triggers (http; as fast as the broker accepts; median of {repeat} runs)\n\n\
+         | system | batch | topics | payload | messages | msg/s | CPU s per 100k | peak RSS MiB | calls | messages per call | p50 latency | function's time per call, p50 |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for o in &rows {
+        let setup = o.system.http().expect("an http system").setup();
+        let (calls, per_call, took) = match &o.calls {
+            Some(c) => (
+                c.count.to_string(),
+                format!("{:.1}", o.summary.unique as f64 / c.count.max(1) as f64),
+                ms_fine(c.p50_us),
+            ),
+            None => ("—".into(), "—".into(), "—".into()),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} B | {} | {} | {:.2} | {:.1} | {calls} | {per_call} | {} | {took} |",
+            o.system.name(),
+            setup.batch_size,
+            o.topics(),
+            o.load.size,
+            counted(o),
+            rate(o),
+            o.cpu_per_100k(),
+            o.peak_rss_kib as f64 / MIB,
+            ms(o.summary.p50_us),
+        );
+    }
+    function_ratios(out, &rows, ceiling);
+}
+
+fn function_ratios(out: &mut String, rows: &[&Outcome], ceiling: Option<&Outcome>) {
+    let first_size = rows[0].load.size;
+    let find = |h: HttpRun| {
+        rows.iter().copied().find(|o| {
+            o.system == System::Http(h) && o.load.size == first_size && o.summary.complete()
+        })
+    };
+    let _ = writeln!(
+        out,
+        "\n| ratio ({first_size} B) | measured | target |\n|---|---:|---:|"
+    );
+    if let (Some(h), Some(c)) = (find(HttpRun::Batch100), ceiling) {
+        let _ = writeln!(
+            out,
+            "| {} / ceiling, throughput | {:.2} | ≥ 0.8 |",
+            h.system.name(),
+            h.summary.rate() / c.summary.rate()
+        );
+    }
+    let Some(slow) = find(HttpRun::Slow) else {
+        return;
+    };
+    // `concurrency` calls of one message at once, each taking the function's delay.
+    let delay_ms = HttpRun::Slow.setup().delay_ms as f64;
+    let ideal = CONCURRENCY as f64 * 1000.0 / delay_ms;
+    let per_call_ms = CONCURRENCY as f64 / slow.summary.rate() * 1000.0;
+    let _ = writeln!(
+        out,
+        "| {}: msg/s / ({CONCURRENCY} ÷ {delay_ms} ms = {ideal:.0}/s) | {:.3} | ≈ 1 |\n\
+         | time per call ({CONCURRENCY} ÷ msg/s) − {delay_ms} ms: the bridge's, with the function's overrun | {:.2} ms | < 1 ms |",
+        slow.system.name(),
+        slow.summary.rate() / ideal,
+        per_call_ms - delay_ms,
+    );
+    if let Some(c) = &slow.calls {
+        let _ = writeln!(
+            out,
+            "| time per call ({CONCURRENCY} ÷ msg/s) − the function's own p50 ({}): the bridge's | {:.2} ms | < 1 ms |",
+            ms_fine(c.p50_us),
+            per_call_ms - c.p50_us as f64 / 1000.0,
+        );
+    }
+}
+
+/// The ceiling's full-speed run at `size`, when it delivered everything.
+fn ceiling_of(outcomes: &[Outcome], size: usize) -> Option<&Outcome> {
+    outcomes.iter().find(|o| {
+        o.system == System::Ceiling
+            && o.load.size == size
+            && o.load.rate == 0.0
+            && o.load.width.is_none()
+            && o.summary.complete()
+    })
 }
 
 /// This build against the baseline (`--baseline`), run by run: each row is a pair measured in
@@ -303,4 +407,9 @@ fn rate(o: &Outcome) -> String {
 
 fn ms(us: u32) -> String {
     format!("{:.1} ms", us as f64 / 1000.0)
+}
+
+/// A call's time, to 10 µs.
+fn ms_fine(us: u32) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::common::{self, Bridge, Server};
+use crate::function::{Calls, FunctionReport, HttpRun};
 use crate::observe::{self, Expect};
 use crate::publisher::PublishReport;
 use crate::tally::Summary;
@@ -31,6 +32,8 @@ pub enum System {
     BaseKafka,
     /// The hand-written Python bridge in benches/peers.
     Peer,
+    /// mqbridge with an `http` connection to the no-op function (the `function` role).
+    Http(HttpRun),
 }
 
 impl System {
@@ -43,6 +46,7 @@ impl System {
             System::BaseFile => "baseline → file",
             System::BaseKafka => "baseline → Kafka",
             System::Peer => "Python peer → Kafka",
+            System::Http(h) => h.name(),
         }
     }
 
@@ -55,9 +59,14 @@ impl System {
             "base-file" => System::BaseFile,
             "base-kafka" => System::BaseKafka,
             "peer" => System::Peer,
-            _ => bail!(
-                "unknown system {s:?} (ceiling, kafka-alone, file, kafka, base-file, base-kafka, peer)"
-            ),
+            _ => match HttpRun::parse(s) {
+                Some(h) => System::Http(h),
+                None => bail!(
+                    "unknown system {s:?} (ceiling, kafka-alone, file, kafka, base-file, \
+                     base-kafka, peer, {})",
+                    HttpRun::NAMES
+                ),
+            },
         })
     }
 
@@ -77,8 +86,12 @@ impl System {
         }
     }
 
-    fn writes_file(self) -> bool {
-        matches!(self, System::File | System::BaseFile)
+    /// The runs that the `function` role observes, reported in a section of their own.
+    pub fn http(self) -> Option<HttpRun> {
+        match self {
+            System::Http(h) => Some(h),
+            _ => None,
+        }
     }
 }
 
@@ -99,6 +112,17 @@ impl Load {
     fn topics(self) -> usize {
         self.width.unwrap_or(64)
     }
+
+    /// This load as `system` runs it: a slow function carries fewer messages.
+    fn for_system(self, system: System) -> Load {
+        match system.http().and_then(|h| h.setup().max_count) {
+            Some(max) => Load {
+                count: self.count.min(max),
+                ..self
+            },
+            None => self,
+        }
+    }
 }
 
 /// Everything measured in one run.
@@ -114,9 +138,16 @@ pub struct Outcome {
     pub peak_rss_kib: u64,
     /// CPU seconds the system used from the first publish to the last arrival.
     pub cpu_s: f64,
+    /// The calls the function took (the http systems).
+    pub calls: Option<Calls>,
 }
 
 impl Outcome {
+    /// Topics the publisher spread the messages over.
+    pub fn topics(&self) -> usize {
+        topics(self.system, self.load)
+    }
+
     pub fn cpu_per_100k(&self) -> f64 {
         self.cpu_s / self.summary.unique.max(1) as f64 * 100_000.0
     }
@@ -160,9 +191,19 @@ struct Setup<'a> {
     dir: &'a Path,
 }
 
+/// Topics the publisher spreads `system`'s messages over under `load`.
+fn topics(system: System, load: Load) -> usize {
+    system
+        .http()
+        .and_then(|h| h.setup().topics)
+        .unwrap_or(load.topics())
+}
+
 /// The system under test, running.
 enum Running {
     Bridge(Bridge),
+    /// The bridge and the function it calls: only the bridge is measured.
+    Function(Bridge, Child),
     Process(Child),
     /// Kafka alone: the producer is the publisher, nothing else runs.
     Nothing,
@@ -171,7 +212,7 @@ enum Running {
 impl Running {
     fn pid(&self) -> Option<u32> {
         match self {
-            Running::Bridge(b) => Some(b.pid()),
+            Running::Bridge(b) | Running::Function(b, _) => Some(b.pid()),
             Running::Process(c) => Some(c.id()),
             Running::Nothing => None,
         }
@@ -179,13 +220,11 @@ impl Running {
 
     fn stop(self) {
         match self {
-            Running::Bridge(mut b) => {
-                if b.stop() != Some(0) {
-                    eprintln!(
-                        "mqbench: the bridge did not exit cleanly:\n{}",
-                        b.log_text()
-                    );
-                }
+            Running::Bridge(b) => stop_bridge(b),
+            // The bridge first: it delivers what it holds before it exits.
+            Running::Function(b, mut function) => {
+                stop_bridge(b);
+                common::terminate(&mut function, Duration::from_secs(20));
             }
             Running::Nothing => {}
             Running::Process(mut c) => {
@@ -195,7 +234,17 @@ impl Running {
     }
 }
 
+fn stop_bridge(mut b: Bridge) {
+    if b.stop() != Some(0) {
+        eprintln!(
+            "mqbench: the bridge did not exit cleanly:\n{}",
+            b.log_text()
+        );
+    }
+}
+
 pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
+    let load = load.for_system(system);
     let broker = common::mosquitto();
     let prefix = common::unique("bench");
     let dir = tempfile::tempdir()?;
@@ -225,7 +274,7 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
     let startup = spawned.elapsed();
     let pid = running.pid();
     let observer = match system {
-        System::Ceiling => None,
+        System::Ceiling | System::Http(_) => None,
         System::KafkaAlone => Some(observe::kafka(
             env.bootstrap(),
             topic.clone(),
@@ -248,16 +297,27 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
     let cpu_before = cpu().unwrap_or(0.0);
     let publish = match system {
         System::KafkaAlone => produce(env, load, &topic)?,
-        _ => publish(env, load, broker.port, &prefix)?,
+        _ => publish(env, load, topics(system, load), broker.port, &prefix)?,
     };
-    let summary = match observer {
-        Some(o) => o.join().expect("observer thread"),
+    let (summary, calls) = match observer {
+        Some(o) => (o.join().expect("observer thread"), None),
         None => {
             let line = next_line(
-                stdout.as_mut().expect("ceiling output"),
+                stdout.as_mut().expect("helper output"),
                 Duration::from_secs(300),
             )?;
-            serde_json::from_str(&line).with_context(|| format!("ceiling summary {line:?}"))?
+            match system {
+                System::Http(_) => {
+                    let r: FunctionReport = serde_json::from_str(&line)
+                        .with_context(|| format!("function report {line:?}"))?;
+                    (r.summary, Some(r.calls))
+                }
+                _ => (
+                    serde_json::from_str(&line)
+                        .with_context(|| format!("ceiling summary {line:?}"))?,
+                    None,
+                ),
+            }
         }
     };
     let cpu_s = cpu().unwrap_or(0.0) - cpu_before;
@@ -272,6 +332,7 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
         rss_started_kib,
         peak_rss_kib,
         cpu_s,
+        calls,
     })
 }
 
@@ -319,28 +380,52 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
             Ok((Running::Process(child), None))
         }
         System::File | System::Kafka | System::BaseFile | System::BaseKafka => {
-            let config = bridge_config(setup);
-            let bridge = match system {
-                System::BaseFile | System::BaseKafka => {
-                    let bin = env.baseline.clone().context("--baseline is not set")?;
-                    Bridge::start_bin(bin, &config)
-                }
-                _ => Bridge::start(&config),
-            };
-            let consumers = load.width.unwrap_or(env.consumers as usize);
-            let limit = Duration::from_secs(30 + consumers as u64 / 10);
-            if !bridge.subscribed_within(consumers, limit) {
-                bail!(
-                    "bridge not subscribed after {limit:?}:\n{}",
-                    bridge.log_text()
-                );
-            }
+            let bridge = start_bridge(setup, bridge_config(setup, None))?;
             Ok((Running::Bridge(bridge), None))
+        }
+        System::Http(h) => {
+            let function_port = common::free_port();
+            let mut function = child(Command::new(&env.exe).args([
+                "function",
+                &format!("--port={function_port}"),
+                &format!("--count={}", load.count),
+                &format!("--delay-ms={}", h.setup().delay_ms),
+                &format!("--stall={}s", env.stall.as_secs()),
+            ]))?;
+            let lines = lines(&mut function);
+            expect_line(&lines, "listening", Duration::from_secs(30))?;
+            let bridge = start_bridge(setup, bridge_config(setup, Some(function_port)))?;
+            Ok((Running::Function(bridge, function), Some(lines)))
         }
     }
 }
 
-fn bridge_config(setup: Setup) -> String {
+/// Starts the bridge (this build, or the baseline for the base-* systems) and waits until
+/// every consumer is subscribed.
+fn start_bridge(setup: Setup, config: String) -> anyhow::Result<Bridge> {
+    let Setup {
+        env, system, load, ..
+    } = setup;
+    let bridge = match system {
+        System::BaseFile | System::BaseKafka => {
+            let bin = env.baseline.clone().context("--baseline is not set")?;
+            Bridge::start_bin(bin, &config)
+        }
+        _ => Bridge::start(&config),
+    };
+    let consumers = load.width.unwrap_or(env.consumers as usize);
+    let limit = Duration::from_secs(30 + consumers as u64 / 10);
+    if !bridge.subscribed_within(consumers, limit) {
+        bail!(
+            "bridge not subscribed after {limit:?}:\n{}",
+            bridge.log_text()
+        );
+    }
+    Ok(bridge)
+}
+
+/// The bridge's config for `setup`; `function_port` is the function's, for the http systems.
+fn bridge_config(setup: Setup, function_port: Option<u16>) -> String {
     let Setup {
         env,
         system,
@@ -350,14 +435,15 @@ fn bridge_config(setup: Setup) -> String {
         topic,
         dir,
     } = setup;
-    let sink = match system.writes_file() {
-        false => format!(
-            "type = \"kafka\"\nbootstrap_servers = \"{}\"\n",
-            env.bootstrap()
-        ),
-        true => format!(
+    let sink = match (system, function_port) {
+        (System::File | System::BaseFile, _) => format!(
             "type = \"file\"\npath = \"{}\"\n",
             dir.join("out.jsonl").display()
+        ),
+        (_, Some(port)) => format!("type = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\n"),
+        _ => format!(
+            "type = \"kafka\"\nbootstrap_servers = \"{}\"\n",
+            env.bootstrap()
         ),
     };
     let mut config = format!(
@@ -369,15 +455,17 @@ fn bridge_config(setup: Setup) -> String {
         env.receive_maximum,
         dir.join("dead-letter.jsonl").display(),
     );
-    let kafka_topic = match system.writes_file() {
-        false => format!("topic = \"{topic}\"\n"),
-        true => String::new(),
+    // The keys of the route's kind: the Kafka topic, or the function route's batching.
+    let kind_keys = match system {
+        System::Kafka | System::BaseKafka => format!("topic = \"{topic}\"\n"),
+        System::Http(h) => h.route_keys(),
+        _ => String::new(),
     };
     match load.width {
         None => {
             config += &format!(
                 "[[routes]]\nname = \"bench\"\nfilters = [\"{prefix}/#\"]\nconnection = \"sink\"\n\
-                 consumers = {}\n{kafka_topic}",
+                 consumers = {}\n{kind_keys}",
                 env.consumers
             )
         }
@@ -385,7 +473,7 @@ fn bridge_config(setup: Setup) -> String {
             for r in 0..routes {
                 config += &format!(
                     "[[routes]]\nname = \"r{r}\"\nfilters = [\"{prefix}/{r}/#\"]\n\
-                     connection = \"sink\"\n{kafka_topic}"
+                     connection = \"sink\"\n{kind_keys}"
                 );
             }
         }
@@ -393,7 +481,13 @@ fn bridge_config(setup: Setup) -> String {
     config
 }
 
-fn publish(env: &Env, load: Load, port: u16, prefix: &str) -> anyhow::Result<PublishReport> {
+fn publish(
+    env: &Env,
+    load: Load,
+    topics: usize,
+    port: u16,
+    prefix: &str,
+) -> anyhow::Result<PublishReport> {
     helper(
         env,
         load,
@@ -403,7 +497,7 @@ fn publish(env: &Env, load: Load, port: u16, prefix: &str) -> anyhow::Result<Pub
             &format!("--size={}", load.size),
             &format!("--connections={}", env.publishers),
             &format!("--prefix={prefix}"),
-            &format!("--topics={}", load.topics()),
+            &format!("--topics={topics}"),
         ],
     )
 }

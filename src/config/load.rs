@@ -25,7 +25,10 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
         )
     })?;
     let base = path.parent().map(Path::to_owned).unwrap_or_default();
-    parse_str(&text, &base, &|name| std::env::var(name).ok()).map_err(|p| ConfigError::new(path, p))
+    let mut config = parse_str(&text, &base, &|name| std::env::var(name).ok())
+        .map_err(|p| ConfigError::new(path, p))?;
+    config.source = Some(path.to_owned());
+    Ok(config)
 }
 
 /// Parses and validates a config held in memory; `env` resolves `${VAR}` references.
@@ -80,7 +83,17 @@ impl<'a> Loader<'a, '_> {
                 // Read once every connection is known: a route's keys depend on its kind.
                 "routes" => routes = Some(value),
                 "dead_letter" => parts.dead_letter = self.reader.read("[dead_letter]", value),
-                "admin" => parts.admin = self.reader.read("[admin]", value),
+                "admin" => {
+                    parts.admin = self
+                        .reader
+                        .read("[admin]", value)
+                        .map(|mut a: AdminConfig| {
+                            if let Some(p) = a.token_file.as_mut().filter(|p| p.is_relative()) {
+                                *p = self.base.join(&*p);
+                            }
+                            a
+                        })
+                }
                 _ => {
                     top.insert(key, value);
                 }
@@ -114,6 +127,7 @@ impl<'a> Loader<'a, '_> {
             dead_letter: parts.dead_letter.unwrap_or_default(),
             admin: parts.admin.unwrap_or_default(),
             shutdown_timeout: top?.shutdown_timeout,
+            source: None,
         };
         resolve_paths(&mut config, self.base);
         self.check_shared_files(&config);

@@ -26,10 +26,12 @@ pub struct Config {
     pub admin: AdminConfig,
     /// How long a graceful shutdown may take to flush and acknowledge in-flight messages.
     pub shutdown_timeout: Duration,
+    /// The file it was read from, which a reload reads again.
+    pub source: Option<PathBuf>,
 }
 
 /// Top-level keys that are not tables.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct TopLevel {
     /// How long a graceful shutdown may spend delivering and acknowledging in-flight messages
     /// before it disconnects anyway (the broker then redelivers them). Default "30s".
@@ -38,7 +40,7 @@ pub struct TopLevel {
 }
 
 /// `[mqtt]`: the broker the bridge consumes from.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct MqttConfig {
     /// Broker address: `mqtt://host:port` (default port 1883), or `mqtts://host:port` for TLS
     /// (default port 8883).
@@ -87,7 +89,7 @@ pub struct MqttConfig {
 }
 
 /// `[mqtt.tls]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct TlsConfig {
     /// PEM file with the certificate authorities to trust. Default: the system's roots.
     pub ca_file: Option<PathBuf>,
@@ -98,7 +100,7 @@ pub struct TlsConfig {
 }
 
 /// `[mqtt.publisher]`: where the broker puts the publisher's identity, when it does.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct PublisherProperties {
     /// User property carrying the publisher's client id (fills `{client_id}` and the
     /// `mqtt.publisher.client.id` header). Unset: unknown.
@@ -112,7 +114,7 @@ pub struct PublisherProperties {
 /// `[[routes]]`: a set of topic filters, consumed by a shared-subscription group and delivered
 /// to one connection. These are the keys every route takes; the keys that belong to the
 /// connection's kind (a Kafka `topic`, ...) are read by that kind into `sink`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RouteConfig<S = RouteSinkConfig> {
     /// Unique route name, used in client ids, metrics and logs. Letters, digits, `-` and `_`.
     pub name: String,
@@ -208,7 +210,7 @@ impl RouteConfig {
 /// `[dead_letter]`: where messages go that a sink refused for good (an oversized record, a
 /// template that made an invalid topic name). Each is written as a JSON object carrying the
 /// route, the error and the original message, and only then acknowledged.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct DeadLetterConfig {
     /// JSON-lines file to append to. Default "dead-letter.jsonl" beside the config file.
     pub path: Option<PathBuf>,
@@ -219,12 +221,45 @@ pub struct DeadLetterConfig {
 /// The dead-letter file when `[dead_letter]` names neither a path nor a topic.
 pub const DEFAULT_DEAD_LETTER_PATH: &str = "dead-letter.jsonl";
 
-/// `[admin]`: the operator's HTTP listener (`/metrics`, `/health`).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[admin]`: the operator's HTTP listener: metrics, health and readiness, the routes' states
+/// and their pause and resume, reload, and the status page.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct AdminConfig {
     /// Address to listen on, e.g. "127.0.0.1:9464". Unset: no listener.
     #[serde(default, deserialize_with = "socket_address")]
     pub listen: Option<SocketAddr>,
+    /// A bearer token the requests that change something (pause, resume, reload) must carry.
+    /// Required when `listen` is not a loopback address. Never logged.
+    pub token: Option<Secret>,
+    /// Read the token from this file instead (trailing newline ignored).
+    pub token_file: Option<PathBuf>,
+    /// How long a route's destination may fail every send before `/readyz` says the bridge
+    /// is not ready. Default "30s".
+    #[serde(default = "default_failing_after", with = "humantime_serde")]
+    pub failing_after: Duration,
+    /// How often each connection is checked while running (`mqbridge_connection_healthy`,
+    /// `/readyz`). Default "30s".
+    #[serde(default = "default_check_interval", with = "humantime_serde")]
+    pub check_interval: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: None,
+            token: None,
+            token_file: None,
+            failing_after: default_failing_after(),
+            check_interval: default_check_interval(),
+        }
+    }
+}
+
+fn default_failing_after() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_check_interval() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn socket_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {

@@ -49,7 +49,27 @@ pub fn validate(parts: &Parts, src: &SourceMap<'_>) -> Vec<Problem> {
     if let Some(dl) = &parts.dead_letter {
         check_dead_letter(dl, &mut checker.section("[dead_letter]"));
     }
+    if let Some(admin) = &parts.admin {
+        check_admin(admin, &mut checker.section("[admin]"));
+    }
     checker.into_problems()
+}
+
+fn check_admin(a: &AdminConfig, c: &mut Check<'_>) {
+    Secret::check_inline_or_file(c, "token", &a.token, &a.token_file);
+    let tokenless = a.token.is_none() && a.token_file.is_none();
+    if let Some(listen) = a.listen.filter(|l| !l.ip().is_loopback() && tokenless) {
+        c.field(
+            "listen",
+            format!(
+                "{listen} is reachable from other hosts: set `token` (or `token_file`) so that \
+                 only operators can pause, resume and reload, or listen on 127.0.0.1"
+            ),
+        );
+    }
+    if a.check_interval < Duration::from_secs(1) {
+        c.field("check_interval", "must be at least 1s");
+    }
 }
 
 fn check_mqtt(m: &MqttConfig, c: &mut Check<'_>) {

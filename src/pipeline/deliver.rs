@@ -154,7 +154,7 @@ impl Round {
             attempt,
         }
         .emit();
-        ctx.stats.retried(self.retry.len());
+        ctx.stats.retried(self.retry.len(), &error.to_string());
         if let Some(e) = &self.configuration {
             events::ConfigurationRefused {
                 route: &ctx.route,
@@ -211,7 +211,7 @@ fn report_delivered(ctx: &Context, items: &[Item], delivered: &[usize]) {
             oldest_ms,
         }
         .emit();
-        ctx.stats.delivered(delivered.len());
+        ctx.stats.delivered(delivered.len(), oldest_ms);
     }
 }
 
@@ -253,7 +253,8 @@ async fn dead_letter(
                     error: &dead[0].1.to_string(),
                 }
                 .emit();
-                ctx.stats.dead_lettered(entries.len());
+                ctx.stats
+                    .dead_lettered(entries.len(), &dead[0].1.to_string());
                 return true;
             }
             Err(error) => {

@@ -7,7 +7,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::RouteConfig;
 use crate::pipeline::{RouteStats, StatsSnapshot};
+use crate::sources::mqtt::{ConsumerStatus, Pause};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteState {
@@ -19,6 +21,10 @@ pub enum RouteState {
 
 pub struct RouteHandle {
     pub(super) name: String,
+    /// The settings it runs with.
+    pub(super) config: RouteConfig,
+    pub(super) pause: Arc<Pause>,
+    pub(super) consumers: Vec<Arc<ConsumerStatus>>,
     /// The supervisor's number for this start of the route.
     pub(super) start: u64,
     pub(super) state: Arc<Mutex<RouteState>>,
@@ -40,6 +46,24 @@ impl RouteHandle {
 
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    pub fn config(&self) -> &RouteConfig {
+        &self.config
+    }
+
+    pub fn consumers(&self) -> &[Arc<ConsumerStatus>] {
+        &self.consumers
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.pause.is_paused()
+    }
+
+    /// Stops (or resumes) reading from the broker; the consumers stay connected and what is
+    /// in flight is delivered and acknowledged.
+    pub fn set_paused(&self, paused: bool) {
+        self.pause.set(paused);
     }
 
     /// Asks the route to stop: take nothing new, finish and acknowledge what it holds.

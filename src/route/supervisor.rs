@@ -19,7 +19,7 @@ use crate::events::RouteMetrics;
 use crate::mqtt::Endpoint;
 use crate::pipeline::{Context, Pipeline, RouteStats, Settings};
 use crate::sinks::{BoxError, Connection};
-use crate::sources::mqtt::{self as source, ConsumerSpec};
+use crate::sources::mqtt::{self as source, ConsumerSpec, ConsumerStatus, Pause};
 
 /// What every route uses.
 pub struct Shared {
@@ -74,8 +74,19 @@ impl Supervisor {
         self.routes.get(name)
     }
 
-    /// Starts `route`: its consumers connect and subscribe in the background.
-    pub fn start(&mut self, route: &RouteConfig) -> Result<(), StartError> {
+    /// Changes what routes started from now on share (a reload); the running ones keep
+    /// what they started with.
+    pub fn update_shared<T>(&mut self, f: impl FnOnce(&mut Shared) -> T) -> T {
+        f(&mut self.shared)
+    }
+
+    pub fn dead_letter(&self) -> Arc<DeadLetter> {
+        self.shared.dead_letter.clone()
+    }
+
+    /// Starts `route`: its consumers connect and subscribe in the background; `paused`, they
+    /// read nothing until it is resumed.
+    pub fn start(&mut self, route: &RouteConfig, paused: bool) -> Result<(), StartError> {
         if self.routes.contains_key(&route.name) {
             return Err(StartError::Running(route.name.clone()));
         }
@@ -103,7 +114,14 @@ impl Supervisor {
             stats: stats.clone(),
         });
         let state = Arc::new(Mutex::new(RouteState::Running));
-        let work = self.route_task(route, ctx);
+        let pause = Arc::new(Pause::new(paused));
+        let consumers: Vec<Arc<ConsumerStatus>> = (1..=route.consumers)
+            .map(|n| {
+                let id = format!("{}-{}-{n}", self.shared.mqtt.client_id_prefix, route.name);
+                Arc::new(ConsumerStatus::new(id))
+            })
+            .collect();
+        let work = self.route_task(route, ctx, &pause, &consumers);
         self.starts += 1;
         let (name, ended, done) = (route.name.clone(), self.ended_tx.clone(), state.clone());
         let start = self.starts;
@@ -115,6 +133,9 @@ impl Supervisor {
         });
         let handle = RouteHandle {
             name: route.name.clone(),
+            config: route.clone(),
+            pause,
+            consumers,
             start,
             state,
             stats,
@@ -132,6 +153,8 @@ impl Supervisor {
         &self,
         route: &RouteConfig,
         ctx: Arc<Context>,
+        pause: &Arc<Pause>,
+        consumers: &[Arc<ConsumerStatus>],
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let qos = match route.qos {
             0 => QoS::AtMostOnce,
@@ -140,11 +163,13 @@ impl Supervisor {
         let mqtt = &self.shared.mqtt;
         let (tx, intake) = mpsc::unbounded_channel();
         let (mut ackers, mut polls) = (Vec::new(), Vec::new());
-        for lane in 0..route.consumers as usize {
+        for (lane, status) in consumers.iter().enumerate() {
             let spec = ConsumerSpec {
                 route: ctx.route.clone(),
                 lane,
-                client_id: format!("{}-{}-{}", mqtt.client_id_prefix, route.name, lane + 1),
+                client_id: status.client_id.clone(),
+                pause: pause.clone(),
+                status: status.clone(),
                 filters: route.filters.clone(),
                 share_group: route.share_group().to_owned(),
                 qos,

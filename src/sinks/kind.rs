@@ -28,11 +28,11 @@ pub trait SinkKind: 'static {
     /// Whether its routes keep per-topic order unless they say otherwise.
     const ORDERED_BY_DEFAULT: bool;
     /// `[connections.NAME]`, without `type`.
-    type ConnectionConfig: DeserializeOwned + fmt::Debug + Send + Sync + 'static;
+    type ConnectionConfig: DeserializeOwned + fmt::Debug + PartialEq + Send + Sync + 'static;
     /// The keys a route takes for this kind, beside the keys every route takes: a plain struct
     /// deriving `Deserialize`, whose field names are read as the kind's route keys (so no
     /// `flatten` and no hand-written `Deserialize`).
-    type RouteConfig: DeserializeOwned + fmt::Debug + Send + Sync + 'static;
+    type RouteConfig: DeserializeOwned + fmt::Debug + PartialEq + Send + Sync + 'static;
     /// The running client, shared by the routes of one connection.
     type Connection: Send + Sync + 'static;
 
@@ -41,6 +41,11 @@ pub trait SinkKind: 'static {
     /// Local files the connection writes, which nothing else may write (after
     /// `resolve_paths`).
     fn files(_config: &Self::ConnectionConfig) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    /// Local files the connection reads its secrets and certificates from (after
+    /// `resolve_paths`): a reload that finds one changed restarts the connection.
+    fn files_read(_config: &Self::ConnectionConfig) -> Vec<PathBuf> {
         Vec::new()
     }
     fn check_connection(config: &Self::ConnectionConfig, check: &mut Check<'_>);
@@ -152,6 +157,8 @@ trait AnyConnectionConfig: fmt::Debug + Send + Sync {
     fn kind(&self) -> &'static str;
     fn settings(&self) -> &dyn Any;
     fn files(&self) -> Vec<PathBuf>;
+    fn files_read(&self) -> Vec<PathBuf>;
+    fn same(&self, other: &dyn Any) -> bool;
     fn check(&self, check: &mut Check<'_>);
     fn connect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Connection, BoxError>>;
 }
@@ -165,6 +172,12 @@ impl<K: SinkKind> AnyConnectionConfig for Typed<K, K::ConnectionConfig> {
     }
     fn files(&self) -> Vec<PathBuf> {
         K::files(&self.0)
+    }
+    fn files_read(&self) -> Vec<PathBuf> {
+        K::files_read(&self.0)
+    }
+    fn same(&self, other: &dyn Any) -> bool {
+        other.downcast_ref::<K::ConnectionConfig>() == Some(&self.0)
     }
     fn check(&self, check: &mut Check<'_>) {
         K::check_connection(&self.0, check)
@@ -193,9 +206,19 @@ impl ConnectionConfig {
     pub fn files(&self) -> Vec<PathBuf> {
         self.0.files()
     }
+    /// Local files the connection reads secrets or certificates from.
+    pub fn files_read(&self) -> Vec<PathBuf> {
+        self.0.files_read()
+    }
     /// Builds the running client (connects lazily where the client library does).
     pub async fn connect(&self, name: &str) -> Result<Connection, BoxError> {
         self.0.connect(name).await
+    }
+}
+
+impl PartialEq for ConnectionConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same(other.0.settings())
     }
 }
 
@@ -215,6 +238,7 @@ trait AnyRouteConfig: fmt::Debug + Send + Sync {
     fn ordered_by_default(&self) -> bool;
     fn check(&self, check: &mut Check<'_>);
     fn settings(&self) -> &dyn Any;
+    fn same(&self, other: &dyn Any) -> bool;
 }
 
 impl<K: SinkKind> AnyRouteConfig for Typed<K, K::RouteConfig> {
@@ -229,6 +253,15 @@ impl<K: SinkKind> AnyRouteConfig for Typed<K, K::RouteConfig> {
     }
     fn settings(&self) -> &dyn Any {
         &self.0
+    }
+    fn same(&self, other: &dyn Any) -> bool {
+        other.downcast_ref::<K::RouteConfig>() == Some(&self.0)
+    }
+}
+
+impl PartialEq for RouteSinkConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same(other.0.settings())
     }
 }
 

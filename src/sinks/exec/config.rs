@@ -14,7 +14,7 @@ use crate::config::{Check, Secret};
 use crate::sinks::{BoxError, Sink, SinkKind};
 
 /// `[connections.NAME]` with `type = "exec"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ExecConnectionConfig {
     /// The program and its arguments, run directly (no shell): `["/usr/local/bin/handler",
     /// "--flag"]`. A program without a `/` is looked up in `PATH`; a relative path is taken
@@ -41,7 +41,7 @@ pub struct ExecConnectionConfig {
 }
 
 /// The keys of a `[[routes]]` entry whose connection is an exec one.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ExecRouteConfig {
     /// Put every payload in base64 (`payload_encoding` says so). Default false: the text
     /// itself when it is valid UTF-8, base64 otherwise.

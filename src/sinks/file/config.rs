@@ -15,7 +15,7 @@ use crate::record::Record;
 use crate::sinks::{BoxError, Retry, Sink, SinkError, SinkKind};
 
 /// `[connections.NAME]` with `type = "file"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct FileConnectionConfig {
     /// File to append to; "-" writes to standard output.
     pub path: PathBuf,
@@ -26,7 +26,7 @@ pub struct FileConnectionConfig {
 }
 
 /// A file route's own keys: none.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct FileRouteConfig {}
 
 /// The file connection kind.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::config::Secret;
 
 /// `[connections.NAME]` with `type = "http"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct HttpConnectionConfig {
     /// The function's URL, `http://` or `https://`.
     pub url: String,
@@ -45,7 +45,7 @@ pub struct HttpConnectionConfig {
 }
 
 /// The keys of a `[[routes]]` entry whose connection is an HTTP one.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct HttpRouteConfig {
     /// Put every payload in base64 (`payload_encoding` says so), for binary payloads. Default
     /// false: the text itself when it is valid UTF-8, base64 otherwise.

@@ -34,6 +34,14 @@ impl SinkKind for Http {
         join(&mut c.ca_file);
     }
 
+    fn files_read(c: &HttpConnectionConfig) -> Vec<PathBuf> {
+        [&c.bearer_token_file, &c.signature_secret_file, &c.ca_file]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
     fn check_connection(c: &HttpConnectionConfig, check: &mut Check<'_>) {
         match url::Url::parse(&c.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}

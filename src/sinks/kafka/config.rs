@@ -10,7 +10,7 @@ use crate::config::Secret;
 use crate::template::Template;
 
 /// `[connections.NAME]` with `type = "kafka"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct KafkaConnectionConfig {
     /// Comma-separated `host:port` list of Kafka brokers.
     pub bootstrap_servers: String,
@@ -51,7 +51,7 @@ impl Compression {
 }
 
 /// The keys of a `[[routes]]` entry whose connection is a Kafka one.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct KafkaRouteConfig {
     /// Kafka topic: a literal or a template such as "traffic-{topic.2}". Required.
     pub topic: Option<Template>,

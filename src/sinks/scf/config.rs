@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::config::Secret;
 
 /// `[connections.NAME]` with `type = "scf"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ScfConnectionConfig {
     /// The functions' region, such as "ap-guangzhou" (sent as `X-TC-Region`).
     pub region: String,
@@ -40,7 +40,7 @@ pub struct ScfConnectionConfig {
 }
 
 /// The keys of a `[[routes]]` entry whose connection is an SCF one.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ScfRouteConfig {
     /// The function's name.
     pub function: String,

@@ -32,6 +32,14 @@ impl SinkKind for Scf {
         join(&mut c.ca_file);
     }
 
+    fn files_read(c: &ScfConnectionConfig) -> Vec<PathBuf> {
+        [&c.secret_id_file, &c.secret_key_file, &c.token_file, &c.ca_file]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
     fn check_connection(c: &ScfConnectionConfig, check: &mut Check<'_>) {
         let region_ok = !c.region.is_empty()
             && c.region

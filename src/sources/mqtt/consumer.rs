@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 
 use super::acker::{AckToken, Acker, Shared, WindowGauges};
 use super::convert;
+use super::status::{ConsumerStatus, Pause};
 use crate::config::PublisherProperties;
 use crate::events;
 use crate::mqtt::Endpoint;
@@ -42,6 +43,10 @@ pub struct ConsumerSpec {
     /// Payload bytes held at most (beyond one message).
     pub max_inflight_bytes: usize,
     pub publisher: PublisherProperties,
+    /// The route's pause switch.
+    pub pause: Arc<Pause>,
+    /// What the operator sees of this consumer.
+    pub status: Arc<ConsumerStatus>,
 }
 
 /// Where a consumer hands what it receives: the route's pipeline. Unbounded on purpose: the
@@ -84,7 +89,9 @@ pub fn start(endpoint: &Endpoint, spec: ConsumerSpec, tx: Deliveries) -> (Acker,
         spec.receive_maximum,
         spec.max_inflight_bytes,
     );
-    let may_read = move || !window.0.window_full(window.1, window.2);
+    let pause = spec.pause.clone();
+    let may_read = move || !pause.is_paused() && !window.0.window_full(window.1, window.2);
+    spec.pause.register(shared.wake.clone());
     eventloop.set_read_gate(ReadGate::new(may_read, shared.wake.clone()));
     let acker = Acker {
         client: client.clone(),
@@ -128,9 +135,13 @@ impl Poller {
                     // Reported with the connection error that follows.
                     broker_reason = format!(" after the broker's DISCONNECT ({:?})", d.reason_code);
                 }
-                Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                    self.spec.status.set_connected(false);
+                    break;
+                }
                 Ok(_) => {}
                 Err(e) => {
+                    self.spec.status.set_connected(false);
                     self.connection_lost(&mut eventloop);
                     if self.shared.closing.load(Ordering::Acquire) {
                         break;
@@ -197,6 +208,7 @@ impl Poller {
             return; // a DISCONNECT is on its way: nothing may follow it
         }
         let epoch = *self.shared.epoch();
+        self.spec.status.set_connected(true);
         events::ConsumerConnected {
             route: &self.spec.route,
             client_id: &self.spec.client_id,
@@ -229,6 +241,7 @@ impl Poller {
                     "broker refused $share/{}/{filter}: {code:?}",
                     self.spec.share_group
                 );
+                self.spec.status.set_refused(error.clone());
                 events::SubscribeFailed {
                     route: &self.spec.route,
                     client_id: &self.spec.client_id,
@@ -236,6 +249,7 @@ impl Poller {
                 }
                 .emit();
             } else {
+                self.spec.status.set_subscribed();
                 events::Subscribed {
                     route: &self.spec.route,
                     client_id: &self.spec.client_id,

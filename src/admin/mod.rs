@@ -1,13 +1,19 @@
-//! The operator's HTTP listener: `/metrics` (Prometheus text) and `/health`. Kept off the data
-//! path: it only reads the metrics recorder.
+//! The operator's HTTP listener (`api`): metrics, health and readiness, the routes' states,
+//! pause, resume and reload, and the status page; and the CLI's client for it (`client`).
+//! Kept off the data path: it reads the metrics recorder and sends commands to the bridge's
+//! loop (`control`).
+
+mod api;
+pub mod client;
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, RwLock};
 
-use axum::routing::get;
-use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
+
+use crate::config::Secret;
+use crate::control::ControlHandle;
 
 static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -33,17 +39,16 @@ pub fn metrics() -> &'static PrometheusHandle {
     })
 }
 
-/// Binds `listen` and serves `/metrics` and `/health` until `shutdown` fires.
+/// Binds `listen` and serves the API (`api.rs`) until `shutdown` fires.
 pub async fn serve(
     listen: SocketAddr,
     shutdown: CancellationToken,
+    control: ControlHandle,
+    token: Arc<RwLock<Option<Secret>>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let handle = metrics();
-    let app = Router::new()
-        .route("/metrics", get(move || std::future::ready(handle.render())))
-        .route("/health", get(|| std::future::ready("ok\n")));
+    let app = api::router(metrics(), control, token);
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(%listen, "admin listener up: /metrics, /health");
+    tracing::info!(%listen, "admin listener up: / (status page), /routes, /metrics, /healthz, /readyz");
     Ok(tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(e) = serve.await {

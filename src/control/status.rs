@@ -1,0 +1,204 @@
+//! What `/routes`, the status page, `mqbridge status` and `/readyz` tell: each route's state,
+//! consumers, counts, replication delay and last error, and whether the bridge is ready.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::RouteConfig;
+use crate::message::now_ms;
+use crate::route::{RouteHandle, RouteState};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    pub routes: Vec<RouteStatus>,
+    /// The last reload, when there was one.
+    pub last_reload: Option<ReloadOutcome>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadOutcome {
+    /// When, in ms since the Unix epoch.
+    pub at: u64,
+    pub ok: bool,
+    /// What changed, or why nothing did.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteStatus {
+    pub name: String,
+    /// `starting`, `running`, `paused`, `failing`, `stopping` or `stopped`.
+    pub state: &'static str,
+    /// Why `failing` or `starting`, when it is.
+    pub reason: Option<String>,
+    pub enabled: bool,
+    pub connection: String,
+    pub filters: Vec<String>,
+    pub share_group: String,
+    pub consumers: Vec<ConsumerView>,
+    pub received: u64,
+    pub delivered: u64,
+    pub dead_lettered: u64,
+    pub retried: u64,
+    pub in_flight: u64,
+    /// Age of the oldest message of the last delivered batch, in seconds.
+    pub delay_seconds: f64,
+    /// When the last delivery happened, in ms since the Unix epoch.
+    pub last_delivery: Option<u64>,
+    pub last_error: Option<LastError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerView {
+    pub client_id: String,
+    pub connected: bool,
+    pub subscribed: bool,
+    /// The broker's refusal of a filter, if it refused one.
+    pub refused: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastError {
+    pub message: String,
+    /// In ms since the Unix epoch.
+    pub at: u64,
+}
+
+impl RouteStatus {
+    pub fn of(handle: &RouteHandle) -> Self {
+        let config = handle.config();
+        let stats = handle.stats();
+        let consumers: Vec<ConsumerView> = handle
+            .consumers()
+            .iter()
+            .map(|c| ConsumerView {
+                client_id: c.client_id.clone(),
+                connected: c.connected(),
+                subscribed: c.subscribed(),
+                refused: c.refused(),
+            })
+            .collect();
+        let started = handle.consumers().iter().all(|c| c.ever_subscribed());
+        let down = consumers.iter().filter(|c| !c.connected).count();
+        let (state, reason) = match handle.state() {
+            RouteState::Stopping => ("stopping", None),
+            RouteState::Stopped => ("stopped", None),
+            RouteState::Running if handle.is_paused() => ("paused", None),
+            RouteState::Running if !started => (
+                "starting",
+                Some("waiting for every consumer to connect and subscribe".to_owned()),
+            ),
+            RouteState::Running if down > 0 => (
+                "failing",
+                Some(format!(
+                    "{down} of {} consumers disconnected",
+                    consumers.len()
+                )),
+            ),
+            RouteState::Running => match stats.failing_since_ms {
+                Some(since) => (
+                    "failing",
+                    Some(format!(
+                        "every send has failed for {:.0} s",
+                        now_ms().saturating_sub(since) as f64 / 1000.0
+                    )),
+                ),
+                None => ("running", None),
+            },
+        };
+        RouteStatus {
+            name: config.name.clone(),
+            state,
+            reason,
+            enabled: true,
+            connection: config.connection.clone(),
+            filters: config.filters.clone(),
+            share_group: config.share_group().to_owned(),
+            consumers,
+            received: stats.received,
+            delivered: stats.delivered,
+            dead_lettered: stats.dead_lettered,
+            retried: stats.retried,
+            in_flight: stats.in_flight,
+            delay_seconds: stats.delay_ms as f64 / 1000.0,
+            last_delivery: stats.last_delivery_ms,
+            last_error: stats
+                .last_error
+                .map(|(message, at)| LastError { message, at }),
+        }
+    }
+
+    /// A route of the configuration that does not run (`enabled = false`).
+    pub fn disabled(config: &RouteConfig) -> Self {
+        RouteStatus {
+            name: config.name.clone(),
+            state: "stopped",
+            reason: Some("enabled = false".into()),
+            enabled: false,
+            connection: config.connection.clone(),
+            filters: config.filters.clone(),
+            share_group: config.share_group().to_owned(),
+            consumers: Vec::new(),
+            received: 0,
+            delivered: 0,
+            dead_lettered: 0,
+            retried: 0,
+            in_flight: 0,
+            delay_seconds: 0.0,
+            last_delivery: None,
+            last_error: None,
+        }
+    }
+}
+
+/// Whether the bridge does its job: every running route has a consumer connected and a
+/// destination that has not failed every send for longer than `failing_after`, and every
+/// connection a route uses passed its last check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    /// One line per reason it is not.
+    pub reasons: Vec<String>,
+}
+
+pub fn readiness<'a>(
+    routes: impl Iterator<Item = &'a RouteHandle>,
+    checks: &BTreeMap<String, Result<String, String>>,
+    failing_after: Duration,
+) -> Readiness {
+    let mut reasons = Vec::new();
+    let mut used = BTreeMap::new();
+    for handle in routes {
+        let name = handle.name();
+        used.insert(handle.config().connection.clone(), name.to_owned());
+        if !handle.consumers().iter().any(|c| c.connected()) {
+            reasons.push(format!(
+                "route \"{name}\": no consumer connected to the broker"
+            ));
+        }
+        let stats = handle.stats();
+        if let Some(since) = stats.failing_since_ms {
+            let failing = Duration::from_millis(now_ms().saturating_sub(since));
+            if failing > failing_after {
+                let error = stats.last_error.map(|(e, _)| e).unwrap_or_default();
+                reasons.push(format!(
+                    "route \"{name}\": every send has failed for {} s: {error}",
+                    failing.as_secs()
+                ));
+            }
+        }
+    }
+    for (connection, route) in used {
+        if let Some(Err(e)) = checks.get(&connection) {
+            reasons.push(format!(
+                "connection \"{connection}\" (route \"{route}\"): check failed: {e}"
+            ));
+        }
+    }
+    Readiness {
+        ready: reasons.is_empty(),
+        reasons,
+    }
+}
