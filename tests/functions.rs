@@ -516,6 +516,10 @@ import json, os, sys, time
 event = json.load(sys.stdin)
 time.sleep(float(os.environ.get("DELAY", "0")))
 payloads = [r["Mqtt"]["payload"] for r in event["Records"]]
+if any(p.startswith("bg") for p in payloads):
+    # A notifier left running in the background, holding stdout and stderr open.
+    import subprocess
+    subprocess.Popen(["sleep", "5"])
 if any(p.startswith("bad") for p in payloads):
     print("cannot handle", payloads[0], file=sys.stderr)
     sys.exit(3)
@@ -547,14 +551,24 @@ async fn exec_runs_the_command_per_batch_and_dead_letters_what_it_fails() {
     let good = numbered("good", 200);
     let bad = numbered("bad", 5);
     publish_all(&mut publisher, |i| format!("local/{}", i % 3), &good).await;
-    publish_all(&mut publisher, |_| "local/bad".into(), &bad).await;
-
     let done = eventually(Duration::from_secs(30), || {
         let got: HashSet<String> = handled(&out).into_iter().collect();
         good.iter().all(|p| got.contains(p))
     })
     .await;
     assert!(done, "handled {} of {}", handled(&out).len(), good.len());
+    // A run that leaves a process behind still ends when the command exits.
+    let background = numbered("bg", 3);
+    let sent = std::time::Instant::now();
+    publish_all(&mut publisher, |_| "local/bg".into(), &background).await;
+    let done = eventually(Duration::from_secs(10), || {
+        let got: HashSet<String> = handled(&out).into_iter().collect();
+        background.iter().all(|p| got.contains(p))
+    })
+    .await;
+    let took = sent.elapsed();
+    assert!(done && took < Duration::from_secs(4), "{took:?}");
+    publish_all(&mut publisher, |_| "local/bad".into(), &bad).await;
     let dead = bridge.dir.join("dead.jsonl");
     assert!(
         eventually(Duration::from_secs(20), || dead_letters(&dead).len()

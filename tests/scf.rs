@@ -290,11 +290,11 @@ async fn requests_stay_within_scfs_limits_sync_and_async() {
     };
     let (asynchronous, synchronous) = (by_type("Event"), by_type("RequestResponse"));
     assert!(
-        asynchronous.iter().all(|&n| n <= 128 * 1024),
+        asynchronous.iter().all(|&n| n <= 128_000),
         "{asynchronous:?}"
     );
     assert!(
-        synchronous.iter().all(|&n| n <= 6 * 1024 * 1024),
+        synchronous.iter().all(|&n| n <= 6_000_000),
         "{synchronous:?}"
     );
     // 12 records of 15,000 quotes, each 60 KB once escaped twice (in the record, then in

@@ -38,6 +38,25 @@ pub enum FunctionError {
     NotSent,
 }
 
+/// A request that got no answer: `timeout` or `transport`, and the chain of causes (refused,
+/// reset, TLS), without the URL, whose query may hold a key.
+pub fn transport_failure(e: reqwest::Error) -> (&'static str, String) {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else {
+        "transport"
+    };
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    (kind, text)
+}
+
 /// Delivers `batch` as events of route `route`, each through `invoke`, within `limit`; one
 /// outcome per message.
 pub async fn invoke_in_turn<F, Fut>(

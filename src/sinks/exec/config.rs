@@ -72,12 +72,16 @@ impl SinkKind for Exec {
     fn resolve_paths(c: &mut ExecConnectionConfig, base: &Path) {
         if let Some(program) = c.command.first_mut() {
             if program.contains('/') && Path::new(program.as_str()).is_relative() {
-                let relative = program.trim_start_matches("./");
-                *program = base.join(relative).to_string_lossy().into_owned();
+                // Absolute, so that neither `working_dir` nor the bridge's own folder changes
+                // which program runs.
+                let joined = base.join(&*program);
+                let path = std::path::absolute(&joined).unwrap_or(joined);
+                *program = path.to_string_lossy().into_owned();
             }
         }
         if let Some(dir) = c.working_dir.as_mut().filter(|d| d.is_relative()) {
-            *dir = base.join(&*dir);
+            let joined = base.join(&*dir);
+            *dir = std::path::absolute(&joined).unwrap_or(joined);
         }
     }
 

@@ -102,35 +102,43 @@ impl Command {
             let program = self.name();
             SinkError::new("spawn_failed", retry, ExecError::Spawn { program, error })
         })?;
-        let group = child.id();
-        let mut stdin = child.stdin.take();
-        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-        let write = async move {
-            if let Some(stdin) = stdin.as_mut() {
+        // Killed with everything it started if this run is abandoned (a hard stop) or
+        // times out; left alone once it exited by itself.
+        let mut group = Group(child.id());
+        let stdin = child.stdin.take();
+        let readers = (
+            Reader::start(child.stdout.take()),
+            Reader::start(child.stderr.take()),
+        );
+        let writer = tokio::spawn(async move {
+            if let Some(mut stdin) = stdin {
                 // A command that does not read its input may close it early: its exit status
                 // still decides.
                 let _ = stdin.write_all(&event).await;
             }
-            drop(stdin);
-        };
-        let work = async {
-            let ((), out, err, status) =
-                tokio::join!(write, read_some(stdout), read_some(stderr), child.wait());
-            (out, err, status)
-        };
+        });
         let program = self.name();
-        let (out, err, status) = match tokio::time::timeout(self.timeout, work).await {
-            Ok(done) => done,
+        let status = tokio::time::timeout(self.timeout, child.wait()).await;
+        writer.abort();
+        let timed_out = status.is_err();
+        if timed_out {
+            group.kill();
+            let _ = child.wait().await;
+        }
+        group.disarm();
+        // Whatever the command started in the background may hold the pipes open: its output
+        // is taken for a moment, not waited for.
+        let (out, err) = (readers.0.finish().await, readers.1.finish().await);
+        let status = match status {
+            Ok(status) => status,
             Err(_) => {
-                kill_group(group);
-                let _ = child.wait().await;
                 return Err(SinkError::new(
                     "timeout",
                     Retry::Attempts,
                     ExecError::Timeout {
                         program,
                         timeout: self.timeout,
-                        output: String::new(),
+                        output: quote(&join_output(&out, &err)),
                     },
                 ));
             }
@@ -159,41 +167,81 @@ impl Command {
                 ExecError::Failed {
                     program,
                     status,
-                    output: match output.is_empty() {
-                        true => String::new(),
-                        false => format!(": {output}"),
-                    },
+                    output: quote(&output),
                 },
             )),
         }
     }
 }
 
-/// Kills the process group `pgid` (the command and whatever it started).
-fn kill_group(pgid: Option<u32>) {
-    if let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) {
-        // SAFETY: kill only sends a signal; the group is the command's own (process_group(0)).
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
+/// A run's process group (the command and whatever it started), killed when dropped armed.
+struct Group(Option<u32>);
+
+impl Group {
+    fn kill(&self) {
+        if let Some(pgid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: kill only sends a signal; the group is the command's own
+            // (process_group(0)).
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
         }
+    }
+
+    fn disarm(&mut self) {
+        self.0 = None;
     }
 }
 
-/// Reads a pipe to its end, keeping the first `KEPT_OUTPUT` bytes.
-async fn read_some(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
-    let Some(mut pipe) = pipe else {
-        return Vec::new();
-    };
-    let mut kept = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => return kept,
-            Ok(n) => {
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// How long output is still taken once the command has exited.
+const OUTPUT_GRACE: Duration = Duration::from_millis(300);
+
+/// Reads a pipe to its end in a task of its own, keeping the first `KEPT_OUTPUT` bytes.
+struct Reader {
+    kept: Arc<std::sync::Mutex<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reader {
+    fn start(pipe: Option<impl AsyncRead + Unpin + Send + 'static>) -> Self {
+        let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = kept.clone();
+        let task = tokio::spawn(async move {
+            let Some(mut pipe) = pipe else { return };
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut buf).await {
+                let mut kept = into.lock().unwrap_or_else(|p| p.into_inner());
                 let room = KEPT_OUTPUT.saturating_sub(kept.len());
                 kept.extend_from_slice(&buf[..n.min(room)]);
             }
+        });
+        Reader { kept, task }
+    }
+
+    /// What was read once the pipe closed, or once the grace passed (a process the command
+    /// left running may keep it open).
+    async fn finish(mut self) -> Vec<u8> {
+        if tokio::time::timeout(OUTPUT_GRACE, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
         }
+        std::mem::take(&mut *self.kept.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// `": output"`, or nothing when there is none.
+fn quote(output: &str) -> String {
+    match output.is_empty() {
+        true => String::new(),
+        false => format!(": {output}"),
     }
 }
 

@@ -98,6 +98,9 @@ impl SinkKind for Http {
             .tls_backend_preconfigured(tls)
             .default_headers(headers)
             .timeout(c.timeout)
+            // A redirected POST turns into a GET without the event (and would carry the
+            // headers elsewhere): a redirect is an answer, not a way.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Arc::new(Client {
             http,

@@ -15,7 +15,7 @@ use sha2::Sha256;
 
 use crate::config::Secret;
 use crate::message::Message;
-use crate::sinks::function::{invoke_in_turn, Limit};
+use crate::sinks::function::{invoke_in_turn, transport_failure, Limit};
 use crate::sinks::{BoxError, Retry, Sink, SinkError};
 
 /// The most of a refusal's body quoted in errors and dead letters.
@@ -44,7 +44,9 @@ impl Client {
     pub async fn reachable(&self) -> Result<String, BoxError> {
         let host = self.url.host_str().unwrap_or_default();
         let port = self.url.port_or_known_default().unwrap_or(80);
-        let connect = tokio::net::TcpStream::connect((host, port));
+        // An IPv6 literal comes in brackets.
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let connect = tokio::net::TcpStream::connect((bare, port));
         match tokio::time::timeout(Duration::from_secs(5), connect).await {
             Ok(Ok(_)) => Ok(format!("{host}:{port} accepts connections")),
             Ok(Err(e)) => Err(format!("{host}:{port}: {e}").into()),
@@ -86,25 +88,15 @@ fn classify(status: StatusCode) -> (&'static str, Retry) {
         408 => ("timeout", Retry::Retriable),
         429 => ("throttled", Retry::Retriable),
         401 | 403 => ("unauthorized", Retry::Configuration),
+        // The URL is not where the function is: the settings must change.
+        300..=399 => ("redirected", Retry::Configuration),
         500..=599 => ("unavailable", Retry::Retriable),
         _ => ("function_error", Retry::Attempts),
     }
 }
 
 fn transport(e: reqwest::Error) -> SinkError {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else {
-        "transport"
-    };
-    // The error's chain says why (refused, reset, TLS); the URL holds no secret.
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
+    let (kind, text) = transport_failure(e);
     SinkError::new(kind, Retry::Retriable, HttpError::Transport(text))
 }
 
@@ -184,7 +176,10 @@ mod tests {
         for code in [401, 403] {
             assert_eq!(retry(code), Retry::Configuration, "{code}");
         }
-        for code in [400, 404, 409, 413, 422, 302] {
+        for code in [301, 302, 307, 308] {
+            assert_eq!(retry(code), Retry::Configuration, "{code}");
+        }
+        for code in [400, 404, 409, 413, 422] {
             assert_eq!(retry(code), Retry::Attempts, "{code}");
         }
     }

@@ -78,11 +78,12 @@ impl Invocation {
         }
     }
 
-    /// The largest request SCF takes for this invocation, in bytes.
+    /// The largest request SCF takes for this invocation, in bytes: 6 MB and 128 KB, read
+    /// as decimal units so that the bridge stays within either reading.
     pub fn request_limit(self) -> usize {
         match self {
-            Invocation::Sync => 6 * 1024 * 1024,
-            Invocation::Async => 128 * 1024,
+            Invocation::Sync => 6_000_000,
+            Invocation::Async => 128_000,
         }
     }
 }

@@ -33,11 +33,16 @@ impl SinkKind for Scf {
     }
 
     fn files_read(c: &ScfConnectionConfig) -> Vec<PathBuf> {
-        [&c.secret_id_file, &c.secret_key_file, &c.token_file, &c.ca_file]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect()
+        [
+            &c.secret_id_file,
+            &c.secret_key_file,
+            &c.token_file,
+            &c.ca_file,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
     }
 
     fn check_connection(c: &ScfConnectionConfig, check: &mut Check<'_>) {
@@ -62,8 +67,27 @@ impl SinkKind for Scf {
             }
         }
         Secret::check_inline_or_file(check, "token", &c.token, &c.token_file);
+        // They travel in headers: visible ASCII only, and something.
+        let inline = [("secret_id", &c.secret_id), ("token", &c.token)];
+        for (key, value) in inline {
+            if let Some(v) = value.as_ref().map(Secret::expose) {
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                    check.field(
+                        key,
+                        "empty, or not printable ASCII (the value is not shown)",
+                    );
+                }
+            }
+        }
+        if c.secret_key.as_ref().is_some_and(|k| k.expose().is_empty()) {
+            check.field("secret_key", "empty");
+        }
         if let Some(endpoint) = &c.endpoint {
             match url::Url::parse(endpoint) {
+                Ok(u) if !matches!(u.path(), "" | "/") || u.query().is_some() => check.field(
+                    "endpoint",
+                    format!("\"{endpoint}\": the API takes requests at / (no path or query)"),
+                ),
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
                 _ => check.field(
                     "endpoint",

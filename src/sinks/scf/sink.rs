@@ -19,7 +19,7 @@ use super::config::{Invocation, ScfRouteConfig};
 use super::tc3::Signing;
 use crate::config::Secret;
 use crate::message::Message;
-use crate::sinks::function::{invoke_in_turn, Limit};
+use crate::sinks::function::{invoke_in_turn, transport_failure, Limit};
 use crate::sinks::{BoxError, Retry, Sink, SinkError};
 
 const SERVICE: &str = "scf";
@@ -58,6 +58,8 @@ pub enum ScfError {
     },
     #[error("the API answered {status}: {body}")]
     Status { status: StatusCode, body: String },
+    #[error("the answer carries no InvokeResult (RequestId {0}): no proof that the function ran")]
+    NoResult(String),
     #[error("{0}")]
     Transport(String),
 }
@@ -73,26 +75,24 @@ struct Answer {
 struct Response {
     error: Option<ApiError>,
     result: Option<InvokeResult>,
-    #[serde(default)]
-    request_id: String,
+    // The API leaves fields null where they do not apply (async invocations): every one of
+    // them is optional.
+    request_id: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct ApiError {
     code: String,
-    #[serde(default)]
-    message: String,
+    message: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 struct InvokeResult {
     invoke_result: Option<i64>,
-    #[serde(default)]
-    err_msg: String,
-    #[serde(default)]
-    function_request_id: String,
+    err_msg: Option<String>,
+    function_request_id: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -165,7 +165,8 @@ impl Client {
         if status != StatusCode::OK {
             let retry = match status.as_u16() {
                 408 | 429 | 500..=599 => Retry::Retriable,
-                _ => Retry::Attempts,
+                // Not the API that answered (a wrong endpoint, a proxy refusing).
+                _ => Retry::Configuration,
             };
             let body = quoted(&body);
             return Err(SinkError::new(
@@ -178,9 +179,11 @@ impl Client {
             .map(|a| a.response)
             .map_err(|_| {
                 let body = quoted(&body);
+                // Counted as attempts: an answer that never parses must not hold the
+                // messages forever.
                 SinkError::new(
                     "unexpected_answer",
-                    Retry::Retriable,
+                    Retry::Attempts,
                     ScfError::Status { status, body },
                 )
             })
@@ -193,7 +196,7 @@ impl Client {
             .call("ListFunctions", br#"{"Limit":1}"#.to_vec())
             .await?;
         match response.error {
-            Some(e) => Err(api_error(e, response.request_id).into()),
+            Some(e) => Err(api_error(e, response.request_id.unwrap_or_default()).into()),
             None => Ok(format!(
                 "{} authenticates the key ({})",
                 self.host, self.region
@@ -206,11 +209,12 @@ impl Client {
 fn classify(code: &str) -> (&'static str, Retry) {
     let family = code.split('.').next().unwrap_or(code);
     match family {
+        _ if code == "FailedOperation.FunctionStatusError" => ("unavailable", Retry::Retriable),
         "RequestLimitExceeded" | "LimitExceeded" => ("throttled", Retry::Retriable),
         "ResourceUnavailable" | "InternalError" | "ResourceInUse" => {
             ("unavailable", Retry::Retriable)
         }
-        "AuthFailure" => ("auth_failure", Retry::Configuration),
+        "AuthFailure" | "InvalidCredential" => ("auth_failure", Retry::Configuration),
         "UnauthorizedOperation" | "OperationDenied" => ("unauthorized", Retry::Configuration),
         "ResourceNotFound" => ("not_found", Retry::Configuration),
         "InvalidParameter"
@@ -219,7 +223,9 @@ fn classify(code: &str) -> (&'static str, Retry) {
         | "UnknownParameter"
         | "InvalidAction"
         | "UnsupportedOperation"
-        | "UnsupportedRegion" => ("invalid_parameter", Retry::Configuration),
+        | "UnsupportedRegion"
+        | "UnsupportedProtocol"
+        | "NoSuchVersion" => ("invalid_parameter", Retry::Configuration),
         "RequestSizeLimitExceeded" => ("too_large", Retry::Permanent),
         _ => ("function_error", Retry::Attempts),
     }
@@ -228,24 +234,13 @@ fn classify(code: &str) -> (&'static str, Retry) {
 fn api_error(e: ApiError, request_id: String) -> ScfError {
     ScfError::Api {
         code: e.code,
-        message: e.message,
+        message: e.message.unwrap_or_default(),
         request_id,
     }
 }
 
 fn transport(e: reqwest::Error) -> SinkError {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else {
-        "transport"
-    };
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
+    let (kind, text) = transport_failure(e);
     SinkError::new(kind, Retry::Retriable, ScfError::Transport(text))
 }
 
@@ -303,24 +298,32 @@ impl ScfSink {
             return Err(SinkError::new(
                 kind,
                 retry,
-                api_error(e, response.request_id),
+                api_error(e, response.request_id.unwrap_or_default()),
             ));
         }
-        match response.result {
-            Some(InvokeResult {
-                invoke_result: Some(result),
-                err_msg,
-                function_request_id,
-            }) if result != 0 => Err(SinkError::new(
-                "function_error",
+        let result = response.result.as_ref().and_then(|r| r.invoke_result);
+        match (result, self.invocation) {
+            (Some(0), _) => Ok(()),
+            // SCF queued the event: an async invocation's answer carries no result.
+            (None, Invocation::Async) => Ok(()),
+            (Some(result), _) => {
+                let r = response.result.unwrap_or_default();
+                Err(SinkError::new(
+                    "function_error",
+                    Retry::Attempts,
+                    ScfError::Function {
+                        result,
+                        message: r.err_msg.unwrap_or_default(),
+                        request_id: r.function_request_id.unwrap_or_default(),
+                    },
+                ))
+            }
+            // No proof that the function ran.
+            (None, Invocation::Sync) => Err(SinkError::new(
+                "unexpected_answer",
                 Retry::Attempts,
-                ScfError::Function {
-                    result,
-                    message: err_msg,
-                    request_id: function_request_id,
-                },
+                ScfError::NoResult(response.request_id.unwrap_or_default()),
             )),
-            _ => Ok(()),
         }
     }
 }
@@ -371,6 +374,11 @@ mod tests {
             assert_eq!(retry(code), Retry::Configuration, "{code}");
         }
         assert_eq!(retry("FailedOperation.InvokeFunction"), Retry::Attempts);
+        assert_eq!(
+            retry("FailedOperation.FunctionStatusError"),
+            Retry::Retriable
+        );
+        assert_eq!(retry("InvalidCredential"), Retry::Configuration);
         assert_eq!(retry("RequestSizeLimitExceeded"), Retry::Permanent);
     }
 }
