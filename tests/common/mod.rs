@@ -160,10 +160,21 @@ pub fn mosquitto_persistent() -> Server {
     mosquitto_with("persistence true\npersistence_location PERSISTENCE/\nautosave_interval 0\n")
 }
 
+/// The same, with an ACL file (mosquitto's `acl_file` format) that anonymous clients are held
+/// to: a subscription to a filter it does not allow is refused (SUBACK 0x87).
+pub fn mosquitto_acl(acl: &str) -> Server {
+    mosquitto_with(&format!(
+        "persistence false\nacl_file PERSISTENCE/acl\n\u{0}{acl}"
+    ))
+}
+
 fn mosquitto_with(extra: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let conf = dir.path().join("mosquitto.conf");
+    // What follows a NUL is the ACL file's text.
+    let (extra, acl) = extra.split_once('\u{0}').unwrap_or((extra, ""));
+    std::fs::write(dir.path().join("acl"), acl).unwrap();
     let mut extra = extra.replace("PERSISTENCE", &dir.path().display().to_string());
     // Started as root, mosquitto becomes the user "mosquitto", who cannot write in our temp dir
     // (its log, its persistence file).

@@ -1,0 +1,390 @@
+//! Operating a running bridge through its admin API and CLI, against real mosquitto: route
+//! states, pause and resume with messages flowing, the token, readiness, reload of changed,
+//! added, removed and untouched routes, an invalid reload.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rumqttc::v5::mqttbytes::v5::PublishProperties;
+
+use common::bridge::http_request;
+use common::function::{FunctionServer, Reply};
+use common::mqtt::Publisher;
+use common::{
+    eventually, file_payloads, free_port, mosquitto, mosquitto_log, mosquitto_verbose, unique,
+    Bridge,
+};
+
+/// Runs the CLI: exit code and output (stdout then stderr).
+fn cli(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mqbridge"))
+        .args(args)
+        .env_remove("MQBRIDGE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn admin_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+/// A config with file connections `a` and `b` (a.jsonl, b.jsonl) and the routes given.
+fn config(
+    mqtt_port: u16,
+    admin_port: u16,
+    prefix: &str,
+    extra_admin: &str,
+    routes: &str,
+) -> String {
+    format!(
+        r#"
+[mqtt]
+url = "mqtt://127.0.0.1:{mqtt_port}"
+client_id_prefix = "{prefix}"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+{extra_admin}
+
+[connections.a]
+type = "file"
+path = "a.jsonl"
+
+[connections.b]
+type = "file"
+path = "b.jsonl"
+
+{routes}
+[dead_letter]
+path = "dead.jsonl"
+"#
+    )
+}
+
+fn route(name: &str, filter: &str, connection: &str, extra: &str) -> String {
+    format!(
+        "[[routes]]\nname = \"{name}\"\nfilters = [\"{filter}\"]\nconnection = \"{connection}\"\n{extra}\n"
+    )
+}
+
+async fn routes_json(admin: u16) -> serde_json::Value {
+    let (status, body) = http_request(admin, "GET", "/routes", None).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn find<'a>(overview: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    overview["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no route {name} in {overview}"))
+}
+
+fn lines(path: &Path) -> usize {
+    file_payloads(path).values().sum()
+}
+
+/// How many times mosquitto accepted a connection from `client_id`.
+fn connections_of(broker: &common::Server, client_id: &str) -> usize {
+    mosquitto_log(broker)
+        .lines()
+        .filter(|l| l.contains("New client connected") && l.contains(&format!(" as {client_id} ")))
+        .count()
+}
+
+/// Publishes `n` messages `{prefix}-{i}` to `topic(i)` at about `per_second`.
+fn publish_paced(
+    mut publisher: Publisher,
+    prefix: &'static str,
+    n: usize,
+    per_second: u64,
+    topic: impl Fn(usize) -> String + Send + 'static,
+) -> tokio::task::JoinHandle<Publisher> {
+    tokio::spawn(async move {
+        let start = Instant::now();
+        for i in 0..n {
+            let due = start + Duration::from_micros(i as u64 * 1_000_000 / per_second);
+            tokio::time::sleep_until(due.into()).await;
+            publisher
+                .publish(
+                    &topic(i),
+                    format!("{prefix}-{i}"),
+                    PublishProperties::default(),
+                )
+                .await;
+        }
+        publisher.wait_acked(Duration::from_secs(30)).await;
+        publisher
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_keeps_the_sessions_and_resume_delivers_everything() {
+    let broker = mosquitto_verbose();
+    let admin = free_port();
+    let prefix = unique("ops");
+    let routes = route("flow", "flow/#", "a", "consumers = 2");
+    let bridge = Bridge::start(&config(broker.port, admin, &prefix, "", &routes));
+    bridge.wait_subscribed(0, 2);
+    let out = bridge.dir.join("a.jsonl");
+    let publisher = Publisher::connect(broker.port).await;
+    let sending = publish_paced(publisher, "flow", 3000, 1000, |i| format!("flow/{}", i % 8));
+    assert!(eventually(Duration::from_secs(10), || lines(&out) > 200).await);
+
+    let (code, text) = cli(&["pause", "flow", "--admin", &admin_url(admin)]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("paused"), "{text}");
+    // What was in flight lands; then nothing more while publishing goes on.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = lines(&out);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(lines(&out), held, "delivered while paused");
+    let overview = routes_json(admin).await;
+    let flow = find(&overview, "flow");
+    assert_eq!(flow["state"], "paused", "{flow}");
+    for consumer in flow["consumers"].as_array().unwrap() {
+        assert_eq!(consumer["connected"], true, "{consumer}");
+    }
+    let (code, table) = cli(&["status", "--admin", &admin_url(admin)]);
+    assert_eq!(code, 0, "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("flow") && l.contains("paused")),
+        "{table}"
+    );
+
+    let (code, text) = cli(&["resume", "flow", "--admin", &admin_url(admin)]);
+    assert_eq!(code, 0, "{text}");
+    sending.await.unwrap();
+    assert!(eventually(Duration::from_secs(20), || lines(&out) >= 3000).await);
+    let payloads = file_payloads(&out);
+    for i in 0..3000 {
+        assert_eq!(payloads.get(&format!("flow-{i}")), Some(&1), "flow-{i}");
+    }
+    // The sessions were kept: each consumer connected once.
+    for n in 1..=2 {
+        assert_eq!(connections_of(&broker, &format!("{prefix}-flow-{n}")), 1);
+    }
+    let flow = &routes_json(admin).await["routes"][0];
+    assert_eq!(flow["state"], "running", "{flow}");
+    assert_eq!(flow["delivered"], 3000);
+    assert_eq!(flow["in_flight"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_protects_what_changes_something() {
+    let broker = mosquitto();
+    let admin = free_port();
+    let prefix = unique("ops");
+    let routes = route("r", "r/#", "a", "");
+    let text = config(broker.port, admin, &prefix, "token = \"s3cret\"", &routes);
+    let bridge = Bridge::start(&text);
+    bridge.wait_subscribed(0, 1);
+    for path in ["/routes/r/pause", "/routes/r/resume", "/reload"] {
+        let (status, body) = http_request(admin, "POST", path, None).await;
+        assert_eq!(status, 401, "{path}: {body}");
+        let (status, _) = http_request(admin, "POST", path, Some("wrong")).await;
+        assert_eq!(status, 401, "{path}");
+    }
+    assert_eq!(routes_json(admin).await["routes"][0]["state"], "running");
+    let (status, body) = http_request(admin, "POST", "/routes/r/pause", Some("s3cret")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(routes_json(admin).await["routes"][0]["state"], "paused");
+    let (code, text) = cli(&["resume", "r", "--admin", &admin_url(admin)]);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("admin token"), "{text}");
+    let (status, _) = http_request(admin, "POST", "/routes/nope/pause", Some("s3cret")).await;
+    assert_eq!(status, 404);
+    assert!(!bridge.log_text().contains("s3cret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_destination() {
+    let broker = mosquitto();
+    let port = free_port();
+    let server = FunctionServer::start_on(port, |_| Reply::ok()).await;
+    let admin = free_port();
+    let prefix = unique("ops");
+    let text = format!(
+        r#"
+[mqtt]
+url = "mqtt://127.0.0.1:{}"
+client_id_prefix = "{prefix}"
+
+[admin]
+listen = "127.0.0.1:{admin}"
+failing_after = "2s"
+check_interval = "1s"
+
+[connections.fn]
+type = "http"
+url = "{}"
+
+[[routes]]
+name = "cars"
+filters = ["cars/#"]
+connection = "fn"
+"#,
+        broker.port,
+        server.url()
+    );
+    let bridge = Bridge::start(&text);
+    bridge.wait_subscribed(0, 1);
+    let ready = || async { http_request(admin, "GET", "/readyz", None).await };
+    assert!(eventually_async(Duration::from_secs(10), || async { ready().await.0 == 200 }).await);
+    assert_eq!(http_request(admin, "GET", "/healthz", None).await.0, 200);
+
+    server.stop();
+    let mut publisher = Publisher::connect(broker.port).await;
+    publisher
+        .publish("cars/1", "c-1", PublishProperties::default())
+        .await;
+    let not_ready =
+        eventually_async(Duration::from_secs(15), || async { ready().await.0 == 503 }).await;
+    assert!(not_ready);
+    let (_, body) = ready().await;
+    assert!(body.contains("route \"cars\""), "{body}");
+    assert!(body.contains("connection \"fn\""), "{body}");
+    let cars = find(&routes_json(admin).await, "cars").clone();
+    assert_eq!(cars["state"], "failing", "{cars}");
+    assert!(cars["last_error"]["message"].as_str().is_some(), "{cars}");
+
+    let server = FunctionServer::start_on(port, |_| Reply::ok()).await;
+    assert!(eventually_async(Duration::from_secs(20), || async { ready().await.0 == 200 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || server
+            .delivered()
+            .contains_key("c-1"))
+        .await
+    );
+}
+
+async fn eventually_async<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_restarts_only_what_changed() {
+    let broker = mosquitto_verbose();
+    let admin = free_port();
+    let prefix = unique("ops");
+    let before = route("same", "same/#", "a", "")
+        + &route("changed", "changed/#", "b", "batch_size = 100")
+        + &route("removed", "removed/#", "b", "");
+    let after = route("same", "same/#", "a", "")
+        + &route("changed", "changed/#", "b", "batch_size = 50")
+        + &route("added", "added/#", "b", "");
+    let mut bridge = Bridge::start(&config(broker.port, admin, &prefix, "", &before));
+    bridge.wait_subscribed(0, 3);
+    let a = bridge.dir.join("a.jsonl");
+    let b = bridge.dir.join("b.jsonl");
+    let publisher = Publisher::connect(broker.port).await;
+    let topics = ["same", "changed", "removed", "added"];
+    let sending = publish_paced(publisher, "m", 4000, 1000, move |i| {
+        format!("{}/{}", topics[i % 4], i % 5)
+    });
+    assert!(eventually(Duration::from_secs(10), || lines(&a) > 100).await);
+    // The published payloads are m-{i}; route of i is topics[i % 4].
+    std::fs::write(
+        &bridge.config,
+        config(broker.port, admin, &prefix, "", &after),
+    )
+    .unwrap();
+    let (code, text) = cli(&["reload", "--admin", &admin_url(admin)]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("added added; restarted changed; removed removed; unchanged same"),
+        "{text}"
+    );
+    let sent_at_reload = Instant::now();
+    sending.await.unwrap();
+    let same: Vec<String> = (0..4000)
+        .filter(|i| i % 4 == 0)
+        .map(|i| format!("m-{i}"))
+        .collect();
+    let changed: Vec<String> = (0..4000)
+        .filter(|i| i % 4 == 1)
+        .map(|i| format!("m-{i}"))
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let got = file_payloads(&a);
+            same.iter().all(|p| got.contains_key(p))
+        })
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let got = file_payloads(&b);
+            changed.iter().all(|p| got.contains_key(p))
+        })
+        .await
+    );
+    // Untouched: never reconnected, nothing lost or repeated.
+    assert_eq!(connections_of(&broker, &format!("{prefix}-same-1")), 1);
+    let got = file_payloads(&a);
+    assert!(same.iter().all(|p| got.get(p) == Some(&1)));
+    assert_eq!(got.len(), same.len());
+    // Changed: reconnected once, nothing lost.
+    assert_eq!(connections_of(&broker, &format!("{prefix}-changed-1")), 2);
+    // Added: receives what was published after it started.
+    let added_after: Vec<String> = {
+        let log = file_payloads(&b);
+        (0..4000)
+            .filter(|i| i % 4 == 3)
+            .map(|i| format!("m-{i}"))
+            .filter(|p| log.contains_key(p))
+            .collect()
+    };
+    assert!(!added_after.is_empty(), "the added route delivered nothing");
+    assert!(sent_at_reload.elapsed() > Duration::ZERO);
+    let overview = routes_json(admin).await;
+    let names: Vec<&str> = overview["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["added", "changed", "same"]);
+    assert_eq!(overview["last_reload"]["ok"], true);
+
+    // SIGHUP reloads too: an invalid file keeps the running configuration.
+    let broken = config(broker.port, admin, &prefix, "", &after)
+        .replace("batch_size = 50", "batch_size = 0");
+    std::fs::write(&bridge.config, broken).unwrap();
+    common::bridge::send_signal(bridge.pid(), "HUP");
+    assert!(
+        eventually_async(Duration::from_secs(10), || async {
+            routes_json(admin).await["last_reload"]["ok"] == false
+        })
+        .await
+    );
+    let overview = routes_json(admin).await;
+    let detail = overview["last_reload"]["detail"].as_str().unwrap();
+    assert!(detail.contains("batch_size"), "{detail}");
+    assert_eq!(overview["routes"].as_array().unwrap().len(), 3);
+    let (status, body) = http_request(admin, "POST", "/reload", None).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(bridge.log_text().contains("reload refused"));
+    assert_eq!(bridge.stop(), Some(0));
+}
