@@ -25,8 +25,10 @@
 //! - `dead_letter`: where permanently refused messages go.
 //! - `events`: telemetry events (metrics and logs together).
 //! - `admin`: the operator's HTTP API and status page, and the CLI's client for it.
+//! - `check`: `mqbridge check`, the connection check from the command line.
 
 pub mod admin;
+pub mod check;
 pub mod config;
 pub mod control;
 pub mod dead_letter;

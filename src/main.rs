@@ -31,6 +31,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+    /// Check the broker (credentials, each route's filters), and every connection; one verdict
+    /// line per item, exit code 0 only when all pass.
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// Show the routes of a running bridge: state, consumers, counts, delay, last error.
     Status {
         #[command(flatten)]
@@ -200,7 +206,38 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config, log_format } => run(config, log_format),
+        Command::Check { config } => check(config),
     }
+}
+
+fn check(path: PathBuf) -> ExitCode {
+    let config = match mqbridge::config::load_file(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let verdicts = runtime.block_on(mqbridge::check::check(&config));
+    for v in &verdicts {
+        println!("{v}");
+    }
+    let failed = verdicts.iter().filter(|v| !v.ok).count();
+    // Client libraries may hold connections to unreachable servers: exit without waiting.
+    std::process::exit(match failed {
+        0 => 0,
+        _ => {
+            eprintln!("{failed} of {} checks failed", verdicts.len());
+            1
+        }
+    })
 }
 
 fn run(path: PathBuf, log_format: LogFormat) -> ExitCode {

@@ -388,3 +388,67 @@ async fn reload_restarts_only_what_changed() {
     assert!(bridge.log_text().contains("reload refused"));
     assert_eq!(bridge.stop(), Some(0));
 }
+
+#[test]
+fn check_reports_each_item_and_fails_on_any() {
+    let broker = common::mosquitto_refusing("allowed/#");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    let closed = free_port();
+    let text = format!(
+        r#"
+[mqtt]
+url = "mqtt://127.0.0.1:{}"
+client_id_prefix = "{}"
+
+[connections.out]
+type = "file"
+path = "out.jsonl"
+
+[connections.fn]
+type = "http"
+url = "http://127.0.0.1:{closed}/invoke"
+
+{}{}"#,
+        broker.port,
+        unique("check"),
+        route("good", "allowed/#", "out", ""),
+        route("bad", "denied/#", "fn", ""),
+    );
+    std::fs::write(&path, &text).unwrap();
+    let (code, out) = cli(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let line = |start: &str| {
+        out.lines()
+            .find(|l| l.contains(start))
+            .unwrap_or_else(|| panic!("no line with {start}:\n{out}"))
+            .to_owned()
+    };
+    assert!(line("mqtt:").starts_with("ok"), "{out}");
+    assert!(
+        line("route \"good\" filter \"allowed/#\"").starts_with("ok"),
+        "{out}"
+    );
+    let bad = line("route \"bad\" filter \"denied/#\"");
+    assert!(
+        bad.starts_with("FAIL") && bad.contains("NotAuthorized"),
+        "{out}"
+    );
+    assert!(line("connection \"out\"").starts_with("ok"), "{out}");
+    let unreachable = line("connection \"fn\"");
+    assert!(
+        unreachable.starts_with("FAIL") && unreachable.contains(&closed.to_string()),
+        "{out}"
+    );
+    assert!(out.contains("2 of 5 checks failed"), "{out}");
+
+    // All good: exit 0.
+    let good_only = text.replace(&route("bad", "denied/#", "fn", ""), "");
+    let good_only = good_only.replace(
+        &format!("[connections.fn]\ntype = \"http\"\nurl = \"http://127.0.0.1:{closed}/invoke\"\n"),
+        "",
+    );
+    std::fs::write(&path, good_only).unwrap();
+    let (code, out) = cli(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}

@@ -160,11 +160,27 @@ pub fn mosquitto_persistent() -> Server {
     mosquitto_with("persistence true\npersistence_location PERSISTENCE/\nautosave_interval 0\n")
 }
 
-/// The same, with an ACL file (mosquitto's `acl_file` format) that anonymous clients are held
-/// to: a subscription to a filter it does not allow is refused (SUBACK 0x87).
-pub fn mosquitto_acl(acl: &str) -> Server {
+/// The same, refusing anonymous clients any subscription outside `allowed` (a pattern such
+/// as `allowed/#`) with SUBACK 0x87, through mosquitto's dynamic-security plugin (its
+/// `acl_file` only filters deliveries).
+pub fn mosquitto_refusing(allowed: &str) -> Server {
+    let plugin = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"]
+        .iter()
+        .map(|d| Path::new(d).join("mosquitto_dynamic_security.so"))
+        .find(|p| p.exists())
+        .expect("mosquitto's dynamic-security plugin is installed with mosquitto");
+    let config = serde_json::json!({
+        "defaultACLAccess": {"publishClientSend": true, "publishClientReceive": true,
+                             "subscribe": false, "unsubscribe": true},
+        "clients": [],
+        "groups": [{"groupname": "anonymous", "roles": [{"rolename": "reader"}], "clients": []}],
+        "roles": [{"rolename": "reader", "acls": [
+            {"acltype": "subscribePattern", "topic": allowed, "priority": 0, "allow": true}]}],
+        "anonymousGroup": "anonymous"
+    });
     mosquitto_with(&format!(
-        "persistence false\nacl_file PERSISTENCE/acl\n\u{0}{acl}"
+        "persistence false\nplugin {}\nplugin_opt_config_file PERSISTENCE/acl\n\u{0}{config}",
+        plugin.display()
     ))
 }
 

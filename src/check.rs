@@ -1,0 +1,158 @@
+//! `mqbridge check`: the connection check of the managed services, run from the command line
+//! (or as a deployment's smoke test). It connects to the MQTT broker with a probe client (its
+//! own client id and a clean session), subscribes to each enabled route's filters and
+//! unsubscribes again, reporting the broker's reason codes, and builds and checks every
+//! connection. The probe subscribes to the plain filter at QoS 0, not to the share group:
+//! brokers apply the same authorization to both, and a member of the group, even for a
+//! moment, could take messages meant for the bridge's consumers.
+
+use std::time::Duration;
+
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, SubscribeReasonCode};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event};
+
+use crate::config::Config;
+use crate::mqtt::Endpoint;
+
+/// One line of the verdict.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub ok: bool,
+    /// What was checked: `mqtt`, `route "name" filter "a/#"`, `connection "name"`.
+    pub item: String,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mark = if self.ok { "ok  " } else { "FAIL" };
+        write!(f, "{mark}  {}: {}", self.item, self.detail)
+    }
+}
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// Checks the broker, every enabled route's filters and every connection.
+pub async fn check(config: &Config) -> Vec<Verdict> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut verdicts = mqtt(config).await;
+    for (name, c) in &config.connections {
+        let item = format!("connection \"{name}\" ({})", c.kind());
+        let verdict = match tokio::time::timeout(LIMIT, async {
+            let live = c.connect(name).await?;
+            live.health_check().await
+        })
+        .await
+        {
+            Ok(Ok(detail)) => (true, detail),
+            Ok(Err(e)) => (false, e.to_string()),
+            Err(_) => (false, format!("no answer within {LIMIT:?}")),
+        };
+        verdicts.push(Verdict {
+            ok: verdict.0,
+            item,
+            detail: verdict.1,
+        });
+    }
+    verdicts
+}
+
+async fn mqtt(config: &Config) -> Vec<Verdict> {
+    let fail = |detail: String| {
+        vec![Verdict {
+            ok: false,
+            item: "mqtt".into(),
+            detail,
+        }]
+    };
+    let endpoint = match Endpoint::new(&config.mqtt) {
+        Ok(e) => e,
+        Err(e) => return fail(e.to_string()),
+    };
+    let id = format!(
+        "{}-check-{}",
+        config.mqtt.client_id_prefix,
+        std::process::id()
+    );
+    let (client, mut events) = AsyncClient::new(endpoint.publisher_options(&id), 64);
+    let filters: Vec<(String, String)> = config
+        .routes
+        .iter()
+        .filter(|r| r.enabled)
+        .flat_map(|r| r.filters.iter().map(move |f| (r.name.clone(), f.clone())))
+        .collect();
+    let mut verdicts = Vec::new();
+    let probe = async {
+        // Connected.
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    verdicts.push(Verdict {
+                        ok: true,
+                        item: "mqtt".into(),
+                        detail: format!(
+                            "{} accepts the bridge's credentials ({:?})",
+                            endpoint.address(),
+                            ack.code
+                        ),
+                    });
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => return Err(format!("{}: {e}", endpoint.address())),
+            }
+        }
+        for (route, filter) in &filters {
+            let sub = Filter::new(filter.clone(), QoS::AtMostOnce);
+            client
+                .subscribe_many([sub])
+                .await
+                .map_err(|e| e.to_string())?;
+            let code = loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                        break ack.return_codes.first().cloned()
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            };
+            let (ok, detail) = match code {
+                Some(SubscribeReasonCode::Success(_)) => (true, "the broker grants it".to_owned()),
+                Some(code) => (false, format!("the broker refuses it: {code:?}")),
+                None => (false, "no reason code in the SUBACK".to_owned()),
+            };
+            verdicts.push(Verdict {
+                ok,
+                item: format!("route \"{route}\" filter \"{filter}\""),
+                detail,
+            });
+            if ok {
+                let _ = client.unsubscribe(filter.clone()).await;
+            }
+        }
+        let _ = client.disconnect().await;
+        // Until the DISCONNECT is written.
+        while let Ok(event) = events.poll().await {
+            if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                break;
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(LIMIT + Duration::from_secs(5), probe).await {
+        Ok(Ok(())) => verdicts,
+        Ok(Err(e)) => {
+            verdicts.extend(fail(e));
+            verdicts
+        }
+        Err(_) => {
+            verdicts.extend(fail(format!(
+                "no answer from {} within 15 s",
+                endpoint.address()
+            )));
+            verdicts
+        }
+    }
+}
