@@ -47,3 +47,14 @@ ensure_build_deps() {
     as_root apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq build-essential pkg-config libssl-dev openssl >&2
 }
+
+# Installs Debian's chromium (headless, for the status page's test) when missing; returns
+# non-zero when it cannot be installed (the test then says it was skipped).
+ensure_chromium() {
+    if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+        return
+    fi
+    log "installing chromium from the system's packages (for the status page's test)"
+    as_root apt-get update -qq >&2 || return 1
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends chromium >&2
+}

@@ -164,11 +164,15 @@ pub fn mosquitto_persistent() -> Server {
 /// as `allowed/#`) with SUBACK 0x87, through mosquitto's dynamic-security plugin (its
 /// `acl_file` only filters deliveries).
 pub fn mosquitto_refusing(allowed: &str) -> Server {
-    let plugin = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"]
-        .iter()
-        .map(|d| Path::new(d).join("mosquitto_dynamic_security.so"))
-        .find(|p| p.exists())
-        .expect("mosquitto's dynamic-security plugin is installed with mosquitto");
+    let plugin = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join("mosquitto_dynamic_security.so"))
+    .find(|p| p.exists())
+    .expect("mosquitto's dynamic-security plugin is installed with mosquitto");
     let config = serde_json::json!({
         "defaultACLAccess": {"publishClientSend": true, "publishClientReceive": true,
                              "subscribe": false, "unsubscribe": true},
