@@ -22,6 +22,21 @@ pub struct RouteMetrics {
 impl RouteMetrics {
     pub fn new(route: &str, lanes: usize) -> Self {
         let label = || route.to_owned();
+        // Shown from the start, at 0, so that dashboards and alerts see the route before its
+        // first incident.
+        for name in [
+            "mqbridge_mqtt_connects_total",
+            "mqbridge_mqtt_disconnects_total",
+            "mqbridge_mqtt_connect_errors_total",
+            "mqbridge_subscribe_errors_total",
+            "mqbridge_dead_letter_errors_total",
+            "mqbridge_acks_dropped_total",
+            "mqbridge_contract_errors_total",
+        ] {
+            counter!(name, "route" => label()).increment(0);
+        }
+        gauge!("mqbridge_consumers_connected", "route" => label()).increment(0.0);
+        gauge!("mqbridge_route_paused", "route" => label()).set(0.0);
         RouteMetrics {
             route: route.into(),
             received: (1..=lanes)

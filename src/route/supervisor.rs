@@ -115,6 +115,13 @@ impl Supervisor {
         });
         let state = Arc::new(Mutex::new(RouteState::Running));
         let pause = Arc::new(Pause::new(paused));
+        if paused {
+            crate::events::RoutePaused {
+                route: &route.name,
+                paused,
+            }
+            .emit();
+        }
         let consumers: Vec<Arc<ConsumerStatus>> = (1..=route.consumers)
             .map(|n| {
                 let id = format!("{}-{}-{n}", self.shared.mqtt.client_id_prefix, route.name);
