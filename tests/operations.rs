@@ -304,7 +304,14 @@ async fn reload_restarts_only_what_changed() {
         format!("{}/{}", topics[i % 4], i % 5)
     });
     assert!(eventually(Duration::from_secs(10), || lines(&a) > 100).await);
-    // The published payloads are m-{i}; route of i is topics[i % 4].
+    // The published payloads are m-{i}; route of i is topics[i % 4]. "changed" is paused: it
+    // comes back paused, and delivers once resumed.
+    assert_eq!(
+        http_request(admin, "POST", "/routes/changed/pause", None)
+            .await
+            .0,
+        200
+    );
     std::fs::write(
         &bridge.config,
         config(broker.port, admin, &prefix, "", &after),
@@ -317,6 +324,16 @@ async fn reload_restarts_only_what_changed() {
         "{text}"
     );
     let sent_at_reload = Instant::now();
+    assert_eq!(
+        find(&routes_json(admin).await, "changed")["state"],
+        "paused"
+    );
+    assert_eq!(
+        http_request(admin, "POST", "/routes/changed/resume", None)
+            .await
+            .0,
+        200
+    );
     sending.await.unwrap();
     let same: Vec<String> = (0..4000)
         .filter(|i| i % 4 == 0)
@@ -451,4 +468,48 @@ url = "http://127.0.0.1:{closed}/invoke"
     std::fs::write(&path, good_only).unwrap();
     let (code, out) = cli(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let broker = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    let text = config(
+        broker.port,
+        free_port(),
+        &unique("json"),
+        "",
+        &route("r", "r/#", "a", ""),
+    );
+    std::fs::write(&path, text).unwrap();
+    let log = dir.path().join("bridge.log");
+    let mut child = common::die_with_parent(&mut Command::new(env!("CARGO_BIN_EXE_mqbridge")))
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&path)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let subscribed = eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("subscribed")
+    })
+    .await;
+    common::bridge::send_signal(child.id(), "TERM");
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(subscribed, "{text}");
+    for line in text.lines() {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            entry["level"].is_string() && entry["message"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(
+        text.lines().any(|l| l.contains("\"route\":\"r\"")),
+        "{text}"
+    );
 }
