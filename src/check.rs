@@ -37,25 +37,43 @@ const LIMIT: Duration = Duration::from_secs(10);
 pub async fn check(config: &Config) -> Vec<Verdict> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut verdicts = mqtt(config).await;
+    let mut live = std::collections::BTreeMap::new();
     for (name, c) in &config.connections {
         let item = format!("connection \"{name}\" ({})", c.kind());
-        let verdict = match tokio::time::timeout(LIMIT, async {
-            let live = c.connect(name).await?;
-            live.health_check().await
+        let outcome = tokio::time::timeout(LIMIT, async {
+            let connection = c.connect(name).await?;
+            let detail = connection.health_check().await;
+            live.insert(name.clone(), connection);
+            detail
         })
-        .await
-        {
-            Ok(Ok(detail)) => (true, detail),
-            Ok(Err(e)) => (false, e.to_string()),
-            Err(_) => (false, format!("no answer within {LIMIT:?}")),
+        .await;
+        verdicts.push(verdict(item, outcome));
+    }
+    for route in config.routes.iter().filter(|r| r.enabled) {
+        let Some(connection) = live.get(&route.connection) else {
+            continue;
         };
-        verdicts.push(Verdict {
-            ok: verdict.0,
-            item,
-            detail: verdict.1,
-        });
+        let probe = tokio::time::timeout(LIMIT, connection.probe_route(&route.sink)).await;
+        let outcome = match probe {
+            Ok(None) => continue,
+            Ok(Some(result)) => Ok(result),
+            Err(e) => Err(e),
+        };
+        verdicts.push(verdict(format!("route \"{}\"", route.name), outcome));
     }
     verdicts
+}
+
+fn verdict(
+    item: String,
+    outcome: Result<Result<String, crate::sinks::BoxError>, tokio::time::error::Elapsed>,
+) -> Verdict {
+    let (ok, detail) = match outcome {
+        Ok(Ok(detail)) => (true, detail),
+        Ok(Err(e)) => (false, e.to_string()),
+        Err(_) => (false, format!("no answer within {LIMIT:?}")),
+    };
+    Verdict { ok, item, detail }
 }
 
 async fn mqtt(config: &Config) -> Vec<Verdict> {

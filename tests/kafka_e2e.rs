@@ -248,3 +248,47 @@ fn chrono_now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_the_literal_topics_partitions() {
+    let broker = mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let topic = unique("checked");
+    create_topic(&kafka.bootstrap(), &topic, 3).await;
+    let route = format!(
+        "[[routes]]\nname = \"literal\"\nfilters = [\"a/#\"]\nconnection = \"kafka\"\ntopic = \"{topic}\"\n\n\
+         [[routes]]\nname = \"templated\"\nfilters = [\"b/#\"]\nconnection = \"kafka\"\ntopic = \"x-{{topic.2}}\"\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    std::fs::write(&path, config(broker.port, &kafka.bootstrap(), &route, "")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mqbridge"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.contains("route \"literal\": topic"))
+        .expect(&text);
+    assert!(
+        line.starts_with("ok") && line.contains("3 partition(s)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("route \"templated\": "),
+        "a template has no topic to check: {text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ok") && l.contains("connection \"kafka\"")),
+        "{text}"
+    );
+}

@@ -64,6 +64,14 @@ pub trait SinkKind: 'static {
     fn health_check(
         connection: &Self::Connection,
     ) -> impl Future<Output = Result<String, BoxError>> + Send;
+    /// A route's own check for `mqbridge check`, where the kind can make one without side
+    /// effects (Kafka: the metadata of a literal topic). `None`: nothing to check.
+    fn probe_route(
+        _connection: &Self::Connection,
+        _route: &Self::RouteConfig,
+    ) -> impl Future<Output = Option<Result<String, BoxError>>> + Send {
+        async { None }
+    }
     /// Waits for what the client still queues to be delivered, up to `timeout`.
     fn flush(
         _connection: &Self::Connection,
@@ -294,6 +302,10 @@ pub struct Connection(Arc<dyn AnyConnection>);
 trait AnyConnection: Send + Sync {
     fn route_sink(&self, name: &str, route: &RouteSinkConfig) -> Result<Arc<dyn Sink>, BoxError>;
     fn health_check(&self) -> BoxFuture<'_, Result<String, BoxError>>;
+    fn probe_route<'a>(
+        &'a self,
+        route: &'a RouteSinkConfig,
+    ) -> BoxFuture<'a, Option<Result<String, BoxError>>>;
     fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()>;
 }
 
@@ -311,6 +323,15 @@ impl<K: SinkKind> AnyConnection for Typed<K, K::Connection> {
     fn health_check(&self) -> BoxFuture<'_, Result<String, BoxError>> {
         Box::pin(K::health_check(&self.0))
     }
+    fn probe_route<'a>(
+        &'a self,
+        route: &'a RouteSinkConfig,
+    ) -> BoxFuture<'a, Option<Result<String, BoxError>>> {
+        Box::pin(async move {
+            let settings = route.settings::<K::RouteConfig>()?;
+            K::probe_route(&self.0, settings).await
+        })
+    }
     fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()> {
         Box::pin(K::flush(&self.0, timeout))
     }
@@ -327,6 +348,10 @@ impl Connection {
     }
     pub async fn health_check(&self) -> Result<String, BoxError> {
         self.0.health_check().await
+    }
+    /// The route's own check (`SinkKind::probe_route`), where its kind has one.
+    pub async fn probe_route(&self, route: &RouteSinkConfig) -> Option<Result<String, BoxError>> {
+        self.0.probe_route(route).await
     }
     pub async fn flush(&self, timeout: Duration) {
         self.0.flush(timeout).await

@@ -155,6 +155,32 @@ impl KafkaConnection {
         Ok(format!("{brokers} broker(s)"))
     }
 
+    /// The metadata of `topic`: its partitions, or why the cluster has none.
+    pub async fn topic_check(&self, topic: String) -> Result<String, BoxError> {
+        let (_, producer) = self.slot.get();
+        tokio::task::spawn_blocking(move || {
+            let metadata = producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+            let found = metadata.topics().iter().find(|t| t.name() == topic);
+            match found {
+                Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(format!(
+                    "topic \"{topic}\": {} partition(s)",
+                    t.partitions().len()
+                )),
+                Some(t) => Err(format!(
+                    "topic \"{topic}\": {}",
+                    t.error()
+                        .map(|e| format!("{:?}", rdkafka::types::RDKafkaRespErr::from(e)))
+                        .unwrap_or_else(|| "no partitions".into())
+                )
+                .into()),
+                None => Err(format!("topic \"{topic}\": not in the cluster's metadata").into()),
+            }
+        })
+        .await?
+    }
+
     pub async fn flush(&self, timeout: Duration) {
         let (_, producer) = self.slot.get();
         let _ = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;

@@ -91,6 +91,14 @@ impl SinkKind for Kafka {
         Ok(Arc::new(KafkaRouteSink::new(connection.slot(), route)?))
     }
 
+    async fn probe_route(
+        connection: &KafkaConnection,
+        route: &KafkaRouteConfig,
+    ) -> Option<Result<String, BoxError>> {
+        let topic = route.topic.as_ref()?.as_literal()?.to_owned();
+        Some(connection.topic_check(topic).await)
+    }
+
     async fn health_check(connection: &KafkaConnection) -> Result<String, BoxError> {
         connection.health_check().await
     }
