@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::function::{HttpRun, CONCURRENCY};
+use crate::function::{HttpRun, CONCURRENCY, MAX_WAIT};
 use crate::systems::{Outcome, System};
 
 const MIB: f64 = 1024.0;
@@ -12,7 +12,12 @@ const MIB: f64 = 1024.0;
 pub fn one_line(o: &Outcome) -> String {
     let s = &o.summary;
     let calls = match &o.calls {
-        Some(c) => format!(", {} calls (function's p50 {})", c.count, ms(c.p50_us)),
+        Some(c) => format!(
+            ", {} calls (function's time p50 {}, idle between calls p50 {})",
+            c.count,
+            ms_fine(c.p50_us),
+            ms_fine(c.idle_p50_us)
+        ),
         None => String::new(),
     };
     format!(
@@ -53,7 +58,7 @@ pub fn markdown(
             .filter(|o| o.load.size == first_size),
     );
     ratios(&mut out, outcomes, first_size);
-    if let Some(c) = ceiling {
+    if let Some(c) = ceiling.filter(|_| !rates.is_empty()) {
         let _ =
             writeln!(
             out,
@@ -210,6 +215,12 @@ fn functions(out: &mut String, outcomes: &[Outcome], ceiling: Option<&Outcome>, 
             ms(o.summary.p50_us),
         );
     }
+    let _ = writeln!(
+        out,
+        "\nEach route: `concurrency = {CONCURRENCY}`, `max_wait = \"{MAX_WAIT}\"`. The latency is \
+         the publisher's send to the function's receipt: at full speed it is mostly the queue in \
+         the broker."
+    );
     function_ratios(out, &rows, ceiling);
 }
 
@@ -250,9 +261,12 @@ fn function_ratios(out: &mut String, rows: &[&Outcome], ceiling: Option<&Outcome
     if let Some(c) = &slow.calls {
         let _ = writeln!(
             out,
-            "| time per call ({CONCURRENCY} ÷ msg/s) − the function's own p50 ({}): the bridge's | {:.2} ms | < 1 ms |",
+            "| time per call ({CONCURRENCY} ÷ msg/s) − the function's own p50 ({}): the bridge's | {:.2} ms | < 1 ms |\n\
+             | a connection's idle time from an answer to its next call, p50 (p99 {}): the bridge's | {} | < 1 ms |",
             ms_fine(c.p50_us),
             per_call_ms - c.p50_us as f64 / 1000.0,
+            ms_fine(c.idle_p99_us),
+            ms_fine(c.idle_p50_us),
         );
     }
 }
@@ -332,15 +346,15 @@ fn ratios(out: &mut String, outcomes: &[Outcome], size: usize) {
         find(System::Kafka),
         find(System::Peer),
     );
-    let _ = writeln!(out, "\n| ratio | measured | target |");
-    let _ = writeln!(out, "|---|---:|---:|");
+    // Rows only where both systems ran; no table when none did.
+    let mut rows = String::new();
     let mut row = |name: &str,
                    a: Option<&Outcome>,
                    b: Option<&Outcome>,
                    f: fn(&Outcome) -> f64,
                    target: &str| {
         if let (Some(a), Some(b)) = (a, b) {
-            let _ = writeln!(out, "| {name} | {:.2} | {target} |", f(a) / f(b));
+            let _ = writeln!(rows, "| {name} | {:.2} | {target} |", f(a) / f(b));
         }
     };
     let thr = |o: &Outcome| o.summary.rate();
@@ -380,6 +394,12 @@ fn ratios(out: &mut String, outcomes: &[Outcome], size: usize) {
         cpu,
         "≤ 0.2",
     );
+    if !rows.is_empty() {
+        let _ = write!(
+            out,
+            "\n| ratio | measured | target |\n|---|---:|---:|\n{rows}"
+        );
+    }
 }
 
 /// A process figure, or a dash for Kafka alone, which runs no process of its own.

@@ -171,7 +171,7 @@ impl KafkaConnection {
                 Some(t) => Err(format!(
                     "topic \"{topic}\": {}",
                     t.error()
-                        .map(|e| format!("{:?}", rdkafka::types::RDKafkaRespErr::from(e)))
+                        .map(|e| format!("{e:?}"))
                         .unwrap_or_else(|| "no partitions".into())
                 )
                 .into()),
