@@ -513,3 +513,63 @@ async fn json_logs_are_one_object_per_line() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_reads_a_rotated_secret_and_restarts_only_the_routes_of_its_connection() {
+    let broker = mosquitto_verbose();
+    let server = FunctionServer::start(|_| Reply::ok()).await;
+    let admin = free_port();
+    let prefix = unique("ops");
+    let routes = route("to_fn", "fn/#", "fn", "") + &route("to_file", "file/#", "a", "");
+    let secrets = tempfile::tempdir().unwrap();
+    let token = secrets.path().join("token");
+    std::fs::write(&token, "one\n").unwrap();
+    let text = config(broker.port, admin, &prefix, "", &routes).replace(
+        "[connections.b]",
+        &format!(
+            "[connections.fn]\ntype = \"http\"\nurl = \"{}\"\nbearer_token_file = \"{}\"\n\n[connections.b]",
+            server.url(),
+            token.display()
+        ),
+    );
+    let bridge = Bridge::start(&text);
+    bridge.wait_subscribed(0, 2);
+    let mut publisher = Publisher::connect(broker.port).await;
+    publisher
+        .publish("fn/1", "before", PublishProperties::default())
+        .await;
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .delivered()
+            .contains_key("before"))
+        .await
+    );
+
+    std::fs::write(&token, "two\n").unwrap();
+    let (code, out) = cli(&["reload", "--admin", &admin_url(admin)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("restarted to_fn; removed none; unchanged to_file"),
+        "{out}"
+    );
+    publisher
+        .publish("fn/1", "after", PublishProperties::default())
+        .await;
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .delivered()
+            .contains_key("after"))
+        .await
+    );
+    let token_of = |payload: &str| {
+        server
+            .calls()
+            .iter()
+            .find(|c| c.payloads() == [payload])
+            .map(|c| c.headers["authorization"].to_str().unwrap().to_owned())
+    };
+    assert_eq!(token_of("before").as_deref(), Some("Bearer one"));
+    assert_eq!(token_of("after").as_deref(), Some("Bearer two"));
+    assert_eq!(connections_of(&broker, &format!("{prefix}-to_file-1")), 1);
+    assert_eq!(connections_of(&broker, &format!("{prefix}-to_fn-1")), 2);
+}

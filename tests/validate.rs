@@ -93,6 +93,12 @@ const CASES: &[(&str, &str, &str, &str)] = &[
         "line 4: [mqtt], field `keep_alive`: must be between 5s and 65535s",
     ),
     (
+        "admin API open to other hosts without a token",
+        "topic = \"traffic\"",
+        "topic = \"traffic\"\n\n[admin]\nlisten = \"0.0.0.0:9464\"",
+        "line 16: [admin], field `listen`: 0.0.0.0:9464 is reachable from other hosts: set `token`",
+    ),
+    (
         "TOML syntax",
         "name = \"traffic\"",
         "name = \"traffic",
