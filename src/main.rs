@@ -2,11 +2,11 @@
 //! library's `run`.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mqbridge::config::Secret;
+use mqbridge::config::{Config, Secret};
 use mqbridge::control::{Control, ControlHandle};
 use tracing_subscriber::EnvFilter;
 
@@ -210,20 +210,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// The config file and a runtime to run it on; on failure, the exit code (2: an invalid file).
+fn load(path: &Path) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
+    let config = mqbridge::config::load_file(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })?;
+    Ok((config, runtime))
+}
+
 fn check(path: PathBuf) -> ExitCode {
-    let config = match mqbridge::config::load_file(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (config, runtime) = match load(&path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     let verdicts = runtime.block_on(mqbridge::check::check(&config));
     for v in &verdicts {
@@ -250,19 +253,9 @@ fn run(path: PathBuf, log_format: LogFormat) -> ExitCode {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().flatten_event(true).init(),
     }
-    let config = match mqbridge::config::load_file(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (config, runtime) = match load(&path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     let control = Control::new();
     let reloads = control.handle();

@@ -51,6 +51,20 @@ fn route(name: &str, filter: &str, extra: &str) -> String {
     )
 }
 
+/// Starts the bridge, waits until its consumers hold `subscriptions` subscriptions, and
+/// connects a publisher.
+async fn start(
+    broker: u16,
+    admin: u16,
+    connection: &str,
+    routes: &str,
+    subscriptions: usize,
+) -> (Bridge, Publisher) {
+    let bridge = Bridge::start(&config(broker, admin, connection, routes));
+    bridge.wait_subscribed(0, subscriptions);
+    (bridge, Publisher::connect(broker).await)
+}
+
 fn schema() -> jsonschema::Validator {
     let text = include_str!("../schema/function-event-v1.json");
     jsonschema::validator_for(&serde_json::from_str(text).unwrap()).unwrap()
@@ -95,10 +109,7 @@ headers = { "X-Tenant" = "fleet-7" }"#,
     );
     let routes = route("cars", "cars/#", "batch_size = 50\nmax_wait = \"300ms\"")
         + &route("raw", "raw/#", "batch_size = 10\nbase64_payload = true");
-    let bridge = Bridge::start(&config(broker.port, admin, &connection, &routes));
-    bridge.wait_subscribed(0, 2);
-
-    let mut publisher = Publisher::connect(broker.port).await;
+    let (bridge, mut publisher) = start(broker.port, admin, &connection, &routes, 2).await;
     let texts = numbered("car", 500);
     let props = PublishProperties {
         user_properties: vec![("k".into(), "1".into()), ("k".into(), "2".into())],
@@ -214,14 +225,14 @@ async fn function_failures_are_retried_up_to_max_attempts_then_dead_lettered() {
     let admin = free_port();
     let routes = route("flaky", "flaky/#", "batch_size = 10")
         + &route("broken", "broken/#", "batch_size = 10");
-    let bridge = Bridge::start(&config(
+    let (bridge, mut publisher) = start(
         broker.port,
         admin,
         &http_connection(&server.url(), ""),
         &routes,
-    ));
-    bridge.wait_subscribed(0, 2);
-    let mut publisher = Publisher::connect(broker.port).await;
+        2,
+    )
+    .await;
     let flaky = numbered("flaky", 100);
     let broken = numbered("broken", 40);
     publish_all(&mut publisher, |i| format!("flaky/{}", i % 4), &flaky).await;
@@ -273,14 +284,14 @@ async fn a_hanging_function_times_out_and_is_tried_again() {
     .await;
     let admin = free_port();
     let connection = http_connection(&server.url(), "timeout = \"1s\"");
-    let bridge = Bridge::start(&config(
+    let (bridge, mut publisher) = start(
         broker.port,
         admin,
         &connection,
         &route("hang", "hang/#", ""),
-    ));
-    bridge.wait_subscribed(0, 1);
-    let mut publisher = Publisher::connect(broker.port).await;
+        1,
+    )
+    .await;
     let msgs = numbered("hang", 5);
     publish_all(&mut publisher, |_| "hang/1".into(), &msgs).await;
     assert!(all_delivered(&server, &msgs, Duration::from_secs(20)).await);
@@ -299,14 +310,8 @@ async fn an_endpoint_down_for_ten_seconds_loses_nothing() {
     let admin = free_port();
     let url = format!("http://127.0.0.1:{port}/invoke");
     let routes = route("down", "down/#", "batch_size = 20\nconcurrency = 4");
-    let bridge = Bridge::start(&config(
-        broker.port,
-        admin,
-        &http_connection(&url, ""),
-        &routes,
-    ));
-    bridge.wait_subscribed(0, 1);
-    let mut publisher = Publisher::connect(broker.port).await;
+    let (bridge, mut publisher) =
+        start(broker.port, admin, &http_connection(&url, ""), &routes, 1).await;
     let msgs = numbered("down", 300);
     publish_all(&mut publisher, |i| format!("down/{}", i % 10), &msgs).await;
     let down = Instant::now();
@@ -345,9 +350,7 @@ async fn batches_are_split_to_the_request_limit_and_a_message_too_large_alone_is
         "big/#",
         "batch_size = 100\nmax_wait = \"500ms\"\nordered = true",
     );
-    let bridge = Bridge::start(&config(broker.port, admin, &connection, &routes));
-    bridge.wait_subscribed(0, 1);
-    let mut publisher = Publisher::connect(broker.port).await;
+    let (bridge, mut publisher) = start(broker.port, admin, &connection, &routes, 1).await;
     let msgs: Vec<String> = (0..30)
         .map(|i| format!("big-{i}-{}", "x".repeat(900)))
         .collect();
@@ -387,14 +390,14 @@ async fn ordered_routes_keep_each_topics_order_while_topics_overlap() {
         "ord/#",
         "ordered = true\nconcurrency = 8\nbatch_size = 5\nconsumers = 1",
     );
-    let bridge = Bridge::start(&config(
+    let (_bridge, mut publisher) = start(
         broker.port,
         admin,
         &http_connection(&server.url(), ""),
         &routes,
-    ));
-    bridge.wait_subscribed(0, 1);
-    let mut publisher = Publisher::connect(broker.port).await;
+        1,
+    )
+    .await;
     let (topics, per) = (20, 40);
     let msgs: Vec<String> = (0..per)
         .flat_map(|n| (0..topics).map(move |t| format!("t{t}-{n}")))
@@ -436,14 +439,14 @@ async fn unordered_routes_run_concurrency_invocations_at_once() {
     let server = FunctionServer::start(|_| Reply::ok().after(Duration::from_millis(100))).await;
     let admin = free_port();
     let routes = route("loose", "loose/#", "concurrency = 4\nbatch_size = 1");
-    let bridge = Bridge::start(&config(
+    let (_bridge, mut publisher) = start(
         broker.port,
         admin,
         &http_connection(&server.url(), ""),
         &routes,
-    ));
-    bridge.wait_subscribed(0, 1);
-    let mut publisher = Publisher::connect(broker.port).await;
+        1,
+    )
+    .await;
     let msgs = numbered("loose", 40);
     publish_all(&mut publisher, |_| "loose/same-topic".into(), &msgs).await;
     let start = Instant::now();
@@ -463,14 +466,14 @@ async fn a_bridge_killed_mid_batch_delivers_everything_after_restart() {
     let server = FunctionServer::start(|_| Reply::ok().after(Duration::from_millis(200))).await;
     let admin = free_port();
     let routes = route("kill", "kill/#", "batch_size = 10\nconcurrency = 2");
-    let mut bridge = Bridge::start(&config(
+    let (mut bridge, mut publisher) = start(
         broker.port,
         admin,
         &http_connection(&server.url(), ""),
         &routes,
-    ));
-    bridge.wait_subscribed(0, 1);
-    let mut publisher = Publisher::connect(broker.port).await;
+        1,
+    )
+    .await;
     let msgs = numbered("kill", 300);
     publish_all(&mut publisher, |i| format!("kill/{}", i % 5), &msgs).await;
     assert!(eventually(Duration::from_secs(20), || server.delivered().len() >= 50).await);
@@ -545,9 +548,7 @@ async fn exec_runs_the_command_per_batch_and_dead_letters_what_it_fails() {
         "local/#",
         "batch_size = 20\nmax_wait = \"100ms\"\nmax_attempts = 2",
     );
-    let bridge = Bridge::start(&config(broker.port, admin, &connection, &routes));
-    bridge.wait_subscribed(0, 1);
-    let mut publisher = Publisher::connect(broker.port).await;
+    let (bridge, mut publisher) = start(broker.port, admin, &connection, &routes, 1).await;
     let good = numbered("good", 200);
     let bad = numbered("bad", 5);
     publish_all(&mut publisher, |i| format!("local/{}", i % 3), &good).await;
@@ -627,14 +628,14 @@ open("{out}", "a").write(event.strip() + "\n")
         "type = \"exec\"\ncommand = [\"{}\"]\ntimeout = \"1s\"",
         program.display()
     );
-    let bridge = Bridge::start(&config(
+    let (bridge, mut publisher) = start(
         broker.port,
         admin,
         &connection,
         &route("slow", "slow/#", ""),
-    ));
-    bridge.wait_subscribed(0, 1);
-    let mut publisher = Publisher::connect(broker.port).await;
+        1,
+    )
+    .await;
     let msgs = numbered("slow", 3);
     publish_all(&mut publisher, |_| "slow/1".into(), &msgs).await;
     let done = eventually(Duration::from_secs(20), || {
@@ -682,9 +683,7 @@ open("{spans}", "a").write(f"{{start}} {{time.time()}}\n")
         out.display()
     );
     let routes = route("bounded", "bounded/#", "batch_size = 1\nconcurrency = 8");
-    let bridge = Bridge::start(&config(broker.port, admin, &connection, &routes));
-    bridge.wait_subscribed(0, 1);
-    let mut publisher = Publisher::connect(broker.port).await;
+    let (bridge, mut publisher) = start(broker.port, admin, &connection, &routes, 1).await;
     let msgs = numbered("bounded", 12);
     publish_all(&mut publisher, |i| format!("bounded/{i}"), &msgs).await;
     assert!(
