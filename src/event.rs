@@ -31,38 +31,59 @@ struct MqttRecord<'a> {
 /// The event for `batch`, as JSON bytes. `base64` puts every payload in base64 (the route's
 /// `base64_payload`); otherwise only payloads that are not valid UTF-8 are.
 pub fn render(route: &str, batch: &[&Message], base64: bool) -> Vec<u8> {
-    Records::new(route, batch, base64).event(0..batch.len())
+    Records::new(route, batch, base64).into_event()
 }
 
 /// The records of an event, rendered one by one, so that a batch can be cut into requests
 /// under a size limit (`chunks`) and each request assembled without rendering again.
-pub struct Records(Vec<Vec<u8>>);
+pub struct Records {
+    /// The whole batch's event: `{"Records":[` the records joined by commas `]}`.
+    event: Vec<u8>,
+    /// Where each record stands in it.
+    spans: Vec<Range<usize>>,
+}
 
 const HEAD: &[u8] = b"{\"Records\":[";
 const TAIL: &[u8] = b"]}";
 
 impl Records {
     pub fn new(route: &str, batch: &[&Message], base64: bool) -> Self {
-        let records = batch
-            .iter()
-            .map(|msg| {
-                let entry = Entry {
-                    mqtt: MqttRecord {
-                        version: VERSION,
-                        route,
-                        record: Record::encoded(msg, base64),
-                    },
-                };
-                // Serializing strings, numbers and lists into a Vec cannot fail.
-                serde_json::to_vec(&entry).unwrap_or_default()
-            })
-            .collect();
-        Records(records)
+        let guess = batch.iter().map(|m| m.size() * 4 / 3 + 400).sum::<usize>();
+        let mut event = Vec::with_capacity(HEAD.len() + guess + TAIL.len());
+        event.extend_from_slice(HEAD);
+        let mut spans = Vec::with_capacity(batch.len());
+        for (i, msg) in batch.iter().enumerate() {
+            if i > 0 {
+                event.push(b',');
+            }
+            let entry = Entry {
+                mqtt: MqttRecord {
+                    version: VERSION,
+                    route,
+                    record: Record::encoded(msg, base64),
+                },
+            };
+            let start = event.len();
+            // Serializing strings, numbers and lists into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut event, &entry);
+            spans.push(start..event.len());
+        }
+        event.extend_from_slice(TAIL);
+        Records { event, spans }
     }
 
-    /// The event of records `range`, as JSON bytes.
+    fn part(&self, i: usize) -> &[u8] {
+        &self.event[self.spans[i].clone()]
+    }
+
+    /// The whole batch's event, without copying it.
+    pub fn into_event(self) -> Vec<u8> {
+        self.event
+    }
+
+    /// The event of records `range`, as JSON bytes (a copy).
     pub fn event(&self, range: Range<usize>) -> Vec<u8> {
-        let parts = &self.0[range];
+        let parts: Vec<&[u8]> = range.map(|i| self.part(i)).collect();
         let len = HEAD.len() + TAIL.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>();
         let mut out = Vec::with_capacity(len);
         out.extend_from_slice(HEAD);
@@ -89,8 +110,8 @@ impl Records {
         let fixed = overhead + cost(HEAD) + cost(TAIL);
         let mut chunks = Vec::new();
         let (mut start, mut used) = (0, fixed);
-        for (i, part) in self.0.iter().enumerate() {
-            let size = cost(part);
+        for i in 0..self.spans.len() {
+            let size = cost(self.part(i));
             // A comma costs 1 however the event travels.
             if i > start && used + 1 + size > limit {
                 chunks.push(Chunk::Fits(start..i));
@@ -105,8 +126,8 @@ impl Records {
                 used = fixed + size;
             }
         }
-        if start < self.0.len() {
-            chunks.push(Chunk::Fits(start..self.0.len()));
+        if start < self.spans.len() {
+            chunks.push(Chunk::Fits(start..self.spans.len()));
         }
         chunks
     }

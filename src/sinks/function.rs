@@ -75,8 +75,16 @@ where
         true => escaped_len(b),
         false => b.len(),
     };
+    let chunks = records.chunks(limit.bytes, limit.overhead, cost);
+    // The usual case, the whole batch in one request: its event as rendered, not copied.
+    if let [Chunk::Fits(range)] = chunks.as_slice() {
+        if range.len() == batch.len() {
+            let outcome = timed(route, invoke(records.into_event())).await;
+            return vec![outcome; batch.len()];
+        }
+    }
     let mut outcomes: Vec<Result<(), SinkError>> = Vec::with_capacity(batch.len());
-    for chunk in records.chunks(limit.bytes, limit.overhead, cost) {
+    for chunk in chunks {
         match chunk {
             Chunk::TooLarge(_, size) => outcomes.push(Err(SinkError::new(
                 "too_large",
@@ -89,14 +97,7 @@ where
             ))),
             Chunk::Fits(range) => {
                 let n = range.len();
-                let started = Instant::now();
-                let outcome = invoke(records.event(range)).await;
-                events::FunctionInvoked {
-                    route,
-                    ok: outcome.is_ok(),
-                    elapsed: started.elapsed(),
-                }
-                .emit();
+                let outcome = timed(route, invoke(records.event(range))).await;
                 let failed = outcome.is_err();
                 outcomes.extend(std::iter::repeat_n(outcome, n));
                 if failed {
@@ -108,4 +109,20 @@ where
     let not_sent = SinkError::new("not_sent", Retry::Retriable, FunctionError::NotSent);
     outcomes.resize_with(batch.len(), || Err(not_sent.clone()));
     outcomes
+}
+
+/// One invocation, counted and timed.
+async fn timed(
+    route: &str,
+    invocation: impl Future<Output = Result<(), SinkError>>,
+) -> Result<(), SinkError> {
+    let started = Instant::now();
+    let outcome = invocation.await;
+    events::FunctionInvoked {
+        route,
+        ok: outcome.is_ok(),
+        elapsed: started.elapsed(),
+    }
+    .emit();
+    outcome
 }

@@ -291,8 +291,10 @@ impl ScfSink {
     }
 
     async fn invoke(&self, event: Vec<u8>) -> Result<(), SinkError> {
-        let event = String::from_utf8_lossy(&event);
-        let response = self.client.call("Invoke", self.request(&event)).await?;
+        // The event is held only until the request that carries it is built.
+        let body = self.request(&String::from_utf8_lossy(&event));
+        drop(event);
+        let response = self.client.call("Invoke", body).await?;
         if let Some(e) = response.error {
             let (kind, retry) = classify(&e.code);
             return Err(SinkError::new(
