@@ -97,9 +97,12 @@ async fn file_sink(dir: &std::path::Path) -> Arc<dyn Sink> {
         .connect("out")
         .await
         .expect("open");
-    connection
-        .route_sink(&config.routes[0].name, &config.routes[0].sink)
-        .expect("sink")
+    let route = &config.routes[0];
+    let context = mqbridge::sinks::RouteContext {
+        name: &route.name,
+        ordered: route.is_ordered(),
+    };
+    connection.route_sink(&context, &route.sink).expect("sink")
 }
 
 async fn run(shape: &str, null: bool, scale: f64) {

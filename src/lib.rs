@@ -27,6 +27,10 @@
 //! - `admin`: the operator's HTTP API and status page, and the CLI's client for it.
 //! - `check`: `mqbridge check`, the connection check from the command line.
 
+// rocketmq-client-rust's send futures are deep: proving them `Send` takes more than the
+// default 128 steps.
+#![recursion_limit = "256"]
+
 pub mod admin;
 pub mod check;
 pub mod config;

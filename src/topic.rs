@@ -42,6 +42,28 @@ fn check_mqtt_common(s: &str) -> Result<(), String> {
 }
 
 /// Checks a Kafka topic name.
+/// RocketMQ's topic rules: letters, digits, `%`, `|`, `_` and `-`, at most 127 characters.
+pub fn check_rocketmq_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("empty RocketMQ topic name".into());
+    }
+    if topic.len() > 127 {
+        return Err(format!(
+            "RocketMQ topic name is {} characters long (at most 127)",
+            topic.len()
+        ));
+    }
+    if let Some(c) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-')))
+    {
+        return Err(format!(
+            "RocketMQ topic name \"{topic}\" holds {c:?} (allowed: letters, digits, `%`, `|`, `_`, `-`)"
+        ));
+    }
+    Ok(())
+}
+
 pub fn check_kafka_topic(topic: &str) -> Result<(), String> {
     if topic.is_empty() {
         return Err("empty Kafka topic name".into());

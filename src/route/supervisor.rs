@@ -18,7 +18,7 @@ use crate::dead_letter::DeadLetter;
 use crate::events::RouteMetrics;
 use crate::mqtt::Endpoint;
 use crate::pipeline::{Context, Pipeline, RouteStats, Settings};
-use crate::sinks::{BoxError, Connection};
+use crate::sinks::{BoxError, Connection, RouteContext};
 use crate::sources::mqtt::{self as source, ConsumerSpec, ConsumerStatus, Pause};
 
 /// What every route uses.
@@ -98,7 +98,13 @@ impl Supervisor {
                 StartError::NoConnection(route.name.clone(), route.connection.clone())
             })?;
         let sink = connection
-            .route_sink(&route.name, &route.sink)
+            .route_sink(
+                &RouteContext {
+                    name: &route.name,
+                    ordered: route.is_ordered(),
+                },
+                &route.sink,
+            )
             .map_err(|e| StartError::Sink(route.name.clone(), e))?;
         let shutdown = self.shared.shutdown.child_token();
         let hard_stop = CancellationToken::new();

@@ -54,10 +54,10 @@ pub trait SinkKind: 'static {
         name: &str,
         config: &Self::ConnectionConfig,
     ) -> impl Future<Output = Result<Self::Connection, BoxError>> + Send;
-    /// The sink of route `name`.
+    /// The sink of the route `context` names.
     fn route_sink(
         connection: &Self::Connection,
-        name: &str,
+        context: &RouteContext<'_>,
         route: &Self::RouteConfig,
     ) -> Result<Arc<dyn Sink>, BoxError>;
     /// The connection check: reachable and authenticated. `Ok` carries a detail for the log.
@@ -79,6 +79,14 @@ pub trait SinkKind: 'static {
     ) -> impl Future<Output = ()> + Send {
         async {}
     }
+}
+
+/// What a kind's sink may need of the route beside the kind's own keys.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteContext<'a> {
+    pub name: &'a str,
+    /// Whether the route keeps each MQTT topic's order.
+    pub ordered: bool,
 }
 
 /// A kind as the config loader sees it.
@@ -300,7 +308,11 @@ impl fmt::Debug for RouteSinkConfig {
 pub struct Connection(Arc<dyn AnyConnection>);
 
 trait AnyConnection: Send + Sync {
-    fn route_sink(&self, name: &str, route: &RouteSinkConfig) -> Result<Arc<dyn Sink>, BoxError>;
+    fn route_sink(
+        &self,
+        context: &RouteContext<'_>,
+        route: &RouteSinkConfig,
+    ) -> Result<Arc<dyn Sink>, BoxError>;
     fn health_check(&self) -> BoxFuture<'_, Result<String, BoxError>>;
     fn probe_route<'a>(
         &'a self,
@@ -310,7 +322,11 @@ trait AnyConnection: Send + Sync {
 }
 
 impl<K: SinkKind> AnyConnection for Typed<K, K::Connection> {
-    fn route_sink(&self, name: &str, route: &RouteSinkConfig) -> Result<Arc<dyn Sink>, BoxError> {
+    fn route_sink(
+        &self,
+        context: &RouteContext<'_>,
+        route: &RouteSinkConfig,
+    ) -> Result<Arc<dyn Sink>, BoxError> {
         let settings = route.settings::<K::RouteConfig>().ok_or_else(|| {
             format!(
                 "a {} route cannot deliver to a {} connection",
@@ -318,7 +334,7 @@ impl<K: SinkKind> AnyConnection for Typed<K, K::Connection> {
                 K::NAME
             )
         })?;
-        K::route_sink(&self.0, name, settings)
+        K::route_sink(&self.0, context, settings)
     }
     fn health_check(&self) -> BoxFuture<'_, Result<String, BoxError>> {
         Box::pin(K::health_check(&self.0))
@@ -338,13 +354,13 @@ impl<K: SinkKind> AnyConnection for Typed<K, K::Connection> {
 }
 
 impl Connection {
-    /// The sink of route `name`, which names this connection.
+    /// The sink of the route `context` names, which names this connection.
     pub fn route_sink(
         &self,
-        name: &str,
+        context: &RouteContext<'_>,
         route: &RouteSinkConfig,
     ) -> Result<Arc<dyn Sink>, BoxError> {
-        self.0.route_sink(name, route)
+        self.0.route_sink(context, route)
     }
     pub async fn health_check(&self) -> Result<String, BoxError> {
         self.0.health_check().await

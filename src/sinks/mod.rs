@@ -1,5 +1,5 @@
-//! Sinks: where routes deliver. Each connection kind is a folder (`kafka/`, `file/`, `http/`, `exec/`, `scf/`) that
-//! implements `SinkKind` (its settings, their checks, its client and a route's sink), and one
+//! Sinks: where routes deliver. Each connection kind is a folder (`kafka/`, `rocketmq/`,
+//! `file/`, `http/`, `exec/`, `scf/`) that implements `SinkKind` (its settings, their checks, its client and a route's sink), and one
 //! line in `registry.rs`. The runtime side is the small `Sink` trait: send a batch, get one
 //! outcome per message, each failure saying whether to retry.
 
@@ -10,9 +10,12 @@ pub mod http;
 pub mod kafka;
 mod kind;
 mod registry;
+pub mod rocketmq;
 pub mod scf;
 mod sink;
 
-pub use kind::{BoxError, Connection, ConnectionConfig, Kind, RouteSinkConfig, SinkKind};
+pub use kind::{
+    BoxError, Connection, ConnectionConfig, Kind, RouteContext, RouteSinkConfig, SinkKind,
+};
 pub use registry::{kind, KINDS};
 pub use sink::{Retry, Sink, SinkError};

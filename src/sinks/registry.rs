@@ -2,7 +2,7 @@
 //! `sinks/` that implements `SinkKind`, and a line here.
 
 use super::kind::{Kind, Registered};
-use super::{exec, file, http, kafka, scf};
+use super::{exec, file, http, kafka, rocketmq, scf};
 
 pub static KINDS: &[&dyn Kind] = &[
     &Registered::<kafka::Kafka>::new(),
@@ -10,6 +10,7 @@ pub static KINDS: &[&dyn Kind] = &[
     &Registered::<http::Http>::new(),
     &Registered::<exec::Exec>::new(),
     &Registered::<scf::Scf>::new(),
+    &Registered::<rocketmq::Rocketmq>::new(),
 ];
 
 /// The kind called `name`.
@@ -25,6 +26,7 @@ mod tests {
     fn each_kind_knows_the_route_keys_it_takes() {
         let keys = |name| kind(name).map(|k| k.route_keys());
         assert_eq!(keys("kafka"), Some(&["topic", "key"][..]));
+        assert_eq!(keys("rocketmq"), Some(&["topic", "tag", "keys"][..]));
         assert_eq!(keys("file"), Some(&[][..]));
         assert_eq!(keys("http"), Some(&["base64_payload"][..]));
         assert_eq!(keys("exec"), Some(&["base64_payload"][..]));

@@ -8,6 +8,7 @@ pub mod function;
 pub mod kafka;
 pub mod mqtt;
 pub mod proxy;
+pub mod rocketmq;
 pub mod scf;
 
 use std::net::TcpListener;

@@ -239,7 +239,8 @@ fn verify(s: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
     let expected_date = {
         // Days to a civil date, by counting (the test's own way, not the bridge's).
         let (mut y, mut d) = (1970u64, days);
-        let leap = |y: u64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let leap =
+            |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
         while d >= if leap(y) { 366 } else { 365 } {
             d -= if leap(y) { 366 } else { 365 };
             y += 1;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::sink::{Command, ExecSink};
 use crate::config::{Check, Secret};
-use crate::sinks::{BoxError, Sink, SinkKind};
+use crate::sinks::{BoxError, RouteContext, Sink, SinkKind};
 
 /// `[connections.NAME]` with `type = "exec"`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -122,12 +122,12 @@ impl SinkKind for Exec {
 
     fn route_sink(
         command: &Arc<Command>,
-        name: &str,
+        context: &RouteContext<'_>,
         route: &ExecRouteConfig,
     ) -> Result<Arc<dyn Sink>, BoxError> {
         Ok(Arc::new(ExecSink::new(
             command.clone(),
-            name,
+            context.name,
             route.base64_payload,
         )))
     }

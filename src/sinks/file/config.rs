@@ -12,7 +12,7 @@ use super::writer::FileWriter;
 use crate::config::Check;
 use crate::message::Message;
 use crate::record::Record;
-use crate::sinks::{BoxError, Retry, Sink, SinkError, SinkKind};
+use crate::sinks::{BoxError, Retry, RouteContext, Sink, SinkError, SinkKind};
 
 /// `[connections.NAME]` with `type = "file"`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -69,7 +69,7 @@ impl SinkKind for File {
 
     fn route_sink(
         writer: &Arc<FileWriter>,
-        _: &str,
+        _: &RouteContext<'_>,
         _: &FileRouteConfig,
     ) -> Result<Arc<dyn Sink>, BoxError> {
         Ok(Arc::new(FileSink(writer.clone())))

@@ -10,7 +10,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use super::config::{HttpConnectionConfig, HttpRouteConfig};
 use super::sink::{Client, HttpSink};
 use crate::config::{Check, Secret};
-use crate::sinks::{BoxError, Sink, SinkKind};
+use crate::sinks::{BoxError, RouteContext, Sink, SinkKind};
 
 pub struct Http;
 
@@ -115,12 +115,12 @@ impl SinkKind for Http {
 
     fn route_sink(
         client: &Arc<Client>,
-        name: &str,
+        context: &RouteContext<'_>,
         route: &HttpRouteConfig,
     ) -> Result<Arc<dyn Sink>, BoxError> {
         Ok(Arc::new(HttpSink::new(
             client.clone(),
-            name,
+            context.name,
             route.base64_payload,
         )))
     }

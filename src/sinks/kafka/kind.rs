@@ -8,7 +8,7 @@ use super::config::{KafkaConnectionConfig, KafkaRouteConfig};
 use super::connection::{client_config, ConfigRefused, KafkaConnection};
 use super::sink::KafkaRouteSink;
 use crate::config::Check;
-use crate::sinks::{BoxError, Sink, SinkKind};
+use crate::sinks::{BoxError, RouteContext, Sink, SinkKind};
 use crate::topic::check_kafka_topic;
 
 /// librdkafka settings the bridge owns: its delivery guarantee depends on them.
@@ -85,7 +85,7 @@ impl SinkKind for Kafka {
 
     fn route_sink(
         connection: &KafkaConnection,
-        _: &str,
+        _: &RouteContext<'_>,
         route: &KafkaRouteConfig,
     ) -> Result<Arc<dyn Sink>, BoxError> {
         Ok(Arc::new(KafkaRouteSink::new(connection.slot(), route)?))

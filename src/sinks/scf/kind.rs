@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::config::{ScfConnectionConfig, ScfRouteConfig, DEFAULT_ENDPOINT};
 use super::sink::{Client, ScfSink};
 use crate::config::{Check, Secret};
-use crate::sinks::{BoxError, Sink, SinkKind};
+use crate::sinks::{BoxError, RouteContext, Sink, SinkKind};
 
 pub struct Scf;
 
@@ -154,10 +154,10 @@ impl SinkKind for Scf {
 
     fn route_sink(
         client: &Arc<Client>,
-        name: &str,
+        context: &RouteContext<'_>,
         route: &ScfRouteConfig,
     ) -> Result<Arc<dyn Sink>, BoxError> {
-        Ok(Arc::new(ScfSink::new(client.clone(), name, route)))
+        Ok(Arc::new(ScfSink::new(client.clone(), context.name, route)))
     }
 
     async fn health_check(client: &Arc<Client>) -> Result<String, BoxError> {

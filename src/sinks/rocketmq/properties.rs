@@ -1,0 +1,119 @@
+//! The RocketMQ user properties of a message (the README's property table): the same
+//! information as the Kafka headers, under names that RocketMQ takes and that its SQL92 filters
+//! can name (`mqtt_topic`, not `mqtt.topic`). The MQTT v5 user properties keep their names; a
+//! name given several times carries a JSON list of its values, in order; a name RocketMQ keeps
+//! for itself (`KEYS`, `TAGS`, ...), one of the bridge's `mqtt_` names, or one with control
+//! characters is carried as `mqtt_user_` + the name (control characters dropped).
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use rocketmq_model::common::message::STRING_HASH_SET;
+
+use crate::message::Message;
+
+/// The property pairs for `msg`, in a stable order.
+pub fn properties(msg: &Message) -> Vec<(String, String)> {
+    let p = &msg.properties;
+    let who = &msg.publisher;
+    let mut out: Vec<(String, String)> = vec![
+        ("mqtt_topic".into(), msg.topic.clone()),
+        ("mqtt_qos".into(), msg.qos.to_string()),
+        ("mqtt_retained".into(), msg.retain.to_string()),
+        ("mqtt_duplicate".into(), msg.dup.to_string()),
+        ("mqtt_packet_id".into(), msg.packet_id.to_string()),
+        ("mqtt_message_id".into(), msg.id.hyphenated().to_string()),
+        ("mqtt_timestamp".into(), msg.timestamp_ms.to_string()),
+    ];
+    let optional = [
+        ("mqtt_content_type", p.content_type.clone()),
+        ("mqtt_response_topic", p.response_topic.clone()),
+        (
+            "mqtt_correlation_data",
+            p.correlation_data.as_ref().map(|c| BASE64.encode(c)),
+        ),
+        (
+            "mqtt_payload_format_indicator",
+            p.payload_format_indicator.map(|v| v.to_string()),
+        ),
+        (
+            "mqtt_message_expiry_interval",
+            p.message_expiry_interval.map(|v| v.to_string()),
+        ),
+        ("mqtt_publisher_client_id", who.client_id.clone()),
+        ("mqtt_publisher_username", who.username.clone()),
+        ("mqtt_publisher_host", who.host.clone()),
+    ];
+    out.extend(
+        optional
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_owned(), v?))),
+    );
+    // User properties: each name once, repeated names as a JSON list of their values.
+    let mut names: Vec<String> = Vec::new();
+    let mut values: Vec<Vec<&str>> = Vec::new();
+    for (name, value) in &p.user_properties {
+        let name = user_name(name);
+        match names.iter().position(|n| *n == name) {
+            Some(i) => values[i].push(value),
+            None => {
+                names.push(name);
+                values.push(vec![value]);
+            }
+        }
+    }
+    for (name, values) in names.into_iter().zip(values) {
+        let value = match values.as_slice() {
+            [one] => (*one).to_owned(),
+            many => serde_json::to_string(many).unwrap_or_default(),
+        };
+        out.push((name, value));
+    }
+    // RocketMQ's encoding separates names and values with \x01 and pairs with \x02, and takes no
+    // empty value.
+    out.retain(|(_, v)| !v.is_empty());
+    for (_, v) in &mut out {
+        if v.contains(['\u{1}', '\u{2}']) {
+            *v = v.replace(['\u{1}', '\u{2}'], "\u{fffd}");
+        }
+    }
+    out
+}
+
+/// A user property's name as RocketMQ carries it.
+fn user_name(name: &str) -> String {
+    let clean: String = name.chars().filter(|c| !c.is_control()).collect();
+    let taken =
+        clean.is_empty() || clean.starts_with("mqtt_") || STRING_HASH_SET.contains(clean.as_str());
+    match taken || clean.len() != name.len() {
+        true => format!("mqtt_user_{clean}"),
+        false => clean,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::tests::sample;
+
+    #[test]
+    fn user_properties_keep_their_names_and_repeats() {
+        let mut msg = sample("chargers/P-17/status");
+        msg.properties.user_properties = vec![
+            ("site".into(), "north".into()),
+            ("fw".into(), "1".into()),
+            ("fw".into(), "2".into()),
+            ("KEYS".into(), "x".into()),
+            ("mqtt_topic".into(), "spoof".into()),
+            ("a\u{1}b".into(), "v\u{2}w".into()),
+        ];
+        let props = properties(&msg);
+        let get = |k: &str| props.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("mqtt_topic"), Some("chargers/P-17/status"));
+        assert_eq!(get("site"), Some("north"));
+        assert_eq!(get("fw"), Some(r#"["1","2"]"#));
+        assert_eq!(get("mqtt_user_KEYS"), Some("x"));
+        assert_eq!(get("mqtt_user_mqtt_topic"), Some("spoof"));
+        assert_eq!(get("mqtt_user_ab"), Some("v\u{fffd}w"));
+        assert_eq!(props.iter().filter(|(n, _)| n == "mqtt_topic").count(), 1);
+    }
+}
