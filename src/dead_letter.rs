@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::DeadLetterConfig;
+use crate::config::{DeadLetterConfig, MqttConfig};
 use crate::message::{now_ms, Message};
 use crate::mqtt::{Endpoint, PublishError, Publisher};
 use crate::record::Record;
@@ -52,11 +52,11 @@ impl DeadLetter {
     pub async fn build(
         config: &DeadLetterConfig,
         endpoint: &Endpoint,
-        client_id_prefix: &str,
+        mqtt: &MqttConfig,
     ) -> std::io::Result<(Self, Option<tokio::task::JoinHandle<()>>)> {
         if let Some(topic) = &config.topic {
-            let (publisher, task) =
-                Publisher::start(endpoint, &format!("{client_id_prefix}-dead-letter"));
+            let id = format!("{}-dead-letter", mqtt.client_id_prefix);
+            let (publisher, task) = Publisher::start(endpoint, &id, mqtt.origin_marker());
             return Ok((
                 DeadLetter::Mqtt {
                     publisher,

@@ -150,6 +150,27 @@ impl UnknownLane<'_> {
     }
 }
 
+/// Messages the bridge itself published (they carry its origin marker), taken and
+/// acknowledged without delivering them, so that opposite routes cannot echo them.
+pub struct LoopSkipped<'a> {
+    pub route: &'a str,
+    pub count: usize,
+    pub marker: &'a str,
+}
+
+impl LoopSkipped<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_messages_skipped_total", "route" => self.route.to_owned(), "reason" => "origin")
+            .increment(self.count as u64);
+        tracing::debug!(
+            route = self.route,
+            count = self.count,
+            marker = self.marker,
+            "skipped messages the bridge published itself"
+        );
+    }
+}
+
 /// An operator paused or resumed a route.
 pub struct RoutePaused<'a> {
     pub route: &'a str,

@@ -796,3 +796,50 @@ async fn a_slow_function_neither_stalls_keep_alive_nor_holds_more_than_the_windo
         0.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_published_to_mqtt_are_not_taken_back() {
+    let broker = mosquitto();
+    // Everything fails for good in the function: dead letters go to an MQTT topic that a
+    // second route of the same bridge subscribes to.
+    let server = FunctionServer::start(|_| Reply::status(400)).await;
+    let admin = free_port();
+    let routes = route("cars", "cars/#", "max_attempts = 1")
+        + "[[routes]]\nname = \"all_dead\"\nfilters = [\"dead/#\"]\nconnection = \"out\"\n\n\
+           [connections.out]\ntype = \"file\"\npath = \"out.jsonl\"\n";
+    let text = config(
+        broker.port,
+        admin,
+        &http_connection(&server.url(), ""),
+        &routes,
+    )
+    .replace("path = \"dead.jsonl\"", "topic = \"dead/letters\"");
+    let bridge = Bridge::start(&text);
+    bridge.wait_subscribed(0, 2);
+    let mut watcher = common::mqtt::Subscriber::connect(broker.port, "dead/#").await;
+    let mut publisher = Publisher::connect(broker.port).await;
+    publish_all(&mut publisher, |i| format!("cars/{i}"), &numbered("c", 5)).await;
+    for _ in 0..5 {
+        let (topic, _) = tokio::time::timeout(Duration::from_secs(10), watcher.messages.recv())
+            .await
+            .expect("a dead letter on the topic")
+            .unwrap();
+        assert_eq!(topic, "dead/letters");
+    }
+    assert!(
+        bridge
+            .wait_metric(
+                admin,
+                "mqbridge_messages_skipped_total",
+                5.0,
+                Duration::from_secs(10)
+            )
+            .await,
+        "{}",
+        bridge.log_text()
+    );
+    assert_eq!(
+        common::file_payloads(&bridge.dir.join("out.jsonl")).len(),
+        0
+    );
+}

@@ -86,6 +86,13 @@ pub struct MqttConfig {
     /// Names of the user properties through which the broker tells who published a message.
     #[serde(default)]
     pub publisher: PublisherProperties,
+    /// The user property the bridge marks what it publishes with (dead letters on an MQTT
+    /// topic; downlinks), its value the client id prefix. Routes skip (acknowledge without
+    /// delivering, counted in `mqbridge_messages_skipped_total`) every message that carries
+    /// it, so that two opposite routes cannot echo a message forever. Default
+    /// "mqbridge-origin"; empty turns marking and skipping off.
+    #[serde(default = "default_origin_property")]
+    pub origin_property: String,
 }
 
 /// `[mqtt.tls]`
@@ -368,6 +375,17 @@ fn default_client_id_prefix() -> String {
 }
 fn default_session_expiry() -> Duration {
     Duration::from_secs(3600)
+}
+impl MqttConfig {
+    /// The user property (name, value) the bridge marks what it publishes with, unless off.
+    pub fn origin_marker(&self) -> Option<(String, String)> {
+        (!self.origin_property.is_empty())
+            .then(|| (self.origin_property.clone(), self.client_id_prefix.clone()))
+    }
+}
+
+fn default_origin_property() -> String {
+    "mqbridge-origin".into()
 }
 fn default_receive_maximum() -> u16 {
     1024

@@ -56,13 +56,9 @@ pub async fn run(
     let (published, watched) = watch::channel(Arc::new(connections.clone()));
     let stop_checks = CancellationToken::new();
     let checks = checks::spawn(watched, config.admin.check_interval, stop_checks.clone());
-    let (dead_letter, _dl_task) = DeadLetter::build(
-        &config.dead_letter,
-        &endpoint,
-        &config.mqtt.client_id_prefix,
-    )
-    .await
-    .map_err(RunError::DeadLetter)?;
+    let (dead_letter, _dl_task) = DeadLetter::build(&config.dead_letter, &endpoint, &config.mqtt)
+        .await
+        .map_err(RunError::DeadLetter)?;
     let dead_letter = Arc::new(dead_letter);
     let token = Secret::inline_or_file(&config.admin.token, &config.admin.token_file)
         .map_err(|e| RunError::Admin(std::io::Error::other(e)))?;

@@ -156,7 +156,7 @@ impl Bridge {
                 let endpoint =
                     Endpoint::new(&new.mqtt).map_err(|e| ControlError::Failed(e.to_string()))?;
                 let (dead_letter, _task) =
-                    DeadLetter::build(&new.dead_letter, &endpoint, &new.mqtt.client_id_prefix)
+                    DeadLetter::build(&new.dead_letter, &endpoint, &new.mqtt)
                         .await
                         .map_err(|e| ControlError::Failed(format!("dead letters: {e}")))?;
                 Some((endpoint, Arc::new(dead_letter)))

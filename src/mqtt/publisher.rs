@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop};
 use rumqttc::Outgoing;
@@ -42,14 +42,25 @@ struct Waiters {
 pub struct Publisher {
     client: AsyncClient,
     state: Arc<Mutex<Waiters>>,
+    /// The user property every publish carries (`[mqtt] origin_property`), if any.
+    marker: Option<(String, String)>,
 }
 
 impl Publisher {
-    pub fn start(endpoint: &Endpoint, client_id: &str) -> (Self, tokio::task::JoinHandle<()>) {
+    /// A publisher that marks each message with `marker` (name, value).
+    pub fn start(
+        endpoint: &Endpoint,
+        client_id: &str,
+        marker: Option<(String, String)>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (client, eventloop) = AsyncClient::new(endpoint.publisher_options(client_id), 64);
         let state = Arc::new(Mutex::new(Waiters::default()));
         let task = tokio::spawn(poll(eventloop, state.clone()));
-        let publisher = Publisher { client, state };
+        let publisher = Publisher {
+            client,
+            state,
+            marker,
+        };
         (publisher, task)
     }
 
@@ -63,10 +74,17 @@ impl Publisher {
         let (tx, rx) = oneshot::channel();
         {
             let mut state = lock(&self.state);
-            if let Err(e) = self
-                .client
-                .try_publish(topic, QoS::AtLeastOnce, false, payload)
-            {
+            let properties = PublishProperties {
+                user_properties: self.marker.iter().cloned().collect(),
+                ..Default::default()
+            };
+            if let Err(e) = self.client.try_publish_with_properties(
+                topic,
+                QoS::AtLeastOnce,
+                false,
+                payload,
+                properties,
+            ) {
                 return Err(PublishError::Client(e.to_string()));
             }
             state.queued.push_back(tx);

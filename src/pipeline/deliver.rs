@@ -34,6 +34,9 @@ pub struct Context {
     /// dead-lettered.
     pub max_attempts: u32,
     pub dead_letter: Arc<DeadLetter>,
+    /// Messages carrying this user property came from the bridge itself (`[mqtt]
+    /// origin_property`): acknowledged without being delivered.
+    pub skip_marked: Option<Arc<str>>,
     /// Graceful stop: take nothing new, finish what is being sent, retry no more.
     pub shutdown: CancellationToken,
     /// `shutdown_timeout` passed: give up on sends still pending.
@@ -69,6 +72,21 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
     // Attempts each message has failed in the destination (`Retry::Attempts`).
     let mut failed = vec![0u32; items.len()];
     let mut pending: Vec<usize> = (0..items.len()).collect();
+    if let Some(marker) = &ctx.skip_marked {
+        let (skip, keep): (Vec<usize>, Vec<usize>) = pending
+            .iter()
+            .partition(|&&i| items[i].msg.user_property(marker).is_some());
+        if !skip.is_empty() {
+            skip.iter().for_each(|&i| done[i] = true);
+            events::LoopSkipped {
+                route: &ctx.route,
+                count: skip.len(),
+                marker,
+            }
+            .emit();
+            pending = keep;
+        }
+    }
     let mut backoff = FIRST_BACKOFF;
     let mut attempt = 0;
     while !pending.is_empty() {

@@ -142,6 +142,7 @@ impl Run {
             max_attempts: 3,
             sink: Arc::new(sink),
             dead_letter: Arc::new(DeadLetter::File(Arc::new(writer))),
+            skip_marked: Some("mqbridge-origin".into()),
             shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
             stats: stats.clone(),
@@ -177,6 +178,17 @@ impl Run {
     fn receive(&self, lane: usize, topic: &str, payload: &str) {
         let mut msg = sample(topic);
         msg.payload = payload.to_owned().into();
+        let token = payload.to_owned();
+        self.tx.send(Delivery { lane, msg, token }).unwrap();
+    }
+
+    /// A message the bridge published itself (it carries the origin marker).
+    fn receive_marked(&self, lane: usize, topic: &str, payload: &str) {
+        let mut msg = sample(topic);
+        msg.payload = payload.to_owned().into();
+        msg.properties
+            .user_properties
+            .push(("mqbridge-origin".into(), "mqbridge".into()));
         let token = payload.to_owned();
         self.tx.send(Delivery { lane, msg, token }).unwrap();
     }
@@ -258,6 +270,21 @@ async fn acks_follow_receive_order_when_a_later_batch_finishes_first() {
     settle(Duration::from_millis(60)).await;
     let order: Vec<String> = run.acked().into_iter().map(|a| a.1).collect();
     assert_eq!(order, ["s0", "f1", "f2"]);
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_the_bridge_published_itself_is_acknowledged_without_delivery() {
+    let run = Run::start(ordered(10, 0), 1, no_delay, all_ok).await;
+    run.receive(0, "a", "a1");
+    run.receive_marked(0, "a", "echo");
+    run.receive(0, "a", "a2");
+    settle(Duration::from_secs(1)).await;
+    let sent: Vec<String> = run.calls().into_iter().flat_map(|c| c.1).collect();
+    assert_eq!(sent, ["a1", "a2"]);
+    let acked: Vec<(String, bool)> = run.acked().into_iter().map(|a| (a.1, a.2)).collect();
+    let done = |p: &str| (p.to_owned(), true);
+    assert_eq!(acked, [done("a1"), done("echo"), done("a2")]);
     run.stop().await;
 }
 

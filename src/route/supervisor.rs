@@ -115,6 +115,11 @@ impl Supervisor {
             max_attempts: route.max_attempts,
             sink,
             dead_letter: self.shared.dead_letter.clone(),
+            skip_marked: self
+                .shared
+                .mqtt
+                .origin_marker()
+                .map(|(name, _)| name.into()),
             shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
             stats: stats.clone(),
