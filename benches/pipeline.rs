@@ -131,6 +131,8 @@ async fn run(shape: &str, null: bool, scale: f64) {
             max_attempts: 3,
             sink: sink.clone(),
             dead_letter: dead.clone(),
+            // As a route runs by default: each message is looked at for the origin marker.
+            skip_marked: Some("mqbridge-origin".into()),
             shutdown: shutdown.clone(),
             hard_stop: CancellationToken::new(),
             stats: Arc::new(RouteStats::default()),
