@@ -181,7 +181,7 @@ connection = "out"
     let (dead_letter, _) = mqbridge::dead_letter::DeadLetter::build(
         &config.dead_letter,
         &endpoint,
-        &config.mqtt.client_id_prefix,
+        &config.mqtt,
     )
     .await
     .unwrap();
