@@ -324,3 +324,50 @@ async fn ordered_routes_keep_each_topics_order_in_one_queue() {
     }
     let _ = bridge;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_split_at_the_size_limit_and_a_message_too_large_is_dead_lettered() {
+    let broker = mosquitto();
+    let rq = RocketmqUnderTest::start();
+    let client = Client::new();
+    let topic = topic_name("big");
+    client.create_topic(&rq.namesrv(), &topic, 4).await;
+    let routes = route(
+        "big",
+        "big/#",
+        &format!("topic = \"{topic}\"\nbatch_size = 20\nmax_wait = \"1s\""),
+    );
+    let bridge = Bridge::start(&config(broker.port, &rq.namesrv(), &routes));
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    // 12 × 700 KiB: more than two of the broker's 4 MiB batches.
+    for i in 0..12 {
+        let payload = format!("b-{i:02}-{}", "x".repeat(700 * 1024));
+        publisher
+            .publish("big/1", payload, PublishProperties::default())
+            .await;
+    }
+    // Within MQTT's limits, but over RocketMQ's 4 MiB once its properties are counted.
+    let huge = format!("huge-{}", "y".repeat(4 * 1024 * 1024 - 200));
+    publisher
+        .publish("big/1", huge, PublishProperties::default())
+        .await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    let got = client
+        .read(&rq.namesrv(), &topic, Duration::from_secs(60), |m| {
+            m.len() >= 12
+        })
+        .await;
+    let mut heads: Vec<String> = got.iter().map(|m| body(m)[..4].to_owned()).collect();
+    heads.sort();
+    let expected: Vec<String> = (0..12).map(|i| format!("b-{i:02}")).collect();
+    assert_eq!(heads, expected, "{}", bridge.log_text());
+    let dead = bridge.dir.join("dead.jsonl");
+    assert!(eventually(Duration::from_secs(10), || dead_letters(&dead).len() == 1).await);
+    let entry = &dead_letters(&dead)[0];
+    assert_eq!(entry["error_kind"], "too_large");
+    assert!(entry["message"]["payload"]
+        .as_str()
+        .unwrap()
+        .starts_with("huge-"));
+}
