@@ -37,6 +37,9 @@ pub fn client_config(
                 let cert = cert.map_err(|e| error(&name, e))?;
                 roots.add(cert).map_err(|e| error(&name, e))?;
             }
+            if roots.is_empty() {
+                return Err(error(&name, "holds no PEM certificate"));
+            }
         }
         None => {
             let found = rustls_native_certs::load_native_certs();

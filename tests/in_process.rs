@@ -178,13 +178,10 @@ connection = "out"
     for (name, c) in &config.connections {
         connections.insert(name.clone(), c.connect(name).await.unwrap());
     }
-    let (dead_letter, _) = mqbridge::dead_letter::DeadLetter::build(
-        &config.dead_letter,
-        &endpoint,
-        &config.mqtt,
-    )
-    .await
-    .unwrap();
+    let (dead_letter, _) =
+        mqbridge::dead_letter::DeadLetter::build(&config.dead_letter, &endpoint, &config.mqtt)
+            .await
+            .unwrap();
     let mut supervisor = Supervisor::new(Shared {
         endpoint,
         mqtt: config.mqtt.clone(),

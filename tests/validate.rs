@@ -242,3 +242,30 @@ fn a_small_max_packet_size_is_valid_but_warned_about() {
     let (_, out) = validate(BASE);
     assert!(!out.contains("warning"), "{out}");
 }
+
+#[test]
+fn function_secrets_are_checked_without_showing_them() {
+    let text = r#"
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+
+[connections.fn]
+type = "http"
+url = "http://127.0.0.1:9/invoke"
+bearer_token = "line1\nline2-secret-value"
+signature_secret = ""
+
+[[routes]]
+name = "cars"
+filters = ["cars/#"]
+connection = "fn"
+"#;
+    let (code, out) = validate(text);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("field `bearer_token`: not valid in a header"),
+        "{out}"
+    );
+    assert!(out.contains("field `signature_secret`: empty"), "{out}");
+    assert!(!out.contains("secret-value"), "{out}");
+}

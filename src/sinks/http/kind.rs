@@ -68,6 +68,20 @@ impl SinkKind for Http {
             &c.signature_secret,
             &c.signature_secret_file,
         );
+        let secrets = [
+            ("bearer_token", &c.bearer_token),
+            ("signature_secret", &c.signature_secret),
+        ];
+        for (key, value) in secrets {
+            let Some(v) = value.as_ref().map(Secret::expose) else {
+                continue;
+            };
+            if v.is_empty() {
+                check.field(key, "empty");
+            } else if key == "bearer_token" && HeaderValue::try_from(v).is_err() {
+                check.field(key, "not valid in a header (the value is not shown)");
+            }
+        }
         if let Some(path) = c.ca_file.as_ref().filter(|p| !p.is_file()) {
             check.field("ca_file", format!("{} is not a file", path.display()));
         }
@@ -90,7 +104,8 @@ impl SinkKind for Http {
             headers.insert(HeaderName::try_from(name.as_str())?, value);
         }
         if let Some(token) = Secret::inline_or_file(&c.bearer_token, &c.bearer_token_file)? {
-            let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose()))?;
+            let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose()))
+                .map_err(|_| "bearer_token: not valid in a header (the value is not shown)")?;
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
