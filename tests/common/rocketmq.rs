@@ -35,6 +35,7 @@ pub struct RocketmqUnderTest {
     /// The broker's remoting port.
     pub broker_port: u16,
     pub dir: tempfile::TempDir,
+    _store: tempfile::TempDir,
 }
 
 impl Drop for RocketmqUnderTest {
@@ -71,7 +72,12 @@ impl RocketmqUnderTest {
         // The broker also listens on its port - 2 (the fast port) and on the HA port.
         let listen = free_port_pair();
         let ha = super::free_port();
-        let store = dir.path().join("store");
+        // The broker refuses writes once the store's disk is about 90 % full, counting space
+        // reserved for root: a build machine's disk can be that full. Its store goes to memory
+        // where there is some.
+        let store_dir =
+            tempfile::tempdir_in("/dev/shm").unwrap_or_else(|_| tempfile::tempdir().unwrap());
+        let store = store_dir.path().join("store");
         let config = format!(
             r#"[broker]
 namesrvAddr = "127.0.0.1:{namesrv_port}"
@@ -119,6 +125,7 @@ haListenPort = {ha}
             namesrv_port,
             broker_port: listen,
             dir,
+            _store: store_dir,
         }
     }
 
