@@ -118,15 +118,27 @@ haListenPort = {ha}
             .stderr(log("broker.err"))
             .spawn()
             .expect("rocketmq-broker-rust is installed (scripts/install-test-deps)");
-        super::wait_port(listen, Duration::from_secs(60));
-        RocketmqUnderTest {
+        let mut under = RocketmqUnderTest {
             namesrv,
             broker,
             namesrv_port,
             broker_port: listen,
             dir,
             _store: store_dir,
+        };
+        // Up, or gone (its log says why: a refused setting, a full disk).
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", listen)).is_err() {
+            let exited = under.broker.try_wait().ok().flatten();
+            let late = start.elapsed() > Duration::from_secs(60);
+            if exited.is_some() || late {
+                let log = under.logs();
+                let tail: String = log.lines().rev().take(40).collect::<Vec<_>>().join("\n");
+                panic!("the RocketMQ broker did not start ({exited:?}); its log, last lines first:\n{tail}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
+        under
     }
 
     pub fn broker_pid(&self) -> u32 {
