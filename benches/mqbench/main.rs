@@ -1,16 +1,16 @@
 //! mqbench: mqbridge against the broker's own ceiling and against a hand-written Python bridge,
 //! on real servers started on loopback. `scripts/bench` runs it; BENCHMARKS.md keeps results.
 //!
-//! One binary, five roles: `run` (the default) orchestrates everything; `publish`, `ceiling`,
-//! `produce` and `function` are the MQTT publisher, the no-op subscriber, a Kafka producer and
-//! a no-op HTTP function, each started by `run` as a process of its own so that its CPU time
-//! and memory are its own.
+//! One binary, six roles: `run` (the default) orchestrates everything; `publish`, `ceiling`,
+//! `produce`, `rocketmq-produce` and `function` are the MQTT publisher, the no-op subscriber, a
+//! Kafka producer, a RocketMQ producer and a no-op HTTP function, each started by `run` as a
+//! process of its own so that its CPU time and memory are its own.
 //!
 //! # Layout
 //! - `payload`: the sequence number and send time carried in every message.
 //! - `tally`: counting unique messages and their latency at a sink.
-//! - `publisher`, `ceiling`, `produce`, `function`: the helper roles.
-//! - `observe`: following the file sink and the Kafka topic from this process.
+//! - `publisher`, `ceiling`, `produce`, `rocketmq`, `function`: the helper roles.
+//! - `observe`: following the file sink and the Kafka or RocketMQ topic from this process.
 //! - `systems`: one measured run of one system under one load.
 //! - `report`: the tables and ratios.
 
@@ -24,6 +24,7 @@ mod payload;
 mod produce;
 mod publisher;
 mod report;
+mod rocketmq;
 mod systems;
 mod tally;
 
@@ -32,7 +33,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use systems::{Env, Load, Outcome, System};
+use systems::{Env, Load, Outcome, Rocketmq, System};
 
 #[derive(Parser)]
 #[command(about = "Benchmarks mqbridge against the broker's ceiling and a Python peer")]
@@ -51,6 +52,8 @@ enum Role {
     Ceiling(ceiling::CeilingArgs),
     /// The Kafka producer process (the Kafka broker's own limit).
     Produce(produce::ProduceArgs),
+    /// The RocketMQ producer process (the RocketMQ broker's own limit).
+    RocketmqProduce(rocketmq::RocketmqProduceArgs),
     /// The no-op HTTP function process.
     Function(function::FunctionArgs),
 }
@@ -70,9 +73,10 @@ struct RunArgs {
     /// no value skips the latency runs.
     #[arg(long, value_delimiter = ',', num_args = 0.., default_values_t = [25, 50, 80])]
     rates: Vec<u32>,
-    /// Systems to measure: ceiling, kafka-alone, file, kafka, peer; and the bridge to a no-op
-    /// HTTP function: http1, http100, http1000 (batch sizes), http-ordered (batch 100,
-    /// `ordered = true`, 1,000 topics), http-20ms (batch 1, a function that takes 20 ms, at
+    /// Systems to measure: ceiling, kafka-alone, file, kafka, peer; rocketmq-alone (a RocketMQ
+    /// producer batched like the bridge) and rocketmq (the bridge to RocketMQ); and the bridge
+    /// to a no-op HTTP function: http1, http100, http1000 (batch sizes), http-ordered (batch
+    /// 100, `ordered = true`, 1,000 topics), http-20ms (batch 1, a function that takes 20 ms, at
     /// most 3,000 messages). Function runs are measured at full speed only.
     #[arg(
         long,
@@ -96,7 +100,7 @@ struct RunArgs {
     /// Publisher connections.
     #[arg(long, default_value_t = 4)]
     publishers: u64,
-    /// Partitions of each Kafka topic.
+    /// Partitions of each Kafka topic, and queues of each RocketMQ topic.
     #[arg(long, default_value_t = 4)]
     partitions: i32,
     /// Where the report is written (it is printed too).
@@ -115,7 +119,7 @@ fn main() -> anyhow::Result<()> {
     if !args.iter().any(|a| a == "--bench")
         && !matches!(
             args.get(1).map(String::as_str),
-            Some("run" | "publish" | "ceiling" | "produce" | "function")
+            Some("run" | "publish" | "ceiling" | "produce" | "rocketmq-produce" | "function")
         )
     {
         if args.iter().any(|a| a == "--list") {
@@ -129,6 +133,7 @@ fn main() -> anyhow::Result<()> {
         Some(Role::Publish(a)) => runtime()?.block_on(publisher::run(a)),
         Some(Role::Ceiling(a)) => runtime()?.block_on(ceiling::run(a)),
         Some(Role::Produce(a)) => runtime()?.block_on(produce::run(a)),
+        Some(Role::RocketmqProduce(a)) => runtime()?.block_on(rocketmq::run(a)),
         Some(Role::Function(a)) => runtime()?.block_on(function::run(a)),
         Some(Role::Run(a)) => run(a),
         None => run(RunArgs::parse_from(["run"])),
@@ -152,12 +157,14 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     }
     systems.dedup();
     let kafka = systems.iter().any(|s| s.uses_kafka());
+    let rocketmq = systems.iter().any(|s| s.uses_rocketmq());
     let env = Env {
         exe: std::env::current_exe()?,
         kafka: kafka.then(|| {
             let port = common::free_port();
             common::tansu(port, port)
         }),
+        rocketmq: rocketmq.then(Rocketmq::start),
         python: peer_python(),
         consumers: a.consumers,
         receive_maximum: a.receive_maximum,

@@ -79,6 +79,7 @@ pub fn markdown(
         );
         throughput_table(&mut out, sizes.into_iter());
     }
+    rocketmq_ratios(&mut out, outcomes);
     let width: Vec<_> = outcomes
         .iter()
         .filter(|o| o.load.width.is_some() && o.system == System::File)
@@ -402,10 +403,55 @@ fn ratios(out: &mut String, outcomes: &[Outcome], size: usize) {
     }
 }
 
-/// A process figure, or a dash for Kafka alone, which runs no process of its own.
+/// The bridge to RocketMQ against the MQTT ceiling and against RocketMQ alone, at every payload
+/// size where both ran at full speed.
+fn rocketmq_ratios(out: &mut String, outcomes: &[Outcome]) {
+    let full_speed = |sys: System, size: usize| {
+        outcomes.iter().find(|o| {
+            o.system == sys
+                && o.load.size == size
+                && o.load.rate == 0.0
+                && o.load.width.is_none()
+                && o.summary.complete()
+        })
+    };
+    let mut sizes: Vec<usize> = outcomes
+        .iter()
+        .filter(|o| o.system == System::Rocketmq)
+        .map(|o| o.load.size)
+        .collect();
+    sizes.dedup();
+    let mut rows = String::new();
+    for size in sizes {
+        let Some(bridge) = full_speed(System::Rocketmq, size) else {
+            continue;
+        };
+        let against = [
+            (System::Ceiling, "ceiling", "≥ 0.8"),
+            (System::RocketmqAlone, "RocketMQ alone", ""),
+        ];
+        for (sys, name, target) in against {
+            if let Some(other) = full_speed(sys, size) {
+                let _ = writeln!(
+                    rows,
+                    "| mqbridge → RocketMQ / {name}, throughput | {size} B | {:.2} | {target} |",
+                    bridge.summary.rate() / other.summary.rate()
+                );
+            }
+        }
+    }
+    if !rows.is_empty() {
+        let _ = write!(
+            out,
+            "\n## MQTT → RocketMQ\n\n| ratio | payload | measured | target |\n|---|---:|---:|---:|\n{rows}"
+        );
+    }
+}
+
+/// A process figure, or a dash for Kafka or RocketMQ alone, which run no process of their own.
 fn measured(o: &Outcome, figure: String) -> String {
     match o.system {
-        System::KafkaAlone => "—".into(),
+        System::KafkaAlone | System::RocketmqAlone => "—".into(),
         _ => figure,
     }
 }

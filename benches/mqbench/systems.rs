@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use crate::common::rocketmq::{Client, RocketmqUnderTest};
 use crate::common::{self, Bridge, Server};
 use crate::function::{Calls, FunctionReport, HttpRun};
 use crate::observe::{self, Expect};
@@ -34,6 +35,10 @@ pub enum System {
     Peer,
     /// mqbridge with an `http` connection to the no-op function (the `function` role).
     Http(HttpRun),
+    /// A rocketmq-client-rust producer straight into RocketMQ, batched like the bridge.
+    RocketmqAlone,
+    /// mqbridge with the RocketMQ sink.
+    Rocketmq,
 }
 
 impl System {
@@ -47,6 +52,8 @@ impl System {
             System::BaseKafka => "baseline → Kafka",
             System::Peer => "Python peer → Kafka",
             System::Http(h) => h.name(),
+            System::RocketmqAlone => "RocketMQ alone",
+            System::Rocketmq => "mqbridge → RocketMQ",
         }
     }
 
@@ -59,11 +66,13 @@ impl System {
             "base-file" => System::BaseFile,
             "base-kafka" => System::BaseKafka,
             "peer" => System::Peer,
+            "rocketmq-alone" => System::RocketmqAlone,
+            "rocketmq" => System::Rocketmq,
             _ => match HttpRun::parse(s) {
                 Some(h) => System::Http(h),
                 None => bail!(
                     "unknown system {s:?} (ceiling, kafka-alone, file, kafka, base-file, \
-                     base-kafka, peer, {})",
+                     base-kafka, peer, rocketmq-alone, rocketmq, {})",
                     HttpRun::NAMES
                 ),
             },
@@ -75,6 +84,10 @@ impl System {
             self,
             System::KafkaAlone | System::Kafka | System::BaseKafka | System::Peer
         )
+    }
+
+    pub fn uses_rocketmq(self) -> bool {
+        matches!(self, System::RocketmqAlone | System::Rocketmq)
     }
 
     /// The same sink on the baseline build, for A/B rows.
@@ -153,13 +166,16 @@ impl Outcome {
     }
 }
 
-/// What every run shares: the Kafka broker, the peer's interpreter, the bridge's settings.
+/// What every run shares: the Kafka broker, the RocketMQ servers, the peer's interpreter, the
+/// bridge's settings.
 pub struct Env {
     pub exe: PathBuf,
     pub kafka: Option<Server>,
+    pub rocketmq: Option<Rocketmq>,
     pub python: PathBuf,
     pub consumers: u32,
     pub receive_maximum: u16,
+    /// Of each Kafka topic; also the queues of each RocketMQ topic.
     pub partitions: i32,
     pub publishers: u64,
     pub stall: Duration,
@@ -173,6 +189,26 @@ impl Env {
         let port = self.kafka.as_ref().expect("Kafka started").port;
         format!("127.0.0.1:{port}")
     }
+
+    fn rocketmq(&self) -> &Rocketmq {
+        self.rocketmq.as_ref().expect("RocketMQ started")
+    }
+}
+
+/// A RocketMQ name server and broker for the whole invocation, and a client runtime to create
+/// topics and read them.
+pub struct Rocketmq {
+    pub servers: RocketmqUnderTest,
+    pub client: Client,
+}
+
+impl Rocketmq {
+    pub fn start() -> Self {
+        Rocketmq {
+            servers: RocketmqUnderTest::start(),
+            client: Client::new(),
+        }
+    }
 }
 
 /// What starting one system for one run takes.
@@ -185,7 +221,7 @@ struct Setup<'a> {
     port: u16,
     /// Of the MQTT topics, share group and client ids.
     prefix: &'a str,
-    /// The Kafka topic.
+    /// The Kafka or RocketMQ topic.
     topic: &'a str,
     /// Where the bridge's config and the file sink's output go.
     dir: &'a Path,
@@ -205,7 +241,7 @@ enum Running {
     /// The bridge and the function it calls: only the bridge is measured.
     Function(Bridge, Child),
     Process(Child),
-    /// Kafka alone: the producer is the publisher, nothing else runs.
+    /// Kafka or RocketMQ alone: the producer is the publisher, nothing else runs.
     Nothing,
 }
 
@@ -256,6 +292,14 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
             env.partitions,
         ));
     }
+    if system.uses_rocketmq() {
+        let rocketmq = env.rocketmq();
+        let namesrv = rocketmq.servers.namesrv();
+        let create = rocketmq
+            .client
+            .create_topic(&namesrv, &topic, env.partitions);
+        env.rt.block_on(create);
+    }
     let expect = Expect {
         count: load.count,
         groups: load.width.unwrap_or(1),
@@ -290,6 +334,13 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
             env.partitions,
             expect,
         )),
+        System::RocketmqAlone | System::Rocketmq => Some(observe::rocketmq(
+            env.rocketmq().client.runtime.clone(),
+            env.rocketmq().servers.namesrv(),
+            topic.clone(),
+            env.partitions as usize,
+            expect,
+        )?),
     };
     let rss = |field| pid.and_then(|pid| common::proc_status_kib(pid, field));
     let cpu = || pid.and_then(common::cpu_seconds);
@@ -297,6 +348,7 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
     let cpu_before = cpu().unwrap_or(0.0);
     let publish = match system {
         System::KafkaAlone => produce(env, load, &topic)?,
+        System::RocketmqAlone => rocketmq_produce(env, load, &topic)?,
         _ => publish(env, load, topics(system, load), broker.port, &prefix)?,
     };
     let (summary, calls) = match observer {
@@ -347,7 +399,7 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
         ..
     } = setup;
     match system {
-        System::KafkaAlone => Ok((Running::Nothing, None)),
+        System::KafkaAlone | System::RocketmqAlone => Ok((Running::Nothing, None)),
         System::Ceiling => {
             let mut child = child(Command::new(&env.exe).args([
                 "ceiling",
@@ -379,7 +431,7 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
             expect_line(&lines, "subscribed", Duration::from_secs(30))?;
             Ok((Running::Process(child), None))
         }
-        System::File | System::Kafka | System::BaseFile | System::BaseKafka => {
+        System::File | System::Kafka | System::BaseFile | System::BaseKafka | System::Rocketmq => {
             let bridge = start_bridge(setup, bridge_config(setup, None))?;
             Ok((Running::Bridge(bridge), None))
         }
@@ -441,6 +493,10 @@ fn bridge_config(setup: Setup, function_port: Option<u16>) -> String {
             dir.join("out.jsonl").display()
         ),
         (_, Some(port)) => format!("type = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\n"),
+        (System::Rocketmq, _) => format!(
+            "type = \"rocketmq\"\nnamesrv = [\"{}\"]\n",
+            env.rocketmq().servers.namesrv()
+        ),
         _ => format!(
             "type = \"kafka\"\nbootstrap_servers = \"{}\"\n",
             env.bootstrap()
@@ -455,9 +511,11 @@ fn bridge_config(setup: Setup, function_port: Option<u16>) -> String {
         env.receive_maximum,
         dir.join("dead-letter.jsonl").display(),
     );
-    // The keys of the route's kind: the Kafka topic, or the function route's batching.
+    // The keys of the route's kind: the Kafka or RocketMQ topic, or the function route's
+    // batching. Kafka and RocketMQ routes batch by the defaults: `batch_size = 500`,
+    // `max_wait = 0`, `concurrency = 4`.
     let kind_keys = match system {
-        System::Kafka | System::BaseKafka => format!("topic = \"{topic}\"\n"),
+        System::Kafka | System::BaseKafka | System::Rocketmq => format!("topic = \"{topic}\"\n"),
         System::Http(h) => h.route_keys(),
         _ => String::new(),
     };
@@ -515,7 +573,20 @@ fn produce(env: &Env, load: Load, topic: &str) -> anyhow::Result<PublishReport> 
     )
 }
 
-/// Runs the publisher or the producer to the end and reads its report.
+fn rocketmq_produce(env: &Env, load: Load, topic: &str) -> anyhow::Result<PublishReport> {
+    helper(
+        env,
+        load,
+        &[
+            "rocketmq-produce",
+            &format!("--namesrv={}", env.rocketmq().servers.namesrv()),
+            &format!("--topic={topic}"),
+            &format!("--size={}", load.size),
+        ],
+    )
+}
+
+/// Runs the publisher or a producer to the end and reads its report.
 fn helper(env: &Env, load: Load, args: &[&str]) -> anyhow::Result<PublishReport> {
     let out = Command::new(&env.exe)
         .args(args)
