@@ -50,6 +50,39 @@ fn route(name: &str, filter: &str, extra: &str) -> String {
     )
 }
 
+/// Mosquitto, a RocketMQ name server and broker, a topic with 4 queues, a bridge with one
+/// route to it (its keys from `keys(topic)`), and a publisher.
+struct Setup {
+    _broker: common::Server,
+    rq: RocketmqUnderTest,
+    client: Client,
+    topic: String,
+    bridge: Bridge,
+    publisher: Publisher,
+}
+
+impl Setup {
+    async fn start(prefix: &str, name: &str, filter: &str, keys: impl Fn(&str) -> String) -> Self {
+        let broker = mosquitto();
+        let rq = RocketmqUnderTest::start();
+        let client = Client::new();
+        let topic = topic_name(prefix);
+        client.create_topic(&rq.namesrv(), &topic, 4).await;
+        let routes = route(name, filter, &keys(&topic));
+        let bridge = Bridge::start(&config(broker.port, &rq.namesrv(), &routes));
+        bridge.wait_subscribed(0, 1);
+        let publisher = Publisher::connect(broker.port).await;
+        Setup {
+            _broker: broker,
+            rq,
+            client,
+            topic,
+            bridge,
+            publisher,
+        }
+    }
+}
+
 fn topic_name(prefix: &str) -> String {
     unique(prefix).replace(['.', '/'], "_")
 }
@@ -207,19 +240,17 @@ async fn last_will_reaches_rocketmq() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rocketmq_outage_loses_nothing() {
-    let broker = mosquitto();
-    let rq = RocketmqUnderTest::start();
-    let client = Client::new();
-    let topic = topic_name("outage");
-    client.create_topic(&rq.namesrv(), &topic, 4).await;
-    let routes = route(
-        "numbers",
-        "numbers/#",
-        &format!("topic = \"{topic}\"\nbatch_size = 50"),
-    );
-    let bridge = Bridge::start(&config(broker.port, &rq.namesrv(), &routes));
-    bridge.wait_subscribed(0, 1);
-    let mut publisher = Publisher::connect(broker.port).await;
+    let Setup {
+        rq,
+        client,
+        topic,
+        bridge,
+        mut publisher,
+        _broker,
+    } = Setup::start("outage", "numbers", "numbers/#", |topic| {
+        format!("topic = \"{topic}\"\nbatch_size = 50")
+    })
+    .await;
     let n = 600;
     for i in 0..n / 2 {
         publisher
@@ -268,19 +299,17 @@ async fn rocketmq_outage_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordered_routes_keep_each_topics_order_in_one_queue() {
-    let broker = mosquitto();
-    let rq = RocketmqUnderTest::start();
-    let client = Client::new();
-    let topic = topic_name("ordered");
-    client.create_topic(&rq.namesrv(), &topic, 4).await;
-    let routes = route(
-        "ordered",
-        "ord/#",
-        &format!("topic = \"{topic}\"\nordered = true\nbatch_size = 20"),
-    );
-    let bridge = Bridge::start(&config(broker.port, &rq.namesrv(), &routes));
-    bridge.wait_subscribed(0, 1);
-    let mut publisher = Publisher::connect(broker.port).await;
+    let Setup {
+        rq,
+        client,
+        topic,
+        bridge,
+        mut publisher,
+        _broker,
+    } = Setup::start("ordered", "ordered", "ord/#", |topic| {
+        format!("topic = \"{topic}\"\nordered = true\nbatch_size = 20")
+    })
+    .await;
     let (topics, per) = (8, 40);
     for n in 0..per {
         for t in 0..topics {
@@ -327,19 +356,17 @@ async fn ordered_routes_keep_each_topics_order_in_one_queue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_are_split_at_the_size_limit_and_a_message_too_large_is_dead_lettered() {
-    let broker = mosquitto();
-    let rq = RocketmqUnderTest::start();
-    let client = Client::new();
-    let topic = topic_name("big");
-    client.create_topic(&rq.namesrv(), &topic, 4).await;
-    let routes = route(
-        "big",
-        "big/#",
-        &format!("topic = \"{topic}\"\nbatch_size = 20\nmax_wait = \"1s\""),
-    );
-    let bridge = Bridge::start(&config(broker.port, &rq.namesrv(), &routes));
-    bridge.wait_subscribed(0, 1);
-    let mut publisher = Publisher::connect(broker.port).await;
+    let Setup {
+        rq,
+        client,
+        topic,
+        bridge,
+        mut publisher,
+        _broker,
+    } = Setup::start("big", "big", "big/#", |topic| {
+        format!("topic = \"{topic}\"\nbatch_size = 20\nmax_wait = \"1s\"")
+    })
+    .await;
     // 12 × 700 KiB: more than two of the broker's 4 MiB batches.
     for i in 0..12 {
         let payload = format!("b-{i:02}-{}", "x".repeat(700 * 1024));
