@@ -88,9 +88,7 @@ impl<'a> Loader<'a, '_> {
                         .reader
                         .read("[admin]", value)
                         .map(|mut a: AdminConfig| {
-                            if let Some(p) = a.token_file.as_mut().filter(|p| p.is_relative()) {
-                                *p = self.base.join(&*p);
-                            }
+                            sinks::resolve_relative(self.base, [&mut a.token_file]);
                             a
                         })
                 }
@@ -377,22 +375,17 @@ fn quoted(keys: &[&str]) -> String {
 }
 
 fn resolve_paths(config: &mut Config, base: &Path) {
-    let join = |p: &mut PathBuf| {
-        if p.is_relative() {
-            *p = base.join(&*p);
-        }
-    };
     if let Some(tls) = &mut config.mqtt.tls {
-        [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file]
-            .into_iter()
-            .flatten()
-            .for_each(join);
+        sinks::resolve_relative(
+            base,
+            [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file],
+        );
     }
-    if config.dead_letter.topic.is_none() {
-        let path = config
-            .dead_letter
+    let dead_letter = &mut config.dead_letter;
+    if dead_letter.topic.is_none() {
+        dead_letter
             .path
             .get_or_insert_with(|| DEFAULT_DEAD_LETTER_PATH.into());
-        join(path);
+        sinks::resolve_relative(base, [&mut dead_letter.path]);
     }
 }

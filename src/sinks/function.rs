@@ -38,6 +38,19 @@ pub enum FunctionError {
     NotSent,
 }
 
+/// The most of an answer's body quoted in errors and dead letters.
+const QUOTED_BODY: usize = 300;
+
+/// The start of an answer's body, as text, for an error message.
+pub fn quoted(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(QUOTED_BODY)]);
+    let text = text.trim();
+    match body.len() > QUOTED_BODY {
+        true => format!("{text}..."),
+        false => text.to_owned(),
+    }
+}
+
 /// A request that got no answer: `timeout` or `transport`, and the chain of causes (refused,
 /// reset, TLS), without the URL, whose query may hold a key.
 pub fn transport_failure(e: reqwest::Error) -> (&'static str, String) {

@@ -89,6 +89,16 @@ pub struct RouteContext<'a> {
     pub ordered: bool,
 }
 
+/// Makes each of `paths` that is relative relative to `base` (the config file's folder): what
+/// `SinkKind::resolve_paths` does for a kind's file settings.
+pub fn resolve_relative<'p>(base: &Path, paths: impl IntoIterator<Item = &'p mut Option<PathBuf>>) {
+    for path in paths.into_iter().flatten() {
+        if path.is_relative() {
+            *path = base.join(&*path);
+        }
+    }
+}
+
 /// A kind as the config loader sees it.
 pub trait Kind: Sync {
     fn name(&self) -> &'static str;

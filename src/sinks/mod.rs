@@ -15,7 +15,8 @@ pub mod scf;
 mod sink;
 
 pub use kind::{
-    BoxError, Connection, ConnectionConfig, Kind, RouteContext, RouteSinkConfig, SinkKind,
+    resolve_relative, BoxError, Connection, ConnectionConfig, Kind, RouteContext, RouteSinkConfig,
+    SinkKind,
 };
 pub use registry::{kind, KINDS};
 pub use sink::{Retry, Sink, SinkError};

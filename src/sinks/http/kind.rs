@@ -10,7 +10,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use super::config::{HttpConnectionConfig, HttpRouteConfig};
 use super::sink::{Client, HttpSink};
 use crate::config::{Check, Secret};
-use crate::sinks::{BoxError, RouteContext, Sink, SinkKind};
+use crate::sinks::{resolve_relative, BoxError, RouteContext, Sink, SinkKind};
 
 pub struct Http;
 
@@ -24,14 +24,12 @@ impl SinkKind for Http {
     type Connection = Arc<Client>;
 
     fn resolve_paths(c: &mut HttpConnectionConfig, base: &Path) {
-        let join = |p: &mut Option<PathBuf>| {
-            if let Some(path) = p.as_mut().filter(|p| p.is_relative()) {
-                *path = base.join(&*path);
-            }
-        };
-        join(&mut c.bearer_token_file);
-        join(&mut c.signature_secret_file);
-        join(&mut c.ca_file);
+        let paths = [
+            &mut c.bearer_token_file,
+            &mut c.signature_secret_file,
+            &mut c.ca_file,
+        ];
+        resolve_relative(base, paths);
     }
 
     fn files_read(c: &HttpConnectionConfig) -> Vec<PathBuf> {

@@ -15,11 +15,8 @@ use sha2::Sha256;
 
 use crate::config::Secret;
 use crate::message::Message;
-use crate::sinks::function::{invoke_in_turn, transport_failure, Limit};
+use crate::sinks::function::{invoke_in_turn, quoted, transport_failure, Limit};
 use crate::sinks::{BoxError, Retry, Sink, SinkError};
-
-/// The most of a refusal's body quoted in errors and dead letters.
-const QUOTED_BODY: usize = 300;
 
 /// An HTTP connection's client, shared by its routes.
 pub struct Client {
@@ -118,16 +115,6 @@ fn retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(text).ok()?;
     Some(at.duration_since(now).unwrap_or_default())
-}
-
-/// The start of a body, as text, for an error message.
-fn quoted(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(QUOTED_BODY)]);
-    let text = text.trim();
-    match body.len() > QUOTED_BODY {
-        true => format!("{text}..."),
-        false => text.to_owned(),
-    }
 }
 
 /// A route's sink on an HTTP connection.

@@ -9,7 +9,7 @@ use super::config::{RocketmqConnectionConfig, RocketmqRouteConfig};
 use super::connection::RocketmqConnection;
 use super::sink::RocketmqSink;
 use crate::config::{Check, Secret};
-use crate::sinks::{BoxError, RouteContext, Sink, SinkKind};
+use crate::sinks::{resolve_relative, BoxError, RouteContext, Sink, SinkKind};
 use crate::topic::check_rocketmq_topic;
 
 pub struct Rocketmq;
@@ -23,11 +23,7 @@ impl SinkKind for Rocketmq {
     type Connection = Arc<RocketmqConnection>;
 
     fn resolve_paths(c: &mut RocketmqConnectionConfig, base: &Path) {
-        for p in [&mut c.access_key_file, &mut c.secret_key_file] {
-            if let Some(path) = p.as_mut().filter(|p| p.is_relative()) {
-                *path = base.join(&*path);
-            }
-        }
+        resolve_relative(base, [&mut c.access_key_file, &mut c.secret_key_file]);
     }
 
     fn files_read(c: &RocketmqConnectionConfig) -> Vec<PathBuf> {

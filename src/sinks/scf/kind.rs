@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::config::{ScfConnectionConfig, ScfRouteConfig, DEFAULT_ENDPOINT};
 use super::sink::{Client, ScfSink};
 use crate::config::{Check, Secret};
-use crate::sinks::{BoxError, RouteContext, Sink, SinkKind};
+use crate::sinks::{resolve_relative, BoxError, RouteContext, Sink, SinkKind};
 
 pub struct Scf;
 
@@ -21,15 +21,13 @@ impl SinkKind for Scf {
     type Connection = Arc<Client>;
 
     fn resolve_paths(c: &mut ScfConnectionConfig, base: &Path) {
-        let join = |p: &mut Option<PathBuf>| {
-            if let Some(path) = p.as_mut().filter(|p| p.is_relative()) {
-                *path = base.join(&*path);
-            }
-        };
-        join(&mut c.secret_id_file);
-        join(&mut c.secret_key_file);
-        join(&mut c.token_file);
-        join(&mut c.ca_file);
+        let paths = [
+            &mut c.secret_id_file,
+            &mut c.secret_key_file,
+            &mut c.token_file,
+            &mut c.ca_file,
+        ];
+        resolve_relative(base, paths);
     }
 
     fn files_read(c: &ScfConnectionConfig) -> Vec<PathBuf> {

@@ -19,14 +19,12 @@ use super::config::{Invocation, ScfRouteConfig};
 use super::tc3::Signing;
 use crate::config::Secret;
 use crate::message::Message;
-use crate::sinks::function::{invoke_in_turn, transport_failure, Limit};
+use crate::sinks::function::{invoke_in_turn, quoted, transport_failure, Limit};
 use crate::sinks::{BoxError, Retry, Sink, SinkError};
 
 const SERVICE: &str = "scf";
 const VERSION: &str = "2018-04-16";
 const CONTENT: &str = "application/json; charset=utf-8";
-/// The most of an unexpected answer quoted in errors.
-const QUOTED: usize = 300;
 
 /// An SCF connection: the API client and the credentials, shared by its routes.
 pub struct Client {
@@ -242,11 +240,6 @@ fn api_error(e: ApiError, request_id: String) -> ScfError {
 fn transport(e: reqwest::Error) -> SinkError {
     let (kind, text) = transport_failure(e);
     SinkError::new(kind, Retry::Retriable, ScfError::Transport(text))
-}
-
-fn quoted(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(QUOTED)]);
-    text.trim().to_owned()
 }
 
 /// A route's sink on an SCF connection.
