@@ -14,7 +14,9 @@ use hmac::{Hmac, Mac};
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use sha2::Sha256;
 
-use common::function::{dead_letters, Call, FunctionServer, Reply};
+use common::function::{
+    await_dead_letters, dead_letters, dead_payloads, Call, FunctionServer, Reply,
+};
 use common::mqtt::Publisher;
 use common::{eventually, free_port, mosquitto, unique, Bridge};
 
@@ -240,17 +242,11 @@ async fn function_failures_are_retried_up_to_max_attempts_then_dead_lettered() {
 
     assert!(all_delivered(&server, &flaky, Duration::from_secs(30)).await);
     let dead = bridge.dir.join("dead.jsonl");
-    assert!(
-        eventually(Duration::from_secs(30), || dead_letters(&dead).len()
-            >= broken.len())
-        .await
+    let entries = await_dead_letters(&dead, broken.len(), Duration::from_secs(30)).await;
+    assert_eq!(
+        dead_payloads(&entries),
+        broken.iter().map(String::as_str).collect()
     );
-    let entries = dead_letters(&dead);
-    let payloads: HashSet<&str> = entries
-        .iter()
-        .map(|e| e["message"]["payload"].as_str().unwrap())
-        .collect();
-    assert_eq!(payloads, broken.iter().map(String::as_str).collect());
     for e in &entries {
         assert_eq!(e["attempts"], 3, "{e}");
         assert_eq!(e["error_kind"], "function_error");
@@ -360,8 +356,9 @@ async fn batches_are_split_to_the_request_limit_and_a_message_too_large_alone_is
     publish_all(&mut publisher, |_| "big/1".into(), &all).await;
     assert!(all_delivered(&server, &msgs, Duration::from_secs(20)).await);
     let dead = bridge.dir.join("dead.jsonl");
-    assert!(eventually(Duration::from_secs(10), || dead_letters(&dead).len() == 1).await);
-    let entry = &dead_letters(&dead)[0];
+    let entries = await_dead_letters(&dead, 1, Duration::from_secs(10)).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
     assert_eq!(entry["message"]["payload"], huge.as_str());
     assert_eq!(entry["error_kind"], "too_large");
     let calls = server.calls();
@@ -571,12 +568,7 @@ async fn exec_runs_the_command_per_batch_and_dead_letters_what_it_fails() {
     assert!(done && took < Duration::from_secs(4), "{took:?}");
     publish_all(&mut publisher, |_| "local/bad".into(), &bad).await;
     let dead = bridge.dir.join("dead.jsonl");
-    assert!(
-        eventually(Duration::from_secs(20), || dead_letters(&dead).len()
-            >= bad.len())
-        .await
-    );
-    for e in dead_letters(&dead) {
+    for e in await_dead_letters(&dead, bad.len(), Duration::from_secs(20)).await {
         assert_eq!(e["attempts"], 2, "{e}");
         assert_eq!(e["error_kind"], "function_error");
         let error = e["error"].as_str().unwrap();

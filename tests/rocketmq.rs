@@ -12,10 +12,10 @@ use rumqttc::v5::mqttbytes::v5::{LastWill, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, MqttOptions};
 
-use common::function::dead_letters;
+use common::function::{await_dead_letters, dead_letters};
 use common::mqtt::Publisher;
 use common::rocketmq::{body, property, tag_and_keys, Client, RocketmqUnderTest};
-use common::{eventually, free_port, mosquitto, unique, Bridge, Proxy};
+use common::{free_port, mosquitto, unique, Bridge, Proxy};
 
 fn config(mqtt_port: u16, namesrv: &str, routes: &str) -> String {
     format!(
@@ -163,8 +163,9 @@ async fn messages_reach_rocketmq_with_topic_tag_keys_and_properties() {
         assert_eq!(property(m, "fw").as_deref(), Some(r#"["1","2"]"#));
     }
     let dead = bridge.dir.join("dead.jsonl");
-    assert!(eventually(Duration::from_secs(10), || dead_letters(&dead).len() == 2).await);
-    let kinds: HashMap<String, String> = dead_letters(&dead)
+    let entries = await_dead_letters(&dead, 2, Duration::from_secs(10)).await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let kinds: HashMap<String, String> = entries
         .iter()
         .map(|e| {
             (
@@ -390,8 +391,9 @@ async fn batches_are_split_at_the_size_limit_and_a_message_too_large_is_dead_let
     let expected: Vec<String> = (0..12).map(|i| format!("b-{i:02}")).collect();
     assert_eq!(heads, expected, "{}", bridge.log_text());
     let dead = bridge.dir.join("dead.jsonl");
-    assert!(eventually(Duration::from_secs(10), || dead_letters(&dead).len() == 1).await);
-    let entry = &dead_letters(&dead)[0];
+    let entries = await_dead_letters(&dead, 1, Duration::from_secs(10)).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
     assert_eq!(entry["error_kind"], "too_large");
     assert!(entry["message"]["payload"]
         .as_str()

@@ -6,13 +6,13 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 
-use common::function::dead_letters;
+use common::function::{await_dead_letters, dead_letters, dead_payloads};
 use common::mqtt::Publisher;
 use common::scf::{Outcome, ScfApi};
 use common::{eventually, free_port, mosquitto, unique, Bridge};
@@ -220,17 +220,11 @@ async fn failed_invocations_are_retried_then_dead_lettered_and_throttling_is_wai
     publish_all(&mut publisher, |_| "bad/1".into(), &bad).await;
     assert!(all_delivered(&api, &good, Duration::from_secs(30)).await);
     let dead = bridge.dir.join("dead.jsonl");
-    assert!(
-        eventually(Duration::from_secs(30), || dead_letters(&dead).len()
-            >= bad.len())
-        .await
+    let entries = await_dead_letters(&dead, bad.len(), Duration::from_secs(30)).await;
+    assert_eq!(
+        dead_payloads(&entries),
+        bad.iter().map(String::as_str).collect()
     );
-    let entries = dead_letters(&dead);
-    let payloads: HashSet<&str> = entries
-        .iter()
-        .map(|e| e["message"]["payload"].as_str().unwrap())
-        .collect();
-    assert_eq!(payloads, bad.iter().map(String::as_str).collect());
     for e in &entries {
         assert_eq!(e["attempts"], 3);
         assert_eq!(e["error_kind"], "function_error");
@@ -304,8 +298,9 @@ async fn requests_stay_within_scfs_limits_sync_and_async() {
     assert!(api.refused().is_empty());
     // 33 Ki quotes escape to 132 KiB: over the async limit alone.
     let dead = bridge.dir.join("dead.jsonl");
-    assert!(eventually(Duration::from_secs(10), || dead_letters(&dead).len() == 1).await);
-    let entry = &dead_letters(&dead)[0];
+    let entries = await_dead_letters(&dead, 1, Duration::from_secs(10)).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
     assert_eq!(entry["error_kind"], "too_large");
     assert!(entry["message"]["payload"]
         .as_str()

@@ -185,3 +185,28 @@ pub fn dead_letters(path: &std::path::Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// Waits up to `limit` until the dead-letter file at `path` holds at least `n` entries, and
+/// returns them; fails the test when it never does.
+pub async fn await_dead_letters(
+    path: &std::path::Path,
+    n: usize,
+    limit: Duration,
+) -> Vec<serde_json::Value> {
+    let arrived = super::eventually(limit, || dead_letters(path).len() >= n).await;
+    let entries = dead_letters(path);
+    assert!(
+        arrived,
+        "{} of {n} dead letters within {limit:?}: {entries:?}",
+        entries.len()
+    );
+    entries
+}
+
+/// The payloads of dead-letter entries.
+pub fn dead_payloads(entries: &[serde_json::Value]) -> std::collections::HashSet<&str> {
+    entries
+        .iter()
+        .map(|e| e["message"]["payload"].as_str().unwrap())
+        .collect()
+}
