@@ -509,3 +509,79 @@ impl ConnectionUnhealthy<'_> {
         );
     }
 }
+
+/// A downlink published messages and the broker acknowledged them.
+pub struct DownlinkPublished<'a> {
+    pub downlink: &'a str,
+    pub count: usize,
+}
+
+impl DownlinkPublished<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_downlink_messages_published_total", "downlink" => self.downlink.to_owned())
+            .increment(self.count as u64);
+    }
+}
+
+/// A downlink's publishes failed (the MQTT broker away, no acknowledgement in time): held and
+/// published again, in order.
+pub struct DownlinkRetry<'a> {
+    pub downlink: &'a str,
+    pub count: usize,
+    pub error: &'a str,
+}
+
+impl DownlinkRetry<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_downlink_publish_retries_total", "downlink" => self.downlink.to_owned())
+            .increment(self.count as u64);
+        warn!(
+            downlink = self.downlink,
+            count = self.count,
+            error = self.error,
+            "downlink publish failed; messages held, not committed, and published again"
+        );
+    }
+}
+
+/// A downlink message that can never be published went to the dead-letter destination.
+pub struct DownlinkDeadLettered<'a> {
+    pub downlink: &'a str,
+    pub kind: &'a str,
+    pub error: &'a str,
+}
+
+impl DownlinkDeadLettered<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_downlink_messages_failed_total", "downlink" => self.downlink.to_owned(), "error" => self.kind.to_owned())
+            .increment(1);
+        warn!(
+            downlink = self.downlink,
+            error = self.error,
+            "downlink message sent to the dead-letter destination"
+        );
+    }
+}
+
+/// A downlink was paused or resumed (or started paused or running).
+pub struct DownlinkPaused<'a> {
+    pub downlink: &'a str,
+    pub paused: bool,
+}
+
+impl DownlinkPaused<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_downlink_messages_published_total", "downlink" => self.downlink.to_owned())
+            .increment(0);
+        counter!("mqbridge_downlink_publish_retries_total", "downlink" => self.downlink.to_owned())
+            .increment(0);
+        gauge!("mqbridge_downlink_paused", "downlink" => self.downlink.to_owned())
+            .set(if self.paused { 1.0 } else { 0.0 });
+        if self.paused {
+            info!(
+                downlink = self.downlink,
+                "downlink paused: consuming nothing, offsets kept"
+            );
+        }
+    }
+}

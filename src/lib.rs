@@ -36,6 +36,7 @@ pub mod check;
 pub mod config;
 pub mod control;
 pub mod dead_letter;
+pub mod downlinks;
 pub mod event;
 pub mod events;
 pub mod message;
@@ -70,6 +71,8 @@ pub enum RunError {
     Admin(std::io::Error),
     #[error("{0}")]
     RouteFailed(String),
+    #[error("{0}")]
+    Downlink(String),
 }
 
 /// Runs the bridge until `shutdown` completes, then stops intake, finishes and acknowledges

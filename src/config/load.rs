@@ -14,6 +14,7 @@ use super::problem::{ConfigError, Problem};
 use super::reader::{struct_fields, SectionReader};
 use super::source::{line_of, Value};
 use super::validate::{validate, Parts};
+use crate::downlinks::DownlinkConfig;
 use crate::sinks::{self, Kind, RouteSinkConfig, KINDS};
 
 /// Reads, parses and validates `path`. Relative paths inside are taken from the file's folder.
@@ -82,6 +83,7 @@ impl<'a> Loader<'a, '_> {
                 "connections" => self.connections(value, &mut parts),
                 // Read once every connection is known: a route's keys depend on its kind.
                 "routes" => routes = Some(value),
+                "downlinks" => self.downlinks(value, &mut parts),
                 "dead_letter" => parts.dead_letter = self.reader.read("[dead_letter]", value),
                 "admin" => {
                     parts.admin = self
@@ -122,6 +124,7 @@ impl<'a> Loader<'a, '_> {
             mqtt: parts.mqtt?,
             connections: parts.connections,
             routes,
+            downlinks: std::mem::take(&mut parts.downlinks),
             dead_letter: parts.dead_letter.unwrap_or_default(),
             admin: parts.admin.unwrap_or_default(),
             shutdown_timeout: top?.shutdown_timeout,
@@ -222,6 +225,29 @@ impl<'a> Loader<'a, '_> {
                 None => format!("route #{}", i + 1),
             };
             self.route(&label, item, parts);
+        }
+    }
+
+    fn downlinks(&mut self, value: Value<'a>, parts: &mut Parts) {
+        let span = value.span();
+        let DeValue::Array(items) = value.into_inner() else {
+            let msg = "must be an array of tables ([[downlinks]])";
+            self.reader.problem("[[downlinks]]", None, msg, span.start);
+            return;
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            let name = item
+                .get_ref()
+                .get("name")
+                .and_then(|n| n.get_ref().as_str());
+            let label = match name {
+                Some(name) => format!("downlink \"{name}\""),
+                None => format!("downlink #{}", i + 1),
+            };
+            match self.reader.read::<DownlinkConfig>(&label, item) {
+                Some(d) => parts.downlinks.push(d),
+                None => parts.broken_downlinks += 1,
+            }
         }
     }
 

@@ -22,6 +22,8 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub connections: BTreeMap<String, ConnectionConfig>,
     pub routes: Vec<RouteConfig>,
+    /// `[[downlinks]]`: Kafka and RocketMQ topics published to the MQTT broker.
+    pub downlinks: Vec<crate::downlinks::DownlinkConfig>,
     pub dead_letter: DeadLetterConfig,
     pub admin: AdminConfig,
     /// How long a graceful shutdown may take to flush and acknowledge in-flight messages.

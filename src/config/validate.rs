@@ -10,6 +10,7 @@ use super::check::{Check, Checker};
 use super::model::*;
 use super::problem::Problem;
 use super::source::SourceMap;
+use crate::downlinks::{check_names, DownlinkConfig};
 use crate::topic::{check_mqtt_filter, check_mqtt_topic};
 
 /// The sections that deserialized, and the names of those that did not.
@@ -21,6 +22,8 @@ pub struct Parts {
     /// Each route's common keys, with its kind's settings where they could be read.
     pub routes: Vec<(RouteConfig<()>, Option<RouteSinkConfig>)>,
     pub broken_routes: usize,
+    pub downlinks: Vec<DownlinkConfig>,
+    pub broken_downlinks: usize,
     pub dead_letter: Option<DeadLetterConfig>,
     pub admin: Option<AdminConfig>,
 }
@@ -45,6 +48,15 @@ pub fn validate(parts: &Parts, src: &SourceMap<'_>) -> Vec<Problem> {
             sink.check(&mut check);
         }
         check_route_connection(route, parts, &mut check);
+    }
+    let mut downlinks = HashSet::new();
+    for d in &parts.downlinks {
+        let label = format!("downlink \"{}\"", d.name);
+        let mut check = checker.section(&label);
+        let routes = parts.routes.iter().map(|(r, _)| r.name.as_str());
+        check_names(routes, &d.name, &mut downlinks, &mut check);
+        d.check(parts.connections.get(&d.connection), &mut check);
+        check_connection_defined(&d.connection, parts, &mut check);
     }
     if let Some(dl) = &parts.dead_letter {
         check_dead_letter(dl, &mut checker.section("[dead_letter]"));
@@ -174,8 +186,12 @@ fn check_route(r: &RouteConfig<()>, c: &mut Check<'_>) {
 }
 
 fn check_route_connection(r: &RouteConfig<()>, parts: &Parts, c: &mut Check<'_>) {
-    let defined = parts.connections.contains_key(&r.connection)
-        || parts.broken_connections.contains(&r.connection);
+    check_connection_defined(&r.connection, parts, c)
+}
+
+fn check_connection_defined(connection: &str, parts: &Parts, c: &mut Check<'_>) {
+    let defined =
+        parts.connections.contains_key(connection) || parts.broken_connections.contains(connection);
     if defined {
         return;
     }
@@ -190,10 +206,7 @@ fn check_route_connection(r: &RouteConfig<()>, parts: &Parts, c: &mut Check<'_>)
     };
     c.field(
         "connection",
-        format!(
-            "names connection \"{}\", which is not defined ({known})",
-            r.connection
-        ),
+        format!("names connection \"{connection}\", which is not defined ({known})"),
     );
 }
 

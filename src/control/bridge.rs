@@ -14,10 +14,11 @@ use tracing::{error, info};
 
 use super::checks::{self, Checks, Connections};
 use super::reload::Stamps;
-use super::status::{self, Overview, ReloadOutcome, RouteStatus};
+use super::status::{self, DownlinkStatus, Overview, Paused, ReloadOutcome, RouteStatus};
 use super::{Command, Control, ControlError};
 use crate::config::{Config, Secret};
 use crate::dead_letter::DeadLetter;
+use crate::downlinks::{DownlinkShared, Downlinks};
 use crate::mqtt::Endpoint;
 use crate::route::{Shared, Supervisor};
 use crate::sinks::Connection;
@@ -30,6 +31,7 @@ pub(super) struct Bridge {
     /// The files the running configuration read secrets and certificates from.
     pub(super) stamps: Stamps,
     pub(super) supervisor: Supervisor,
+    pub(super) downlinks: Downlinks,
     pub(super) dead_letter: Arc<DeadLetter>,
     pub(super) published: watch::Sender<Connections>,
     pub(super) checks: Arc<Checks>,
@@ -81,12 +83,23 @@ pub async fn run(
         supervisor.start(route, false)?;
         consumers += route.consumers;
     }
-    info!(broker = %endpoint.address(), routes = config.routes.len(), consumers, "mqbridge running");
+    let mut downlinks = Downlinks::new(DownlinkShared {
+        endpoint: endpoint.clone(),
+        mqtt: config.mqtt.clone(),
+        dead_letter: dead_letter.clone(),
+    });
+    for d in config.downlinks.iter().filter(|d| d.enabled) {
+        downlinks
+            .start(d, &config.connections, false)
+            .map_err(RunError::Downlink)?;
+    }
+    info!(broker = %endpoint.address(), routes = config.routes.len(), consumers, downlinks = config.downlinks.len(), "mqbridge running");
     let mut bridge = Bridge {
         stamps: Stamps::of(&config),
         config,
         connections,
         supervisor,
+        downlinks,
         dead_letter,
         published,
         checks,
@@ -104,10 +117,12 @@ pub async fn run(
     info!("shutting down: finishing in-flight messages");
     // Commands sent from now on get no answer.
     control.rx.close();
-    let finished = bridge
-        .supervisor
-        .stop_all(bridge.config.shutdown_timeout)
-        .await;
+    let limit = bridge.config.shutdown_timeout;
+    let (routes_finished, downlinks_finished) = tokio::join!(
+        bridge.supervisor.stop_all(limit),
+        bridge.downlinks.stop_all(limit)
+    );
+    let finished = routes_finished && downlinks_finished;
     stop_admin.cancel();
     stop_checks.cancel();
     bridge.dead_letter.close().await;
@@ -160,6 +175,7 @@ impl Bridge {
             Command::Readiness(reply) => {
                 let readiness = status::readiness(
                     self.supervisor.routes(),
+                    self.downlinks.iter(),
                     &self.checks.results(),
                     self.config.admin.failing_after,
                 );
@@ -174,13 +190,24 @@ impl Bridge {
             routes.push(RouteStatus::disabled(route));
         }
         routes.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut downlinks: Vec<DownlinkStatus> =
+            self.downlinks.iter().map(DownlinkStatus::of).collect();
+        for d in self.config.downlinks.iter().filter(|d| !d.enabled) {
+            downlinks.push(DownlinkStatus::disabled(d));
+        }
+        downlinks.sort_by(|a, b| a.name.cmp(&b.name));
         Overview {
             routes,
+            downlinks,
             last_reload: self.last_reload.clone(),
         }
     }
 
-    fn set_paused(&mut self, route: &str, paused: bool) -> Result<RouteStatus, ControlError> {
+    fn set_paused(&mut self, route: &str, paused: bool) -> Result<Paused, ControlError> {
+        if let Some(downlink) = self.downlinks.get(route) {
+            downlink.set_paused(paused);
+            return Ok(Paused::Downlink(DownlinkStatus::of(downlink)));
+        }
         let handle = self
             .supervisor
             .route(route)
@@ -189,6 +216,6 @@ impl Bridge {
             handle.set_paused(paused);
             crate::events::RoutePaused { route, paused }.emit();
         }
-        Ok(RouteStatus::of(handle))
+        Ok(Paused::Route(RouteStatus::of(handle)))
     }
 }

@@ -12,7 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use bridge::run;
 pub use reload::ReloadReport;
-pub use status::{ConsumerView, Overview, Readiness, ReloadOutcome, RouteStatus};
+pub use status::{
+    ConsumerView, DownlinkStatus, Overview, Paused, Readiness, ReloadOutcome, RouteStatus,
+};
 
 /// What the running bridge is asked to do.
 pub(crate) enum Command {
@@ -20,7 +22,7 @@ pub(crate) enum Command {
     SetPaused {
         route: String,
         paused: bool,
-        reply: oneshot::Sender<Result<RouteStatus, ControlError>>,
+        reply: oneshot::Sender<Result<Paused, ControlError>>,
     },
     Reload(oneshot::Sender<Result<ReloadReport, ControlError>>),
     Readiness(oneshot::Sender<Readiness>),
@@ -28,7 +30,7 @@ pub(crate) enum Command {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error("no route \"{0}\" is running")]
+    #[error("no route or downlink \"{0}\" is running")]
     NoRoute(String),
     #[error("the bridge is stopping")]
     Stopped,
@@ -88,8 +90,9 @@ impl ControlHandle {
     }
 
     /// Pauses (or resumes) a route: its consumers stay connected and read nothing more; what
-    /// it holds is delivered and acknowledged.
-    pub async fn set_paused(&self, route: &str, paused: bool) -> Result<RouteStatus, ControlError> {
+    /// it holds is delivered and acknowledged. Or a downlink: it consumes nothing more, keeping
+    /// its group's offsets and its MQTT session; the batch in hand is published and committed.
+    pub async fn set_paused(&self, route: &str, paused: bool) -> Result<Paused, ControlError> {
         let route = route.to_owned();
         self.ask(|reply| Command::SetPaused {
             route,

@@ -18,6 +18,7 @@ use super::status::ReloadOutcome;
 use super::ControlError;
 use crate::config::{self, Config};
 use crate::dead_letter::DeadLetter;
+use crate::downlinks::{DownlinkConfig, DownlinkShared};
 use crate::events;
 use crate::message::now_ms;
 use crate::mqtt::Endpoint;
@@ -196,6 +197,39 @@ impl Bridge {
             .filter(|n| !running.iter().any(|(r, _, _)| r == *n))
             .copied()
             .collect();
+        // Downlinks, by the same rules.
+        let wanted_downlinks: BTreeMap<&str, &DownlinkConfig> = new
+            .downlinks
+            .iter()
+            .filter(|d| d.enabled)
+            .map(|d| (d.name.as_str(), d))
+            .collect();
+        let running_downlinks: Vec<(String, bool, DownlinkConfig)> = self
+            .downlinks
+            .iter()
+            .map(|h| (h.name().to_owned(), h.is_paused(), h.config.clone()))
+            .collect();
+        let mut restart_downlinks = Vec::new();
+        let mut removed_downlinks = Vec::new();
+        for (name, paused, current) in &running_downlinks {
+            match wanted_downlinks.get(name.as_str()) {
+                None => removed_downlinks.push(name.clone()),
+                Some(d) => {
+                    let same = !everything
+                        && *d == current
+                        && !changed_connections.contains(&d.connection);
+                    match same {
+                        true => report.unchanged.push(name.clone()),
+                        false => restart_downlinks.push((name.clone(), *paused)),
+                    }
+                }
+            }
+        }
+        let added_downlinks: Vec<&str> = wanted_downlinks
+            .keys()
+            .filter(|n| !running_downlinks.iter().any(|(r, _, _)| r == *n))
+            .copied()
+            .collect();
 
         // Drain what goes away or restarts, then swap what the routes share.
         let limit = new.shutdown_timeout;
@@ -206,6 +240,17 @@ impl Bridge {
                 ));
             }
         }
+        for name in removed_downlinks
+            .iter()
+            .chain(restart_downlinks.iter().map(|(n, _)| n))
+        {
+            if self.downlinks.stop(name, limit).await == Some(false) {
+                report.notes.push(format!(
+                    "downlink \"{name}\" did not finish within {limit:?}: its batch is left uncommitted, for the source to deliver again"
+                ));
+            }
+        }
+        report.removed.extend(removed_downlinks);
         let mut retired: Vec<Connection> = Vec::new();
         for (name, live) in built {
             if let Some(old) = self.connections.insert(name, live) {
@@ -233,6 +278,27 @@ impl Bridge {
         if let Some(old) = old_dead_letter {
             self.dead_letter = self.supervisor.dead_letter();
             old.close().await;
+        }
+        self.downlinks.set_shared(DownlinkShared {
+            endpoint: Endpoint::new(&new.mqtt).map_err(|e| ControlError::Failed(e.to_string()))?,
+            mqtt: new.mqtt.clone(),
+            dead_letter: self.dead_letter.clone(),
+        });
+        for (name, paused) in &restart_downlinks {
+            let d = wanted_downlinks[name.as_str()];
+            match self.downlinks.start(d, &new.connections, *paused) {
+                Ok(()) => report.restarted.push(name.clone()),
+                Err(e) => report.notes.push(e),
+            }
+        }
+        for name in added_downlinks {
+            match self
+                .downlinks
+                .start(wanted_downlinks[name], &new.connections, false)
+            {
+                Ok(()) => report.added.push(name.to_owned()),
+                Err(e) => report.notes.push(e),
+            }
         }
         for (name, paused) in &restart {
             match self.supervisor.start(wanted[name.as_str()], *paused) {

@@ -6,13 +6,17 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use std::sync::atomic::Ordering;
+
 use crate::config::RouteConfig;
+use crate::downlinks::{DownlinkConfig, DownlinkHandle};
 use crate::message::now_ms;
 use crate::route::{RouteHandle, RouteState};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Overview {
     pub routes: Vec<RouteStatus>,
+    pub downlinks: Vec<DownlinkStatus>,
     /// The last reload, when there was one.
     pub last_reload: Option<ReloadOutcome>,
 }
@@ -48,6 +52,98 @@ pub struct RouteStatus {
     /// When the last delivery happened, in ms since the Unix epoch.
     pub last_delivery: Option<u64>,
     pub last_error: Option<LastError>,
+}
+
+/// A downlink's state and counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct DownlinkStatus {
+    pub name: String,
+    /// `starting`, `running`, `paused`, `failing`, `stopping` or `stopped`.
+    pub state: &'static str,
+    /// Why `failing` or `starting`, when it is.
+    pub reason: Option<String>,
+    pub enabled: bool,
+    pub connection: String,
+    pub topic: String,
+    pub group: String,
+    pub mqtt_topic: String,
+    pub received: u64,
+    pub published: u64,
+    pub dead_lettered: u64,
+    pub retried: u64,
+    /// When the broker last acknowledged a publish, in ms since the Unix epoch.
+    pub last_publish: Option<u64>,
+    pub last_error: Option<LastError>,
+}
+
+impl DownlinkStatus {
+    pub fn of(handle: &DownlinkHandle) -> Self {
+        let config = &handle.config;
+        let stats = &handle.stats;
+        let last_error = stats
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .map(|(message, at)| LastError { message, at });
+        let started = stats.started.load(Ordering::Relaxed);
+        let failing = stats.failing_since.load(Ordering::Relaxed) != 0;
+        let (state, reason) = if handle.is_stopping() {
+            ("stopping", None)
+        } else if !started {
+            ("starting", last_error.as_ref().map(|e| e.message.clone()))
+        } else if handle.is_paused() {
+            ("paused", None)
+        } else if failing {
+            ("failing", last_error.as_ref().map(|e| e.message.clone()))
+        } else {
+            ("running", None)
+        };
+        let last_publish = stats.last_publish.load(Ordering::Relaxed);
+        DownlinkStatus {
+            name: config.name.clone(),
+            state,
+            reason,
+            enabled: true,
+            connection: config.connection.clone(),
+            topic: config.topic.clone(),
+            group: config.group(),
+            mqtt_topic: config.mqtt_topic.text().to_owned(),
+            received: stats.received.load(Ordering::Relaxed),
+            published: stats.published.load(Ordering::Relaxed),
+            dead_lettered: stats.dead_lettered.load(Ordering::Relaxed),
+            retried: stats.retried.load(Ordering::Relaxed),
+            last_publish: (last_publish != 0).then_some(last_publish),
+            last_error,
+        }
+    }
+
+    pub fn disabled(config: &DownlinkConfig) -> Self {
+        DownlinkStatus {
+            name: config.name.clone(),
+            state: "stopped",
+            reason: None,
+            enabled: false,
+            connection: config.connection.clone(),
+            topic: config.topic.clone(),
+            group: config.group(),
+            mqtt_topic: config.mqtt_topic.text().to_owned(),
+            received: 0,
+            published: 0,
+            dead_lettered: 0,
+            retried: 0,
+            last_publish: None,
+            last_error: None,
+        }
+    }
+}
+
+/// What pausing or resuming answers: the route's or the downlink's status.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Paused {
+    Route(RouteStatus),
+    Downlink(DownlinkStatus),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -165,11 +261,23 @@ pub struct Readiness {
 
 pub fn readiness<'a>(
     routes: impl Iterator<Item = &'a RouteHandle>,
+    downlinks: impl Iterator<Item = &'a DownlinkHandle>,
     checks: &BTreeMap<String, Result<String, String>>,
     failing_after: Duration,
 ) -> Readiness {
     let mut reasons = Vec::new();
     let mut used = BTreeMap::new();
+    for handle in downlinks.filter(|d| !d.is_paused()) {
+        let since = handle.stats.failing_since.load(Ordering::Relaxed);
+        let failing = Duration::from_millis(now_ms().saturating_sub(since));
+        if since != 0 && failing > failing_after {
+            reasons.push(format!(
+                "downlink \"{}\": publishing to the MQTT broker has failed for {} s",
+                handle.name(),
+                failing.as_secs()
+            ));
+        }
+    }
     for handle in routes {
         let name = handle.name();
         used.insert(handle.config().connection.clone(), name.to_owned());

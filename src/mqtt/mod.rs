@@ -6,4 +6,4 @@ mod options;
 mod publisher;
 
 pub use options::{Endpoint, OptionsError};
-pub use publisher::{PublishError, Publisher};
+pub use publisher::{Ack, Publication, PublishError, Publisher};

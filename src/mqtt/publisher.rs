@@ -1,8 +1,9 @@
-//! A publishing MQTT client that tells the caller when the broker acknowledged each QoS 1
-//! PUBLISH (rumqttc's `publish` only queues). Used for the dead-letter topic.
+//! A publishing MQTT client that tells the caller when the broker acknowledged each PUBLISH
+//! (rumqttc's `publish` only queues). Used for the dead-letter topic and by downlinks.
 //!
 //! rumqttc reports `Outgoing::Publish(pkid)` in the order requests were queued, so a waiter and
-//! its request are queued together under one lock and matched to packet ids as they go out.
+//! its request are queued together under one lock and matched to packet ids as they go out
+//! (a QoS 0 message is done once written: its packet id is 0).
 //! When the connection is lost, the poll task takes the same lock, fails every waiter and purges
 //! rumqttc's queues, so nothing is replayed after the reconnect and no PUBACK can be matched to
 //! the wrong waiter; the caller publishes again (at least once).
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, Publish, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop};
 use rumqttc::Outgoing;
@@ -20,7 +21,7 @@ use tokio::sync::oneshot;
 
 use super::options::Endpoint;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
     #[error("MQTT connection lost before the broker acknowledged the message")]
     ConnectionLost,
@@ -28,6 +29,34 @@ pub enum PublishError {
     Client(String),
     #[error("no acknowledgement from the broker within {0:?}")]
     Timeout(Duration),
+    #[error("the broker refused the message: PUBACK reason {0:?}")]
+    Refused(PubAckReason),
+}
+
+/// A message to publish.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    pub properties: PublishProperties,
+}
+
+impl Publication {
+    /// Its size as a PUBLISH packet, with the publisher's marker property added.
+    pub fn packet_size(&self, marker: Option<&(String, String)>) -> usize {
+        let mut properties = self.properties.clone();
+        properties.user_properties.extend(marker.cloned());
+        let publish = Publish::new(
+            self.topic.as_str(),
+            self.qos,
+            self.payload.clone(),
+            Some(properties),
+        );
+        // The packet id, which `Publish::new` leaves out of the length at QoS 0.
+        publish.size() + if self.qos == QoS::AtMostOnce { 2 } else { 0 }
+    }
 }
 
 type Waiter = oneshot::Sender<Result<(), PublishError>>;
@@ -36,6 +65,8 @@ type Waiter = oneshot::Sender<Result<(), PublishError>>;
 struct Waiters {
     queued: VecDeque<Waiter>,
     sent: HashMap<u16, Waiter>,
+    /// The largest packet the broker takes (its CONNACK's Maximum Packet Size).
+    max_packet: Option<u32>,
 }
 
 #[derive(Clone)]
@@ -46,6 +77,19 @@ pub struct Publisher {
     marker: Option<(String, String)>,
 }
 
+/// The broker's answer to one queued message.
+pub struct Ack(oneshot::Receiver<Result<(), PublishError>>);
+
+impl Ack {
+    pub async fn wait(self, timeout: Duration) -> Result<(), PublishError> {
+        match tokio::time::timeout(timeout, self.0).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(PublishError::ConnectionLost),
+            Err(_) => Err(PublishError::Timeout(timeout)),
+        }
+    }
+}
+
 impl Publisher {
     /// A publisher that marks each message with `marker` (name, value).
     pub fn start(
@@ -53,15 +97,57 @@ impl Publisher {
         client_id: &str,
         marker: Option<(String, String)>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (client, eventloop) = AsyncClient::new(endpoint.publisher_options(client_id), 64);
+        Self::with_queue(endpoint, client_id, marker, 64)
+    }
+
+    /// The same, queueing up to `capacity` messages not yet written.
+    pub fn with_queue(
+        endpoint: &Endpoint,
+        client_id: &str,
+        marker: Option<(String, String)>,
+        capacity: usize,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (client, eventloop) = AsyncClient::new(endpoint.publisher_options(client_id), capacity);
         let state = Arc::new(Mutex::new(Waiters::default()));
-        let task = tokio::spawn(poll(eventloop, state.clone()));
+        let task = tokio::spawn(poll(eventloop, state.clone(), client_id.to_owned()));
         let publisher = Publisher {
             client,
             state,
             marker,
         };
         (publisher, task)
+    }
+
+    /// The marker property every message carries.
+    pub fn marker(&self) -> Option<&(String, String)> {
+        self.marker.as_ref()
+    }
+
+    /// The largest packet the broker said it takes, once connected (none: no limit said).
+    pub fn max_packet_size(&self) -> Option<u32> {
+        lock(&self.state).max_packet
+    }
+
+    /// Queues `message` (marked) at once; the answer comes when the broker acknowledged it
+    /// (QoS 1) or it was written (QoS 0).
+    pub fn queue(&self, message: Publication) -> Result<Ack, PublishError> {
+        let (tx, rx) = oneshot::channel();
+        let mut properties = message.properties;
+        properties
+            .user_properties
+            .extend(self.marker.iter().cloned());
+        let mut state = lock(&self.state);
+        self.client
+            .try_publish_with_properties(
+                message.topic,
+                message.qos,
+                message.retain,
+                message.payload,
+                properties,
+            )
+            .map_err(|e| PublishError::Client(e.to_string()))?;
+        state.queued.push_back(tx);
+        Ok(Ack(rx))
     }
 
     /// Publishes at QoS 1 and waits for the broker's PUBACK.
@@ -71,29 +157,14 @@ impl Publisher {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<(), PublishError> {
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut state = lock(&self.state);
-            let properties = PublishProperties {
-                user_properties: self.marker.iter().cloned().collect(),
-                ..Default::default()
-            };
-            if let Err(e) = self.client.try_publish_with_properties(
-                topic,
-                QoS::AtLeastOnce,
-                false,
-                payload,
-                properties,
-            ) {
-                return Err(PublishError::Client(e.to_string()));
-            }
-            state.queued.push_back(tx);
-        }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(PublishError::ConnectionLost),
-            Err(_) => Err(PublishError::Timeout(timeout)),
-        }
+        let ack = self.queue(Publication {
+            topic: topic.to_owned(),
+            payload,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: PublishProperties::default(),
+        })?;
+        ack.wait(timeout).await
     }
 
     pub async fn disconnect(&self) {
@@ -101,12 +172,12 @@ impl Publisher {
     }
 }
 
-async fn poll(mut eventloop: EventLoop, state: Arc<Mutex<Waiters>>) {
+async fn poll(mut eventloop: EventLoop, state: Arc<Mutex<Waiters>>, client_id: String) {
     loop {
         let event = eventloop.poll().await;
         let step = {
             let mut waiters = lock(&state);
-            let step = handle(event, &mut waiters);
+            let step = handle(event, &mut waiters, &client_id);
             if matches!(step, Step::Pause) {
                 eventloop.clean();
                 eventloop.pending.clear();
@@ -133,22 +204,37 @@ enum Step {
     Stop,
 }
 
-fn handle(event: Result<Event, rumqttc::v5::ConnectionError>, s: &mut Waiters) -> Step {
+fn handle(
+    event: Result<Event, rumqttc::v5::ConnectionError>,
+    s: &mut Waiters,
+    client_id: &str,
+) -> Step {
     match event {
         Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
             if let Some(w) = s.queued.pop_front() {
-                s.sent.insert(pkid, w);
+                if pkid == 0 {
+                    let _ = w.send(Ok(()));
+                } else {
+                    s.sent.insert(pkid, w);
+                }
             }
         }
         Ok(Event::Incoming(Packet::PubAck(ack))) => {
             if let Some(w) = s.sent.remove(&ack.pkid) {
-                let _ = w.send(Ok(()));
+                let outcome = match ack.reason {
+                    PubAckReason::Success | PubAckReason::NoMatchingSubscribers => Ok(()),
+                    reason => Err(PublishError::Refused(reason)),
+                };
+                let _ = w.send(outcome);
             }
+        }
+        Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+            s.max_packet = ack.properties.and_then(|p| p.max_packet_size);
         }
         Ok(Event::Outgoing(Outgoing::Disconnect)) => return Step::Stop,
         Ok(_) => {}
         Err(e) => {
-            tracing::warn!(error = %e, "dead-letter MQTT publisher disconnected; retrying");
+            tracing::warn!(client_id, error = %e, "MQTT publisher disconnected; retrying");
             for (_, w) in s.sent.drain() {
                 let _ = w.send(Err(PublishError::ConnectionLost));
             }

@@ -9,4 +9,5 @@ mod properties;
 mod sink;
 
 pub use config::{RocketmqConnectionConfig, RocketmqRouteConfig};
+pub use connection::describe;
 pub use kind::Rocketmq;

@@ -1,0 +1,207 @@
+//! `[[downlinks]]`: what a downlink reads (a Kafka or RocketMQ topic, as a consumer group) and
+//! how each message becomes an MQTT PUBLISH (the `mqtt_topic` template, QoS, retain, expiry).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::template::TopicTemplate;
+use crate::config::{Check, ConnectionConfig};
+use crate::sinks::kafka::KafkaConnectionConfig;
+use crate::sinks::rocketmq::RocketmqConnectionConfig;
+use crate::topic::{check_kafka_topic, check_rocketmq_topic};
+
+/// `[[downlinks]]`: a Kafka or RocketMQ topic read by a consumer group and published to the
+/// MQTT broker, one PUBLISH per message. A message counts as consumed (its offset committed)
+/// only once the broker acknowledged it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DownlinkConfig {
+    /// Unique name (among routes and downlinks), used in the client id, metrics and logs.
+    /// Letters, digits, `-` and `_`.
+    pub name: String,
+    /// Name of the `[connections.NAME]` to read from: a `kafka` or `rocketmq` connection.
+    pub connection: String,
+    /// The Kafka or RocketMQ topic to read.
+    pub topic: String,
+    /// RocketMQ tag filter: `*` (every message) or tags joined by `||`. Default "*".
+    #[serde(default = "default_tags")]
+    pub tags: String,
+    /// Consumer group. Default "mqbridge-{name}". The group's committed offsets are where the
+    /// downlink goes on after a restart.
+    pub group: Option<String>,
+    /// The MQTT topic to publish each message to: literal text with `{key}` (the Kafka record
+    /// key or the RocketMQ keys), `{tag}` (RocketMQ), `{property.NAME}` or `{header.NAME}` (a
+    /// RocketMQ user property or a Kafka header; the two spellings are the same) and `{topic}`
+    /// (the source topic). A placeholder with no value makes the message unpublishable: it
+    /// goes to the dead-letter destination.
+    pub mqtt_topic: TopicTemplate,
+    /// QoS of the PUBLISH: 1 (the broker acknowledges; the offset is committed after its
+    /// PUBACK) or 0 (committed once written to the connection). Default 1.
+    #[serde(default = "default_qos")]
+    pub qos: u8,
+    /// Publish with the retain flag. Default false.
+    #[serde(default)]
+    pub retain: bool,
+    /// MQTT v5 Message Expiry Interval of every PUBLISH (e.g. "10m"): the broker drops it
+    /// for a device that did not get it in time. Default: none (the source's
+    /// `mqtt.message.expiry.interval` / `mqtt_message_expiry_interval`, when it carries one).
+    #[serde(default, with = "humantime_serde::option")]
+    pub message_expiry: Option<Duration>,
+    /// Where a group that has no committed offset yet starts: "latest" (messages written from
+    /// now on) or "earliest" (everything the topic still holds). Default "latest": a new
+    /// downlink does not replay old commands to devices.
+    #[serde(default)]
+    pub start: StartFrom,
+    /// Messages published before their offsets are committed together. Default 256.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Set to false to keep the downlink defined but not running. Default true.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    #[default]
+    Latest,
+    Earliest,
+}
+
+/// The kind of source a downlink reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Kafka,
+    Rocketmq,
+}
+
+impl SourceKind {
+    pub fn of(connection: &ConnectionConfig) -> Option<Self> {
+        if connection.settings::<KafkaConnectionConfig>().is_some() {
+            Some(SourceKind::Kafka)
+        } else if connection.settings::<RocketmqConnectionConfig>().is_some() {
+            Some(SourceKind::Rocketmq)
+        } else {
+            None
+        }
+    }
+}
+
+fn default_tags() -> String {
+    "*".into()
+}
+fn default_qos() -> u8 {
+    1
+}
+fn default_batch_size() -> usize {
+    256
+}
+fn default_enabled() -> bool {
+    true
+}
+
+impl DownlinkConfig {
+    pub fn group(&self) -> String {
+        self.group
+            .clone()
+            .unwrap_or_else(|| format!("mqbridge-{}", self.name))
+    }
+
+    /// Checks what needs more than types; `connection` is the named connection, when defined.
+    pub fn check(&self, connection: Option<&ConnectionConfig>, check: &mut Check<'_>) {
+        let name_ok = !self.name.is_empty()
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            check.field(
+                "name",
+                format!("\"{}\": letters, digits, `-` and `_` only", self.name),
+            );
+        }
+        if self.qos > 1 {
+            check.field("qos", format!("{}: must be 0 or 1", self.qos));
+        }
+        if !(1..=10_000).contains(&self.batch_size) {
+            check.field("batch_size", "must be between 1 and 10000");
+        }
+        if let Some(expiry) = self.message_expiry {
+            if expiry < Duration::from_secs(1) || expiry.as_secs() > u32::MAX as u64 {
+                check.field("message_expiry", "must be between 1s and 136 years");
+            }
+        }
+        if let Err(e) = self.mqtt_topic.check_static() {
+            check.field("mqtt_topic", e);
+        }
+        let Some(kind) = connection.map(SourceKind::of) else {
+            return;
+        };
+        match kind {
+            None => check.field(
+                "connection",
+                format!(
+                    "\"{}\" is a {} connection; a downlink reads a kafka or rocketmq connection",
+                    self.connection,
+                    connection.map(|c| c.kind()).unwrap_or_default()
+                ),
+            ),
+            Some(SourceKind::Kafka) => {
+                if let Err(e) = check_kafka_topic(&self.topic) {
+                    check.field("topic", e);
+                }
+                if self.tags != "*" {
+                    check.field("tags", "a RocketMQ filter; Kafka topics have no tags");
+                }
+                if self.mqtt_topic.uses_tag() {
+                    check.field("mqtt_topic", "`{tag}`: Kafka records have no tag");
+                }
+                if self.group.as_deref() == Some("") {
+                    check.field("group", "empty");
+                }
+            }
+            Some(SourceKind::Rocketmq) => {
+                if let Err(e) = check_rocketmq_topic(&self.topic) {
+                    check.field("topic", e);
+                }
+                if self.tags.trim().is_empty() {
+                    check.field("tags", "empty: write \"*\" for every message");
+                }
+                let group = self.group();
+                let group_ok = !group.is_empty()
+                    && group.len() <= 120
+                    && group
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || "%|_-".contains(ch));
+                if !group_ok {
+                    check.field(
+                        "group",
+                        format!(
+                            "\"{group}\": RocketMQ groups take letters, digits, `%`, `|`, `_` \
+                             and `-`, at most 120"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Route and downlink names share one space: pause and resume name either.
+pub fn check_names<'a>(
+    routes: impl IntoIterator<Item = &'a str>,
+    downlink: &str,
+    seen: &mut HashSet<String>,
+    check: &mut Check<'_>,
+) {
+    for route in routes {
+        if route == downlink {
+            check.field("name", "a route has this name too; names are shared");
+            return;
+        }
+    }
+    if !seen.insert(downlink.to_owned()) {
+        check.field("name", "used by another downlink too");
+    }
+}

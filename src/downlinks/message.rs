@@ -1,0 +1,256 @@
+//! A message read from Kafka or RocketMQ, and the MQTT PUBLISH it becomes: the source's headers
+//! (Kafka) or user properties (RocketMQ) become MQTT v5 user properties, except the names the
+//! uplink writes for MQTT's own fields (README "Downlinks"), which map back to those fields.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::v5::PublishProperties;
+use rumqttc::v5::mqttbytes::QoS;
+
+use super::config::{DownlinkConfig, SourceKind};
+use crate::message::{now_ms, Message, Properties, Publisher};
+use crate::mqtt::Publication;
+
+/// Where a message sits in its source: a Kafka partition or a RocketMQ queue.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Partition {
+    pub topic: String,
+    /// The RocketMQ broker holding the queue; empty for Kafka.
+    pub broker: String,
+    pub id: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceMessage {
+    pub partition: Partition,
+    pub offset: i64,
+    pub topic: String,
+    /// The Kafka record key, or the RocketMQ message's keys.
+    pub key: Option<String>,
+    /// The RocketMQ tag.
+    pub tag: Option<String>,
+    /// Kafka headers in order, or RocketMQ user properties by name; system properties left out.
+    pub headers: Vec<(String, String)>,
+    pub payload: Bytes,
+}
+
+impl SourceMessage {
+    /// The first header (or property) called `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The PUBLISH for this message, to `topic`.
+    pub fn publication(&self, kind: SourceKind, topic: String, d: &DownlinkConfig) -> Publication {
+        let names = Names::of(kind);
+        let mut p = PublishProperties::default();
+        for (name, value) in &self.headers {
+            if name == names.content_type {
+                p.content_type = Some(value.clone());
+            } else if name == names.response_topic {
+                p.response_topic = Some(value.clone());
+            } else if name == names.correlation_data {
+                // Written in base64 by the uplink; kept as text when it is not.
+                p.correlation_data = Some(match BASE64.decode(value) {
+                    Ok(bytes) => bytes.into(),
+                    Err(_) => Bytes::copy_from_slice(value.as_bytes()),
+                });
+            } else if name == names.payload_format {
+                p.payload_format_indicator = value.parse().ok().filter(|v| *v <= 1);
+            } else if name == names.expiry {
+                p.message_expiry_interval = value.parse().ok().filter(|v| *v > 0);
+            } else if let Some(user) = names.user_name(name) {
+                p.user_properties.push((user.to_owned(), value.clone()));
+            }
+        }
+        if let Some(expiry) = d.message_expiry {
+            p.message_expiry_interval = Some(expiry.as_secs().min(u32::MAX as u64) as u32);
+        }
+        Publication {
+            topic,
+            payload: self.payload.clone(),
+            qos: match d.qos {
+                0 => QoS::AtMostOnce,
+                _ => QoS::AtLeastOnce,
+            },
+            retain: d.retain,
+            properties: p,
+        }
+    }
+
+    /// The message in the bridge's neutral shape, for the dead-letter path: its topic is
+    /// `{kind}:{topic}`, its headers are user properties, plus where it was read
+    /// (`source.partition`, `source.offset`, `source.key`, `source.tag`).
+    pub fn as_message(&self, kind: SourceKind) -> Message {
+        let mut user = self.headers.clone();
+        user.push(("source.partition".into(), self.partition.id.to_string()));
+        if !self.partition.broker.is_empty() {
+            user.push(("source.broker".into(), self.partition.broker.clone()));
+        }
+        user.push(("source.offset".into(), self.offset.to_string()));
+        user.extend(self.key.iter().map(|k| ("source.key".into(), k.clone())));
+        user.extend(self.tag.iter().map(|t| ("source.tag".into(), t.clone())));
+        let prefix = match kind {
+            SourceKind::Kafka => "kafka",
+            SourceKind::Rocketmq => "rocketmq",
+        };
+        Message {
+            id: uuid::Uuid::now_v7(),
+            topic: format!("{prefix}:{}", self.topic),
+            payload: self.payload.clone(),
+            qos: 1,
+            retain: false,
+            dup: false,
+            packet_id: 0,
+            properties: Properties {
+                user_properties: user,
+                ..Default::default()
+            },
+            timestamp_ms: now_ms(),
+            publisher: Publisher::default(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn test(topic: &str) -> Self {
+        SourceMessage {
+            partition: Partition {
+                topic: topic.into(),
+                broker: String::new(),
+                id: 0,
+            },
+            offset: 0,
+            topic: topic.into(),
+            key: None,
+            tag: None,
+            headers: Vec::new(),
+            payload: Bytes::from_static(b"{}"),
+        }
+    }
+}
+
+/// The names under which the uplink writes MQTT's fields, per source kind.
+struct Names {
+    content_type: &'static str,
+    response_topic: &'static str,
+    correlation_data: &'static str,
+    payload_format: &'static str,
+    expiry: &'static str,
+    /// The bridge's own names start so; other such names are dropped.
+    prefix: &'static str,
+    /// A user property the uplink renamed: this prefix + its name.
+    renamed: Option<&'static str>,
+}
+
+impl Names {
+    fn of(kind: SourceKind) -> Self {
+        match kind {
+            SourceKind::Kafka => Names {
+                content_type: "mqtt.content.type",
+                response_topic: "mqtt.response.topic",
+                correlation_data: "mqtt.correlation.data",
+                payload_format: "mqtt.payload.format.indicator",
+                expiry: "mqtt.message.expiry.interval",
+                prefix: "mqtt.",
+                renamed: None,
+            },
+            SourceKind::Rocketmq => Names {
+                content_type: "mqtt_content_type",
+                response_topic: "mqtt_response_topic",
+                correlation_data: "mqtt_correlation_data",
+                payload_format: "mqtt_payload_format_indicator",
+                expiry: "mqtt_message_expiry_interval",
+                prefix: "mqtt_",
+                renamed: Some("mqtt_user_"),
+            },
+        }
+    }
+
+    /// The MQTT user property name for a source header, or none for the bridge's own names.
+    fn user_name<'a>(&self, name: &'a str) -> Option<&'a str> {
+        if let Some(original) = self.renamed.and_then(|r| name.strip_prefix(r)) {
+            return Some(original);
+        }
+        (!name.starts_with(self.prefix)).then_some(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::downlinks::TopicTemplate;
+
+    fn downlink() -> DownlinkConfig {
+        DownlinkConfig {
+            name: "commands".into(),
+            connection: "mq".into(),
+            topic: "commands".into(),
+            tags: "*".into(),
+            group: None,
+            mqtt_topic: TopicTemplate::parse("c/{key}").unwrap(),
+            qos: 1,
+            retain: true,
+            message_expiry: None,
+            start: Default::default(),
+            batch_size: 10,
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn the_uplinks_names_map_back_to_mqtt_fields() {
+        let mut m = SourceMessage::test("commands");
+        m.headers = vec![
+            ("mqtt_topic".into(), "chargers/P-1/status".into()),
+            ("mqtt_content_type".into(), "application/json".into()),
+            ("mqtt_response_topic".into(), "replies/1".into()),
+            ("mqtt_correlation_data".into(), "AQL/".into()),
+            ("mqtt_message_expiry_interval".into(), "60".into()),
+            ("mqtt_user_KEYS".into(), "k".into()),
+            ("site".into(), "north".into()),
+        ];
+        let p = m.publication(SourceKind::Rocketmq, "c/1".into(), &downlink());
+        assert_eq!(
+            p.properties.content_type.as_deref(),
+            Some("application/json")
+        );
+        assert_eq!(p.properties.response_topic.as_deref(), Some("replies/1"));
+        assert_eq!(
+            p.properties.correlation_data.as_deref(),
+            Some(&[1u8, 2, 255][..])
+        );
+        assert_eq!(p.properties.message_expiry_interval, Some(60));
+        assert_eq!(
+            p.properties.user_properties,
+            [("KEYS".into(), "k".into()), ("site".into(), "north".into())]
+        );
+        assert!(p.retain);
+        assert_eq!(p.qos, QoS::AtLeastOnce);
+    }
+
+    #[test]
+    fn kafka_headers_keep_order_and_repeats() {
+        let mut m = SourceMessage::test("commands");
+        m.headers = vec![
+            ("mqtt.topic".into(), "x".into()),
+            ("fw".into(), "1".into()),
+            ("mqtt.content.type".into(), "text/plain".into()),
+            ("fw".into(), "2".into()),
+        ];
+        let mut d = downlink();
+        d.message_expiry = Some(std::time::Duration::from_secs(600));
+        d.qos = 0;
+        let p = m.publication(SourceKind::Kafka, "c/1".into(), &d);
+        assert_eq!(p.properties.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(
+            p.properties.user_properties,
+            [("fw".into(), "1".into()), ("fw".into(), "2".into())]
+        );
+        assert_eq!(p.properties.message_expiry_interval, Some(600));
+        assert_eq!(p.qos, QoS::AtMostOnce);
+    }
+}

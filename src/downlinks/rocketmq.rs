@@ -1,0 +1,151 @@
+//! A downlink's RocketMQ source: rocketmq-client-rust's lite pull consumer (not the push
+//! consumer, whose listener is a blocking callback) in the downlink's group, subscribed to its
+//! topic and tag filter, with automatic commits off: offsets are committed by the downlink once
+//! the MQTT broker has the messages, and persisted to the broker by the client every few seconds
+//! and when it stops. While paused the downlink does not poll; the client stops fetching once its
+//! per-queue cache is full.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rocketmq_client_rust::{
+    AclClientRPCHook, ClientRuntime, ClientRuntimeConfig, DefaultLitePullConsumer,
+    SessionCredentials, TelemetryHandle,
+};
+use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_queue::MessageQueue;
+use rocketmq_model::common::message::MessageTrait;
+use rocketmq_model::common::message::STRING_HASH_SET;
+use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+
+use super::config::{DownlinkConfig, StartFrom};
+use super::message::{Partition, SourceMessage};
+use super::source::Source;
+use crate::config::Secret;
+use crate::sinks::rocketmq::describe;
+use crate::sinks::rocketmq::RocketmqConnectionConfig;
+use crate::sinks::BoxError;
+
+pub struct RocketmqSource {
+    consumer: DefaultLitePullConsumer,
+    runtime: Arc<ClientRuntime>,
+    // Dropped last: the runtime the client's tasks run on.
+    _owner: RuntimeOwner,
+}
+
+impl RocketmqSource {
+    pub async fn start(c: &RocketmqConnectionConfig, d: &DownlinkConfig) -> Result<Self, BoxError> {
+        let owner = RuntimeOwner::plan(RuntimeConfig {
+            thread_name: format!("rocketmq-{}", d.name),
+            ..Default::default()
+        })?
+        .build()?;
+        let runtime = ClientRuntime::try_new(
+            owner.root_context().component("mqbridge-downlink"),
+            ClientRuntimeConfig::default(),
+            TelemetryHandle::noop(),
+        )?;
+        let mut builder = DefaultLitePullConsumer::builder(runtime.clone())
+            .consumer_group(d.group().as_str())
+            .name_server_addr(c.namesrv.join(";").as_str())
+            .consume_from_where(match d.start {
+                StartFrom::Latest => ConsumeFromWhere::ConsumeFromLastOffset,
+                StartFrom::Earliest => ConsumeFromWhere::ConsumeFromFirstOffset,
+            })
+            .auto_commit(false)
+            .pull_batch_size(32);
+        let access = Secret::inline_or_file(&c.access_key, &c.access_key_file)?;
+        let secret = Secret::inline_or_file(&c.secret_key, &c.secret_key_file)?;
+        if let (Some(access), Some(secret)) = (access, secret) {
+            let credentials = SessionCredentials::with_keys(access.expose(), secret.expose());
+            builder = builder.rpc_hook(Arc::new(AclClientRPCHook::new(credentials)));
+        }
+        let consumer = builder.build().map_err(|e| describe(&e))?;
+        consumer.start().await.map_err(|e| describe(&e))?;
+        consumer
+            .subscribe_with_expression(d.topic.as_str(), d.tags.as_str())
+            .await
+            .map_err(|e| describe(&e))?;
+        Ok(RocketmqSource {
+            consumer,
+            runtime,
+            _owner: owner,
+        })
+    }
+}
+
+fn owned(m: MessageExt) -> SourceMessage {
+    let mut headers: Vec<(String, String)> = m
+        .properties()
+        .iter()
+        .filter(|(k, _)| !STRING_HASH_SET.contains(k.as_str()))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    headers.sort();
+    let topic = m.topic().to_string();
+    SourceMessage {
+        partition: Partition {
+            topic: topic.clone(),
+            broker: m.broker_name().to_owned(),
+            id: m.queue_id(),
+        },
+        offset: m.queue_offset(),
+        topic,
+        key: m.get_keys().map(|k| k.to_string()),
+        tag: m.tags().map(|t| t.to_string()),
+        headers,
+        payload: m.body().unwrap_or_default(),
+    }
+}
+
+#[async_trait]
+impl Source for RocketmqSource {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Vec<SourceMessage> {
+        let wait = wait.as_millis() as u64;
+        let mut out: Vec<SourceMessage> = self
+            .consumer
+            .poll_with_timeout(wait)
+            .await
+            .into_iter()
+            .map(owned)
+            .collect();
+        while !out.is_empty() && out.len() < max {
+            let more = self.consumer.poll_with_timeout(0).await;
+            if more.is_empty() {
+                break;
+            }
+            out.extend(more.into_iter().map(owned));
+        }
+        out
+    }
+
+    async fn commit(&mut self, next: &BTreeMap<Partition, i64>) {
+        let offsets: HashMap<MessageQueue, i64> = next
+            .iter()
+            .map(|(p, offset)| {
+                let mq = MessageQueue::from_parts(p.topic.as_str(), p.broker.as_str(), p.id);
+                (mq, *offset)
+            })
+            .collect();
+        if !offsets.is_empty() {
+            self.consumer.commit_with_map(offsets, false).await;
+        }
+    }
+
+    async fn set_paused(&mut self, _paused: bool) {}
+
+    async fn idle(&mut self, wait: Duration) {
+        tokio::time::sleep(wait).await;
+    }
+
+    async fn close(self: Box<Self>) {
+        self.consumer.shutdown().await;
+        let _ = self.runtime.shutdown().await;
+        let owner = self._owner;
+        // Its threads are joined when dropped: not on the runtime.
+        std::thread::spawn(move || drop(owner));
+    }
+}
