@@ -1,13 +1,13 @@
 //! A downlink's RocketMQ source: rocketmq-client-rust's lite pull consumer (not the push
 //! consumer, whose listener is a blocking callback) in the downlink's group, subscribed to its
 //! topic and tag filter, with automatic commits off: offsets are committed by the downlink once
-//! the MQTT broker has the messages, and persisted to the broker by the client every few seconds
-//! and when it stops. While paused the downlink does not poll; the client stops fetching once its
+//! the MQTT broker has the messages, and sent to the broker at most once a second and when the
+//! consumer stops. While paused the downlink does not poll; the client stops fetching once its
 //! per-queue cache is full.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rocketmq_client_rust::{
@@ -29,8 +29,14 @@ use crate::sinks::rocketmq::describe;
 use crate::sinks::rocketmq::RocketmqConnectionConfig;
 use crate::sinks::BoxError;
 
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
+
 pub struct RocketmqSource {
     consumer: DefaultLitePullConsumer,
+    /// When committed offsets were last sent to the broker.
+    persisted: Instant,
+    /// Offsets committed since.
+    unpersisted: HashMap<MessageQueue, i64>,
     runtime: Arc<ClientRuntime>,
     // Dropped last: the runtime the client's tasks run on.
     _owner: RuntimeOwner,
@@ -71,9 +77,24 @@ impl RocketmqSource {
             .map_err(|e| describe(&e))?;
         Ok(RocketmqSource {
             consumer,
+            persisted: Instant::now(),
+            unpersisted: HashMap::new(),
             runtime,
             _owner: owner,
         })
+    }
+}
+
+impl RocketmqSource {
+    /// Sends the committed offsets to the broker at most once a second (the client does so
+    /// when it stops too), which bounds what a crash publishes twice.
+    async fn persist_due(&mut self) {
+        if self.unpersisted.is_empty() || self.persisted.elapsed() < PERSIST_EVERY {
+            return;
+        }
+        self.persisted = Instant::now();
+        let offsets = std::mem::take(&mut self.unpersisted);
+        self.consumer.commit_with_map(offsets, true).await;
     }
 }
 
@@ -104,6 +125,7 @@ fn owned(m: MessageExt) -> SourceMessage {
 #[async_trait]
 impl Source for RocketmqSource {
     async fn poll(&mut self, max: usize, wait: Duration) -> Vec<SourceMessage> {
+        self.persist_due().await;
         let wait = wait.as_millis() as u64;
         let mut out: Vec<SourceMessage> = self
             .consumer
@@ -130,9 +152,12 @@ impl Source for RocketmqSource {
                 (mq, *offset)
             })
             .collect();
-        if !offsets.is_empty() {
-            self.consumer.commit_with_map(offsets, false).await;
+        if offsets.is_empty() {
+            return;
         }
+        self.consumer.commit_with_map(offsets.clone(), false).await;
+        self.unpersisted.extend(offsets);
+        self.persist_due().await;
     }
 
     async fn set_paused(&mut self, _paused: bool) {}

@@ -200,6 +200,8 @@ impl Task {
         self.stats.started.store(true, Ordering::Relaxed);
         tracing::info!(downlink = %self.config.name, topic = %self.config.topic, "downlink running");
         let mut paused = false;
+        // A batch polled as the downlink was paused.
+        let mut held: Option<Vec<SourceMessage>> = None;
         while !self.shutdown.is_cancelled() {
             let want = *self.paused.borrow_and_update();
             if want != paused {
@@ -214,13 +216,25 @@ impl Task {
                 }
                 continue;
             }
-            let batch = source.poll(self.config.batch_size, POLL_WAIT).await;
-            if batch.is_empty() {
+            let batch = match held.take() {
+                Some(batch) => batch,
+                None => {
+                    let batch = source.poll(self.config.batch_size, POLL_WAIT).await;
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    self.stats
+                        .received
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    batch
+                }
+            };
+            if *self.paused.borrow() {
+                // Paused while the poll waited: published after the resume (a poll is never
+                // cut short, since what it took out of the client would be gone).
+                held = Some(batch);
                 continue;
             }
-            self.stats
-                .received
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             if !self.deliver(&batch).await {
                 // Abandoned at a hard stop: not committed, so the source delivers it again.
                 break;

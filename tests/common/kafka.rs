@@ -137,3 +137,39 @@ pub fn all_arrived(
     );
     duplicates
 }
+
+/// A producer for tests that write what downlinks read.
+pub fn producer(bootstrap: &str) -> rdkafka::producer::FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "1")
+        .create()
+        .unwrap()
+}
+
+/// Writes one record and waits for its delivery report.
+pub async fn produce(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    payload: &str,
+) {
+    let mut h = rdkafka::message::OwnedHeaders::new();
+    for (k, v) in headers {
+        h = h.insert(rdkafka::message::Header {
+            key: k,
+            value: Some(*v),
+        });
+    }
+    let mut record = rdkafka::producer::FutureRecord::to(topic)
+        .payload(payload)
+        .headers(h);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|(e, _)| panic!("producing to {topic}: {e}"));
+}

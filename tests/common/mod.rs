@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod bridge;
+pub mod device;
 pub mod function;
 pub mod kafka;
 pub mod mqtt;
@@ -189,7 +190,7 @@ pub fn mosquitto_refusing(allowed: &str) -> Server {
     ))
 }
 
-fn mosquitto_with(extra: &str) -> Server {
+pub fn mosquitto_with(extra: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let conf = dir.path().join("mosquitto.conf");
@@ -235,6 +236,18 @@ fn spawn_mosquitto(conf: &Path) -> Child {
 pub fn restart_mosquitto(server: &mut Server) {
     let status = terminate(&mut server.child, Duration::from_secs(20));
     assert!(status.is_some(), "mosquitto did not stop on SIGTERM");
+    server.child = spawn_mosquitto(&server.dir.path().join("mosquitto.conf"));
+    wait_port(server.port, Duration::from_secs(10));
+}
+
+/// Stops mosquitto with SIGTERM (it saves its state when persistent), for `start_again`.
+pub fn stop_mosquitto(server: &mut Server) {
+    let status = terminate(&mut server.child, Duration::from_secs(20));
+    assert!(status.is_some(), "mosquitto did not stop on SIGTERM");
+}
+
+/// Starts a stopped mosquitto again on the same port and configuration.
+pub fn start_mosquitto(server: &mut Server) {
     server.child = spawn_mosquitto(&server.dir.path().join("mosquitto.conf"));
     wait_port(server.port, Duration::from_secs(10));
 }

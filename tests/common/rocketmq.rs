@@ -223,6 +223,16 @@ impl Client {
         producer.shutdown().await;
     }
 
+    /// A started producer, for tests that write what downlinks read.
+    pub async fn producer(&self, namesrv: &str) -> DefaultMQProducer {
+        let mut producer = DefaultMQProducer::builder(self.runtime.clone())
+            .producer_group(super::unique("test_producer").replace('.', "_").as_str())
+            .name_server_addr(namesrv)
+            .build();
+        producer.start().await.unwrap();
+        producer
+    }
+
     /// Reads `topic` from its first offset until `done` says enough or `limit` passes.
     pub async fn read(
         &self,
@@ -276,4 +286,33 @@ pub fn tag_and_keys(m: &MessageExt) -> (Option<String>, Option<String>) {
         m.tags().map(|t| t.to_string()),
         m.get_keys().map(|k| k.to_string()),
     )
+}
+
+/// Sends one message with its tag, keys and user properties, and waits for SEND_OK.
+pub async fn send(
+    producer: &DefaultMQProducer,
+    topic: &str,
+    tag: &str,
+    keys: &str,
+    properties: &[(&str, &str)],
+    body: &str,
+) {
+    let mut message = rocketmq_model::common::message::message_single::Message::builder()
+        .topic(topic)
+        .body(body.as_bytes().to_vec())
+        .tags(tag)
+        .key(keys)
+        .build()
+        .unwrap();
+    for (name, value) in properties {
+        message
+            .put_user_property((*name).into(), (*value).into())
+            .unwrap();
+    }
+    let sent = producer.send(message).await.unwrap().unwrap();
+    assert_eq!(
+        sent.send_status,
+        rocketmq_client_rust::SendStatus::SendOk,
+        "{sent:?}"
+    );
 }

@@ -1,0 +1,569 @@
+//! Downlinks against real servers: RocketMQ (rocketmq-rust's name server and broker) and Kafka
+//! (tansu) topics reaching MQTT v5 devices on mosquitto, with the templated topic and the
+//! properties; the MQTT broker away for seconds, the bridge killed mid-stream, and a pause lose
+//! nothing; unpublishable messages are dead-lettered and the stream goes on; two opposite routes
+//! on the same topics do not echo.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use common::bridge::{http_get, http_request};
+use common::device::{Device, Received};
+use common::function::{await_dead_letters, dead_letters};
+use common::kafka::{create_topic, produce, producer};
+use common::mqtt::Publisher;
+use common::rocketmq::{send, Client, RocketmqUnderTest};
+use common::{
+    free_port, mosquitto, mosquitto_persistent, mosquitto_with, start_mosquitto, stop_mosquitto,
+    unique, Bridge, KafkaUnderTest,
+};
+
+fn config(mqtt_port: u16, admin: u16, connection: &str, rest: &str) -> String {
+    format!(
+        r#"
+[mqtt]
+url = "mqtt://127.0.0.1:{mqtt_port}"
+client_id_prefix = "{prefix}"
+
+[admin]
+listen = "127.0.0.1:{admin}"
+
+{connection}
+
+{rest}
+
+[dead_letter]
+path = "dead.jsonl"
+"#,
+        prefix = unique("dl"),
+    )
+}
+
+fn kafka_connection(bootstrap: &str) -> String {
+    format!("[connections.kafka]\ntype = \"kafka\"\nbootstrap_servers = \"{bootstrap}\"\n")
+}
+
+fn rocketmq_connection(namesrv: &str) -> String {
+    format!("[connections.rmq]\ntype = \"rocketmq\"\nnamesrv = [\"{namesrv}\"]\n")
+}
+
+fn downlink(name: &str, connection: &str, topic: &str, mqtt_topic: &str, extra: &str) -> String {
+    format!(
+        "[[downlinks]]\nname = \"{name}\"\nconnection = \"{connection}\"\ntopic = \"{topic}\"\n\
+         mqtt_topic = \"{mqtt_topic}\"\nstart = \"earliest\"\n{extra}\n"
+    )
+}
+
+fn topic_name(prefix: &str) -> String {
+    unique(prefix).replace(['.', '/'], "_")
+}
+
+/// The numbers `n-{i}` among what arrived, and how many copies of each.
+fn numbers(received: &[Received]) -> HashMap<usize, usize> {
+    let mut seen = HashMap::new();
+    for r in received {
+        if let Some(n) = r.text().strip_prefix("n-").and_then(|n| n.parse().ok()) {
+            *seen.entry(n).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+fn missing(received: &[Received], n: usize) -> Vec<usize> {
+    let seen = numbers(received);
+    (0..n).filter(|i| !seen.contains_key(i)).collect()
+}
+
+/// The downlink's entry in `/routes`.
+async fn downlink_status(admin: u16, name: &str) -> serde_json::Value {
+    let overview: serde_json::Value =
+        serde_json::from_str(&http_get(admin, "/routes").await).unwrap();
+    overview["downlinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no downlink {name} in {overview}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocketmq_messages_reach_devices_in_order_with_their_properties() {
+    let broker = mosquitto();
+    let rq = RocketmqUnderTest::start();
+    let client = Client::new();
+    let topic = topic_name("cmd");
+    // One queue: the whole topic is one source order.
+    client.create_topic(&rq.namesrv(), &topic, 1).await;
+    let admin = free_port();
+    let bridge = Bridge::start(&config(
+        broker.port,
+        admin,
+        &rocketmq_connection(&rq.namesrv()),
+        &downlink(
+            "commands",
+            "rmq",
+            &topic,
+            "chargers/{property.deviceId}/commands/{tag}",
+            "",
+        ),
+    ));
+    let device = Device::connect(broker.port, "chargers/#").await;
+    let producer = client.producer(&rq.namesrv()).await;
+    for i in 0..40 {
+        let device_id = format!("P-{}", i % 4);
+        let tag = if i % 2 == 0 { "start" } else { "stop" };
+        let props = [
+            ("deviceId", device_id.as_str()),
+            ("site", "north"),
+            ("mqtt_content_type", "application/json"),
+            ("mqtt_correlation_data", "AQL/"),
+            ("mqtt_response_topic", "replies/ops"),
+        ];
+        send(
+            &producer,
+            &topic,
+            tag,
+            &format!("k-{i}"),
+            &props,
+            &format!("n-{i}"),
+        )
+        .await;
+        if i == 20 {
+            // No deviceId: no topic to publish it to.
+            send(&producer, &topic, "start", "k-x", &[], "no-device").await;
+        }
+    }
+    let got = device
+        .wait(Duration::from_secs(60), |r| r.len() >= 40)
+        .await;
+    assert_eq!(
+        got.len(),
+        40,
+        "every message once: {:?}",
+        got.iter().map(Received::text).collect::<Vec<_>>()
+    );
+    let order: Vec<String> = got.iter().map(Received::text).collect();
+    let sent: Vec<String> = (0..40).map(|i| format!("n-{i}")).collect();
+    assert_eq!(order, sent, "published in the queue's order");
+    for (i, r) in got.iter().enumerate() {
+        let tag = if i % 2 == 0 { "start" } else { "stop" };
+        assert_eq!(r.topic, format!("chargers/P-{}/commands/{tag}", i % 4));
+        let p = &r.properties;
+        assert_eq!(p.content_type.as_deref(), Some("application/json"));
+        assert_eq!(p.response_topic.as_deref(), Some("replies/ops"));
+        assert_eq!(p.correlation_data.as_deref(), Some(&[1u8, 2, 255][..]));
+        assert_eq!(r.user("site"), Some("north"));
+        assert_eq!(r.user("deviceId"), Some(format!("P-{}", i % 4).as_str()));
+        assert!(r.user("mqbridge-origin").is_some(), "marked: {p:?}");
+        assert!(r.user("mqtt_content_type").is_none());
+        assert!(!r.retain);
+    }
+    let dead = await_dead_letters(&bridge.dir.join("dead.jsonl"), 1, Duration::from_secs(10)).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["route"], "commands");
+    assert_eq!(dead[0]["error_kind"], "invalid_topic");
+    assert!(
+        dead[0]["error"].as_str().unwrap().contains("deviceId"),
+        "{}",
+        dead[0]
+    );
+    assert_eq!(dead[0]["message"]["topic"], format!("rocketmq:{topic}"));
+    let status = downlink_status(admin, "commands").await;
+    assert_eq!(status["state"], "running", "{status}");
+    assert_eq!(status["published"], 40, "{status}");
+    assert_eq!(status["dead_lettered"], 1, "{status}");
+    let published = bridge
+        .metric(admin, "mqbridge_downlink_messages_published_total")
+        .await;
+    assert_eq!(published, 40.0);
+    drop(producer);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_records_reach_devices_per_key_in_order_with_headers_and_expiry() {
+    let broker = mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let topic = topic_name("cmd");
+    create_topic(&kafka.bootstrap(), &topic, 3).await;
+    let admin = free_port();
+    let _bridge = Bridge::start(&config(
+        broker.port,
+        admin,
+        &kafka_connection(&kafka.bootstrap()),
+        &downlink(
+            "commands",
+            "kafka",
+            &topic,
+            "chargers/{key}/commands",
+            "message_expiry = \"10m\"\nretain = true",
+        ),
+    ));
+    let device = Device::connect(broker.port, "chargers/+/commands").await;
+    let producer = producer(&kafka.bootstrap());
+    for i in 0..60 {
+        let key = format!("P-{}", i % 5);
+        let headers = [
+            ("fw", "1"),
+            ("fw", "2"),
+            ("mqtt.content.type", "text/plain"),
+            ("mqtt.topic", "uplink/metadata"),
+        ];
+        produce(&producer, &topic, Some(&key), &headers, &format!("n-{i}")).await;
+    }
+    let got = device
+        .wait(Duration::from_secs(60), |r| numbers(r).len() >= 60)
+        .await;
+    assert!(
+        missing(&got, 60).is_empty(),
+        "missing {:?}",
+        missing(&got, 60)
+    );
+    let mut per_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for r in &got {
+        let n: usize = r.text()[2..].parse().unwrap();
+        assert_eq!(r.topic, format!("chargers/P-{}/commands", n % 5));
+        per_key.entry(r.topic.clone()).or_default().push(n);
+        let p = &r.properties;
+        assert_eq!(p.content_type.as_deref(), Some("text/plain"));
+        let fw: Vec<&str> = p
+            .user_properties
+            .iter()
+            .filter(|(k, _)| k == "fw")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(fw, ["1", "2"], "headers kept in order with repeats");
+        assert!(
+            r.user("mqtt.topic").is_none(),
+            "the uplink's metadata is not carried"
+        );
+        let expiry = p.message_expiry_interval.expect("message expiry set");
+        assert!((590..=600).contains(&expiry), "{expiry}");
+        assert!(r.user("mqbridge-origin").is_some());
+    }
+    for (key, ns) in &per_key {
+        let mut sorted = ns.clone();
+        sorted.sort();
+        assert_eq!(ns, &sorted, "{key}: in the partition's order");
+    }
+    // Retained: a device that subscribes later gets the last command of each pile.
+    let late = Device::connect(broker.port, "chargers/+/commands").await;
+    let retained = late.wait(Duration::from_secs(5), |r| r.len() >= 5).await;
+    assert_eq!(retained.len(), 5);
+    assert!(retained.iter().all(|r| r.retain));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mqtt_broker_down_for_seconds_loses_nothing() {
+    let mut broker = mosquitto_persistent();
+    let kafka = KafkaUnderTest::start().await;
+    let topic = topic_name("cmd");
+    create_topic(&kafka.bootstrap(), &topic, 2).await;
+    let admin = free_port();
+    let bridge = Bridge::start(&config(
+        broker.port,
+        admin,
+        &kafka_connection(&kafka.bootstrap()),
+        &downlink("commands", "kafka", &topic, "chargers/{key}/commands", ""),
+    ));
+    let device = Device::connect(broker.port, "chargers/+/commands").await;
+    let producer = producer(&kafka.bootstrap());
+    let n = 300;
+    let writer = {
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            for i in 0..n {
+                let key = format!("P-{}", i % 7);
+                produce(&producer, &topic, Some(&key), &[], &format!("n-{i}")).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    device
+        .wait(Duration::from_secs(30), |r| r.len() >= 50)
+        .await;
+    // The broker stops (saving its sessions) and stays away for 5 s mid-stream.
+    stop_mosquitto(&mut broker);
+    let down = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    start_mosquitto(&mut broker);
+    eprintln!("broker away for {:?}", down.elapsed());
+    writer.await.unwrap();
+    let got = device
+        .wait(Duration::from_secs(90), |r| missing(r, n).is_empty())
+        .await;
+    assert!(
+        missing(&got, n).is_empty(),
+        "missing {:?}; log:\n{}",
+        missing(&got, n),
+        bridge.log_text()
+    );
+    let retries = bridge
+        .metric(admin, "mqbridge_downlink_publish_retries_total")
+        .await;
+    assert!(retries > 0.0, "publishes failed while the broker was away");
+    assert!(dead_letters(&bridge.dir.join("dead.jsonl")).is_empty());
+    let status = downlink_status(admin, "commands").await;
+    assert_eq!(status["state"], "running", "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_killed_mid_stream_loses_nothing_and_goes_on_from_its_offsets() {
+    let broker = mosquitto();
+    let rq = RocketmqUnderTest::start();
+    let client = Client::new();
+    let topic = topic_name("cmd");
+    client.create_topic(&rq.namesrv(), &topic, 2).await;
+    let admin = free_port();
+    let mut bridge = Bridge::start(&config(
+        broker.port,
+        admin,
+        &rocketmq_connection(&rq.namesrv()),
+        &downlink("commands", "rmq", &topic, "chargers/{key}/commands", ""),
+    ));
+    let device = Device::connect(broker.port, "chargers/+/commands").await;
+    let producer = client.producer(&rq.namesrv()).await;
+    let n = 400;
+    for i in 0..200 {
+        send(
+            &producer,
+            &topic,
+            "cmd",
+            &format!("P-{}", i % 4),
+            &[],
+            &format!("n-{i}"),
+        )
+        .await;
+    }
+    device
+        .wait(Duration::from_secs(60), |r| missing(r, 200).is_empty())
+        .await;
+    // Long enough for the committed offsets to reach the broker (at most a second later).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writer = {
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            for i in 200..n {
+                send(
+                    &producer,
+                    &topic,
+                    "cmd",
+                    &format!("P-{}", i % 4),
+                    &[],
+                    &format!("n-{i}"),
+                )
+                .await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    device
+        .wait(Duration::from_secs(60), |r| r.len() >= 260)
+        .await;
+    bridge.kill();
+    let at_kill = device.count();
+    bridge.spawn();
+    writer.await.unwrap();
+    let got = device
+        .wait(Duration::from_secs(90), |r| missing(r, n).is_empty())
+        .await;
+    assert!(
+        missing(&got, n).is_empty(),
+        "missing {:?}; log:\n{}",
+        missing(&got, n),
+        bridge.log_text()
+    );
+    let copies = numbers(&got);
+    let again: Vec<usize> = (0..n).filter(|i| copies[i] > 1).collect();
+    eprintln!(
+        "{at_kill} received when killed, {} in all, {} published twice",
+        got.len(),
+        again.len()
+    );
+    // At least once, going on from the committed offsets: what was committed before is not
+    // published again.
+    assert!(
+        again.iter().all(|i| *i >= 200),
+        "published again: {again:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_lose_nothing() {
+    let broker = mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let topic = topic_name("cmd");
+    create_topic(&kafka.bootstrap(), &topic, 2).await;
+    let admin = free_port();
+    let bridge = Bridge::start(&config(
+        broker.port,
+        admin,
+        &kafka_connection(&kafka.bootstrap()),
+        &downlink("commands", "kafka", &topic, "chargers/{key}/commands", ""),
+    ));
+    let device = Device::connect(broker.port, "chargers/+/commands").await;
+    let producer = producer(&kafka.bootstrap());
+    for i in 0..50 {
+        produce(&producer, &topic, Some("P-1"), &[], &format!("n-{i}")).await;
+    }
+    device
+        .wait(Duration::from_secs(60), |r| r.len() >= 50)
+        .await;
+    let (code, body) = http_request(admin, "POST", "/routes/commands/pause", None).await;
+    assert_eq!(code, 200, "{body}");
+    let paused: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(paused["state"], "paused", "{paused}");
+    for i in 50..150 {
+        produce(
+            &producer,
+            &topic,
+            Some(&format!("P-{}", i % 3)),
+            &[],
+            &format!("n-{i}"),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(device.count(), 50, "nothing published while paused");
+    assert_eq!(downlink_status(admin, "commands").await["state"], "paused");
+    assert_eq!(bridge.metric(admin, "mqbridge_downlink_paused").await, 1.0);
+    let (code, body) = http_request(admin, "POST", "/routes/commands/resume", None).await;
+    assert_eq!(code, 200, "{body}");
+    let got = device
+        .wait(Duration::from_secs(60), |r| missing(r, 150).is_empty())
+        .await;
+    assert!(
+        missing(&got, 150).is_empty(),
+        "missing {:?}",
+        missing(&got, 150)
+    );
+    assert_eq!(got.len(), 150, "each once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpublishable_messages_are_dead_lettered_and_the_stream_goes_on() {
+    // A broker that takes packets of at most 20,000 bytes.
+    let broker = mosquitto_with("persistence false\nmax_packet_size 20000\n");
+    let kafka = KafkaUnderTest::start().await;
+    let topic = topic_name("cmd");
+    create_topic(&kafka.bootstrap(), &topic, 1).await;
+    let admin = free_port();
+    let bridge = Bridge::start(&config(
+        broker.port,
+        admin,
+        &kafka_connection(&kafka.bootstrap()),
+        &downlink("commands", "kafka", &topic, "chargers/{key}/commands", ""),
+    ));
+    let device = Device::connect(broker.port, "chargers/+/commands").await;
+    let producer = producer(&kafka.bootstrap());
+    produce(&producer, &topic, Some("P-1"), &[], "n-0").await;
+    produce(&producer, &topic, None, &[], "no-key").await;
+    produce(&producer, &topic, Some("P-1"), &[], &"x".repeat(30_000)).await;
+    produce(&producer, &topic, Some("a/+"), &[], "wildcard-key").await;
+    produce(&producer, &topic, Some("P-1"), &[], "n-1").await;
+    let got = device.wait(Duration::from_secs(60), |r| r.len() >= 2).await;
+    let texts: Vec<String> = got.iter().map(Received::text).collect();
+    assert_eq!(texts, ["n-0", "n-1"]);
+    let dead = await_dead_letters(&bridge.dir.join("dead.jsonl"), 3, Duration::from_secs(10)).await;
+    let kinds: Vec<&str> = dead
+        .iter()
+        .map(|d| d["error_kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["invalid_topic", "too_large", "invalid_topic"],
+        "{dead:?}"
+    );
+    assert!(
+        dead[1]["error"].as_str().unwrap().contains("20000"),
+        "{}",
+        dead[1]
+    );
+    let offsets: Vec<&str> = dead
+        .iter()
+        .map(|d| {
+            d["message"]["user_properties"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p[0] == "source.offset")
+                .and_then(|p| p[1].as_str())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(offsets, ["1", "2", "3"]);
+    assert!(
+        !bridge.log_text().contains("MQTT publisher disconnected"),
+        "the large message did not cost the connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opposite_routes_on_the_same_topics_do_not_echo() {
+    let broker = mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let topic = topic_name("cmd");
+    create_topic(&kafka.bootstrap(), &topic, 1).await;
+    let admin = free_port();
+    // Up: devices/+/cmd → Kafka; down: the same Kafka topic → devices/{key}/cmd.
+    let rest = format!(
+        "[[routes]]\nname = \"up\"\nfilters = [\"devices/+/cmd\"]\nconnection = \"kafka\"\n\
+         topic = \"{topic}\"\nkey = \"{{topic.2}}\"\n\n{}",
+        downlink("down", "kafka", &topic, "devices/{key}/cmd", "")
+    );
+    let bridge = Bridge::start(&config(
+        broker.port,
+        admin,
+        &kafka_connection(&kafka.bootstrap()),
+        &rest,
+    ));
+    bridge.wait_subscribed(0, 1);
+    let device = Device::connect(broker.port, "devices/+/cmd").await;
+    let mut publisher = Publisher::connect(broker.port).await;
+    for i in 0..10 {
+        publisher
+            .publish(
+                &format!("devices/D-{i}/cmd"),
+                format!("n-{i}"),
+                Default::default(),
+            )
+            .await;
+    }
+    publisher.wait_acked(Duration::from_secs(10)).await;
+    // Each message: once from the publisher, once back from Kafka, then no more.
+    let got = device
+        .wait(Duration::from_secs(60), |r| r.len() >= 20)
+        .await;
+    assert_eq!(got.len(), 20);
+    assert!(
+        bridge
+            .wait_metric(
+                admin,
+                "mqbridge_messages_skipped_total",
+                10.0,
+                Duration::from_secs(20)
+            )
+            .await,
+        "the uplink skipped the 10 it published itself"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(device.count(), 20, "no echo");
+    assert_eq!(
+        bridge
+            .metric(admin, "mqbridge_messages_skipped_total")
+            .await,
+        10.0
+    );
+    let records =
+        common::kafka::read_all(&kafka.bootstrap(), &topic, 1, Duration::from_secs(5), |r| {
+            r.len() > 10
+        });
+    assert_eq!(records.len(), 10, "Kafka holds each message once");
+    let marked: HashSet<&str> = got
+        .iter()
+        .filter_map(|r| r.user("mqbridge-origin"))
+        .collect();
+    assert_eq!(marked.len(), 1, "the downlinked copies carry the marker");
+}
