@@ -77,7 +77,9 @@ struct RunArgs {
     /// producer batched like the bridge) and rocketmq (the bridge to RocketMQ); and the bridge
     /// to a no-op HTTP function: http1, http100, http1000 (batch sizes), http-ordered (batch
     /// 100, `ordered = true`, 1,000 topics), http-20ms (batch 1, a function that takes 20 ms, at
-    /// most 3,000 messages). Function runs are measured at full speed only.
+    /// most 3,000 messages). Function runs are measured at full speed only. Downlinks:
+    /// down-kafka and down-rocketmq (the source's producer at full speed, a downlink, the
+    /// no-op subscriber), at full speed only.
     #[arg(
         long,
         value_delimiter = ',',
@@ -226,7 +228,7 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     let paced: Vec<System> = systems
         .iter()
         .copied()
-        .filter(|s| s.http().is_none())
+        .filter(|s| s.http().is_none() && !s.downlink())
         .collect();
     if let Some(ceiling) = ceiling {
         for &pct in &a.rates {

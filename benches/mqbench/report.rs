@@ -80,6 +80,7 @@ pub fn markdown(
         throughput_table(&mut out, sizes.into_iter());
     }
     rocketmq_ratios(&mut out, outcomes);
+    downlink_ratios(&mut out, outcomes);
     let width: Vec<_> = outcomes
         .iter()
         .filter(|o| o.load.width.is_some() && o.system == System::File)
@@ -444,6 +445,65 @@ fn rocketmq_ratios(out: &mut String, outcomes: &[Outcome]) {
         let _ = write!(
             out,
             "\n## MQTT → RocketMQ\n\n| ratio | payload | measured | target |\n|---|---:|---:|---:|\n{rows}"
+        );
+    }
+}
+
+/// Downlinks against the MQTT ceiling and against their source alone, with the bridge's peak
+/// memory, at every payload size where they ran at full speed.
+fn downlink_ratios(out: &mut String, outcomes: &[Outcome]) {
+    let full_speed = |sys: System, size: usize| {
+        outcomes.iter().find(|o| {
+            o.system == sys
+                && o.load.size == size
+                && o.load.rate == 0.0
+                && o.load.width.is_none()
+                && o.summary.complete()
+        })
+    };
+    let mut rows = String::new();
+    for (down, alone, source) in [
+        (System::DownKafka, System::KafkaAlone, "Kafka alone"),
+        (
+            System::DownRocketmq,
+            System::RocketmqAlone,
+            "RocketMQ alone",
+        ),
+    ] {
+        let mut sizes: Vec<usize> = outcomes
+            .iter()
+            .filter(|o| o.system == down)
+            .map(|o| o.load.size)
+            .collect();
+        sizes.dedup();
+        for size in sizes {
+            let Some(bridge) = full_speed(down, size) else {
+                continue;
+            };
+            let _ = writeln!(
+                rows,
+                "| {} msg/s, peak RSS {:.1} MiB | {size} B | {:.0} | |",
+                down.name(),
+                bridge.peak_rss_kib as f64 / 1024.0,
+                bridge.summary.rate()
+            );
+            for (sys, name, target) in [(System::Ceiling, "ceiling", "≥ 0.8"), (alone, source, "")]
+            {
+                if let Some(other) = full_speed(sys, size) {
+                    let _ = writeln!(
+                        rows,
+                        "| {} / {name}, throughput | {size} B | {:.2} | {target} |",
+                        down.name(),
+                        bridge.summary.rate() / other.summary.rate()
+                    );
+                }
+            }
+        }
+    }
+    if !rows.is_empty() {
+        let _ = write!(
+            out,
+            "\n## Downlinks (Kafka or RocketMQ → MQTT)\n\n| figure | payload | measured | target |\n|---|---:|---:|---:|\n{rows}"
         );
     }
 }

@@ -39,6 +39,10 @@ pub enum System {
     RocketmqAlone,
     /// mqbridge with the RocketMQ sink.
     Rocketmq,
+    /// A Kafka producer at full speed → a downlink → MQTT → the no-op subscriber.
+    DownKafka,
+    /// A RocketMQ producer at full speed → a downlink → MQTT → the no-op subscriber.
+    DownRocketmq,
 }
 
 impl System {
@@ -54,6 +58,8 @@ impl System {
             System::Http(h) => h.name(),
             System::RocketmqAlone => "RocketMQ alone",
             System::Rocketmq => "mqbridge → RocketMQ",
+            System::DownKafka => "Kafka → mqbridge → MQTT",
+            System::DownRocketmq => "RocketMQ → mqbridge → MQTT",
         }
     }
 
@@ -68,11 +74,13 @@ impl System {
             "peer" => System::Peer,
             "rocketmq-alone" => System::RocketmqAlone,
             "rocketmq" => System::Rocketmq,
+            "down-kafka" => System::DownKafka,
+            "down-rocketmq" => System::DownRocketmq,
             _ => match HttpRun::parse(s) {
                 Some(h) => System::Http(h),
                 None => bail!(
                     "unknown system {s:?} (ceiling, kafka-alone, file, kafka, base-file, \
-                     base-kafka, peer, rocketmq-alone, rocketmq, {})",
+                     base-kafka, peer, rocketmq-alone, rocketmq, down-kafka, down-rocketmq, {})",
                     HttpRun::NAMES
                 ),
             },
@@ -82,12 +90,24 @@ impl System {
     pub fn uses_kafka(self) -> bool {
         matches!(
             self,
-            System::KafkaAlone | System::Kafka | System::BaseKafka | System::Peer
+            System::KafkaAlone
+                | System::Kafka
+                | System::BaseKafka
+                | System::Peer
+                | System::DownKafka
         )
     }
 
     pub fn uses_rocketmq(self) -> bool {
-        matches!(self, System::RocketmqAlone | System::Rocketmq)
+        matches!(
+            self,
+            System::RocketmqAlone | System::Rocketmq | System::DownRocketmq
+        )
+    }
+
+    /// Downlinks: the source's producer writes, the no-op subscriber counts.
+    pub fn downlink(self) -> bool {
+        matches!(self, System::DownKafka | System::DownRocketmq)
     }
 
     /// The same sink on the baseline build, for A/B rows.
@@ -318,7 +338,7 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
     let startup = spawned.elapsed();
     let pid = running.pid();
     let observer = match system {
-        System::Ceiling | System::Http(_) => None,
+        System::Ceiling | System::Http(_) | System::DownKafka | System::DownRocketmq => None,
         System::KafkaAlone => Some(observe::kafka(
             env.bootstrap(),
             topic.clone(),
@@ -347,8 +367,8 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
     let rss_started_kib = rss("VmRSS").unwrap_or(0);
     let cpu_before = cpu().unwrap_or(0.0);
     let publish = match system {
-        System::KafkaAlone => produce(env, load, &topic)?,
-        System::RocketmqAlone => rocketmq_produce(env, load, &topic)?,
+        System::KafkaAlone | System::DownKafka => produce(env, load, &topic)?,
+        System::RocketmqAlone | System::DownRocketmq => rocketmq_produce(env, load, &topic)?,
         _ => publish(env, load, topics(system, load), broker.port, &prefix)?,
     };
     let (summary, calls) = match observer {
@@ -401,19 +421,15 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
     match system {
         System::KafkaAlone | System::RocketmqAlone => Ok((Running::Nothing, None)),
         System::Ceiling => {
-            let mut child = child(Command::new(&env.exe).args([
-                "ceiling",
-                &format!("--port={port}"),
-                &format!("--filter={prefix}/#"),
-                &format!("--group={prefix}"),
-                &format!("--consumers={}", env.consumers),
-                &format!("--receive-maximum={}", env.receive_maximum),
-                &format!("--count={}", load.count),
-                &format!("--stall={}s", env.stall.as_secs()),
-            ]))?;
-            let lines = lines(&mut child);
-            expect_line(&lines, "subscribed", Duration::from_secs(30))?;
+            let (child, lines) = ceiling(setup)?;
             Ok((Running::Process(child), Some(lines)))
+        }
+        System::DownKafka | System::DownRocketmq => {
+            let (subscriber, lines) = ceiling(setup)?;
+            let admin = common::free_port();
+            let bridge = Bridge::start(&downlink_config(setup, admin));
+            warm_up(setup, &bridge, admin)?;
+            Ok((Running::Function(bridge, subscriber), Some(lines)))
         }
         System::Peer => {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/paho_kafka.py");
@@ -450,6 +466,97 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
             Ok((Running::Function(bridge, function), Some(lines)))
         }
     }
+}
+
+/// The no-op subscriber, subscribed.
+fn ceiling(setup: Setup) -> anyhow::Result<(Child, Receiver<String>)> {
+    let Setup {
+        env,
+        load,
+        port,
+        prefix,
+        ..
+    } = setup;
+    let mut child = child(Command::new(&env.exe).args([
+        "ceiling",
+        &format!("--port={port}"),
+        &format!("--filter={prefix}/#"),
+        &format!("--group={prefix}"),
+        &format!("--consumers={}", env.consumers),
+        &format!("--receive-maximum={}", env.receive_maximum),
+        &format!("--count={}", load.count),
+        &format!("--stall={}s", env.stall.as_secs()),
+    ]))?;
+    let lines = lines(&mut child);
+    expect_line(&lines, "subscribed", Duration::from_secs(30))?;
+    Ok((child, lines))
+}
+
+/// A bridge with one downlink from the run's Kafka or RocketMQ topic to `{prefix}/down`.
+fn downlink_config(setup: Setup, admin: u16) -> String {
+    let Setup {
+        env,
+        system,
+        port,
+        prefix,
+        topic,
+        dir,
+        ..
+    } = setup;
+    let source = match system {
+        System::DownRocketmq => format!(
+            "type = \"rocketmq\"\nnamesrv = [\"{}\"]\n",
+            env.rocketmq().servers.namesrv()
+        ),
+        _ => format!(
+            "type = \"kafka\"\nbootstrap_servers = \"{}\"\n",
+            env.bootstrap()
+        ),
+    };
+    format!(
+        "shutdown_timeout = \"10s\"\n\
+         [mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nclient_id_prefix = \"{prefix}\"\n\
+         [admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+         [connections.source]\n{source}\
+         [dead_letter]\npath = \"{}\"\n\
+         [[downlinks]]\nname = \"bench\"\nconnection = \"source\"\ntopic = \"{topic}\"\n\
+         mqtt_topic = \"{prefix}/down\"\nstart = \"earliest\"\n",
+        dir.join("dead-letter.jsonl").display(),
+    )
+}
+
+/// Writes one message the count ignores and waits until the downlink published it: the
+/// consumer has joined its group and has its partitions before the clock starts.
+fn warm_up(setup: Setup, bridge: &Bridge, admin: u16) -> anyhow::Result<()> {
+    let Setup {
+        env, system, topic, ..
+    } = setup;
+    match system {
+        System::DownRocketmq => {
+            let rocketmq = env.rocketmq();
+            env.rt.block_on(async {
+                let producer = rocketmq.client.producer(&rocketmq.servers.namesrv()).await;
+                common::rocketmq::send(&producer, topic, "warm-up", "warm-up", &[], "warm-up")
+                    .await;
+                producer.clone().shutdown().await;
+            });
+        }
+        _ => env.rt.block_on(async {
+            let producer = common::kafka::producer(&env.bootstrap());
+            common::kafka::produce(&producer, topic, None, &[], "warm-up").await;
+        }),
+    }
+    let published = "mqbridge_downlink_messages_published_total";
+    let up = env
+        .rt
+        .block_on(bridge.wait_metric(admin, published, 1.0, Duration::from_secs(60)));
+    if !up {
+        bail!(
+            "the downlink published nothing within 60 s:\n{}",
+            bridge.log_text()
+        );
+    }
+    Ok(())
 }
 
 /// Starts the bridge (this build, or the baseline for the base-* systems) and waits until
