@@ -1,7 +1,8 @@
 //! mqbridge: consumes an MQTT broker through MQTT v5 shared subscriptions and delivers every
-//! message to a sink (Kafka, a function: SCF, HTTP or a local command, a JSON-lines file),
-//! acknowledging each message to the broker only
-//! after the sink has it.
+//! message to a sink (Kafka, RocketMQ, a function: SCF, HTTP or a local command, a JSON-lines
+//! file), acknowledging each message to the broker only after the sink has it; and carries
+//! Kafka and RocketMQ topics back to the broker (downlinks), committing each offset only after
+//! the broker acknowledged the message.
 //!
 //! # Layout
 //! - `config`: the TOML file: model, section-by-section loading with located problems,
@@ -13,9 +14,11 @@
 //! - `sinks`: where routes deliver: the `Sink` trait, the kind registry, `kafka/`, `file/`,
 //!   and the function kinds `http/`, `exec/`, `scf/`.
 //! - `route`: the supervisor and its per-route handles (start, stop, pause, state, counts).
+//! - `downlinks`: Kafka and RocketMQ topics published to the MQTT broker (`[[downlinks]]`).
 //! - `control`: the running bridge's loop and its commands: states, pause and resume, reload,
 //!   readiness, connection checks.
-//! - `mqtt`: MQTT client options and a publisher that waits for PUBACKs.
+//! - `mqtt`: MQTT client options and a publisher that waits for PUBACKs (dead letters,
+//!   downlinks).
 //! - `message`: the neutral message sources fill and sinks render.
 //! - `record`: the message's JSON shape (file sink, dead letters).
 //! - `event`: the event a function receives (a batch of records; `schema/`).

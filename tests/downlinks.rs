@@ -567,3 +567,42 @@ async fn opposite_routes_on_the_same_topics_do_not_echo() {
         .collect();
     assert_eq!(marked.len(), 1, "the downlinked copies carry the marker");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adds_a_downlink_and_leaves_the_running_one_alone() {
+    let broker = mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let (first, second) = (topic_name("cmd"), topic_name("cfg"));
+    create_topic(&kafka.bootstrap(), &first, 1).await;
+    create_topic(&kafka.bootstrap(), &second, 1).await;
+    let admin = free_port();
+    let connection = kafka_connection(&kafka.bootstrap());
+    let commands = downlink("commands", "kafka", &first, "chargers/{key}/commands", "");
+    let text = config(broker.port, admin, &connection, &commands);
+    let bridge = Bridge::start(&text);
+    let device = Device::connect(broker.port, "chargers/#").await;
+    let producer = producer(&kafka.bootstrap());
+    produce(&producer, &first, Some("P-1"), &[], "n-0").await;
+    device.wait(Duration::from_secs(60), |r| r.len() >= 1).await;
+    let settings = downlink("settings", "kafka", &second, "chargers/{key}/settings", "");
+    let added = format!("{commands}\n{settings}");
+    std::fs::write(&bridge.config, text.replace(&commands, &added)).unwrap();
+    let (code, body) = http_request(admin, "POST", "/reload", None).await;
+    assert_eq!(code, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["added"], serde_json::json!(["settings"]), "{report}");
+    assert_eq!(
+        report["unchanged"],
+        serde_json::json!(["commands"]),
+        "{report}"
+    );
+    produce(&producer, &second, Some("P-1"), &[], "n-1").await;
+    produce(&producer, &first, Some("P-1"), &[], "n-2").await;
+    let got = device
+        .wait(Duration::from_secs(60), |r| missing(r, 3).is_empty())
+        .await;
+    let topics: HashSet<&str> = got.iter().map(|r| r.topic.as_str()).collect();
+    assert!(topics.contains("chargers/P-1/settings"), "{topics:?}");
+    assert_eq!(got.len(), 3, "each once");
+    assert_eq!(downlink_status(admin, "settings").await["state"], "running");
+}

@@ -1,5 +1,5 @@
 //! The CLI's side of the admin API (`mqbridge status`, `pause`, `resume`, `reload`): requests
-//! to a running bridge's listener, and the routes table for a terminal.
+//! to a running bridge's listener, and the routes and downlinks tables for a terminal.
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -85,7 +85,7 @@ impl Client {
     }
 }
 
-/// The routes of `/routes` as a table for a terminal.
+/// The routes and downlinks of `/routes` as tables for a terminal.
 pub fn routes_table(overview: &Value) -> String {
     let mut rows = vec![[
         "ROUTE",
@@ -108,20 +108,9 @@ pub fn routes_table(overview: &Value) -> String {
             .flatten()
             .filter(|c| c["connected"] == true)
             .count();
-        let state = match r["reason"].as_str() {
-            Some(reason) if r["state"] != "stopped" => format!("{} ({reason})", text(&r["state"])),
-            _ => text(&r["state"]),
-        };
-        let mut error = r["last_error"]["message"]
-            .as_str()
-            .unwrap_or("-")
-            .to_owned();
-        if error.chars().count() > 60 {
-            error = error.chars().take(57).collect::<String>() + "...";
-        }
         rows.push([
             text(&r["name"]),
-            state,
+            state(r),
             format!("{connected}/{consumers}"),
             text(&r["received"]),
             text(&r["delivered"]),
@@ -129,20 +118,37 @@ pub fn routes_table(overview: &Value) -> String {
             text(&r["retried"]),
             text(&r["in_flight"]),
             format!("{:.1}s", r["delay_seconds"].as_f64().unwrap_or(0.0)),
-            error,
+            last_error(r),
         ]);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    let mut out = columns(&rows);
+    let downlinks = overview["downlinks"].as_array().into_iter().flatten();
+    let mut rows = vec![[
+        "DOWNLINK",
+        "STATE",
+        "SOURCE",
+        "RECEIVED",
+        "PUBLISHED",
+        "DEAD",
+        "RETRIED",
+        "LAST ERROR",
+    ]
+    .map(String::from)];
+    for d in downlinks {
+        rows.push([
+            text(&d["name"]),
+            state(d),
+            format!("{} {}", text(&d["connection"]), text(&d["topic"])),
+            text(&d["received"]),
+            text(&d["published"]),
+            text(&d["dead_lettered"]),
+            text(&d["retried"]),
+            last_error(d),
+        ]);
+    }
+    if rows.len() > 1 {
+        out.push('\n');
+        out.push_str(&columns(&rows));
     }
     if overview["last_reload"]["ok"] == false {
         let _ = writeln!(
@@ -150,6 +156,40 @@ pub fn routes_table(overview: &Value) -> String {
             "\nlast reload refused: {}",
             text(&overview["last_reload"]["detail"])
         );
+    }
+    out
+}
+
+/// A route's or downlink's state, with its reason.
+fn state(r: &Value) -> String {
+    match r["reason"].as_str() {
+        Some(reason) if r["state"] != "stopped" => format!("{} ({reason})", text(&r["state"])),
+        _ => text(&r["state"]),
+    }
+}
+
+/// The last error, cut to 60 characters.
+fn last_error(r: &Value) -> String {
+    let error = r["last_error"]["message"].as_str().unwrap_or("-");
+    match error.chars().count() > 60 {
+        true => error.chars().take(57).collect::<String>() + "...",
+        false => error.to_owned(),
+    }
+}
+
+/// Rows as left-aligned columns.
+fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
     out
 }

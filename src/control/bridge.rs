@@ -1,5 +1,5 @@
-//! The running bridge: builds the connections, the dead-letter path and the routes, then owns
-//! them in one loop that answers the control commands (states, pause and resume, reload,
+//! The running bridge: builds the connections, the dead-letter path, the routes and the
+//! downlinks, then owns them in one loop that answers the control commands (states, pause and resume, reload,
 //! readiness) until the shutdown signal or a route's unexpected end; then stops every route
 //! gracefully.
 

@@ -5,6 +5,7 @@
 //! first: what it holds is delivered and acknowledged); an added route starts; a removed one
 //! drains and stops. A change to `[mqtt]` or `[dead_letter]` restarts every route. Routes
 //! untouched keep running and never disconnect. A paused route that restarts stays paused.
+//! Downlinks follow the same rules (a restarting one finishes and commits its batch first).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
