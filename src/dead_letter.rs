@@ -3,7 +3,7 @@
 //! JSON-lines file or an MQTT topic. Only once written are they acknowledged to the broker; a
 //! failing dead-letter destination holds them back like a failing sink.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -45,7 +45,12 @@ pub struct DeadLetterEntry<'a> {
 
 pub enum DeadLetter {
     File(Arc<FileWriter>),
-    Mqtt { publisher: Publisher, topic: String },
+    Mqtt {
+        publisher: Publisher,
+        topic: String,
+        /// The publisher's poll task, ended by `close`.
+        task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    },
 }
 
 impl DeadLetter {
@@ -53,17 +58,15 @@ impl DeadLetter {
         config: &DeadLetterConfig,
         endpoint: &Endpoint,
         mqtt: &MqttConfig,
-    ) -> std::io::Result<(Self, Option<tokio::task::JoinHandle<()>>)> {
+    ) -> std::io::Result<Self> {
         if let Some(topic) = &config.topic {
             let id = format!("{}-dead-letter", mqtt.client_id_prefix);
             let (publisher, task) = Publisher::start(endpoint, &id, mqtt.origin_marker());
-            return Ok((
-                DeadLetter::Mqtt {
-                    publisher,
-                    topic: topic.clone(),
-                },
-                Some(task),
-            ));
+            return Ok(DeadLetter::Mqtt {
+                publisher,
+                topic: topic.clone(),
+                task: Mutex::new(Some(task)),
+            });
         }
         let path = config
             .path
@@ -75,7 +78,7 @@ impl DeadLetter {
                 format!("dead-letter file {}: {e}", path.display()),
             )
         })?;
-        Ok((DeadLetter::File(Arc::new(writer)), None))
+        Ok(DeadLetter::File(Arc::new(writer)))
     }
 
     /// Writes every entry; Ok only when all are stored.
@@ -101,9 +104,29 @@ impl DeadLetter {
                 }
                 Ok(writer.write(buf).await?)
             }
-            DeadLetter::Mqtt { publisher, topic } => {
-                for entry in entries {
-                    let payload = serde_json::to_vec(&entry)?;
+            DeadLetter::Mqtt {
+                publisher, topic, ..
+            } => {
+                for (entry, item) in entries.zip(items) {
+                    let mut payload = serde_json::to_vec(&entry)?;
+                    // A message too large for the broker would make the entry too large too:
+                    // it goes without its payload rather than never.
+                    let limit = publisher.max_packet_size().flatten().map(|m| m as usize);
+                    let overhead = topic.len() + 64;
+                    if let Some(max) = limit.filter(|max| payload.len() + overhead > *max) {
+                        let mut msg = item.msg.clone();
+                        let left_out = std::mem::take(&mut msg.payload).len();
+                        let entry = Entry {
+                            error: format!(
+                                "{}; its {left_out}-byte payload is left out: the broker takes \
+                                 packets of at most {max} bytes",
+                                entry.error
+                            ),
+                            message: Record::new(&msg),
+                            ..entry
+                        };
+                        payload = serde_json::to_vec(&entry)?;
+                    }
                     publisher
                         .publish(topic, payload.into(), Duration::from_secs(10))
                         .await?;
@@ -114,8 +137,15 @@ impl DeadLetter {
     }
 
     pub async fn close(&self) {
-        if let DeadLetter::Mqtt { publisher, .. } = self {
-            publisher.disconnect().await;
+        if let DeadLetter::Mqtt {
+            publisher, task, ..
+        } = self
+        {
+            let task = task.lock().unwrap_or_else(|p| p.into_inner()).take();
+            match task {
+                Some(task) => publisher.shut(task).await,
+                None => publisher.disconnect().await,
+            }
         }
     }
 }

@@ -583,7 +583,9 @@ async fn a_reload_adds_a_downlink_and_leaves_the_running_one_alone() {
     let device = Device::connect(broker.port, "chargers/#").await;
     let producer = producer(&kafka.bootstrap());
     produce(&producer, &first, Some("P-1"), &[], "n-0").await;
-    device.wait(Duration::from_secs(60), |r| !r.is_empty()).await;
+    device
+        .wait(Duration::from_secs(60), |r| !r.is_empty())
+        .await;
     let settings = downlink("settings", "kafka", &second, "chargers/{key}/settings", "");
     let added = format!("{commands}\n{settings}");
     std::fs::write(&bridge.config, text.replace(&commands, &added)).unwrap();

@@ -178,7 +178,7 @@ connection = "out"
     for (name, c) in &config.connections {
         connections.insert(name.clone(), c.connect(name).await.unwrap());
     }
-    let (dead_letter, _) =
+    let dead_letter =
         mqbridge::dead_letter::DeadLetter::build(&config.dead_letter, &endpoint, &config.mqtt)
             .await
             .unwrap();

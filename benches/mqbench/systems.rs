@@ -546,6 +546,7 @@ fn warm_up(setup: Setup, bridge: &Bridge, admin: u16) -> anyhow::Result<()> {
             common::kafka::produce(&producer, topic, None, &[], "warm-up").await;
         }),
     }
+    common::wait_port(admin, Duration::from_secs(30));
     let published = "mqbridge_downlink_messages_published_total";
     let up = env
         .rt

@@ -50,12 +50,24 @@ pub fn validate(parts: &Parts, src: &SourceMap<'_>) -> Vec<Problem> {
         check_route_connection(route, parts, &mut check);
     }
     let mut downlinks = HashSet::new();
+    let mut groups = HashSet::new();
     for d in &parts.downlinks {
         let label = format!("downlink \"{}\"", d.name);
         let mut check = checker.section(&label);
         let routes = parts.routes.iter().map(|(r, _)| r.name.as_str());
         check_names(routes, &d.name, &mut downlinks, &mut check);
         d.check(parts.connections.get(&d.connection), &mut check);
+        if !groups.insert((d.connection.clone(), d.group())) {
+            check.field(
+                "group",
+                format!(
+                    "\"{}\" is another downlink's group on connection \"{}\" too: the two \
+                     would split the topic's partitions or queues between them",
+                    d.group(),
+                    d.connection
+                ),
+            );
+        }
         check_connection_defined(&d.connection, parts, &mut check);
     }
     if let Some(dl) = &parts.dead_letter {

@@ -58,7 +58,7 @@ pub async fn run(
     let (published, watched) = watch::channel(Arc::new(connections.clone()));
     let stop_checks = CancellationToken::new();
     let checks = checks::spawn(watched, config.admin.check_interval, stop_checks.clone());
-    let (dead_letter, _dl_task) = DeadLetter::build(&config.dead_letter, &endpoint, &config.mqtt)
+    let dead_letter = DeadLetter::build(&config.dead_letter, &endpoint, &config.mqtt)
         .await
         .map_err(RunError::DeadLetter)?;
     let dead_letter = Arc::new(dead_letter);

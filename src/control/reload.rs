@@ -157,10 +157,9 @@ impl Bridge {
             true => {
                 let endpoint =
                     Endpoint::new(&new.mqtt).map_err(|e| ControlError::Failed(e.to_string()))?;
-                let (dead_letter, _task) =
-                    DeadLetter::build(&new.dead_letter, &endpoint, &new.mqtt)
-                        .await
-                        .map_err(|e| ControlError::Failed(format!("dead letters: {e}")))?;
+                let dead_letter = DeadLetter::build(&new.dead_letter, &endpoint, &new.mqtt)
+                    .await
+                    .map_err(|e| ControlError::Failed(format!("dead letters: {e}")))?;
                 Some((endpoint, Arc::new(dead_letter)))
             }
         };
@@ -232,6 +231,8 @@ impl Bridge {
             .copied()
             .collect();
 
+        let downlink_endpoint =
+            Endpoint::new(&new.mqtt).map_err(|e| ControlError::Failed(e.to_string()))?;
         // Drain what goes away or restarts, then swap what the routes share.
         let limit = new.shutdown_timeout;
         for name in report.removed.iter().chain(restart.iter().map(|(n, _)| n)) {
@@ -281,7 +282,7 @@ impl Bridge {
             old.close().await;
         }
         self.downlinks.set_shared(DownlinkShared {
-            endpoint: Endpoint::new(&new.mqtt).map_err(|e| ControlError::Failed(e.to_string()))?,
+            endpoint: downlink_endpoint,
             mqtt: new.mqtt.clone(),
             dead_letter: self.dead_letter.clone(),
         });

@@ -268,6 +268,22 @@ pub fn readiness<'a>(
     let mut reasons = Vec::new();
     let mut used = BTreeMap::new();
     for handle in downlinks.filter(|d| !d.is_paused()) {
+        if !handle.stats.started.load(Ordering::Relaxed)
+            && handle.started_at.elapsed() > failing_after
+        {
+            let error = handle
+                .stats
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .map(|(e, _)| e)
+                .unwrap_or_default();
+            reasons.push(format!(
+                "downlink \"{}\": its consumer has not started: {error}",
+                handle.name()
+            ));
+        }
         let since = handle.stats.failing_since.load(Ordering::Relaxed);
         let failing = Duration::from_millis(now_ms().saturating_sub(since));
         if since != 0 && failing > failing_after {

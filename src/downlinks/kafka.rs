@@ -56,6 +56,9 @@ impl KafkaSource {
         cfg.set("log.connection.close", "false");
         // What a paused or slow downlink may hold fetched but not handed out.
         cfg.set("queued.max.messages.kbytes", "16384");
+        // A batch held while the MQTT broker is away must not cost the group membership (the
+        // default is 5 minutes): librdkafka's maximum, a day.
+        cfg.set("max.poll.interval.ms", "86400000");
         for (key, value) in &c.librdkafka {
             if !PRODUCER_ONLY.contains(&key.as_str()) {
                 cfg.set(key, value.expose());
@@ -81,6 +84,19 @@ impl KafkaSource {
             held: VecDeque::new(),
             committed: BTreeMap::new(),
         })
+    }
+
+    /// The partitions assigned now.
+    fn assigned(&self) -> std::collections::HashSet<(String, i32)> {
+        self.consumer
+            .assignment()
+            .map(|list| {
+                list.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn pause_assignment(&self) {
@@ -156,8 +172,15 @@ impl Source for KafkaSource {
     }
 
     async fn commit(&mut self, next: &BTreeMap<Partition, i64>) {
+        // A partition taken away by a rebalance meanwhile has a new owner, whose progress a
+        // commit from here would set back: only the partitions still assigned are committed.
+        let assigned = self.assigned();
+        self.committed.retain(|p, _| assigned.contains(&(p.topic.clone(), p.id)));
         let mut list = TopicPartitionList::new();
         for (p, offset) in next {
+            if !assigned.contains(&(p.topic.clone(), p.id)) {
+                continue;
+            }
             self.committed.insert(p.clone(), *offset);
             let _ = list.add_partition_offset(&p.topic, p.id, Offset::Offset(*offset));
         }
@@ -191,6 +214,7 @@ impl Source for KafkaSource {
     }
 
     async fn close(self: Box<Self>) {
+        let assigned = self.assigned();
         let KafkaSource {
             consumer,
             committed,
@@ -201,7 +225,9 @@ impl Source for KafkaSource {
         let _ = tokio::task::spawn_blocking(move || {
             let mut list = TopicPartitionList::new();
             for (p, offset) in &committed {
-                let _ = list.add_partition_offset(&p.topic, p.id, Offset::Offset(*offset));
+                if assigned.contains(&(p.topic.clone(), p.id)) {
+                    let _ = list.add_partition_offset(&p.topic, p.id, Offset::Offset(*offset));
+                }
             }
             if list.count() > 0 {
                 if let Err(e) = consumer.commit(&list, CommitMode::Sync) {

@@ -11,6 +11,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use super::config::{DownlinkConfig, SourceKind};
 use crate::message::{now_ms, Message, Properties, Publisher};
 use crate::mqtt::Publication;
+use crate::topic::check_mqtt_topic;
 
 /// Where a message sits in its source: a Kafka partition or a RocketMQ queue.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,18 +45,30 @@ impl SourceMessage {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The PUBLISH for this message, to `topic`.
-    pub fn publication(&self, kind: SourceKind, topic: String, d: &DownlinkConfig) -> Publication {
+    /// The PUBLISH for this message, to `topic`, or why MQTT cannot carry it. Characters MQTT
+    /// strings may not hold (controls, noncharacters) are replaced by U+FFFD in properties; a
+    /// property longer than 65,535 bytes or a response topic that is not one makes the message
+    /// unpublishable.
+    pub fn publication(
+        &self,
+        kind: SourceKind,
+        topic: String,
+        d: &DownlinkConfig,
+    ) -> Result<Publication, String> {
         let names = Names::of(kind);
         let mut p = PublishProperties::default();
         for (name, value) in &self.headers {
+            let (name, value) = (mqtt_string(name)?, mqtt_string(value)?);
             if name == names.content_type {
-                p.content_type = Some(value.clone());
+                p.content_type = Some(value);
             } else if name == names.response_topic {
-                p.response_topic = Some(value.clone());
+                check_mqtt_topic(&value)
+                    .and_then(|()| check_mqtt_chars(&value))
+                    .map_err(|e| format!("response topic \"{value}\": {e}"))?;
+                p.response_topic = Some(value);
             } else if name == names.correlation_data {
                 // Written in base64 by the uplink; kept as text when it is not.
-                p.correlation_data = Some(match BASE64.decode(value) {
+                p.correlation_data = Some(match BASE64.decode(&value) {
                     Ok(bytes) => bytes.into(),
                     Err(_) => Bytes::copy_from_slice(value.as_bytes()),
                 });
@@ -63,14 +76,14 @@ impl SourceMessage {
                 p.payload_format_indicator = value.parse().ok().filter(|v| *v <= 1);
             } else if name == names.expiry {
                 p.message_expiry_interval = value.parse().ok().filter(|v| *v > 0);
-            } else if let Some(user) = names.user_name(name) {
-                p.user_properties.push((user.to_owned(), value.clone()));
+            } else if let Some(user) = names.user_name(&name) {
+                p.user_properties.push((user.to_owned(), value));
             }
         }
         if let Some(expiry) = d.message_expiry {
             p.message_expiry_interval = Some(expiry.as_secs().min(u32::MAX as u64) as u32);
         }
-        Publication {
+        Ok(Publication {
             topic,
             payload: self.payload.clone(),
             qos: match d.qos {
@@ -79,7 +92,7 @@ impl SourceMessage {
             },
             retain: d.retain,
             properties: p,
-        }
+        })
     }
 
     /// The message in the bridge's neutral shape, for the dead-letter path: its topic is
@@ -130,6 +143,34 @@ impl SourceMessage {
             headers: Vec::new(),
             payload: Bytes::from_static(b"{}"),
         }
+    }
+}
+
+/// `s` as an MQTT string: characters MQTT forbids (U+0000, controls, noncharacters) replaced
+/// by U+FFFD; an error when longer than 65,535 bytes.
+fn mqtt_string(s: &str) -> Result<String, String> {
+    if s.len() > 65_535 {
+        return Err(format!(
+            "a header or property of {} bytes: MQTT strings are at most 65,535",
+            s.len()
+        ));
+    }
+    Ok(s.chars()
+        .map(|c| if forbidden(c) { '\u{fffd}' } else { c })
+        .collect())
+}
+
+/// Characters brokers refuse in MQTT strings (mosquitto closes the connection over one).
+fn forbidden(c: char) -> bool {
+    let n = c as u32;
+    c.is_control() || (0xFDD0..=0xFDEF).contains(&n) || (n & 0xFFFE) == 0xFFFE
+}
+
+/// A topic's characters: an error for one that brokers refuse.
+pub fn check_mqtt_chars(topic: &str) -> Result<(), String> {
+    match topic.chars().find(|c| forbidden(*c)) {
+        Some(c) => Err(format!("holds the character {:?}, which MQTT forbids", c)),
+        None => Ok(()),
     }
 }
 
@@ -213,7 +254,9 @@ mod tests {
             ("mqtt_user_KEYS".into(), "k".into()),
             ("site".into(), "north".into()),
         ];
-        let p = m.publication(SourceKind::Rocketmq, "c/1".into(), &downlink());
+        let p = m
+            .publication(SourceKind::Rocketmq, "c/1".into(), &downlink())
+            .unwrap();
         assert_eq!(
             p.properties.content_type.as_deref(),
             Some("application/json")
@@ -244,7 +287,7 @@ mod tests {
         let mut d = downlink();
         d.message_expiry = Some(std::time::Duration::from_secs(600));
         d.qos = 0;
-        let p = m.publication(SourceKind::Kafka, "c/1".into(), &d);
+        let p = m.publication(SourceKind::Kafka, "c/1".into(), &d).unwrap();
         assert_eq!(p.properties.content_type.as_deref(), Some("text/plain"));
         assert_eq!(
             p.properties.user_properties,
@@ -252,5 +295,22 @@ mod tests {
         );
         assert_eq!(p.properties.message_expiry_interval, Some(600));
         assert_eq!(p.qos, QoS::AtMostOnce);
+    }
+}
+
+#[cfg(test)]
+mod string_tests {
+    use super::*;
+
+    #[test]
+    fn mqtt_strings_lose_forbidden_characters_and_long_ones_are_refused() {
+        assert_eq!(
+            mqtt_string("a\u{0}b\nc\u{85}d\u{fffe}").unwrap(),
+            "a\u{fffd}b\u{fffd}c\u{fffd}d\u{fffd}"
+        );
+        assert_eq!(mqtt_string("plain é").unwrap(), "plain é");
+        assert!(mqtt_string(&"x".repeat(65_536)).is_err());
+        assert!(check_mqtt_chars("a/b\tc").is_err());
+        assert!(check_mqtt_chars("chargers/P-1/commands").is_ok());
     }
 }

@@ -1,10 +1,12 @@
 //! A running downlink: one task that polls its source, publishes each batch to the MQTT broker
-//! in source order (pipelined, one PUBLISH per message), waits for every acknowledgement, sends
-//! unpublishable messages to the dead-letter destination, and only then commits the batch's
-//! offsets. A failed publish (the broker down, a timeout) is retried, in order, for as long as
-//! it takes; nothing later in the batch is committed before it.
+//! in source order (pipelined, one PUBLISH per message; the next batch is queued while the one
+//! before waits for its last acknowledgements), sends unpublishable messages to the dead-letter
+//! destination, and only then commits the batch's offsets, batch after batch. A failed publish
+//! (the broker down, a timeout) is retried for as long as it takes, together with everything
+//! after it, in order; nothing after it is committed before it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,8 +29,15 @@ use crate::sinks::kafka::KafkaConnectionConfig;
 use crate::sinks::rocketmq::RocketmqConnectionConfig;
 use crate::sinks::{BoxError, Retry, SinkError};
 
-/// How long one PUBLISH may wait for its PUBACK before it is sent again.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a batch's PUBLISHes may wait for their PUBACKs (plus 10 ms a message) before they
+/// are sent again.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Refusals (other than for rights) after which a message is dead-lettered.
+const REFUSALS: u32 = 5;
+/// Batches on their way at once.
+const WINDOW: usize = 2;
+/// The first wait after a failed publish; it doubles up to 5 s.
+const BACKOFF: Duration = Duration::from_millis(250);
 /// How long a poll waits for the first message.
 const POLL_WAIT: Duration = Duration::from_millis(500);
 
@@ -63,6 +72,8 @@ impl DownlinkStats {
 
 pub struct DownlinkHandle {
     pub config: DownlinkConfig,
+    /// When this start of the downlink began.
+    pub started_at: std::time::Instant,
     pub stats: Arc<DownlinkStats>,
     paused: watch::Sender<bool>,
     shutdown: CancellationToken,
@@ -85,11 +96,11 @@ impl DownlinkHandle {
             )
         })?;
         let client_id = format!("{}-downlink-{}", shared.mqtt.client_id_prefix, config.name);
-        let (publisher, _poll) = Publisher::with_queue(
+        let (publisher, poll) = Publisher::with_queue(
             &shared.endpoint,
             &client_id,
             shared.mqtt.origin_marker(),
-            config.batch_size + 64,
+            WINDOW * config.batch_size + 64,
         );
         let stats = Arc::new(DownlinkStats::default());
         let (paused_tx, paused_rx) = watch::channel(paused);
@@ -105,14 +116,17 @@ impl DownlinkHandle {
             kind,
             connection: connection.clone(),
             publisher,
+            poll: Some(poll),
             dead_letter: shared.dead_letter.clone(),
             stats: stats.clone(),
             paused: paused_rx,
             shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
+            blocked: AtomicBool::new(false),
         };
         Ok(DownlinkHandle {
             config: config.clone(),
+            started_at: std::time::Instant::now(),
             stats,
             paused: paused_tx,
             shutdown,
@@ -168,16 +182,55 @@ impl DownlinkHandle {
     }
 }
 
+impl Drop for DownlinkHandle {
+    /// A handle dropped without `stop` still ends its downlink (finishing its batch).
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
 struct Task {
     config: DownlinkConfig,
     kind: SourceKind,
     connection: ConnectionConfig,
     publisher: Publisher,
+    /// The publisher's poll task, ended with it.
+    poll: Option<JoinHandle<()>>,
     dead_letter: Arc<DeadLetter>,
     stats: Arc<DownlinkStats>,
     paused: watch::Receiver<bool>,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
+    /// A publish could not be queued: later ones wait for the next `requeue`.
+    blocked: AtomicBool,
+}
+
+/// What settling the oldest flight came to.
+enum Settled {
+    Done,
+    /// To publish again after a pause: the error, and how many messages wait.
+    Again(String, usize),
+    Abandoned,
+}
+
+/// A message waiting for its PUBACK.
+struct Pending {
+    index: usize,
+    publication: Publication,
+    /// PUBACKs with a failure reason so far.
+    refusals: u32,
+    /// The broker's answer to the copy sent last; `None` when it could not be queued.
+    ack: Option<Ack>,
+}
+
+/// A batch on its way: polled, its publishes queued, waiting for the broker.
+struct Flight {
+    batch: Vec<SourceMessage>,
+    /// Not yet acknowledged, in source order.
+    pending: Vec<Pending>,
+    dead: Vec<Unpublishable>,
+    /// Acknowledged so far.
+    published: usize,
 }
 
 /// A message the batch could not publish, and why.
@@ -194,7 +247,7 @@ struct DownlinkError(String);
 impl Task {
     async fn run(mut self) {
         let Some(mut source) = self.open().await else {
-            self.publisher.disconnect().await;
+            self.close_publisher().await;
             return;
         };
         self.stats.started.store(true, Ordering::Relaxed);
@@ -202,48 +255,97 @@ impl Task {
         let mut paused = false;
         // A batch polled as the downlink was paused.
         let mut held: Option<Vec<SourceMessage>> = None;
-        while !self.shutdown.is_cancelled() {
+        // Up to two batches on their way: the next one's publishes keep the connection busy
+        // while the broker acknowledges the last of the one before.
+        let mut window: VecDeque<Flight> = VecDeque::new();
+        let mut backoff = BACKOFF;
+        loop {
             let want = *self.paused.borrow_and_update();
-            if want != paused {
-                source.set_paused(want).await;
-                paused = want;
-            }
-            if paused {
-                tokio::select! {
-                    _ = source.idle(POLL_WAIT) => {}
-                    _ = self.paused.changed() => {}
-                    _ = self.shutdown.cancelled() => {}
-                }
-                continue;
-            }
-            let batch = match held.take() {
-                Some(batch) => batch,
-                None => {
-                    let batch = source.poll(self.config.batch_size, POLL_WAIT).await;
-                    if batch.is_empty() {
-                        continue;
-                    }
-                    self.stats
-                        .received
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    batch
-                }
-            };
-            if *self.paused.borrow() {
-                // Paused while the poll waited: published after the resume (a poll is never
-                // cut short, since what it took out of the client would be gone).
-                held = Some(batch);
-                continue;
-            }
-            if !self.deliver(&batch).await {
-                // Abandoned at a hard stop: not committed, so the source delivers it again.
+            let stopping = self.shutdown.is_cancelled();
+            if stopping && window.is_empty() {
                 break;
             }
-            source.commit(&next_offsets(&batch)).await;
+            if window.len() < WINDOW && !stopping && !want {
+                if paused {
+                    source.set_paused(false).await;
+                    paused = false;
+                }
+                let batch = match held.take() {
+                    Some(batch) => batch,
+                    None => {
+                        let wait = if window.is_empty() { POLL_WAIT } else { Duration::ZERO };
+                        let batch = source.poll(self.config.batch_size, wait).await;
+                        self.stats
+                            .received
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        batch
+                    }
+                };
+                if *self.paused.borrow() && !batch.is_empty() {
+                    // Paused while the poll waited: published after the resume (a poll is
+                    // never cut short, since what it took out of the client would be gone).
+                    held = Some(batch);
+                    continue;
+                }
+                if !batch.is_empty() {
+                    match self.launch(batch).await {
+                        Some(flight) => window.push_back(flight),
+                        None => break,
+                    }
+                    continue;
+                }
+            }
+            if window.is_empty() {
+                if want && !paused {
+                    source.set_paused(true).await;
+                    paused = true;
+                }
+                if paused {
+                    let handle_gone = tokio::select! {
+                        _ = source.idle(POLL_WAIT) => false,
+                        changed = self.paused.changed() => changed.is_err(),
+                        _ = self.shutdown.cancelled() => false,
+                    };
+                    if handle_gone {
+                        break;
+                    }
+                }
+                continue;
+            }
+            match self.settle(&mut window).await {
+                Settled::Done => {
+                    backoff = BACKOFF;
+                    let flight = window.pop_front().expect("a flight settled");
+                    let mut dead = flight.dead;
+                    dead.sort_by_key(|d| d.index);
+                    if !self.dead_letter(&flight.batch, &dead).await {
+                        break;
+                    }
+                    source.commit(&next_offsets(&flight.batch)).await;
+                }
+                Settled::Again(error, count) => {
+                    self.failing(&error, count);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.hard_stop.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    self.requeue(&mut window);
+                }
+                // Abandoned at a hard stop: not committed, so the source delivers it again.
+                Settled::Abandoned => break,
+            }
         }
         source.close().await;
-        self.publisher.disconnect().await;
+        self.close_publisher().await;
         tracing::info!(downlink = %self.config.name, "downlink stopped");
+    }
+
+    async fn close_publisher(&mut self) {
+        match self.poll.take() {
+            Some(poll) => self.publisher.shut(poll).await,
+            None => self.publisher.disconnect().await,
+        }
     }
 
     /// The source, retried until it starts or the downlink stops.
@@ -282,145 +384,190 @@ impl Task {
         }
     }
 
-    /// Publishes `batch` and dead-letters what cannot be published; true once every message
-    /// is one or the other, false when abandoned at a hard stop.
-    async fn deliver(&self, batch: &[SourceMessage]) -> bool {
-        let mut todo: Vec<(usize, Publication)> = Vec::with_capacity(batch.len());
+    /// Makes `batch`'s publishes and queues them, in order; what cannot be published is set
+    /// aside for the dead-letter path. `None` when a hard stop came first.
+    async fn launch(&self, batch: Vec<SourceMessage>) -> Option<Flight> {
+        // The broker's packet limit is known once connected: nothing is sent before.
+        let limit = loop {
+            if let Some(limit) = self.publisher.max_packet_size() {
+                break limit;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = self.hard_stop.cancelled() => return None,
+            }
+        };
+        let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
         let mut dead: Vec<Unpublishable> = Vec::new();
         for (index, msg) in batch.iter().enumerate() {
-            match self.config.mqtt_topic.render(msg) {
-                Ok(topic) => todo.push((index, msg.publication(self.kind, topic, &self.config))),
-                Err(error) => dead.push(Unpublishable {
-                    index,
-                    kind: "invalid_topic",
-                    error: format!("no MQTT topic for it: {error}"),
-                }),
-            }
-        }
-        let mut backoff = Duration::from_millis(250);
-        while !todo.is_empty() {
-            let (published, failed, refused, error) = self.publish(std::mem::take(&mut todo)).await;
-            dead.extend(refused);
-            if published > 0 {
-                self.stats
-                    .published
-                    .fetch_add(published as u64, Ordering::Relaxed);
-                self.stats.last_publish.store(now_ms(), Ordering::Relaxed);
-                self.stats.failing_since.store(0, Ordering::Relaxed);
-                events::DownlinkPublished {
-                    downlink: &self.config.name,
-                    count: published,
+            let publication = self
+                .config
+                .mqtt_topic
+                .render(msg)
+                .map_err(|e| ("invalid_topic", format!("no MQTT topic for it: {e}")))
+                .and_then(|topic| {
+                    msg.publication(self.kind, topic, &self.config)
+                        .map_err(|e| ("invalid_property", e))
+                });
+            match publication {
+                Ok(p) => {
+                    let size = p.packet_size(self.publisher.marker());
+                    match limit.filter(|max| size > *max as usize) {
+                        Some(max) => dead.push(Unpublishable {
+                            index,
+                            kind: "too_large",
+                            error: format!(
+                                "a {size}-byte PUBLISH is larger than the broker's maximum \
+                                 packet size of {max} bytes"
+                            ),
+                        }),
+                        None => pending.push(Pending {
+                            index,
+                            ack: self.queue(&p),
+                            publication: p,
+                            refusals: 0,
+                        }),
+                    }
                 }
-                .emit();
+                Err((kind, error)) => dead.push(Unpublishable { index, kind, error }),
             }
-            if failed.is_empty() {
-                break;
-            }
-            let error = error.unwrap_or_else(|| "not acknowledged".into());
-            self.stats
-                .retried
-                .fetch_add(failed.len() as u64, Ordering::Relaxed);
-            let _ = self.stats.failing_since.compare_exchange(
-                0,
-                now_ms(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-            self.stats.error(error.clone());
-            events::DownlinkRetry {
-                downlink: &self.config.name,
-                count: failed.len(),
-                error: &error,
-            }
-            .emit();
-            todo = failed;
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = self.hard_stop.cancelled() => return false,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-        dead.sort_by_key(|d| d.index);
-        self.dead_letter(batch, &dead).await
+        Some(Flight {
+            batch,
+            pending,
+            dead,
+            published: 0,
+        })
     }
 
-    /// One try at publishing `todo` in order: how many were acknowledged, those to try again
-    /// (in order), those the broker will never take, and the first error seen.
-    async fn publish(
-        &self,
-        todo: Vec<(usize, Publication)>,
-    ) -> (
-        usize,
-        Vec<(usize, Publication)>,
-        Vec<Unpublishable>,
-        Option<String>,
-    ) {
-        let mut refused = Vec::new();
-        let mut queued: Vec<((usize, Publication), Option<Ack>)> = Vec::with_capacity(todo.len());
-        let mut first_error = None;
-        let limit = self.publisher.max_packet_size();
-        let mut blocked = false;
-        for (index, p) in todo {
-            if let Some(max) = limit {
-                let size = p.packet_size(self.publisher.marker());
-                if size > max as usize {
-                    refused.push(Unpublishable {
-                        index,
-                        kind: "too_large",
-                        error: format!(
-                            "a {size}-byte PUBLISH is larger than the broker's maximum packet size of {max} bytes"
-                        ),
-                    });
-                    continue;
-                }
-            }
-            // Once one cannot be queued, the rest waits too: nothing overtakes it.
-            let ack = match blocked {
-                true => None,
-                false => match self.publisher.queue(p.clone()) {
-                    Ok(ack) => Some(ack),
-                    Err(e) => {
-                        blocked = true;
-                        first_error.get_or_insert(e.to_string());
-                        None
-                    }
-                },
-            };
-            queued.push(((index, p), ack));
+    /// Queues one publish, unless one before it could not be: then nothing overtakes it.
+    fn queue(&self, p: &Publication) -> Option<Ack> {
+        if self.blocked.load(Ordering::Relaxed) {
+            return None;
         }
-        let waits = queued.iter_mut().map(|(_, ack)| {
-            let ack = ack.take();
+        match self.publisher.queue(p.clone()) {
+            Ok(ack) => Some(ack),
+            Err(e) => {
+                tracing::debug!(downlink = %self.config.name, error = %e, "publish not queued");
+                self.blocked.store(true, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// After a failure: everything still on its way is queued again, in order.
+    fn requeue(&self, window: &mut VecDeque<Flight>) {
+        self.blocked.store(false, Ordering::Relaxed);
+        for flight in window.iter_mut() {
+            for p in &mut flight.pending {
+                p.ack = self.queue(&p.publication);
+            }
+        }
+    }
+
+    /// Waits for the oldest flight's acknowledgements. Done when every message is
+    /// acknowledged or refused for good; otherwise what failed and everything after it (in
+    /// this flight and the later ones) is to be published again.
+    async fn settle(&self, window: &mut VecDeque<Flight>) -> Settled {
+        let flight = window.front_mut().expect("a flight to settle");
+        let count = flight.pending.len();
+        // Generous: a lost connection fails every wait at once, and the keep-alive finds a
+        // silent one; this only bounds a broker that keeps the connection but never answers.
+        let timeout = PUBLISH_TIMEOUT + Duration::from_millis(10) * count as u32;
+        let waits = flight.pending.iter_mut().map(|p| {
+            let ack = p.ack.take();
             async move {
                 match ack {
-                    Some(ack) => Some(ack.wait(PUBLISH_TIMEOUT).await),
+                    Some(ack) => Some(ack.wait(timeout).await),
                     None => None,
                 }
             }
         });
         let outcomes = tokio::select! {
             o = futures::future::join_all(waits) => o,
-            _ = self.hard_stop.cancelled() => return (0, Vec::new(), Vec::new(), Some("stopped".into())),
+            _ = self.hard_stop.cancelled() => return Settled::Abandoned,
         };
-        let mut published = 0;
-        let mut failed = Vec::new();
-        for ((item, _), outcome) in queued.into_iter().zip(outcomes) {
-            match outcome {
-                Some(Ok(())) => published += 1,
-                Some(Err(PublishError::Refused(
-                    reason @ (PubAckReason::TopicNameInvalid | PubAckReason::PayloadFormatInvalid),
-                ))) => refused.push(Unpublishable {
-                    index: item.0,
-                    kind: "refused",
-                    error: format!("the MQTT broker refused it: {reason:?}"),
-                }),
-                Some(Err(e)) => {
-                    first_error.get_or_insert_with(|| e.to_string());
-                    failed.push(item);
-                }
-                None => failed.push(item),
+        let failed_from = outcomes
+            .iter()
+            .position(|o| !matches!(o, Some(Ok(()))))
+            .unwrap_or(count);
+        let error = outcomes.iter().find_map(|o| match o {
+            Some(Err(PublishError::Refused(reason))) => {
+                Some(format!("the MQTT broker refused a message: {reason:?}"))
             }
+            Some(Err(e)) => Some(e.to_string()),
+            None => Some("the publish could not be queued".to_owned()),
+            Some(Ok(())) => None,
+        });
+        let pending = std::mem::take(&mut flight.pending);
+        let mut again = Vec::new();
+        for (i, (mut p, outcome)) in pending.into_iter().zip(outcomes).enumerate() {
+            if i < failed_from {
+                flight.published += 1;
+                continue;
+            }
+            if let Some(Err(PublishError::Refused(reason))) = outcome {
+                p.refusals += 1;
+                // A topic or payload the broker will never take goes at once; other refusals
+                // (quota, the broker's own errors) after a few tries; a refusal for want of
+                // rights is held for the operator to mend the ACL.
+                let never = matches!(
+                    reason,
+                    PubAckReason::TopicNameInvalid | PubAckReason::PayloadFormatInvalid
+                );
+                let enough = p.refusals >= REFUSALS && reason != PubAckReason::NotAuthorized;
+                if never || enough {
+                    flight.dead.push(Unpublishable {
+                        index: p.index,
+                        kind: "refused",
+                        error: format!("the MQTT broker refused it: {reason:?}"),
+                    });
+                    continue;
+                }
+            }
+            // Failed, or acknowledged after one that failed: sent again to keep the order.
+            again.push(p);
         }
-        (published, failed, refused, first_error)
+        let published = std::mem::take(&mut flight.published);
+        if published > 0 {
+            self.stats
+                .published
+                .fetch_add(published as u64, Ordering::Relaxed);
+            self.stats.last_publish.store(now_ms(), Ordering::Relaxed);
+            self.stats.failing_since.store(0, Ordering::Relaxed);
+            events::DownlinkPublished {
+                downlink: &self.config.name,
+                count: published,
+            }
+            .emit();
+        }
+        if again.is_empty() {
+            return Settled::Done;
+        }
+        flight.pending = again;
+        let later: usize = window.iter().skip(1).map(|f| f.pending.len()).sum();
+        let count = window[0].pending.len() + later;
+        Settled::Again(error.unwrap_or_else(|| "not acknowledged".into()), count)
+    }
+
+    /// Counts `count` messages held back by `error`.
+    fn failing(&self, error: &str, count: usize) {
+        self.stats
+            .retried
+            .fetch_add(count as u64, Ordering::Relaxed);
+        let _ = self.stats.failing_since.compare_exchange(
+            0,
+            now_ms(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        self.stats.error(error.to_owned());
+        events::DownlinkRetry {
+            downlink: &self.config.name,
+            count,
+            error,
+        }
+        .emit();
     }
 
     /// Writes the unpublishable messages to the dead-letter destination, retrying until it
@@ -447,15 +594,28 @@ impl Task {
             })
             .collect();
         loop {
-            match self.dead_letter.send(&self.config.name, &entries).await {
+            let sent = tokio::select! {
+                sent = self.dead_letter.send(&self.config.name, &entries) => sent,
+                _ = self.hard_stop.cancelled() => return false,
+            };
+            match sent {
                 Ok(()) => break,
                 Err(e) => {
+                    let error = e.to_string();
                     events::DeadLetterFailed {
                         route: &self.config.name,
                         count: entries.len(),
-                        error: &e.to_string(),
+                        error: &error,
                     }
                     .emit();
+                    let _ = self.stats.failing_since.compare_exchange(
+                        0,
+                        now_ms(),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    self.stats
+                        .error(format!("dead-letter write failed: {error}"));
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = self.hard_stop.cancelled() => return false,

@@ -3,7 +3,7 @@
 //! the uplink's templates, a placeholder without a value is an error for that message: a
 //! command must not go to `chargers//commands`.
 
-use super::message::SourceMessage;
+use super::message::{check_mqtt_chars, SourceMessage};
 use crate::topic::check_mqtt_topic;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +111,9 @@ impl TopicTemplate {
                 None => return Err(format!("{} has no value", describe(part))),
             }
         }
-        check_mqtt_topic(&out).map_err(|e| format!("topic \"{out}\": {e}"))?;
+        check_mqtt_topic(&out)
+            .and_then(|()| check_mqtt_chars(&out))
+            .map_err(|e| format!("topic {out:?}: {e}"))?;
         Ok(out)
     }
 }

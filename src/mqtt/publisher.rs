@@ -48,14 +48,17 @@ impl Publication {
     pub fn packet_size(&self, marker: Option<&(String, String)>) -> usize {
         let mut properties = self.properties.clone();
         properties.user_properties.extend(marker.cloned());
-        let publish = Publish::new(
+        let mut publish = Publish::new(
             self.topic.as_str(),
             self.qos,
             self.payload.clone(),
             Some(properties),
         );
-        // The packet id, which `Publish::new` leaves out of the length at QoS 0.
-        publish.size() + if self.qos == QoS::AtMostOnce { 2 } else { 0 }
+        // The length counts a packet id only when there is one (QoS 1 and 2).
+        if self.qos != QoS::AtMostOnce {
+            publish.pkid = 1;
+        }
+        publish.size()
     }
 }
 
@@ -65,8 +68,9 @@ type Waiter = oneshot::Sender<Result<(), PublishError>>;
 struct Waiters {
     queued: VecDeque<Waiter>,
     sent: HashMap<u16, Waiter>,
-    /// The largest packet the broker takes (its CONNACK's Maximum Packet Size).
-    max_packet: Option<u32>,
+    /// The largest packet the broker takes (its CONNACK's Maximum Packet Size): `None` until
+    /// connected, `Some(None)` when it said no limit.
+    max_packet: Option<Option<u32>>,
 }
 
 #[derive(Clone)]
@@ -123,8 +127,9 @@ impl Publisher {
         self.marker.as_ref()
     }
 
-    /// The largest packet the broker said it takes, once connected (none: no limit said).
-    pub fn max_packet_size(&self) -> Option<u32> {
+    /// The largest packet the broker said it takes: `None` until the first connection,
+    /// `Some(None)` when it set no limit.
+    pub fn max_packet_size(&self) -> Option<Option<u32>> {
         lock(&self.state).max_packet
     }
 
@@ -170,6 +175,19 @@ impl Publisher {
     pub async fn disconnect(&self) {
         let _ = self.client.disconnect().await;
     }
+
+    /// Disconnects and ends the poll task (`task`, from `start`): a DISCONNECT queued while the
+    /// broker is away is purged with the rest, so the task is stopped after a grace period
+    /// rather than left to connect again later under the same client id.
+    pub async fn shut(&self, mut task: tokio::task::JoinHandle<()>) {
+        let _ = self.client.try_disconnect();
+        if tokio::time::timeout(Duration::from_secs(2), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
 }
 
 async fn poll(mut eventloop: EventLoop, state: Arc<Mutex<Waiters>>, client_id: String) {
@@ -181,6 +199,11 @@ async fn poll(mut eventloop: EventLoop, state: Arc<Mutex<Waiters>>, client_id: S
             if matches!(step, Step::Pause) {
                 eventloop.clean();
                 eventloop.pending.clear();
+                // Events of the lost connection still buffered (a failed write leaves the
+                // `Outgoing::Publish` of every request it took) would pair the next waiters
+                // with the wrong packet ids; a collision left set would block every publish.
+                eventloop.state.events.clear();
+                eventloop.state.collision = None;
             }
             step
         };
@@ -229,7 +252,7 @@ fn handle(
             }
         }
         Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-            s.max_packet = ack.properties.and_then(|p| p.max_packet_size);
+            s.max_packet = Some(ack.properties.and_then(|p| p.max_packet_size));
         }
         Ok(Event::Outgoing(Outgoing::Disconnect)) => return Step::Stop,
         Ok(_) => {}
