@@ -462,18 +462,34 @@ async fn unpublishable_messages_are_dead_lettered_and_the_stream_goes_on() {
     produce(&producer, &topic, None, &[], "no-key").await;
     produce(&producer, &topic, Some("P-1"), &[], &"x".repeat(30_000)).await;
     produce(&producer, &topic, Some("a/+"), &[], "wildcard-key").await;
-    produce(&producer, &topic, Some("P-1"), &[], "n-1").await;
+    // A control character: mosquitto closes a connection over one in a topic.
+    produce(&producer, &topic, Some("P-\u{7}1"), &[], "control-key").await;
+    // ... and in a user property, where it is replaced.
+    produce(
+        &producer,
+        &topic,
+        Some("P-1"),
+        &[("note", "a\u{1}b")],
+        "n-1",
+    )
+    .await;
     let got = device.wait(Duration::from_secs(60), |r| r.len() >= 2).await;
     let texts: Vec<String> = got.iter().map(Received::text).collect();
     assert_eq!(texts, ["n-0", "n-1"]);
-    let dead = await_dead_letters(&bridge.dir.join("dead.jsonl"), 3, Duration::from_secs(10)).await;
+    assert_eq!(got[1].user("note"), Some("a\u{fffd}b"));
+    let dead = await_dead_letters(&bridge.dir.join("dead.jsonl"), 4, Duration::from_secs(10)).await;
     let kinds: Vec<&str> = dead
         .iter()
         .map(|d| d["error_kind"].as_str().unwrap())
         .collect();
     assert_eq!(
         kinds,
-        ["invalid_topic", "too_large", "invalid_topic"],
+        [
+            "invalid_topic",
+            "too_large",
+            "invalid_topic",
+            "invalid_topic"
+        ],
         "{dead:?}"
     );
     assert!(
@@ -493,7 +509,7 @@ async fn unpublishable_messages_are_dead_lettered_and_the_stream_goes_on() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(offsets, ["1", "2", "3"]);
+    assert_eq!(offsets, ["1", "2", "3", "4"]);
     assert!(
         !bridge.log_text().contains("MQTT publisher disconnected"),
         "the large message did not cost the connection"

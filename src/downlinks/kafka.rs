@@ -175,7 +175,8 @@ impl Source for KafkaSource {
         // A partition taken away by a rebalance meanwhile has a new owner, whose progress a
         // commit from here would set back: only the partitions still assigned are committed.
         let assigned = self.assigned();
-        self.committed.retain(|p, _| assigned.contains(&(p.topic.clone(), p.id)));
+        self.committed
+            .retain(|p, _| assigned.contains(&(p.topic.clone(), p.id)));
         let mut list = TopicPartitionList::new();
         for (p, offset) in next {
             if !assigned.contains(&(p.topic.clone(), p.id)) {

@@ -273,7 +273,11 @@ impl Task {
                 let batch = match held.take() {
                     Some(batch) => batch,
                     None => {
-                        let wait = if window.is_empty() { POLL_WAIT } else { Duration::ZERO };
+                        let wait = if window.is_empty() {
+                            POLL_WAIT
+                        } else {
+                            Duration::ZERO
+                        };
                         let batch = source.poll(self.config.batch_size, wait).await;
                         self.stats
                             .received
