@@ -2,7 +2,7 @@
 //! (or as a deployment's smoke test). It connects to the MQTT broker with a probe client (its
 //! own client id and a clean session), subscribes to each enabled route's filters and
 //! unsubscribes again, reporting the broker's reason codes, and builds and checks every
-//! connection. The probe subscribes to the plain filter at QoS 0, not to the share group:
+//! connection, and reads each enabled downlink's source topic's metadata. The probe subscribes to the plain filter at QoS 0, not to the share group:
 //! brokers apply the same authorization to both, and a member of the group, even for a
 //! moment, could take messages meant for the bridge's consumers.
 
@@ -60,6 +60,18 @@ pub async fn check(config: &Config) -> Vec<Verdict> {
             Err(e) => Err(e),
         };
         verdicts.push(verdict(format!("route \"{}\"", route.name), outcome));
+    }
+    for downlink in config.downlinks.iter().filter(|d| d.enabled) {
+        let Some(connection) = live.get(&downlink.connection) else {
+            continue;
+        };
+        let probe = tokio::time::timeout(LIMIT, connection.probe_topic(&downlink.topic)).await;
+        let outcome = match probe {
+            Ok(None) => continue,
+            Ok(Some(result)) => Ok(result),
+            Err(e) => Err(e),
+        };
+        verdicts.push(verdict(format!("downlink \"{}\"", downlink.name), outcome));
     }
     verdicts
 }

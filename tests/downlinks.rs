@@ -624,3 +624,36 @@ async fn a_reload_adds_a_downlink_and_leaves_the_running_one_alone() {
     assert_eq!(got.len(), 3, "each once");
     assert_eq!(downlink_status(admin, "settings").await["state"], "running");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reads_each_downlinks_source_topic() {
+    let broker = mosquitto();
+    let rq = RocketmqUnderTest::start();
+    let client = Client::new();
+    let topic = topic_name("cmd");
+    client.create_topic(&rq.namesrv(), &topic, 3).await;
+    let text = config(
+        broker.port,
+        free_port(),
+        &rocketmq_connection(&rq.namesrv()),
+        &downlink("commands", "rmq", &topic, "chargers/{key}/commands", ""),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mqbridge"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("downlink \"commands\""))
+        .expect(&text);
+    assert!(
+        line.starts_with("ok") && line.contains("3 queue(s)"),
+        "{text}"
+    );
+}

@@ -72,6 +72,14 @@ pub trait SinkKind: 'static {
     ) -> impl Future<Output = Option<Result<String, BoxError>>> + Send {
         async { None }
     }
+    /// A downlink's source topic, for `mqbridge check`, where the kind can be read from
+    /// (Kafka: the topic's metadata; RocketMQ: its queues). `None`: not a source.
+    fn probe_topic(
+        _connection: &Self::Connection,
+        _topic: &str,
+    ) -> impl Future<Output = Option<Result<String, BoxError>>> + Send {
+        async { None }
+    }
     /// Waits for what the client still queues to be delivered, up to `timeout`.
     fn flush(
         _connection: &Self::Connection,
@@ -328,6 +336,8 @@ trait AnyConnection: Send + Sync {
         &'a self,
         route: &'a RouteSinkConfig,
     ) -> BoxFuture<'a, Option<Result<String, BoxError>>>;
+    fn probe_topic<'a>(&'a self, topic: &'a str)
+        -> BoxFuture<'a, Option<Result<String, BoxError>>>;
     fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()>;
 }
 
@@ -358,6 +368,12 @@ impl<K: SinkKind> AnyConnection for Typed<K, K::Connection> {
             K::probe_route(&self.0, settings).await
         })
     }
+    fn probe_topic<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Option<Result<String, BoxError>>> {
+        Box::pin(K::probe_topic(&self.0, topic))
+    }
     fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()> {
         Box::pin(K::flush(&self.0, timeout))
     }
@@ -378,6 +394,10 @@ impl Connection {
     /// The route's own check (`SinkKind::probe_route`), where its kind has one.
     pub async fn probe_route(&self, route: &RouteSinkConfig) -> Option<Result<String, BoxError>> {
         self.0.probe_route(route).await
+    }
+    /// A downlink's source topic check (`SinkKind::probe_topic`), where its kind has one.
+    pub async fn probe_topic(&self, topic: &str) -> Option<Result<String, BoxError>> {
+        self.0.probe_topic(topic).await
     }
     pub async fn flush(&self, timeout: Duration) {
         self.0.flush(timeout).await

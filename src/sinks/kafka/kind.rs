@@ -99,6 +99,13 @@ impl SinkKind for Kafka {
         Some(connection.topic_check(topic).await)
     }
 
+    async fn probe_topic(
+        connection: &KafkaConnection,
+        topic: &str,
+    ) -> Option<Result<String, BoxError>> {
+        Some(connection.topic_check(topic.to_owned()).await)
+    }
+
     async fn health_check(connection: &KafkaConnection) -> Result<String, BoxError> {
         connection.health_check().await
     }

@@ -120,6 +120,13 @@ impl SinkKind for Rocketmq {
         Some(connection.topic_queues(&topic).await)
     }
 
+    async fn probe_topic(
+        connection: &Arc<RocketmqConnection>,
+        topic: &str,
+    ) -> Option<Result<String, BoxError>> {
+        Some(connection.topic_queues(topic).await)
+    }
+
     async fn flush(connection: &Arc<RocketmqConnection>, _timeout: Duration) {
         connection.shutdown().await;
     }
