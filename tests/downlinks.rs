@@ -17,7 +17,7 @@ use common::mqtt::Publisher;
 use common::rocketmq::{send, Client, RocketmqUnderTest};
 use common::{
     free_port, mosquitto, mosquitto_persistent, mosquitto_with, start_mosquitto, stop_mosquitto,
-    unique, Bridge, KafkaUnderTest,
+    unique, Bridge, KafkaUnderTest, Server,
 };
 
 fn config(mqtt_port: u16, admin: u16, connection: &str, rest: &str) -> String {
@@ -58,6 +58,51 @@ fn downlink(name: &str, connection: &str, topic: &str, mqtt_topic: &str, extra: 
 
 fn topic_name(prefix: &str) -> String {
     unique(prefix).replace(['.', '/'], "_")
+}
+
+/// mosquitto (`broker`), tansu with a topic of `partitions`, a bridge with one downlink
+/// "commands" from it to `chargers/{key}/commands` (with the `extra` keys), a device on
+/// `chargers/+/commands` and a producer.
+struct KafkaSetup {
+    broker: Server,
+    _kafka: KafkaUnderTest,
+    topic: String,
+    admin: u16,
+    bridge: Bridge,
+    device: Device,
+    producer: rdkafka::producer::FutureProducer,
+}
+
+impl KafkaSetup {
+    async fn start(broker: Server, partitions: i32, extra: &str) -> Self {
+        let kafka = KafkaUnderTest::start().await;
+        let topic = topic_name("cmd");
+        create_topic(&kafka.bootstrap(), &topic, partitions).await;
+        let admin = free_port();
+        let bridge = Bridge::start(&config(
+            broker.port,
+            admin,
+            &kafka_connection(&kafka.bootstrap()),
+            &downlink(
+                "commands",
+                "kafka",
+                &topic,
+                "chargers/{key}/commands",
+                extra,
+            ),
+        ));
+        let device = Device::connect(broker.port, "chargers/+/commands").await;
+        let producer = producer(&kafka.bootstrap());
+        KafkaSetup {
+            broker,
+            _kafka: kafka,
+            topic,
+            admin,
+            bridge,
+            device,
+            producer,
+        }
+    }
 }
 
 /// The numbers `n-{i}` among what arrived, and how many copies of each.
@@ -184,25 +229,15 @@ async fn rocketmq_messages_reach_devices_in_order_with_their_properties() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_records_reach_devices_per_key_in_order_with_headers_and_expiry() {
-    let broker = mosquitto();
-    let kafka = KafkaUnderTest::start().await;
-    let topic = topic_name("cmd");
-    create_topic(&kafka.bootstrap(), &topic, 3).await;
-    let admin = free_port();
-    let _bridge = Bridge::start(&config(
-        broker.port,
-        admin,
-        &kafka_connection(&kafka.bootstrap()),
-        &downlink(
-            "commands",
-            "kafka",
-            &topic,
-            "chargers/{key}/commands",
-            "message_expiry = \"10m\"\nretain = true",
-        ),
-    ));
-    let device = Device::connect(broker.port, "chargers/+/commands").await;
-    let producer = producer(&kafka.bootstrap());
+    let KafkaSetup {
+        broker,
+        _kafka,
+        topic,
+        admin: _admin,
+        bridge: _bridge,
+        device,
+        producer,
+    } = KafkaSetup::start(mosquitto(), 3, "message_expiry = \"10m\"\nretain = true").await;
     for i in 0..60 {
         let key = format!("P-{}", i % 5);
         let headers = [
@@ -257,19 +292,15 @@ async fn kafka_records_reach_devices_per_key_in_order_with_headers_and_expiry() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mqtt_broker_down_for_seconds_loses_nothing() {
-    let mut broker = mosquitto_persistent();
-    let kafka = KafkaUnderTest::start().await;
-    let topic = topic_name("cmd");
-    create_topic(&kafka.bootstrap(), &topic, 2).await;
-    let admin = free_port();
-    let bridge = Bridge::start(&config(
-        broker.port,
+    let KafkaSetup {
+        mut broker,
+        _kafka,
+        topic,
         admin,
-        &kafka_connection(&kafka.bootstrap()),
-        &downlink("commands", "kafka", &topic, "chargers/{key}/commands", ""),
-    ));
-    let device = Device::connect(broker.port, "chargers/+/commands").await;
-    let producer = producer(&kafka.bootstrap());
+        bridge,
+        device,
+        producer,
+    } = KafkaSetup::start(mosquitto_persistent(), 2, "").await;
     let n = 300;
     let writer = {
         let topic = topic.clone();
@@ -392,19 +423,15 @@ async fn a_bridge_killed_mid_stream_loses_nothing_and_goes_on_from_its_offsets()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_and_resume_lose_nothing() {
-    let broker = mosquitto();
-    let kafka = KafkaUnderTest::start().await;
-    let topic = topic_name("cmd");
-    create_topic(&kafka.bootstrap(), &topic, 2).await;
-    let admin = free_port();
-    let bridge = Bridge::start(&config(
-        broker.port,
+    let KafkaSetup {
+        broker: _broker,
+        _kafka,
+        topic,
         admin,
-        &kafka_connection(&kafka.bootstrap()),
-        &downlink("commands", "kafka", &topic, "chargers/{key}/commands", ""),
-    ));
-    let device = Device::connect(broker.port, "chargers/+/commands").await;
-    let producer = producer(&kafka.bootstrap());
+        bridge,
+        device,
+        producer,
+    } = KafkaSetup::start(mosquitto(), 2, "").await;
     for i in 0..50 {
         produce(&producer, &topic, Some("P-1"), &[], &format!("n-{i}")).await;
     }
@@ -445,19 +472,20 @@ async fn pause_and_resume_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unpublishable_messages_are_dead_lettered_and_the_stream_goes_on() {
     // A broker that takes packets of at most 20,000 bytes.
-    let broker = mosquitto_with("persistence false\nmax_packet_size 20000\n");
-    let kafka = KafkaUnderTest::start().await;
-    let topic = topic_name("cmd");
-    create_topic(&kafka.bootstrap(), &topic, 1).await;
-    let admin = free_port();
-    let bridge = Bridge::start(&config(
-        broker.port,
-        admin,
-        &kafka_connection(&kafka.bootstrap()),
-        &downlink("commands", "kafka", &topic, "chargers/{key}/commands", ""),
-    ));
-    let device = Device::connect(broker.port, "chargers/+/commands").await;
-    let producer = producer(&kafka.bootstrap());
+    let KafkaSetup {
+        broker: _broker,
+        _kafka,
+        topic,
+        admin: _admin,
+        bridge,
+        device,
+        producer,
+    } = KafkaSetup::start(
+        mosquitto_with("persistence false\nmax_packet_size 20000\n"),
+        1,
+        "",
+    )
+    .await;
     produce(&producer, &topic, Some("P-1"), &[], "n-0").await;
     produce(&producer, &topic, None, &[], "no-key").await;
     produce(&producer, &topic, Some("P-1"), &[], &"x".repeat(30_000)).await;

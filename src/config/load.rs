@@ -209,46 +209,43 @@ impl<'a> Loader<'a, '_> {
     }
 
     fn routes(&mut self, value: Value<'a>, parts: &mut Parts) {
-        let span = value.span();
-        let DeValue::Array(items) = value.into_inner() else {
-            let msg = "must be an array of tables ([[routes]])";
-            self.reader.problem("[[routes]]", None, msg, span.start);
-            return;
-        };
-        for (i, item) in items.into_iter().enumerate() {
-            let name = item
-                .get_ref()
-                .get("name")
-                .and_then(|n| n.get_ref().as_str());
-            let label = match name {
-                Some(name) => format!("route \"{name}\""),
-                None => format!("route #{}", i + 1),
-            };
+        for (label, item) in self.items(value, "routes", "route") {
             self.route(&label, item, parts);
         }
     }
 
     fn downlinks(&mut self, value: Value<'a>, parts: &mut Parts) {
+        for (label, item) in self.items(value, "downlinks", "downlink") {
+            match self.reader.read::<DownlinkConfig>(&label, item) {
+                Some(d) => parts.downlinks.push(d),
+                None => parts.broken_downlinks += 1,
+            }
+        }
+    }
+
+    /// The tables of an array of tables (`[[routes]]`), each labelled by its name
+    /// (`route "traffic"`) or, without one, its place (`route #2`).
+    fn items(&mut self, value: Value<'a>, key: &str, what: &str) -> Vec<(String, Value<'a>)> {
         let span = value.span();
         let DeValue::Array(items) = value.into_inner() else {
-            let msg = "must be an array of tables ([[downlinks]])";
-            self.reader.problem("[[downlinks]]", None, msg, span.start);
-            return;
+            let msg = format!("must be an array of tables ([[{key}]])");
+            self.reader
+                .problem(&format!("[[{key}]]"), None, msg, span.start);
+            return Vec::new();
         };
+        let mut out = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
             let name = item
                 .get_ref()
                 .get("name")
                 .and_then(|n| n.get_ref().as_str());
             let label = match name {
-                Some(name) => format!("downlink \"{name}\""),
-                None => format!("downlink #{}", i + 1),
+                Some(name) => format!("{what} \"{name}\""),
+                None => format!("{what} #{}", i + 1),
             };
-            match self.reader.read::<DownlinkConfig>(&label, item) {
-                Some(d) => parts.downlinks.push(d),
-                None => parts.broken_downlinks += 1,
-            }
+            out.push((label, item));
         }
+        out
     }
 
     /// Reads the keys every route takes, then hands the rest to the connection's kind.
