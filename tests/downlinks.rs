@@ -105,6 +105,49 @@ impl KafkaSetup {
     }
 }
 
+/// mosquitto, a RocketMQ name server and broker with a topic of `queues`, a bridge with one
+/// downlink "commands" from it to `mqtt_topic`, a device on `filter` and a producer.
+struct RocketmqSetup {
+    _broker: Server,
+    _rq: RocketmqUnderTest,
+    /// The runtime the producer runs on.
+    _client: Client,
+    topic: String,
+    admin: u16,
+    bridge: Bridge,
+    device: Device,
+    producer: rocketmq_client_rust::DefaultMQProducer,
+}
+
+impl RocketmqSetup {
+    async fn start(queues: i32, mqtt_topic: &str, filter: &str) -> Self {
+        let broker = mosquitto();
+        let rq = RocketmqUnderTest::start();
+        let client = Client::new();
+        let topic = topic_name("cmd");
+        client.create_topic(&rq.namesrv(), &topic, queues).await;
+        let admin = free_port();
+        let bridge = Bridge::start(&config(
+            broker.port,
+            admin,
+            &rocketmq_connection(&rq.namesrv()),
+            &downlink("commands", "rmq", &topic, mqtt_topic, ""),
+        ));
+        let device = Device::connect(broker.port, filter).await;
+        let producer = client.producer(&rq.namesrv()).await;
+        RocketmqSetup {
+            _broker: broker,
+            _rq: rq,
+            _client: client,
+            topic,
+            admin,
+            bridge,
+            device,
+            producer,
+        }
+    }
+}
+
 /// The numbers `n-{i}` among what arrived, and how many copies of each.
 fn numbers(received: &[Received]) -> HashMap<usize, usize> {
     let mut seen = HashMap::new();
@@ -136,27 +179,22 @@ async fn downlink_status(admin: u16, name: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rocketmq_messages_reach_devices_in_order_with_their_properties() {
-    let broker = mosquitto();
-    let rq = RocketmqUnderTest::start();
-    let client = Client::new();
-    let topic = topic_name("cmd");
     // One queue: the whole topic is one source order.
-    client.create_topic(&rq.namesrv(), &topic, 1).await;
-    let admin = free_port();
-    let bridge = Bridge::start(&config(
-        broker.port,
+    let RocketmqSetup {
+        _broker,
+        _rq,
+        _client,
+        topic,
         admin,
-        &rocketmq_connection(&rq.namesrv()),
-        &downlink(
-            "commands",
-            "rmq",
-            &topic,
-            "chargers/{property.deviceId}/commands/{tag}",
-            "",
-        ),
-    ));
-    let device = Device::connect(broker.port, "chargers/#").await;
-    let producer = client.producer(&rq.namesrv()).await;
+        bridge,
+        device,
+        producer,
+    } = RocketmqSetup::start(
+        1,
+        "chargers/{property.deviceId}/commands/{tag}",
+        "chargers/#",
+    )
+    .await;
     for i in 0..40 {
         let device_id = format!("P-{}", i % 4);
         let tag = if i % 2 == 0 { "start" } else { "stop" };
@@ -342,20 +380,16 @@ async fn the_mqtt_broker_down_for_seconds_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridge_killed_mid_stream_loses_nothing_and_goes_on_from_its_offsets() {
-    let broker = mosquitto();
-    let rq = RocketmqUnderTest::start();
-    let client = Client::new();
-    let topic = topic_name("cmd");
-    client.create_topic(&rq.namesrv(), &topic, 2).await;
-    let admin = free_port();
-    let mut bridge = Bridge::start(&config(
-        broker.port,
-        admin,
-        &rocketmq_connection(&rq.namesrv()),
-        &downlink("commands", "rmq", &topic, "chargers/{key}/commands", ""),
-    ));
-    let device = Device::connect(broker.port, "chargers/+/commands").await;
-    let producer = client.producer(&rq.namesrv()).await;
+    let RocketmqSetup {
+        _broker,
+        _rq,
+        _client,
+        topic,
+        admin: _,
+        mut bridge,
+        device,
+        producer,
+    } = RocketmqSetup::start(2, "chargers/{key}/commands", "chargers/+/commands").await;
     let n = 400;
     for i in 0..200 {
         send(

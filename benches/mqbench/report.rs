@@ -404,18 +404,21 @@ fn ratios(out: &mut String, outcomes: &[Outcome], size: usize) {
     }
 }
 
+/// `sys`'s complete run at full speed with `size`-byte payloads (not a width run).
+fn full_speed(outcomes: &[Outcome], sys: System, size: usize) -> Option<&Outcome> {
+    outcomes.iter().find(|o| {
+        o.system == sys
+            && o.load.size == size
+            && o.load.rate == 0.0
+            && o.load.width.is_none()
+            && o.summary.complete()
+    })
+}
+
 /// The bridge to RocketMQ against the MQTT ceiling and against RocketMQ alone, at every payload
 /// size where both ran at full speed.
 fn rocketmq_ratios(out: &mut String, outcomes: &[Outcome]) {
-    let full_speed = |sys: System, size: usize| {
-        outcomes.iter().find(|o| {
-            o.system == sys
-                && o.load.size == size
-                && o.load.rate == 0.0
-                && o.load.width.is_none()
-                && o.summary.complete()
-        })
-    };
+    let full_speed = |sys: System, size: usize| full_speed(outcomes, sys, size);
     let mut sizes: Vec<usize> = outcomes
         .iter()
         .filter(|o| o.system == System::Rocketmq)
@@ -452,15 +455,7 @@ fn rocketmq_ratios(out: &mut String, outcomes: &[Outcome]) {
 /// Downlinks against the MQTT ceiling and against their source alone, with the bridge's peak
 /// memory, at every payload size where they ran at full speed.
 fn downlink_ratios(out: &mut String, outcomes: &[Outcome]) {
-    let full_speed = |sys: System, size: usize| {
-        outcomes.iter().find(|o| {
-            o.system == sys
-                && o.load.size == size
-                && o.load.rate == 0.0
-                && o.load.width.is_none()
-                && o.summary.complete()
-        })
-    };
+    let full_speed = |sys: System, size: usize| full_speed(outcomes, sys, size);
     let mut rows = String::new();
     for (down, alone, source) in [
         (System::DownKafka, System::KafkaAlone, "Kafka alone"),
