@@ -237,6 +237,7 @@ mod tests {
             retain: true,
             message_expiry: None,
             start: Default::default(),
+            mqtt_connections: 1,
             batch_size: 10,
             enabled: true,
         }

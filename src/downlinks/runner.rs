@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{DownlinkConfig, SourceKind};
 use super::kafka::KafkaSource;
-use super::message::SourceMessage;
+use super::message::{Partition, SourceMessage};
 use super::rocketmq::RocketmqSource;
 use super::source::{next_offsets, Source};
 use crate::config::{ConnectionConfig, MqttConfig};
@@ -95,13 +95,21 @@ impl DownlinkHandle {
                 config.name, config.connection
             )
         })?;
-        let client_id = format!("{}-downlink-{}", shared.mqtt.client_id_prefix, config.name);
-        let (publisher, poll) = Publisher::with_queue(
-            &shared.endpoint,
-            &client_id,
-            shared.mqtt.origin_marker(),
-            WINDOW * config.batch_size + 64,
-        );
+        let (mut publishers, mut polls) = (Vec::new(), Vec::new());
+        for n in 1..=config.mqtt_connections.max(1) {
+            let client_id = format!(
+                "{}-downlink-{}-{n}",
+                shared.mqtt.client_id_prefix, config.name
+            );
+            let (publisher, poll) = Publisher::with_queue(
+                &shared.endpoint,
+                &client_id,
+                shared.mqtt.origin_marker(),
+                WINDOW * config.batch_size + 64,
+            );
+            publishers.push(publisher);
+            polls.push(poll);
+        }
         let stats = Arc::new(DownlinkStats::default());
         let (paused_tx, paused_rx) = watch::channel(paused);
         let shutdown = CancellationToken::new();
@@ -115,14 +123,14 @@ impl DownlinkHandle {
             config: config.clone(),
             kind,
             connection: connection.clone(),
-            publisher,
-            poll: Some(poll),
+            blocked: publishers.iter().map(|_| AtomicBool::new(false)).collect(),
+            publishers,
+            polls,
             dead_letter: shared.dead_letter.clone(),
             stats: stats.clone(),
             paused: paused_rx,
             shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
-            blocked: AtomicBool::new(false),
         };
         Ok(DownlinkHandle {
             config: config.clone(),
@@ -193,16 +201,17 @@ struct Task {
     config: DownlinkConfig,
     kind: SourceKind,
     connection: ConnectionConfig,
-    publisher: Publisher,
-    /// The publisher's poll task, ended with it.
-    poll: Option<JoinHandle<()>>,
+    /// The MQTT connections; a partition's or queue's messages always take the same one.
+    publishers: Vec<Publisher>,
+    /// Their poll tasks, ended with them.
+    polls: Vec<JoinHandle<()>>,
     dead_letter: Arc<DeadLetter>,
     stats: Arc<DownlinkStats>,
     paused: watch::Receiver<bool>,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
-    /// A publish could not be queued: later ones wait for the next `requeue`.
-    blocked: AtomicBool,
+    /// Per connection: a publish could not be queued, later ones wait for the next `requeue`.
+    blocked: Vec<AtomicBool>,
 }
 
 /// What settling the oldest flight came to.
@@ -216,6 +225,8 @@ enum Settled {
 /// A message waiting for its PUBACK.
 struct Pending {
     index: usize,
+    /// The connection it goes through.
+    lane: usize,
     publication: Publication,
     /// PUBACKs with a failure reason so far.
     refusals: u32,
@@ -243,6 +254,15 @@ struct Unpublishable {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct DownlinkError(String);
+
+/// The connection a partition's or queue's messages take, out of `lanes`: always the same, so
+/// that they are published in order.
+fn lane(partition: &Partition, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    partition.hash(&mut hasher);
+    (hasher.finish() % lanes.max(1) as u64) as usize
+}
 
 impl Task {
     async fn run(mut self) {
@@ -346,10 +366,13 @@ impl Task {
     }
 
     async fn close_publisher(&mut self) {
-        match self.poll.take() {
-            Some(poll) => self.publisher.shut(poll).await,
-            None => self.publisher.disconnect().await,
-        }
+        let polls = std::mem::take(&mut self.polls);
+        let shuts = self
+            .publishers
+            .iter()
+            .zip(polls)
+            .map(|(p, poll)| p.shut(poll));
+        futures::future::join_all(shuts).await;
     }
 
     /// The source, retried until it starts or the downlink stops.
@@ -392,9 +415,14 @@ impl Task {
     /// aside for the dead-letter path. `None` when a hard stop came first.
     async fn launch(&self, batch: Vec<SourceMessage>) -> Option<Flight> {
         // The broker's packet limit is known once connected: nothing is sent before.
-        let limit = loop {
-            if let Some(limit) = self.publisher.max_packet_size() {
-                break limit;
+        let limits = loop {
+            let limits: Option<Vec<Option<u32>>> = self
+                .publishers
+                .iter()
+                .map(|p| p.max_packet_size())
+                .collect();
+            if let Some(limits) = limits {
+                break limits;
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -413,10 +441,11 @@ impl Task {
                     msg.publication(self.kind, topic, &self.config)
                         .map_err(|e| ("invalid_property", e))
                 });
+            let lane = lane(&msg.partition, self.publishers.len());
             match publication {
                 Ok(p) => {
-                    let size = p.packet_size(self.publisher.marker());
-                    match limit.filter(|max| size > *max as usize) {
+                    let size = p.packet_size(self.publishers[lane].marker());
+                    match limits[lane].filter(|max| size > *max as usize) {
                         Some(max) => dead.push(Unpublishable {
                             index,
                             kind: "too_large",
@@ -427,7 +456,8 @@ impl Task {
                         }),
                         None => pending.push(Pending {
                             index,
-                            ack: self.queue(&p),
+                            lane,
+                            ack: self.queue(lane, &p),
                             publication: p,
                             refusals: 0,
                         }),
@@ -444,16 +474,17 @@ impl Task {
         })
     }
 
-    /// Queues one publish, unless one before it could not be: then nothing overtakes it.
-    fn queue(&self, p: &Publication) -> Option<Ack> {
-        if self.blocked.load(Ordering::Relaxed) {
+    /// Queues one publish on connection `lane`, unless one before it on that connection could
+    /// not be: then nothing overtakes it.
+    fn queue(&self, lane: usize, p: &Publication) -> Option<Ack> {
+        if self.blocked[lane].load(Ordering::Relaxed) {
             return None;
         }
-        match self.publisher.queue(p.clone()) {
+        match self.publishers[lane].queue(p.clone()) {
             Ok(ack) => Some(ack),
             Err(e) => {
                 tracing::debug!(downlink = %self.config.name, error = %e, "publish not queued");
-                self.blocked.store(true, Ordering::Relaxed);
+                self.blocked[lane].store(true, Ordering::Relaxed);
                 None
             }
         }
@@ -461,10 +492,12 @@ impl Task {
 
     /// After a failure: everything still on its way is queued again, in order.
     fn requeue(&self, window: &mut VecDeque<Flight>) {
-        self.blocked.store(false, Ordering::Relaxed);
+        for blocked in &self.blocked {
+            blocked.store(false, Ordering::Relaxed);
+        }
         for flight in window.iter_mut() {
             for p in &mut flight.pending {
-                p.ack = self.queue(&p.publication);
+                p.ack = self.queue(p.lane, &p.publication);
             }
         }
     }
