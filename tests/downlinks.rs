@@ -164,6 +164,21 @@ fn missing(received: &[Received], n: usize) -> Vec<usize> {
     (0..n).filter(|i| !seen.contains_key(i)).collect()
 }
 
+/// Waits up to 90 s for every `n-{i}`, i < `n`, asserts that none is missing, and returns
+/// what arrived.
+async fn all_arrive(device: &Device, n: usize, bridge: &Bridge) -> Vec<Received> {
+    let got = device
+        .wait(Duration::from_secs(90), |r| missing(r, n).is_empty())
+        .await;
+    assert!(
+        missing(&got, n).is_empty(),
+        "missing {:?}; log:\n{}",
+        missing(&got, n),
+        bridge.log_text()
+    );
+    got
+}
+
 /// The downlink's entry in `/routes`.
 async fn downlink_status(admin: u16, name: &str) -> serde_json::Value {
     let overview: serde_json::Value =
@@ -360,15 +375,7 @@ async fn the_mqtt_broker_down_for_seconds_loses_nothing() {
     start_mosquitto(&mut broker);
     eprintln!("broker away for {:?}", down.elapsed());
     writer.await.unwrap();
-    let got = device
-        .wait(Duration::from_secs(90), |r| missing(r, n).is_empty())
-        .await;
-    assert!(
-        missing(&got, n).is_empty(),
-        "missing {:?}; log:\n{}",
-        missing(&got, n),
-        bridge.log_text()
-    );
+    all_arrive(&device, n, &bridge).await;
     let retries = bridge
         .metric(admin, "mqbridge_downlink_publish_retries_total")
         .await;
@@ -431,15 +438,7 @@ async fn a_bridge_killed_mid_stream_loses_nothing_and_goes_on_from_its_offsets()
     let at_kill = device.count();
     bridge.spawn();
     writer.await.unwrap();
-    let got = device
-        .wait(Duration::from_secs(90), |r| missing(r, n).is_empty())
-        .await;
-    assert!(
-        missing(&got, n).is_empty(),
-        "missing {:?}; log:\n{}",
-        missing(&got, n),
-        bridge.log_text()
-    );
+    let got = all_arrive(&device, n, &bridge).await;
     let copies = numbers(&got);
     let again: Vec<usize> = (0..n).filter(|i| copies[i] > 1).collect();
     eprintln!(
@@ -492,14 +491,7 @@ async fn pause_and_resume_lose_nothing() {
     assert_eq!(bridge.metric(admin, "mqbridge_downlink_paused").await, 1.0);
     let (code, body) = http_request(admin, "POST", "/routes/commands/resume", None).await;
     assert_eq!(code, 200, "{body}");
-    let got = device
-        .wait(Duration::from_secs(60), |r| missing(r, 150).is_empty())
-        .await;
-    assert!(
-        missing(&got, 150).is_empty(),
-        "missing {:?}",
-        missing(&got, 150)
-    );
+    let got = all_arrive(&device, 150, &bridge).await;
     assert_eq!(got.len(), 150, "each once");
 }
 
