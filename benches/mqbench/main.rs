@@ -79,7 +79,8 @@ struct RunArgs {
     /// 100, `ordered = true`, 1,000 topics), http-20ms (batch 1, a function that takes 20 ms, at
     /// most 3,000 messages). Function runs are measured at full speed only. Downlinks:
     /// down-kafka and down-rocketmq (the source's producer at full speed, a downlink, the
-    /// no-op subscriber), at full speed only.
+    /// no-op subscriber), and drain-kafka and drain-rocketmq (the topic filled first, the clock
+    /// started with the bridge), at full speed only.
     #[arg(
         long,
         value_delimiter = ',',

@@ -459,8 +459,14 @@ fn downlink_ratios(out: &mut String, outcomes: &[Outcome]) {
     let mut rows = String::new();
     for (down, alone, source) in [
         (System::DownKafka, System::KafkaAlone, "Kafka alone"),
+        (System::DrainKafka, System::KafkaAlone, "Kafka alone"),
         (
             System::DownRocketmq,
+            System::RocketmqAlone,
+            "RocketMQ alone",
+        ),
+        (
+            System::DrainRocketmq,
             System::RocketmqAlone,
             "RocketMQ alone",
         ),

@@ -43,6 +43,11 @@ pub enum System {
     DownKafka,
     /// A RocketMQ producer at full speed → a downlink → MQTT → the no-op subscriber.
     DownRocketmq,
+    /// A Kafka topic filled first, then a downlink started → MQTT → the no-op subscriber:
+    /// the bridge's own rate, from its start to the last arrival.
+    DrainKafka,
+    /// The same from a RocketMQ topic filled first.
+    DrainRocketmq,
 }
 
 impl System {
@@ -60,6 +65,8 @@ impl System {
             System::Rocketmq => "mqbridge → RocketMQ",
             System::DownKafka => "Kafka → mqbridge → MQTT",
             System::DownRocketmq => "RocketMQ → mqbridge → MQTT",
+            System::DrainKafka => "filled Kafka → mqbridge → MQTT",
+            System::DrainRocketmq => "filled RocketMQ → mqbridge → MQTT",
         }
     }
 
@@ -76,11 +83,13 @@ impl System {
             "rocketmq" => System::Rocketmq,
             "down-kafka" => System::DownKafka,
             "down-rocketmq" => System::DownRocketmq,
+            "drain-kafka" => System::DrainKafka,
+            "drain-rocketmq" => System::DrainRocketmq,
             _ => match HttpRun::parse(s) {
                 Some(h) => System::Http(h),
                 None => bail!(
                     "unknown system {s:?} (ceiling, kafka-alone, file, kafka, base-file, \
-                     base-kafka, peer, rocketmq-alone, rocketmq, down-kafka, down-rocketmq, {})",
+                     base-kafka, peer, rocketmq-alone, rocketmq, down-kafka, down-rocketmq, drain-kafka, drain-rocketmq, {})",
                     HttpRun::NAMES
                 ),
             },
@@ -95,19 +104,28 @@ impl System {
                 | System::BaseKafka
                 | System::Peer
                 | System::DownKafka
+                | System::DrainKafka
         )
     }
 
     pub fn uses_rocketmq(self) -> bool {
         matches!(
             self,
-            System::RocketmqAlone | System::Rocketmq | System::DownRocketmq
+            System::RocketmqAlone | System::Rocketmq | System::DownRocketmq | System::DrainRocketmq
         )
     }
 
     /// Downlinks: the source's producer writes, the no-op subscriber counts.
     pub fn downlink(self) -> bool {
-        matches!(self, System::DownKafka | System::DownRocketmq)
+        matches!(
+            self,
+            System::DownKafka | System::DownRocketmq | System::DrainKafka | System::DrainRocketmq
+        )
+    }
+
+    /// Downlinks from a topic filled before the bridge starts.
+    pub fn drain(self) -> bool {
+        matches!(self, System::DrainKafka | System::DrainRocketmq)
     }
 
     /// The same sink on the baseline build, for A/B rows.
@@ -325,6 +343,13 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
         groups: load.width.unwrap_or(1),
         stall: env.stall,
     };
+    // A drain run fills the topic first; its clock starts with the bridge.
+    let filled = match system {
+        System::DrainKafka => Some(produce(env, load, &topic)?),
+        System::DrainRocketmq => Some(rocketmq_produce(env, load, &topic)?),
+        _ => None,
+    };
+    let started_ns = crate::payload::now_ns();
     let spawned = Instant::now();
     let (running, mut stdout) = start(Setup {
         env,
@@ -338,7 +363,12 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
     let startup = spawned.elapsed();
     let pid = running.pid();
     let observer = match system {
-        System::Ceiling | System::Http(_) | System::DownKafka | System::DownRocketmq => None,
+        System::Ceiling
+        | System::Http(_)
+        | System::DownKafka
+        | System::DownRocketmq
+        | System::DrainKafka
+        | System::DrainRocketmq => None,
         System::KafkaAlone => Some(observe::kafka(
             env.bootstrap(),
             topic.clone(),
@@ -367,6 +397,7 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
     let rss_started_kib = rss("VmRSS").unwrap_or(0);
     let cpu_before = cpu().unwrap_or(0.0);
     let publish = match system {
+        _ if filled.is_some() => filled.expect("a filled topic"),
         System::KafkaAlone | System::DownKafka => produce(env, load, &topic)?,
         System::RocketmqAlone | System::DownRocketmq => rocketmq_produce(env, load, &topic)?,
         _ => publish(env, load, topics(system, load), broker.port, &prefix)?,
@@ -392,6 +423,10 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
             }
         }
     };
+    let mut summary = summary;
+    if system.drain() {
+        summary.first_send_ns = started_ns;
+    }
     let cpu_s = cpu().unwrap_or(0.0) - cpu_before;
     let peak_rss_kib = rss("VmHWM").unwrap_or(0);
     running.stop();
@@ -429,6 +464,11 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
             let admin = common::free_port();
             let bridge = Bridge::start(&downlink_config(setup, admin));
             warm_up(setup, &bridge, admin)?;
+            Ok((Running::Function(bridge, subscriber), Some(lines)))
+        }
+        System::DrainKafka | System::DrainRocketmq => {
+            let (subscriber, lines) = ceiling(setup)?;
+            let bridge = Bridge::start(&downlink_config(setup, common::free_port()));
             Ok((Running::Function(bridge, subscriber), Some(lines)))
         }
         System::Peer => {
@@ -504,7 +544,7 @@ fn downlink_config(setup: Setup, admin: u16) -> String {
         ..
     } = setup;
     let source = match system {
-        System::DownRocketmq => format!(
+        System::DownRocketmq | System::DrainRocketmq => format!(
             "type = \"rocketmq\"\nnamesrv = [\"{}\"]\n",
             env.rocketmq().servers.namesrv()
         ),
