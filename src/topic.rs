@@ -64,6 +64,22 @@ pub fn check_rocketmq_topic(topic: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// RocketMQ's group name rules (producer and consumer groups): letters, digits, `%`, `|`, `_`
+/// and `-`, at most 120 characters.
+pub fn check_rocketmq_group(group: &str) -> Result<(), String> {
+    let ok = !group.is_empty()
+        && group.len() <= 120
+        && group
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "%|_-".contains(ch));
+    match ok {
+        true => Ok(()),
+        false => Err(format!(
+            "\"{group}\": RocketMQ groups take letters, digits, `%`, `|`, `_` and `-`, at most 120"
+        )),
+    }
+}
+
 pub fn check_kafka_topic(topic: &str) -> Result<(), String> {
     if topic.is_empty() {
         return Err("empty Kafka topic name".into());

@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::bridge::{http_get, http_request};
+use common::bridge::{cli, http_get, http_request};
 use common::device::{Device, Received};
 use common::function::{await_dead_letters, dead_letters};
 use common::kafka::{create_topic, produce, producer};
@@ -695,13 +695,8 @@ async fn check_reads_each_downlinks_source_topic() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bridge.toml");
     std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mqbridge"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let (code, text) = cli(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
     let line = text
         .lines()
         .find(|l| l.contains("downlink \"commands\""))

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 
-use common::bridge::http_request;
+use common::bridge::{cli, http_request};
 use common::function::{FunctionServer, Reply};
 use common::mqtt::Publisher;
 use common::{
@@ -19,17 +19,6 @@ use common::{
 };
 
 /// Runs the CLI: exit code and output (stdout then stderr).
-fn cli(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mqbridge"))
-        .args(args)
-        .env_remove("MQBRIDGE_ADMIN_TOKEN")
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
-}
-
 fn admin_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }

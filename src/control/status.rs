@@ -81,10 +81,7 @@ impl DownlinkStatus {
         let config = &handle.config;
         let stats = &handle.stats;
         let last_error = stats
-            .last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .last_error()
             .map(|(message, at)| LastError { message, at });
         let started = stats.started.load(Ordering::Relaxed);
         let failing = stats.failing_since.load(Ordering::Relaxed) != 0;
@@ -273,10 +270,7 @@ pub fn readiness<'a>(
         {
             let error = handle
                 .stats
-                .last_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
+                .last_error()
                 .map(|(e, _)| e)
                 .unwrap_or_default();
             reasons.push(format!(

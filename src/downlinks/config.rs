@@ -10,7 +10,7 @@ use super::template::TopicTemplate;
 use crate::config::{Check, ConnectionConfig};
 use crate::sinks::kafka::KafkaConnectionConfig;
 use crate::sinks::rocketmq::RocketmqConnectionConfig;
-use crate::topic::{check_kafka_topic, check_rocketmq_topic};
+use crate::topic::{check_kafka_topic, check_rocketmq_group, check_rocketmq_topic};
 
 /// `[[downlinks]]`: a Kafka or RocketMQ topic read by a consumer group and published to the
 /// MQTT broker, one PUBLISH per message. A message counts as consumed (its offset committed)
@@ -179,20 +179,8 @@ impl DownlinkConfig {
                 if self.tags.trim().is_empty() {
                     check.field("tags", "empty: write \"*\" for every message");
                 }
-                let group = self.group();
-                let group_ok = !group.is_empty()
-                    && group.len() <= 120
-                    && group
-                        .chars()
-                        .all(|ch| ch.is_ascii_alphanumeric() || "%|_-".contains(ch));
-                if !group_ok {
-                    check.field(
-                        "group",
-                        format!(
-                            "\"{group}\": RocketMQ groups take letters, digits, `%`, `|`, `_` \
-                             and `-`, at most 120"
-                        ),
-                    );
+                if let Err(e) = check_rocketmq_group(&self.group()) {
+                    check.field("group", e);
                 }
             }
         }

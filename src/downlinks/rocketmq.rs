@@ -10,23 +10,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rocketmq_client_rust::{
-    AclClientRPCHook, ClientRuntime, ClientRuntimeConfig, DefaultLitePullConsumer,
-    SessionCredentials, TelemetryHandle,
-};
+use rocketmq_client_rust::{ClientRuntime, DefaultLitePullConsumer};
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::MessageTrait;
 use rocketmq_model::common::message::STRING_HASH_SET;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+use rocketmq_runtime::RuntimeOwner;
 
 use super::config::{DownlinkConfig, StartFrom};
 use super::message::{Partition, SourceMessage};
 use super::source::Source;
-use crate::config::Secret;
-use crate::sinks::rocketmq::describe;
-use crate::sinks::rocketmq::RocketmqConnectionConfig;
+use crate::sinks::rocketmq::{acl_hook, client_runtime, describe, RocketmqConnectionConfig};
 use crate::sinks::BoxError;
 
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
@@ -44,16 +39,7 @@ pub struct RocketmqSource {
 
 impl RocketmqSource {
     pub async fn start(c: &RocketmqConnectionConfig, d: &DownlinkConfig) -> Result<Self, BoxError> {
-        let owner = RuntimeOwner::plan(RuntimeConfig {
-            thread_name: format!("rocketmq-{}", d.name),
-            ..Default::default()
-        })?
-        .build()?;
-        let runtime = ClientRuntime::try_new(
-            owner.root_context().component("mqbridge-downlink"),
-            ClientRuntimeConfig::default(),
-            TelemetryHandle::noop(),
-        )?;
+        let (owner, runtime) = client_runtime(format!("rocketmq-{}", d.name))?;
         let mut builder = DefaultLitePullConsumer::builder(runtime.clone())
             .consumer_group(d.group().as_str())
             .name_server_addr(c.namesrv.join(";").as_str())
@@ -63,11 +49,8 @@ impl RocketmqSource {
             })
             .auto_commit(false)
             .pull_batch_size(32);
-        let access = Secret::inline_or_file(&c.access_key, &c.access_key_file)?;
-        let secret = Secret::inline_or_file(&c.secret_key, &c.secret_key_file)?;
-        if let (Some(access), Some(secret)) = (access, secret) {
-            let credentials = SessionCredentials::with_keys(access.expose(), secret.expose());
-            builder = builder.rpc_hook(Arc::new(AclClientRPCHook::new(credentials)));
+        if let Some(hook) = acl_hook(c)? {
+            builder = builder.rpc_hook(hook);
         }
         let consumer = builder.build().map_err(|e| describe(&e))?;
         consumer.start().await.map_err(|e| describe(&e))?;

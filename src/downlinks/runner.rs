@@ -61,12 +61,28 @@ pub struct DownlinkStats {
     /// Since when publishing has failed without a success (ms since the epoch; 0: not failing).
     pub failing_since: AtomicU64,
     pub last_publish: AtomicU64,
-    pub last_error: Mutex<Option<(String, u64)>>,
+    last_error: Mutex<Option<(String, u64)>>,
 }
 
 impl DownlinkStats {
     fn error(&self, message: String) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some((message, now_ms()));
+    }
+
+    /// Publishing (or dead-lettering) failed with `message`: failing from now, unless already.
+    fn failing(&self, message: String) {
+        let _ =
+            self.failing_since
+                .compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
+        self.error(message);
+    }
+
+    /// The last error and when it came (ms since the epoch).
+    pub fn last_error(&self) -> Option<(String, u64)> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -592,13 +608,7 @@ impl Task {
         self.stats
             .retried
             .fetch_add(count as u64, Ordering::Relaxed);
-        let _ = self.stats.failing_since.compare_exchange(
-            0,
-            now_ms(),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
-        self.stats.error(error.to_owned());
+        self.stats.failing(error.to_owned());
         events::DownlinkRetry {
             downlink: &self.config.name,
             count,
@@ -645,14 +655,8 @@ impl Task {
                         error: &error,
                     }
                     .emit();
-                    let _ = self.stats.failing_since.compare_exchange(
-                        0,
-                        now_ms(),
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
                     self.stats
-                        .error(format!("dead-letter write failed: {error}"));
+                        .failing(format!("dead-letter write failed: {error}"));
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = self.hard_stop.cancelled() => return false,

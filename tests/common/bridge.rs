@@ -178,6 +178,19 @@ pub fn send_signal(pid: u32, signal: &str) {
         .unwrap();
 }
 
+/// Runs the bridge's command line with `args` (no admin token from the environment): its exit
+/// code (-1 when killed) and its standard output followed by its standard error.
+pub fn cli(args: &[&str]) -> (i32, String) {
+    let out = Command::new(bridge_bin())
+        .args(args)
+        .env_remove("MQBRIDGE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
 /// A minimal HTTP/1.0 GET on loopback (the admin listener), returning the body.
 pub async fn http_get(port: u16, path: &str) -> String {
     http_request(port, "GET", path, None).await.1

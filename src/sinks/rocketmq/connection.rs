@@ -28,29 +28,46 @@ pub struct RocketmqConnection {
     _owner: RuntimeOwner,
 }
 
+/// A runtime of its own for a rocketmq-client-rust client (its threads named `thread_name`),
+/// and the client runtime on it. The owner must outlive the client: drop it last.
+pub fn client_runtime(thread_name: String) -> Result<(RuntimeOwner, Arc<ClientRuntime>), BoxError> {
+    let owner = RuntimeOwner::plan(RuntimeConfig {
+        thread_name,
+        ..Default::default()
+    })?
+    .build()?;
+    let runtime = ClientRuntime::try_new(
+        owner.root_context().component("mqbridge"),
+        ClientRuntimeConfig::default(),
+        TelemetryHandle::noop(),
+    )?;
+    Ok((owner, runtime))
+}
+
+/// The ACL hook for the connection's `access_key` and `secret_key`, when it has them.
+pub fn acl_hook(c: &RocketmqConnectionConfig) -> Result<Option<Arc<AclClientRPCHook>>, BoxError> {
+    let access = Secret::inline_or_file(&c.access_key, &c.access_key_file)?;
+    let secret = Secret::inline_or_file(&c.secret_key, &c.secret_key_file)?;
+    Ok(match (access, secret) {
+        (Some(access), Some(secret)) => {
+            let credentials = SessionCredentials::with_keys(access.expose(), secret.expose());
+            Some(Arc::new(AclClientRPCHook::new(credentials)))
+        }
+        _ => None,
+    })
+}
+
 impl RocketmqConnection {
     pub async fn start(c: &RocketmqConnectionConfig) -> Result<Self, BoxError> {
-        let owner = RuntimeOwner::plan(RuntimeConfig {
-            thread_name: "rocketmq".into(),
-            ..Default::default()
-        })?
-        .build()?;
-        let runtime = ClientRuntime::try_new(
-            owner.root_context().component("mqbridge"),
-            ClientRuntimeConfig::default(),
-            TelemetryHandle::noop(),
-        )?;
+        let (owner, runtime) = client_runtime("rocketmq".into())?;
         let namesrv = c.namesrv.join(";");
         let mut builder = DefaultMQProducer::builder(runtime.clone())
             .producer_group(c.producer_group.as_str())
             .name_server_addr(namesrv.as_str())
             .send_msg_timeout(c.send_timeout.as_millis().min(u32::MAX as u128) as u32)
             .max_message_size(MAX_MESSAGE as u32);
-        let access = Secret::inline_or_file(&c.access_key, &c.access_key_file)?;
-        let secret = Secret::inline_or_file(&c.secret_key, &c.secret_key_file)?;
-        if let (Some(access), Some(secret)) = (access, secret) {
-            let credentials = SessionCredentials::with_keys(access.expose(), secret.expose());
-            builder = builder.rpc_hook(Arc::new(AclClientRPCHook::new(credentials)));
+        if let Some(hook) = acl_hook(c)? {
+            builder = builder.rpc_hook(hook);
         }
         let mut producer = builder.build();
         producer.start().await.map_err(|e| describe(&e))?;

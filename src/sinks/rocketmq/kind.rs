@@ -10,7 +10,7 @@ use super::connection::RocketmqConnection;
 use super::sink::RocketmqSink;
 use crate::config::{Check, Secret};
 use crate::sinks::{resolve_relative, BoxError, RouteContext, Sink, SinkKind};
-use crate::topic::check_rocketmq_topic;
+use crate::topic::{check_rocketmq_group, check_rocketmq_topic};
 
 pub struct Rocketmq;
 
@@ -49,19 +49,8 @@ impl SinkKind for Rocketmq {
                 check.field("namesrv", format!("\"{addr}\" is not host:port"));
             }
         }
-        let group_ok = !c.producer_group.is_empty()
-            && c.producer_group.len() <= 120
-            && c.producer_group
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || "%|_-".contains(ch));
-        if !group_ok {
-            check.field(
-                "producer_group",
-                format!(
-                    "\"{}\": letters, digits, `%`, `|`, `_` and `-`, at most 120",
-                    c.producer_group
-                ),
-            );
+        if let Err(e) = check_rocketmq_group(&c.producer_group) {
+            check.field("producer_group", e);
         }
         Secret::check_inline_or_file(check, "access_key", &c.access_key, &c.access_key_file);
         Secret::check_inline_or_file(check, "secret_key", &c.secret_key, &c.secret_key_file);

@@ -9,5 +9,5 @@ mod properties;
 mod sink;
 
 pub use config::{RocketmqConnectionConfig, RocketmqRouteConfig};
-pub use connection::describe;
+pub use connection::{acl_hook, client_runtime, describe};
 pub use kind::Rocketmq;
