@@ -585,3 +585,23 @@ impl DownlinkPaused<'_> {
         }
     }
 }
+
+/// The admin API refused a request as a browser attack would make it: a foreign host name
+/// (`host`) or a change sent from another site (`cross_site`).
+pub struct AdminRefused<'a> {
+    pub reason: &'static str,
+    pub method: &'a str,
+    pub path: &'a str,
+}
+
+impl AdminRefused<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_admin_requests_refused_total", "reason" => self.reason).increment(1);
+        warn!(
+            reason = self.reason,
+            method = self.method,
+            path = self.path,
+            "admin API request refused"
+        );
+    }
+}

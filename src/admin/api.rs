@@ -1,6 +1,6 @@
 //! The admin API's routes. Reading is open to whoever reaches the listener; changing
 //! something (pause, resume, reload) takes `Authorization: Bearer <token>` when `[admin]
-//! token` is set.
+//! token` is set. Every request passes `guard` first (host names, cross-site changes).
 //!
 //! - `GET /`: the status page (`status.html`, served from the binary).
 //! - `GET /routes`: every route's state, consumers, counts, delay and last error (JSON).
@@ -10,16 +10,14 @@
 //! - `GET /healthz`: the process answers. `GET /health`: the same, kept for older probes.
 //! - `GET /readyz`: 200 when the bridge does its job, else 503 naming each route and reason.
 
-use std::sync::{Arc, RwLock};
-
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::config::Secret;
+use super::guard::{authorize, guard, SharedAccess};
 use crate::control::{ControlError, ControlHandle};
 
 const PAGE: &str = include_str!("status.html");
@@ -28,13 +26,13 @@ const PAGE: &str = include_str!("status.html");
 struct Api {
     metrics: &'static PrometheusHandle,
     control: ControlHandle,
-    token: Arc<RwLock<Option<Secret>>>,
+    access: SharedAccess,
 }
 
 pub fn router(
     metrics: &'static PrometheusHandle,
     control: ControlHandle,
-    token: Arc<RwLock<Option<Secret>>>,
+    access: SharedAccess,
 ) -> Router {
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
@@ -49,10 +47,11 @@ pub fn router(
         .route("/routes/{name}/pause", post(pause))
         .route("/routes/{name}/resume", post(resume))
         .route("/reload", post(reload))
+        .layer(axum::middleware::from_fn_with_state(access.clone(), guard))
         .with_state(Api {
             metrics,
             control,
-            token,
+            access,
         })
 }
 
@@ -84,7 +83,7 @@ async fn resume(State(api): State<Api>, headers: HeaderMap, Path(name): Path<Str
 }
 
 async fn set_paused(api: Api, headers: HeaderMap, name: String, paused: bool) -> Response {
-    if let Err(refused) = authorize(&api, &headers) {
+    if let Err(refused) = authorize(&api.access, &headers) {
         return *refused;
     }
     match api.control.set_paused(&name, paused).await {
@@ -94,7 +93,7 @@ async fn set_paused(api: Api, headers: HeaderMap, name: String, paused: bool) ->
 }
 
 async fn reload(State(api): State<Api>, headers: HeaderMap) -> Response {
-    if let Err(refused) = authorize(&api, &headers) {
+    if let Err(refused) = authorize(&api.access, &headers) {
         return *refused;
     }
     match api.control.reload().await {
@@ -113,35 +112,4 @@ fn failure(e: ControlError) -> Response {
     };
     let body = serde_json::json!({ "error": e.to_string() });
     (status, Json(body)).into_response()
-}
-
-/// Lets the request through when no token is set or it carries the token.
-fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let token = api.token.read().unwrap_or_else(|p| p.into_inner()).clone();
-    let Some(token) = token else {
-        return Ok(());
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    match same(given.as_bytes(), token.expose().as_bytes()) {
-        true => Ok(()),
-        false => {
-            let body = serde_json::json!({
-                "error": "this needs the admin token: Authorization: Bearer <token>"
-            });
-            let mut response = (StatusCode::UNAUTHORIZED, Json(body)).into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid"));
-            Err(Box::new(response))
-        }
-    }
-}
-
-/// Compares in a time that does not depend on where the two differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -5,15 +5,17 @@
 
 mod api;
 pub mod client;
+mod guard;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Secret;
 use crate::control::ControlHandle;
+
+pub use guard::{Access, SharedAccess};
 
 static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -44,9 +46,9 @@ pub async fn serve(
     listen: SocketAddr,
     shutdown: CancellationToken,
     control: ControlHandle,
-    token: Arc<RwLock<Option<Secret>>>,
+    access: SharedAccess,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let app = api::router(metrics(), control, token);
+    let app = api::router(metrics(), control, access);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, "admin listener up: / (status page), /routes, /metrics, /healthz, /readyz");
     Ok(tokio::spawn(async move {

@@ -242,6 +242,12 @@ pub struct AdminConfig {
     pub token: Option<Secret>,
     /// Read the token from this file instead (trailing newline ignored).
     pub token_file: Option<PathBuf>,
+    /// Host names the listener answers to beside IP addresses and `localhost`, e.g.
+    /// `["bridge.plant.internal"]`: a request naming any other host is refused, so that a web
+    /// page cannot reach the API through a domain of its own pointed at this host (DNS
+    /// rebinding). Default: none.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// How long a route's destination may fail every send before `/readyz` says the bridge
     /// is not ready. Default "30s".
     #[serde(default = "default_failing_after", with = "humantime_serde")]
@@ -258,6 +264,7 @@ impl Default for AdminConfig {
             listen: None,
             token: None,
             token_file: None,
+            allowed_hosts: Vec::new(),
             failing_after: default_failing_after(),
             check_interval: default_check_interval(),
         }

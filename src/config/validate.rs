@@ -94,6 +94,18 @@ fn check_admin(a: &AdminConfig, c: &mut Check<'_>) {
     if a.check_interval < Duration::from_secs(1) {
         c.field("check_interval", "must be at least 1s");
     }
+    for host in &a.allowed_hosts {
+        let name_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.');
+        if !name_ok {
+            c.field(
+                "allowed_hosts",
+                format!("\"{host}\" is not a host name (letters, digits, `-` and `.`; no port)"),
+            );
+        }
+    }
 }
 
 fn check_mqtt(m: &MqttConfig, c: &mut Check<'_>) {

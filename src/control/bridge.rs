@@ -16,7 +16,8 @@ use super::checks::{self, Checks, Connections};
 use super::reload::Stamps;
 use super::status::{self, DownlinkStatus, Overview, Paused, ReloadOutcome, RouteStatus};
 use super::{Command, Control, ControlError};
-use crate::config::{Config, Secret};
+use crate::admin::{Access, SharedAccess};
+use crate::config::Config;
 use crate::dead_letter::DeadLetter;
 use crate::downlinks::{DownlinkShared, Downlinks};
 use crate::mqtt::Endpoint;
@@ -35,8 +36,8 @@ pub(super) struct Bridge {
     pub(super) dead_letter: Arc<DeadLetter>,
     pub(super) published: watch::Sender<Connections>,
     pub(super) checks: Arc<Checks>,
-    /// The admin API's token, replaced on reload.
-    pub(super) token: Arc<RwLock<Option<Secret>>>,
+    /// What the admin API lets through (token, host names), replaced on reload.
+    pub(super) access: SharedAccess,
     pub(super) last_reload: Option<ReloadOutcome>,
 }
 
@@ -62,12 +63,12 @@ pub async fn run(
         .await
         .map_err(RunError::DeadLetter)?;
     let dead_letter = Arc::new(dead_letter);
-    let token = Secret::inline_or_file(&config.admin.token, &config.admin.token_file)
-        .map_err(|e| RunError::Admin(std::io::Error::other(e)))?;
-    let token = Arc::new(RwLock::new(token));
+    let access =
+        Access::of(&config.admin).map_err(|e| RunError::Admin(std::io::Error::other(e)))?;
+    let access = Arc::new(RwLock::new(access));
     let stop_admin = CancellationToken::new();
     if let Some(listen) = config.admin.listen {
-        admin::serve(listen, stop_admin.clone(), control.handle(), token.clone())
+        admin::serve(listen, stop_admin.clone(), control.handle(), access.clone())
             .await
             .map_err(RunError::Admin)?;
     }
@@ -103,7 +104,7 @@ pub async fn run(
         dead_letter,
         published,
         checks,
-        token,
+        access,
         last_reload: None,
     };
     tokio::pin!(shutdown);

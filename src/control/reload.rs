@@ -319,9 +319,8 @@ impl Bridge {
                 .notes
                 .push("[admin] listen changed: it takes effect when the bridge restarts".into());
         }
-        *self.token.write().unwrap_or_else(|p| p.into_inner()) =
-            config::Secret::inline_or_file(&new.admin.token, &new.admin.token_file)
-                .map_err(ControlError::Failed)?;
+        *self.access.write().unwrap_or_else(|p| p.into_inner()) =
+            crate::admin::Access::of(&new.admin).map_err(ControlError::Failed)?;
         let _ = self.published.send(connections);
         for old in &retired {
             old.flush(Duration::from_secs(5)).await;
