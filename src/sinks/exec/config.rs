@@ -35,9 +35,15 @@ pub struct ExecConnectionConfig {
     /// The folder the command runs in. Default: the bridge's.
     pub working_dir: Option<PathBuf>,
     /// Environment variables to set for the command (values may take `${ENV}`; never logged),
-    /// beside the bridge's own environment and `MQBRIDGE_ROUTE`.
+    /// beside `MQBRIDGE_ROUTE` and the few the bridge passes on from its own (`PATH`, `HOME`,
+    /// `USER`, `LOGNAME`, `LANG`, `LANGUAGE`, `LC_*`, `TZ`, `TMPDIR`).
     #[serde(default)]
     pub env: BTreeMap<String, Secret>,
+    /// Pass the bridge's whole environment on to the command. Default false: the bridge's
+    /// environment usually holds its secrets (the MQTT password, cloud keys, the admin token,
+    /// from a systemd `EnvironmentFile`), and a handler should see only what `env` gives it.
+    #[serde(default)]
+    pub inherit_env: bool,
 }
 
 /// The keys of a `[[routes]]` entry whose connection is an exec one.

@@ -21,6 +21,17 @@ use crate::message::Message;
 use crate::sinks::function::{invoke_in_turn, Limit};
 use crate::sinks::{Retry, Sink, SinkError};
 
+/// Variables of the bridge's own environment a command gets without `inherit_env`: where it
+/// is, who runs it, its language and time zone; none of them holds a secret.
+const PASSED_ON: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+];
+
+fn passed_on(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    PASSED_ON.contains(&name.as_ref()) || name.starts_with("LC_")
+}
+
 /// The most of a run's output kept for the log.
 const KEPT_OUTPUT: usize = 4096;
 
@@ -29,6 +40,7 @@ pub struct Command {
     pub(super) program: PathBuf,
     args: Vec<String>,
     env: Vec<(String, Secret)>,
+    inherit_env: bool,
     working_dir: Option<PathBuf>,
     timeout: Duration,
     max_request_bytes: usize,
@@ -62,6 +74,7 @@ impl Command {
             program,
             args: c.command.iter().skip(1).cloned().collect(),
             env: c.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            inherit_env: c.inherit_env,
             working_dir: c.working_dir.clone(),
             timeout: c.timeout,
             max_request_bytes: c.max_request_bytes,
@@ -78,6 +91,11 @@ impl Command {
         // The semaphore is never closed.
         let _slot = self.slots.acquire().await.expect("open semaphore");
         let mut command = tokio::process::Command::new(&self.program);
+        if !self.inherit_env {
+            command
+                .env_clear()
+                .envs(std::env::vars_os().filter(|(k, _)| passed_on(k)));
+        }
         command
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v.expose())))
