@@ -98,4 +98,57 @@ pub(crate) mod tests {
             },
         }
     }
+
+    /// Any message: any topic, payload bytes, properties and publisher (property tests).
+    pub(crate) fn any_message() -> impl proptest::strategy::Strategy<Value = Message> {
+        use proptest::prelude::*;
+        use proptest::{collection::vec, option::of};
+        let text = || any::<String>();
+        let head = (
+            text(),
+            vec(any::<u8>(), 0..256),
+            0u8..=2,
+            any::<bool>(),
+            any::<bool>(),
+            any::<u16>(),
+            any::<u64>(),
+        );
+        let properties = (
+            of(any::<u8>()),
+            of(any::<u32>()),
+            of(text()),
+            of(text()),
+            of(vec(any::<u8>(), 0..64)),
+            vec((text(), text()), 0..8),
+        )
+            .prop_map(
+                |(pfi, expiry, content_type, response_topic, correlation, user)| Properties {
+                    payload_format_indicator: pfi,
+                    message_expiry_interval: expiry,
+                    content_type,
+                    response_topic,
+                    correlation_data: correlation.map(Bytes::from),
+                    user_properties: user,
+                },
+            );
+        let publisher = (of(text()), of(text()), of(text())).prop_map(|(c, u, h)| Publisher {
+            client_id: c,
+            username: u,
+            host: h,
+        });
+        (head, properties, publisher).prop_map(
+            |((topic, payload, qos, retain, dup, packet_id, ts), properties, publisher)| Message {
+                id: Uuid::now_v7(),
+                topic,
+                payload: Bytes::from(payload),
+                qos,
+                retain,
+                dup,
+                packet_id,
+                properties,
+                timestamp_ms: ts,
+                publisher,
+            },
+        )
+    }
 }

@@ -122,3 +122,42 @@ mod tests {
         assert_eq!(json["payload_encoding"], "base64");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use base64::Engine;
+    use proptest::prelude::*;
+
+    use super::Record;
+    use crate::message::tests::any_message;
+
+    proptest! {
+        /// Any message becomes one JSON line that gives back its topic, payload and user
+        /// properties; and any batch becomes a function event that parses.
+        #[test]
+        fn any_message_is_one_json_line_that_gives_it_back(
+            msg in any_message(),
+            base64 in any::<bool>(),
+        ) {
+            let mut line = Vec::new();
+            Record::encoded(&msg, base64).write_line(&mut line);
+            prop_assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+            prop_assert_eq!(line.last(), Some(&b'\n'));
+            let json: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            prop_assert_eq!(json["topic"].as_str(), Some(msg.topic.as_str()));
+            let payload = json["payload"].as_str().unwrap();
+            let back = match json["payload_encoding"].as_str() {
+                Some("utf8") => payload.as_bytes().to_vec(),
+                _ => BASE64.decode(payload).unwrap(),
+            };
+            prop_assert_eq!(&back[..], &msg.payload[..]);
+            let user: Vec<(String, String)> =
+                serde_json::from_value(json["user_properties"].clone()).unwrap();
+            prop_assert_eq!(user, msg.properties.user_properties.clone());
+            let event = crate::event::render("route", &[&msg, &msg], base64);
+            let event: serde_json::Value = serde_json::from_slice(&event).unwrap();
+            prop_assert_eq!(event["Records"].as_array().map(Vec::len), Some(2));
+        }
+    }
+}

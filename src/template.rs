@@ -187,3 +187,45 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod any_input {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::message::tests::any_message;
+
+    /// Text made mostly of what templates are made of, so that placeholders come up often.
+    fn template_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("{".to_owned()),
+            Just("}".to_owned()),
+            Just("{{".to_owned()),
+            Just("topic".to_owned()),
+            Just("topic.".to_owned()),
+            Just("user.".to_owned()),
+            Just("message_id".to_owned()),
+            Just("client_id".to_owned()),
+            "[0-9]{1,3}",
+            any::<String>(),
+        ];
+        proptest::collection::vec(piece, 0..8).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        /// Any text parses or is refused with a reason; what parses renders for any message,
+        /// and a literal template renders as itself.
+        #[test]
+        fn any_text_parses_or_is_refused_and_renders_for_any_message(
+            text in template_text(),
+            msg in any_message(),
+        ) {
+            if let Ok(template) = Template::parse(&text) {
+                let rendered = template.render(&msg);
+                if let Some(literal) = template.as_literal() {
+                    prop_assert_eq!(rendered, literal);
+                }
+            }
+        }
+    }
+}

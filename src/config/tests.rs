@@ -310,3 +310,87 @@ fn downlink_problems_name_the_downlink_and_field() {
     ));
     assert!(p[0].message.contains("not defined"), "{p:#?}");
 }
+
+mod any_text {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One change to a line of a valid file: gone, its value replaced, repeated, or a new line.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Remove,
+        Value(String),
+        Repeat,
+        Insert(String),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        let value = prop_oneof![
+            any::<String>().prop_map(|s| format!("{s:?}")),
+            any::<i64>().prop_map(|n| n.to_string()),
+            Just("[]".to_owned()),
+            Just("{}".to_owned()),
+            Just("\"${UNSET}\"".to_owned()),
+            Just("-1".to_owned()),
+            Just("true".to_owned()),
+            Just("\"0s\"".to_owned()),
+        ];
+        prop_oneof![
+            Just(Edit::Remove),
+            value.prop_map(Edit::Value),
+            Just(Edit::Repeat),
+            any::<String>().prop_map(Edit::Insert),
+        ]
+    }
+
+    fn edited(text: &str, edits: &[(usize, Edit)]) -> String {
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        for (at, edit) in edits {
+            let i = at % lines.len().max(1);
+            match edit {
+                Edit::Remove if !lines.is_empty() => {
+                    lines.remove(i);
+                }
+                Edit::Value(v) => {
+                    if let Some((key, _)) = lines.get(i).and_then(|l| l.split_once(" = ")) {
+                        lines[i] = format!("{key} = {v}");
+                    }
+                }
+                Edit::Repeat if !lines.is_empty() => lines.insert(i, lines[i].clone()),
+                Edit::Insert(line) => lines.insert(i, line.clone()),
+                _ => {}
+            }
+        }
+        lines.join("\n")
+    }
+
+    fn no_panic(text: &str) -> Result<(), TestCaseError> {
+        if let Err(problems) = parse(text) {
+            prop_assert!(!problems.is_empty());
+            for p in problems {
+                prop_assert!(!p.to_string().trim().is_empty());
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// Any text is a config or a list of problems, never a panic.
+        #[test]
+        fn any_text_is_a_config_or_problems(text in any::<String>()) {
+            no_panic(&text)?;
+        }
+
+        /// The example config and a small one, with lines removed, repeated, inserted or given
+        /// other values: still a config or problems.
+        #[test]
+        fn edited_configs_are_a_config_or_problems(
+            edits in proptest::collection::vec((any::<usize>(), edit()), 1..6),
+            example in any::<bool>(),
+        ) {
+            let base = if example { EXAMPLE } else { BASE };
+            no_panic(&edited(base, &edits))?;
+        }
+    }
+}

@@ -315,3 +315,118 @@ mod string_tests {
         assert!(check_mqtt_chars("chargers/P-1/commands").is_ok());
     }
 }
+
+#[cfg(test)]
+mod any_message {
+    use proptest::collection::vec;
+    use proptest::option::of;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::downlinks::TopicTemplate;
+
+    /// Header names the uplink writes, so that the mapping back comes up often.
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("mqtt.content.type".to_owned()),
+            Just("mqtt.response.topic".to_owned()),
+            Just("mqtt.correlation.data".to_owned()),
+            Just("mqtt.message.expiry.interval".to_owned()),
+            Just("mqtt_response_topic".to_owned()),
+            Just("mqtt_payload_format_indicator".to_owned()),
+            Just("mqtt_user_KEYS".to_owned()),
+            Just("deviceId".to_owned()),
+            any::<String>(),
+        ]
+    }
+
+    fn source_message() -> impl Strategy<Value = SourceMessage> {
+        let text = || any::<String>();
+        (
+            text(),
+            of(text()),
+            of(text()),
+            vec((name(), text()), 0..8),
+            vec(any::<u8>(), 0..128),
+            any::<i32>(),
+            any::<i64>(),
+        )
+            .prop_map(
+                |(topic, key, tag, headers, payload, id, offset)| SourceMessage {
+                    partition: Partition {
+                        topic: topic.clone(),
+                        broker: String::new(),
+                        id,
+                    },
+                    offset,
+                    topic,
+                    key,
+                    tag,
+                    headers,
+                    payload: Bytes::from(payload),
+                },
+            )
+    }
+
+    fn mqtt_ok(s: &str) -> bool {
+        s.len() <= 65_535 && check_mqtt_chars(s).is_ok()
+    }
+
+    proptest! {
+        /// Whatever a Kafka or RocketMQ message carries, it becomes a PUBLISH whose strings
+        /// MQTT takes, or an error that dead-letters it; never a panic.
+        #[test]
+        fn any_source_message_maps_to_a_valid_publish_or_an_error(
+            msg in source_message(),
+            kafka in any::<bool>(),
+            qos in 0u8..=1,
+            template in "[a-z/{}.]{0,6}(\\{key\\}|\\{tag\\}|\\{topic\\}|\\{property.deviceId\\})?",
+        ) {
+            let kind = if kafka { SourceKind::Kafka } else { SourceKind::Rocketmq };
+            let Ok(template) = TopicTemplate::parse(&template) else {
+                return Ok(());
+            };
+            let mut d = any_message_downlink();
+            d.qos = qos;
+            let dead = msg.as_message(kind);
+            prop_assert!(dead.topic.ends_with(&msg.topic));
+            let Ok(topic) = template.render(&msg) else {
+                return Ok(());
+            };
+            prop_assert!(mqtt_ok(&topic) && crate::topic::check_mqtt_topic(&topic).is_ok());
+            let Ok(p) = msg.publication(kind, topic, &d) else {
+                return Ok(());
+            };
+            let props = &p.properties;
+            for (name, value) in &props.user_properties {
+                prop_assert!(mqtt_ok(name) && mqtt_ok(value), "{:?}: {:?}", name, value);
+            }
+            for s in [&props.content_type, &props.response_topic].into_iter().flatten() {
+                prop_assert!(mqtt_ok(s), "{:?}", s);
+            }
+            if let Some(response) = &props.response_topic {
+                prop_assert!(crate::topic::check_mqtt_topic(response).is_ok());
+            }
+            prop_assert!(props.payload_format_indicator.is_none_or(|v| v <= 1));
+            prop_assert_eq!(&p.payload, &msg.payload);
+        }
+    }
+
+    fn any_message_downlink() -> DownlinkConfig {
+        DownlinkConfig {
+            name: "d".into(),
+            connection: "c".into(),
+            topic: "t".into(),
+            tags: "*".into(),
+            group: None,
+            mqtt_topic: TopicTemplate::parse("c/{key}").unwrap(),
+            qos: 1,
+            retain: false,
+            message_expiry: None,
+            start: Default::default(),
+            mqtt_connections: 1,
+            batch_size: 10,
+            enabled: true,
+        }
+    }
+}

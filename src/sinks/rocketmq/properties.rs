@@ -117,3 +117,32 @@ mod tests {
         assert_eq!(props.iter().filter(|(n, _)| n == "mqtt_topic").count(), 1);
     }
 }
+
+#[cfg(test)]
+mod any_message {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::message::tests::any_message;
+
+    proptest! {
+        /// Whatever the message holds, its properties are what RocketMQ's encoding carries:
+        /// each name once, no control character in a name, no separator or emptiness in a
+        /// value, no name RocketMQ keeps for itself.
+        #[test]
+        fn properties_are_always_encodable(msg in any_message()) {
+            let props = properties(&msg);
+            let mut names = std::collections::HashSet::new();
+            for (name, value) in &props {
+                prop_assert!(names.insert(name.clone()), "{} twice", name);
+                prop_assert!(!name.chars().any(char::is_control), "{:?}", name);
+                prop_assert!(!STRING_HASH_SET.contains(name.as_str()), "{:?}", name);
+                let encodable = !value.is_empty() && !value.contains(['\u{1}', '\u{2}']);
+                prop_assert!(encodable, "{}: {:?}", name, value);
+            }
+            if !msg.topic.is_empty() {
+                prop_assert_eq!(props[0].0.as_str(), "mqtt_topic");
+            }
+        }
+    }
+}
