@@ -48,6 +48,20 @@ ensure_build_deps() {
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq build-essential pkg-config libssl-dev openssl >&2
 }
 
+# Installs the commands the tests call, from the system's packages when missing: curl (the admin
+# API as operators call it), systemd-analyze (the unit file's check) and stunnel (TLS in front
+# of the test's Kafka broker).
+ensure_test_tools() {
+    if command -v curl >/dev/null 2>&1 && command -v systemd-analyze >/dev/null 2>&1 \
+        && command -v stunnel >/dev/null 2>&1; then
+        return
+    fi
+    log "installing curl, systemd (systemd-analyze) and stunnel4 for the tests"
+    as_root apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+        curl systemd stunnel4 >&2
+}
+
 # Installs Debian's chromium (headless, for the status page's test) when missing; returns
 # non-zero when it cannot be installed (the test then says it was skipped).
 ensure_chromium() {

@@ -493,10 +493,8 @@ fn handler(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf 
 
 /// The payloads of the events a handler appended, one JSON event per line, to `path`.
 fn handled(path: &std::path::Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-    whole
-        .lines()
+    common::complete_lines(path)
+        .iter()
         .flat_map(|line| {
             let event: serde_json::Value = serde_json::from_str(line).unwrap();
             event["Records"]
@@ -589,6 +587,90 @@ async fn exec_runs_the_command_per_batch_and_dead_letters_what_it_fails() {
     for line in text.lines() {
         assert!(validator.is_valid(&serde_json::from_str(line).unwrap()));
     }
+}
+
+/// Writes its whole environment, as one JSON object a line, to `OUT`.
+const ENV_HANDLER: &str = r#"
+import json, os, sys
+sys.stdin.read()
+with open(os.environ["OUT"], "a") as f:
+    f.write(json.dumps(dict(os.environ)) + "\n")
+"#;
+
+/// The bridge's environment holds its secrets (a systemd `EnvironmentFile`): a handler gets
+/// none of it unless its connection sets `inherit_env`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_handlers_see_none_of_the_bridges_environment_unless_inherited() {
+    let broker = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let program = handler(dir.path(), "env.py", ENV_HANDLER);
+    let (clean, inherited) = (
+        dir.path().join("clean.jsonl"),
+        dir.path().join("inherited.jsonl"),
+    );
+    let secret = unique("mqtt-password");
+    let admin = free_port();
+    let connection = |name: &str, out: &std::path::Path, extra: &str| {
+        format!(
+            "[connections.{name}]\ntype = \"exec\"\ncommand = [\"{}\"]\nenv = {{ OUT = \"{}\" }}\n{extra}\n",
+            program.display(),
+            out.display()
+        )
+    };
+    let route = |name: &str| {
+        format!("[[routes]]\nname = \"{name}\"\nfilters = [\"{name}/#\"]\nconnection = \"{name}\"\nmax_wait = \"50ms\"\n")
+    };
+    let config = format!(
+        "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id_prefix = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n{}{}{}{}[dead_letter]\npath = \"dead.jsonl\"\n",
+        broker.port,
+        unique("env"),
+        connection("clean", &clean, ""),
+        connection("inherited", &inherited, "inherit_env = true"),
+        route("clean"),
+        route("inherited"),
+    );
+    let bridge = Bridge::start_env(
+        &config,
+        &[
+            ("MQTT_PASSWORD", secret.as_str()),
+            ("TENCENTCLOUD_SECRET_KEY", secret.as_str()),
+        ],
+    );
+    bridge.wait_subscribed(0, 2);
+    let mut publisher = Publisher::connect(broker.port).await;
+    publish_all(&mut publisher, |_| "clean/1".into(), &numbered("c", 1)).await;
+    publish_all(&mut publisher, |_| "inherited/1".into(), &numbered("i", 1)).await;
+    let ran = eventually(Duration::from_secs(20), || {
+        !common::complete_lines(&clean).is_empty() && !common::complete_lines(&inherited).is_empty()
+    })
+    .await;
+    assert!(ran, "the handlers did not run; log:\n{}", bridge.log_text());
+    let env = |path: &std::path::Path| -> serde_json::Map<String, serde_json::Value> {
+        common::json_lines(path)[0].as_object().unwrap().clone()
+    };
+    let clean = env(&clean);
+    let passed = [
+        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+    ];
+    for (name, value) in &clean {
+        assert_ne!(value, &secret, "{name} carries the bridge's secret");
+        let expected = passed.contains(&name.as_str())
+            || name.starts_with("LC_")
+            || ["OUT", "MQBRIDGE_ROUTE"].contains(&name.as_str());
+        assert!(
+            expected,
+            "{name} comes from the bridge's environment: {clean:?}"
+        );
+    }
+    assert_eq!(clean["MQBRIDGE_ROUTE"], "clean");
+    assert!(clean.contains_key("PATH"), "PATH is passed on: {clean:?}");
+    let inherited = env(&inherited);
+    assert_eq!(
+        inherited["MQTT_PASSWORD"],
+        secret.as_str(),
+        "inherit_env passes it on"
+    );
+    assert_eq!(inherited["MQBRIDGE_ROUTE"], "inherited");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

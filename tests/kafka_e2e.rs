@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::function::await_dead_letters;
 use common::kafka::{create_topic, headers, read_all, text};
 use common::mqtt::Publisher;
 use common::{mosquitto, unique, Bridge, KafkaUnderTest};
@@ -181,18 +182,7 @@ topic = "{good}{{topic.2}}"
     );
 
     let dead_path = bridge.dir.join("dead.jsonl");
-    let ok = common::eventually(Duration::from_secs(10), || {
-        std::fs::read_to_string(&dead_path)
-            .map(|t| t.lines().count() >= 2)
-            .unwrap_or(false)
-    })
-    .await;
-    assert!(ok, "no dead letters; bridge log:\n{}", bridge.log_text());
-    let dead: Vec<serde_json::Value> = std::fs::read_to_string(&dead_path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let dead = await_dead_letters(&dead_path, 2, Duration::from_secs(10)).await;
     assert_eq!(dead.len(), 2);
     assert_eq!(dead[0]["route"], "templated");
     assert_eq!(dead[0]["error_kind"], "invalid_topic");

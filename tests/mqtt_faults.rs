@@ -255,10 +255,15 @@ async fn one_of_three_bridges_killed_and_restarted_loses_nothing() {
             .filter(|i| got.contains_key(&format!("msg-{i}")))
             .count()
     };
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let taken_by_others = others(&dirs);
-    eprintln!(
-        "while one bridge was down, the other two took {taken_by_others} of {} messages",
+    // The share group goes on without the killed member: the other two take their own two
+    // thirds of what is published meanwhile (mosquitto queues the killed member's share for its
+    // session, which arrives after the restart); at least half, to leave the rotation room.
+    let share = (N / 3) / 2;
+    let taken = eventually(Duration::from_secs(30), || others(&dirs) >= share).await;
+    assert!(
+        taken,
+        "while one bridge was down, the other two took {} of {} messages (expected {share})",
+        others(&dirs),
         N / 3
     );
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 
-use common::bridge::{cli, http_request};
+use common::bridge::{cli, http_request, http_request_with};
 use common::function::{FunctionServer, Reply};
 use common::mqtt::Publisher;
 use common::{
@@ -194,6 +194,90 @@ async fn a_token_protects_what_changes_something() {
     let (status, _) = http_request(admin, "POST", "/routes/nope/pause", Some("s3cret")).await;
     assert_eq!(status, 404);
     assert!(!bridge.log_text().contains("s3cret"));
+}
+
+/// What a web page open in the operator's browser can send: a cross-site form POST (no CORS
+/// preflight) and, through DNS rebinding, requests under its own host name. Without a token,
+/// both are refused, while the page itself, the CLI and curl keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_attacks_on_the_admin_api_are_refused() {
+    const REFUSED: &str = "mqbridge_admin_requests_refused_total";
+    let broker = mosquitto();
+    let admin = free_port();
+    let routes = route("r", "r/#", "a", "");
+    let extra = "allowed_hosts = [\"bridge.plant.test\"]";
+    let bridge = Bridge::start(&config(broker.port, admin, &unique("ops"), extra, &routes));
+    bridge.wait_subscribed(0, 1);
+    let here = format!("127.0.0.1:{admin}");
+    let form = [
+        ("Host", here.as_str()),
+        ("Origin", "http://evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    for path in ["/routes/r/pause", "/reload"] {
+        let (status, body) = http_request_with(admin, "POST", path, &form).await;
+        assert_eq!(status, 403, "cross-site POST {path}: {body}");
+        assert!(body.contains("another site"), "{body}");
+    }
+    // An older browser that sends Origin only, from another port of the same host.
+    let other_port = [("Host", here.as_str()), ("Origin", "http://127.0.0.1:8000")];
+    let (status, _) = http_request_with(admin, "POST", "/routes/r/pause", &other_port).await;
+    assert_eq!(status, 403);
+    let rebound = format!("evil.example:{admin}");
+    for (method, path) in [
+        ("GET", "/routes"),
+        ("GET", "/metrics"),
+        ("POST", "/routes/r/pause"),
+    ] {
+        let (status, body) =
+            http_request_with(admin, method, path, &[("Host", rebound.as_str())]).await;
+        assert_eq!(status, 403, "{method} {path} for a foreign host: {body}");
+        assert!(body.contains("allowed_hosts"), "{body}");
+    }
+    let overview = routes_json(admin).await;
+    assert_eq!(find(&overview, "r")["state"], "running", "{overview}");
+    assert!(overview["last_reload"].is_null(), "{overview}");
+    let refused = |reason: &'static str| {
+        let label = format!("reason=\"{reason}\"");
+        let bridge = &bridge;
+        async move { bridge.metric_where(admin, REFUSED, &label).await }
+    };
+    assert_eq!(refused("cross_site").await, 3.0);
+    assert_eq!(refused("host").await, 3.0);
+
+    // The name the operator allows, the status page's own origin, the CLI and curl.
+    let allowed = format!("Bridge.Plant.Test:{admin}");
+    let (status, _) =
+        http_request_with(admin, "GET", "/routes", &[("Host", allowed.as_str())]).await;
+    assert_eq!(status, 200);
+    let origin = format!("http://{here}");
+    let page = [
+        ("Host", here.as_str()),
+        ("Origin", origin.as_str()),
+        ("Sec-Fetch-Site", "same-origin"),
+    ];
+    let (status, body) = http_request_with(admin, "POST", "/routes/r/pause", &page).await;
+    assert_eq!(status, 200, "{body}");
+    let (code, text) = cli(&["resume", "r", "--admin", &admin_url(admin)]);
+    assert_eq!(code, 0, "{text}");
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .arg("-sf")
+            .args(args)
+            .output()
+            .expect("curl");
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    curl(&["-X", "POST", &format!("http://{here}/routes/r/pause")]);
+    assert_eq!(find(&routes_json(admin).await, "r")["state"], "paused");
+    let scrape = curl(&[&format!("http://localhost:{admin}/metrics")]);
+    assert!(scrape.contains(REFUSED), "{scrape}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

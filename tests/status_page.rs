@@ -180,6 +180,11 @@ consumers = 2
             "--no-first-run",
             &format!("--remote-debugging-port={devtools}"),
             "--remote-debugging-address=127.0.0.1",
+            // A name of the attacker's that resolves to this host, as DNS rebinding makes it.
+            "--host-resolver-rules=MAP rebound.test 127.0.0.1",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("about:blank")
@@ -254,6 +259,79 @@ consumers = 2
     let resume =
         "document.querySelector('button[data-route=battery][data-action=resume]') !== null";
     assert!(page.until(resume, Duration::from_secs(5)).await);
+
+    // A page of another origin submits a form to pause "vehicles": refused.
+    let attacker = serve_page(format!(
+        "<form id=f method=POST action=\"http://127.0.0.1:{admin}/routes/vehicles/pause\"></form>\
+         <script>document.getElementById('f').submit()</script>"
+    ))
+    .await;
+    let (status, body) =
+        devtools_put(devtools, &format!("/json/new?http://127.0.0.1:{attacker}/")).await;
+    assert_eq!(status, 200, "{body}");
+    let refused = |reason: &'static str| {
+        let label = format!("reason=\"{reason}\"");
+        let bridge = &bridge;
+        async move {
+            bridge
+                .metric_where(admin, "mqbridge_admin_requests_refused_total", &label)
+                .await
+        }
+    };
+    let start = Instant::now();
+    while refused("cross_site").await < 1.0 && start.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused("cross_site").await >= 1.0,
+        "the form never reached the bridge"
+    );
+    // The page under a rebound name of its own reaches the listener and is refused.
+    let rebound = format!("/json/new?http://rebound.test:{admin}/routes");
+    let (status, body) = devtools_put(devtools, &rebound).await;
+    assert_eq!(status, 200, "{body}");
+    let start = Instant::now();
+    while refused("host").await < 1.0 && start.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused("host").await >= 1.0,
+        "the rebound request never reached the bridge"
+    );
+    let (_, routes) = http_request(admin, "GET", "/routes", None).await;
+    let routes: serde_json::Value = serde_json::from_str(&routes).unwrap();
+    let vehicles = routes["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "vehicles")
+        .unwrap();
+    assert_eq!(vehicles["state"], "running", "{vehicles}");
     let _ = chrome.kill();
     let _ = chrome.wait();
+}
+
+/// Serves `html` to every request on a free loopback port (a page of another origin).
+async fn serve_page(html: String) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let html = html.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                    html.len()
+                );
+                let _ = s.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    port
 }

@@ -11,6 +11,8 @@ pub struct Bridge {
     pub dir: PathBuf,
     pub config: PathBuf,
     pub log: PathBuf,
+    /// Variables set for the process beside the test's own environment.
+    pub env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -22,6 +24,16 @@ impl Bridge {
 
     /// The same, with another build of the bridge (the benchmark's baseline).
     pub fn start_bin(bin: PathBuf, config: &str) -> Self {
+        Self::start_with(bin, config, Vec::new())
+    }
+
+    /// The same, with `env` set for the process.
+    pub fn start_env(config: &str, env: &[(&str, &str)]) -> Self {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Self::start_with(bridge_bin(), config, env.collect())
+    }
+
+    fn start_with(bin: PathBuf, config: &str, env: Vec<(String, String)>) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_owned();
         let config_path = dir.join("mqbridge.toml");
@@ -32,6 +44,7 @@ impl Bridge {
             log: dir.join("bridge.log"),
             config: config_path,
             dir,
+            env,
             _tmp: Some(tmp),
         };
         bridge.spawn();
@@ -53,6 +66,7 @@ impl Bridge {
                 "RUST_LOG",
                 std::env::var("MQBRIDGE_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -204,15 +218,33 @@ pub async fn http_request(
     path: &str,
     token: Option<&str>,
 ) -> (u16, String) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    http_request_with(port, method, path, &headers).await
+}
+
+/// The same with the headers given (`Host: localhost` unless they name a host).
+pub async fn http_request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let request =
-        format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: 0\r\n{auth}\r\n");
+    let mut request = format!("{method} {path} HTTP/1.0\r\nContent-Length: 0\r\n");
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        request.push_str("Host: localhost\r\n");
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
     s.write_all(request.as_bytes()).await.unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();

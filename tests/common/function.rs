@@ -178,12 +178,7 @@ async fn handle(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
 
 /// How many times each payload appears in the dead-letter file at `path`, and the entries.
 pub fn dead_letters(path: &std::path::Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-    whole
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    super::json_lines(path)
 }
 
 /// Waits up to `limit` until the dead-letter file at `path` holds at least `n` entries, and

@@ -9,10 +9,18 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
+    create_topic_with(ClientConfig::new(), bootstrap, name, partitions).await
+}
+
+/// The same, with `config`'s settings (TLS) on top.
+pub async fn create_topic_with(
+    mut config: ClientConfig,
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+) {
+    let admin: AdminClient<DefaultClientContext> =
+        config.set("bootstrap.servers", bootstrap).create().unwrap();
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let result = admin

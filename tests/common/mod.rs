@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod bridge;
+pub mod certs;
 pub mod device;
 pub mod function;
 pub mod kafka;
@@ -45,14 +46,26 @@ pub fn wait_port(port: u16, limit: Duration) {
     }
 }
 
+/// The complete lines of a file another process appends to (none when it does not exist yet):
+/// a last line without its newline is still being written and is left out.
+pub fn complete_lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    whole.lines().map(str::to_owned).collect()
+}
+
+/// The complete JSON lines of a file another process appends to, parsed.
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    complete_lines(path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:.200}")))
+        .collect()
+}
+
 /// How many times each payload appears in a `file` sink's JSON lines at `path`.
 pub fn file_payloads(path: &Path) -> std::collections::HashMap<String, usize> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut counts = std::collections::HashMap::new();
-    // A last line without its newline is still being written.
-    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-    for line in whole.lines() {
-        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+    for record in json_lines(path) {
         *counts
             .entry(record["payload"].as_str().unwrap().to_owned())
             .or_insert(0) += 1;
