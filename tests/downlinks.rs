@@ -456,15 +456,25 @@ async fn a_bridge_killed_mid_stream_loses_nothing_and_goes_on_from_its_offsets()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_and_resume_lose_nothing() {
-    let KafkaSetup {
-        broker: _broker,
-        _kafka,
-        topic,
+    let broker = mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let topic = topic_name("cmd");
+    let witness = topic_name("wit");
+    create_topic(&kafka.bootstrap(), &topic, 2).await;
+    create_topic(&kafka.bootstrap(), &witness, 1).await;
+    let admin = free_port();
+    // `witness` runs beside `commands` and proves that the bridge reads and publishes what is
+    // produced while `commands` is paused.
+    let rest = downlink("commands", "kafka", &topic, "chargers/{key}/commands", "")
+        + &downlink("witness", "kafka", &witness, "chargers/witness/commands", "");
+    let bridge = Bridge::start(&config(
+        broker.port,
         admin,
-        bridge,
-        device,
-        producer,
-    } = KafkaSetup::start(mosquitto(), 2, "").await;
+        &kafka_connection(&kafka.bootstrap()),
+        &rest,
+    ));
+    let device = Device::connect(broker.port, "chargers/+/commands").await;
+    let producer = producer(&kafka.bootstrap());
     for i in 0..50 {
         produce(&producer, &topic, Some("P-1"), &[], &format!("n-{i}")).await;
     }
@@ -485,14 +495,25 @@ async fn pause_and_resume_lose_nothing() {
         )
         .await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(device.count(), 50, "nothing published while paused");
+    produce(&producer, &witness, None, &[], "witnessed").await;
+    let got = device
+        .wait(Duration::from_secs(60), |r| {
+            r.iter().any(|m| m.text() == "witnessed")
+        })
+        .await;
+    assert!(
+        got.iter().any(|m| m.text() == "witnessed"),
+        "the witness downlink published nothing; log:\n{}",
+        bridge.log_text()
+    );
+    assert_eq!(got.len(), 51, "nothing published while paused");
     assert_eq!(downlink_status(admin, "commands").await["state"], "paused");
     assert_eq!(bridge.metric(admin, "mqbridge_downlink_paused").await, 1.0);
     let (code, body) = http_request(admin, "POST", "/routes/commands/resume", None).await;
     assert_eq!(code, 200, "{body}");
     let got = all_arrive(&device, 150, &bridge).await;
-    assert_eq!(got.len(), 150, "each once");
+    assert!(numbers(&got).values().all(|&c| c == 1), "each once");
+    assert_eq!(got.len(), 151);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -618,14 +639,27 @@ async fn opposite_routes_on_the_same_topics_do_not_echo() {
             .await,
         "the uplink skipped the 10 it published itself"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(device.count(), 20, "no echo");
+    // Every message the uplink took is accounted for: the 10 published, delivered; the 10
+    // copies, skipped. None of the copies went back to Kafka, so none can come down again.
     assert_eq!(
         bridge
             .metric(admin, "mqbridge_messages_skipped_total")
             .await,
         10.0
     );
+    assert_eq!(
+        bridge
+            .metric(admin, "mqbridge_messages_received_total")
+            .await,
+        20.0
+    );
+    assert_eq!(
+        bridge
+            .metric_where(admin, "mqbridge_messages_delivered_total", "route=\"up\"")
+            .await,
+        10.0
+    );
+    assert_eq!(device.count(), 20, "no echo");
     let records =
         common::kafka::read_all(&kafka.bootstrap(), &topic, 1, Duration::from_secs(5), |r| {
             r.len() > 10

@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -610,9 +611,16 @@ async fn exec_handlers_see_none_of_the_bridges_environment_unless_inherited() {
     );
     let secret = unique("mqtt-password");
     let admin = free_port();
+    // The interpreter itself, not a launcher on PATH (such as a version manager's shim) that
+    // would add variables of its own.
+    let python = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
     let connection = |name: &str, out: &std::path::Path, extra: &str| {
         format!(
-            "[connections.{name}]\ntype = \"exec\"\ncommand = [\"{}\"]\nenv = {{ OUT = \"{}\" }}\n{extra}\n",
+            "[connections.{name}]\ntype = \"exec\"\ncommand = [\"{python}\", \"{}\"]\nenv = {{ OUT = \"{}\" }}\n{extra}\n",
             program.display(),
             out.display()
         )

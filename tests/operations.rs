@@ -120,10 +120,13 @@ async fn pause_keeps_the_sessions_and_resume_delivers_everything() {
     let broker = mosquitto_verbose();
     let admin = free_port();
     let prefix = unique("ops");
-    let routes = route("flow", "flow/#", "a", "consumers = 2");
+    // `witness` runs beside `flow` and proves that the broker delivered what was published.
+    let routes = route("flow", "flow/#", "a", "consumers = 2")
+        + &route("witness", "witness/#", "b", "");
     let bridge = Bridge::start(&config(broker.port, admin, &prefix, "", &routes));
-    bridge.wait_subscribed(0, 2);
+    bridge.wait_subscribed(0, 3);
     let out = bridge.dir.join("a.jsonl");
+    let witnessed = bridge.dir.join("b.jsonl");
     let publisher = Publisher::connect(broker.port).await;
     let sending = publish_paced(publisher, "flow", 3000, 1000, |i| format!("flow/{}", i % 8));
     assert!(eventually(Duration::from_secs(10), || lines(&out) > 200).await);
@@ -131,10 +134,23 @@ async fn pause_keeps_the_sessions_and_resume_delivers_everything() {
     let (code, text) = cli(&["pause", "flow", "--admin", &admin_url(admin)]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("paused"), "{text}");
-    // What was in flight lands; then nothing more while publishing goes on.
+    // What was in flight lands (a moment for a read under way to hand on what it brings); then
+    // nothing more while publishing goes on.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    while find(&routes_json(admin).await, "flow")["in_flight"] != 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "in flight while paused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let held = lines(&out);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut publisher = sending.await.unwrap();
+    // The witness is published after every message of `flow`: once the other route has it,
+    // the broker has handed on everything published before it.
+    publisher
+        .publish("witness/1", "witness", PublishProperties::default())
+        .await;
+    publisher.wait_acked(Duration::from_secs(10)).await;
+    assert!(eventually(Duration::from_secs(10), || lines(&witnessed) == 1).await);
     assert_eq!(lines(&out), held, "delivered while paused");
     let overview = routes_json(admin).await;
     let flow = find(&overview, "flow");
@@ -153,7 +169,6 @@ async fn pause_keeps_the_sessions_and_resume_delivers_everything() {
 
     let (code, text) = cli(&["resume", "flow", "--admin", &admin_url(admin)]);
     assert_eq!(code, 0, "{text}");
-    sending.await.unwrap();
     assert!(eventually(Duration::from_secs(20), || lines(&out) >= 3000).await);
     let payloads = file_payloads(&out);
     for i in 0..3000 {
@@ -163,7 +178,8 @@ async fn pause_keeps_the_sessions_and_resume_delivers_everything() {
     for n in 1..=2 {
         assert_eq!(connections_of(&broker, &format!("{prefix}-flow-{n}")), 1);
     }
-    let flow = &routes_json(admin).await["routes"][0];
+    let overview = routes_json(admin).await;
+    let flow = find(&overview, "flow");
     assert_eq!(flow["state"], "running", "{flow}");
     assert_eq!(flow["delivered"], 3000);
     assert_eq!(flow["in_flight"], 0);
