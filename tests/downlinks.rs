@@ -466,7 +466,13 @@ async fn pause_and_resume_lose_nothing() {
     // `witness` runs beside `commands` and proves that the bridge reads and publishes what is
     // produced while `commands` is paused.
     let rest = downlink("commands", "kafka", &topic, "chargers/{key}/commands", "")
-        + &downlink("witness", "kafka", &witness, "chargers/witness/commands", "");
+        + &downlink(
+            "witness",
+            "kafka",
+            &witness,
+            "chargers/witness/commands",
+            "",
+        );
     let bridge = Bridge::start(&config(
         broker.port,
         admin,

@@ -121,8 +121,8 @@ async fn pause_keeps_the_sessions_and_resume_delivers_everything() {
     let admin = free_port();
     let prefix = unique("ops");
     // `witness` runs beside `flow` and proves that the broker delivered what was published.
-    let routes = route("flow", "flow/#", "a", "consumers = 2")
-        + &route("witness", "witness/#", "b", "");
+    let routes =
+        route("flow", "flow/#", "a", "consumers = 2") + &route("witness", "witness/#", "b", "");
     let bridge = Bridge::start(&config(broker.port, admin, &prefix, "", &routes));
     bridge.wait_subscribed(0, 3);
     let out = bridge.dir.join("a.jsonl");
@@ -139,7 +139,10 @@ async fn pause_keeps_the_sessions_and_resume_delivers_everything() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
     while find(&routes_json(admin).await, "flow")["in_flight"] != 0 {
-        assert!(start.elapsed() < Duration::from_secs(10), "in flight while paused");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "in flight while paused"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let held = lines(&out);
