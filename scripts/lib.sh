@@ -6,14 +6,24 @@ as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# Installs the named packages from the system's packages; the package lists are fetched once
+# per script run, not once per package group.
+APT_UPDATED=
+apt_install() {
+    if [ -z "$APT_UPDATED" ]; then
+        as_root apt-get update -qq >&2
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
 # Installs mosquitto and its clients from the system's packages when missing.
 ensure_mosquitto() {
     if command -v mosquitto >/dev/null 2>&1 && command -v mosquitto_pub >/dev/null 2>&1; then
         return
     fi
     log "installing mosquitto from the system's packages"
-    as_root apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq mosquitto mosquitto-clients >&2
+    apt_install mosquitto mosquitto-clients
     # The package may start a system-wide broker on 1883; ours run on free ports.
     if command -v systemctl >/dev/null 2>&1; then
         as_root systemctl disable --now mosquitto >/dev/null 2>&1 || true
@@ -44,8 +54,7 @@ ensure_build_deps() {
         return
     fi
     log "installing build dependencies (gcc, make, pkg-config, libssl-dev, openssl)"
-    as_root apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq build-essential pkg-config libssl-dev openssl >&2
+    apt_install build-essential pkg-config libssl-dev openssl
 }
 
 # Installs the commands the tests call, from the system's packages when missing: curl (the admin
@@ -57,9 +66,7 @@ ensure_test_tools() {
         return
     fi
     log "installing curl, systemd (systemd-analyze) and stunnel4 for the tests"
-    as_root apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
-        curl systemd stunnel4 >&2
+    apt_install curl systemd stunnel4
 }
 
 # Installs Debian's chromium (headless, for the status page's test) when missing; returns
@@ -69,6 +76,5 @@ ensure_chromium() {
         return
     fi
     log "installing chromium from the system's packages (for the status page's test)"
-    as_root apt-get update -qq >&2 || return 1
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends chromium >&2
+    apt_install chromium
 }

@@ -1,13 +1,16 @@
-//! Kafka over TLS with client certificates (mutual TLS), set through the connection's
-//! `librdkafka` table as the README shows it, for a route (the producer) and a downlink (the
-//! consumer, which keeps the TLS settings while it leaves out the producer-only ones).
+//! Kafka's security settings on real servers, set through the connection's `librdkafka` table
+//! as the README shows them, for a route (the producer) and a downlink (the consumer, which
+//! keeps the security settings while it leaves out the producer-only ones): TLS with client
+//! certificates (mutual TLS), and SASL/SCRAM-SHA-256 over TLS with the password from the
+//! environment.
 //!
 //! tansu 0.6 takes `--cert`/`--key` but serves plain TCP (its TLS acceptor is built and never
-//! used), so TLS is terminated in front of it by stunnel (Debian's `stunnel4`), which requires a
-//! client certificate of the test's CA; tansu advertises stunnel's port, so every connection
-//! librdkafka makes goes through TLS. SASL/SCRAM is not exercised: with tansu's in-memory
-//! storage, a user can only be created through the broker, and with authentication on the
-//! broker takes no request but the handshake before a user authenticates.
+//! used), so TLS is terminated in front of it by stunnel (Debian's `stunnel4`); tansu advertises
+//! stunnel's port, so every connection librdkafka makes goes through TLS. SCRAM is tansu's own
+//! (`--authentication`); its users live in the storage, and the in-memory storage takes them only
+//! through a broker that already authenticates, so the SCRAM broker keeps them in SQLite: the
+//! user is created on a first run without authentication, and the broker runs again on the same
+//! file with it.
 
 mod common;
 
@@ -23,19 +26,27 @@ use common::kafka::{create_topic_with, reader};
 use common::mqtt::Publisher;
 use common::{certs, die_with_parent, free_port, mosquitto, unique, wait_port, Bridge, Server};
 
-/// tansu behind stunnel: the TLS port, with the certificates in the server's folder.
-fn tls_kafka() -> (Server, Server, u16) {
+/// The folder of a TLS front: the CA, the server's certificate and a client's.
+fn certificates() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     certs::server_set(dir.path());
     certs::signed(dir.path(), "ca", "client", "mqbridge", false);
     certs::readable(dir.path());
-    let (plain, tls) = (free_port(), free_port());
-    let kafka = common::tansu(plain, tls);
+    dir
+}
+
+/// stunnel in front of the Kafka broker on `plain`, on the TLS port `tls`, with the
+/// certificates of `dir`, requiring a client certificate of the CA when `mutual`.
+fn stunnel(dir: tempfile::TempDir, plain: u16, tls: u16, mutual: bool) -> Server {
     let d = dir.path().display();
+    let require = if mutual {
+        "requireCert = yes\nverifyChain = yes\n"
+    } else {
+        ""
+    };
     let conf = format!(
         "foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{tls}\nconnect = 127.0.0.1:{plain}\n\
-         cert = {d}/server.pem\nkey = {d}/server.key\nCAfile = {d}/ca.pem\n\
-         requireCert = yes\nverifyChain = yes\n"
+         cert = {d}/server.pem\nkey = {d}/server.key\nCAfile = {d}/ca.pem\n{require}"
     );
     std::fs::write(dir.path().join("stunnel.conf"), conf).unwrap();
     let child = die_with_parent(&mut Command::new("stunnel"))
@@ -45,15 +56,14 @@ fn tls_kafka() -> (Server, Server, u16) {
         .spawn()
         .expect("stunnel (Debian's stunnel4; scripts/test installs it)");
     wait_port(tls, Duration::from_secs(10));
-    let stunnel = Server {
+    Server {
         child,
         port: tls,
         dir,
-    };
-    (kafka, stunnel, tls)
+    }
 }
 
-/// librdkafka's TLS settings with the client certificate of `dir`.
+/// librdkafka's mutual TLS settings with the client certificate of `dir`.
 fn tls_settings(dir: &Path) -> Vec<(&'static str, String)> {
     let d = dir.display();
     vec![
@@ -64,10 +74,22 @@ fn tls_settings(dir: &Path) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn client(dir: &Path) -> ClientConfig {
+/// librdkafka's SASL/SCRAM-SHA-256 over TLS settings (the server checked against the CA of
+/// `dir`), with `password` as it is written in the config.
+fn scram_settings(dir: &Path, password: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("security.protocol", "sasl_ssl".into()),
+        ("ssl.ca.location", format!("{}/ca.pem", dir.display())),
+        ("sasl.mechanism", "SCRAM-SHA-256".into()),
+        ("sasl.username", "mqbridge".into()),
+        ("sasl.password", password.into()),
+    ]
+}
+
+fn client(settings: &[(&'static str, String)]) -> ClientConfig {
     let mut config = ClientConfig::new();
-    for (key, value) in tls_settings(dir) {
-        config.set(key, value);
+    for (key, value) in settings {
+        config.set(*key, value);
     }
     config
 }
@@ -75,17 +97,94 @@ fn client(dir: &Path) -> ClientConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_over_mutual_tls_carries_both_ways() {
     let broker = mosquitto();
-    let (_kafka, stunnel, tls) = tls_kafka();
-    let bootstrap = format!("127.0.0.1:{tls}");
-    let (up, down) = (unique("tls-up"), unique("tls-down"));
-    for topic in [&up, &down] {
-        create_topic_with(client(stunnel.dir.path()), &bootstrap, topic, 1).await;
-    }
-    let librdkafka: String = tls_settings(stunnel.dir.path())
+    let (plain, tls) = (free_port(), free_port());
+    let _kafka = common::tansu(plain, tls);
+    let stunnel = stunnel(certificates(), plain, tls, true);
+    let settings = tls_settings(stunnel.dir.path());
+    let bridge = carries_both_ways(&broker, tls, &settings, &settings, &[]).await;
+    let stunnel_log =
+        std::fs::read_to_string(stunnel.dir.path().join("stunnel.log")).unwrap_or_default();
+    assert!(
+        stunnel_log.contains("Certificate accepted") || stunnel_log.contains("verify ok"),
+        "stunnel never checked a client certificate:\n{stunnel_log}"
+    );
+    drop(bridge);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_over_sasl_scram_and_tls_carries_both_ways() {
+    let broker = mosquitto();
+    let dir = certificates();
+    let db = format!("sqlite://{}/tansu.db", dir.path().display());
+    let password = unique("scram-secret");
+    // The user, created on a broker without authentication, kept in the file.
+    let first = free_port();
+    let setup = common::tansu_with(first, first, &db, &[]);
+    let created = Command::new(common::tansu_bin())
+        .args(["user", "create", "--broker"])
+        .arg(format!("tcp://127.0.0.1:{first}"))
+        .args(["--mechanism", "scram256", "mqbridge", &password])
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "tansu user create: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    drop(setup);
+    let (plain, tls) = (free_port(), free_port());
+    let _kafka = common::tansu_with(plain, tls, &db, &["--authentication"]);
+    let stunnel = stunnel(dir, plain, tls, false);
+    // The test's own clients know the password; the bridge reads it from its environment.
+    let ours = scram_settings(stunnel.dir.path(), &password);
+    let bridges = scram_settings(stunnel.dir.path(), "${KAFKA_PASSWORD}");
+    let bridge = carries_both_ways(
+        &broker,
+        tls,
+        &ours,
+        &bridges,
+        &[("KAFKA_PASSWORD", password.as_str())],
+    )
+    .await;
+    assert!(
+        !bridge.log_text().contains(&password),
+        "the password reached the log"
+    );
+
+    // A wrong password is refused, and `check` says so.
+    let wrong = scram_settings(stunnel.dir.path(), "not-the-password");
+    let config = bridge_config(broker.port, tls, &wrong, "up", "down");
+    let file = stunnel.dir.path().join("wrong.toml");
+    std::fs::write(&file, config).unwrap();
+    let (code, text) = common::bridge::cli(&["check", "--config", file.to_str().unwrap()]);
+    assert_ne!(code, 0, "{text}");
+    let kafka = text
+        .lines()
+        .find(|l| l.contains("connection \"kafka\""))
+        .unwrap_or_else(|| panic!("no line for the connection: {text}"));
+    assert!(
+        kafka.starts_with("FAIL") && kafka.contains("SASL authentication error"),
+        "the check says the password was refused: {text}"
+    );
+    assert!(!text.contains("not-the-password"), "{text}");
+}
+
+/// A config with a route `up` (`secure/#` → Kafka topic `up`) and a downlink `down` (Kafka topic
+/// `down` → `devices/{key}/commands`) on the Kafka connection at 127.0.0.1:`port` with
+/// `settings`.
+fn bridge_config(
+    mqtt_port: u16,
+    port: u16,
+    settings: &[(&'static str, String)],
+    up: &str,
+    down: &str,
+) -> String {
+    let librdkafka: String = settings
         .iter()
         .map(|(k, v)| format!("\"{k}\" = \"{v}\"\n"))
         .collect();
-    let config = format!(
+    let bootstrap = format!("127.0.0.1:{port}");
+    format!(
         r#"
 [mqtt]
 url = "mqtt://127.0.0.1:{}"
@@ -113,10 +212,27 @@ mqtt_topic = "devices/{{key}}/commands"
 [dead_letter]
 path = "dead.jsonl"
 "#,
-        broker.port,
+        mqtt_port,
         unique("tls")
-    );
-    let bridge = Bridge::start(&config);
+    )
+}
+
+/// Messages go up through the route and come down through the downlink; the test's own
+/// clients use `ours`, the bridge `bridges` (with `env`). The bridge, still running.
+async fn carries_both_ways(
+    broker: &Server,
+    port: u16,
+    ours: &[(&'static str, String)],
+    bridges: &[(&'static str, String)],
+    env: &[(&str, &str)],
+) -> Bridge {
+    let bootstrap = format!("127.0.0.1:{port}");
+    let (up, down) = (unique("tls-up"), unique("tls-down"));
+    for topic in [&up, &down] {
+        create_topic_with(client(ours), &bootstrap, topic, 1).await;
+    }
+    let config = bridge_config(broker.port, port, bridges, &up, &down);
+    let bridge = Bridge::start_env(&config, env);
     bridge.wait_subscribed(0, 1);
 
     let mut publisher = Publisher::connect(broker.port).await;
@@ -126,7 +242,7 @@ path = "dead.jsonl"
             .await;
     }
     publisher.wait_acked(Duration::from_secs(10)).await;
-    let consumer = reader(&bootstrap, &up, 1, client(stunnel.dir.path()));
+    let consumer = reader(&bootstrap, &up, 1, client(ours));
     let mut got = Vec::new();
     let start = std::time::Instant::now();
     while got.len() < 20 && start.elapsed() < Duration::from_secs(30) {
@@ -138,7 +254,7 @@ path = "dead.jsonl"
     assert_eq!(got, expected, "log:\n{}", bridge.log_text());
 
     let device = Device::connect(broker.port, "devices/+/commands").await;
-    let producer: FutureProducer = client(stunnel.dir.path())
+    let producer: FutureProducer = client(ours)
         .set("bootstrap.servers", &bootstrap)
         .create()
         .unwrap();
@@ -158,10 +274,5 @@ path = "dead.jsonl"
     let expected: Vec<String> = (0..10).map(|i| format!("down-{i}")).collect();
     assert_eq!(payloads, expected, "log:\n{}", bridge.log_text());
     assert!(received.iter().all(|m| m.topic == "devices/car-1/commands"));
-    let stunnel_log =
-        std::fs::read_to_string(stunnel.dir.path().join("stunnel.log")).unwrap_or_default();
-    assert!(
-        stunnel_log.contains("Certificate accepted") || stunnel_log.contains("verify ok"),
-        "stunnel never checked a client certificate:\n{stunnel_log}"
-    );
+    bridge
 }

@@ -268,6 +268,12 @@ pub fn start_mosquitto(server: &mut Server) {
 /// tansu with in-memory storage, listening on `port` and advertising `advertised` (a proxy's
 /// port, so that every client connection goes through the proxy).
 pub fn tansu(port: u16, advertised: u16) -> Server {
+    tansu_with(port, advertised, "memory://tansu/", &[])
+}
+
+/// tansu on `storage` (`memory://tansu/`, or `sqlite://PATH` for what must outlive a restart,
+/// such as SCRAM users), with more broker arguments (`--authentication`).
+pub fn tansu_with(port: u16, advertised: u16, storage: &str, args: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let log = std::fs::File::create(
         std::env::var("MQBRIDGE_TEST_TANSU_LOG")
@@ -276,7 +282,10 @@ pub fn tansu(port: u16, advertised: u16) -> Server {
     )
     .unwrap();
     let child = die_with_parent(&mut Command::new(tansu_bin()))
-        .args(["broker", "--storage-engine", "memory://tansu/"])
+        // tansu takes a `sqlite://` path relative to its working directory, leading `/` or not.
+        .current_dir("/")
+        .args(["broker", "--storage-engine", storage])
+        .args(args)
         .arg("--listener-url")
         .arg(format!("tcp://127.0.0.1:{port}"))
         .arg("--advertised-listener-url")
@@ -293,12 +302,12 @@ pub fn tansu(port: u16, advertised: u16) -> Server {
     Server { child, port, dir }
 }
 
-fn tansu_bin() -> PathBuf {
+pub fn tansu_bin() -> PathBuf {
     if let Ok(p) = std::env::var("MQBRIDGE_TANSU") {
         return p.into();
     }
     let home = std::env::var("HOME").unwrap_or_default();
-    let cached = Path::new(&home).join(".cache/mqbridge/tansu-0.6.0/bin/tansu");
+    let cached = Path::new(&home).join(".cache/mqbridge/tansu-0.6.0-sql/bin/tansu");
     if cached.exists() {
         return cached;
     }

@@ -7,11 +7,12 @@
 //! The connection then replaces the producer with a new one, which gets a new producer id; the
 //! messages that failed are retried on it.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, Producer};
 
 use super::config::KafkaConnectionConfig;
@@ -22,11 +23,51 @@ pub struct KafkaConnection {
     slot: Arc<ProducerSlot>,
 }
 
+/// The connection's producer, with a context that keeps the client's last error.
+pub type KafkaProducer = FutureProducer<LastError>;
+
+/// librdkafka reports what stops it from reaching the cluster (a refused SASL password, a TLS
+/// handshake that failed, a broker that cannot be resolved) only to the client's error
+/// callback; a request meanwhile just waits. The connection check says why from here.
+/// One per connection, shared by the producers that replace one another.
+#[derive(Clone, Default)]
+pub struct LastError(Arc<Mutex<Option<String>>>);
+
+impl LastError {
+    /// Forgets the last report: the cluster answered since.
+    fn clear(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// `error`, with what the client last reported when there is something.
+    fn explain(&self, error: KafkaError) -> BoxError {
+        let reason = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match reason {
+            Some(reason) => format!("{error}: {reason}").into(),
+            None => error.into(),
+        }
+    }
+}
+
+impl ClientContext for LastError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // "All brokers are down" follows the reason (a refused password) and says less.
+        let generic = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !generic || last.is_none() {
+            *last = Some(reason.to_owned());
+        }
+        drop(last);
+        DefaultClientContext.error(error, reason);
+    }
+}
+
 /// The connection's current producer and how many times it was replaced.
 pub struct ProducerSlot {
     name: String,
     config: ClientConfig,
-    current: RwLock<(u64, FutureProducer)>,
+    errors: LastError,
+    current: RwLock<(u64, KafkaProducer)>,
 }
 
 impl ProducerSlot {
@@ -35,7 +76,7 @@ impl ProducerSlot {
     }
 
     /// The producer to use now, with its generation.
-    pub fn get(&self) -> (u64, FutureProducer) {
+    pub fn get(&self) -> (u64, KafkaProducer) {
         let current = self.current.read().unwrap_or_else(|p| p.into_inner());
         (current.0, current.1.clone())
     }
@@ -53,7 +94,7 @@ impl ProducerSlot {
             None if broken => "the broker no longer accepts its producer id or epoch".to_owned(),
             None => return,
         };
-        match self.config.create::<FutureProducer>() {
+        match self.config.create_with_context(self.errors.clone()) {
             Ok(fresh) => {
                 let old = std::mem::replace(&mut *current, (generation + 1, fresh));
                 events::ProducerReplaced {
@@ -124,12 +165,14 @@ pub struct ProducerNotCreated(#[from] ConfigRefused);
 impl KafkaConnection {
     pub fn build(name: &str, c: &KafkaConnectionConfig) -> Result<Self, ProducerNotCreated> {
         let config = client_config(c);
+        let errors = LastError::default();
         let producer = config
-            .create()
+            .create_with_context(errors.clone())
             .map_err(|e| ProducerNotCreated(ConfigRefused::from(e)))?;
         let slot = ProducerSlot {
             name: name.to_owned(),
             config,
+            errors,
             current: RwLock::new((0, producer)),
         };
         Ok(KafkaConnection {
@@ -143,25 +186,35 @@ impl KafkaConnection {
     }
 
     /// Connection check: fetches cluster metadata, which needs reachability and authentication.
+    /// A failure says what the client last reported (a refused password, a failed handshake),
+    /// within the checks' limit of 10 s.
     pub async fn health_check(&self) -> Result<String, BoxError> {
         let (_, producer) = self.slot.get();
-        let brokers = tokio::task::spawn_blocking(move || {
-            producer
+        let errors = self.slot.errors.clone();
+        tokio::task::spawn_blocking(move || {
+            let fetched = producer
                 .client()
-                .fetch_metadata(None, Duration::from_secs(10))
-                .map(|m| m.brokers().len())
+                .fetch_metadata(None, Duration::from_secs(8));
+            match fetched {
+                Ok(metadata) => {
+                    errors.clear();
+                    Ok(format!("{} broker(s)", metadata.brokers().len()))
+                }
+                Err(e) => Err(errors.explain(e)),
+            }
         })
-        .await??;
-        Ok(format!("{brokers} broker(s)"))
+        .await?
     }
 
     /// The metadata of `topic`: its partitions, or why the cluster has none.
     pub async fn topic_check(&self, topic: String) -> Result<String, BoxError> {
         let (_, producer) = self.slot.get();
+        let errors = self.slot.errors.clone();
         tokio::task::spawn_blocking(move || {
             let metadata = producer
                 .client()
-                .fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+                .fetch_metadata(Some(&topic), Duration::from_secs(8))
+                .map_err(|e| errors.explain(e))?;
             let found = metadata.topics().iter().find(|t| t.name() == topic);
             match found {
                 Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(format!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::{join_all, Either};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 
 use super::config::KafkaRouteConfig;
 use super::connection::ProducerSlot;
@@ -80,7 +80,7 @@ impl KafkaRouteSink {
     /// Queues one record; the returned future resolves with its delivery report.
     async fn enqueue(
         &self,
-        producer: &FutureProducer,
+        producer: &super::connection::KafkaProducer,
         msg: &Message,
     ) -> Result<impl std::future::Future<Output = Result<(), KafkaSinkError>>, KafkaSinkError> {
         let rendered;
