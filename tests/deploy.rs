@@ -10,9 +10,10 @@ use std::time::Duration;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 
 use common::bridge::{http_get, http_request};
+use common::config::{Config, Connection, Route};
 use common::function::{FunctionServer, Reply};
 use common::mqtt::Publisher;
-use common::{free_port, mosquitto, unique, Bridge};
+use common::{free_port, mosquitto, Bridge};
 
 /// The metric names in the dashboard's queries (histograms by their base name).
 fn dashboard_metrics() -> BTreeSet<String> {
@@ -63,33 +64,16 @@ async fn the_dashboard_queries_only_metrics_a_running_bridge_exports() {
     })
     .await;
     let admin = free_port();
-    let config = format!(
-        r#"
-[mqtt]
-url = "mqtt://127.0.0.1:{}"
-client_id_prefix = "{}"
-
-[admin]
-listen = "127.0.0.1:{admin}"
-
-[connections.fn]
-type = "http"
-url = "{}"
-
-[[routes]]
-name = "cars"
-filters = ["cars/#"]
-connection = "fn"
-batch_size = 1
-max_attempts = 2
-
-[dead_letter]
-path = "dead.jsonl"
-"#,
-        broker.port,
-        unique("dash"),
-        server.url()
-    );
+    let config = Config::new(broker.port, "dash")
+        .admin(admin)
+        .connection("fn", Connection::http(&server.url()))
+        .route(
+            Route::new("cars", "cars/#", "fn")
+                .set("batch_size", 1)
+                .set("max_attempts", 2),
+        )
+        .dead_letter("dead.jsonl")
+        .text();
     let bridge = Bridge::start(&config);
     bridge.wait_subscribed(0, 1);
     let mut publisher = Publisher::connect(broker.port).await;

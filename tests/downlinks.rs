@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::bridge::{cli, http_get, http_request};
+use common::config::{Config, Connection, Downlink, Route};
 use common::device::{Device, Received};
 use common::function::{await_dead_letters, dead_letters};
 use common::kafka::{create_topic, produce, producer};
@@ -20,40 +21,22 @@ use common::{
     unique, Bridge, KafkaUnderTest, Server,
 };
 
-fn config(mqtt_port: u16, admin: u16, connection: &str, rest: &str) -> String {
-    format!(
-        r#"
-[mqtt]
-url = "mqtt://127.0.0.1:{mqtt_port}"
-client_id_prefix = "{prefix}"
-
-[admin]
-listen = "127.0.0.1:{admin}"
-
-{connection}
-
-{rest}
-
-[dead_letter]
-path = "dead.jsonl"
-"#,
-        prefix = unique("dl"),
-    )
+/// `[mqtt]` on the broker at 127.0.0.1:`mqtt_port`, the admin API on `admin` and the
+/// dead-letter file; the connection, routes and downlinks are the caller's.
+fn config(mqtt_port: u16, admin: u16) -> Config {
+    Config::new(mqtt_port, "dl")
+        .admin(admin)
+        .dead_letter("dead.jsonl")
 }
 
-fn kafka_connection(bootstrap: &str) -> String {
-    format!("[connections.kafka]\ntype = \"kafka\"\nbootstrap_servers = \"{bootstrap}\"\n")
+/// [`config`] with the connection `kafka` to `bootstrap`.
+fn kafka_config(mqtt_port: u16, admin: u16, bootstrap: &str) -> Config {
+    config(mqtt_port, admin).connection("kafka", Connection::kafka(bootstrap))
 }
 
-fn rocketmq_connection(namesrv: &str) -> String {
-    format!("[connections.rmq]\ntype = \"rocketmq\"\nnamesrv = [\"{namesrv}\"]\n")
-}
-
-fn downlink(name: &str, connection: &str, topic: &str, mqtt_topic: &str, extra: &str) -> String {
-    format!(
-        "[[downlinks]]\nname = \"{name}\"\nconnection = \"{connection}\"\ntopic = \"{topic}\"\n\
-         mqtt_topic = \"{mqtt_topic}\"\nstart = \"earliest\"\n{extra}\n"
-    )
+/// [`config`] with the connection `rmq` to the name server `namesrv`.
+fn rocketmq_config(mqtt_port: u16, admin: u16, namesrv: &str) -> Config {
+    config(mqtt_port, admin).connection("rmq", Connection::rocketmq(namesrv))
 }
 
 fn topic_name(prefix: &str) -> String {
@@ -61,7 +44,7 @@ fn topic_name(prefix: &str) -> String {
 }
 
 /// mosquitto (`broker`), tansu with a topic of `partitions`, a bridge with one downlink
-/// "commands" from it to `chargers/{key}/commands` (with the `extra` keys), a device on
+/// "commands" from it to `chargers/{key}/commands` (with what `extra` sets), a device on
 /// `chargers/+/commands` and a producer.
 struct KafkaSetup {
     broker: Server,
@@ -74,23 +57,25 @@ struct KafkaSetup {
 }
 
 impl KafkaSetup {
-    async fn start(broker: Server, partitions: i32, extra: &str) -> Self {
+    async fn start(
+        broker: Server,
+        partitions: i32,
+        extra: impl FnOnce(Downlink) -> Downlink,
+    ) -> Self {
         let kafka = KafkaUnderTest::start().await;
         let topic = topic_name("cmd");
         create_topic(&kafka.bootstrap(), &topic, partitions).await;
         let admin = free_port();
-        let bridge = Bridge::start(&config(
-            broker.port,
-            admin,
-            &kafka_connection(&kafka.bootstrap()),
-            &downlink(
-                "commands",
-                "kafka",
-                &topic,
-                "chargers/{key}/commands",
-                extra,
-            ),
-        ));
+        let bridge = Bridge::start(
+            &kafka_config(broker.port, admin, &kafka.bootstrap())
+                .downlink(extra(Downlink::new(
+                    "commands",
+                    "kafka",
+                    &topic,
+                    "chargers/{key}/commands",
+                )))
+                .text(),
+        );
         let device = Device::connect(broker.port, "chargers/+/commands").await;
         let producer = producer(&kafka.bootstrap());
         KafkaSetup {
@@ -127,12 +112,11 @@ impl RocketmqSetup {
         let topic = topic_name("cmd");
         client.create_topic(&rq.namesrv(), &topic, queues).await;
         let admin = free_port();
-        let bridge = Bridge::start(&config(
-            broker.port,
-            admin,
-            &rocketmq_connection(&rq.namesrv()),
-            &downlink("commands", "rmq", &topic, mqtt_topic, ""),
-        ));
+        let bridge = Bridge::start(
+            &rocketmq_config(broker.port, admin, &rq.namesrv())
+                .downlink(Downlink::new("commands", "rmq", &topic, mqtt_topic))
+                .text(),
+        );
         let device = Device::connect(broker.port, filter).await;
         let producer = client.producer(&rq.namesrv()).await;
         RocketmqSetup {
@@ -290,7 +274,10 @@ async fn kafka_records_reach_devices_per_key_in_order_with_headers_and_expiry() 
         bridge: _bridge,
         device,
         producer,
-    } = KafkaSetup::start(mosquitto(), 3, "message_expiry = \"10m\"\nretain = true").await;
+    } = KafkaSetup::start(mosquitto(), 3, |d| {
+        d.set("message_expiry", "10m").set("retain", true)
+    })
+    .await;
     for i in 0..60 {
         let key = format!("P-{}", i % 5);
         let headers = [
@@ -353,7 +340,7 @@ async fn the_mqtt_broker_down_for_seconds_loses_nothing() {
         bridge,
         device,
         producer,
-    } = KafkaSetup::start(mosquitto_persistent(), 2, "").await;
+    } = KafkaSetup::start(mosquitto_persistent(), 2, |d| d).await;
     let n = 300;
     let writer = {
         let topic = topic.clone();
@@ -465,20 +452,22 @@ async fn pause_and_resume_lose_nothing() {
     let admin = free_port();
     // `witness` runs beside `commands` and proves that the bridge reads and publishes what is
     // produced while `commands` is paused.
-    let rest = downlink("commands", "kafka", &topic, "chargers/{key}/commands", "")
-        + &downlink(
-            "witness",
-            "kafka",
-            &witness,
-            "chargers/witness/commands",
-            "",
-        );
-    let bridge = Bridge::start(&config(
-        broker.port,
-        admin,
-        &kafka_connection(&kafka.bootstrap()),
-        &rest,
-    ));
+    let bridge = Bridge::start(
+        &kafka_config(broker.port, admin, &kafka.bootstrap())
+            .downlink(Downlink::new(
+                "commands",
+                "kafka",
+                &topic,
+                "chargers/{key}/commands",
+            ))
+            .downlink(Downlink::new(
+                "witness",
+                "kafka",
+                &witness,
+                "chargers/witness/commands",
+            ))
+            .text(),
+    );
     let device = Device::connect(broker.port, "chargers/+/commands").await;
     let producer = producer(&kafka.bootstrap());
     for i in 0..50 {
@@ -536,7 +525,7 @@ async fn unpublishable_messages_are_dead_lettered_and_the_stream_goes_on() {
     } = KafkaSetup::start(
         mosquitto_with("persistence false\nmax_packet_size 20000\n"),
         1,
-        "",
+        |d| d,
     )
     .await;
     produce(&producer, &topic, Some("P-1"), &[], "n-0").await;
@@ -605,17 +594,16 @@ async fn opposite_routes_on_the_same_topics_do_not_echo() {
     create_topic(&kafka.bootstrap(), &topic, 1).await;
     let admin = free_port();
     // Up: devices/+/cmd → Kafka; down: the same Kafka topic → devices/{key}/cmd.
-    let rest = format!(
-        "[[routes]]\nname = \"up\"\nfilters = [\"devices/+/cmd\"]\nconnection = \"kafka\"\n\
-         topic = \"{topic}\"\nkey = \"{{topic.2}}\"\n\n{}",
-        downlink("down", "kafka", &topic, "devices/{key}/cmd", "")
+    let bridge = Bridge::start(
+        &kafka_config(broker.port, admin, &kafka.bootstrap())
+            .route(
+                Route::new("up", "devices/+/cmd", "kafka")
+                    .set("topic", topic.as_str())
+                    .set("key", "{topic.2}"),
+            )
+            .downlink(Downlink::new("down", "kafka", &topic, "devices/{key}/cmd"))
+            .text(),
     );
-    let bridge = Bridge::start(&config(
-        broker.port,
-        admin,
-        &kafka_connection(&kafka.bootstrap()),
-        &rest,
-    ));
     bridge.wait_subscribed(0, 1);
     let device = Device::connect(broker.port, "devices/+/cmd").await;
     let mut publisher = Publisher::connect(broker.port).await;
@@ -686,19 +674,27 @@ async fn a_reload_adds_a_downlink_and_leaves_the_running_one_alone() {
     create_topic(&kafka.bootstrap(), &first, 1).await;
     create_topic(&kafka.bootstrap(), &second, 1).await;
     let admin = free_port();
-    let connection = kafka_connection(&kafka.bootstrap());
-    let commands = downlink("commands", "kafka", &first, "chargers/{key}/commands", "");
-    let text = config(broker.port, admin, &connection, &commands);
-    let bridge = Bridge::start(&text);
+    let commands = kafka_config(broker.port, admin, &kafka.bootstrap()).downlink(Downlink::new(
+        "commands",
+        "kafka",
+        &first,
+        "chargers/{key}/commands",
+    ));
+    let bridge = Bridge::start(&commands.text());
     let device = Device::connect(broker.port, "chargers/#").await;
     let producer = producer(&kafka.bootstrap());
     produce(&producer, &first, Some("P-1"), &[], "n-0").await;
     device
         .wait(Duration::from_secs(60), |r| !r.is_empty())
         .await;
-    let settings = downlink("settings", "kafka", &second, "chargers/{key}/settings", "");
-    let added = format!("{commands}\n{settings}");
-    std::fs::write(&bridge.config, text.replace(&commands, &added)).unwrap();
+    // The same file (the same client id prefix) with one downlink more after `commands`.
+    let added = commands.downlink(Downlink::new(
+        "settings",
+        "kafka",
+        &second,
+        "chargers/{key}/settings",
+    ));
+    std::fs::write(&bridge.config, added.text()).unwrap();
     let (code, body) = http_request(admin, "POST", "/reload", None).await;
     assert_eq!(code, 200, "{body}");
     let report: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -726,12 +722,14 @@ async fn check_reads_each_downlinks_source_topic() {
     let client = Client::new();
     let topic = topic_name("cmd");
     client.create_topic(&rq.namesrv(), &topic, 3).await;
-    let text = config(
-        broker.port,
-        free_port(),
-        &rocketmq_connection(&rq.namesrv()),
-        &downlink("commands", "rmq", &topic, "chargers/{key}/commands", ""),
-    );
+    let text = rocketmq_config(broker.port, free_port(), &rq.namesrv())
+        .downlink(Downlink::new(
+            "commands",
+            "rmq",
+            &topic,
+            "chargers/{key}/commands",
+        ))
+        .text();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bridge.toml");
     std::fs::write(&path, text).unwrap();

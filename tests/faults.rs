@@ -8,71 +8,47 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use common::config::{Config, Connection, Route};
 use common::kafka::{all_arrived, create_topic, read_all};
 use common::mqtt::Publisher;
 use common::{free_port, mosquitto, unique, Bridge, KafkaUnderTest};
 
 const PARTITIONS: i32 = 3;
 
-fn config(
-    mqtt_port: u16,
-    bootstrap: &str,
-    topic: &str,
-    extra_mqtt: &str,
-    admin_port: u16,
-) -> String {
-    config_with_kafka(mqtt_port, bootstrap, topic, extra_mqtt, admin_port, "")
+/// The Kafka connection to `bootstrap`, reconnecting quickly (with librdkafka's `debug` set
+/// from `MQBRIDGE_TEST_KAFKA_DEBUG`).
+fn kafka_connection(bootstrap: &str) -> Connection {
+    let kafka = Connection::kafka(bootstrap)
+        .librdkafka("linger.ms", "5")
+        .librdkafka("reconnect.backoff.max.ms", "500");
+    match std::env::var("MQBRIDGE_TEST_KAFKA_DEBUG") {
+        Ok(debug) => kafka.librdkafka("debug", &debug),
+        Err(_) => kafka,
+    }
 }
 
-fn config_with_kafka(
-    mqtt_port: u16,
-    bootstrap: &str,
-    topic: &str,
-    extra_mqtt: &str,
-    admin_port: u16,
-    extra_kafka: &str,
-) -> String {
-    format!(
-        r#"
-[mqtt]
-url = "mqtt://127.0.0.1:{mqtt_port}"
-client_id_prefix = "{prefix}"
-{extra_mqtt}
+/// The route "load": `load/#` to the Kafka `topic`, with two consumers.
+fn load_route(topic: &str) -> Route {
+    Route::new("load", "load/#", "kafka")
+        .set("consumers", 2)
+        .set("topic", topic)
+}
 
-[connections.kafka]
-type = "kafka"
-bootstrap_servers = "{bootstrap}"
-{extra_kafka}
-[connections.kafka.librdkafka]
-"linger.ms" = "5"
-"reconnect.backoff.max.ms" = "500"
-{debug}
-
-[[routes]]
-name = "load"
-filters = ["load/#"]
-connection = "kafka"
-consumers = 2
-topic = "{topic}"
-
-[dead_letter]
-path = "dead.jsonl"
-
-[admin]
-listen = "127.0.0.1:{admin_port}"
-"#,
-        prefix = unique("faults"),
-        debug = std::env::var("MQBRIDGE_TEST_KAFKA_DEBUG")
-            .map(|d| format!("\"debug\" = \"{d}\""))
-            .unwrap_or_default()
-    )
+/// `[mqtt]` on the broker at 127.0.0.1:`mqtt_port`, `kafka` as the connection `kafka`, `route`,
+/// the dead-letter file and the admin API on `admin_port`.
+fn config(mqtt_port: u16, kafka: Connection, route: Route, admin_port: u16) -> Config {
+    Config::new(mqtt_port, "faults")
+        .connection("kafka", kafka)
+        .route(route)
+        .dead_letter("dead.jsonl")
+        .admin(admin_port)
 }
 
 /// An outage shorter than the delivery timeout: librdkafka holds and resends the records itself
 /// (the idempotent producer neither loses nor repeats one), the bridge holds the MQTT acks.
 #[tokio::test]
 async fn kafka_outage_loses_nothing() {
-    let o = outage("").await;
+    let o = outage(|kafka| kafka).await;
     assert_eq!(
         o.delivered_during, 0.0,
         "the outage was real: nothing was delivered while Kafka was cut"
@@ -88,7 +64,7 @@ async fn kafka_outage_loses_nothing() {
 /// replacing the producer if the broker no longer accepts its producer id.
 #[tokio::test]
 async fn kafka_outage_longer_than_the_delivery_timeout_loses_nothing() {
-    let o = outage("delivery_timeout = \"2s\"").await;
+    let o = outage(|kafka| kafka.set("delivery_timeout", "2s")).await;
     assert_eq!(o.delivered_during, 0.0, "the outage was real");
     assert!(
         o.timeouts > 0.0,
@@ -114,21 +90,23 @@ struct Outage {
     duplicates: usize,
 }
 
-async fn outage(extra_kafka: &str) -> Outage {
+/// `connection` sets what the Kafka connection has beyond [`kafka_connection`].
+async fn outage(connection: impl FnOnce(Connection) -> Connection) -> Outage {
     const N: usize = 10_000;
     let broker = mosquitto();
     let kafka = KafkaUnderTest::start().await;
     let topic = unique("outage");
     create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
     let admin = free_port();
-    let bridge = Bridge::start(&config_with_kafka(
-        broker.port,
-        &kafka.bootstrap(),
-        &topic,
-        "",
-        admin,
-        extra_kafka,
-    ));
+    let bridge = Bridge::start(
+        &config(
+            broker.port,
+            connection(kafka_connection(&kafka.bootstrap())),
+            load_route(&topic),
+            admin,
+        )
+        .text(),
+    );
     bridge.wait_subscribed(0, 2);
 
     let mut publisher = Publisher::connect(broker.port).await;
@@ -181,7 +159,15 @@ async fn bridge_kill_loses_nothing() {
     let topic = unique("kill");
     create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
     let admin = free_port();
-    let mut bridge = Bridge::start(&config(broker.port, &kafka.bootstrap(), &topic, "", admin));
+    let mut bridge = Bridge::start(
+        &config(
+            broker.port,
+            kafka_connection(&kafka.bootstrap()),
+            load_route(&topic),
+            admin,
+        )
+        .text(),
+    );
     bridge.wait_subscribed(0, 2);
 
     let mut publisher = Publisher::connect(broker.port).await;
@@ -231,15 +217,18 @@ async fn backpressure_keeps_memory_bounded_and_loses_nothing() {
     let admin = free_port();
     // A short keep-alive: the stall below lasts longer than 1.5 keep-alives, which the broker
     // would end by dropping a consumer that stopped talking while it waits for room.
-    let extra = format!("receive_maximum = {WINDOW}\nkeep_alive = \"5s\"");
     kafka.proxy.cut();
-    let bridge = Bridge::start(&config(
-        broker.port,
-        &kafka.bootstrap(),
-        &topic,
-        &extra,
-        admin,
-    ));
+    let bridge = Bridge::start(
+        &config(
+            broker.port,
+            kafka_connection(&kafka.bootstrap()),
+            load_route(&topic),
+            admin,
+        )
+        .mqtt("receive_maximum", WINDOW as i64)
+        .mqtt("keep_alive", "5s")
+        .text(),
+    );
     bridge.wait_subscribed(0, 2);
     let rss_before = bridge.rss_kib();
 
@@ -293,8 +282,15 @@ async fn shutdown_with_kafka_down_exits_in_time_and_loses_nothing() {
     let kafka = KafkaUnderTest::start().await;
     let topic = unique("stop");
     create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
-    let text = config(broker.port, &kafka.bootstrap(), &topic, "", free_port());
-    let mut bridge = Bridge::start(&format!("shutdown_timeout = \"2s\"\n{text}"));
+    let text = config(
+        broker.port,
+        kafka_connection(&kafka.bootstrap()),
+        load_route(&topic),
+        free_port(),
+    )
+    .set("shutdown_timeout", "2s")
+    .text();
+    let mut bridge = Bridge::start(&text);
     bridge.wait_subscribed(0, 2);
     kafka.proxy.cut();
     let mut publisher = Publisher::connect(broker.port).await;
@@ -355,15 +351,14 @@ async fn transient_kafka_failures_keep_each_topics_order() {
     let topic = unique("order");
     create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
     let admin = free_port();
-    let text = config_with_kafka(
+    let text = config(
         broker.port,
-        &kafka.bootstrap(),
-        &topic,
-        "",
+        kafka_connection(&kafka.bootstrap()).set("delivery_timeout", "1s"),
+        load_route(&topic).filters(&["order/#"]),
         admin,
-        "delivery_timeout = \"1s\"",
-    );
-    let bridge = Bridge::start(&text.replace("filters = [\"load/#\"]", "filters = [\"order/#\"]"));
+    )
+    .text();
+    let bridge = Bridge::start(&text);
     bridge.wait_subscribed(0, 2);
 
     let mut publisher = Publisher::connect(broker.port).await;

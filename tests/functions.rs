@@ -15,43 +15,46 @@ use hmac::{Hmac, Mac};
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use sha2::Sha256;
 
+use common::config::{Config, Connection, Route};
 use common::function::{
     await_dead_letters, dead_letters, dead_payloads, Call, FunctionServer, Reply,
 };
 use common::mqtt::Publisher;
 use common::{eventually, free_port, mosquitto, unique, Bridge};
 
+/// The config without its dead letters: connection `fn`, the routes given.
+fn base(
+    mqtt_port: u16,
+    admin_port: u16,
+    connection: Connection,
+    routes: impl IntoIterator<Item = Route>,
+) -> Config {
+    routes.into_iter().fold(
+        Config::new(mqtt_port, "fn")
+            .admin(admin_port)
+            .connection("fn", connection),
+        Config::route,
+    )
+}
+
 /// A bridge config: one connection, the routes given, dead letters in `dead.jsonl`.
-fn config(mqtt_port: u16, admin_port: u16, connection: &str, routes: &str) -> String {
-    format!(
-        r#"
-[mqtt]
-url = "mqtt://127.0.0.1:{mqtt_port}"
-client_id_prefix = "{prefix}"
-
-[admin]
-listen = "127.0.0.1:{admin_port}"
-
-[connections.fn]
-{connection}
-
-{routes}
-
-[dead_letter]
-path = "dead.jsonl"
-"#,
-        prefix = unique("fn"),
-    )
+fn config(
+    mqtt_port: u16,
+    admin_port: u16,
+    connection: Connection,
+    routes: impl IntoIterator<Item = Route>,
+) -> Config {
+    base(mqtt_port, admin_port, connection, routes).dead_letter("dead.jsonl")
 }
 
-fn http_connection(url: &str, extra: &str) -> String {
-    format!("type = \"http\"\nurl = \"{url}\"\n{extra}")
+/// A route to the connection `fn`.
+fn route(name: &str, filter: &str) -> Route {
+    Route::new(name, filter, "fn")
 }
 
-fn route(name: &str, filter: &str, extra: &str) -> String {
-    format!(
-        "[[routes]]\nname = \"{name}\"\nfilters = [\"{filter}\"]\nconnection = \"fn\"\n{extra}\n"
-    )
+/// An `exec` connection running `program`, its `env.OUT` set to `out`.
+fn exec_writing_to(program: &std::path::Path, out: &std::path::Path) -> Connection {
+    Connection::exec(&[&program.display().to_string()]).set("env.OUT", out.display().to_string())
 }
 
 /// Starts the bridge, waits until its consumers hold `subscriptions` subscriptions, and
@@ -59,11 +62,11 @@ fn route(name: &str, filter: &str, extra: &str) -> String {
 async fn start(
     broker: u16,
     admin: u16,
-    connection: &str,
-    routes: &str,
+    connection: Connection,
+    routes: impl IntoIterator<Item = Route>,
     subscriptions: usize,
 ) -> (Bridge, Publisher) {
-    let bridge = Bridge::start(&config(broker, admin, connection, routes));
+    let bridge = Bridge::start(&config(broker, admin, connection, routes).text());
     bridge.wait_subscribed(0, subscriptions);
     (bridge, Publisher::connect(broker).await)
 }
@@ -104,15 +107,19 @@ async fn http_delivers_signed_events_batched_by_count_and_time() {
     let broker = mosquitto();
     let server = FunctionServer::start(|_| Reply::ok()).await;
     let admin = free_port();
-    let connection = http_connection(
-        &server.url(),
-        r#"bearer_token = "t0ken"
-signature_secret = "s3cret"
-headers = { "X-Tenant" = "fleet-7" }"#,
-    );
-    let routes = route("cars", "cars/#", "batch_size = 50\nmax_wait = \"300ms\"")
-        + &route("raw", "raw/#", "batch_size = 10\nbase64_payload = true");
-    let (bridge, mut publisher) = start(broker.port, admin, &connection, &routes, 2).await;
+    let connection = Connection::http(&server.url())
+        .set("bearer_token", "t0ken")
+        .set("signature_secret", "s3cret")
+        .set("headers.X-Tenant", "fleet-7");
+    let routes = [
+        route("cars", "cars/#")
+            .set("batch_size", 50)
+            .set("max_wait", "300ms"),
+        route("raw", "raw/#")
+            .set("batch_size", 10)
+            .set("base64_payload", true),
+    ];
+    let (bridge, mut publisher) = start(broker.port, admin, connection, routes, 2).await;
     let texts = numbered("car", 500);
     let props = PublishProperties {
         user_properties: vec![("k".into(), "1".into()), ("k".into(), "2".into())],
@@ -226,13 +233,15 @@ async fn function_failures_are_retried_up_to_max_attempts_then_dead_lettered() {
     })
     .await;
     let admin = free_port();
-    let routes = route("flaky", "flaky/#", "batch_size = 10")
-        + &route("broken", "broken/#", "batch_size = 10");
+    let routes = [
+        route("flaky", "flaky/#").set("batch_size", 10),
+        route("broken", "broken/#").set("batch_size", 10),
+    ];
     let (bridge, mut publisher) = start(
         broker.port,
         admin,
-        &http_connection(&server.url(), ""),
-        &routes,
+        Connection::http(&server.url()),
+        routes,
         2,
     )
     .await;
@@ -280,15 +289,9 @@ async fn a_hanging_function_times_out_and_is_tried_again() {
     })
     .await;
     let admin = free_port();
-    let connection = http_connection(&server.url(), "timeout = \"1s\"");
-    let (bridge, mut publisher) = start(
-        broker.port,
-        admin,
-        &connection,
-        &route("hang", "hang/#", ""),
-        1,
-    )
-    .await;
+    let connection = Connection::http(&server.url()).set("timeout", "1s");
+    let (bridge, mut publisher) =
+        start(broker.port, admin, connection, [route("hang", "hang/#")], 1).await;
     let msgs = numbered("hang", 5);
     publish_all(&mut publisher, |_| "hang/1".into(), &msgs).await;
     assert!(all_delivered(&server, &msgs, Duration::from_secs(20)).await);
@@ -306,9 +309,11 @@ async fn an_endpoint_down_for_ten_seconds_loses_nothing() {
     let port = free_port();
     let admin = free_port();
     let url = format!("http://127.0.0.1:{port}/invoke");
-    let routes = route("down", "down/#", "batch_size = 20\nconcurrency = 4");
+    let routes = [route("down", "down/#")
+        .set("batch_size", 20)
+        .set("concurrency", 4)];
     let (bridge, mut publisher) =
-        start(broker.port, admin, &http_connection(&url, ""), &routes, 1).await;
+        start(broker.port, admin, Connection::http(&url), routes, 1).await;
     let msgs = numbered("down", 300);
     publish_all(&mut publisher, |i| format!("down/{}", i % 10), &msgs).await;
     let down = Instant::now();
@@ -341,13 +346,12 @@ async fn batches_are_split_to_the_request_limit_and_a_message_too_large_alone_is
     let broker = mosquitto();
     let server = FunctionServer::start(|_| Reply::ok()).await;
     let admin = free_port();
-    let connection = http_connection(&server.url(), "max_request_bytes = 4096");
-    let routes = route(
-        "big",
-        "big/#",
-        "batch_size = 100\nmax_wait = \"500ms\"\nordered = true",
-    );
-    let (bridge, mut publisher) = start(broker.port, admin, &connection, &routes, 1).await;
+    let connection = Connection::http(&server.url()).set("max_request_bytes", 4096);
+    let routes = [route("big", "big/#")
+        .set("batch_size", 100)
+        .set("max_wait", "500ms")
+        .set("ordered", true)];
+    let (bridge, mut publisher) = start(broker.port, admin, connection, routes, 1).await;
     let msgs: Vec<String> = (0..30)
         .map(|i| format!("big-{i}-{}", "x".repeat(900)))
         .collect();
@@ -383,16 +387,16 @@ async fn ordered_routes_keep_each_topics_order_while_topics_overlap() {
     })
     .await;
     let admin = free_port();
-    let routes = route(
-        "ordered",
-        "ord/#",
-        "ordered = true\nconcurrency = 8\nbatch_size = 5\nconsumers = 1",
-    );
+    let routes = [route("ordered", "ord/#")
+        .set("ordered", true)
+        .set("concurrency", 8)
+        .set("batch_size", 5)
+        .set("consumers", 1)];
     let (_bridge, mut publisher) = start(
         broker.port,
         admin,
-        &http_connection(&server.url(), ""),
-        &routes,
+        Connection::http(&server.url()),
+        routes,
         1,
     )
     .await;
@@ -436,12 +440,14 @@ async fn unordered_routes_run_concurrency_invocations_at_once() {
     let broker = mosquitto();
     let server = FunctionServer::start(|_| Reply::ok().after(Duration::from_millis(100))).await;
     let admin = free_port();
-    let routes = route("loose", "loose/#", "concurrency = 4\nbatch_size = 1");
+    let routes = [route("loose", "loose/#")
+        .set("concurrency", 4)
+        .set("batch_size", 1)];
     let (_bridge, mut publisher) = start(
         broker.port,
         admin,
-        &http_connection(&server.url(), ""),
-        &routes,
+        Connection::http(&server.url()),
+        routes,
         1,
     )
     .await;
@@ -463,12 +469,14 @@ async fn a_bridge_killed_mid_batch_delivers_everything_after_restart() {
     let broker = mosquitto();
     let server = FunctionServer::start(|_| Reply::ok().after(Duration::from_millis(200))).await;
     let admin = free_port();
-    let routes = route("kill", "kill/#", "batch_size = 10\nconcurrency = 2");
+    let routes = [route("kill", "kill/#")
+        .set("batch_size", 10)
+        .set("concurrency", 2)];
     let (mut bridge, mut publisher) = start(
         broker.port,
         admin,
-        &http_connection(&server.url(), ""),
-        &routes,
+        Connection::http(&server.url()),
+        routes,
         1,
     )
     .await;
@@ -534,17 +542,12 @@ async fn exec_runs_the_command_per_batch_and_dead_letters_what_it_fails() {
     let out = dir.path().join("events.jsonl");
     let program = handler(dir.path(), "handler.py", RECORDING_HANDLER);
     let admin = free_port();
-    let connection = format!(
-        "type = \"exec\"\ncommand = [\"{}\"]\nenv = {{ OUT = \"{}\" }}",
-        program.display(),
-        out.display()
-    );
-    let routes = route(
-        "local",
-        "local/#",
-        "batch_size = 20\nmax_wait = \"100ms\"\nmax_attempts = 2",
-    );
-    let (bridge, mut publisher) = start(broker.port, admin, &connection, &routes, 1).await;
+    let connection = exec_writing_to(&program, &out);
+    let routes = [route("local", "local/#")
+        .set("batch_size", 20)
+        .set("max_wait", "100ms")
+        .set("max_attempts", 2)];
+    let (bridge, mut publisher) = start(broker.port, admin, connection, routes, 1).await;
     let good = numbered("good", 200);
     let bad = numbered("bad", 5);
     publish_all(&mut publisher, |i| format!("local/{}", i % 3), &good).await;
@@ -618,27 +621,20 @@ async fn exec_handlers_see_none_of_the_bridges_environment_unless_inherited() {
         .output()
         .unwrap();
     let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
-    let connection = |name: &str, out: &std::path::Path, extra: &str| {
-        format!(
-            "[connections.{name}]\ntype = \"exec\"\ncommand = [\"{python}\", \"{}\"]\nenv = {{ OUT = \"{}\" }}\n{extra}\n",
-            program.display(),
-            out.display()
-        )
+    let connection = |out: &std::path::Path| {
+        Connection::exec(&[&python, &program.display().to_string()])
+            .set("env.OUT", out.display().to_string())
     };
-    let route = |name: &str| {
-        format!("[[routes]]\nname = \"{name}\"\nfilters = [\"{name}/#\"]\nconnection = \"{name}\"\nmax_wait = \"50ms\"\n")
-    };
-    let config = format!(
-        "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id_prefix = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n{}{}{}{}[dead_letter]\npath = \"dead.jsonl\"\n",
-        broker.port,
-        unique("env"),
-        connection("clean", &clean, ""),
-        connection("inherited", &inherited, "inherit_env = true"),
-        route("clean"),
-        route("inherited"),
-    );
+    let route = |name: &str| Route::new(name, &format!("{name}/#"), name).set("max_wait", "50ms");
+    let config = Config::new(broker.port, "env")
+        .admin(admin)
+        .connection("clean", connection(&clean))
+        .connection("inherited", connection(&inherited).set("inherit_env", true))
+        .route(route("clean"))
+        .route(route("inherited"))
+        .dead_letter("dead.jsonl");
     let bridge = Bridge::start_env(
-        &config,
+        &config.text(),
         &[
             ("MQTT_PASSWORD", secret.as_str()),
             ("TENCENTCLOUD_SECRET_KEY", secret.as_str()),
@@ -706,18 +702,9 @@ open("{out}", "a").write(event.strip() + "\n")
         ),
     );
     let admin = free_port();
-    let connection = format!(
-        "type = \"exec\"\ncommand = [\"{}\"]\ntimeout = \"1s\"",
-        program.display()
-    );
-    let (bridge, mut publisher) = start(
-        broker.port,
-        admin,
-        &connection,
-        &route("slow", "slow/#", ""),
-        1,
-    )
-    .await;
+    let connection = Connection::exec(&[&program.display().to_string()]).set("timeout", "1s");
+    let (bridge, mut publisher) =
+        start(broker.port, admin, connection, [route("slow", "slow/#")], 1).await;
     let msgs = numbered("slow", 3);
     publish_all(&mut publisher, |_| "slow/1".into(), &msgs).await;
     let done = eventually(Duration::from_secs(20), || {
@@ -759,13 +746,13 @@ open("{spans}", "a").write(f"{{start}} {{time.time()}}\n")
         ),
     );
     let admin = free_port();
-    let connection = format!(
-        "type = \"exec\"\ncommand = [\"{}\"]\nmax_processes = 2\nenv = {{ OUT = \"{}\", DELAY = \"0.3\" }}",
-        wrapper.display(),
-        out.display()
-    );
-    let routes = route("bounded", "bounded/#", "batch_size = 1\nconcurrency = 8");
-    let (bridge, mut publisher) = start(broker.port, admin, &connection, &routes, 1).await;
+    let connection = exec_writing_to(&wrapper, &out)
+        .set("max_processes", 2)
+        .set("env.DELAY", "0.3");
+    let routes = [route("bounded", "bounded/#")
+        .set("batch_size", 1)
+        .set("concurrency", 8)];
+    let (bridge, mut publisher) = start(broker.port, admin, connection, routes, 1).await;
     let msgs = numbered("bounded", 12);
     publish_all(&mut publisher, |i| format!("bounded/{i}"), &msgs).await;
     assert!(
@@ -797,9 +784,10 @@ fn a_missing_exec_command_is_a_clear_error_at_start() {
     let text = config(
         1883,
         free_port(),
-        "type = \"exec\"\ncommand = [\"./handlers/battery\"]",
-        &route("cars", "cars/#", ""),
-    );
+        Connection::exec(&["./handlers/battery"]),
+        [route("cars", "cars/#")],
+    )
+    .text();
     std::fs::write(&path, text).unwrap();
     for command in ["validate", "run"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_mqbridge"))
@@ -830,22 +818,14 @@ async fn a_slow_function_neither_stalls_keep_alive_nor_holds_more_than_the_windo
     })
     .await;
     let admin = free_port();
-    let routes = route(
-        "slow",
-        "slow/#",
-        "batch_size = 5\nconcurrency = 1\nconsumers = 1",
-    );
-    let text = config(
-        broker.port,
-        admin,
-        &http_connection(&server.url(), ""),
-        &routes,
-    )
-    .replacen(
-        "client_id_prefix",
-        "keep_alive = \"5s\"\nreceive_maximum = 20\nclient_id_prefix",
-        1,
-    );
+    let routes = [route("slow", "slow/#")
+        .set("batch_size", 5)
+        .set("concurrency", 1)
+        .set("consumers", 1)];
+    let text = config(broker.port, admin, Connection::http(&server.url()), routes)
+        .mqtt("keep_alive", "5s")
+        .mqtt("receive_maximum", 20)
+        .text();
     let bridge = Bridge::start(&text);
     bridge.wait_subscribed(0, 1);
     let mut publisher = Publisher::connect(broker.port).await;
@@ -886,16 +866,14 @@ async fn dead_letters_published_to_mqtt_are_not_taken_back() {
     // second route of the same bridge subscribes to.
     let server = FunctionServer::start(|_| Reply::status(400)).await;
     let admin = free_port();
-    let routes = route("cars", "cars/#", "max_attempts = 1")
-        + "[[routes]]\nname = \"all_dead\"\nfilters = [\"dead/#\"]\nconnection = \"out\"\n\n\
-           [connections.out]\ntype = \"file\"\npath = \"out.jsonl\"\n";
-    let text = config(
-        broker.port,
-        admin,
-        &http_connection(&server.url(), ""),
-        &routes,
-    )
-    .replace("path = \"dead.jsonl\"", "topic = \"dead/letters\"");
+    let routes = [
+        route("cars", "cars/#").set("max_attempts", 1),
+        Route::new("all_dead", "dead/#", "out"),
+    ];
+    let text = base(broker.port, admin, Connection::http(&server.url()), routes)
+        .connection("out", Connection::file("out.jsonl"))
+        .set("dead_letter.topic", "dead/letters")
+        .text();
     let bridge = Bridge::start(&text);
     bridge.wait_subscribed(0, 2);
     let mut watcher = common::mqtt::Subscriber::connect(broker.port, "dead/#").await;

@@ -9,29 +9,21 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use common::config::{Config, Connection, Route};
 use common::mqtt::Publisher;
 use common::{eventually, mosquitto, unique};
 
 fn config(mqtt_port: u16, dir: &Path, prefix: &str) -> mqbridge::config::Config {
-    let text = format!(
-        r#"
-[mqtt]
-url = "mqtt://127.0.0.1:{mqtt_port}"
-client_id_prefix = "{prefix}"
-
-[connections.out]
-type = "file"
-path = "out.jsonl"
-
-[[routes]]
-name = "cars"
-filters = ["cars/#"]
-connection = "out"
-consumers = 2
-batch_size = 50
-max_wait = "20ms"
-"#
-    );
+    let text = Config::new(mqtt_port, "inproc")
+        .mqtt("client_id_prefix", prefix)
+        .connection("out", Connection::file("out.jsonl"))
+        .route(
+            Route::new("cars", "cars/#", "out")
+                .set("consumers", 2)
+                .set("batch_size", 50)
+                .set("max_wait", "20ms"),
+        )
+        .text();
     mqbridge::config::parse_str(&text, dir, &|_| None).expect("valid config")
 }
 
@@ -120,10 +112,10 @@ async fn run_refuses_a_connection_it_cannot_build() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(broker.port, dir.path(), &unique("inproc"));
     let missing = dir.path().join("no/such/folder/out.jsonl");
-    let text = format!(
-        "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\n[connections.out]\ntype = \"file\"\npath = {:?}\n",
-        broker.port, missing
-    );
+    let text = Config::new(broker.port, "inproc")
+        .unset("mqtt.client_id_prefix")
+        .connection("out", Connection::file(missing.to_str().unwrap()))
+        .text();
     config.connections = mqbridge::config::parse_str(&text, dir.path(), &|_| None)
         .unwrap()
         .connections;
@@ -149,29 +141,11 @@ async fn one_route_stops_alone_and_resumes_with_what_the_broker_held() {
     const N: usize = 200;
     let broker = mosquitto();
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        r#"
-[mqtt]
-url = "mqtt://127.0.0.1:{}"
-client_id_prefix = "{}"
-
-[connections.out]
-type = "file"
-path = "out.jsonl"
-
-[[routes]]
-name = "a"
-filters = ["a/#"]
-connection = "out"
-
-[[routes]]
-name = "b"
-filters = ["b/#"]
-connection = "out"
-"#,
-        broker.port,
-        unique("sup")
-    );
+    let text = Config::new(broker.port, "sup")
+        .connection("out", Connection::file("out.jsonl"))
+        .route(Route::new("a", "a/#", "out"))
+        .route(Route::new("b", "b/#", "out"))
+        .text();
     let config = mqbridge::config::parse_str(&text, dir.path(), &|_| None).unwrap();
     let endpoint = mqbridge::mqtt::Endpoint::new(&config.mqtt).unwrap();
     let mut connections = BTreeMap::new();

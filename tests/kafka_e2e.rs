@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::config::{Config, Connection, Route};
 use common::function::await_dead_letters;
 use common::kafka::{create_topic, headers, read_all, text};
 use common::mqtt::Publisher;
@@ -13,47 +14,25 @@ use common::{mosquitto, unique, Bridge, KafkaUnderTest};
 use rdkafka::Message;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 
-fn config(mqtt_port: u16, bootstrap: &str, route: &str, extra_kafka: &str) -> String {
-    config_with_dead_letter(
-        mqtt_port,
-        bootstrap,
-        route,
-        extra_kafka,
-        "path = \"dead.jsonl\"",
-    )
+/// The Kafka connection to `bootstrap`: zstd, a 1 ms linger.
+fn kafka_connection(bootstrap: &str) -> Connection {
+    Connection::kafka(bootstrap)
+        .set("compression", "zstd")
+        .librdkafka("linger.ms", "1")
 }
 
-fn config_with_dead_letter(
-    mqtt_port: u16,
-    bootstrap: &str,
-    route: &str,
-    extra_kafka: &str,
-    dead: &str,
-) -> String {
-    format!(
-        r#"
-[mqtt]
-url = "mqtt://127.0.0.1:{mqtt_port}"
-client_id_prefix = "{prefix}"
+/// `[mqtt]` on the broker at 127.0.0.1:`mqtt_port` (the publisher's client id taken from the
+/// `source-client` user property) and `kafka` as the connection `kafka`, without a dead-letter
+/// destination.
+fn base_config(mqtt_port: u16, kafka: Connection) -> Config {
+    Config::new(mqtt_port, "e2e")
+        .mqtt("publisher.client_id_property", "source-client")
+        .connection("kafka", kafka)
+}
 
-[mqtt.publisher]
-client_id_property = "source-client"
-
-[connections.kafka]
-type = "kafka"
-bootstrap_servers = "{bootstrap}"
-compression = "zstd"
-[connections.kafka.librdkafka]
-"linger.ms" = "1"
-{extra_kafka}
-
-[dead_letter]
-{dead}
-
-{route}
-"#,
-        prefix = unique("e2e")
-    )
+/// [`base_config`] with the dead-letter file `dead.jsonl`.
+fn config(mqtt_port: u16, kafka: Connection) -> Config {
+    base_config(mqtt_port, kafka).dead_letter("dead.jsonl")
 }
 
 #[tokio::test]
@@ -62,16 +41,14 @@ async fn records_carry_payload_key_and_every_header() {
     let kafka = KafkaUnderTest::start().await;
     let topic = unique("vehicles");
     create_topic(&kafka.bootstrap(), &topic, 1).await;
-    let route = format!(
-        r#"[[routes]]
-name = "traffic"
-filters = ["city/+/vehicles/#"]
-connection = "kafka"
-topic = "{topic}"
-key = "{{user.plate}}"
-"#
+    let route = Route::new("traffic", "city/+/vehicles/#", "kafka")
+        .set("topic", topic.as_str())
+        .set("key", "{user.plate}");
+    let bridge = Bridge::start(
+        &config(broker.port, kafka_connection(&kafka.bootstrap()))
+            .route(route)
+            .text(),
     );
-    let bridge = Bridge::start(&config(broker.port, &kafka.bootstrap(), &route, ""));
     bridge.wait_subscribed(0, 1);
 
     let mut publisher = Publisher::connect(broker.port).await;
@@ -147,16 +124,9 @@ async fn refused_records_go_to_the_dead_letter_file_and_the_rest_flow() {
     create_topic(&kafka.bootstrap(), &good, 1).await;
     // The topic template takes the second level: "ok" routes to the real topic, a level with
     // a space makes an invalid Kafka topic name; a payload over message.max.bytes is refused.
-    let route = format!(
-        r#"[[routes]]
-name = "templated"
-filters = ["in/+"]
-connection = "kafka"
-topic = "{good}{{topic.2}}"
-"#
-    );
-    let big = r#""message.max.bytes" = "2000""#;
-    let bridge = Bridge::start(&config(broker.port, &kafka.bootstrap(), &route, big));
+    let route = Route::new("templated", "in/+", "kafka").set("topic", format!("{good}{{topic.2}}"));
+    let big = kafka_connection(&kafka.bootstrap()).librdkafka("message.max.bytes", "2000");
+    let bridge = Bridge::start(&config(broker.port, big).route(route).text());
     bridge.wait_subscribed(0, 1);
 
     let mut publisher = Publisher::connect(broker.port).await;
@@ -198,20 +168,13 @@ async fn dead_letters_can_go_to_an_mqtt_topic() {
     let kafka = KafkaUnderTest::start().await;
     let dead_topic = unique("dead");
     let mut dead = common::mqtt::Subscriber::connect(broker.port, &format!("{dead_topic}/#")).await;
-    let route = r#"[[routes]]
-name = "templated"
-filters = ["in/+"]
-connection = "kafka"
-topic = "t-{topic.2}"
-"#;
-    let dl = format!("topic = \"{dead_topic}/letters\"");
-    let bridge = Bridge::start(&config_with_dead_letter(
-        broker.port,
-        &kafka.bootstrap(),
-        route,
-        "",
-        &dl,
-    ));
+    let route = Route::new("templated", "in/+", "kafka").set("topic", "t-{topic.2}");
+    let bridge = Bridge::start(
+        &base_config(broker.port, kafka_connection(&kafka.bootstrap()))
+            .set("dead_letter.topic", format!("{dead_topic}/letters"))
+            .route(route)
+            .text(),
+    );
     bridge.wait_subscribed(0, 1);
     let mut publisher = Publisher::connect(broker.port).await;
     publisher
@@ -245,13 +208,13 @@ async fn check_reports_the_literal_topics_partitions() {
     let kafka = KafkaUnderTest::start().await;
     let topic = unique("checked");
     create_topic(&kafka.bootstrap(), &topic, 3).await;
-    let route = format!(
-        "[[routes]]\nname = \"literal\"\nfilters = [\"a/#\"]\nconnection = \"kafka\"\ntopic = \"{topic}\"\n\n\
-         [[routes]]\nname = \"templated\"\nfilters = [\"b/#\"]\nconnection = \"kafka\"\ntopic = \"x-{{topic.2}}\"\n"
-    );
+    let text = config(broker.port, kafka_connection(&kafka.bootstrap()))
+        .route(Route::new("literal", "a/#", "kafka").set("topic", topic.as_str()))
+        .route(Route::new("templated", "b/#", "kafka").set("topic", "x-{topic.2}"))
+        .text();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bridge.toml");
-    std::fs::write(&path, config(broker.port, &kafka.bootstrap(), &route, "")).unwrap();
+    std::fs::write(&path, text).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mqbridge"))
         .args(["check", "--config"])
         .arg(&path)

@@ -21,6 +21,7 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
+use common::config::{Config, Connection, Downlink, Route};
 use common::device::Device;
 use common::kafka::{create_topic_with, reader};
 use common::mqtt::Publisher;
@@ -179,42 +180,21 @@ fn bridge_config(
     up: &str,
     down: &str,
 ) -> String {
-    let librdkafka: String = settings
-        .iter()
-        .map(|(k, v)| format!("\"{k}\" = \"{v}\"\n"))
-        .collect();
-    let bootstrap = format!("127.0.0.1:{port}");
-    format!(
-        r#"
-[mqtt]
-url = "mqtt://127.0.0.1:{}"
-client_id_prefix = "{}"
-
-[connections.kafka]
-type = "kafka"
-bootstrap_servers = "{bootstrap}"
-
-[connections.kafka.librdkafka]
-{librdkafka}
-[[routes]]
-name = "up"
-filters = ["secure/#"]
-connection = "kafka"
-topic = "{up}"
-
-[[downlinks]]
-name = "down"
-connection = "kafka"
-topic = "{down}"
-start = "earliest"
-mqtt_topic = "devices/{{key}}/commands"
-
-[dead_letter]
-path = "dead.jsonl"
-"#,
-        mqtt_port,
-        unique("tls")
-    )
+    let kafka = settings.iter().fold(
+        Connection::kafka(&format!("127.0.0.1:{port}")),
+        |kafka, (k, v)| kafka.librdkafka(k, v),
+    );
+    Config::new(mqtt_port, "tls")
+        .connection("kafka", kafka)
+        .route(Route::new("up", "secure/#", "kafka").set("topic", up))
+        .downlink(Downlink::new(
+            "down",
+            "kafka",
+            down,
+            "devices/{key}/commands",
+        ))
+        .dead_letter("dead.jsonl")
+        .text()
 }
 
 /// Messages go up through the route and come down through the downlink; the test's own

@@ -9,10 +9,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use common::config::{Config, Connection, Route};
 use common::mqtt::Publisher;
 use common::{
     eventually, file_payloads, free_port, mosquitto, mosquitto_persistent, restart_mosquitto,
-    unique, Bridge, Proxy,
+    Bridge, Proxy,
 };
 
 const WINDOW: usize = 64;
@@ -25,30 +26,19 @@ const ACKS_ON_THE_WAY: usize = 1_000;
 
 const CONNECTS: &str = "mqbridge_mqtt_connects_total";
 
-fn config(mqtt_port: u16, prefix: &str, consumers: u32, admin: u16) -> String {
-    format!(
-        r#"
-[mqtt]
-url = "mqtt://127.0.0.1:{mqtt_port}"
-client_id_prefix = "{prefix}"
-receive_maximum = {WINDOW}
-keep_alive = "5s"
-
-[connections.out]
-type = "file"
-path = "out.jsonl"
-
-[[routes]]
-name = "fleet"
-filters = ["fleet/#"]
-connection = "out"
-share_group = "fleet"
-consumers = {consumers}
-
-[admin]
-listen = "127.0.0.1:{admin}"
-"#
-    )
+/// The bridge's config, its client id prefix made unique from `tag`.
+fn config(mqtt_port: u16, tag: &str, consumers: u32, admin: u16) -> String {
+    Config::new(mqtt_port, tag)
+        .mqtt("receive_maximum", WINDOW as i64)
+        .mqtt("keep_alive", "5s")
+        .connection("out", Connection::file("out.jsonl"))
+        .route(
+            Route::new("fleet", "fleet/#", "out")
+                .set("share_group", "fleet")
+                .set("consumers", consumers),
+        )
+        .admin(admin)
+        .text()
 }
 
 fn arrived(dirs: &[&Path]) -> HashMap<String, usize> {
@@ -89,7 +79,7 @@ async fn connections_to_the_broker_cut_mid_stream_lose_nothing() {
     let broker = mosquitto();
     let proxy = Proxy::start(broker.port);
     let admin = free_port();
-    let bridge = Bridge::start(&config(proxy.port, &unique("cut"), 2, admin));
+    let bridge = Bridge::start(&config(proxy.port, "cut", 2, admin));
     bridge.wait_subscribed(0, 2);
     let mut publisher = Publisher::connect(broker.port).await;
     for round in 0..ROUNDS {
@@ -147,7 +137,7 @@ async fn a_broker_restart_with_persistence_loses_nothing_it_accepted() {
     const DELIVERED: &str = "mqbridge_messages_delivered_total";
     let mut broker = mosquitto_persistent();
     let admin = free_port();
-    let bridge = Bridge::start(&config(broker.port, &unique("restart"), 2, admin));
+    let bridge = Bridge::start(&config(broker.port, "restart", 2, admin));
     bridge.wait_subscribed(0, 2);
     let mut publisher = Publisher::connect(broker.port).await;
     publisher
@@ -229,7 +219,7 @@ async fn one_of_three_bridges_killed_and_restarted_loses_nothing() {
     let admins: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let mut bridges: Vec<Bridge> = admins
         .iter()
-        .map(|&admin| Bridge::start(&config(broker.port, &unique("scale"), 1, admin)))
+        .map(|&admin| Bridge::start(&config(broker.port, "scale", 1, admin)))
         .collect();
     for b in &bridges {
         b.wait_subscribed(0, 1);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 
 use common::bridge::{cli, http_request, http_request_with};
+use common::config::{Config, Connection, Route};
 use common::function::{FunctionServer, Reply};
 use common::mqtt::Publisher;
 use common::{
@@ -23,43 +24,15 @@ fn admin_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-/// A config with file connections `a` and `b` (a.jsonl, b.jsonl) and the routes given.
-fn config(
-    mqtt_port: u16,
-    admin_port: u16,
-    prefix: &str,
-    extra_admin: &str,
-    routes: &str,
-) -> String {
-    format!(
-        r#"
-[mqtt]
-url = "mqtt://127.0.0.1:{mqtt_port}"
-client_id_prefix = "{prefix}"
-
-[admin]
-listen = "127.0.0.1:{admin_port}"
-{extra_admin}
-
-[connections.a]
-type = "file"
-path = "a.jsonl"
-
-[connections.b]
-type = "file"
-path = "b.jsonl"
-
-{routes}
-[dead_letter]
-path = "dead.jsonl"
-"#
-    )
-}
-
-fn route(name: &str, filter: &str, connection: &str, extra: &str) -> String {
-    format!(
-        "[[routes]]\nname = \"{name}\"\nfilters = [\"{filter}\"]\nconnection = \"{connection}\"\n{extra}\n"
-    )
+/// A config with file connections `a` and `b` (a.jsonl, b.jsonl), a dead-letter file and no
+/// route yet.
+fn config(mqtt_port: u16, admin_port: u16, prefix: &str) -> Config {
+    Config::new(mqtt_port, "ops")
+        .mqtt("client_id_prefix", prefix)
+        .admin(admin_port)
+        .connection("a", Connection::file("a.jsonl"))
+        .connection("b", Connection::file("b.jsonl"))
+        .dead_letter("dead.jsonl")
 }
 
 async fn routes_json(admin: u16) -> serde_json::Value {
@@ -121,9 +94,11 @@ async fn pause_keeps_the_sessions_and_resume_delivers_everything() {
     let admin = free_port();
     let prefix = unique("ops");
     // `witness` runs beside `flow` and proves that the broker delivered what was published.
-    let routes =
-        route("flow", "flow/#", "a", "consumers = 2") + &route("witness", "witness/#", "b", "");
-    let bridge = Bridge::start(&config(broker.port, admin, &prefix, "", &routes));
+    let text = config(broker.port, admin, &prefix)
+        .route(Route::new("flow", "flow/#", "a").set("consumers", 2))
+        .route(Route::new("witness", "witness/#", "b"))
+        .text();
+    let bridge = Bridge::start(&text);
     bridge.wait_subscribed(0, 3);
     let out = bridge.dir.join("a.jsonl");
     let witnessed = bridge.dir.join("b.jsonl");
@@ -193,8 +168,10 @@ async fn a_token_protects_what_changes_something() {
     let broker = mosquitto();
     let admin = free_port();
     let prefix = unique("ops");
-    let routes = route("r", "r/#", "a", "");
-    let text = config(broker.port, admin, &prefix, "token = \"s3cret\"", &routes);
+    let text = config(broker.port, admin, &prefix)
+        .admin_key("token", "s3cret")
+        .route(Route::new("r", "r/#", "a"))
+        .text();
     let bridge = Bridge::start(&text);
     bridge.wait_subscribed(0, 1);
     for path in ["/routes/r/pause", "/routes/r/resume", "/reload"] {
@@ -223,9 +200,11 @@ async fn browser_attacks_on_the_admin_api_are_refused() {
     const REFUSED: &str = "mqbridge_admin_requests_refused_total";
     let broker = mosquitto();
     let admin = free_port();
-    let routes = route("r", "r/#", "a", "");
-    let extra = "allowed_hosts = [\"bridge.plant.test\"]";
-    let bridge = Bridge::start(&config(broker.port, admin, &unique("ops"), extra, &routes));
+    let text = config(broker.port, admin, &unique("ops"))
+        .admin_key("allowed_hosts", vec!["bridge.plant.test"])
+        .route(Route::new("r", "r/#", "a"))
+        .text();
+    let bridge = Bridge::start(&text);
     bridge.wait_subscribed(0, 1);
     let here = format!("127.0.0.1:{admin}");
     let form = [
@@ -306,29 +285,14 @@ async fn readiness_follows_the_destination() {
     let server = FunctionServer::start_on(port, |_| Reply::ok()).await;
     let admin = free_port();
     let prefix = unique("ops");
-    let text = format!(
-        r#"
-[mqtt]
-url = "mqtt://127.0.0.1:{}"
-client_id_prefix = "{prefix}"
-
-[admin]
-listen = "127.0.0.1:{admin}"
-failing_after = "2s"
-check_interval = "1s"
-
-[connections.fn]
-type = "http"
-url = "{}"
-
-[[routes]]
-name = "cars"
-filters = ["cars/#"]
-connection = "fn"
-"#,
-        broker.port,
-        server.url()
-    );
+    let text = Config::new(broker.port, "ops")
+        .mqtt("client_id_prefix", prefix.as_str())
+        .admin(admin)
+        .admin_key("failing_after", "2s")
+        .admin_key("check_interval", "1s")
+        .connection("fn", Connection::http(&server.url()))
+        .route(Route::new("cars", "cars/#", "fn"))
+        .text();
     let bridge = Bridge::start(&text);
     bridge.wait_subscribed(0, 1);
     let ready = || async { http_request(admin, "GET", "/readyz", None).await };
@@ -380,13 +344,18 @@ async fn reload_restarts_only_what_changed() {
     let broker = mosquitto_verbose();
     let admin = free_port();
     let prefix = unique("ops");
-    let before = route("same", "same/#", "a", "")
-        + &route("changed", "changed/#", "b", "batch_size = 100")
-        + &route("removed", "removed/#", "b", "");
-    let after = route("same", "same/#", "a", "")
-        + &route("changed", "changed/#", "b", "batch_size = 50")
-        + &route("added", "added/#", "b", "");
-    let mut bridge = Bridge::start(&config(broker.port, admin, &prefix, "", &before));
+    let before = config(broker.port, admin, &prefix)
+        .route(Route::new("same", "same/#", "a"))
+        .route(Route::new("changed", "changed/#", "b").set("batch_size", 100))
+        .route(Route::new("removed", "removed/#", "b"));
+    // The reloaded file, with the batch size of "changed".
+    let after = |batch_size: i64| {
+        config(broker.port, admin, &prefix)
+            .route(Route::new("same", "same/#", "a"))
+            .route(Route::new("changed", "changed/#", "b").set("batch_size", batch_size))
+            .route(Route::new("added", "added/#", "b"))
+    };
+    let mut bridge = Bridge::start(&before.text());
     bridge.wait_subscribed(0, 3);
     let a = bridge.dir.join("a.jsonl");
     let b = bridge.dir.join("b.jsonl");
@@ -404,11 +373,7 @@ async fn reload_restarts_only_what_changed() {
             .0,
         200
     );
-    std::fs::write(
-        &bridge.config,
-        config(broker.port, admin, &prefix, "", &after),
-    )
-    .unwrap();
+    std::fs::write(&bridge.config, after(50).text()).unwrap();
     let (code, text) = cli(&["reload", "--admin", &admin_url(admin)]);
     assert_eq!(code, 0, "{text}");
     assert!(
@@ -478,8 +443,7 @@ async fn reload_restarts_only_what_changed() {
     assert_eq!(overview["last_reload"]["ok"], true);
 
     // SIGHUP reloads too: an invalid file keeps the running configuration.
-    let broken = config(broker.port, admin, &prefix, "", &after)
-        .replace("batch_size = 50", "batch_size = 0");
+    let broken = after(0).text();
     std::fs::write(&bridge.config, broken).unwrap();
     common::bridge::send_signal(bridge.pid(), "HUP");
     assert!(
@@ -504,26 +468,17 @@ fn check_reports_each_item_and_fails_on_any() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bridge.toml");
     let closed = free_port();
-    let text = format!(
-        r#"
-[mqtt]
-url = "mqtt://127.0.0.1:{}"
-client_id_prefix = "{}"
-
-[connections.out]
-type = "file"
-path = "out.jsonl"
-
-[connections.fn]
-type = "http"
-url = "http://127.0.0.1:{closed}/invoke"
-
-{}{}"#,
-        broker.port,
-        unique("check"),
-        route("good", "allowed/#", "out", ""),
-        route("bad", "denied/#", "fn", ""),
-    );
+    let good_only = Config::new(broker.port, "check")
+        .connection("out", Connection::file("out.jsonl"))
+        .route(Route::new("good", "allowed/#", "out"));
+    let text = good_only
+        .clone()
+        .connection(
+            "fn",
+            Connection::http(&format!("http://127.0.0.1:{closed}/invoke")),
+        )
+        .route(Route::new("bad", "denied/#", "fn"))
+        .text();
     std::fs::write(&path, &text).unwrap();
     let (code, out) = cli(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
@@ -552,12 +507,7 @@ url = "http://127.0.0.1:{closed}/invoke"
     assert!(out.contains("2 of 5 checks failed"), "{out}");
 
     // All good: exit 0.
-    let good_only = text.replace(&route("bad", "denied/#", "fn", ""), "");
-    let good_only = good_only.replace(
-        &format!("[connections.fn]\ntype = \"http\"\nurl = \"http://127.0.0.1:{closed}/invoke\"\n"),
-        "",
-    );
-    std::fs::write(&path, good_only).unwrap();
+    std::fs::write(&path, good_only.text()).unwrap();
     let (code, out) = cli(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
 }
@@ -567,13 +517,9 @@ async fn json_logs_are_one_object_per_line() {
     let broker = mosquitto();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bridge.toml");
-    let text = config(
-        broker.port,
-        free_port(),
-        &unique("json"),
-        "",
-        &route("r", "r/#", "a", ""),
-    );
+    let text = config(broker.port, free_port(), &unique("json"))
+        .route(Route::new("r", "r/#", "a"))
+        .text();
     std::fs::write(&path, text).unwrap();
     let log = dir.path().join("bridge.log");
     let mut child = common::die_with_parent(&mut Command::new(env!("CARGO_BIN_EXE_mqbridge")))
@@ -612,18 +558,17 @@ async fn reload_reads_a_rotated_secret_and_restarts_only_the_routes_of_its_conne
     let server = FunctionServer::start(|_| Reply::ok()).await;
     let admin = free_port();
     let prefix = unique("ops");
-    let routes = route("to_fn", "fn/#", "fn", "") + &route("to_file", "file/#", "a", "");
     let secrets = tempfile::tempdir().unwrap();
     let token = secrets.path().join("token");
     std::fs::write(&token, "one\n").unwrap();
-    let text = config(broker.port, admin, &prefix, "", &routes).replace(
-        "[connections.b]",
-        &format!(
-            "[connections.fn]\ntype = \"http\"\nurl = \"{}\"\nbearer_token_file = \"{}\"\n\n[connections.b]",
-            server.url(),
-            token.display()
-        ),
-    );
+    let text = config(broker.port, admin, &prefix)
+        .connection(
+            "fn",
+            Connection::http(&server.url()).set("bearer_token_file", token.to_str().unwrap()),
+        )
+        .route(Route::new("to_fn", "fn/#", "fn"))
+        .route(Route::new("to_file", "file/#", "a"))
+        .text();
     let bridge = Bridge::start(&text);
     bridge.wait_subscribed(0, 2);
     let mut publisher = Publisher::connect(broker.port).await;

@@ -12,46 +12,33 @@ use rumqttc::v5::mqttbytes::v5::{LastWill, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, MqttOptions};
 
+use common::config::{Config, Connection, Route};
 use common::function::{await_dead_letters, dead_letters};
 use common::mqtt::Publisher;
 use common::rocketmq::{body, property, tag_and_keys, Client, RocketmqUnderTest};
 use common::{free_port, mosquitto, unique, Bridge, Proxy};
 
-fn config(mqtt_port: u16, namesrv: &str, routes: &str) -> String {
-    format!(
-        r#"
-[mqtt]
-url = "mqtt://127.0.0.1:{mqtt_port}"
-client_id_prefix = "{prefix}"
-
-[admin]
-listen = "127.0.0.1:{admin}"
-
-[connections.rmq]
-type = "rocketmq"
-namesrv = ["{namesrv}"]
-producer_group = "{group}"
-send_timeout = "2s"
-
-{routes}
-
-[dead_letter]
-path = "dead.jsonl"
-"#,
-        prefix = unique("rmq"),
-        admin = free_port(),
-        group = unique("bridge").replace('.', "_"),
-    )
+fn config(mqtt_port: u16, namesrv: &str, routes: impl IntoIterator<Item = Route>) -> String {
+    let rmq = Connection::rocketmq(namesrv)
+        .set("producer_group", unique("bridge").replace('.', "_"))
+        .set("send_timeout", "2s");
+    let config = Config::new(mqtt_port, "rmq")
+        .admin(free_port())
+        .connection("rmq", rmq);
+    routes
+        .into_iter()
+        .fold(config, Config::route)
+        .dead_letter("dead.jsonl")
+        .text()
 }
 
-fn route(name: &str, filter: &str, extra: &str) -> String {
-    format!(
-        "[[routes]]\nname = \"{name}\"\nfilters = [\"{filter}\"]\nconnection = \"rmq\"\n{extra}\n"
-    )
+/// A route to the connection `rmq`.
+fn route(name: &str, filter: &str) -> Route {
+    Route::new(name, filter, "rmq")
 }
 
 /// Mosquitto, a RocketMQ name server and broker, a topic with 4 queues, a bridge with one
-/// route to it (its keys from `keys(topic)`), and a publisher.
+/// route to it (its keys set by `keys(route, topic)`), and a publisher.
 struct Setup {
     _broker: common::Server,
     rq: RocketmqUnderTest,
@@ -62,14 +49,19 @@ struct Setup {
 }
 
 impl Setup {
-    async fn start(prefix: &str, name: &str, filter: &str, keys: impl Fn(&str) -> String) -> Self {
+    async fn start(
+        prefix: &str,
+        name: &str,
+        filter: &str,
+        keys: impl Fn(Route, &str) -> Route,
+    ) -> Self {
         let broker = mosquitto();
         let rq = RocketmqUnderTest::start();
         let client = Client::new();
         let topic = topic_name(prefix);
         client.create_topic(&rq.namesrv(), &topic, 4).await;
-        let routes = route(name, filter, &keys(&topic));
-        let bridge = Bridge::start(&config(broker.port, &rq.namesrv(), &routes));
+        let routes = [keys(route(name, filter), &topic)];
+        let bridge = Bridge::start(&config(broker.port, &rq.namesrv(), routes));
         bridge.wait_subscribed(0, 1);
         let publisher = Publisher::connect(broker.port).await;
         Setup {
@@ -95,12 +87,13 @@ async fn messages_reach_rocketmq_with_topic_tag_keys_and_properties() {
     let suffix = topic_name("st");
     let topic = format!("chargers-{suffix}");
     client.create_topic(&rq.namesrv(), &topic, 4).await;
-    let routes = route(
-        "status",
-        "chargers/+/status",
-        &format!("topic = \"chargers-{suffix}\"\ntag = \"{{topic.2}}\""),
-    ) + &route("raw", "raw/#", "topic = \"raw-{topic.2}\"");
-    let bridge = Bridge::start(&config(broker.port, &rq.namesrv(), &routes));
+    let routes = [
+        route("status", "chargers/+/status")
+            .set("topic", format!("chargers-{suffix}"))
+            .set("tag", "{topic.2}"),
+        route("raw", "raw/#").set("topic", "raw-{topic.2}"),
+    ];
+    let bridge = Bridge::start(&config(broker.port, &rq.namesrv(), routes));
     bridge.wait_subscribed(0, 2);
     let mut publisher = Publisher::connect(broker.port).await;
     let props = PublishProperties {
@@ -188,12 +181,10 @@ async fn last_will_reaches_rocketmq() {
     let client = Client::new();
     let topic = topic_name("wills");
     client.create_topic(&rq.namesrv(), &topic, 4).await;
-    let routes = route(
-        "wills",
-        "chargers/+/status",
-        &format!("topic = \"{topic}\"\ntag = \"{{topic.2}}\""),
-    );
-    let bridge = Bridge::start(&config(broker.port, &rq.namesrv(), &routes));
+    let routes = [route("wills", "chargers/+/status")
+        .set("topic", topic.as_str())
+        .set("tag", "{topic.2}")];
+    let bridge = Bridge::start(&config(broker.port, &rq.namesrv(), routes));
     bridge.wait_subscribed(0, 1);
 
     // A pile connects through a proxy with its last will, then loses its connection.
@@ -248,8 +239,8 @@ async fn rocketmq_outage_loses_nothing() {
         bridge,
         mut publisher,
         _broker,
-    } = Setup::start("outage", "numbers", "numbers/#", |topic| {
-        format!("topic = \"{topic}\"\nbatch_size = 50")
+    } = Setup::start("outage", "numbers", "numbers/#", |route, topic| {
+        route.set("topic", topic).set("batch_size", 50)
     })
     .await;
     let n = 600;
@@ -307,8 +298,11 @@ async fn ordered_routes_keep_each_topics_order_in_one_queue() {
         bridge,
         mut publisher,
         _broker,
-    } = Setup::start("ordered", "ordered", "ord/#", |topic| {
-        format!("topic = \"{topic}\"\nordered = true\nbatch_size = 20")
+    } = Setup::start("ordered", "ordered", "ord/#", |route, topic| {
+        route
+            .set("topic", topic)
+            .set("ordered", true)
+            .set("batch_size", 20)
     })
     .await;
     let (topics, per) = (8, 40);
@@ -364,8 +358,11 @@ async fn batches_are_split_at_the_size_limit_and_a_message_too_large_is_dead_let
         bridge,
         mut publisher,
         _broker,
-    } = Setup::start("big", "big", "big/#", |topic| {
-        format!("topic = \"{topic}\"\nbatch_size = 20\nmax_wait = \"1s\"")
+    } = Setup::start("big", "big", "big/#", |route, topic| {
+        route
+            .set("topic", topic)
+            .set("batch_size", 20)
+            .set("max_wait", "1s")
     })
     .await;
     // 12 × 700 KiB: more than two of the broker's 4 MiB batches.

@@ -12,45 +12,40 @@ use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 
+use common::config::{Config, Connection, Route};
 use common::function::{await_dead_letters, dead_letters, dead_payloads};
 use common::mqtt::Publisher;
 use common::scf::{Outcome, ScfApi};
-use common::{eventually, free_port, mosquitto, unique, Bridge};
+use common::{eventually, free_port, mosquitto, Bridge};
 
 const ID: &str = "AKIDmqbridgeTEST";
 const KEY: &str = "mqbridge-test-secret-key";
 
-fn config(mqtt_port: u16, admin_port: u16, endpoint: &str, key: &str, routes: &str) -> String {
-    format!(
-        r#"
-[mqtt]
-url = "mqtt://127.0.0.1:{mqtt_port}"
-client_id_prefix = "{prefix}"
-
-[admin]
-listen = "127.0.0.1:{admin_port}"
-
-[connections.scf]
-type = "scf"
-region = "ap-guangzhou"
-secret_id = "{ID}"
-secret_key = "{key}"
-token = "session-token-1"
-endpoint = "{endpoint}"
-
-{routes}
-
-[dead_letter]
-path = "dead.jsonl"
-"#,
-        prefix = unique("scf"),
-    )
+fn config(
+    mqtt_port: u16,
+    admin_port: u16,
+    endpoint: &str,
+    key: &str,
+    routes: impl IntoIterator<Item = Route>,
+) -> Config {
+    let scf = Connection::of("scf")
+        .set("region", "ap-guangzhou")
+        .set("secret_id", ID)
+        .set("secret_key", key)
+        .set("token", "session-token-1")
+        .set("endpoint", endpoint);
+    let config = Config::new(mqtt_port, "scf")
+        .admin(admin_port)
+        .connection("scf", scf);
+    routes
+        .into_iter()
+        .fold(config, Config::route)
+        .dead_letter("dead.jsonl")
 }
 
-fn route(name: &str, filter: &str, extra: &str) -> String {
-    format!(
-        "[[routes]]\nname = \"{name}\"\nfilters = [\"{filter}\"]\nconnection = \"scf\"\n{extra}\n"
-    )
+/// A route to the connection `scf`, invoking `function`.
+fn route(name: &str, filter: &str, function: &str) -> Route {
+    Route::new(name, filter, "scf").set("function", function)
 }
 
 async fn publish_all(
@@ -83,12 +78,12 @@ async fn scf_invokes_the_function_with_signed_requests() {
     let broker = mosquitto();
     let api = ScfApi::start(ID, KEY, |_| Outcome::Result(0)).await;
     let admin = free_port();
-    let routes = route(
-        "battery",
-        "cars/+/battery",
-        "function = \"low-battery\"\nnamespace = \"fleet\"\nqualifier = \"prod\"\nbatch_size = 50\nmax_wait = \"200ms\"",
-    );
-    let bridge = Bridge::start(&config(broker.port, admin, &api.endpoint(), KEY, &routes));
+    let routes = [route("battery", "cars/+/battery", "low-battery")
+        .set("namespace", "fleet")
+        .set("qualifier", "prod")
+        .set("batch_size", 50)
+        .set("max_wait", "200ms")];
+    let bridge = Bridge::start(&config(broker.port, admin, &api.endpoint(), KEY, routes).text());
     bridge.wait_subscribed(0, 1);
     let mut publisher = Publisher::connect(broker.port).await;
     let msgs = numbered("level", 300);
@@ -124,9 +119,9 @@ async fn a_wrong_key_holds_the_messages_until_it_is_mended() {
     let broker = mosquitto();
     let api = ScfApi::start(ID, KEY, |_| Outcome::Result(0)).await;
     let admin = free_port();
-    let routes = route("cars", "cars/#", "function = \"handler\"\nconsumers = 1");
-    let text = config(broker.port, admin, &api.endpoint(), "not-the-key", &routes);
-    let mut bridge = Bridge::start(&text);
+    let routes = [route("cars", "cars/#", "handler").set("consumers", 1)];
+    let wrong_key = config(broker.port, admin, &api.endpoint(), "not-the-key", routes);
+    let mut bridge = Bridge::start(&wrong_key.text());
     bridge.wait_subscribed(0, 1);
     let mut publisher = Publisher::connect(broker.port).await;
     let msgs = numbered("held", 50);
@@ -175,7 +170,8 @@ async fn a_wrong_key_holds_the_messages_until_it_is_mended() {
 
     // The key mended (a restart until reload exists): every held message arrives.
     bridge.stop();
-    std::fs::write(&bridge.config, text.replace("not-the-key", KEY)).unwrap();
+    let mended = wrong_key.set("connections.scf.secret_key", KEY);
+    std::fs::write(&bridge.config, mended.text()).unwrap();
     bridge.spawn();
     assert!(all_delivered(&api, &msgs, Duration::from_secs(30)).await);
     assert!(dead_letters(&bridge.dir.join("dead.jsonl")).is_empty());
@@ -202,16 +198,13 @@ async fn failed_invocations_are_retried_then_dead_lettered_and_throttling_is_wai
     })
     .await;
     let admin = free_port();
-    let routes = route(
-        "mixed",
-        "mixed/#",
-        "function = \"handler\"\nbatch_size = 10",
-    ) + &route(
-        "bad",
-        "bad/#",
-        "function = \"handler\"\nbatch_size = 10\nmax_attempts = 3",
-    );
-    let bridge = Bridge::start(&config(broker.port, admin, &api.endpoint(), KEY, &routes));
+    let routes = [
+        route("mixed", "mixed/#", "handler").set("batch_size", 10),
+        route("bad", "bad/#", "handler")
+            .set("batch_size", 10)
+            .set("max_attempts", 3),
+    ];
+    let bridge = Bridge::start(&config(broker.port, admin, &api.endpoint(), KEY, routes).text());
     bridge.wait_subscribed(0, 2);
     let mut publisher = Publisher::connect(broker.port).await;
     let good = numbered("good", 60);
@@ -248,16 +241,18 @@ async fn requests_stay_within_scfs_limits_sync_and_async() {
     let broker = mosquitto();
     let api = ScfApi::start(ID, KEY, |_| Outcome::Result(0)).await;
     let admin = free_port();
-    let routes = route(
-        "events",
-        "async/#",
-        "function = \"handler\"\ninvocation = \"async\"\nbatch_size = 100\nmax_wait = \"1s\"\nordered = true",
-    ) + &route(
-        "bulk",
-        "sync/#",
-        "function = \"handler\"\nbatch_size = 100\nmax_wait = \"1s\"\nordered = true",
-    );
-    let bridge = Bridge::start(&config(broker.port, admin, &api.endpoint(), KEY, &routes));
+    let routes = [
+        route("events", "async/#", "handler")
+            .set("invocation", "async")
+            .set("batch_size", 100)
+            .set("max_wait", "1s")
+            .set("ordered", true),
+        route("bulk", "sync/#", "handler")
+            .set("batch_size", 100)
+            .set("max_wait", "1s")
+            .set("ordered", true),
+    ];
+    let bridge = Bridge::start(&config(broker.port, admin, &api.endpoint(), KEY, routes).text());
     bridge.wait_subscribed(0, 2);
     let mut publisher = Publisher::connect(broker.port).await;
     // Quotes double when the event travels as a JSON string: the limit counts them.

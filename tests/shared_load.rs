@@ -7,33 +7,22 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use common::config::{Config, Connection, Route};
 use common::mqtt::Publisher;
-use common::{eventually, free_port, mosquitto, unique, Bridge};
+use common::{eventually, free_port, mosquitto, Bridge};
 
 fn config(mqtt_port: u16, admin: u16, consumers: u32, qos: u8) -> String {
-    format!(
-        r#"
-[mqtt]
-url = "mqtt://127.0.0.1:{mqtt_port}"
-client_id_prefix = "{prefix}"
-receive_maximum = 32
-
-[connections.out]
-type = "file"
-path = "out.jsonl"
-
-[[routes]]
-name = "fleet"
-filters = ["fleet/a/#", "fleet/b/+"]
-connection = "out"
-consumers = {consumers}
-qos = {qos}
-
-[admin]
-listen = "127.0.0.1:{admin}"
-"#,
-        prefix = unique("load")
-    )
+    Config::new(mqtt_port, "load")
+        .mqtt("receive_maximum", 32)
+        .connection("out", Connection::file("out.jsonl"))
+        .route(
+            Route::new("fleet", "fleet/a/#", "out")
+                .filters(&["fleet/a/#", "fleet/b/+"])
+                .set("consumers", consumers)
+                .set("qos", qos as u32),
+        )
+        .admin(admin)
+        .text()
 }
 
 fn payload_counts(bridge: &Bridge) -> HashMap<String, usize> {

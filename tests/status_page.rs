@@ -13,7 +13,8 @@ use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use common::bridge::http_request;
-use common::{die_with_parent, free_port, mosquitto, unique, wait_port, Bridge};
+use common::config::{Config, Connection, Route};
+use common::{die_with_parent, free_port, mosquitto, wait_port, Bridge};
 
 fn chromium() -> Option<PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"]
@@ -139,33 +140,12 @@ async fn the_status_page_shows_the_routes_and_pauses_one() {
     };
     let broker = mosquitto();
     let admin = free_port();
-    let config = format!(
-        r#"
-[mqtt]
-url = "mqtt://127.0.0.1:{}"
-client_id_prefix = "{}"
-
-[admin]
-listen = "127.0.0.1:{admin}"
-
-[connections.out]
-type = "file"
-path = "out.jsonl"
-
-[[routes]]
-name = "vehicles"
-filters = ["city/#"]
-connection = "out"
-
-[[routes]]
-name = "battery"
-filters = ["cars/+/battery"]
-connection = "out"
-consumers = 2
-"#,
-        broker.port,
-        unique("page")
-    );
+    let config = Config::new(broker.port, "page")
+        .admin(admin)
+        .connection("out", Connection::file("out.jsonl"))
+        .route(Route::new("vehicles", "city/#", "out"))
+        .route(Route::new("battery", "cars/+/battery", "out").set("consumers", 2))
+        .text();
     let bridge = Bridge::start(&config);
     bridge.wait_subscribed(0, 3);
 

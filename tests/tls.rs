@@ -9,8 +9,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::config::{Config, Connection, Route};
 use common::mqtt::Publisher;
-use common::{certs, die_with_parent, eventually, free_port, unique, wait_port, Bridge, Server};
+use common::{certs, die_with_parent, eventually, free_port, wait_port, Bridge, Server};
 
 /// mosquitto with a plain listener (for the test's publisher) and a TLS one (for the bridge).
 fn tls_mosquitto() -> (Server, u16) {
@@ -48,39 +49,30 @@ fn mosquitto_with_tls(require_certificate: bool) -> (Server, u16) {
 }
 
 fn config(tls_port: u16, ca: Option<&Path>) -> String {
-    let tls = ca
-        .map(|ca| format!("[mqtt.tls]\nca_file = \"{}\"\n", ca.display()))
-        .unwrap_or_default();
-    config_with(tls_port, &tls)
+    let config = config_with(tls_port);
+    match ca {
+        Some(ca) => config.mqtt("tls.ca_file", ca.display().to_string()),
+        None => config,
+    }
+    .text()
 }
 
 /// A bridge on `[mqtt.tls]` with the CA and the client certificate `name` of `dir`.
 fn client_config(tls_port: u16, dir: &Path, name: &str) -> String {
     let d = dir.display();
-    let tls = format!(
-        "[mqtt.tls]\nca_file = \"{d}/ca.pem\"\ncert_file = \"{d}/{name}.pem\"\nkey_file = \"{d}/{name}.key\"\n"
-    );
-    config_with(tls_port, &tls)
+    config_with(tls_port)
+        .mqtt("tls.ca_file", format!("{d}/ca.pem"))
+        .mqtt("tls.cert_file", format!("{d}/{name}.pem"))
+        .mqtt("tls.key_file", format!("{d}/{name}.key"))
+        .text()
 }
 
-fn config_with(tls_port: u16, tls: &str) -> String {
-    format!(
-        r#"
-[mqtt]
-url = "mqtts://127.0.0.1:{tls_port}"
-client_id_prefix = "{prefix}"
-{tls}
-[connections.out]
-type = "file"
-path = "out.jsonl"
-
-[[routes]]
-name = "secure"
-filters = ["secure/#"]
-connection = "out"
-"#,
-        prefix = unique("tls")
-    )
+/// A bridge on the broker's TLS listener, with no `[mqtt.tls]` yet, routing `secure/#` to
+/// out.jsonl.
+fn config_with(tls_port: u16) -> Config {
+    Config::on(&format!("mqtts://127.0.0.1:{tls_port}"), "tls")
+        .connection("out", Connection::file("out.jsonl"))
+        .route(Route::new("secure", "secure/#", "out"))
 }
 
 #[tokio::test]

@@ -1,7 +1,11 @@
 //! `mqbridge validate`: each broken config is reported with the section, field and line, exit
 //! code 2; a file holding every mistake at once reports every one; valid files exit 0.
 
+mod common;
+
 use std::process::Command;
+
+use common::config::{Config, Connection, Downlink, Route};
 
 const BASE: &str = r#"
 [mqtt]
@@ -268,4 +272,81 @@ connection = "fn"
     );
     assert!(out.contains("field `signature_secret`: empty"), "{out}");
     assert!(!out.contains("secret-value"), "{out}");
+}
+
+/// What the tests' config builder writes is a config the bridge accepts: every method of it,
+/// with a dotted `[mqtt]` key, a librdkafka setting whose name has dots, and `env.X`.
+#[test]
+fn the_test_config_builder_writes_valid_configs() {
+    let text = Config::new(1883, "builder")
+        .mqtt("receive_maximum", 32)
+        .mqtt("keep_alive", "5s")
+        .mqtt("publisher.client_id_property", "source-client")
+        .admin(9464)
+        .admin_key("token", "admin-token")
+        .connection("out", Connection::file("out.jsonl"))
+        .connection(
+            "events",
+            Connection::kafka("127.0.0.1:9092")
+                .set("compression", "zstd")
+                .librdkafka("linger.ms", "5"),
+        )
+        .connection(
+            "fn",
+            Connection::http("http://127.0.0.1:9/invoke").set("timeout", "5s"),
+        )
+        .connection(
+            "local",
+            Connection::exec(&["sh", "-c", "cat > /dev/null"])
+                .set("env.X", "1")
+                .set("max_processes", 2),
+        )
+        .connection("custom", Connection::of("file").set("path", "custom.jsonl"))
+        .route(
+            Route::new("traffic", "city/+/vehicles/#", "events")
+                .filters(&["city/+/vehicles/#", "city/+/lights/+"])
+                .set("topic", "traffic-{topic.2}")
+                .set("consumers", 2)
+                .set("batch_size", 50)
+                .set("max_wait", "200ms"),
+        )
+        .route(Route::new("archive", "archive/#", "out").set("enabled", false))
+        .route(Route::new("cars", "cars/#", "fn").set("concurrency", 4))
+        .route(Route::new("local", "local/#", "local").set("max_attempts", 2))
+        .route(Route::new("custom", "custom/#", "custom"))
+        .downlink(
+            Downlink::new("commands", "events", "commands", "devices/{key}/cmd").set("qos", 1),
+        )
+        .dead_letter("dead.jsonl")
+        .set("shutdown_timeout", "10s")
+        .text();
+    let (code, out) = validate(&text);
+    assert_eq!(code, 0, "{out}\n{text}");
+    assert!(
+        out.contains("valid (5 connection(s), 5 route(s), 4 enabled)"),
+        "{out}"
+    );
+
+    let parsed: toml::Table = text.parse().unwrap();
+    let events = &parsed["connections"]["events"];
+    assert_eq!(
+        events["librdkafka"]["linger.ms"].as_str(),
+        Some("5"),
+        "{text}"
+    );
+    assert_eq!(events["librdkafka"].as_table().unwrap().len(), 1, "{text}");
+    assert_eq!(
+        parsed["mqtt"]["publisher"]["client_id_property"].as_str(),
+        Some("source-client")
+    );
+    assert_eq!(
+        parsed["connections"]["local"]["env"]["X"].as_str(),
+        Some("1")
+    );
+    assert_eq!(
+        parsed["routes"][0]["filters"].as_array().unwrap().len(),
+        2,
+        "{text}"
+    );
+    assert_eq!(parsed["routes"][0]["consumers"].as_integer(), Some(2));
 }

@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::config::{Config, Connection, Route};
 use common::function::await_dead_letters;
 use common::kafka::{all_arrived, create_topic};
 use common::mqtt::Publisher;
@@ -17,41 +18,23 @@ use common::{
 
 const PARTITIONS: i32 = 2;
 
-fn config(
-    mqtt_port: u16,
-    bootstrap: &str,
-    topic: &str,
-    admin: u16,
-    prefix: &str,
-    extra_mqtt: &str,
-) -> String {
-    format!(
-        r#"
-[mqtt]
-url = "mqtt://127.0.0.1:{mqtt_port}"
-client_id_prefix = "{prefix}"
-{extra_mqtt}
-
-[connections.kafka]
-type = "kafka"
-bootstrap_servers = "{bootstrap}"
-[connections.kafka.librdkafka]
-"reconnect.backoff.max.ms" = "500"
-
-[[routes]]
-name = "load"
-filters = ["load/#"]
-connection = "kafka"
-consumers = 2
-topic = "{topic}"
-
-[dead_letter]
-path = "dead.jsonl"
-
-[admin]
-listen = "127.0.0.1:{admin}"
-"#
-    )
+/// `[mqtt]` on the broker at 127.0.0.1:`mqtt_port` with the client id prefix `prefix`, the
+/// connection `kafka` to `bootstrap`, the route "load" (`load/#` to `topic`, two consumers), the
+/// dead-letter file and the admin API on `admin`.
+fn config(mqtt_port: u16, bootstrap: &str, topic: &str, admin: u16, prefix: &str) -> Config {
+    Config::new(mqtt_port, "window")
+        .mqtt("client_id_prefix", prefix)
+        .connection(
+            "kafka",
+            Connection::kafka(bootstrap).librdkafka("reconnect.backoff.max.ms", "500"),
+        )
+        .route(
+            Route::new("load", "load/#", "kafka")
+                .set("consumers", 2)
+                .set("topic", topic),
+        )
+        .dead_letter("dead.jsonl")
+        .admin(admin)
 }
 
 /// Each consumer's high-water mark of messages held.
@@ -78,16 +61,13 @@ async fn the_window_holds_when_the_broker_sends_past_it_and_the_sink_is_slow() {
     create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
     let admin = free_port();
     // A 5 s keep-alive: paused for many seconds, the consumers must still ping.
-    let extra = format!("receive_maximum = {WINDOW}\nkeep_alive = \"5s\"");
     let prefix = unique("window");
-    let bridge = Bridge::start(&config(
-        broker.port,
-        &kafka.bootstrap(),
-        &topic,
-        admin,
-        &prefix,
-        &extra,
-    ));
+    let bridge = Bridge::start(
+        &config(broker.port, &kafka.bootstrap(), &topic, admin, &prefix)
+            .mqtt("receive_maximum", WINDOW as i64)
+            .mqtt("keep_alive", "5s")
+            .text(),
+    );
     bridge.wait_subscribed(0, 2);
     let rss_before = bridge.rss_kib();
     // Kafka at about 60 messages of 16 KiB a second: far slower than the broker.
@@ -162,14 +142,8 @@ async fn messages_too_large_for_kafka_are_dead_lettered_and_the_rest_flow() {
     create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
     let admin = free_port();
     let prefix = unique("large");
-    let bridge = Bridge::start(&config(
-        broker.port,
-        &kafka.bootstrap(),
-        &topic,
-        admin,
-        &prefix,
-        "",
-    ));
+    let bridge =
+        Bridge::start(&config(broker.port, &kafka.bootstrap(), &topic, admin, &prefix).text());
     bridge.wait_subscribed(0, 2);
     let rss_before = bridge.rss_kib();
 

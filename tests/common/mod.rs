@@ -5,6 +5,7 @@
 
 pub mod bridge;
 pub mod certs;
+pub mod config;
 pub mod device;
 pub mod function;
 pub mod kafka;
