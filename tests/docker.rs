@@ -130,8 +130,11 @@ fn the_docker_build_context_holds_what_the_build_needs() {
         ".dockerignore lets target/ into the context"
     );
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // The image builds for Linux: packages only other platforms use (never downloaded here, so
+    // `--offline` could not read them) are left out.
     let out = Command::new(cargo)
         .args(["metadata", "--locked", "--offline", "--format-version", "1"])
+        .args(["--filter-platform", &host_triple()])
         .current_dir(dir.path())
         .output()
         .unwrap();
@@ -183,4 +186,12 @@ fn copies_are_read_as_docker_reads_them() {
     assert!(ignored(&patterns, Path::new("target/debug/x")));
     assert!(ignored(&patterns, Path::new("dead.jsonl")));
     assert!(!ignored(&patterns, Path::new("src/target.rs")));
+}
+
+/// The platform cargo builds for here (`rustc -vV`'s `host:`).
+fn host_triple() -> String {
+    let out = Command::new("rustc").arg("-vV").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let host = text.lines().find_map(|l| l.strip_prefix("host: "));
+    host.expect("rustc -vV names no host").trim().to_owned()
 }
