@@ -16,7 +16,7 @@ use mqbridge::config::parse_str;
 use mqbridge::dead_letter::DeadLetter;
 use mqbridge::events::RouteMetrics;
 use mqbridge::message::{Message, Properties, Publisher};
-use mqbridge::pipeline::{Context, Pipeline, RouteStats, Settings};
+use mqbridge::pipeline::{Context, Pause, Pipeline, RouteStats, Settings};
 use mqbridge::sinks::{Sink, SinkError};
 use mqbridge::sources::{Acker, Delivery};
 use tokio::sync::mpsc;
@@ -135,6 +135,7 @@ async fn run(shape: &str, null: bool, scale: f64) {
             skip_marked: Some("mqbridge-origin".into()),
             shutdown: shutdown.clone(),
             hard_stop: CancellationToken::new(),
+            pause: Arc::new(Pause::new(false)),
             stats: Arc::new(RouteStats::default()),
         });
         let (tx, intake) = mpsc::unbounded_channel();

@@ -93,35 +93,40 @@ async fn pause_keeps_the_sessions_and_resume_delivers_everything() {
     let broker = mosquitto_verbose();
     let admin = free_port();
     let prefix = unique("ops");
-    // `witness` runs beside `flow` and proves that the broker delivered what was published.
+    // `flow` is paused while messages stream in, `quiet` while idle (its consumer waiting in a
+    // read); `witness` runs beside them and proves that the broker delivered what was published.
     let text = config(broker.port, admin, &prefix)
+        .connection("c", Connection::file("c.jsonl"))
         .route(Route::new("flow", "flow/#", "a").set("consumers", 2))
         .route(Route::new("witness", "witness/#", "b"))
+        .route(Route::new("quiet", "quiet/#", "c"))
         .text();
     let bridge = Bridge::start(&text);
-    bridge.wait_subscribed(0, 3);
+    bridge.wait_subscribed(0, 4);
     let out = bridge.dir.join("a.jsonl");
     let witnessed = bridge.dir.join("b.jsonl");
+    let quiet = bridge.dir.join("c.jsonl");
     let publisher = Publisher::connect(broker.port).await;
     let sending = publish_paced(publisher, "flow", 3000, 1000, |i| format!("flow/{}", i % 8));
     assert!(eventually(Duration::from_secs(10), || lines(&out) > 200).await);
 
-    let (code, text) = cli(&["pause", "flow", "--admin", &admin_url(admin)]);
-    assert_eq!(code, 0, "{text}");
-    assert!(text.contains("paused"), "{text}");
-    // What was in flight lands (a moment for a read under way to hand on what it brings); then
-    // nothing more while publishing goes on.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let start = Instant::now();
-    while find(&routes_json(admin).await, "flow")["in_flight"] != 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "in flight while paused"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for route in ["flow", "quiet"] {
+        let (code, text) = cli(&["pause", route, "--admin", &admin_url(admin)]);
+        assert_eq!(code, 0, "{text}");
+        assert!(text.contains("paused"), "{text}");
     }
-    let held = lines(&out);
     let mut publisher = sending.await.unwrap();
+    // Published a second after the pause was answered: none of it may be delivered before
+    // resume, not even what a read under way at the pause brings.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held = lines(&out);
+    publisher
+        .publish_numbered(0..200, |i| format!("flow/{}", i % 8))
+        .await;
+    publisher
+        .publish_numbered(0..200, |i| format!("quiet/{}", i % 8))
+        .await;
+    publisher.wait_acked(Duration::from_secs(10)).await;
     // The witness is published after every message of `flow`: once the other route has it,
     // the broker has handed on everything published before it.
     publisher
@@ -130,6 +135,7 @@ async fn pause_keeps_the_sessions_and_resume_delivers_everything() {
     publisher.wait_acked(Duration::from_secs(10)).await;
     assert!(eventually(Duration::from_secs(10), || lines(&witnessed) == 1).await);
     assert_eq!(lines(&out), held, "delivered while paused");
+    assert_eq!(lines(&quiet), 0, "delivered while paused");
     let overview = routes_json(admin).await;
     let flow = find(&overview, "flow");
     assert_eq!(flow["state"], "paused", "{flow}");
@@ -145,12 +151,20 @@ async fn pause_keeps_the_sessions_and_resume_delivers_everything() {
         "{table}"
     );
 
-    let (code, text) = cli(&["resume", "flow", "--admin", &admin_url(admin)]);
-    assert_eq!(code, 0, "{text}");
-    assert!(eventually(Duration::from_secs(20), || lines(&out) >= 3000).await);
+    for route in ["flow", "quiet"] {
+        let (code, text) = cli(&["resume", route, "--admin", &admin_url(admin)]);
+        assert_eq!(code, 0, "{text}");
+    }
+    assert!(eventually(Duration::from_secs(20), || lines(&quiet) >= 200).await);
+    assert!(eventually(Duration::from_secs(20), || lines(&out) >= 3200).await);
     let payloads = file_payloads(&out);
     for i in 0..3000 {
         assert_eq!(payloads.get(&format!("flow-{i}")), Some(&1), "flow-{i}");
+    }
+    let quietly = file_payloads(&quiet);
+    for i in 0..200 {
+        assert_eq!(payloads.get(&format!("msg-{i}")), Some(&1), "msg-{i}");
+        assert_eq!(quietly.get(&format!("msg-{i}")), Some(&1), "msg-{i}");
     }
     // The sessions were kept: each consumer connected once.
     for n in 1..=2 {
@@ -159,7 +173,7 @@ async fn pause_keeps_the_sessions_and_resume_delivers_everything() {
     let overview = routes_json(admin).await;
     let flow = find(&overview, "flow");
     assert_eq!(flow["state"], "running", "{flow}");
-    assert_eq!(flow["delivered"], 3000);
+    assert_eq!(flow["delivered"], 3200);
     assert_eq!(flow["in_flight"], 0);
 }
 

@@ -246,6 +246,16 @@ impl Batcher {
         }
     }
 
+    /// The route stops while paused: everything held is given up (`take_given_up`), and so is
+    /// whatever of its keys arrives later; batches out finish as they would.
+    pub fn abandon_all(&mut self) {
+        let keys: Vec<Key> = self.keys.keys().copied().collect();
+        self.abandon(keys);
+        self.ready.clear();
+        self.eligible = 0;
+        self.deadline = None;
+    }
+
     /// The messages given up since the last call.
     pub fn take_given_up(&mut self) -> Vec<Item> {
         std::mem::take(&mut self.given_up)

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::batcher::{Batch, Item, Key};
+use super::pause::Pause;
 use super::stats::RouteStats;
 use crate::dead_letter::{DeadLetter, DeadLetterEntry};
 use crate::events::{self, RouteMetrics};
@@ -41,14 +42,21 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// `shutdown_timeout` passed: give up on sends still pending.
     pub hard_stop: CancellationToken,
+    /// While set, no batch starts and no retry goes out.
+    pub pause: Arc<Pause>,
     pub stats: Arc<RouteStats>,
 }
 
 impl Context {
-    /// Waits `d`; false when the route began to stop instead.
-    async fn pause(&self, d: Duration) -> bool {
+    /// Waits `d`, then for as long as the route is paused; false when the route began to stop
+    /// instead.
+    async fn wait(&self, d: Duration) -> bool {
+        let waited = async {
+            tokio::time::sleep(d).await;
+            self.pause.cleared().await;
+        };
         tokio::select! {
-            _ = tokio::time::sleep(d) => true,
+            _ = waited => true,
             _ = self.shutdown.cancelled() => false,
         }
     }
@@ -124,7 +132,7 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
         };
         attempt += 1;
         round.report(&ctx, &error, attempt);
-        if !ctx.pause(round.wait(backoff)).await {
+        if !ctx.wait(round.wait(backoff)).await {
             break;
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -282,7 +290,7 @@ async fn dead_letter(
                     error: &error.to_string(),
                 }
                 .emit();
-                if !ctx.pause(backoff).await {
+                if !ctx.wait(backoff).await {
                     return false;
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);

@@ -3,8 +3,10 @@
 //! (`sequencer`) whichever batch finishes first. One task per route; it never blocks a source:
 //! sources hand over through an unbounded channel whose content their in-flight windows bound.
 //!
-//! On a graceful stop it takes nothing new but delivers and acknowledges everything already
-//! received, then closes the lanes. The delivery guarantee is the source's: a message is
+//! While the route is paused it starts no batch: what arrives is held, unacknowledged, until
+//! resume. On a graceful stop it takes nothing new but delivers and acknowledges everything
+//! already received (unless paused: then what it holds stays unacknowledged, for the source to
+//! redeliver), then closes the lanes. The delivery guarantee is the source's: a message is
 //! acknowledged only after it was delivered or dead-lettered.
 
 use std::sync::Arc;
@@ -49,21 +51,31 @@ impl<A: Acker> Pipeline<A> {
         let mut open = true;
         let shutdown = self.ctx.shutdown.clone();
         let mut stopping = std::pin::pin!(shutdown.cancelled());
+        let mut pause = self.ctx.pause.watch();
         loop {
             let now = Instant::now();
-            while let Some(batch) = state.batcher.next_batch(now, !open, in_flight.len()) {
-                in_flight.push(deliver(self.ctx.clone(), batch));
+            let paused = *pause.borrow_and_update();
+            if !paused {
+                while let Some(batch) = state.batcher.next_batch(now, !open, in_flight.len()) {
+                    in_flight.push(deliver(self.ctx.clone(), batch));
+                }
+            } else if !open && !state.batcher.is_empty() {
+                // Stopping while paused: what is held is not delivered; it stays
+                // unacknowledged, for the source to redeliver.
+                state.batcher.abandon_all();
+                self.give_up(&mut state).await;
             }
             if !open && state.batcher.is_empty() && in_flight.is_empty() {
                 break;
             }
-            let room = in_flight.len() < self.settings.concurrency;
+            let room = !paused && in_flight.len() < self.settings.concurrency;
             let deadline = state.batcher.deadline().filter(|_| room);
             tokio::select! {
                 biased;
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => {
                     self.finish(done, &mut state).await
                 }
+                Ok(()) = pause.changed() => {}
                 _ = &mut stopping, if open => {
                     open = false;
                     self.intake.close();

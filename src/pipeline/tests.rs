@@ -93,6 +93,7 @@ struct Run {
     stats: Arc<RouteStats>,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
+    pause: Arc<Pause>,
     tx: mpsc::UnboundedSender<Delivery<String>>,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -136,6 +137,7 @@ impl Run {
         };
         let (shutdown, hard_stop) = (CancellationToken::new(), CancellationToken::new());
         let stats = Arc::new(RouteStats::default());
+        let pause = Arc::new(Pause::new(false));
         let ctx = Arc::new(Context {
             route: "test".into(),
             metrics: crate::events::RouteMetrics::new("test", lanes),
@@ -145,6 +147,7 @@ impl Run {
             skip_marked: Some("mqbridge-origin".into()),
             shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
+            pause: pause.clone(),
             stats: stats.clone(),
         });
         let acks = Arc::default();
@@ -168,6 +171,7 @@ impl Run {
             stats,
             shutdown,
             hard_stop,
+            pause,
             tx,
             task: tokio::spawn(pipeline.run()),
             _dir: dir,
@@ -658,3 +662,5 @@ async fn a_retry_waits_as_long_as_the_destination_asks() {
     assert_eq!(at, [0, 7_000]);
     run.stop().await;
 }
+
+mod pause;

@@ -8,8 +8,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RouteConfig;
-use crate::pipeline::{RouteStats, StatsSnapshot};
-use crate::sources::mqtt::{ConsumerStatus, Pause};
+use crate::pipeline::{Pause, RouteStats, StatsSnapshot};
+use crate::sources::mqtt::ConsumerStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteState {

@@ -17,9 +17,9 @@ use crate::config::{MqttConfig, RouteConfig};
 use crate::dead_letter::DeadLetter;
 use crate::events::RouteMetrics;
 use crate::mqtt::Endpoint;
-use crate::pipeline::{Context, Pipeline, RouteStats, Settings};
+use crate::pipeline::{Context, Pause, Pipeline, RouteStats, Settings};
 use crate::sinks::{BoxError, Connection, RouteContext};
-use crate::sources::mqtt::{self as source, ConsumerSpec, ConsumerStatus, Pause};
+use crate::sources::mqtt::{self as source, ConsumerSpec, ConsumerStatus};
 
 /// What every route uses.
 pub struct Shared {
@@ -109,6 +109,7 @@ impl Supervisor {
         let shutdown = self.shared.shutdown.child_token();
         let hard_stop = CancellationToken::new();
         let stats = Arc::new(RouteStats::default());
+        let pause = Arc::new(Pause::new(paused));
         let ctx = Arc::new(Context {
             route: route.name.as_str().into(),
             metrics: RouteMetrics::new(&route.name, route.consumers as usize),
@@ -122,10 +123,10 @@ impl Supervisor {
                 .map(|(name, _)| name.into()),
             shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
+            pause: pause.clone(),
             stats: stats.clone(),
         });
         let state = Arc::new(Mutex::new(RouteState::Running));
-        let pause = Arc::new(Pause::new(paused));
         if paused {
             crate::events::RoutePaused {
                 route: &route.name,

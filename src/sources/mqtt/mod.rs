@@ -10,4 +10,4 @@ mod status;
 
 pub use acker::{AckToken, Acker};
 pub use consumer::{start, ConsumerSpec, PollTask};
-pub use status::{ConsumerStatus, Pause};
+pub use status::ConsumerStatus;

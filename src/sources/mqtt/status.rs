@@ -1,11 +1,9 @@
-//! What a route's consumers show the operator, and the route's pause switch: a paused route's
-//! consumers stay connected (the broker keeps queueing for the share group) but read nothing
-//! more, through the same read gate that bounds their window.
+//! What a route's consumers show the operator. (A paused route's consumers stay connected, the
+//! broker keeps queueing for the share group, but they read nothing more: the pipeline's pause
+//! closes the same read gate that bounds their window.)
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::Notify;
+use std::sync::Mutex;
 
 /// One consumer's connection, as `/routes` shows it.
 #[derive(Debug)]
@@ -64,42 +62,5 @@ impl ConsumerStatus {
 
     pub(super) fn set_refused(&self, reason: String) {
         *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
-    }
-}
-
-/// A route's switch to stop reading from the broker without disconnecting.
-#[derive(Debug, Default)]
-pub struct Pause {
-    paused: AtomicBool,
-    /// The consumers' read gates, woken on resume.
-    wakers: Mutex<Vec<Arc<Notify>>>,
-}
-
-impl Pause {
-    pub fn new(paused: bool) -> Self {
-        Pause {
-            paused: AtomicBool::new(paused),
-            wakers: Mutex::default(),
-        }
-    }
-
-    pub fn is_paused(&self) -> bool {
-        self.paused.load(Ordering::Acquire)
-    }
-
-    pub fn set(&self, paused: bool) {
-        self.paused.store(paused, Ordering::Release);
-        if !paused {
-            for wake in self.wakers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                wake.notify_one();
-            }
-        }
-    }
-
-    pub(super) fn register(&self, wake: Arc<Notify>) {
-        self.wakers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(wake);
     }
 }
