@@ -1,8 +1,16 @@
-//! Templates for sink-side names (Kafka topics and record keys, ...): literal text with placeholders
-//! `{topic}`, `{topic.N}` (Nth level, 1-based), `{user.NAME}` (first user property NAME),
-//! `{message_id}` and `{client_id}`. `{{` and `}}` stand for literal braces.
-//! A placeholder with no value for a message (a missing level or property) renders empty.
-//! A template is parsed once, when the config file is read (`Deserialize` takes the text).
+//! Templates for the names a flow builds per message (Kafka topics and record keys, RocketMQ
+//! topics, tags and keys, a downlink's MQTT topic): literal text with placeholders, `{{` and `}}`
+//! for literal braces. One grammar; which placeholders a template may use depends on what the
+//! messages it is rendered for carry (`Vocabulary`):
+//! - an MQTT message: `{topic}`, `{topic.N}` (Nth level, 1-based), `{user.NAME}` (first user
+//!   property NAME), `{message_id}` and `{client_id}`;
+//! - a Kafka record or RocketMQ message: `{key}`, `{tag}`, `{topic}`, `{topic.N}` and
+//!   `{property.NAME}` / `{header.NAME}`.
+//!
+//! What a placeholder without a value becomes is the caller's explicit choice: `render` leaves
+//! it empty (a record key or a RocketMQ tag may well be empty), `render_strict` refuses the
+//! message (a command must not go to `chargers//commands`). A template is parsed once, when
+//! the config file is read.
 
 use std::fmt::Write;
 
@@ -13,15 +21,69 @@ enum Part {
     Literal(String),
     Topic,
     TopicLevel(usize),
-    User(String),
+    /// A user property, header or RocketMQ property, by name.
+    Property(String),
+    Key,
+    Tag,
     MessageId,
     ClientId,
 }
 
-/// A parsed template.
+/// Which placeholders a template may use: what the messages it is rendered for carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vocabulary {
+    Mqtt,
+    Record,
+}
+
+impl Vocabulary {
+    fn expected(self) -> &'static str {
+        match self {
+            Vocabulary::Mqtt => "topic, topic.N, user.NAME, message_id or client_id",
+            Vocabulary::Record => "key, tag, topic, topic.N, property.NAME or header.NAME",
+        }
+    }
+}
+
+/// What a message offers a template; what it lacks renders as missing.
+pub trait Values {
+    fn topic(&self) -> &str;
+    /// The first user property, header or property called `name`.
+    fn property(&self, name: &str) -> Option<&str>;
+    fn key(&self) -> Option<&str> {
+        None
+    }
+    fn tag(&self) -> Option<&str> {
+        None
+    }
+    fn message_id(&self) -> Option<String> {
+        None
+    }
+    fn client_id(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Values for Message {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+    fn property(&self, name: &str) -> Option<&str> {
+        self.user_property(name)
+    }
+    fn message_id(&self) -> Option<String> {
+        Some(self.id.to_string())
+    }
+    fn client_id(&self) -> Option<&str> {
+        self.publisher.client_id.as_deref()
+    }
+}
+
+/// A parsed template, for MQTT messages when read from a config file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(try_from = "String")]
 pub struct Template {
+    text: String,
     parts: Vec<Part>,
 }
 
@@ -46,14 +108,24 @@ pub enum TemplateError {
     Unclosed(usize),
     #[error("`}}` at byte {0} closes nothing (write `}}}}` for a literal brace)")]
     StrayClose(usize),
-    #[error("unknown placeholder `{{{0}}}` (expected topic, topic.N, user.NAME, message_id or client_id)")]
-    Unknown(String),
+    #[error("unknown placeholder `{{{0}}}` (expected {exp})", exp = .1.expected())]
+    Unknown(String, Vocabulary),
     #[error("`{{topic.{0}}}`: levels count from 1")]
     BadLevel(String),
 }
 
+/// A placeholder without a value for a message, under `render_strict`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` has no value for the message")]
+pub struct NoValue(String);
+
 impl Template {
+    /// A template over MQTT messages.
     pub fn parse(input: &str) -> Result<Self, TemplateError> {
+        Self::parse_for(input, Vocabulary::Mqtt)
+    }
+
+    pub fn parse_for(input: &str, vocabulary: Vocabulary) -> Result<Self, TemplateError> {
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut chars = input.char_indices().peekable();
@@ -73,7 +145,7 @@ impl Template {
                     if !literal.is_empty() {
                         parts.push(Part::Literal(std::mem::take(&mut literal)));
                     }
-                    parts.push(placeholder(&input[at + 1..end])?);
+                    parts.push(placeholder(&input[at + 1..end], vocabulary)?);
                     while chars.peek().is_some_and(|p| p.0 <= end) {
                         chars.next();
                     }
@@ -84,14 +156,23 @@ impl Template {
         if !literal.is_empty() {
             parts.push(Part::Literal(literal));
         }
-        Ok(Template { parts })
+        Ok(Template {
+            text: input.to_owned(),
+            parts,
+        })
     }
 
-    /// `{topic}`: the whole MQTT topic.
+    /// `{topic}`: the whole topic.
     pub fn topic() -> Self {
         Template {
+            text: "{topic}".into(),
             parts: vec![Part::Topic],
         }
+    }
+
+    /// The template as written.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// The template's text when it has no placeholders.
@@ -103,39 +184,96 @@ impl Template {
         }
     }
 
-    pub fn render(&self, msg: &Message) -> String {
+    /// Its literal pieces, for checks that need no message.
+    pub fn literals(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Literal(s) => Some(s.as_str()),
+            _ => None,
+        })
+    }
+
+    pub fn uses_tag(&self) -> bool {
+        self.parts.contains(&Part::Tag)
+    }
+
+    /// The text for `msg`; a placeholder without a value renders empty.
+    pub fn render(&self, msg: &impl Values) -> String {
         let mut out = String::new();
         for part in &self.parts {
-            match part {
-                Part::Literal(s) => out.push_str(s),
-                Part::Topic => out.push_str(&msg.topic),
-                Part::TopicLevel(n) => out.push_str(msg.topic.split('/').nth(n - 1).unwrap_or("")),
-                Part::User(name) => out.push_str(msg.user_property(name).unwrap_or("")),
-                Part::MessageId => {
-                    let _ = write!(out, "{}", msg.id);
-                }
-                Part::ClientId => out.push_str(msg.publisher.client_id.as_deref().unwrap_or("")),
+            if let Some(value) = value(part, msg) {
+                out.push_str(&value);
             }
         }
         out
     }
+
+    /// The text for `msg`; a placeholder without a value, or with an empty one, refuses it.
+    pub fn render_strict(&self, msg: &impl Values) -> Result<String, NoValue> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match value(part, msg).filter(|v| !v.is_empty()) {
+                Some(value) => out.push_str(&value),
+                None => return Err(NoValue(describe(part))),
+            }
+        }
+        Ok(out)
+    }
 }
 
-fn placeholder(name: &str) -> Result<Part, TemplateError> {
-    Ok(match name {
-        "topic" => Part::Topic,
-        "message_id" => Part::MessageId,
-        "client_id" => Part::ClientId,
+fn value<'a>(part: &'a Part, msg: &'a impl Values) -> Option<std::borrow::Cow<'a, str>> {
+    use std::borrow::Cow::{Borrowed, Owned};
+    match part {
+        Part::Literal(s) => Some(Borrowed(s)),
+        Part::Topic => Some(Borrowed(msg.topic())),
+        Part::TopicLevel(n) => msg.topic().split('/').nth(n - 1).map(Borrowed),
+        Part::Property(name) => msg.property(name).map(Borrowed),
+        Part::Key => msg.key().map(Borrowed),
+        Part::Tag => msg.tag().map(Borrowed),
+        Part::MessageId => msg.message_id().map(Owned),
+        Part::ClientId => msg.client_id().map(Borrowed),
+    }
+}
+
+/// How a placeholder was written, for errors.
+fn describe(part: &Part) -> String {
+    let mut out = String::new();
+    let _ = match part {
+        Part::Literal(s) => write!(out, "{s}"),
+        Part::Topic => write!(out, "{{topic}}"),
+        Part::TopicLevel(n) => write!(out, "{{topic.{n}}}"),
+        Part::Property(name) => write!(out, "{{property.{name}}}"),
+        Part::Key => write!(out, "{{key}}"),
+        Part::Tag => write!(out, "{{tag}}"),
+        Part::MessageId => write!(out, "{{message_id}}"),
+        Part::ClientId => write!(out, "{{client_id}}"),
+    };
+    out
+}
+
+fn placeholder(name: &str, vocabulary: Vocabulary) -> Result<Part, TemplateError> {
+    use Vocabulary::{Mqtt, Record};
+    let unknown = || TemplateError::Unknown(name.to_owned(), vocabulary);
+    let named = |prefix: &str| name.strip_prefix(prefix).filter(|p| !p.is_empty());
+    Ok(match (name, vocabulary) {
+        ("topic", _) => Part::Topic,
+        ("message_id", Mqtt) => Part::MessageId,
+        ("client_id", Mqtt) => Part::ClientId,
+        ("key", Record) => Part::Key,
+        ("tag", Record) => Part::Tag,
         _ => {
             if let Some(level) = name.strip_prefix("topic.") {
                 match level.parse::<usize>() {
                     Ok(n) if n >= 1 => Part::TopicLevel(n),
                     _ => return Err(TemplateError::BadLevel(level.to_owned())),
                 }
-            } else if let Some(prop) = name.strip_prefix("user.").filter(|p| !p.is_empty()) {
-                Part::User(prop.to_owned())
+            } else if let (Some(prop), Mqtt) = (named("user."), vocabulary) {
+                Part::Property(prop.to_owned())
+            } else if let (Some(prop), Record) =
+                (named("property.").or_else(|| named("header.")), vocabulary)
+            {
+                Part::Property(prop.to_owned())
             } else {
-                return Err(TemplateError::Unknown(name.to_owned()));
+                return Err(unknown());
             }
         }
     })
@@ -161,6 +299,33 @@ mod tests {
     }
 
     #[test]
+    fn each_vocabulary_names_what_its_messages_carry() {
+        let e = Template::parse("{key}").unwrap_err();
+        assert!(
+            e.to_string().contains("expected topic, topic.N, user.NAME"),
+            "{e}"
+        );
+        let e = Template::parse_for("{user.x}", Vocabulary::Record).unwrap_err();
+        assert!(e.to_string().contains("expected key, tag, topic"), "{e}");
+        let t = Template::parse_for("{header.a}-{property.a}-{topic.2}", Vocabulary::Record);
+        assert_eq!(t.unwrap().render(&sample("city/berlin")), "--berlin");
+    }
+
+    #[test]
+    fn a_missing_value_renders_empty_or_refuses_as_the_caller_chose() {
+        let t = Template::parse("a/{user.none}/{topic.9}").unwrap();
+        let msg = sample("city/berlin");
+        assert_eq!(t.render(&msg), "a//");
+        let e = t.render_strict(&msg).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`{property.none}` has no value for the message"
+        );
+        let t = Template::parse("{topic.1}-{user.plate}").unwrap();
+        assert_eq!(t.render_strict(&msg).unwrap(), t.render(&msg));
+    }
+
+    #[test]
     fn literal_templates_are_known_as_such() {
         assert_eq!(
             Template::parse("events").unwrap().as_literal(),
@@ -175,7 +340,7 @@ mod tests {
         assert_eq!(Template::parse("a}"), Err(TemplateError::StrayClose(1)));
         assert_eq!(
             Template::parse("{plate}"),
-            Err(TemplateError::Unknown("plate".into()))
+            Err(TemplateError::Unknown("plate".into(), Vocabulary::Mqtt))
         );
         assert_eq!(
             Template::parse("{topic.0}"),
@@ -183,7 +348,7 @@ mod tests {
         );
         assert_eq!(
             Template::parse("{user.}"),
-            Err(TemplateError::Unknown("user.".into()))
+            Err(TemplateError::Unknown("user.".into(), Vocabulary::Mqtt))
         );
     }
 }
