@@ -480,6 +480,9 @@ async fn pause_and_resume_lose_nothing() {
     assert_eq!(code, 200, "{body}");
     let paused: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(paused["state"], "paused", "{paused}");
+    // Produced a second after the pause was answered, while the idle downlink waits in a poll:
+    // nothing of it may be published before resume.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     for i in 50..150 {
         produce(
             &producer,

@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use common::bridge::http_request;
 use common::config::{Config, Connection, Route};
+use common::mqtt::Publisher;
 use common::{die_with_parent, free_port, mosquitto, wait_port, Bridge};
 
 fn chromium() -> Option<PathBuf> {
@@ -148,6 +149,16 @@ async fn the_status_page_shows_the_routes_and_pauses_one() {
         .text();
     let bridge = Bridge::start(&config);
     bridge.wait_subscribed(0, 3);
+    // 500 messages went through before the page opens: it shows their totals, rates and
+    // chart at once, from what the bridge kept.
+    let mut publisher = Publisher::connect(broker.port).await;
+    publisher
+        .publish_numbered(0..500, |i| format!("city/{}", i % 4))
+        .await;
+    publisher.wait_acked(Duration::from_secs(10)).await;
+    let delivered = "mqbridge_messages_delivered_total";
+    let through = bridge.wait_metric(admin, delivered, 500.0, Duration::from_secs(20));
+    assert!(through.await, "{}", bridge.log_text());
 
     let profile = tempfile::tempdir().unwrap();
     let devtools = free_port();
@@ -210,6 +221,30 @@ async fn the_status_page_shows_the_routes_and_pauses_one() {
     assert!(
         battery.contains("running") && battery.contains("2/2"),
         "{battery}"
+    );
+    let cells = page
+        .eval("[...document.querySelectorAll('tr[data-route=vehicles] td')].map(c => c.textContent).join('|')")
+        .await;
+    let cells: Vec<&str> = cells.as_str().unwrap().split('|').collect();
+    // Route, State, Consumers, Received, /s, Delivered, /s, ...
+    assert_eq!((cells[3], cells[5]), ("500", "500"), "{cells:?}");
+    // A rate at first sight (since the bridge's last sample), not "…".
+    let rate: f64 = cells[6].parse().unwrap_or_else(|_| panic!("{cells:?}"));
+    assert!(rate >= 0.0, "{cells:?}");
+    let points = page
+        .eval("Number(document.querySelector('tr[data-route=vehicles] canvas').dataset.points)")
+        .await;
+    assert!(
+        points.as_u64() >= Some(1),
+        "no chart at first sight: {points}"
+    );
+    let (status, history) = http_request(admin, "GET", "/history", None).await;
+    assert_eq!(status, 200, "{history}");
+    let history: serde_json::Value = serde_json::from_str(&history).unwrap();
+    assert_eq!(history["every_seconds"], 10, "{history}");
+    assert!(
+        history["flows"]["vehicles"][0]["at"].as_u64() > Some(0),
+        "{history}"
     );
 
     // The pause button pauses the route at the bridge, and the page shows it.

@@ -4,11 +4,14 @@
 //!
 //! - `GET /`: the status page (`status.html`, served from the binary).
 //! - `GET /routes`: every route's state, consumers, counts, delay and last error (JSON).
+//! - `GET /history`: each route's and downlink's totals every 10 s for the last ten minutes.
 //! - `POST /routes/{name}/pause`, `POST /routes/{name}/resume`: the route's new status.
 //! - `POST /reload`: reads the configuration file again and applies what changed.
 //! - `GET /metrics`: Prometheus text.
 //! - `GET /healthz`: the process answers. `GET /health`: the same, kept for older probes.
 //! - `GET /readyz`: 200 when the bridge does its job, else 503 naming each route and reason.
+
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -18,6 +21,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::guard::{authorize, guard, SharedAccess};
+use super::history::History;
 use crate::control::{ControlError, ControlHandle};
 
 const PAGE: &str = include_str!("status.html");
@@ -27,12 +31,14 @@ struct Api {
     metrics: &'static PrometheusHandle,
     control: ControlHandle,
     access: SharedAccess,
+    history: Arc<History>,
 }
 
 pub fn router(
     metrics: &'static PrometheusHandle,
     control: ControlHandle,
     access: SharedAccess,
+    history: Arc<History>,
 ) -> Router {
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
@@ -44,6 +50,10 @@ pub fn router(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/routes", get(routes))
+        .route(
+            "/history",
+            get(|State(api): State<Api>| async move { Json(api.history.view()) }),
+        )
         .route("/routes/{name}/pause", post(pause))
         .route("/routes/{name}/resume", post(resume))
         .route("/reload", post(reload))
@@ -52,6 +62,7 @@ pub fn router(
             metrics,
             control,
             access,
+            history,
         })
 }
 

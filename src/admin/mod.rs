@@ -6,6 +6,7 @@
 mod api;
 pub mod client;
 mod guard;
+mod history;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -48,9 +49,11 @@ pub async fn serve(
     control: ControlHandle,
     access: SharedAccess,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let app = api::router(metrics(), control, access);
+    let history = std::sync::Arc::new(history::History::default());
+    let app = api::router(metrics(), control.clone(), access, history.clone());
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, "admin listener up: / (status page), /routes, /metrics, /healthz, /readyz");
+    tokio::spawn(history::sample(history, control, shutdown.clone()));
     Ok(tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(e) = serve.await {
