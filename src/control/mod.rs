@@ -5,6 +5,7 @@
 
 mod bridge;
 mod checks;
+mod plan;
 mod reload;
 mod status;
 

@@ -15,9 +15,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::bridge::Bridge;
+use super::plan::{plan, Plan, Running};
 use super::status::ReloadOutcome;
 use super::ControlError;
-use crate::config::{self, Config};
+use crate::config::{self, Config, RouteConfig};
 use crate::dead_letter::DeadLetter;
 use crate::downlinks::{DownlinkConfig, DownlinkShared};
 use crate::events;
@@ -39,6 +40,13 @@ pub struct ReloadReport {
 }
 
 impl ReloadReport {
+    fn started(&mut self, name: &str, again: bool) {
+        match again {
+            true => self.restarted.push(name.to_owned()),
+            false => self.added.push(name.to_owned()),
+        }
+    }
+
     fn summary(&self) -> String {
         let list = |v: &[String]| match v.is_empty() {
             true => "none".to_owned(),
@@ -58,6 +66,9 @@ impl ReloadReport {
         text
     }
 }
+
+/// A new MQTT endpoint and dead-letter destination, for every route.
+type Shared = (Endpoint, Arc<DeadLetter>);
 
 /// Files and their contents (`None`: unreadable).
 type Contents = Vec<(PathBuf, Option<Vec<u8>>)>;
@@ -129,145 +140,35 @@ impl Bridge {
             tracing::warn!("{warning}");
         }
         let stamps = Stamps::of(&new);
-        let old = &self.config;
-        let everything = new.mqtt != old.mqtt
-            || new.dead_letter != old.dead_letter
-            || stamps.mqtt != self.stamps.mqtt;
-        let changed_connections: BTreeSet<String> = new
-            .connections
-            .iter()
-            .filter(|(name, c)| {
-                old.connections.get(*name) != Some(*c)
-                    || stamps.connections.get(*name) != self.stamps.connections.get(*name)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
+        let (everything, changed_connections) = self.changes(&new, &stamps);
         let mut report = ReloadReport::default();
         // Build what is new before touching anything running: a failure leaves all as it was.
-        let mut built = BTreeMap::new();
-        for name in &changed_connections {
-            let live = new.connections[name]
-                .connect(name)
-                .await
-                .map_err(|e| ControlError::Failed(format!("connection \"{name}\": {e}")))?;
-            built.insert(name.clone(), live);
-        }
-        let replacement = match everything {
-            false => None,
-            true => {
-                let endpoint =
-                    Endpoint::new(&new.mqtt).map_err(|e| ControlError::Failed(e.to_string()))?;
-                let dead_letter = DeadLetter::build(&new.dead_letter, &endpoint, &new.mqtt)
-                    .await
-                    .map_err(|e| ControlError::Failed(format!("dead letters: {e}")))?;
-                Some((endpoint, Arc::new(dead_letter)))
-            }
-        };
+        let (built, replacement) = Self::build(&new, &changed_connections, everything).await?;
         report.connections = changed_connections.iter().cloned().collect();
 
-        // Which routes stop, restart or start.
-        let wanted: BTreeMap<&str, &config::RouteConfig> = new
-            .routes
-            .iter()
-            .filter(|r| r.enabled)
-            .map(|r| (r.name.as_str(), r))
-            .collect();
-        let running: Vec<(String, bool, config::RouteConfig)> = self
+        // Which routes and downlinks stop, restart or start.
+        let running: Vec<Running<RouteConfig>> = self
             .supervisor
             .routes()
             .map(|h| (h.name().to_owned(), h.is_paused(), h.config().clone()))
             .collect();
-        let mut restart = Vec::new();
-        for (name, paused, current) in &running {
-            match wanted.get(name.as_str()) {
-                None => report.removed.push(name.clone()),
-                Some(route) => {
-                    let same = !everything
-                        && *route == current
-                        && !changed_connections.contains(&route.connection);
-                    match same {
-                        true => report.unchanged.push(name.clone()),
-                        false => restart.push((name.clone(), *paused)),
-                    }
-                }
-            }
-        }
-        let added: Vec<&str> = wanted
-            .keys()
-            .filter(|n| !running.iter().any(|(r, _, _)| r == *n))
-            .copied()
-            .collect();
-        // Downlinks, by the same rules.
-        let wanted_downlinks: BTreeMap<&str, &DownlinkConfig> = new
-            .downlinks
-            .iter()
-            .filter(|d| d.enabled)
-            .map(|d| (d.name.as_str(), d))
-            .collect();
-        let running_downlinks: Vec<(String, bool, DownlinkConfig)> = self
+        let routes = plan(&running, &new.routes, everything, &changed_connections);
+        let running: Vec<Running<DownlinkConfig>> = self
             .downlinks
             .iter()
             .map(|h| (h.name().to_owned(), h.is_paused(), h.config.clone()))
             .collect();
-        let mut restart_downlinks = Vec::new();
-        let mut removed_downlinks = Vec::new();
-        for (name, paused, current) in &running_downlinks {
-            match wanted_downlinks.get(name.as_str()) {
-                None => removed_downlinks.push(name.clone()),
-                Some(d) => {
-                    let same = !everything
-                        && *d == current
-                        && !changed_connections.contains(&d.connection);
-                    match same {
-                        true => report.unchanged.push(name.clone()),
-                        false => restart_downlinks.push((name.clone(), *paused)),
-                    }
-                }
-            }
-        }
-        let added_downlinks: Vec<&str> = wanted_downlinks
-            .keys()
-            .filter(|n| !running_downlinks.iter().any(|(r, _, _)| r == *n))
-            .copied()
-            .collect();
+        let downlinks = plan(&running, &new.downlinks, everything, &changed_connections);
+        report.unchanged = [&routes.unchanged[..], &downlinks.unchanged[..]].concat();
 
         let downlink_endpoint =
             Endpoint::new(&new.mqtt).map_err(|e| ControlError::Failed(e.to_string()))?;
         // Drain what goes away or restarts, then swap what the routes share.
         let limit = new.shutdown_timeout;
-        for name in report.removed.iter().chain(restart.iter().map(|(n, _)| n)) {
-            if self.supervisor.stop(name, limit).await == Some(false) {
-                report.notes.push(format!(
-                    "route \"{name}\" did not finish within {limit:?}: what it held is left to the broker to redeliver"
-                ));
-            }
-        }
-        for name in removed_downlinks
-            .iter()
-            .chain(restart_downlinks.iter().map(|(n, _)| n))
-        {
-            if self.downlinks.stop(name, limit).await == Some(false) {
-                report.notes.push(format!(
-                    "downlink \"{name}\" did not finish within {limit:?}: its batch is left uncommitted, for the source to deliver again"
-                ));
-            }
-        }
-        report.removed.extend(removed_downlinks);
-        let mut retired: Vec<Connection> = Vec::new();
-        for (name, live) in built {
-            if let Some(old) = self.connections.insert(name, live) {
-                retired.push(old);
-            }
-        }
-        let gone: Vec<String> = self
-            .connections
-            .keys()
-            .filter(|n| !new.connections.contains_key(*n))
-            .cloned()
-            .collect();
-        for name in gone {
-            retired.extend(self.connections.remove(&name));
-        }
+        self.stop_flows(&routes, &downlinks, limit, &mut report)
+            .await;
+        report.removed = [&routes.removed[..], &downlinks.removed[..]].concat();
+        let retired = self.swap_connections(built, &new);
         let connections = Arc::new(self.connections.clone());
         let old_dead_letter = self.supervisor.update_shared(|shared| {
             shared.connections = connections.clone();
@@ -286,34 +187,7 @@ impl Bridge {
             mqtt: new.mqtt.clone(),
             dead_letter: self.dead_letter.clone(),
         });
-        for (name, paused) in &restart_downlinks {
-            let d = wanted_downlinks[name.as_str()];
-            match self.downlinks.start(d, &new.connections, *paused) {
-                Ok(()) => report.restarted.push(name.clone()),
-                Err(e) => report.notes.push(e),
-            }
-        }
-        for name in added_downlinks {
-            match self
-                .downlinks
-                .start(wanted_downlinks[name], &new.connections, false)
-            {
-                Ok(()) => report.added.push(name.to_owned()),
-                Err(e) => report.notes.push(e),
-            }
-        }
-        for (name, paused) in &restart {
-            match self.supervisor.start(wanted[name.as_str()], *paused) {
-                Ok(()) => report.restarted.push(name.clone()),
-                Err(e) => report.notes.push(format!("{e}")),
-            }
-        }
-        for name in added {
-            match self.supervisor.start(wanted[name], false) {
-                Ok(()) => report.added.push(name.to_owned()),
-                Err(e) => report.notes.push(format!("{e}")),
-            }
-        }
+        self.start_flows(&routes, &downlinks, &new, &mut report);
         if new.admin.listen != self.config.admin.listen {
             report
                 .notes
@@ -329,5 +203,120 @@ impl Bridge {
         self.config = new;
         self.stamps = stamps;
         Ok(report)
+    }
+
+    /// Whether every flow restarts (`[mqtt]`, `[dead_letter]` or the broker's certificates
+    /// changed), and the connections to build anew (settings or files read changed).
+    fn changes(&self, new: &Config, stamps: &Stamps) -> (bool, BTreeSet<String>) {
+        let old = &self.config;
+        let everything = new.mqtt != old.mqtt
+            || new.dead_letter != old.dead_letter
+            || stamps.mqtt != self.stamps.mqtt;
+        let changed = new
+            .connections
+            .iter()
+            .filter(|(name, c)| {
+                old.connections.get(*name) != Some(*c)
+                    || stamps.connections.get(*name) != self.stamps.connections.get(*name)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        (everything, changed)
+    }
+
+    /// Drains and stops the flows that go away or restart.
+    async fn stop_flows(
+        &mut self,
+        routes: &Plan<'_, RouteConfig>,
+        downlinks: &Plan<'_, DownlinkConfig>,
+        limit: Duration,
+        report: &mut ReloadReport,
+    ) {
+        for name in routes.stopping() {
+            if self.supervisor.stop(&name, limit).await == Some(false) {
+                report.notes.push(format!(
+                    "route \"{name}\" did not finish within {limit:?}: what it held is left to the broker to redeliver"
+                ));
+            }
+        }
+        for name in downlinks.stopping() {
+            if self.downlinks.stop(&name, limit).await == Some(false) {
+                report.notes.push(format!(
+                    "downlink \"{name}\" did not finish within {limit:?}: its batch is left uncommitted, for the source to deliver again"
+                ));
+            }
+        }
+    }
+
+    /// Puts the connections `built` in place and drops those `new` no longer has; returns the
+    /// ones replaced or dropped, to flush and close.
+    fn swap_connections(
+        &mut self,
+        built: BTreeMap<String, Connection>,
+        new: &Config,
+    ) -> Vec<Connection> {
+        let mut retired: Vec<Connection> = Vec::new();
+        for (name, live) in built {
+            if let Some(old) = self.connections.insert(name, live) {
+                retired.push(old);
+            }
+        }
+        let gone: Vec<String> = self
+            .connections
+            .keys()
+            .filter(|n| !new.connections.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            retired.extend(self.connections.remove(&name));
+        }
+        retired
+    }
+
+    /// The connections to build anew, connected, and when `everything` changes, the new MQTT
+    /// endpoint and dead-letter destination.
+    async fn build(
+        new: &Config,
+        changed: &BTreeSet<String>,
+        everything: bool,
+    ) -> Result<(BTreeMap<String, Connection>, Option<Shared>), ControlError> {
+        let mut built = BTreeMap::new();
+        for name in changed {
+            let live = new.connections[name]
+                .connect(name)
+                .await
+                .map_err(|e| ControlError::Failed(format!("connection \"{name}\": {e}")))?;
+            built.insert(name.clone(), live);
+        }
+        if !everything {
+            return Ok((built, None));
+        }
+        let endpoint = Endpoint::new(&new.mqtt).map_err(|e| ControlError::Failed(e.to_string()))?;
+        let dead_letter = DeadLetter::build(&new.dead_letter, &endpoint, &new.mqtt)
+            .await
+            .map_err(|e| ControlError::Failed(format!("dead letters: {e}")))?;
+        Ok((built, Some((endpoint, Arc::new(dead_letter)))))
+    }
+
+    /// Starts what restarts (paused if it was) and what was added, downlinks first.
+    fn start_flows(
+        &mut self,
+        routes: &Plan<'_, RouteConfig>,
+        downlinks: &Plan<'_, DownlinkConfig>,
+        new: &Config,
+        report: &mut ReloadReport,
+    ) {
+        for (d, paused, again) in downlinks.starts() {
+            match self.downlinks.start(d, &new.connections, paused) {
+                Ok(()) => report.started(&d.name, again),
+                Err(e) => report.notes.push(e),
+            }
+        }
+        for (r, paused, again) in routes.starts() {
+            match self.supervisor.start(r, paused) {
+                Ok(()) => report.started(&r.name, again),
+                Err(e) => report.notes.push(format!("{e}")),
+            }
+        }
     }
 }
