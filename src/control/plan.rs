@@ -14,29 +14,25 @@ pub(super) trait Flow: PartialEq {
     fn enabled(&self) -> bool;
 }
 
-impl Flow for RouteConfig {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn connection(&self) -> &str {
-        &self.connection
-    }
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
+/// Routes and downlinks name their connection and are switched off alike.
+macro_rules! flow {
+    ($config:ty) => {
+        impl Flow for $config {
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn connection(&self) -> &str {
+                &self.connection
+            }
+            fn enabled(&self) -> bool {
+                self.enabled
+            }
+        }
+    };
 }
 
-impl Flow for DownlinkConfig {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn connection(&self) -> &str {
-        &self.connection
-    }
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-}
+flow!(RouteConfig);
+flow!(DownlinkConfig);
 
 /// A running flow: its name, whether it is paused, and the settings it runs with.
 pub(super) type Running<C> = (String, bool, C);
