@@ -510,6 +510,22 @@ impl ConnectionUnhealthy<'_> {
     }
 }
 
+// Downlinks report in the routes' metric family (`route` = the downlink's name; routes and
+// downlinks share one name space), so that one dashboard shows both.
+
+/// A downlink took messages from its source.
+pub struct DownlinkReceived<'a> {
+    pub downlink: &'a str,
+    pub count: usize,
+}
+
+impl DownlinkReceived<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_messages_received_total", "route" => self.downlink.to_owned(), "consumer" => "1")
+            .increment(self.count as u64);
+    }
+}
+
 /// A downlink published messages and the broker acknowledged them.
 pub struct DownlinkPublished<'a> {
     pub downlink: &'a str,
@@ -518,7 +534,7 @@ pub struct DownlinkPublished<'a> {
 
 impl DownlinkPublished<'_> {
     pub fn emit(&self) {
-        counter!("mqbridge_downlink_messages_published_total", "downlink" => self.downlink.to_owned())
+        counter!("mqbridge_messages_delivered_total", "route" => self.downlink.to_owned())
             .increment(self.count as u64);
     }
 }
@@ -533,7 +549,7 @@ pub struct DownlinkRetry<'a> {
 
 impl DownlinkRetry<'_> {
     pub fn emit(&self) {
-        counter!("mqbridge_downlink_publish_retries_total", "downlink" => self.downlink.to_owned())
+        counter!("mqbridge_delivery_retries_total", "route" => self.downlink.to_owned(), "error" => "publish")
             .increment(self.count as u64);
         warn!(
             downlink = self.downlink,
@@ -553,7 +569,7 @@ pub struct DownlinkDeadLettered<'a> {
 
 impl DownlinkDeadLettered<'_> {
     pub fn emit(&self) {
-        counter!("mqbridge_downlink_messages_failed_total", "downlink" => self.downlink.to_owned(), "error" => self.kind.to_owned())
+        counter!("mqbridge_messages_failed_total", "route" => self.downlink.to_owned(), "error" => self.kind.to_owned())
             .increment(1);
         warn!(
             downlink = self.downlink,
@@ -571,12 +587,15 @@ pub struct DownlinkPaused<'a> {
 
 impl DownlinkPaused<'_> {
     pub fn emit(&self) {
-        counter!("mqbridge_downlink_messages_published_total", "downlink" => self.downlink.to_owned())
+        let route = || self.downlink.to_owned();
+        counter!("mqbridge_messages_received_total", "route" => route(), "consumer" => "1")
             .increment(0);
-        counter!("mqbridge_downlink_publish_retries_total", "downlink" => self.downlink.to_owned())
-            .increment(0);
-        gauge!("mqbridge_downlink_paused", "downlink" => self.downlink.to_owned())
-            .set(if self.paused { 1.0 } else { 0.0 });
+        counter!("mqbridge_messages_delivered_total", "route" => route()).increment(0);
+        gauge!("mqbridge_route_paused", "route" => route()).set(if self.paused {
+            1.0
+        } else {
+            0.0
+        });
         if self.paused {
             info!(
                 downlink = self.downlink,

@@ -258,7 +258,11 @@ async fn rocketmq_messages_reach_devices_in_order_with_their_properties() {
     assert_eq!(status["published"], 40, "{status}");
     assert_eq!(status["dead_lettered"], 1, "{status}");
     let published = bridge
-        .metric(admin, "mqbridge_downlink_messages_published_total")
+        .metric_where(
+            admin,
+            "mqbridge_messages_delivered_total",
+            "route=\"commands\"",
+        )
         .await;
     assert_eq!(published, 40.0);
     drop(producer);
@@ -364,7 +368,7 @@ async fn the_mqtt_broker_down_for_seconds_loses_nothing() {
     writer.await.unwrap();
     all_arrive(&device, n, &bridge).await;
     let retries = bridge
-        .metric(admin, "mqbridge_downlink_publish_retries_total")
+        .metric(admin, "mqbridge_delivery_retries_total")
         .await;
     assert!(retries > 0.0, "publishes failed while the broker was away");
     assert!(dead_letters(&bridge.dir.join("dead.jsonl")).is_empty());
@@ -506,7 +510,13 @@ async fn pause_and_resume_lose_nothing() {
     );
     assert_eq!(got.len(), 51, "nothing published while paused");
     assert_eq!(downlink_status(admin, "commands").await["state"], "paused");
-    assert_eq!(bridge.metric(admin, "mqbridge_downlink_paused").await, 1.0);
+    let paused = "mqbridge_route_paused";
+    assert_eq!(
+        bridge
+            .metric_where(admin, paused, "route=\"commands\"")
+            .await,
+        1.0
+    );
     let (code, body) = http_request(admin, "POST", "/routes/commands/resume", None).await;
     assert_eq!(code, 200, "{body}");
     let got = all_arrive(&device, 150, &bridge).await;
@@ -646,7 +656,7 @@ async fn opposite_routes_on_the_same_topics_do_not_echo() {
     );
     assert_eq!(
         bridge
-            .metric(admin, "mqbridge_messages_received_total")
+            .metric_where(admin, "mqbridge_messages_received_total", "route=\"up\"")
             .await,
         20.0
     );

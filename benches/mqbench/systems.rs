@@ -587,7 +587,7 @@ fn warm_up(setup: Setup, bridge: &Bridge, admin: u16) -> anyhow::Result<()> {
         }),
     }
     common::wait_port(admin, Duration::from_secs(30));
-    let published = "mqbridge_downlink_messages_published_total";
+    let published = "mqbridge_messages_delivered_total";
     let up = env
         .rt
         .block_on(bridge.wait_metric(admin, published, 1.0, Duration::from_secs(60)));

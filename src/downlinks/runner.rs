@@ -318,6 +318,13 @@ impl Task {
                         self.stats
                             .received
                             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        if !batch.is_empty() {
+                            events::DownlinkReceived {
+                                downlink: &self.config.name,
+                                count: batch.len(),
+                            }
+                            .emit();
+                        }
                         batch
                     }
                 };
