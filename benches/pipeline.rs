@@ -7,6 +7,7 @@
 //!
 //! `cargo bench --bench pipeline [-- flood|width] [--null] [--scale 0.1]`
 
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -156,6 +157,8 @@ async fn run(shape: &str, null: bool, scale: f64) {
         senders.push(tx);
     }
     let total = routes as u64 * per_route;
+    // As the MQTT source does: the route's consumers hash topics into order keys.
+    let order = std::hash::RandomState::new();
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
     let topics: Vec<Vec<String>> = (0..routes)
         .map(|r| (0..64).map(|t| format!("t/{r}/{t}")).collect())
@@ -164,9 +167,11 @@ async fn run(shape: &str, null: bool, scale: f64) {
         for (r, tx) in senders.iter().enumerate() {
             let topic = topics[r][(n % 64) as usize].clone();
             let lane = (n % lanes as u64) as usize;
+            let msg = message(topic, n);
             let _ = tx.send(Delivery {
                 lane,
-                msg: message(topic, n),
+                key: order.hash_one(&msg.topic),
+                msg,
                 token: (),
             });
         }

@@ -2,20 +2,21 @@
 //! `batch_size` messages, when the batch is full, when its oldest message has waited `max_wait`,
 //! or at once when the route is stopping. At most `concurrency` batches are in delivery.
 //!
-//! When the route is ordered, the key is the MQTT topic and a key is held busy from the moment
+//! When the route is ordered, each message has the order key its source gave it (MQTT: a hash of
+//! the topic; a partition or a queue for sources that have them), and a key is held busy from the moment
 //! a batch takes its messages until that batch is done (delivered, dead-lettered or given up,
 //! retries included): nothing later of the key goes out meanwhile, so a retry can never be
 //! overtaken. Other keys keep flowing, and keys take turns in the order they became ready: a
 //! batch holds each key's messages in receive order, key after key.
 //!
-//! A key is the topic's 64-bit hash: two topics whose hashes collide share a key and are
-//! serialized together, which costs a little concurrency and never order. A key's queue is kept
+//! Two topics whose hashes collide share a key and are serialized together, which costs a
+//! little concurrency and never order. A key's queue is kept
 //! while idle, so that a steady topic does not reallocate it per batch; idle keys are swept
 //! once there are many.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -91,7 +92,6 @@ impl Hasher for KeyHasher {
 
 pub struct Batcher {
     settings: Settings,
-    topic_hash: RandomState,
     keys: HashMap<Key, KeyQueue, BuildHasherDefault<KeyHasher>>,
     /// Keys whose queue is empty and not busy.
     idle: usize,
@@ -113,7 +113,6 @@ impl Batcher {
     pub fn new(settings: Settings) -> Self {
         Batcher {
             settings,
-            topic_hash: RandomState::new(),
             keys: HashMap::default(),
             idle: 0,
             ready: VecDeque::new(),
@@ -134,10 +133,10 @@ impl Batcher {
         self.deadline
     }
 
-    /// Takes message `seq` of `lane`.
-    pub fn push(&mut self, lane: usize, seq: u64, msg: Message, now: Instant) {
+    /// Takes message `seq` of `lane`, of order `key`.
+    pub fn push(&mut self, lane: usize, seq: u64, msg: Message, key: Key, now: Instant) {
         let key = match self.settings.ordered {
-            true => self.topic_hash.hash_one(&msg.topic),
+            true => key,
             false => 0,
         };
         self.held += 1;
@@ -297,9 +296,15 @@ mod tests {
         }
     }
 
+    /// The order key of `topic`, as an MQTT source makes it.
+    fn key(topic: &str) -> Key {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(topic)
+    }
+
     /// Hands `b` message `seq` on `topic`, from lane 0.
     fn push(b: &mut Batcher, seq: u64, topic: &str, now: Instant) {
-        b.push(0, seq, sample(topic), now);
+        b.push(0, seq, sample(topic), key(topic), now);
     }
 
     fn seqs(batch: &Batch) -> Vec<u64> {

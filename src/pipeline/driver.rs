@@ -123,7 +123,7 @@ impl<A: Acker> Pipeline<A> {
         let counts = &mut state.received[d.lane];
         counts.0 += 1;
         counts.1 += d.msg.size();
-        state.batcher.push(d.lane, seq, d.msg, now);
+        state.batcher.push(d.lane, seq, d.msg, d.key, now);
     }
 
     fn report_received(&self, state: &mut State<A::Token>) {

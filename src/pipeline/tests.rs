@@ -183,7 +183,14 @@ impl Run {
         let mut msg = sample(topic);
         msg.payload = payload.to_owned().into();
         let token = payload.to_owned();
-        self.tx.send(Delivery { lane, msg, token }).unwrap();
+        self.tx
+            .send(Delivery {
+                lane,
+                key: key(topic),
+                msg,
+                token,
+            })
+            .unwrap();
     }
 
     /// A message the bridge published itself (it carries the origin marker).
@@ -194,7 +201,14 @@ impl Run {
             .user_properties
             .push(("mqbridge-origin".into(), "mqbridge".into()));
         let token = payload.to_owned();
-        self.tx.send(Delivery { lane, msg, token }).unwrap();
+        self.tx
+            .send(Delivery {
+                lane,
+                key: key(topic),
+                msg,
+                token,
+            })
+            .unwrap();
     }
 
     fn acked(&self) -> Vec<(usize, String, bool)> {
@@ -240,6 +254,12 @@ fn no_delay(_: &str) -> Duration {
 
 fn all_ok(_: &str, _: u32) -> Option<Result<(), SinkError>> {
     Some(Ok(()))
+}
+
+/// The order key of `topic`, as an MQTT source makes it.
+fn key(topic: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(topic)
 }
 
 /// Lets the pipeline run until nothing more happens for `d` of virtual time.

@@ -3,6 +3,7 @@
 //! A route whose task ends without being asked to is reported to the caller.
 
 use std::collections::BTreeMap;
+use std::hash::RandomState;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -182,6 +183,7 @@ impl Supervisor {
         let mqtt = &self.shared.mqtt;
         let (tx, intake) = mpsc::unbounded_channel();
         let (mut ackers, mut polls) = (Vec::new(), Vec::new());
+        let order = route.is_ordered().then(|| Arc::new(RandomState::new()));
         for (lane, status) in consumers.iter().enumerate() {
             let spec = ConsumerSpec {
                 route: ctx.route.clone(),
@@ -195,6 +197,7 @@ impl Supervisor {
                 receive_maximum: mqtt.receive_maximum as usize,
                 max_inflight_bytes: mqtt.max_inflight_bytes as usize,
                 publisher: mqtt.publisher.clone(),
+                order: order.clone(),
             };
             let (acker, poll) = source::start(&self.shared.endpoint, spec, tx.clone());
             ackers.push(acker);

@@ -13,6 +13,10 @@ pub struct Delivery<T> {
     pub lane: usize,
     pub msg: Message,
     pub token: T,
+    /// Its order key: an ordered route delivers the messages of one key in receive order and
+    /// one batch at a time (MQTT: the topic's hash; a partition or queue for sources that have
+    /// them). Unordered routes ignore it.
+    pub key: u64,
 }
 
 /// Acknowledges a lane's messages to the source.

@@ -13,6 +13,7 @@
 //! or `max_inflight_bytes` of payload (or one larger message) before it stops, plus what one
 //! socket read brings in (up to nine packets); nothing is refused or dropped.
 
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +49,9 @@ pub struct ConsumerSpec {
     pub pause: Arc<Pause>,
     /// What the operator sees of this consumer.
     pub status: Arc<ConsumerStatus>,
+    /// For an ordered route: hashes topics into order keys, shared by the route's consumers so
+    /// that a topic has one key whichever consumer receives it.
+    pub order: Option<Arc<RandomState>>,
 }
 
 /// Where a consumer hands what it receives: the route's pipeline. Unbounded on purpose: the
@@ -196,9 +200,15 @@ impl Poller {
         };
         let msg = convert::message(&publish, &self.spec.publisher);
         let lane = self.spec.lane;
+        let key = self
+            .spec
+            .order
+            .as_ref()
+            .map_or(0, |h| h.hash_one(&msg.topic));
         // Fails only when the route is stopping; the message then stays unacknowledged.
         let _ = self.tx.send(Delivery {
             lane,
+            key,
             msg,
             token: ack,
         });
