@@ -180,35 +180,29 @@ impl Run {
 
     /// Hands over `payload` on `topic`, received on `lane`.
     fn receive(&self, lane: usize, topic: &str, payload: &str) {
-        let mut msg = sample(topic);
-        msg.payload = payload.to_owned().into();
-        let token = payload.to_owned();
-        self.tx
-            .send(Delivery {
-                lane,
-                key: key(topic),
-                msg,
-                token,
-            })
-            .unwrap();
+        self.hand_over(lane, topic, payload, false);
     }
 
     /// A message the bridge published itself (it carries the origin marker).
     fn receive_marked(&self, lane: usize, topic: &str, payload: &str) {
+        self.hand_over(lane, topic, payload, true);
+    }
+
+    fn hand_over(&self, lane: usize, topic: &str, payload: &str, marked: bool) {
         let mut msg = sample(topic);
         msg.payload = payload.to_owned().into();
-        msg.properties
-            .user_properties
-            .push(("mqbridge-origin".into(), "mqbridge".into()));
-        let token = payload.to_owned();
-        self.tx
-            .send(Delivery {
-                lane,
-                key: key(topic),
-                msg,
-                token,
-            })
-            .unwrap();
+        if marked {
+            let marker = ("mqbridge-origin".into(), "mqbridge".into());
+            msg.properties.user_properties.push(marker);
+        }
+        let (key, token) = (key(topic), payload.to_owned());
+        let delivery = Delivery {
+            lane,
+            key,
+            msg,
+            token,
+        };
+        self.tx.send(delivery).unwrap();
     }
 
     fn acked(&self) -> Vec<(usize, String, bool)> {
