@@ -75,7 +75,9 @@ impl<A: Acker> Pipeline<A> {
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => {
                     self.finish(done, &mut state).await
                 }
-                Ok(()) = pause.changed() => {}
+                // Only a resume needs waking for: a pause is seen at the next turn, before any
+                // batch starts.
+                Ok(()) = pause.changed(), if paused => {}
                 _ = &mut stopping, if open => {
                     open = false;
                     self.intake.close();
