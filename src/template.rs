@@ -56,7 +56,7 @@ pub trait Values {
     fn tag(&self) -> Option<&str> {
         None
     }
-    fn message_id(&self) -> Option<String> {
+    fn message_id(&self) -> Option<uuid::Uuid> {
         None
     }
     fn client_id(&self) -> Option<&str> {
@@ -71,8 +71,8 @@ impl Values for Message {
     fn property(&self, name: &str) -> Option<&str> {
         self.user_property(name)
     }
-    fn message_id(&self) -> Option<String> {
-        Some(self.id.to_string())
+    fn message_id(&self) -> Option<uuid::Uuid> {
+        Some(self.id)
     }
     fn client_id(&self) -> Option<&str> {
         self.publisher.client_id.as_deref()
@@ -200,9 +200,7 @@ impl Template {
     pub fn render(&self, msg: &impl Values) -> String {
         let mut out = String::new();
         for part in &self.parts {
-            if let Some(value) = value(part, msg) {
-                out.push_str(&value);
-            }
+            append(part, msg, &mut out);
         }
         out
     }
@@ -211,27 +209,30 @@ impl Template {
     pub fn render_strict(&self, msg: &impl Values) -> Result<String, NoValue> {
         let mut out = String::new();
         for part in &self.parts {
-            match value(part, msg).filter(|v| !v.is_empty()) {
-                Some(value) => out.push_str(&value),
-                None => return Err(NoValue(describe(part))),
+            let before = out.len();
+            if !append(part, msg, &mut out) || out.len() == before {
+                return Err(NoValue(describe(part)));
             }
         }
         Ok(out)
     }
 }
 
-fn value<'a>(part: &'a Part, msg: &'a impl Values) -> Option<std::borrow::Cow<'a, str>> {
-    use std::borrow::Cow::{Borrowed, Owned};
-    match part {
-        Part::Literal(s) => Some(Borrowed(s)),
-        Part::Topic => Some(Borrowed(msg.topic())),
-        Part::TopicLevel(n) => msg.topic().split('/').nth(n - 1).map(Borrowed),
-        Part::Property(name) => msg.property(name).map(Borrowed),
-        Part::Key => msg.key().map(Borrowed),
-        Part::Tag => msg.tag().map(Borrowed),
-        Part::MessageId => msg.message_id().map(Owned),
-        Part::ClientId => msg.client_id().map(Borrowed),
-    }
+/// Appends `part`'s value for `msg` to `out`; false when it has none.
+fn append(part: &Part, msg: &impl Values, out: &mut String) -> bool {
+    let value = match part {
+        Part::Literal(s) => Some(s.as_str()),
+        Part::Topic => Some(msg.topic()),
+        Part::TopicLevel(n) => msg.topic().split('/').nth(n - 1),
+        Part::Property(name) => msg.property(name),
+        Part::Key => msg.key(),
+        Part::Tag => msg.tag(),
+        Part::ClientId => msg.client_id(),
+        Part::MessageId => {
+            return msg.message_id().map(|id| write!(out, "{id}")).is_some();
+        }
+    };
+    value.map(|v| out.push_str(v)).is_some()
 }
 
 /// How a placeholder was written, for errors.
