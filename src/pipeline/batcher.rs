@@ -282,6 +282,13 @@ impl Batcher {
     }
 }
 
+/// The order key of `topic` as an MQTT source makes it (with a fixed hasher), for tests.
+#[cfg(test)]
+pub(super) fn order_key(topic: &str) -> Key {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(topic)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,15 +303,9 @@ mod tests {
         }
     }
 
-    /// The order key of `topic`, as an MQTT source makes it.
-    fn key(topic: &str) -> Key {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        BuildHasherDefault::<DefaultHasher>::default().hash_one(topic)
-    }
-
     /// Hands `b` message `seq` on `topic`, from lane 0.
     fn push(b: &mut Batcher, seq: u64, topic: &str, now: Instant) {
-        b.push(0, seq, sample(topic), key(topic), now);
+        b.push(0, seq, sample(topic), order_key(topic), now);
     }
 
     fn seqs(batch: &Batch) -> Vec<u64> {

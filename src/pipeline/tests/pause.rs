@@ -30,13 +30,7 @@ async fn a_paused_route_sends_nothing_it_receives_until_resume() {
 
 #[tokio::test(start_paused = true)]
 async fn a_retry_waits_for_resume() {
-    fn first_try_fails(payload: &str, attempt: u32) -> Option<Result<(), SinkError>> {
-        match (payload, attempt) {
-            ("a1", 1) => fail(),
-            _ => Some(Ok(())),
-        }
-    }
-    let run = Run::start(ordered(10, 0), 1, no_delay, first_try_fails).await;
+    let run = Run::start(ordered(10, 0), 1, no_delay, first_try_of_a1_fails).await;
     run.receive(0, "a", "a1");
     settle(Duration::from_millis(10)).await;
     run.pause.set(true);
