@@ -25,6 +25,7 @@ use crate::dead_letter::{DeadLetter, DeadLetterEntry};
 use crate::events;
 use crate::message::now_ms;
 use crate::mqtt::{Ack, Endpoint, Publication, PublishError, Publisher};
+use crate::pipeline::Pause;
 use crate::sinks::kafka::KafkaConnectionConfig;
 use crate::sinks::rocketmq::RocketmqConnectionConfig;
 use crate::sinks::{BoxError, Retry, SinkError};
@@ -91,7 +92,7 @@ pub struct DownlinkHandle {
     /// When this start of the downlink began.
     pub started_at: std::time::Instant,
     pub stats: Arc<DownlinkStats>,
-    paused: watch::Sender<bool>,
+    pause: Arc<Pause>,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
     task: Option<JoinHandle<()>>,
@@ -127,7 +128,7 @@ impl DownlinkHandle {
             polls.push(poll);
         }
         let stats = Arc::new(DownlinkStats::default());
-        let (paused_tx, paused_rx) = watch::channel(paused);
+        let pause = Arc::new(Pause::new(paused));
         let shutdown = CancellationToken::new();
         let hard_stop = CancellationToken::new();
         events::DownlinkPaused {
@@ -144,7 +145,7 @@ impl DownlinkHandle {
             polls,
             dead_letter: shared.dead_letter.clone(),
             stats: stats.clone(),
-            paused: paused_rx,
+            paused: pause.watch(),
             shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
         };
@@ -152,7 +153,7 @@ impl DownlinkHandle {
             config: config.clone(),
             started_at: std::time::Instant::now(),
             stats,
-            paused: paused_tx,
+            pause,
             shutdown,
             hard_stop,
             task: Some(tokio::spawn(task.run())),
@@ -164,13 +165,13 @@ impl DownlinkHandle {
     }
 
     pub fn is_paused(&self) -> bool {
-        *self.paused.borrow()
+        self.pause.is_paused()
     }
 
     /// Stops (or resumes) consuming; the group's offsets and the MQTT session are kept, and
     /// a batch being published is finished and committed.
     pub fn set_paused(&self, paused: bool) {
-        if self.paused.send_replace(paused) != paused {
+        if self.pause.set(paused) {
             events::DownlinkPaused {
                 downlink: &self.config.name,
                 paused,
