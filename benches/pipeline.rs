@@ -79,6 +79,7 @@ fn message(topic: String, n: u64) -> Message {
         properties: Properties::default(),
         timestamp_ms: 0,
         publisher: Publisher::default(),
+        origin: None,
     }
 }
 

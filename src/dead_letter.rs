@@ -87,13 +87,14 @@ impl DeadLetter {
         route: &str,
         items: &[DeadLetterEntry<'_>],
     ) -> Result<(), DeadLetterError> {
-        let entries = items.iter().map(|item| Entry {
+        let shaped: Vec<_> = items.iter().map(|item| item.msg.as_dead_letter()).collect();
+        let entries = items.iter().zip(&shaped).map(|(item, msg)| Entry {
             route,
             error: item.error.to_string(),
             error_kind: item.error.kind(),
             attempts: item.attempts,
             failed_at: now_ms(),
-            message: Record::new(item.msg),
+            message: Record::new(msg),
         });
         match self {
             DeadLetter::File(writer) => {
@@ -107,14 +108,14 @@ impl DeadLetter {
             DeadLetter::Mqtt {
                 publisher, topic, ..
             } => {
-                for (entry, item) in entries.zip(items) {
+                for (entry, shaped) in entries.zip(&shaped) {
                     let mut payload = serde_json::to_vec(&entry)?;
                     // A message too large for the broker would make the entry too large too:
                     // it goes without its payload rather than never.
                     let limit = publisher.max_packet_size().flatten().map(|m| m as usize);
                     let overhead = topic.len() + 64;
                     if let Some(max) = limit.filter(|max| payload.len() + overhead > *max) {
-                        let mut msg = item.msg.clone();
+                        let mut msg = shaped.clone().into_owned();
                         let left_out = std::mem::take(&mut msg.payload).len();
                         let entry = Entry {
                             error: format!(

@@ -510,98 +510,15 @@ impl ConnectionUnhealthy<'_> {
     }
 }
 
-// Downlinks report in the routes' metric family (`route` = the downlink's name; routes and
-// downlinks share one name space), so that one dashboard shows both.
-
-/// A downlink took messages from its source.
-pub struct DownlinkReceived<'a> {
-    pub downlink: &'a str,
-    pub count: usize,
-}
-
-impl DownlinkReceived<'_> {
-    pub fn emit(&self) {
-        counter!("mqbridge_messages_received_total", "route" => self.downlink.to_owned(), "consumer" => "1")
-            .increment(self.count as u64);
-    }
-}
-
-/// A downlink published messages and the broker acknowledged them.
-pub struct DownlinkPublished<'a> {
-    pub downlink: &'a str,
-    pub count: usize,
-}
-
-impl DownlinkPublished<'_> {
-    pub fn emit(&self) {
-        counter!("mqbridge_messages_delivered_total", "route" => self.downlink.to_owned())
-            .increment(self.count as u64);
-    }
-}
-
-/// A downlink's publishes failed (the MQTT broker away, no acknowledgement in time): held and
-/// published again, in order.
-pub struct DownlinkRetry<'a> {
-    pub downlink: &'a str,
-    pub count: usize,
+/// A flow's Kafka or RocketMQ consumer could not start (tried again with a growing wait).
+pub struct SourceFailed<'a> {
+    pub route: &'a str,
     pub error: &'a str,
 }
 
-impl DownlinkRetry<'_> {
+impl SourceFailed<'_> {
     pub fn emit(&self) {
-        counter!("mqbridge_delivery_retries_total", "route" => self.downlink.to_owned(), "error" => "publish")
-            .increment(self.count as u64);
-        warn!(
-            downlink = self.downlink,
-            count = self.count,
-            error = self.error,
-            "downlink publish failed; messages held, not committed, and published again"
-        );
-    }
-}
-
-/// A downlink message that can never be published went to the dead-letter destination.
-pub struct DownlinkDeadLettered<'a> {
-    pub downlink: &'a str,
-    pub kind: &'a str,
-    pub error: &'a str,
-}
-
-impl DownlinkDeadLettered<'_> {
-    pub fn emit(&self) {
-        counter!("mqbridge_messages_failed_total", "route" => self.downlink.to_owned(), "error" => self.kind.to_owned())
-            .increment(1);
-        warn!(
-            downlink = self.downlink,
-            error = self.error,
-            "downlink message sent to the dead-letter destination"
-        );
-    }
-}
-
-/// A downlink was paused or resumed (or started paused or running).
-pub struct DownlinkPaused<'a> {
-    pub downlink: &'a str,
-    pub paused: bool,
-}
-
-impl DownlinkPaused<'_> {
-    pub fn emit(&self) {
-        let route = || self.downlink.to_owned();
-        counter!("mqbridge_messages_received_total", "route" => route(), "consumer" => "1")
-            .increment(0);
-        counter!("mqbridge_messages_delivered_total", "route" => route()).increment(0);
-        gauge!("mqbridge_route_paused", "route" => route()).set(if self.paused {
-            1.0
-        } else {
-            0.0
-        });
-        if self.paused {
-            info!(
-                downlink = self.downlink,
-                "downlink paused: consuming nothing, offsets kept"
-            );
-        }
+        error!(route = self.route, error = self.error, "source");
     }
 }
 

@@ -21,6 +21,46 @@ pub struct Message {
     /// When the bridge received it, in milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
     pub publisher: Publisher,
+    /// Where it was read when not from MQTT: a Kafka record or a RocketMQ message.
+    pub origin: Option<Box<Origin>>,
+}
+
+/// Where a message read from Kafka or RocketMQ sat, and what it carried besides its topic,
+/// payload and headers (which are the message's user properties).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    pub system: System,
+    pub partition: Partition,
+    pub offset: i64,
+    /// The Kafka record key, or the RocketMQ message's keys.
+    pub key: Option<String>,
+    /// The RocketMQ tag.
+    pub tag: Option<String>,
+}
+
+/// A system messages are read from besides MQTT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum System {
+    Kafka,
+    Rocketmq,
+}
+
+impl System {
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Kafka => "kafka",
+            System::Rocketmq => "rocketmq",
+        }
+    }
+}
+
+/// Where a message sits in its source: a Kafka partition or a RocketMQ queue.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Partition {
+    pub topic: String,
+    /// The RocketMQ broker holding the queue; empty for Kafka.
+    pub broker: String,
+    pub id: i32,
 }
 
 /// MQTT v5 PUBLISH properties.
@@ -52,6 +92,47 @@ impl Message {
     /// Approximate memory held by the message, for byte metrics.
     pub fn size(&self) -> usize {
         self.topic.len() + self.payload.len()
+    }
+
+    /// A message read from `partition` at `offset` of a Kafka or RocketMQ topic, its headers
+    /// (Kafka) or user properties (RocketMQ) as user properties, received now.
+    pub fn record(origin: Origin, headers: Vec<(String, String)>, payload: Bytes) -> Self {
+        Message {
+            id: Uuid::now_v7(),
+            topic: origin.partition.topic.clone(),
+            payload,
+            qos: 1,
+            retain: false,
+            dup: false,
+            packet_id: 0,
+            properties: Properties {
+                user_properties: headers,
+                ..Default::default()
+            },
+            timestamp_ms: now_ms(),
+            publisher: Publisher::default(),
+            origin: Some(Box::new(origin)),
+        }
+    }
+
+    /// The message as the dead-letter path shows it: one read from Kafka or RocketMQ has the
+    /// topic `{system}:{topic}` and where it was read among its user properties
+    /// (`source.partition`, `source.broker`, `source.offset`, `source.key`, `source.tag`).
+    pub fn as_dead_letter(&self) -> std::borrow::Cow<'_, Message> {
+        let Some(o) = &self.origin else {
+            return std::borrow::Cow::Borrowed(self);
+        };
+        let mut m = self.clone();
+        m.topic = format!("{}:{}", o.system.name(), self.topic);
+        let user = &mut m.properties.user_properties;
+        user.push(("source.partition".into(), o.partition.id.to_string()));
+        if !o.partition.broker.is_empty() {
+            user.push(("source.broker".into(), o.partition.broker.clone()));
+        }
+        user.push(("source.offset".into(), o.offset.to_string()));
+        user.extend(o.key.iter().map(|k| ("source.key".into(), k.clone())));
+        user.extend(o.tag.iter().map(|t| ("source.tag".into(), t.clone())));
+        std::borrow::Cow::Owned(m)
     }
 }
 
@@ -96,6 +177,7 @@ pub(crate) mod tests {
                 client_id: Some("car-7".into()),
                 ..Default::default()
             },
+            origin: None,
         }
     }
 
@@ -148,6 +230,7 @@ pub(crate) mod tests {
                 properties,
                 timestamp_ms: ts,
                 publisher,
+                origin: None,
             },
         )
     }

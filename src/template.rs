@@ -77,6 +77,12 @@ impl Values for Message {
     fn client_id(&self) -> Option<&str> {
         self.publisher.client_id.as_deref()
     }
+    fn key(&self) -> Option<&str> {
+        self.origin.as_ref().and_then(|o| o.key.as_deref())
+    }
+    fn tag(&self) -> Option<&str> {
+        self.origin.as_ref().and_then(|o| o.tag.as_deref())
+    }
 }
 
 /// A parsed template, for MQTT messages when read from a config file.

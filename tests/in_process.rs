@@ -175,8 +175,8 @@ async fn one_route_stops_alone_and_resumes_with_what_the_broker_held() {
         supervisor.stop("a", Duration::from_secs(10)).await,
         Some(true)
     );
-    assert!(supervisor.route("a").is_none());
-    assert_eq!(supervisor.route("b").unwrap().state(), RouteState::Running);
+    assert!(supervisor.flow("a").is_none());
+    assert_eq!(supervisor.flow("b").unwrap().state(), RouteState::Running);
     publisher
         .publish_numbered(0..N, |i| format!("a/{}", i % 3))
         .await;
@@ -195,7 +195,7 @@ async fn one_route_stops_alone_and_resumes_with_what_the_broker_held() {
         (0..N).all(|i| !arrived.contains_key(&format!("msg-{i}"))),
         "route a took messages while stopped"
     );
-    let stats = supervisor.route("b").unwrap().stats();
+    let stats = supervisor.flow("b").unwrap().stats();
     assert!(stats.delivered >= N as u64, "{stats:?}");
     assert_eq!(stats.in_flight, 0, "{stats:?}");
 

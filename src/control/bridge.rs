@@ -19,9 +19,8 @@ use super::{Command, Control, ControlError};
 use crate::admin::{Access, SharedAccess};
 use crate::config::Config;
 use crate::dead_letter::DeadLetter;
-use crate::downlinks::{DownlinkShared, Downlinks};
 use crate::mqtt::Endpoint;
-use crate::route::{Shared, Supervisor};
+use crate::route::{Flow, Shared, Supervisor};
 use crate::sinks::Connection;
 use crate::{admin, RunError};
 
@@ -32,7 +31,6 @@ pub(super) struct Bridge {
     /// The files the running configuration read secrets and certificates from.
     pub(super) stamps: Stamps,
     pub(super) supervisor: Supervisor,
-    pub(super) downlinks: Downlinks,
     pub(super) dead_letter: Arc<DeadLetter>,
     pub(super) published: watch::Sender<Connections>,
     pub(super) checks: Arc<Checks>,
@@ -84,15 +82,12 @@ pub async fn run(
         supervisor.start(route, false)?;
         consumers += route.consumers;
     }
-    let mut downlinks = Downlinks::new(DownlinkShared {
-        endpoint: endpoint.clone(),
-        mqtt: config.mqtt.clone(),
-        dead_letter: dead_letter.clone(),
-    });
     for d in config.downlinks.iter().filter(|d| d.enabled) {
-        downlinks
-            .start(d, &config.connections, false)
-            .map_err(RunError::Downlink)?;
+        let connection = config.connections.get(&d.connection);
+        let connection = connection.ok_or_else(|| RunError::Downlink(d.name.clone()))?;
+        supervisor
+            .start_downlink(d, connection, false)
+            .map_err(|e| RunError::Downlink(e.to_string()))?;
     }
     info!(broker = %endpoint.address(), routes = config.routes.len(), consumers, downlinks = config.downlinks.len(), "mqbridge running");
     let mut bridge = Bridge {
@@ -100,7 +95,6 @@ pub async fn run(
         config,
         connections,
         supervisor,
-        downlinks,
         dead_letter,
         published,
         checks,
@@ -119,11 +113,7 @@ pub async fn run(
     // Commands sent from now on get no answer.
     control.rx.close();
     let limit = bridge.config.shutdown_timeout;
-    let (routes_finished, downlinks_finished) = tokio::join!(
-        bridge.supervisor.stop_all(limit),
-        bridge.downlinks.stop_all(limit)
-    );
-    let finished = routes_finished && downlinks_finished;
+    let finished = bridge.supervisor.stop_all(limit).await;
     stop_admin.cancel();
     stop_checks.cancel();
     bridge.dead_letter.close().await;
@@ -175,8 +165,7 @@ impl Bridge {
             }
             Command::Readiness(reply) => {
                 let readiness = status::readiness(
-                    self.supervisor.routes(),
-                    self.downlinks.iter(),
+                    self.supervisor.flows(),
                     &self.checks.results(),
                     self.config.admin.failing_after,
                 );
@@ -186,13 +175,17 @@ impl Bridge {
     }
 
     fn overview(&self) -> Overview {
-        let mut routes: Vec<RouteStatus> = self.supervisor.routes().map(RouteStatus::of).collect();
+        let (mut routes, mut downlinks) = (Vec::new(), Vec::new());
+        for handle in self.supervisor.flows() {
+            match handle.flow() {
+                Flow::Route(r) => routes.push(RouteStatus::of(handle, r)),
+                Flow::Downlink(d) => downlinks.push(DownlinkStatus::of(handle, d)),
+            }
+        }
         for route in self.config.routes.iter().filter(|r| !r.enabled) {
             routes.push(RouteStatus::disabled(route));
         }
         routes.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut downlinks: Vec<DownlinkStatus> =
-            self.downlinks.iter().map(DownlinkStatus::of).collect();
         for d in self.config.downlinks.iter().filter(|d| !d.enabled) {
             downlinks.push(DownlinkStatus::disabled(d));
         }
@@ -205,18 +198,17 @@ impl Bridge {
     }
 
     fn set_paused(&mut self, route: &str, paused: bool) -> Result<Paused, ControlError> {
-        if let Some(downlink) = self.downlinks.get(route) {
-            downlink.set_paused(paused);
-            return Ok(Paused::Downlink(DownlinkStatus::of(downlink)));
-        }
         let handle = self
             .supervisor
-            .route(route)
+            .flow(route)
             .ok_or_else(|| ControlError::NoRoute(route.to_owned()))?;
         if handle.is_paused() != paused {
             handle.set_paused(paused);
             crate::events::RoutePaused { route, paused }.emit();
         }
-        Ok(Paused::Route(RouteStatus::of(handle)))
+        Ok(match handle.flow() {
+            Flow::Route(r) => Paused::Route(RouteStatus::of(handle, r)),
+            Flow::Downlink(d) => Paused::Downlink(DownlinkStatus::of(handle, d)),
+        })
     }
 }

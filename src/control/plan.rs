@@ -4,8 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::config::RouteConfig;
-use crate::downlinks::DownlinkConfig;
+use crate::route;
 
 /// What the plan needs of a flow's settings.
 pub(super) trait Flow: PartialEq {
@@ -15,24 +14,20 @@ pub(super) trait Flow: PartialEq {
 }
 
 /// Routes and downlinks name their connection and are switched off alike.
-macro_rules! flow {
-    ($config:ty) => {
-        impl Flow for $config {
-            fn name(&self) -> &str {
-                &self.name
-            }
-            fn connection(&self) -> &str {
-                &self.connection
-            }
-            fn enabled(&self) -> bool {
-                self.enabled
-            }
+impl Flow for route::Flow {
+    fn name(&self) -> &str {
+        route::Flow::name(self)
+    }
+    fn connection(&self) -> &str {
+        route::Flow::connection(self)
+    }
+    fn enabled(&self) -> bool {
+        match self {
+            route::Flow::Route(r) => r.enabled,
+            route::Flow::Downlink(d) => d.enabled,
         }
-    };
+    }
 }
-
-flow!(RouteConfig);
-flow!(DownlinkConfig);
 
 /// A running flow: its name, whether it is paused, and the settings it runs with.
 pub(super) type Running<C> = (String, bool, C);

@@ -18,12 +18,12 @@ use super::bridge::Bridge;
 use super::plan::{plan, Plan, Running};
 use super::status::ReloadOutcome;
 use super::ControlError;
-use crate::config::{self, Config, RouteConfig};
+use crate::config::{self, Config};
 use crate::dead_letter::DeadLetter;
-use crate::downlinks::{DownlinkConfig, DownlinkShared};
 use crate::events;
 use crate::message::now_ms;
 use crate::mqtt::Endpoint;
+use crate::route::Flow;
 use crate::sinks::Connection;
 
 /// What a reload did.
@@ -147,27 +147,22 @@ impl Bridge {
         report.connections = changed_connections.iter().cloned().collect();
 
         // Which routes and downlinks stop, restart or start.
-        let running: Vec<Running<RouteConfig>> = self
+        let running: Vec<Running<Flow>> = self
             .supervisor
-            .routes()
-            .map(|h| (h.name().to_owned(), h.is_paused(), h.config().clone()))
+            .flows()
+            .map(|h| (h.name().to_owned(), h.is_paused(), h.flow().clone()))
             .collect();
-        let routes = plan(&running, &new.routes, everything, &changed_connections);
-        let running: Vec<Running<DownlinkConfig>> = self
-            .downlinks
-            .iter()
-            .map(|h| (h.name().to_owned(), h.is_paused(), h.config.clone()))
+        let routes = new.routes.iter().cloned().map(Flow::Route);
+        let wanted: Vec<Flow> = routes
+            .chain(new.downlinks.iter().cloned().map(Flow::Downlink))
             .collect();
-        let downlinks = plan(&running, &new.downlinks, everything, &changed_connections);
-        report.unchanged = [&routes.unchanged[..], &downlinks.unchanged[..]].concat();
+        let flows = plan(&running, &wanted, everything, &changed_connections);
+        report.unchanged = flows.unchanged.clone();
 
-        let downlink_endpoint =
-            Endpoint::new(&new.mqtt).map_err(|e| ControlError::Failed(e.to_string()))?;
-        // Drain what goes away or restarts, then swap what the routes share.
+        // Drain what goes away or restarts, then swap what the flows share.
         let limit = new.shutdown_timeout;
-        self.stop_flows(&routes, &downlinks, limit, &mut report)
-            .await;
-        report.removed = [&routes.removed[..], &downlinks.removed[..]].concat();
+        self.stop_flows(&flows, limit, &mut report).await;
+        report.removed = flows.removed.clone();
         let retired = self.swap_connections(built, &new);
         let connections = Arc::new(self.connections.clone());
         let old_dead_letter = self.supervisor.update_shared(|shared| {
@@ -182,12 +177,7 @@ impl Bridge {
             self.dead_letter = self.supervisor.dead_letter();
             old.close().await;
         }
-        self.downlinks.set_shared(DownlinkShared {
-            endpoint: downlink_endpoint,
-            mqtt: new.mqtt.clone(),
-            dead_letter: self.dead_letter.clone(),
-        });
-        self.start_flows(&routes, &downlinks, &new, &mut report);
+        self.start_flows(&flows, &new, &mut report);
         if new.admin.listen != self.config.admin.listen {
             report
                 .notes
@@ -227,22 +217,14 @@ impl Bridge {
     /// Drains and stops the flows that go away or restart.
     async fn stop_flows(
         &mut self,
-        routes: &Plan<'_, RouteConfig>,
-        downlinks: &Plan<'_, DownlinkConfig>,
+        flows: &Plan<'_, Flow>,
         limit: Duration,
         report: &mut ReloadReport,
     ) {
-        for name in routes.stopping() {
+        for name in flows.stopping() {
             if self.supervisor.stop(&name, limit).await == Some(false) {
                 report.notes.push(format!(
-                    "route \"{name}\" did not finish within {limit:?}: what it held is left to the broker to redeliver"
-                ));
-            }
-        }
-        for name in downlinks.stopping() {
-            if self.downlinks.stop(&name, limit).await == Some(false) {
-                report.notes.push(format!(
-                    "downlink \"{name}\" did not finish within {limit:?}: its batch is left uncommitted, for the source to deliver again"
+                    "\"{name}\" did not finish within {limit:?}: what it held is left to its source to deliver again"
                 ));
             }
         }
@@ -298,23 +280,18 @@ impl Bridge {
         Ok((built, Some((endpoint, Arc::new(dead_letter)))))
     }
 
-    /// Starts what restarts (paused if it was) and what was added, downlinks first.
-    fn start_flows(
-        &mut self,
-        routes: &Plan<'_, RouteConfig>,
-        downlinks: &Plan<'_, DownlinkConfig>,
-        new: &Config,
-        report: &mut ReloadReport,
-    ) {
-        for (d, paused, again) in downlinks.starts() {
-            match self.downlinks.start(d, &new.connections, paused) {
-                Ok(()) => report.started(&d.name, again),
-                Err(e) => report.notes.push(e),
-            }
-        }
-        for (r, paused, again) in routes.starts() {
-            match self.supervisor.start(r, paused) {
-                Ok(()) => report.started(&r.name, again),
+    /// Starts what restarts (paused if it was) and what was added.
+    fn start_flows(&mut self, flows: &Plan<'_, Flow>, new: &Config, report: &mut ReloadReport) {
+        for (flow, paused, again) in flows.starts() {
+            let started = match flow {
+                Flow::Route(r) => self.supervisor.start(r, paused),
+                Flow::Downlink(d) => match new.connections.get(&d.connection) {
+                    Some(c) => self.supervisor.start_downlink(d, c, paused),
+                    None => continue,
+                },
+            };
+            match started {
+                Ok(()) => report.started(flow.name(), again),
                 Err(e) => report.notes.push(format!("{e}")),
             }
         }

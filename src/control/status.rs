@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use std::sync::atomic::Ordering;
-
 use crate::config::RouteConfig;
-use crate::downlinks::{DownlinkConfig, DownlinkHandle};
+use crate::downlinks::DownlinkConfig;
 use crate::message::now_ms;
+use crate::pipeline::StatsSnapshot;
 use crate::route::{RouteHandle, RouteState};
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,7 +53,7 @@ pub struct RouteStatus {
     pub last_error: Option<LastError>,
 }
 
-/// A downlink's state and counts.
+/// A downlink's state and counts: the routes' own, with what it reads and publishes to.
 #[derive(Debug, Clone, Serialize)]
 pub struct DownlinkStatus {
     pub name: String,
@@ -68,50 +67,36 @@ pub struct DownlinkStatus {
     pub group: String,
     pub mqtt_topic: String,
     pub received: u64,
+    /// Published to the MQTT broker (a route's `delivered`).
     pub published: u64,
     pub dead_lettered: u64,
     pub retried: u64,
+    pub in_flight: u64,
+    pub delay_seconds: f64,
     /// When the broker last acknowledged a publish, in ms since the Unix epoch.
     pub last_publish: Option<u64>,
     pub last_error: Option<LastError>,
 }
 
 impl DownlinkStatus {
-    pub fn of(handle: &DownlinkHandle) -> Self {
-        let config = &handle.config;
-        let stats = &handle.stats;
-        let last_error = stats
-            .last_error()
-            .map(|(message, at)| LastError { message, at });
-        let started = stats.started.load(Ordering::Relaxed);
-        let failing = stats.failing_since.load(Ordering::Relaxed) != 0;
-        let (state, reason) = if handle.is_stopping() {
-            ("stopping", None)
-        } else if !started {
-            ("starting", last_error.as_ref().map(|e| e.message.clone()))
-        } else if handle.is_paused() {
-            ("paused", None)
-        } else if failing {
-            ("failing", last_error.as_ref().map(|e| e.message.clone()))
-        } else {
-            ("running", None)
-        };
-        let last_publish = stats.last_publish.load(Ordering::Relaxed);
+    pub fn of(handle: &RouteHandle, config: &DownlinkConfig) -> Self {
+        let stats = handle.stats();
+        let (state, reason) = condition(handle, &stats);
         DownlinkStatus {
-            name: config.name.clone(),
             state,
             reason,
             enabled: true,
-            connection: config.connection.clone(),
-            topic: config.topic.clone(),
-            group: config.group(),
-            mqtt_topic: config.mqtt_topic.text().to_owned(),
-            received: stats.received.load(Ordering::Relaxed),
-            published: stats.published.load(Ordering::Relaxed),
-            dead_lettered: stats.dead_lettered.load(Ordering::Relaxed),
-            retried: stats.retried.load(Ordering::Relaxed),
-            last_publish: (last_publish != 0).then_some(last_publish),
-            last_error,
+            received: stats.received,
+            published: stats.delivered,
+            dead_lettered: stats.dead_lettered,
+            retried: stats.retried,
+            in_flight: stats.in_flight,
+            delay_seconds: stats.delay_ms as f64 / 1000.0,
+            last_publish: stats.last_delivery_ms,
+            last_error: stats
+                .last_error
+                .map(|(message, at)| LastError { message, at }),
+            ..Self::disabled(config)
         }
     }
 
@@ -119,7 +104,7 @@ impl DownlinkStatus {
         DownlinkStatus {
             name: config.name.clone(),
             state: "stopped",
-            reason: None,
+            reason: Some("enabled = false".into()),
             enabled: false,
             connection: config.connection.clone(),
             topic: config.topic.clone(),
@@ -129,9 +114,46 @@ impl DownlinkStatus {
             published: 0,
             dead_lettered: 0,
             retried: 0,
+            in_flight: 0,
+            delay_seconds: 0.0,
             last_publish: None,
             last_error: None,
         }
+    }
+}
+
+/// A flow's state and why, by one rule for routes and downlinks.
+fn condition(handle: &RouteHandle, stats: &StatsSnapshot) -> (&'static str, Option<String>) {
+    let consumers = handle.consumers();
+    let started = consumers.iter().all(|c| c.ever_subscribed());
+    let down = consumers.iter().filter(|c| !c.connected()).count();
+    match handle.state() {
+        RouteState::Stopping => ("stopping", None),
+        RouteState::Stopped => ("stopped", None),
+        RouteState::Running if handle.is_paused() => ("paused", None),
+        RouteState::Running if !started => {
+            let refused = consumers.iter().find_map(|c| c.refused());
+            let reason = refused
+                .unwrap_or_else(|| "waiting for every consumer to connect and subscribe".into());
+            ("starting", Some(reason))
+        }
+        RouteState::Running if down > 0 => (
+            "failing",
+            Some(format!(
+                "{down} of {} consumers disconnected",
+                consumers.len()
+            )),
+        ),
+        RouteState::Running => match stats.failing_since_ms {
+            Some(since) => (
+                "failing",
+                Some(format!(
+                    "every send has failed for {:.0} s",
+                    now_ms().saturating_sub(since) as f64 / 1000.0
+                )),
+            ),
+            None => ("running", None),
+        },
     }
 }
 
@@ -160,8 +182,7 @@ pub struct LastError {
 }
 
 impl RouteStatus {
-    pub fn of(handle: &RouteHandle) -> Self {
-        let config = handle.config();
+    pub fn of(handle: &RouteHandle, config: &RouteConfig) -> Self {
         let stats = handle.stats();
         let consumers: Vec<ConsumerView> = handle
             .consumers()
@@ -173,34 +194,7 @@ impl RouteStatus {
                 refused: c.refused(),
             })
             .collect();
-        let started = handle.consumers().iter().all(|c| c.ever_subscribed());
-        let down = consumers.iter().filter(|c| !c.connected).count();
-        let (state, reason) = match handle.state() {
-            RouteState::Stopping => ("stopping", None),
-            RouteState::Stopped => ("stopped", None),
-            RouteState::Running if handle.is_paused() => ("paused", None),
-            RouteState::Running if !started => (
-                "starting",
-                Some("waiting for every consumer to connect and subscribe".to_owned()),
-            ),
-            RouteState::Running if down > 0 => (
-                "failing",
-                Some(format!(
-                    "{down} of {} consumers disconnected",
-                    consumers.len()
-                )),
-            ),
-            RouteState::Running => match stats.failing_since_ms {
-                Some(since) => (
-                    "failing",
-                    Some(format!(
-                        "every send has failed for {:.0} s",
-                        now_ms().saturating_sub(since) as f64 / 1000.0
-                    )),
-                ),
-                None => ("running", None),
-            },
-        };
+        let (state, reason) = condition(handle, &stats);
         RouteStatus {
             name: config.name.clone(),
             state,
@@ -257,44 +251,19 @@ pub struct Readiness {
 }
 
 pub fn readiness<'a>(
-    routes: impl Iterator<Item = &'a RouteHandle>,
-    downlinks: impl Iterator<Item = &'a DownlinkHandle>,
+    flows: impl Iterator<Item = &'a RouteHandle>,
     checks: &BTreeMap<String, Result<String, String>>,
     failing_after: Duration,
 ) -> Readiness {
     let mut reasons = Vec::new();
     let mut used = BTreeMap::new();
-    for handle in downlinks.filter(|d| !d.is_paused()) {
-        if !handle.stats.started.load(Ordering::Relaxed)
-            && handle.started_at.elapsed() > failing_after
-        {
-            let error = handle
-                .stats
-                .last_error()
-                .map(|(e, _)| e)
-                .unwrap_or_default();
-            reasons.push(format!(
-                "downlink \"{}\": its consumer has not started: {error}",
-                handle.name()
-            ));
-        }
-        let since = handle.stats.failing_since.load(Ordering::Relaxed);
-        let failing = Duration::from_millis(now_ms().saturating_sub(since));
-        if since != 0 && failing > failing_after {
-            reasons.push(format!(
-                "downlink \"{}\": publishing to the MQTT broker has failed for {} s",
-                handle.name(),
-                failing.as_secs()
-            ));
-        }
-    }
-    for handle in routes {
-        let name = handle.name();
-        used.insert(handle.config().connection.clone(), name.to_owned());
+    for handle in flows {
+        let name = format!("{} \"{}\"", handle.flow().what(), handle.name());
+        used.insert(handle.flow().connection().to_owned(), name.clone());
         if !handle.consumers().iter().any(|c| c.connected()) {
-            reasons.push(format!(
-                "route \"{name}\": no consumer connected to the broker"
-            ));
+            let why = handle.consumers().iter().find_map(|c| c.refused());
+            let why = why.map(|e| format!(": {e}")).unwrap_or_default();
+            reasons.push(format!("{name}: no consumer connected{why}"));
         }
         let stats = handle.stats();
         if let Some(since) = stats.failing_since_ms {
@@ -302,7 +271,7 @@ pub fn readiness<'a>(
             if failing > failing_after {
                 let error = stats.last_error.map(|(e, _)| e).unwrap_or_default();
                 reasons.push(format!(
-                    "route \"{name}\": every send has failed for {} s: {error}",
+                    "{name}: every send has failed for {} s: {error}",
                     failing.as_secs()
                 ));
             }
@@ -311,7 +280,7 @@ pub fn readiness<'a>(
     for (connection, route) in used {
         if let Some(Err(e)) = checks.get(&connection) {
             reasons.push(format!(
-                "connection \"{connection}\" (route \"{route}\"): check failed: {e}"
+                "connection \"{connection}\" ({route}): check failed: {e}"
             ));
         }
     }

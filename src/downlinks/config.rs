@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::template::TopicTemplate;
 use crate::config::{Check, ConnectionConfig};
-use crate::sinks::kafka::KafkaConnectionConfig;
-use crate::sinks::rocketmq::RocketmqConnectionConfig;
-use crate::topic::{check_kafka_topic, check_rocketmq_group, check_rocketmq_topic};
+use crate::sinks::mqtt::{PublishSettings, TopicTemplate};
+use crate::sources::{ReadSpec, StartFrom};
 
 /// `[[downlinks]]`: a Kafka or RocketMQ topic read by a consumer group and published to the
 /// MQTT broker, one PUBLISH per message. A message counts as consumed (its offset committed)
@@ -66,33 +64,6 @@ pub struct DownlinkConfig {
     pub enabled: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StartFrom {
-    #[default]
-    Latest,
-    Earliest,
-}
-
-/// The kind of source a downlink reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceKind {
-    Kafka,
-    Rocketmq,
-}
-
-impl SourceKind {
-    pub fn of(connection: &ConnectionConfig) -> Option<Self> {
-        if connection.settings::<KafkaConnectionConfig>().is_some() {
-            Some(SourceKind::Kafka)
-        } else if connection.settings::<RocketmqConnectionConfig>().is_some() {
-            Some(SourceKind::Rocketmq)
-        } else {
-            None
-        }
-    }
-}
-
 fn default_tags() -> String {
     "*".into()
 }
@@ -114,6 +85,27 @@ impl DownlinkConfig {
         self.group
             .clone()
             .unwrap_or_else(|| format!("mqbridge-{}", self.name))
+    }
+
+    /// What its reader reads.
+    pub fn read_spec(&self) -> ReadSpec {
+        ReadSpec {
+            name: self.name.clone(),
+            topic: self.topic.clone(),
+            tags: self.tags.clone(),
+            group: self.group(),
+            start: self.start,
+        }
+    }
+
+    /// How its messages are published.
+    pub fn publish_settings(&self) -> PublishSettings {
+        PublishSettings {
+            topic: self.mqtt_topic.clone(),
+            qos: self.qos,
+            retain: self.retain,
+            message_expiry: self.message_expiry,
+        }
     }
 
     /// Checks what needs more than types; `connection` is the named connection, when defined.
@@ -146,44 +138,26 @@ impl DownlinkConfig {
         if let Err(e) = self.mqtt_topic.check_static() {
             check.field("mqtt_topic", e);
         }
-        let Some(kind) = connection.map(SourceKind::of) else {
+        let Some(connection) = connection else {
             return;
         };
-        match kind {
-            None => check.field(
+        if !connection.readable() {
+            check.field(
                 "connection",
                 format!(
                     "\"{}\" is a {} connection; a downlink reads a kafka or rocketmq connection",
                     self.connection,
-                    connection.map(|c| c.kind()).unwrap_or_default()
+                    connection.kind()
                 ),
-            ),
-            Some(SourceKind::Kafka) => {
-                if let Err(e) = check_kafka_topic(&self.topic) {
-                    check.field("topic", e);
-                }
-                if self.tags != "*" {
-                    check.field("tags", "a RocketMQ filter; Kafka topics have no tags");
-                }
-                if self.mqtt_topic.uses_tag() {
-                    check.field("mqtt_topic", "`{tag}`: Kafka records have no tag");
-                }
-                if self.group.as_deref() == Some("") {
-                    check.field("group", "empty");
-                }
-            }
-            Some(SourceKind::Rocketmq) => {
-                if let Err(e) = check_rocketmq_topic(&self.topic) {
-                    check.field("topic", e);
-                }
-                if self.tags.trim().is_empty() {
-                    check.field("tags", "empty: write \"*\" for every message");
-                }
-                if let Err(e) = check_rocketmq_group(&self.group()) {
-                    check.field("group", e);
-                }
-            }
+            );
+            return;
         }
+        if self.group.as_deref() == Some("") {
+            check.field("group", "empty");
+            return;
+        }
+        let uses_tag = self.mqtt_topic.uses_tag();
+        connection.check_reader(&self.read_spec(), uses_tag, check);
     }
 }
 

@@ -109,6 +109,7 @@ impl<A: Acker> Pipeline<A> {
         for acker in &self.ackers {
             acker.close().await;
         }
+        self.ctx.sink.close().await;
     }
 
     fn take(&self, d: Delivery<A::Token>, state: &mut State<A::Token>, now: Instant) {

@@ -1,5 +1,5 @@
-//! A running route as the supervisor holds it: its own stop signals, its state and counts, and
-//! its task. Stopping one route stops nothing else.
+//! A running flow (a route or a downlink) as the supervisor holds it: its own stop signals, its
+//! state and counts, and its task. Stopping one flow stops nothing else.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,8 +8,42 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RouteConfig;
+use crate::downlinks::DownlinkConfig;
 use crate::pipeline::{Pause, RouteStats, StatsSnapshot};
-use crate::sources::mqtt::ConsumerStatus;
+use crate::sources::ConsumerStatus;
+
+/// What a flow runs, as configured: `[[routes]]` (MQTT to any sink) or `[[downlinks]]` (Kafka
+/// or RocketMQ to MQTT).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Flow {
+    Route(RouteConfig),
+    Downlink(DownlinkConfig),
+}
+
+impl Flow {
+    pub fn name(&self) -> &str {
+        match self {
+            Flow::Route(r) => &r.name,
+            Flow::Downlink(d) => &d.name,
+        }
+    }
+
+    /// "route" or "downlink", as the configuration says.
+    pub fn what(&self) -> &'static str {
+        match self {
+            Flow::Route(_) => "route",
+            Flow::Downlink(_) => "downlink",
+        }
+    }
+
+    /// The connection it reads from (downlink) or delivers to (route).
+    pub fn connection(&self) -> &str {
+        match self {
+            Flow::Route(r) => &r.connection,
+            Flow::Downlink(d) => &d.connection,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteState {
@@ -22,7 +56,7 @@ pub enum RouteState {
 pub struct RouteHandle {
     pub(super) name: String,
     /// The settings it runs with.
-    pub(super) config: RouteConfig,
+    pub(super) flow: Flow,
     pub(super) pause: Arc<Pause>,
     pub(super) consumers: Vec<Arc<ConsumerStatus>>,
     /// The supervisor's number for this start of the route.
@@ -48,8 +82,24 @@ impl RouteHandle {
         self.stats.snapshot()
     }
 
-    pub fn config(&self) -> &RouteConfig {
-        &self.config
+    pub fn flow(&self) -> &Flow {
+        &self.flow
+    }
+
+    /// Its settings when it is a route.
+    pub fn route_config(&self) -> Option<&RouteConfig> {
+        match &self.flow {
+            Flow::Route(r) => Some(r),
+            Flow::Downlink(_) => None,
+        }
+    }
+
+    /// Its settings when it is a downlink.
+    pub fn downlink_config(&self) -> Option<&DownlinkConfig> {
+        match &self.flow {
+            Flow::Downlink(d) => Some(d),
+            Flow::Route(_) => None,
+        }
     }
 
     pub fn consumers(&self) -> &[Arc<ConsumerStatus>] {
@@ -60,8 +110,8 @@ impl RouteHandle {
         self.pause.is_paused()
     }
 
-    /// Stops (or resumes) reading from the broker; the consumers stay connected and what is
-    /// in flight is delivered and acknowledged.
+    /// Stops (or resumes) deliveries: while paused none starts, and the consumers read
+    /// nothing more, staying connected (or in their group).
     pub fn set_paused(&self, paused: bool) {
         self.pause.set(paused);
     }

@@ -1,8 +1,8 @@
-//! Routes at run time: the supervisor that starts each route's consumers and pipeline
-//! (`supervisor`) and the handle it keeps per route (`handle`).
+//! Flows at run time, routes and downlinks alike: the supervisor that starts each one's source,
+//! pipeline and sink (`supervisor`) and the handle it keeps per flow (`handle`).
 
 mod handle;
 mod supervisor;
 
-pub use handle::{RouteHandle, RouteState};
+pub use handle::{Flow, RouteHandle, RouteState};
 pub use supervisor::{Shared, StartError, Supervisor};

@@ -1,26 +1,38 @@
-//! The supervisor: starts each route (its MQTT consumers and its pipeline) and holds one handle
-//! per route, so that a route can be stopped, and later paused, resumed or replaced, alone.
-//! A route whose task ends without being asked to is reported to the caller.
+//! The supervisor: starts each flow (a route: MQTT consumers, the pipeline and the route's sink;
+//! a downlink: a Kafka or RocketMQ reader, the pipeline and an MQTT sink) and holds one handle
+//! per flow, so that each can be stopped, paused, resumed or replaced alone. A flow whose task
+//! ends without being asked to is reported to the caller.
 
 use std::collections::BTreeMap;
 use std::hash::RandomState;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::FutureExt;
 use rumqttc::v5::mqttbytes::QoS;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::handle::{set, RouteHandle, RouteState};
+use super::handle::{set, Flow, RouteHandle, RouteState};
 use crate::config::{MqttConfig, RouteConfig};
 use crate::dead_letter::DeadLetter;
+use crate::downlinks::DownlinkConfig;
 use crate::events::RouteMetrics;
 use crate::mqtt::Endpoint;
 use crate::pipeline::{Context, Pause, Pipeline, RouteStats, Settings};
-use crate::sinks::{BoxError, Connection, RouteContext};
-use crate::sources::mqtt::{self as source, ConsumerSpec, ConsumerStatus};
+use crate::sinks::mqtt::MqttSink;
+use crate::sinks::{BoxError, Connection, ConnectionConfig, RouteContext, Sink};
+use crate::sources::mqtt::{self as source, ConsumerSpec};
+use crate::sources::records::{self, RecordSpec};
+use crate::sources::ConsumerStatus;
+
+/// A downlink's batches on their way at once (of different partitions), and its ack lanes.
+const DOWNLINK_CONCURRENCY: usize = 4;
+/// Refusals of a message by the MQTT broker (other than for rights) before it is
+/// dead-lettered.
+const DOWNLINK_ATTEMPTS: u32 = 5;
 
 /// What every route uses.
 pub struct Shared {
@@ -40,6 +52,15 @@ pub enum StartError {
     Sink(String, #[source] BoxError),
     #[error("route \"{0}\" is running already")]
     Running(String),
+}
+
+/// A flow's run-time parts, before its source starts.
+struct Parts {
+    ctx: Arc<Context>,
+    pause: Arc<Pause>,
+    stats: Arc<RouteStats>,
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
 }
 
 /// How a route task ended: its name, its start's number and the outcome.
@@ -67,11 +88,12 @@ impl Supervisor {
         }
     }
 
-    pub fn routes(&self) -> impl Iterator<Item = &RouteHandle> {
+    /// The running routes and downlinks.
+    pub fn flows(&self) -> impl Iterator<Item = &RouteHandle> {
         self.routes.values()
     }
 
-    pub fn route(&self, name: &str) -> Option<&RouteHandle> {
+    pub fn flow(&self, name: &str) -> Option<&RouteHandle> {
         self.routes.get(name)
     }
 
@@ -107,64 +129,174 @@ impl Supervisor {
                 &route.sink,
             )
             .map_err(|e| StartError::Sink(route.name.clone(), e))?;
-        let shutdown = self.shared.shutdown.child_token();
-        let hard_stop = CancellationToken::new();
-        let stats = Arc::new(RouteStats::default());
-        let pause = Arc::new(Pause::new(paused));
-        let ctx = Arc::new(Context {
-            route: route.name.as_str().into(),
-            metrics: RouteMetrics::new(&route.name, route.consumers as usize),
-            max_attempts: route.max_attempts,
-            sink,
-            dead_letter: self.shared.dead_letter.clone(),
-            skip_marked: self
-                .shared
-                .mqtt
-                .origin_marker()
-                .map(|(name, _)| name.into()),
-            shutdown: shutdown.clone(),
-            hard_stop: hard_stop.clone(),
-            pause: pause.clone(),
-            stats: stats.clone(),
-        });
-        let state = Arc::new(Mutex::new(RouteState::Running));
-        if paused {
-            crate::events::RoutePaused {
-                route: &route.name,
-                paused,
-            }
-            .emit();
-        }
+        let flow = Flow::Route(route.clone());
+        let settings = Settings {
+            batch_size: route.batch_size,
+            max_wait: route.max_wait,
+            ordered: route.is_ordered(),
+            concurrency: route.concurrency,
+        };
         let consumers: Vec<Arc<ConsumerStatus>> = (1..=route.consumers)
             .map(|n| {
                 let id = format!("{}-{}-{n}", self.shared.mqtt.client_id_prefix, route.name);
                 Arc::new(ConsumerStatus::new(id))
             })
             .collect();
-        let work = self.route_task(route, ctx, &pause, &consumers);
-        self.starts += 1;
-        let (name, ended, done) = (route.name.clone(), self.ended_tx.clone(), state.clone());
-        let start = self.starts;
-        let task = tokio::spawn(async move {
-            let result = std::panic::AssertUnwindSafe(work).catch_unwind().await;
-            set(&done, RouteState::Stopped);
-            let result = result.map_err(|panic| panic_text(&*panic));
-            let _ = ended.send((name, start, result));
+        let skip_marked = self
+            .shared
+            .mqtt
+            .origin_marker()
+            .map(|(name, _)| name.into());
+        let parts = self.parts(&flow, sink, route.max_attempts, skip_marked, paused);
+        let work = self.route_task(route, settings, &parts, &consumers);
+        self.launch(flow, parts, consumers, work);
+        Ok(())
+    }
+
+    /// Starts downlink `d`, reading from `connection` (Kafka or RocketMQ) and publishing to the
+    /// broker through connections of its own.
+    pub fn start_downlink(
+        &mut self,
+        d: &DownlinkConfig,
+        connection: &ConnectionConfig,
+        paused: bool,
+    ) -> Result<(), StartError> {
+        if self.routes.contains_key(&d.name) {
+            return Err(StartError::Running(d.name.clone()));
+        }
+        let spec = d.read_spec();
+        if !connection.readable() {
+            let e = format!("connection \"{}\" cannot be read from", d.connection);
+            return Err(StartError::Sink(d.name.clone(), e.into()));
+        }
+        let mqtt = &self.shared.mqtt;
+        let client_id = format!("{}-downlink-{}", mqtt.client_id_prefix, d.name);
+        let sink = Arc::new(MqttSink::start(
+            &self.shared.endpoint,
+            &client_id,
+            d.mqtt_connections,
+            DOWNLINK_CONCURRENCY * d.batch_size + 64,
+            mqtt.origin_marker(),
+            d.publish_settings(),
+        ));
+        let flow = Flow::Downlink(d.clone());
+        let parts = self.parts(&flow, sink, DOWNLINK_ATTEMPTS, None, paused);
+        let status = Arc::new(ConsumerStatus::new(spec.group.clone()));
+        let (tx, intake) = mpsc::unbounded_channel();
+        let source = RecordSpec {
+            route: parts.ctx.route.clone(),
+            lanes: DOWNLINK_CONCURRENCY,
+            pause: parts.pause.clone(),
+            status: status.clone(),
+            max_messages: (DOWNLINK_CONCURRENCY + 1) * d.batch_size,
+            max_bytes: mqtt.max_inflight_bytes as usize,
+            shutdown: parts.shutdown.clone(),
+        };
+        let connection = connection.clone();
+        let open: records::Open = Box::new(move || match connection.open_reader(spec.clone()) {
+            Some(open) => open,
+            None => Box::pin(async { Err("not a source".into()) }),
         });
-        let handle = RouteHandle {
-            name: route.name.clone(),
-            config: route.clone(),
+        let (ackers, reader) = records::start(open, source, tx);
+        let pipeline = Pipeline {
+            ctx: parts.ctx.clone(),
+            settings: Settings {
+                batch_size: d.batch_size,
+                max_wait: Duration::ZERO,
+                ordered: true,
+                concurrency: DOWNLINK_CONCURRENCY,
+            },
+            intake,
+            ackers,
+        };
+        let work = async move {
+            pipeline.run().await;
+            let _ = reader.await;
+        };
+        self.launch(flow, parts, vec![status], work.boxed());
+        Ok(())
+    }
+
+    /// What every flow's run needs: its stop signals, pause, counts and delivery context.
+    fn parts(
+        &self,
+        flow: &Flow,
+        sink: Arc<dyn Sink>,
+        max_attempts: u32,
+        skip_marked: Option<Arc<str>>,
+        paused: bool,
+    ) -> Parts {
+        let shutdown = self.shared.shutdown.child_token();
+        let hard_stop = CancellationToken::new();
+        let stats = Arc::new(RouteStats::default());
+        let pause = Arc::new(Pause::new(paused));
+        let lanes = match flow {
+            Flow::Route(r) => r.consumers as usize,
+            Flow::Downlink(_) => DOWNLINK_CONCURRENCY,
+        };
+        let ctx = Arc::new(Context {
+            route: flow.name().into(),
+            metrics: RouteMetrics::new(flow.name(), lanes),
+            max_attempts,
+            sink,
+            dead_letter: self.shared.dead_letter.clone(),
+            skip_marked,
+            shutdown: shutdown.clone(),
+            hard_stop: hard_stop.clone(),
+            pause: pause.clone(),
+            stats: stats.clone(),
+        });
+        if paused {
+            crate::events::RoutePaused {
+                route: flow.name(),
+                paused,
+            }
+            .emit();
+        }
+        Parts {
+            ctx,
             pause,
-            consumers,
-            start,
-            state,
             stats,
             shutdown,
             hard_stop,
+        }
+    }
+
+    /// Runs `work` as the flow's task and keeps its handle.
+    fn launch(
+        &mut self,
+        flow: Flow,
+        parts: Parts,
+        consumers: Vec<Arc<ConsumerStatus>>,
+        work: BoxFuture<'static, ()>,
+    ) {
+        let state = Arc::new(Mutex::new(RouteState::Running));
+        self.starts += 1;
+        let name = flow.name().to_owned();
+        let (ended, done) = (self.ended_tx.clone(), state.clone());
+        let start = self.starts;
+        let task = tokio::spawn({
+            let name = name.clone();
+            async move {
+                let result = std::panic::AssertUnwindSafe(work).catch_unwind().await;
+                set(&done, RouteState::Stopped);
+                let result = result.map_err(|panic| panic_text(&*panic));
+                let _ = ended.send((name, start, result));
+            }
+        });
+        let handle = RouteHandle {
+            name: name.clone(),
+            flow,
+            pause: parts.pause,
+            consumers,
+            start,
+            state,
+            stats: parts.stats,
+            shutdown: parts.shutdown,
+            hard_stop: parts.hard_stop,
             task: Some(task),
         };
-        self.routes.insert(route.name.clone(), handle);
-        Ok(())
+        self.routes.insert(name, handle);
     }
 
     /// The route's consumers and its pipeline; ends once the pipeline has closed every lane
@@ -172,10 +304,10 @@ impl Supervisor {
     fn route_task(
         &self,
         route: &RouteConfig,
-        ctx: Arc<Context>,
-        pause: &Arc<Pause>,
+        settings: Settings,
+        parts: &Parts,
         consumers: &[Arc<ConsumerStatus>],
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+    ) -> BoxFuture<'static, ()> {
         let qos = match route.qos {
             0 => QoS::AtMostOnce,
             _ => QoS::AtLeastOnce,
@@ -186,10 +318,10 @@ impl Supervisor {
         let order = route.is_ordered().then(|| Arc::new(RandomState::new()));
         for (lane, status) in consumers.iter().enumerate() {
             let spec = ConsumerSpec {
-                route: ctx.route.clone(),
+                route: parts.ctx.route.clone(),
                 lane,
                 client_id: status.client_id.clone(),
-                pause: pause.clone(),
+                pause: parts.pause.clone(),
                 status: status.clone(),
                 filters: route.filters.clone(),
                 share_group: route.share_group().to_owned(),
@@ -204,13 +336,8 @@ impl Supervisor {
             polls.push(poll);
         }
         let pipeline = Pipeline {
-            ctx,
-            settings: Settings {
-                batch_size: route.batch_size,
-                max_wait: route.max_wait,
-                ordered: route.is_ordered(),
-                concurrency: route.concurrency,
-            },
+            ctx: parts.ctx.clone(),
+            settings,
             intake,
             ackers,
         };
@@ -222,6 +349,7 @@ impl Supervisor {
                 poll.join().await;
             }
         }
+        .boxed()
     }
 
     /// Stops every route: each finishes and acknowledges what it holds, for at most `limit`;

@@ -16,9 +16,13 @@ use serde::de::DeserializeOwned;
 
 use super::sink::Sink;
 use crate::config::{struct_fields, Check, SectionReader, Value};
+use crate::sources::{ReadSpec, Reader};
 
 /// An error from building or checking a kind's client, with its cause.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A reader being opened (`SinkKind::open_reader`).
+pub type OpenReader = BoxFuture<'static, Result<Box<dyn Reader>, BoxError>>;
 
 /// Everything a connection kind defines: its settings, how it checks them and how it builds
 /// its client and a route's sink. Register it with one line in `registry.rs`.
@@ -80,6 +84,14 @@ pub trait SinkKind: 'static {
     ) -> impl Future<Output = Option<Result<String, BoxError>>> + Send {
         async { None }
     }
+    /// A consumer-group member reading `spec`, where the kind can be read from (Kafka,
+    /// RocketMQ). `None`: the kind offers no source.
+    fn open_reader(_config: &Self::ConnectionConfig, _spec: ReadSpec) -> Option<OpenReader> {
+        None
+    }
+    /// Checks what a reader of `spec` reads (topic, tag filter, group) where the kind can be
+    /// read from; `uses_tag`: the flow's templates use the message's `{tag}`.
+    fn check_reader(_spec: &ReadSpec, _uses_tag: bool, _check: &mut Check<'_>) {}
     /// Waits for what the client still queues to be delivered, up to `timeout`.
     fn flush(
         _connection: &Self::Connection,
@@ -195,6 +207,8 @@ trait AnyConnectionConfig: fmt::Debug + Send + Sync {
     fn same(&self, other: &dyn Any) -> bool;
     fn check(&self, check: &mut Check<'_>);
     fn connect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Connection, BoxError>>;
+    fn open_reader(&self, spec: ReadSpec) -> Option<OpenReader>;
+    fn check_reader(&self, spec: &ReadSpec, uses_tag: bool, check: &mut Check<'_>);
 }
 
 impl<K: SinkKind> AnyConnectionConfig for Typed<K, K::ConnectionConfig> {
@@ -222,6 +236,12 @@ impl<K: SinkKind> AnyConnectionConfig for Typed<K, K::ConnectionConfig> {
             Ok(Connection(Arc::new(Typed::<K, _>::new(live))))
         })
     }
+    fn open_reader(&self, spec: ReadSpec) -> Option<OpenReader> {
+        K::open_reader(&self.0, spec)
+    }
+    fn check_reader(&self, spec: &ReadSpec, uses_tag: bool, check: &mut Check<'_>) {
+        K::check_reader(spec, uses_tag, check)
+    }
 }
 
 impl ConnectionConfig {
@@ -247,6 +267,25 @@ impl ConnectionConfig {
     /// Builds the running client (connects lazily where the client library does).
     pub async fn connect(&self, name: &str) -> Result<Connection, BoxError> {
         self.0.connect(name).await
+    }
+    /// Opens a consumer-group member reading `spec`; `None` when the kind cannot be read.
+    pub fn open_reader(&self, spec: ReadSpec) -> Option<OpenReader> {
+        self.0.open_reader(spec)
+    }
+    /// Checks what a reader of `spec` would read (`SinkKind::check_reader`).
+    pub fn check_reader(&self, spec: &ReadSpec, uses_tag: bool, check: &mut Check<'_>) {
+        self.0.check_reader(spec, uses_tag, check)
+    }
+    /// Whether the kind can be read from (a route's or downlink's source).
+    pub fn readable(&self) -> bool {
+        let probe = ReadSpec {
+            name: String::new(),
+            topic: String::new(),
+            tags: String::new(),
+            group: String::new(),
+            start: Default::default(),
+        };
+        self.0.open_reader(probe).is_some()
     }
 }
 

@@ -9,14 +9,15 @@ mod function;
 pub mod http;
 pub mod kafka;
 mod kind;
+pub mod mqtt;
 mod registry;
 pub mod rocketmq;
 pub mod scf;
 mod sink;
 
 pub use kind::{
-    resolve_relative, BoxError, Connection, ConnectionConfig, Kind, RouteContext, RouteSinkConfig,
-    SinkKind,
+    resolve_relative, BoxError, Connection, ConnectionConfig, Kind, OpenReader, RouteContext,
+    RouteSinkConfig, SinkKind,
 };
 pub use registry::{kind, KINDS};
 pub use sink::{Retry, Sink, SinkError};

@@ -16,6 +16,10 @@ pub trait Sink: Send + Sync {
     /// pipeline treats a missing outcome as a failed delivery (and says so loudly), never as a
     /// success.
     async fn send(&self, batch: &[&Message]) -> Vec<Result<(), SinkError>>;
+
+    /// Ends what the sink runs of its own (the MQTT sink's connections) once its flow has
+    /// stopped; the clients of connections are shared and closed with them.
+    async fn close(&self) {}
 }
 
 /// Whether a failed delivery is worth another try, and how.

@@ -1,7 +1,13 @@
-//! Sources: where routes take messages from. The pipeline sees only `Delivery` and `Acker`
-//! (`source`); each kind of source is a folder (`mqtt/`: shared-subscription consumers).
+//! Sources: where flows take messages from. The pipeline sees only `Delivery` and `Acker`
+//! (`source`). MQTT shared-subscription consumers are one folder (`mqtt/`); Kafka and RocketMQ
+//! consumer-group members are run by `records` on the `Reader` their kind opens; `status` is
+//! what each consumer shows the operator.
 
 pub mod mqtt;
+pub mod records;
 mod source;
+mod status;
 
+pub use records::{ReadSpec, Reader, StartFrom};
 pub use source::{Acker, Delivery};
+pub use status::ConsumerStatus;

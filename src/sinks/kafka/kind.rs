@@ -7,8 +7,10 @@ use std::time::Duration;
 use super::config::{KafkaConnectionConfig, KafkaRouteConfig};
 use super::connection::{client_config, ConfigRefused, KafkaConnection};
 use super::sink::KafkaRouteSink;
+use super::source::KafkaSource;
 use crate::config::Check;
-use crate::sinks::{BoxError, RouteContext, Sink, SinkKind};
+use crate::sinks::{BoxError, OpenReader, RouteContext, Sink, SinkKind};
+use crate::sources::{ReadSpec, Reader};
 use crate::topic::check_kafka_topic;
 
 /// librdkafka settings the bridge owns: its delivery guarantee depends on them.
@@ -97,6 +99,28 @@ impl SinkKind for Kafka {
     ) -> Option<Result<String, BoxError>> {
         let topic = route.topic.as_ref()?.as_literal()?.to_owned();
         Some(connection.topic_check(topic).await)
+    }
+
+    fn open_reader(c: &KafkaConnectionConfig, spec: ReadSpec) -> Option<OpenReader> {
+        let c = c.clone();
+        Some(Box::pin(async move {
+            KafkaSource::start(&c, &spec).map(|s| Box::new(s) as Box<dyn Reader>)
+        }))
+    }
+
+    fn check_reader(spec: &ReadSpec, uses_tag: bool, check: &mut Check<'_>) {
+        if let Err(e) = check_kafka_topic(&spec.topic) {
+            check.field("topic", e);
+        }
+        if spec.tags != "*" {
+            check.field("tags", "a RocketMQ filter; Kafka topics have no tags");
+        }
+        if uses_tag {
+            check.field("mqtt_topic", "`{tag}`: Kafka records have no tag");
+        }
+        if spec.group.is_empty() {
+            check.field("group", "empty");
+        }
     }
 
     async fn probe_topic(

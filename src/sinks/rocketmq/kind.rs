@@ -8,8 +8,10 @@ use std::time::Duration;
 use super::config::{RocketmqConnectionConfig, RocketmqRouteConfig};
 use super::connection::RocketmqConnection;
 use super::sink::RocketmqSink;
+use super::source::RocketmqSource;
 use crate::config::{Check, Secret};
-use crate::sinks::{resolve_relative, BoxError, RouteContext, Sink, SinkKind};
+use crate::sinks::{resolve_relative, BoxError, OpenReader, RouteContext, Sink, SinkKind};
+use crate::sources::{ReadSpec, Reader};
 use crate::topic::{check_rocketmq_group, check_rocketmq_topic};
 
 pub struct Rocketmq;
@@ -107,6 +109,27 @@ impl SinkKind for Rocketmq {
     ) -> Option<Result<String, BoxError>> {
         let topic = route.topic.as_ref()?.as_literal()?.to_owned();
         Some(connection.topic_queues(&topic).await)
+    }
+
+    fn open_reader(c: &RocketmqConnectionConfig, spec: ReadSpec) -> Option<OpenReader> {
+        let c = c.clone();
+        Some(Box::pin(async move {
+            RocketmqSource::start(&c, &spec)
+                .await
+                .map(|s| Box::new(s) as Box<dyn Reader>)
+        }))
+    }
+
+    fn check_reader(spec: &ReadSpec, _uses_tag: bool, check: &mut Check<'_>) {
+        if let Err(e) = check_rocketmq_topic(&spec.topic) {
+            check.field("topic", e);
+        }
+        if spec.tags.trim().is_empty() {
+            check.field("tags", "empty: write \"*\" for every message");
+        }
+        if let Err(e) = check_rocketmq_group(&spec.group) {
+            check.field("group", e);
+        }
     }
 
     async fn probe_topic(

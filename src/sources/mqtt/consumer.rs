@@ -26,11 +26,11 @@ use tokio::sync::mpsc;
 
 use super::acker::{AckToken, Acker, Shared, WindowGauges};
 use super::convert;
-use super::status::ConsumerStatus;
 use crate::config::PublisherProperties;
 use crate::events;
 use crate::mqtt::Endpoint;
 use crate::pipeline::Pause;
+use crate::sources::ConsumerStatus;
 use crate::sources::Delivery;
 
 pub struct ConsumerSpec {

@@ -46,6 +46,7 @@ pub fn message(publish: &Publish, names: &PublisherProperties) -> Message {
         properties,
         timestamp_ms: now_ms(),
         publisher,
+        origin: None,
     }
 }
 

@@ -1,9 +1,9 @@
-//! A downlink's RocketMQ source: rocketmq-client-rust's lite pull consumer (not the push
-//! consumer, whose listener is a blocking callback) in the downlink's group, subscribed to its
-//! topic and tag filter, with automatic commits off: offsets are committed by the downlink once
-//! the MQTT broker has the messages, and sent to the broker at most once a second and when the
-//! consumer stops. While paused the downlink does not poll; the client stops fetching once its
-//! per-queue cache is full.
+//! RocketMQ as a source: rocketmq-client-rust's lite pull consumer (not the push consumer,
+//! whose listener is a blocking callback) in the route's group, subscribed to its topic and tag
+//! filter, with automatic commits off: offsets are committed once the pipeline has delivered
+//! (or dead-lettered) everything before them, and sent to the broker at most once a second and
+//! when the consumer stops. While paused the source does not poll; the client stops fetching
+//! once its per-queue cache is full.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,11 +18,10 @@ use rocketmq_model::common::message::MessageTrait;
 use rocketmq_model::common::message::STRING_HASH_SET;
 use rocketmq_runtime::RuntimeOwner;
 
-use super::config::{DownlinkConfig, StartFrom};
-use super::message::{Partition, SourceMessage};
-use super::source::Source;
-use crate::sinks::rocketmq::{acl_hook, client_runtime, describe, RocketmqConnectionConfig};
+use super::{acl_hook, client_runtime, describe, RocketmqConnectionConfig};
+use crate::message::{Message, Origin, Partition, System};
 use crate::sinks::BoxError;
+use crate::sources::{ReadSpec, Reader, StartFrom};
 
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
 
@@ -38,10 +37,10 @@ pub struct RocketmqSource {
 }
 
 impl RocketmqSource {
-    pub async fn start(c: &RocketmqConnectionConfig, d: &DownlinkConfig) -> Result<Self, BoxError> {
+    pub async fn start(c: &RocketmqConnectionConfig, d: &ReadSpec) -> Result<Self, BoxError> {
         let (owner, runtime) = client_runtime(format!("rocketmq-{}", d.name))?;
         let mut builder = DefaultLitePullConsumer::builder(runtime.clone())
-            .consumer_group(d.group().as_str())
+            .consumer_group(d.group.as_str())
             .name_server_addr(c.namesrv.join(";").as_str())
             .consume_from_where(match d.start {
                 StartFrom::Latest => ConsumeFromWhere::ConsumeFromLastOffset,
@@ -81,7 +80,7 @@ impl RocketmqSource {
     }
 }
 
-fn owned(m: MessageExt) -> SourceMessage {
+fn owned(m: MessageExt) -> Message {
     let mut headers: Vec<(String, String)> = m
         .properties()
         .iter()
@@ -89,28 +88,26 @@ fn owned(m: MessageExt) -> SourceMessage {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     headers.sort();
-    let topic = m.topic().to_string();
-    SourceMessage {
+    let origin = Origin {
+        system: System::Rocketmq,
         partition: Partition {
-            topic: topic.clone(),
+            topic: m.topic().to_string(),
             broker: m.broker_name().to_owned(),
             id: m.queue_id(),
         },
         offset: m.queue_offset(),
-        topic,
         key: m.get_keys().map(|k| k.to_string()),
         tag: m.tags().map(|t| t.to_string()),
-        headers,
-        payload: m.body().unwrap_or_default(),
-    }
+    };
+    Message::record(origin, headers, m.body().unwrap_or_default())
 }
 
 #[async_trait]
-impl Source for RocketmqSource {
-    async fn poll(&mut self, max: usize, wait: Duration) -> Vec<SourceMessage> {
+impl Reader for RocketmqSource {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Vec<Message> {
         self.persist_due().await;
         let wait = wait.as_millis() as u64;
-        let mut out: Vec<SourceMessage> = self
+        let mut out: Vec<Message> = self
             .consumer
             .poll_with_timeout(wait)
             .await

@@ -1,6 +1,9 @@
-//! A message read from Kafka or RocketMQ, and the MQTT PUBLISH it becomes: the source's headers
-//! (Kafka) or user properties (RocketMQ) become MQTT v5 user properties, except the names the
-//! uplink writes for MQTT's own fields (README "Downlinks"), which map back to those fields.
+//! The MQTT PUBLISH a message becomes: a Kafka record's headers or a RocketMQ message's user
+//! properties become MQTT v5 user properties, except the names the uplink writes for MQTT's own
+//! fields (README "Downlinks"), which map back to those fields; a message read from MQTT keeps
+//! its properties as they are.
+
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -8,142 +11,95 @@ use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use rumqttc::v5::mqttbytes::QoS;
 
-use super::config::{DownlinkConfig, SourceKind};
-use crate::message::{now_ms, Message, Properties, Publisher};
+use super::template::TopicTemplate;
+use crate::message::{Message, System};
 use crate::mqtt::Publication;
 use crate::topic::check_mqtt_topic;
 
-/// Where a message sits in its source: a Kafka partition or a RocketMQ queue.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Partition {
-    pub topic: String,
-    /// The RocketMQ broker holding the queue; empty for Kafka.
-    pub broker: String,
-    pub id: i32,
+/// How a flow's messages are published: the topic template and the PUBLISH's flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishSettings {
+    pub topic: TopicTemplate,
+    /// 0 or 1.
+    pub qos: u8,
+    pub retain: bool,
+    /// The Message Expiry Interval every PUBLISH gets, over the one the message carries.
+    pub message_expiry: Option<Duration>,
 }
 
-#[derive(Debug, Clone)]
-pub struct SourceMessage {
-    pub partition: Partition,
-    pub offset: i64,
-    pub topic: String,
-    /// The Kafka record key, or the RocketMQ message's keys.
-    pub key: Option<String>,
-    /// The RocketMQ tag.
-    pub tag: Option<String>,
-    /// Kafka headers in order, or RocketMQ user properties by name; system properties left out.
-    pub headers: Vec<(String, String)>,
-    pub payload: Bytes,
+/// The PUBLISH for `msg`, to `topic`, or why MQTT cannot carry it. Characters MQTT strings may
+/// not hold (controls, noncharacters) are replaced by U+FFFD in properties; a property longer
+/// than 65,535 bytes or a response topic that is not one makes the message unpublishable.
+pub fn publication(
+    msg: &Message,
+    topic: String,
+    s: &PublishSettings,
+) -> Result<Publication, String> {
+    let mut p = match msg.origin.as_ref().map(|o| o.system) {
+        Some(system) => from_headers(&msg.properties.user_properties, system)?,
+        None => mqtt_properties(msg)?,
+    };
+    if let Some(expiry) = s.message_expiry {
+        p.message_expiry_interval = Some(expiry.as_secs().min(u32::MAX as u64) as u32);
+    }
+    Ok(Publication {
+        topic,
+        payload: msg.payload.clone(),
+        qos: match s.qos {
+            0 => QoS::AtMostOnce,
+            _ => QoS::AtLeastOnce,
+        },
+        retain: s.retain,
+        properties: p,
+    })
 }
 
-impl SourceMessage {
-    /// The first header (or property) called `name`.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
+/// The properties of a message read from MQTT, its strings made MQTT-safe.
+fn mqtt_properties(msg: &Message) -> Result<PublishProperties, String> {
+    let m = &msg.properties;
+    let text = |s: &Option<String>| s.as_deref().map(mqtt_string).transpose();
+    let user = m.user_properties.iter();
+    Ok(PublishProperties {
+        payload_format_indicator: m.payload_format_indicator,
+        message_expiry_interval: m.message_expiry_interval,
+        content_type: text(&m.content_type)?,
+        response_topic: text(&m.response_topic)?,
+        correlation_data: m.correlation_data.clone(),
+        user_properties: user
+            .map(|(k, v)| Ok((mqtt_string(k)?, mqtt_string(v)?)))
+            .collect::<Result<_, String>>()?,
+        ..Default::default()
+    })
+}
 
-    /// The PUBLISH for this message, to `topic`, or why MQTT cannot carry it. Characters MQTT
-    /// strings may not hold (controls, noncharacters) are replaced by U+FFFD in properties; a
-    /// property longer than 65,535 bytes or a response topic that is not one makes the message
-    /// unpublishable.
-    pub fn publication(
-        &self,
-        kind: SourceKind,
-        topic: String,
-        d: &DownlinkConfig,
-    ) -> Result<Publication, String> {
-        let names = Names::of(kind);
-        let mut p = PublishProperties::default();
-        for (name, value) in &self.headers {
-            let (name, value) = (mqtt_string(name)?, mqtt_string(value)?);
-            if name == names.content_type {
-                p.content_type = Some(value);
-            } else if name == names.response_topic {
-                check_mqtt_topic(&value)
-                    .and_then(|()| check_mqtt_chars(&value))
-                    .map_err(|e| format!("response topic \"{value}\": {e}"))?;
-                p.response_topic = Some(value);
-            } else if name == names.correlation_data {
-                // Written in base64 by the uplink; kept as text when it is not.
-                p.correlation_data = Some(match BASE64.decode(&value) {
-                    Ok(bytes) => bytes.into(),
-                    Err(_) => Bytes::copy_from_slice(value.as_bytes()),
-                });
-            } else if name == names.payload_format {
-                p.payload_format_indicator = value.parse().ok().filter(|v| *v <= 1);
-            } else if name == names.expiry {
-                p.message_expiry_interval = value.parse().ok().filter(|v| *v > 0);
-            } else if let Some(user) = names.user_name(&name) {
-                p.user_properties.push((user.to_owned(), value));
-            }
-        }
-        if let Some(expiry) = d.message_expiry {
-            p.message_expiry_interval = Some(expiry.as_secs().min(u32::MAX as u64) as u32);
-        }
-        Ok(Publication {
-            topic,
-            payload: self.payload.clone(),
-            qos: match d.qos {
-                0 => QoS::AtMostOnce,
-                _ => QoS::AtLeastOnce,
-            },
-            retain: d.retain,
-            properties: p,
-        })
-    }
-
-    /// The message in the bridge's neutral shape, for the dead-letter path: its topic is
-    /// `{kind}:{topic}`, its headers are user properties, plus where it was read
-    /// (`source.partition`, `source.offset`, `source.key`, `source.tag`).
-    pub fn as_message(&self, kind: SourceKind) -> Message {
-        let mut user = self.headers.clone();
-        user.push(("source.partition".into(), self.partition.id.to_string()));
-        if !self.partition.broker.is_empty() {
-            user.push(("source.broker".into(), self.partition.broker.clone()));
-        }
-        user.push(("source.offset".into(), self.offset.to_string()));
-        user.extend(self.key.iter().map(|k| ("source.key".into(), k.clone())));
-        user.extend(self.tag.iter().map(|t| ("source.tag".into(), t.clone())));
-        let prefix = match kind {
-            SourceKind::Kafka => "kafka",
-            SourceKind::Rocketmq => "rocketmq",
-        };
-        Message {
-            id: uuid::Uuid::now_v7(),
-            topic: format!("{prefix}:{}", self.topic),
-            payload: self.payload.clone(),
-            qos: 1,
-            retain: false,
-            dup: false,
-            packet_id: 0,
-            properties: Properties {
-                user_properties: user,
-                ..Default::default()
-            },
-            timestamp_ms: now_ms(),
-            publisher: Publisher::default(),
+/// The properties for a source's headers (or properties), the uplink's names mapped back.
+fn from_headers(headers: &[(String, String)], system: System) -> Result<PublishProperties, String> {
+    let names = Names::of(system);
+    let mut p = PublishProperties::default();
+    for (name, value) in headers {
+        let (name, value) = (mqtt_string(name)?, mqtt_string(value)?);
+        if name == names.content_type {
+            p.content_type = Some(value);
+        } else if name == names.response_topic {
+            check_mqtt_topic(&value)
+                .and_then(|()| check_mqtt_chars(&value))
+                .map_err(|e| format!("response topic \"{value}\": {e}"))?;
+            p.response_topic = Some(value);
+        } else if name == names.correlation_data {
+            // Written in base64 by the uplink; kept as text when it is not.
+            p.correlation_data = Some(match BASE64.decode(&value) {
+                Ok(bytes) => bytes.into(),
+                Err(_) => Bytes::copy_from_slice(value.as_bytes()),
+            });
+        } else if name == names.payload_format {
+            p.payload_format_indicator = value.parse().ok().filter(|v| *v <= 1);
+        } else if name == names.expiry {
+            p.message_expiry_interval = value.parse().ok().filter(|v| *v > 0);
+        } else if let Some(user) = names.user_name(&name) {
+            p.user_properties.push((user.to_owned(), value));
         }
     }
-
-    #[cfg(test)]
-    pub(crate) fn test(topic: &str) -> Self {
-        SourceMessage {
-            partition: Partition {
-                topic: topic.into(),
-                broker: String::new(),
-                id: 0,
-            },
-            offset: 0,
-            topic: topic.into(),
-            key: None,
-            tag: None,
-            headers: Vec::new(),
-            payload: Bytes::from_static(b"{}"),
-        }
-    }
+    Ok(p)
 }
 
 /// `s` as an MQTT string: characters MQTT forbids (U+0000, controls, noncharacters) replaced
@@ -188,9 +144,9 @@ struct Names {
 }
 
 impl Names {
-    fn of(kind: SourceKind) -> Self {
-        match kind {
-            SourceKind::Kafka => Names {
+    fn of(system: System) -> Self {
+        match system {
+            System::Kafka => Names {
                 content_type: "mqtt.content.type",
                 response_topic: "mqtt.response.topic",
                 correlation_data: "mqtt.correlation.data",
@@ -199,7 +155,7 @@ impl Names {
                 prefix: "mqtt.",
                 renamed: None,
             },
-            SourceKind::Rocketmq => Names {
+            System::Rocketmq => Names {
                 content_type: "mqtt_content_type",
                 response_topic: "mqtt_response_topic",
                 correlation_data: "mqtt_correlation_data",
@@ -221,32 +177,46 @@ impl Names {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::downlinks::TopicTemplate;
+    use crate::message::{Origin, Partition};
 
-    fn downlink() -> DownlinkConfig {
-        DownlinkConfig {
-            name: "commands".into(),
-            connection: "mq".into(),
-            topic: "commands".into(),
-            tags: "*".into(),
-            group: None,
-            mqtt_topic: TopicTemplate::parse("c/{key}").unwrap(),
+    /// A record read from `topic` with `headers`.
+    pub(crate) fn record(topic: &str, headers: Vec<(String, String)>) -> Message {
+        record_of(System::Kafka, topic, headers)
+    }
+
+    pub(crate) fn record_of(
+        system: System,
+        topic: &str,
+        headers: Vec<(String, String)>,
+    ) -> Message {
+        let origin = Origin {
+            system,
+            partition: Partition {
+                topic: topic.into(),
+                broker: String::new(),
+                id: 0,
+            },
+            offset: 0,
+            key: None,
+            tag: None,
+        };
+        Message::record(origin, headers, Bytes::from_static(b"{}"))
+    }
+
+    pub(crate) fn settings() -> PublishSettings {
+        PublishSettings {
+            topic: TopicTemplate::parse("c/{key}").unwrap(),
             qos: 1,
             retain: true,
             message_expiry: None,
-            start: Default::default(),
-            mqtt_connections: 1,
-            batch_size: 10,
-            enabled: true,
         }
     }
 
     #[test]
     fn the_uplinks_names_map_back_to_mqtt_fields() {
-        let mut m = SourceMessage::test("commands");
-        m.headers = vec![
+        let headers = vec![
             ("mqtt_topic".into(), "chargers/P-1/status".into()),
             ("mqtt_content_type".into(), "application/json".into()),
             ("mqtt_response_topic".into(), "replies/1".into()),
@@ -255,9 +225,8 @@ mod tests {
             ("mqtt_user_KEYS".into(), "k".into()),
             ("site".into(), "north".into()),
         ];
-        let p = m
-            .publication(SourceKind::Rocketmq, "c/1".into(), &downlink())
-            .unwrap();
+        let m = record_of(System::Rocketmq, "commands", headers);
+        let p = publication(&m, "c/1".into(), &settings()).unwrap();
         assert_eq!(
             p.properties.content_type.as_deref(),
             Some("application/json")
@@ -278,17 +247,19 @@ mod tests {
 
     #[test]
     fn kafka_headers_keep_order_and_repeats() {
-        let mut m = SourceMessage::test("commands");
-        m.headers = vec![
-            ("mqtt.topic".into(), "x".into()),
-            ("fw".into(), "1".into()),
-            ("mqtt.content.type".into(), "text/plain".into()),
-            ("fw".into(), "2".into()),
-        ];
-        let mut d = downlink();
+        let m = record(
+            "commands",
+            vec![
+                ("mqtt.topic".into(), "x".into()),
+                ("fw".into(), "1".into()),
+                ("mqtt.content.type".into(), "text/plain".into()),
+                ("fw".into(), "2".into()),
+            ],
+        );
+        let mut d = settings();
         d.message_expiry = Some(std::time::Duration::from_secs(600));
         d.qos = 0;
-        let p = m.publication(SourceKind::Kafka, "c/1".into(), &d).unwrap();
+        let p = publication(&m, "c/1".into(), &d).unwrap();
         assert_eq!(p.properties.content_type.as_deref(), Some("text/plain"));
         assert_eq!(
             p.properties.user_properties,
@@ -322,8 +293,9 @@ mod any_message {
     use proptest::option::of;
     use proptest::prelude::*;
 
+    use super::tests::settings;
     use super::*;
-    use crate::downlinks::TopicTemplate;
+    use crate::message::{Origin, Partition};
 
     /// Header names the uplink writes, so that the mapping back comes up often.
     fn name() -> impl Strategy<Value = String> {
@@ -340,32 +312,33 @@ mod any_message {
         ]
     }
 
-    fn source_message() -> impl Strategy<Value = SourceMessage> {
+    fn source_message() -> impl Strategy<Value = Message> {
         let text = || any::<String>();
         (
-            text(),
-            of(text()),
-            of(text()),
+            (text(), of(text()), of(text()), any::<bool>()),
             vec((name(), text()), 0..8),
             vec(any::<u8>(), 0..128),
             any::<i32>(),
             any::<i64>(),
         )
-            .prop_map(
-                |(topic, key, tag, headers, payload, id, offset)| SourceMessage {
+            .prop_map(|((topic, key, tag, kafka), headers, payload, id, offset)| {
+                let origin = Origin {
+                    system: if kafka {
+                        System::Kafka
+                    } else {
+                        System::Rocketmq
+                    },
                     partition: Partition {
-                        topic: topic.clone(),
+                        topic,
                         broker: String::new(),
                         id,
                     },
                     offset,
-                    topic,
                     key,
                     tag,
-                    headers,
-                    payload: Bytes::from(payload),
-                },
-            )
+                };
+                Message::record(origin, headers, Bytes::from(payload))
+            })
     }
 
     fn mqtt_ok(s: &str) -> bool {
@@ -378,23 +351,21 @@ mod any_message {
         #[test]
         fn any_source_message_maps_to_a_valid_publish_or_an_error(
             msg in source_message(),
-            kafka in any::<bool>(),
             qos in 0u8..=1,
             template in "[a-z/{}.]{0,6}(\\{key\\}|\\{tag\\}|\\{topic\\}|\\{property.deviceId\\})?",
         ) {
-            let kind = if kafka { SourceKind::Kafka } else { SourceKind::Rocketmq };
             let Ok(template) = TopicTemplate::parse(&template) else {
                 return Ok(());
             };
-            let mut d = any_message_downlink();
+            let mut d = settings();
             d.qos = qos;
-            let dead = msg.as_message(kind);
+            let dead = msg.as_dead_letter();
             prop_assert!(dead.topic.ends_with(&msg.topic));
             let Ok(topic) = template.render(&msg) else {
                 return Ok(());
             };
             prop_assert!(mqtt_ok(&topic) && crate::topic::check_mqtt_topic(&topic).is_ok());
-            let Ok(p) = msg.publication(kind, topic, &d) else {
+            let Ok(p) = publication(&msg, topic, &d) else {
                 return Ok(());
             };
             let props = &p.properties;
@@ -409,24 +380,6 @@ mod any_message {
             }
             prop_assert!(props.payload_format_indicator.is_none_or(|v| v <= 1));
             prop_assert_eq!(&p.payload, &msg.payload);
-        }
-    }
-
-    fn any_message_downlink() -> DownlinkConfig {
-        DownlinkConfig {
-            name: "d".into(),
-            connection: "c".into(),
-            topic: "t".into(),
-            tags: "*".into(),
-            group: None,
-            mqtt_topic: TopicTemplate::parse("c/{key}").unwrap(),
-            qos: 1,
-            retain: false,
-            message_expiry: None,
-            start: Default::default(),
-            mqtt_connections: 1,
-            batch_size: 10,
-            enabled: true,
         }
     }
 }

@@ -1,6 +1,6 @@
-//! What a route's consumers show the operator. (A paused route's consumers stay connected, the
-//! broker keeps queueing for the share group, but they read nothing more: the pipeline's pause
-//! closes the same read gate that bounds their window.)
+//! What a route's consumers show the operator: an MQTT consumer's connection and subscription,
+//! or a Kafka or RocketMQ consumer group member's start. (A paused route's consumers stay
+//! connected, the broker keeps queueing for the share group, but they read nothing more.)
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -13,7 +13,7 @@ pub struct ConsumerStatus {
     subscribed: AtomicBool,
     /// Subscribed at least once since the route started.
     ever_subscribed: AtomicBool,
-    /// The broker's refusal of a filter, the last one.
+    /// The broker's refusal of a filter, or why a group member cannot start: the last one.
     refused: Mutex<Option<String>>,
 }
 
@@ -48,19 +48,19 @@ impl ConsumerStatus {
             .clone()
     }
 
-    pub(super) fn set_connected(&self, connected: bool) {
+    pub(crate) fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Release);
         if !connected {
             self.subscribed.store(false, Ordering::Release);
         }
     }
 
-    pub(super) fn set_subscribed(&self) {
+    pub(crate) fn set_subscribed(&self) {
         self.subscribed.store(true, Ordering::Release);
         self.ever_subscribed.store(true, Ordering::Release);
     }
 
-    pub(super) fn set_refused(&self, reason: String) {
+    pub(crate) fn set_refused(&self, reason: String) {
         *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
     }
 }

@@ -1,6 +1,6 @@
-//! A downlink's Kafka source: an rdkafka consumer in the downlink's group, subscribed to its
-//! topic, with automatic commits off: offsets are committed by the downlink once the MQTT broker
-//! has the messages. Pausing pauses every assigned partition (and any assigned later), so the
+//! Kafka as a source: an rdkafka consumer in the route's group, subscribed to its topic, with
+//! automatic commits off: offsets are committed once the pipeline has delivered (or
+//! dead-lettered) everything before them. Pausing pauses every assigned partition (and any assigned later), so the
 //! consumer keeps its group membership while it reads nothing.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -12,18 +12,17 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::config::{DownlinkConfig, StartFrom};
-use super::message::{Partition, SourceMessage};
-use super::source::Source;
-use crate::sinks::kafka::{ConfigRefused, KafkaConnectionConfig};
+use super::{ConfigRefused, KafkaConnectionConfig};
+use crate::message::{Message, Origin, Partition, System};
 use crate::sinks::BoxError;
+use crate::sources::{ReadSpec, Reader, StartFrom};
 
 pub struct KafkaSource {
     consumer: StreamConsumer,
     name: String,
     paused: bool,
     /// Messages of partitions assigned while paused, handed out after resume.
-    held: VecDeque<SourceMessage>,
+    held: VecDeque<Message>,
     committed: BTreeMap<Partition, i64>,
 }
 
@@ -50,11 +49,11 @@ const PRODUCER_ONLY: &[&str] = &[
 ];
 
 impl KafkaSource {
-    pub fn start(c: &KafkaConnectionConfig, d: &DownlinkConfig) -> Result<Self, BoxError> {
+    pub fn start(c: &KafkaConnectionConfig, d: &ReadSpec) -> Result<Self, BoxError> {
         let mut cfg = ClientConfig::new();
         cfg.set("client.id", format!("mqbridge-{}", d.name));
         cfg.set("log.connection.close", "false");
-        // What a paused or slow downlink may hold fetched but not handed out.
+        // What a paused or slow route may hold fetched but not handed out.
         cfg.set("queued.max.messages.kbytes", "16384");
         // A batch held while the MQTT broker is away must not cost the group membership (the
         // default is 5 minutes): librdkafka's maximum, a day.
@@ -70,7 +69,7 @@ impl KafkaSource {
             }
         }
         cfg.set("bootstrap.servers", &c.bootstrap_servers);
-        cfg.set("group.id", d.group());
+        cfg.set("group.id", &d.group);
         cfg.set("enable.auto.commit", "false");
         cfg.set("enable.partition.eof", "false");
         cfg.set(
@@ -113,12 +112,12 @@ impl KafkaSource {
     }
 
     /// The next message within `wait`, if any.
-    async fn next(&self, wait: Duration) -> Option<SourceMessage> {
+    async fn next(&self, wait: Duration) -> Option<Message> {
         match tokio::time::timeout(wait, self.consumer.recv()).await {
             Ok(Ok(m)) => Some(owned(&m)),
             Ok(Err(e)) => {
                 // Broker outages and the like: librdkafka reconnects by itself.
-                tracing::debug!(downlink = %self.name, error = %e, "Kafka consumer");
+                tracing::debug!(route = %self.name, error = %e, "Kafka consumer");
                 None
             }
             Err(_) => None,
@@ -126,7 +125,7 @@ impl KafkaSource {
     }
 }
 
-fn owned(m: &BorrowedMessage<'_>) -> SourceMessage {
+fn owned(m: &BorrowedMessage<'_>) -> Message {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let headers = m
         .headers()
@@ -136,25 +135,25 @@ fn owned(m: &BorrowedMessage<'_>) -> SourceMessage {
                 .collect()
         })
         .unwrap_or_default();
-    SourceMessage {
+    let origin = Origin {
+        system: System::Kafka,
         partition: Partition {
             topic: m.topic().to_owned(),
             broker: String::new(),
             id: m.partition(),
         },
         offset: m.offset(),
-        topic: m.topic().to_owned(),
         key: m.key().map(text),
         tag: None,
-        headers,
-        payload: bytes::Bytes::copy_from_slice(m.payload().unwrap_or_default()),
-    }
+    };
+    let payload = bytes::Bytes::copy_from_slice(m.payload().unwrap_or_default());
+    Message::record(origin, headers, payload)
 }
 
 #[async_trait]
-impl Source for KafkaSource {
-    async fn poll(&mut self, max: usize, wait: Duration) -> Vec<SourceMessage> {
-        let mut out: Vec<SourceMessage> = Vec::new();
+impl Reader for KafkaSource {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Vec<Message> {
+        let mut out: Vec<Message> = Vec::new();
         while out.len() < max {
             match self.held.pop_front() {
                 Some(m) => out.push(m),
@@ -194,7 +193,7 @@ impl Source for KafkaSource {
             return;
         }
         if let Err(e) = self.consumer.commit(&list, CommitMode::Async) {
-            tracing::warn!(downlink = %self.name, error = %e, "Kafka offset commit failed; a later commit covers it");
+            tracing::warn!(route = %self.name, error = %e, "Kafka offset commit failed; a later commit covers it");
         }
     }
 
@@ -237,7 +236,7 @@ impl Source for KafkaSource {
             }
             if list.count() > 0 {
                 if let Err(e) = consumer.commit(&list, CommitMode::Sync) {
-                    tracing::warn!(downlink = %name, error = %e, "final Kafka offset commit failed");
+                    tracing::warn!(route = %name, error = %e, "final Kafka offset commit failed");
                 }
             }
             consumer.unsubscribe();

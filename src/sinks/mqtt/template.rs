@@ -1,10 +1,11 @@
-//! The `mqtt_topic` template of a downlink: the one template grammar over a source record
-//! (`{key}`, `{tag}`, `{topic}`, `{topic.N}`, `{property.NAME}` / `{header.NAME}`), rendered
-//! strictly, since a placeholder without a value must not make `chargers//commands`, and
-//! checked as an MQTT topic to publish to.
+//! The MQTT topic a message is published to (a downlink's `mqtt_topic`): the one template
+//! grammar over a source record (`{key}`, `{tag}`, `{topic}`, `{topic.N}`, `{property.NAME}` /
+//! `{header.NAME}`), rendered strictly, since a placeholder without a value must not make
+//! `chargers//commands`, and checked as an MQTT topic to publish to.
 
-use super::message::{check_mqtt_chars, SourceMessage};
-use crate::template::{Template, Values, Vocabulary};
+use super::publication::check_mqtt_chars;
+use crate::message::Message;
+use crate::template::{Template, Vocabulary};
 use crate::topic::check_mqtt_topic;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -15,21 +16,6 @@ impl TryFrom<String> for TopicTemplate {
     type Error = String;
     fn try_from(text: String) -> Result<Self, String> {
         TopicTemplate::parse(&text).map_err(|e| format!("bad template \"{text}\": {e}"))
-    }
-}
-
-impl Values for SourceMessage {
-    fn topic(&self) -> &str {
-        &self.topic
-    }
-    fn property(&self, name: &str) -> Option<&str> {
-        self.header(name)
-    }
-    fn key(&self) -> Option<&str> {
-        self.key.as_deref()
-    }
-    fn tag(&self) -> Option<&str> {
-        self.tag.as_deref()
     }
 }
 
@@ -65,7 +51,7 @@ impl TopicTemplate {
     }
 
     /// The topic for `msg`, or why it has none.
-    pub fn render(&self, msg: &SourceMessage) -> Result<String, String> {
+    pub fn render(&self, msg: &Message) -> Result<String, String> {
         let out = self.0.render_strict(msg).map_err(|e| e.to_string())?;
         check_mqtt_topic(&out)
             .and_then(|()| check_mqtt_chars(&out))
@@ -78,13 +64,14 @@ impl TopicTemplate {
 mod tests {
     use super::*;
 
-    fn msg() -> SourceMessage {
-        SourceMessage {
-            key: Some("P-17".into()),
-            tag: Some("start".into()),
-            headers: vec![("deviceId".into(), "P-9".into())],
-            ..SourceMessage::test("commands")
-        }
+    use crate::sinks::mqtt::publication::tests::record;
+
+    fn msg() -> Message {
+        let mut m = record("commands", vec![("deviceId".into(), "P-9".into())]);
+        let origin = m.origin.as_mut().unwrap();
+        origin.key = Some("P-17".into());
+        origin.tag = Some("start".into());
+        m
     }
 
     #[test]
@@ -101,7 +88,7 @@ mod tests {
         let e = t.render(&msg()).unwrap_err();
         assert!(e.contains("{property.site}"), "{e}");
         let mut m = msg();
-        m.key = Some("a/+".into());
+        m.origin.as_mut().unwrap().key = Some("a/+".into());
         let e = TopicTemplate::parse("c/{key}")
             .unwrap()
             .render(&m)

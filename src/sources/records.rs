@@ -1,0 +1,318 @@
+//! Sources that read a Kafka or RocketMQ topic as a consumer-group member. A kind that can be
+//! read (`SinkKind::open_reader`) gives a `Reader`; this module runs it for a route: it reads
+//! while the route's window has room and it is not paused, hands each message to the pipeline
+//! with its partition (or queue) as order key, and commits, per partition, the offset after the
+//! last message released by the pipeline's acks: everything before it is delivered or
+//! dead-lettered. A message given up at a hard stop is never committed, nor anything of its
+//! partition after it, so the group reads them again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::source::{Acker, Delivery};
+use super::status::ConsumerStatus;
+use crate::events;
+use crate::message::{Message, Partition};
+use crate::pipeline::Pause;
+use crate::sinks::BoxError;
+
+/// How long a read waits for the first message.
+const POLL_WAIT: Duration = Duration::from_millis(500);
+
+/// What a group member reads: a topic (with a RocketMQ tag filter), as a group, from where.
+#[derive(Debug, Clone)]
+pub struct ReadSpec {
+    /// The route's or downlink's name, for the client id and logs.
+    pub name: String,
+    pub topic: String,
+    /// RocketMQ tag filter ("*" for every message).
+    pub tags: String,
+    pub group: String,
+    pub start: StartFrom,
+}
+
+/// Where a group that has no committed offset yet starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    #[default]
+    Latest,
+    Earliest,
+}
+
+/// A consumer-group member of a Kafka or RocketMQ topic: hands out messages in source order
+/// per partition or queue and commits the offsets it is given.
+#[async_trait]
+pub trait Reader: Send {
+    /// Up to `max` messages, waiting up to `wait` for the first.
+    async fn poll(&mut self, max: usize, wait: Duration) -> Vec<Message>;
+    /// Marks every message before these offsets consumed (the next offset per partition).
+    async fn commit(&mut self, next: &BTreeMap<Partition, i64>);
+    /// Stops (or restarts) fetching, keeping the group membership and offsets.
+    async fn set_paused(&mut self, paused: bool);
+    /// Keeps the group membership alive while paused, for about `wait`.
+    async fn idle(&mut self, wait: Duration);
+    /// Commits what was committed last, for good, and leaves the group.
+    async fn close(self: Box<Self>);
+}
+
+/// Opens the reader, retried by the source until it starts or the route stops.
+pub type Open = Box<
+    dyn Fn() -> futures::future::BoxFuture<'static, Result<Box<dyn Reader>, BoxError>>
+        + Send
+        + Sync,
+>;
+
+/// A message's place in its source, and its size for the window.
+#[derive(Debug)]
+pub struct Token {
+    partition: Partition,
+    offset: i64,
+    size: usize,
+}
+
+type Released = Vec<(Token, bool)>;
+
+/// A lane's acks, handed to the source's task, which commits them.
+pub struct RecordAcker(mpsc::UnboundedSender<Released>);
+
+#[async_trait]
+impl Acker for RecordAcker {
+    type Token = Token;
+
+    async fn ack(&self, released: Released) {
+        let _ = self.0.send(released);
+    }
+
+    /// The source leaves the group once every lane's acker is gone.
+    async fn close(&self) {}
+}
+
+/// What the source's task needs besides the reader.
+pub struct RecordSpec {
+    pub route: Arc<str>,
+    /// Ack lanes: a partition always takes the same one, so that a partition whose delivery is
+    /// retried holds back the commits of as few others as possible.
+    pub lanes: usize,
+    pub pause: Arc<Pause>,
+    pub status: Arc<ConsumerStatus>,
+    /// The window: messages (and their bytes) handed to the pipeline and not yet acked.
+    pub max_messages: usize,
+    pub max_bytes: usize,
+    pub shutdown: CancellationToken,
+}
+
+/// Starts reading into `tx`; returns one acker per lane and the task, which ends once the
+/// pipeline dropped the ackers (after its last ack) and the reader left its group.
+pub fn start(
+    open: Open,
+    spec: RecordSpec,
+    tx: mpsc::UnboundedSender<Delivery<Token>>,
+) -> (Vec<RecordAcker>, JoinHandle<()>) {
+    let (acks_tx, acks) = mpsc::unbounded_channel();
+    let ackers = (0..spec.lanes.max(1))
+        .map(|_| RecordAcker(acks_tx.clone()))
+        .collect();
+    drop(acks_tx);
+    let task = Task {
+        spec,
+        tx,
+        acks,
+        window: (0, 0),
+        commits: Commits::default(),
+    };
+    (ackers, tokio::spawn(task.run(open)))
+}
+
+/// The offsets to commit, from the released acks.
+#[derive(Default)]
+pub struct Commits {
+    /// The next offset per partition, not yet committed.
+    due: BTreeMap<Partition, i64>,
+    /// Partitions with a message given up: nothing of them is committed any more.
+    given_up: BTreeSet<Partition>,
+}
+
+impl Commits {
+    /// Takes a released run; returns the messages and bytes it frees.
+    fn take(&mut self, released: Released) -> (usize, usize) {
+        let (count, bytes) = (released.len(), released.iter().map(|(t, _)| t.size).sum());
+        for (token, done) in released {
+            if !done {
+                self.given_up.insert(token.partition);
+            } else if !self.given_up.contains(&token.partition) {
+                let next = self.due.entry(token.partition).or_insert(0);
+                *next = (*next).max(token.offset + 1);
+            }
+        }
+        (count, bytes)
+    }
+
+    fn due(&mut self) -> Option<BTreeMap<Partition, i64>> {
+        (!self.due.is_empty()).then(|| std::mem::take(&mut self.due))
+    }
+}
+
+struct Task {
+    spec: RecordSpec,
+    tx: mpsc::UnboundedSender<Delivery<Token>>,
+    acks: mpsc::UnboundedReceiver<Released>,
+    /// Messages and bytes handed over and not yet acked.
+    window: (usize, usize),
+    commits: Commits,
+}
+
+impl Task {
+    async fn run(mut self, open: Open) {
+        let Some(mut reader) = self.open(&open).await else {
+            return;
+        };
+        self.spec.status.set_connected(true);
+        self.spec.status.set_subscribed();
+        let mut paused = false;
+        while !self.spec.shutdown.is_cancelled() {
+            self.settle(&mut *reader).await;
+            let pause = self.spec.pause.is_paused();
+            if pause != paused {
+                reader.set_paused(pause).await;
+                paused = pause;
+            }
+            let full = self.window.0 >= self.spec.max_messages
+                || (self.window.0 > 0 && self.window.1 >= self.spec.max_bytes);
+            if paused || full {
+                // Serving the reader keeps the group membership; an ack or the resume
+                // ends the wait early.
+                let mut resumed = self.spec.pause.watch();
+                tokio::select! {
+                    _ = reader.idle(POLL_WAIT), if paused => {}
+                    Some(run) = self.acks.recv(), if !paused => self.take(run),
+                    _ = resumed.changed() => {}
+                    _ = self.spec.shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            let room = self.spec.max_messages - self.window.0;
+            let batch = reader.poll(room, POLL_WAIT).await;
+            self.hand_over(batch);
+        }
+        // The pipeline delivers what it holds and acks it; the channel closes after its last
+        // ack (or, at a hard stop, once it gave the rest up).
+        drop(self.tx);
+        while let Some(run) = self.acks.recv().await {
+            self.commits.take(run);
+        }
+        if let Some(due) = self.commits.due() {
+            reader.commit(&due).await;
+        }
+        reader.close().await;
+        self.spec.status.set_connected(false);
+    }
+
+    /// The reader, opened again until it starts or the route stops.
+    async fn open(&self, open: &Open) -> Option<Box<dyn Reader>> {
+        let mut wait = Duration::from_secs(1);
+        loop {
+            match open().await {
+                Ok(reader) => return Some(reader),
+                Err(e) => {
+                    let error = format!("cannot start the consumer: {e}");
+                    events::SourceFailed {
+                        route: &self.spec.route,
+                        error: &error,
+                    }
+                    .emit();
+                    self.spec.status.set_refused(error);
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.spec.shutdown.cancelled() => return None,
+            }
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    fn take(&mut self, run: Released) {
+        let (count, bytes) = self.commits.take(run);
+        self.window.0 -= count.min(self.window.0);
+        self.window.1 -= bytes.min(self.window.1);
+    }
+
+    /// Takes the acks released so far and commits what they allow.
+    async fn settle(&mut self, reader: &mut dyn Reader) {
+        while let Ok(run) = self.acks.try_recv() {
+            self.take(run);
+        }
+        if let Some(due) = self.commits.due() {
+            reader.commit(&due).await;
+        }
+    }
+
+    fn hand_over(&mut self, batch: Vec<Message>) {
+        let lanes = self.spec.lanes.max(1) as u64;
+        for msg in batch {
+            let Some(origin) = &msg.origin else { continue };
+            let key = BuildHasherDefault::<DefaultHasher>::default().hash_one(&origin.partition);
+            let token = Token {
+                partition: origin.partition.clone(),
+                offset: origin.offset,
+                size: msg.size(),
+            };
+            self.window.0 += 1;
+            self.window.1 += token.size;
+            let lane = (key % lanes) as usize;
+            let _ = self.tx.send(Delivery {
+                lane,
+                msg,
+                token,
+                key,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(partition: i32, offset: i64) -> Token {
+        Token {
+            partition: Partition {
+                topic: "t".into(),
+                broker: String::new(),
+                id: partition,
+            },
+            offset,
+            size: 10,
+        }
+    }
+
+    #[test]
+    fn commits_go_past_what_is_done_and_stop_at_what_was_given_up() {
+        let mut c = Commits::default();
+        let freed = c.take(vec![
+            (token(0, 5), true),
+            (token(1, 9), true),
+            (token(0, 6), true),
+        ]);
+        assert_eq!(freed, (3, 30));
+        let due = c.due().unwrap();
+        assert_eq!(due.values().copied().collect::<Vec<_>>(), [7, 10]);
+        assert!(c.due().is_none(), "committed once");
+        c.take(vec![
+            (token(0, 7), false),
+            (token(0, 8), true),
+            (token(1, 10), true),
+        ]);
+        let due = c.due().unwrap();
+        assert_eq!(due.len(), 1, "partition 0 gave a message up: {due:?}");
+        assert_eq!(due.values().next(), Some(&11));
+    }
+}
