@@ -22,6 +22,7 @@ impl<'s, 'a> Checker<'s, 'a> {
     pub fn section<'c>(&'c mut self, label: &'c str) -> Check<'c> {
         Check {
             section: label,
+            prefix: "",
             src: self.src,
             problems: &mut self.problems,
         }
@@ -35,6 +36,8 @@ impl<'s, 'a> Checker<'s, 'a> {
 /// The problems of one section.
 pub struct Check<'c> {
     section: &'c str,
+    /// Prepended to each field (`source.`), for a table inside the section.
+    prefix: &'c str,
     src: &'c SourceMap<'c>,
     problems: &'c mut Vec<Problem>,
 }
@@ -49,6 +52,19 @@ impl Check<'_> {
 
     /// Records a problem with `field`.
     pub fn field(&mut self, field: &str, msg: impl Into<String>) {
-        self.problem(Some(field), msg);
+        match self.prefix {
+            "" => self.problem(Some(field), msg),
+            prefix => self.problem(Some(&format!("{prefix}.{field}")), msg),
+        }
+    }
+
+    /// The same section's problems, with fields inside the table `prefix`.
+    pub fn inside<'p>(&'p mut self, prefix: &'p str) -> Check<'p> {
+        Check {
+            section: self.section,
+            prefix,
+            src: self.src,
+            problems: self.problems,
+        }
     }
 }

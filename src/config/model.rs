@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 pub use crate::sinks::{ConnectionConfig, RouteSinkConfig};
+use crate::sources::{ReadSpec, StartFrom};
 
 /// The whole file, after loading and validation.
 #[derive(Debug, Clone)]
@@ -127,8 +128,11 @@ pub struct PublisherProperties {
 pub struct RouteConfig<S = RouteSinkConfig> {
     /// Unique route name, used in client ids, metrics and logs. Letters, digits, `-` and `_`.
     pub name: String,
-    /// MQTT topic filters (`+` and `#` wildcards) to consume.
+    /// MQTT topic filters (`+` and `#` wildcards) to consume. Not for a route with a `source`.
+    #[serde(default)]
     pub filters: Vec<String>,
+    /// Read a Kafka or RocketMQ topic as a consumer group instead of the MQTT broker.
+    pub source: Option<RouteSource>,
     /// Name of the `[connections.NAME]` to deliver to.
     pub connection: String,
     /// Shared-subscription group: the bridge subscribes to `$share/{group}/{filter}`.
@@ -167,6 +171,43 @@ pub struct RouteConfig<S = RouteSinkConfig> {
     pub sink: S,
 }
 
+/// A route's `source = { connection = "...", topic = "..." }`: a Kafka or RocketMQ topic read
+/// by a consumer group. Each message's offset is committed once it and everything before it
+/// of its partition (or queue) was delivered or dead-lettered.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct RouteSource {
+    /// Name of the `[connections.NAME]` to read: a `kafka` or `rocketmq` connection.
+    pub connection: String,
+    /// The topic to read.
+    pub topic: String,
+    /// RocketMQ tag filter: `*` (every message) or tags joined by `||`. Default "*".
+    #[serde(default = "default_tags")]
+    pub tags: String,
+    /// Consumer group. Default "mqbridge-{route name}".
+    pub group: Option<String>,
+    /// Where a group without committed offsets starts: "latest" (default) or "earliest".
+    #[serde(default)]
+    pub start: StartFrom,
+}
+
+fn default_tags() -> String {
+    "*".into()
+}
+
+impl<S> RouteConfig<S> {
+    /// What the route's reader reads, when it has a `source`.
+    pub fn read_spec(&self) -> Option<ReadSpec> {
+        let s = self.source.as_ref()?;
+        Some(ReadSpec {
+            name: self.name.clone(),
+            topic: s.topic.clone(),
+            tags: s.tags.clone(),
+            group: (s.group.clone()).unwrap_or_else(|| format!("mqbridge-{}", self.name)),
+            start: s.start,
+        })
+    }
+}
+
 impl Config {
     /// Settings that are valid but that an operator should know the cost of.
     pub fn warnings(&self) -> Vec<String> {
@@ -193,6 +234,7 @@ impl<S> RouteConfig<S> {
         RouteConfig {
             name: self.name,
             filters: self.filters,
+            source: self.source,
             connection: self.connection,
             share_group: self.share_group,
             consumers: self.consumers,

@@ -171,8 +171,13 @@ fn check_route(r: &RouteConfig<()>, c: &mut Check<'_>) {
     {
         c.field("name", "must be letters, digits, `-` or `_`");
     }
-    if r.filters.is_empty() {
-        c.field("filters", "empty: give at least one topic filter");
+    match (&r.source, r.filters.is_empty()) {
+        (None, true) => c.field("filters", "empty: give at least one topic filter"),
+        (Some(_), false) => c.field(
+            "filters",
+            "a route with a `source` reads that topic, not the MQTT broker: remove `filters`",
+        ),
+        _ => {}
     }
     for f in &r.filters {
         if let Err(e) = check_mqtt_filter(f) {
@@ -210,7 +215,28 @@ fn check_route(r: &RouteConfig<()>, c: &mut Check<'_>) {
 }
 
 fn check_route_connection(r: &RouteConfig<()>, parts: &Parts, c: &mut Check<'_>) {
-    check_connection_defined(&r.connection, parts, c)
+    check_connection_defined(&r.connection, parts, c);
+    let (Some(source), Some(spec)) = (&r.source, r.read_spec()) else {
+        return;
+    };
+    let mut c = c.inside("source");
+    check_connection_defined(&source.connection, parts, &mut c);
+    let Some(connection) = parts.connections.get(&source.connection) else {
+        return;
+    };
+    if !connection.readable() {
+        let kind = connection.kind();
+        let msg = format!(
+            "\"{}\" is a {kind} connection; a route reads from a kafka or rocketmq connection",
+            source.connection
+        );
+        c.field("connection", msg);
+        return;
+    }
+    if source.group.as_deref() == Some("") {
+        c.field("group", "empty");
+    }
+    connection.check_reader(&spec, false, &mut c);
 }
 
 fn check_connection_defined(connection: &str, parts: &Parts, c: &mut Check<'_>) {

@@ -83,10 +83,8 @@ pub async fn run(
         consumers += route.consumers;
     }
     for d in config.downlinks.iter().filter(|d| d.enabled) {
-        let connection = config.connections.get(&d.connection);
-        let connection = connection.ok_or_else(|| RunError::Downlink(d.name.clone()))?;
         supervisor
-            .start_downlink(d, connection, false)
+            .start_downlink(d, false)
             .map_err(|e| RunError::Downlink(e.to_string()))?;
     }
     info!(broker = %endpoint.address(), routes = config.routes.len(), consumers, downlinks = config.downlinks.len(), "mqbridge running");

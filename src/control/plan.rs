@@ -9,7 +9,8 @@ use crate::route;
 /// What the plan needs of a flow's settings.
 pub(super) trait Flow: PartialEq {
     fn name(&self) -> &str;
-    fn connection(&self) -> &str;
+    /// Whether it reads from or delivers to `connection`.
+    fn uses(&self, connection: &str) -> bool;
     fn enabled(&self) -> bool;
 }
 
@@ -18,8 +19,8 @@ impl Flow for route::Flow {
     fn name(&self) -> &str {
         route::Flow::name(self)
     }
-    fn connection(&self) -> &str {
-        route::Flow::connection(self)
+    fn uses(&self, connection: &str) -> bool {
+        self.connections().contains(&connection)
     }
     fn enabled(&self) -> bool {
         match self {
@@ -78,7 +79,7 @@ pub(super) fn plan<'a, C: Flow>(
         match wanted.iter().find(|c| c.name() == name) {
             None => plan.removed.push(name.clone()),
             Some(&new) => {
-                let same = !everything && new == current && !changed.contains(new.connection());
+                let same = !everything && new == current && !changed.iter().any(|c| new.uses(c));
                 match same {
                     true => plan.unchanged.push(name.clone()),
                     false => plan.restart.push((new, *paused)),
@@ -109,8 +110,8 @@ mod tests {
         fn name(&self) -> &str {
             self.name
         }
-        fn connection(&self) -> &str {
-            self.connection
+        fn uses(&self, connection: &str) -> bool {
+            self.connection == connection
         }
         fn enabled(&self) -> bool {
             self.enabled

@@ -177,7 +177,7 @@ impl Bridge {
             self.dead_letter = self.supervisor.dead_letter();
             old.close().await;
         }
-        self.start_flows(&flows, &new, &mut report);
+        self.start_flows(&flows, &mut report);
         if new.admin.listen != self.config.admin.listen {
             report
                 .notes
@@ -281,14 +281,11 @@ impl Bridge {
     }
 
     /// Starts what restarts (paused if it was) and what was added.
-    fn start_flows(&mut self, flows: &Plan<'_, Flow>, new: &Config, report: &mut ReloadReport) {
+    fn start_flows(&mut self, flows: &Plan<'_, Flow>, report: &mut ReloadReport) {
         for (flow, paused, again) in flows.starts() {
             let started = match flow {
                 Flow::Route(r) => self.supervisor.start(r, paused),
-                Flow::Downlink(d) => match new.connections.get(&d.connection) {
-                    Some(c) => self.supervisor.start_downlink(d, c, paused),
-                    None => continue,
-                },
+                Flow::Downlink(d) => self.supervisor.start_downlink(d, paused),
             };
             match started {
                 Ok(()) => report.started(flow.name(), again),

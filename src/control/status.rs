@@ -259,7 +259,9 @@ pub fn readiness<'a>(
     let mut used = BTreeMap::new();
     for handle in flows {
         let name = format!("{} \"{}\"", handle.flow().what(), handle.name());
-        used.insert(handle.flow().connection().to_owned(), name.clone());
+        for connection in handle.flow().connections() {
+            used.insert(connection.to_owned(), name.clone());
+        }
         if !handle.consumers().iter().any(|c| c.connected()) {
             let why = handle.consumers().iter().find_map(|c| c.refused());
             let why = why.map(|e| format!(": {e}")).unwrap_or_default();

@@ -36,11 +36,16 @@ impl Flow {
         }
     }
 
-    /// The connection it reads from (downlink) or delivers to (route).
-    pub fn connection(&self) -> &str {
+    /// The connections it reads from and delivers to.
+    pub fn connections(&self) -> Vec<&str> {
         match self {
-            Flow::Route(r) => &r.connection,
-            Flow::Downlink(d) => &d.connection,
+            Flow::Route(r) => {
+                let source = r.source.as_ref().map(|s| s.connection.as_str());
+                std::iter::once(r.connection.as_str())
+                    .chain(source)
+                    .collect()
+            }
+            Flow::Downlink(d) => vec![&d.connection],
         }
     }
 }

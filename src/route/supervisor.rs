@@ -23,10 +23,10 @@ use crate::events::RouteMetrics;
 use crate::mqtt::Endpoint;
 use crate::pipeline::{Context, Pause, Pipeline, RouteStats, Settings};
 use crate::sinks::mqtt::MqttSink;
-use crate::sinks::{BoxError, Connection, ConnectionConfig, RouteContext, Sink};
+use crate::sinks::{BoxError, Connection, RouteContext, Sink};
 use crate::sources::mqtt::{self as source, ConsumerSpec};
 use crate::sources::records::{self, RecordSpec};
-use crate::sources::ConsumerStatus;
+use crate::sources::{ConsumerStatus, ReadSpec};
 
 /// A downlink's batches on their way at once (of different partitions), and its ack lanes.
 const DOWNLINK_CONCURRENCY: usize = 4;
@@ -153,22 +153,13 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Starts downlink `d`, reading from `connection` (Kafka or RocketMQ) and publishing to the
-    /// broker through connections of its own.
-    pub fn start_downlink(
-        &mut self,
-        d: &DownlinkConfig,
-        connection: &ConnectionConfig,
-        paused: bool,
-    ) -> Result<(), StartError> {
+    /// Starts downlink `d`: it reads its connection (Kafka or RocketMQ) and publishes to the
+    /// broker through MQTT connections of its own.
+    pub fn start_downlink(&mut self, d: &DownlinkConfig, paused: bool) -> Result<(), StartError> {
         if self.routes.contains_key(&d.name) {
             return Err(StartError::Running(d.name.clone()));
         }
-        let spec = d.read_spec();
-        if !connection.readable() {
-            let e = format!("connection \"{}\" cannot be read from", d.connection);
-            return Err(StartError::Sink(d.name.clone(), e.into()));
-        }
+        let connection = self.source_connection(&d.name, &d.connection)?;
         let mqtt = &self.shared.mqtt;
         let client_id = format!("{}-downlink-{}", mqtt.client_id_prefix, d.name);
         let sink = Arc::new(MqttSink::start(
@@ -181,18 +172,51 @@ impl Supervisor {
         ));
         let flow = Flow::Downlink(d.clone());
         let parts = self.parts(&flow, sink, DOWNLINK_ATTEMPTS, None, paused);
+        let settings = Settings {
+            batch_size: d.batch_size,
+            max_wait: Duration::ZERO,
+            ordered: true,
+            concurrency: DOWNLINK_CONCURRENCY,
+        };
+        let (status, work) = self.reading(connection, d.read_spec(), settings, &parts);
+        self.launch(flow, parts, vec![status], work);
+        Ok(())
+    }
+
+    /// The connection named `name` when it can be read from.
+    fn source_connection(&self, flow: &str, name: &str) -> Result<Connection, StartError> {
+        let connection = self.shared.connections.get(name);
+        let connection =
+            connection.ok_or_else(|| StartError::NoConnection(flow.into(), name.into()))?;
+        match connection.config().is_some_and(|c| c.readable()) {
+            true => Ok(connection.clone()),
+            false => {
+                let e = format!("connection \"{name}\" cannot be read from");
+                Err(StartError::Sink(flow.into(), e.into()))
+            }
+        }
+    }
+
+    /// A flow that reads `spec` from `connection` (Kafka, RocketMQ): its reader's status and
+    /// its work (the reader and the pipeline), which ends once the reader left its group.
+    fn reading(
+        &self,
+        connection: Connection,
+        spec: ReadSpec,
+        settings: Settings,
+        parts: &Parts,
+    ) -> (Arc<ConsumerStatus>, BoxFuture<'static, ()>) {
         let status = Arc::new(ConsumerStatus::new(spec.group.clone()));
         let (tx, intake) = mpsc::unbounded_channel();
         let source = RecordSpec {
             route: parts.ctx.route.clone(),
-            lanes: DOWNLINK_CONCURRENCY,
+            lanes: settings.concurrency,
             pause: parts.pause.clone(),
             status: status.clone(),
-            max_messages: (DOWNLINK_CONCURRENCY + 1) * d.batch_size,
-            max_bytes: mqtt.max_inflight_bytes as usize,
+            max_messages: (settings.concurrency + 1) * settings.batch_size,
+            max_bytes: self.shared.mqtt.max_inflight_bytes as usize,
             shutdown: parts.shutdown.clone(),
         };
-        let connection = connection.clone();
         let open: records::Open = Box::new(move || match connection.open_reader(spec.clone()) {
             Some(open) => open,
             None => Box::pin(async { Err("not a source".into()) }),
@@ -200,12 +224,7 @@ impl Supervisor {
         let (ackers, reader) = records::start(open, source, tx);
         let pipeline = Pipeline {
             ctx: parts.ctx.clone(),
-            settings: Settings {
-                batch_size: d.batch_size,
-                max_wait: Duration::ZERO,
-                ordered: true,
-                concurrency: DOWNLINK_CONCURRENCY,
-            },
+            settings,
             intake,
             ackers,
         };
@@ -213,8 +232,7 @@ impl Supervisor {
             pipeline.run().await;
             let _ = reader.await;
         };
-        self.launch(flow, parts, vec![status], work.boxed());
-        Ok(())
+        (status, work.boxed())
     }
 
     /// What every flow's run needs: its stop signals, pause, counts and delivery context.
@@ -231,7 +249,8 @@ impl Supervisor {
         let stats = Arc::new(RouteStats::default());
         let pause = Arc::new(Pause::new(paused));
         let lanes = match flow {
-            Flow::Route(r) => r.consumers as usize,
+            Flow::Route(r) if r.source.is_none() => r.consumers as usize,
+            Flow::Route(r) => r.concurrency,
             Flow::Downlink(_) => DOWNLINK_CONCURRENCY,
         };
         let ctx = Arc::new(Context {

@@ -233,7 +233,10 @@ impl<K: SinkKind> AnyConnectionConfig for Typed<K, K::ConnectionConfig> {
     fn connect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Connection, BoxError>> {
         Box::pin(async move {
             let live = K::connect(name, &self.0).await?;
-            Ok(Connection(Arc::new(Typed::<K, _>::new(live))))
+            Ok(Connection {
+                live: Arc::new(Typed::<K, _>::new(live)),
+                config: None,
+            })
         })
     }
     fn open_reader(&self, spec: ReadSpec) -> Option<OpenReader> {
@@ -266,7 +269,9 @@ impl ConnectionConfig {
     }
     /// Builds the running client (connects lazily where the client library does).
     pub async fn connect(&self, name: &str) -> Result<Connection, BoxError> {
-        self.0.connect(name).await
+        let mut connection = self.0.connect(name).await?;
+        connection.config = Some(self.clone());
+        Ok(connection)
     }
     /// Opens a consumer-group member reading `spec`; `None` when the kind cannot be read.
     pub fn open_reader(&self, spec: ReadSpec) -> Option<OpenReader> {
@@ -360,9 +365,12 @@ impl fmt::Debug for RouteSinkConfig {
     }
 }
 
-/// A connection's running client, shared by the routes that name it.
+/// A connection's running client, shared by the routes that name it, and its settings.
 #[derive(Clone)]
-pub struct Connection(Arc<dyn AnyConnection>);
+pub struct Connection {
+    live: Arc<dyn AnyConnection>,
+    config: Option<ConnectionConfig>,
+}
 
 trait AnyConnection: Send + Sync {
     fn route_sink(
@@ -425,20 +433,28 @@ impl Connection {
         context: &RouteContext<'_>,
         route: &RouteSinkConfig,
     ) -> Result<Arc<dyn Sink>, BoxError> {
-        self.0.route_sink(context, route)
+        self.live.route_sink(context, route)
     }
     pub async fn health_check(&self) -> Result<String, BoxError> {
-        self.0.health_check().await
+        self.live.health_check().await
     }
     /// The route's own check (`SinkKind::probe_route`), where its kind has one.
     pub async fn probe_route(&self, route: &RouteSinkConfig) -> Option<Result<String, BoxError>> {
-        self.0.probe_route(route).await
+        self.live.probe_route(route).await
     }
     /// A downlink's source topic check (`SinkKind::probe_topic`), where its kind has one.
     pub async fn probe_topic(&self, topic: &str) -> Option<Result<String, BoxError>> {
-        self.0.probe_topic(topic).await
+        self.live.probe_topic(topic).await
     }
     pub async fn flush(&self, timeout: Duration) {
-        self.0.flush(timeout).await
+        self.live.flush(timeout).await
+    }
+    /// Opens a consumer-group member reading `spec`; `None` when the kind cannot be read.
+    pub fn open_reader(&self, spec: ReadSpec) -> Option<OpenReader> {
+        self.config.as_ref()?.open_reader(spec)
+    }
+    /// The settings it was built from.
+    pub fn config(&self) -> Option<&ConnectionConfig> {
+        self.config.as_ref()
     }
 }

@@ -39,7 +39,7 @@ pub struct ReadSpec {
 }
 
 /// Where a group that has no committed offset yet starts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StartFrom {
     #[default]
