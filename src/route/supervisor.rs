@@ -107,8 +107,8 @@ impl Supervisor {
         self.shared.dead_letter.clone()
     }
 
-    /// Starts `route`: its consumers connect and subscribe in the background; `paused`, they
-    /// read nothing until it is resumed.
+    /// Starts `route`: its consumers (MQTT, or the reader of its `source`) connect in the
+    /// background; `paused`, they read nothing until it is resumed.
     pub fn start(&mut self, route: &RouteConfig, paused: bool) -> Result<(), StartError> {
         if self.routes.contains_key(&route.name) {
             return Err(StartError::Running(route.name.clone()));
@@ -136,6 +136,13 @@ impl Supervisor {
             ordered: route.is_ordered(),
             concurrency: route.concurrency,
         };
+        if let (Some(source), Some(spec)) = (&route.source, route.read_spec()) {
+            let connection = self.source_connection(&route.name, &source.connection)?;
+            let parts = self.parts(&flow, sink, route.max_attempts, None, paused);
+            let (status, work) = self.reading(connection, spec, settings, &parts);
+            self.launch(flow, parts, vec![status], work);
+            return Ok(());
+        }
         let consumers: Vec<Arc<ConsumerStatus>> = (1..=route.consumers)
             .map(|n| {
                 let id = format!("{}-{}-{n}", self.shared.mqtt.client_id_prefix, route.name);

@@ -154,6 +154,17 @@ impl Route {
             .set("connection", connection)
     }
 
+    /// Route `name` reading `topic` of the Kafka or RocketMQ connection `source` (from the
+    /// earliest offset) into `connection`.
+    pub fn reading(name: &str, source: &str, topic: &str, connection: &str) -> Self {
+        Route(Table::new())
+            .set("name", name)
+            .set("connection", connection)
+            .set("source.connection", source)
+            .set("source.topic", topic)
+            .set("source.start", "earliest")
+    }
+
     /// Its filters, all of them.
     pub fn filters(self, filters: &[&str]) -> Self {
         self.set("filters", filters.to_vec())
