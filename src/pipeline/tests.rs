@@ -86,6 +86,58 @@ impl Acker for Recorder {
     async fn close(&self) {}
 }
 
+/// A route's context around the scripted sink, and the handles a test drives it with.
+struct Fakes {
+    ctx: Arc<Context>,
+    calls: Calls,
+    stats: Arc<RouteStats>,
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
+    pause: Arc<Pause>,
+}
+
+impl Fakes {
+    async fn new(
+        lanes: usize,
+        delay: fn(&str) -> Duration,
+        answer: fn(&str, u32) -> Option<Result<(), SinkError>>,
+        dead_path: &std::path::Path,
+    ) -> Fakes {
+        let writer = FileWriter::open(dead_path, false).await.unwrap();
+        let calls = Calls::default();
+        let sink = Scripted {
+            start: Instant::now(),
+            calls: calls.clone(),
+            attempts: Default::default(),
+            delay,
+            answer,
+        };
+        let (shutdown, hard_stop) = (CancellationToken::new(), CancellationToken::new());
+        let stats = Arc::new(RouteStats::default());
+        let pause = Arc::new(Pause::new(false));
+        let ctx = Arc::new(Context {
+            route: "test".into(),
+            metrics: crate::events::RouteMetrics::new("test", lanes),
+            max_attempts: 3,
+            sink: Arc::new(sink),
+            dead_letter: Arc::new(DeadLetter::File(Arc::new(writer))),
+            skip_marked: Some("mqbridge-origin".into()),
+            shutdown: shutdown.clone(),
+            hard_stop: hard_stop.clone(),
+            pause: pause.clone(),
+            stats: stats.clone(),
+        });
+        Fakes {
+            ctx,
+            calls,
+            stats,
+            shutdown,
+            hard_stop,
+            pause,
+        }
+    }
+}
+
 struct Run {
     calls: Calls,
     dead_path: std::path::PathBuf,
@@ -126,30 +178,7 @@ impl Run {
         dead_path: std::path::PathBuf,
         dir: tempfile::TempDir,
     ) -> Run {
-        let writer = FileWriter::open(&dead_path, false).await.unwrap();
-        let calls = Calls::default();
-        let sink = Scripted {
-            start: Instant::now(),
-            calls: calls.clone(),
-            attempts: Default::default(),
-            delay,
-            answer,
-        };
-        let (shutdown, hard_stop) = (CancellationToken::new(), CancellationToken::new());
-        let stats = Arc::new(RouteStats::default());
-        let pause = Arc::new(Pause::new(false));
-        let ctx = Arc::new(Context {
-            route: "test".into(),
-            metrics: crate::events::RouteMetrics::new("test", lanes),
-            max_attempts: 3,
-            sink: Arc::new(sink),
-            dead_letter: Arc::new(DeadLetter::File(Arc::new(writer))),
-            skip_marked: Some("mqbridge-origin".into()),
-            shutdown: shutdown.clone(),
-            hard_stop: hard_stop.clone(),
-            pause: pause.clone(),
-            stats: stats.clone(),
-        });
+        let fakes = Fakes::new(lanes, delay, answer, &dead_path).await;
         let acks = Arc::default();
         let ackers = (0..lanes)
             .map(|lane| Recorder {
@@ -159,19 +188,19 @@ impl Run {
             .collect();
         let (tx, intake) = mpsc::unbounded_channel();
         let pipeline = Pipeline {
-            ctx,
+            ctx: fakes.ctx.clone(),
             settings,
             intake,
             ackers,
         };
         Run {
-            calls,
+            calls: fakes.calls,
             dead_path,
             acks,
-            stats,
-            shutdown,
-            hard_stop,
-            pause,
+            stats: fakes.stats,
+            shutdown: fakes.shutdown,
+            hard_stop: fakes.hard_stop,
+            pause: fakes.pause,
             tx,
             task: tokio::spawn(pipeline.run()),
             _dir: dir,
@@ -674,3 +703,4 @@ async fn a_retry_waits_as_long_as_the_destination_asks() {
 }
 
 mod pause;
+mod records;
