@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use mqbridge::config::parse_str;
+use mqbridge::connectors::{Sink, SinkError};
 use mqbridge::dead_letter::DeadLetter;
 use mqbridge::events::RouteMetrics;
 use mqbridge::message::{Message, Properties, Publisher};
 use mqbridge::pipeline::{Context, Pause, Pipeline, RouteStats, Settings};
-use mqbridge::sinks::{Sink, SinkError};
 use mqbridge::sources::{Acker, Delivery};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -100,7 +100,7 @@ async fn file_sink(dir: &std::path::Path) -> Arc<dyn Sink> {
         .await
         .expect("open");
     let route = &config.routes[0];
-    let context = mqbridge::sinks::RouteContext {
+    let context = mqbridge::connectors::RouteContext {
         name: &route.name,
         ordered: route.is_ordered(),
     };
@@ -117,7 +117,7 @@ async fn run(shape: &str, null: bool, scale: f64) {
         true => Arc::new(NullSink),
         false => file_sink(dir.path()).await,
     };
-    let dead = mqbridge::sinks::file::FileWriter::open(&dir.path().join("dead.jsonl"), false)
+    let dead = mqbridge::connectors::file::FileWriter::open(&dir.path().join("dead.jsonl"), false)
         .await
         .expect("dead letters");
     let dead = Arc::new(DeadLetter::File(Arc::new(dead)));

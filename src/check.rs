@@ -13,7 +13,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event};
 
 use crate::config::Config;
-use crate::mqtt::Endpoint;
+use crate::connectors::mqtt::Endpoint;
 
 /// One line of the verdict.
 #[derive(Debug, Clone)]
@@ -78,7 +78,7 @@ pub async fn check(config: &Config) -> Vec<Verdict> {
 
 fn verdict(
     item: String,
-    outcome: Result<Result<String, crate::sinks::BoxError>, tokio::time::error::Elapsed>,
+    outcome: Result<Result<String, crate::connectors::BoxError>, tokio::time::error::Elapsed>,
 ) -> Verdict {
     let (ok, detail) = match outcome {
         Ok(Ok(detail)) => (true, detail),

@@ -9,11 +9,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{DeadLetterConfig, MqttConfig};
+use crate::connectors::file::FileWriter;
+use crate::connectors::mqtt::{Endpoint, PublishError, Publisher};
+use crate::connectors::SinkError;
 use crate::message::{now_ms, Message};
-use crate::mqtt::{Endpoint, PublishError, Publisher};
 use crate::record::Record;
-use crate::sinks::file::FileWriter;
-use crate::sinks::SinkError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {

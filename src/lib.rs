@@ -7,18 +7,19 @@
 //! # Layout
 //! - `config`: the TOML file: model, section-by-section loading with located problems,
 //!   validation, example.
-//! - `sources`: where routes take messages from: `mqtt/` (shared-subscription consumers with
-//!   epoch-checked acks), behind the `Delivery`/`Acker` shape the pipeline sees.
-//! - `pipeline`: written once for every route: batching by key with per-key order, delivery
+//! - `connectors`: one folder per external system, holding everything the bridge knows of it:
+//!   its settings, client, sink and (where it can be read) source: `mqtt/`, `kafka/`,
+//!   `rocketmq/`, `http/`, `scf/`, `exec/`, `file/`; the `Connector` trait a kind implements,
+//!   the registry (one line per kind) and the `Sink` trait.
+//! - `sources`: the source side of the engine: the `Delivery`/`Acker` shape the pipeline sees,
+//!   the runner of a Kafka or RocketMQ group member (`records`), what a consumer shows.
+//! - `pipeline`: written once for every flow: batching by key with per-key order, delivery
 //!   with retries and dead letters, acks in receive order per lane.
-//! - `sinks`: where routes deliver: the `Sink` trait, the kind registry, `kafka/`, `file/`,
-//!   and the function kinds `http/`, `exec/`, `scf/`.
-//! - `route`: the supervisor and its per-route handles (start, stop, pause, state, counts).
-//! - `downlinks`: Kafka and RocketMQ topics published to the MQTT broker (`[[downlinks]]`).
+//! - `route`: the supervisor and its per-flow handles (start, stop, pause, state, counts), for
+//!   routes and downlinks alike.
+//! - `downlinks`: the `[[downlinks]]` settings (Kafka or RocketMQ to the MQTT broker).
 //! - `control`: the running bridge's loop and its commands: states, pause and resume, reload,
 //!   readiness, connection checks.
-//! - `mqtt`: MQTT client options and a publisher that waits for PUBACKs (dead letters,
-//!   downlinks).
 //! - `message`: the neutral message sources fill and sinks render.
 //! - `record`: the message's JSON shape (file sink, dead letters).
 //! - `event`: the event a function receives (a batch of records; `schema/`).
@@ -37,17 +38,16 @@
 pub mod admin;
 pub mod check;
 pub mod config;
+pub mod connectors;
 pub mod control;
 pub mod dead_letter;
 pub mod downlinks;
 pub mod event;
 pub mod events;
 pub mod message;
-pub mod mqtt;
 pub mod pipeline;
 pub mod record;
 pub mod route;
-pub mod sinks;
 pub mod sources;
 pub mod template;
 pub mod tls;
@@ -56,14 +56,14 @@ pub mod topic;
 use std::future::Future;
 
 use crate::config::Config;
+use crate::connectors::BoxError;
 use crate::control::Control;
 use crate::route::StartError;
-use crate::sinks::BoxError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Mqtt(#[from] mqtt::OptionsError),
+    Mqtt(#[from] connectors::mqtt::OptionsError),
     #[error("connection \"{0}\": {1}")]
     Connection(String, #[source] BoxError),
     #[error(transparent)]

@@ -147,7 +147,7 @@ async fn one_route_stops_alone_and_resumes_with_what_the_broker_held() {
         .route(Route::new("b", "b/#", "out"))
         .text();
     let config = mqbridge::config::parse_str(&text, dir.path(), &|_| None).unwrap();
-    let endpoint = mqbridge::mqtt::Endpoint::new(&config.mqtt).unwrap();
+    let endpoint = mqbridge::connectors::mqtt::Endpoint::new(&config.mqtt).unwrap();
     let mut connections = BTreeMap::new();
     for (name, c) in &config.connections {
         connections.insert(name.clone(), c.connect(name).await.unwrap());

@@ -25,9 +25,10 @@ pub struct ProduceArgs {
 const WINDOW: usize = 10_000;
 
 pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
-    let connection: mqbridge::sinks::kafka::KafkaConnectionConfig =
+    let connection: mqbridge::connectors::kafka::KafkaConnectionConfig =
         toml::from_str(&format!("bootstrap_servers = {:?}", a.bootstrap))?;
-    let producer: FutureProducer = mqbridge::sinks::kafka::client_config(&connection).create()?;
+    let producer: FutureProducer =
+        mqbridge::connectors::kafka::client_config(&connection).create()?;
     // Like the bridge, which is connected before anything is published: the topic's metadata
     // and the idempotent producer's id are fetched before the clock starts.
     producer

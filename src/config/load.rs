@@ -14,8 +14,8 @@ use super::problem::{ConfigError, Problem};
 use super::reader::{struct_fields, SectionReader};
 use super::source::{line_of, Value};
 use super::validate::{validate, Parts};
+use crate::connectors::{self, Kind, RouteSinkConfig, KINDS};
 use crate::downlinks::DownlinkConfig;
-use crate::sinks::{self, Kind, RouteSinkConfig, KINDS};
 
 /// Reads, parses and validates `path`. Relative paths inside are taken from the file's folder.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
@@ -90,7 +90,7 @@ impl<'a> Loader<'a, '_> {
                         .reader
                         .read("[admin]", value)
                         .map(|mut a: AdminConfig| {
-                            sinks::resolve_relative(self.base, [&mut a.token_file]);
+                            connectors::resolve_relative(self.base, [&mut a.token_file]);
                             a
                         })
                 }
@@ -199,7 +199,7 @@ impl<'a> Loader<'a, '_> {
             return None;
         };
         let name = kind.get_ref().as_str().unwrap_or_default();
-        let Some(found) = sinks::kind(name) else {
+        let Some(found) = connectors::kind(name) else {
             let msg = format!("unknown connection type \"{name}\" (expected one of {known})");
             self.reader
                 .problem(label, Some("type"), msg, kind.span().start);
@@ -294,7 +294,7 @@ impl<'a> Loader<'a, '_> {
             self.check_orphan_keys(label, own, span);
             return None;
         };
-        let kind = sinks::kind(config.kind())?;
+        let kind = connectors::kind(config.kind())?;
         let foreign: Vec<_> = own
             .keys()
             .filter(|k| !kind.route_keys().contains(&k.get_ref().as_ref()))
@@ -399,7 +399,7 @@ fn quoted(keys: &[&str]) -> String {
 
 fn resolve_paths(config: &mut Config, base: &Path) {
     if let Some(tls) = &mut config.mqtt.tls {
-        sinks::resolve_relative(
+        connectors::resolve_relative(
             base,
             [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file],
         );
@@ -409,6 +409,6 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         dead_letter
             .path
             .get_or_insert_with(|| DEFAULT_DEAD_LETTER_PATH.into());
-        sinks::resolve_relative(base, [&mut dead_letter.path]);
+        connectors::resolve_relative(base, [&mut dead_letter.path]);
     }
 }

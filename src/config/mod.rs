@@ -1,7 +1,7 @@
 //! Configuration: the file's shape (`model`), reading it section by section with every problem
 //! located (`load`, `reader`, `source`, `problem`), the checks (`validate`, `check`) and the
 //! commented example (`example`). Connection kinds define and check their own settings
-//! (`sinks/<kind>/config.rs`) through `SectionReader` and `Check`.
+//! (`connectors/<kind>/config.rs`) through `SectionReader` and `Check`.
 
 mod check;
 mod example;

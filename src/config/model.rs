@@ -4,7 +4,7 @@
 //! Unknown keys are not rejected by serde here: the loader (`reader.rs`) collects them with
 //! `serde_ignored` so that a typo is reported together with every other problem in the file.
 //! A connection's settings, and the keys a route takes for its connection's kind, are defined
-//! beside each kind (`sinks/<kind>/config.rs`) and held here type-erased.
+//! beside each kind (`connectors/<kind>/config.rs`) and held here type-erased.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-pub use crate::sinks::{ConnectionConfig, RouteSinkConfig};
+pub use crate::connectors::{ConnectionConfig, RouteSinkConfig};
 use crate::sources::{ReadSpec, StartFrom};
 
 /// The whole file, after loading and validation.

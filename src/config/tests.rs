@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use super::*;
-use crate::sinks::file::FileConnectionConfig;
-use crate::sinks::kafka::{Compression, KafkaConnectionConfig};
+use crate::connectors::file::FileConnectionConfig;
+use crate::connectors::kafka::{Compression, KafkaConnectionConfig};
 
 const BASE: &str = r#"
 [mqtt]

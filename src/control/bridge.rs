@@ -18,10 +18,10 @@ use super::status::{self, DownlinkStatus, Overview, Paused, ReloadOutcome, Route
 use super::{Command, Control, ControlError};
 use crate::admin::{Access, SharedAccess};
 use crate::config::Config;
+use crate::connectors::mqtt::Endpoint;
+use crate::connectors::Connection;
 use crate::dead_letter::DeadLetter;
-use crate::mqtt::Endpoint;
 use crate::route::{Flow, Shared, Supervisor};
-use crate::sinks::Connection;
 use crate::{admin, RunError};
 
 /// What the loop owns.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::connectors::Connection;
 use crate::events;
-use crate::sinks::Connection;
 
 /// The connections of the running configuration (replaced on reload).
 pub type Connections = Arc<BTreeMap<String, Connection>>;

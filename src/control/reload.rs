@@ -19,12 +19,12 @@ use super::plan::{plan, Plan, Running};
 use super::status::ReloadOutcome;
 use super::ControlError;
 use crate::config::{self, Config};
+use crate::connectors::mqtt::Endpoint;
+use crate::connectors::Connection;
 use crate::dead_letter::DeadLetter;
 use crate::events;
 use crate::message::now_ms;
-use crate::mqtt::Endpoint;
 use crate::route::Flow;
-use crate::sinks::Connection;
 
 /// What a reload did.
 #[derive(Debug, Clone, Default, Serialize)]

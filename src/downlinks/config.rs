@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{Check, ConnectionConfig};
-use crate::sinks::mqtt::{PublishSettings, TopicTemplate};
+use crate::connectors::mqtt::{PublishSettings, TopicTemplate};
 use crate::sources::{ReadSpec, StartFrom};
 
 /// `[[downlinks]]`: a Kafka or RocketMQ topic read by a consumer group and published to the

@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 use super::batcher::{Batch, Item, Key};
 use super::pause::Pause;
 use super::stats::RouteStats;
+use crate::connectors::{Retry, Sink, SinkError};
 use crate::dead_letter::{DeadLetter, DeadLetterEntry};
 use crate::events::{self, RouteMetrics};
 use crate::message::{now_ms, Message};
-use crate::sinks::{Retry, Sink, SinkError};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);

@@ -12,11 +12,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::connectors::file::FileWriter;
+use crate::connectors::{Retry, Sink, SinkError};
 use crate::dead_letter::DeadLetter;
 use crate::message::tests::sample;
 use crate::message::Message;
-use crate::sinks::file::FileWriter;
-use crate::sinks::{Retry, Sink, SinkError};
 use crate::sources::{Acker, Delivery};
 
 /// What the sink saw: (virtual ms since start, payloads of the call).

@@ -17,14 +17,14 @@ use tracing::warn;
 
 use super::handle::{set, Flow, RouteHandle, RouteState};
 use crate::config::{MqttConfig, RouteConfig};
+use crate::connectors::mqtt::Endpoint;
+use crate::connectors::mqtt::MqttSink;
+use crate::connectors::mqtt::{self as source, ConsumerSpec};
+use crate::connectors::{BoxError, Connection, RouteContext, Sink};
 use crate::dead_letter::DeadLetter;
 use crate::downlinks::DownlinkConfig;
 use crate::events::RouteMetrics;
-use crate::mqtt::Endpoint;
 use crate::pipeline::{Context, Pause, Pipeline, RouteStats, Settings};
-use crate::sinks::mqtt::MqttSink;
-use crate::sinks::{BoxError, Connection, RouteContext, Sink};
-use crate::sources::mqtt::{self as source, ConsumerSpec};
 use crate::sources::records::{self, RecordSpec};
 use crate::sources::{ConsumerStatus, ReadSpec};
 

@@ -1,9 +1,8 @@
-//! Sources: where flows take messages from. The pipeline sees only `Delivery` and `Acker`
-//! (`source`). MQTT shared-subscription consumers are one folder (`mqtt/`); Kafka and RocketMQ
-//! consumer-group members are run by `records` on the `Reader` their kind opens; `status` is
-//! what each consumer shows the operator.
+//! The source side of the engine. The pipeline sees only `Delivery` and `Acker` (`source`);
+//! each connector's source hands over through them (MQTT consumers: `connectors/mqtt/`). A
+//! Kafka or RocketMQ group member is a `Reader` its connector opens, run for a flow by
+//! `records`; `status` is what each consumer shows the operator.
 
-pub mod mqtt;
 pub mod records;
 mod source;
 mod status;

@@ -1,5 +1,5 @@
 //! Sources that read a Kafka or RocketMQ topic as a consumer-group member. A kind that can be
-//! read (`SinkKind::open_reader`) gives a `Reader`; this module runs it for a route: it reads
+//! read (`Connector::open_reader`) gives a `Reader`; this module runs it for a route: it reads
 //! while the route's window has room and it is not paused, hands each message to the pipeline
 //! with its partition (or queue) as order key, and commits, per partition, the offset after the
 //! last message released by the pipeline's acks: everything before it is delivered or
@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::source::{Acker, Delivery};
 use super::status::ConsumerStatus;
+use crate::connectors::BoxError;
 use crate::events;
 use crate::message::{Message, Partition};
 use crate::pipeline::Pause;
-use crate::sinks::BoxError;
 
 /// How long a read waits for the first message.
 const POLL_WAIT: Duration = Duration::from_millis(500);

@@ -1,0 +1,131 @@
+//! A route's Kafka sink: renders each message's topic, key and headers, hands the batch to the
+//! producer and waits for every delivery report. A full librdkafka queue is backpressure: the
+//! batch waits for room, it is not failed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::{join_all, Either};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::FutureRecord;
+
+use super::config::KafkaRouteConfig;
+use super::connection::ProducerSlot;
+use super::error::KafkaSinkError;
+use super::headers::headers;
+use crate::connectors::{Sink, SinkError};
+use crate::message::Message;
+use crate::template::Template;
+use crate::topic::check_kafka_topic;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouteSinkError {
+    #[error("a Kafka route needs a topic")]
+    NoTopic,
+    #[error("{0}")]
+    InvalidTopic(String),
+}
+
+pub struct KafkaRouteSink {
+    producer: Arc<ProducerSlot>,
+    topic: Template,
+    /// Set when the topic is a literal, checked once at build time.
+    literal_topic: Option<String>,
+    key: Template,
+}
+
+impl KafkaRouteSink {
+    pub fn new(
+        producer: Arc<ProducerSlot>,
+        route: &KafkaRouteConfig,
+    ) -> Result<Self, RouteSinkError> {
+        let topic = route.topic.clone().ok_or(RouteSinkError::NoTopic)?;
+        let key = route.key.clone().unwrap_or_else(Template::topic);
+        let literal_topic = topic.as_literal().map(str::to_owned);
+        if let Some(t) = &literal_topic {
+            check_kafka_topic(t).map_err(RouteSinkError::InvalidTopic)?;
+        }
+        Ok(KafkaRouteSink {
+            producer,
+            topic,
+            literal_topic,
+            key,
+        })
+    }
+
+    async fn send_all(&self, batch: &[&Message]) -> Vec<Result<(), KafkaSinkError>> {
+        let (generation, producer) = self.producer.get();
+        let mut pending = Vec::with_capacity(batch.len());
+        for msg in batch {
+            pending.push(match self.enqueue(&producer, msg).await {
+                Ok(delivery) => Either::Left(delivery),
+                Err(e) => Either::Right(std::future::ready(Err(e))),
+            });
+        }
+        let results = join_all(pending).await;
+        if results.iter().any(Result::is_err) {
+            let broken = results
+                .iter()
+                .any(|r| matches!(r, Err(e) if e.needs_new_producer()));
+            self.producer.replace_if_broken(generation, broken);
+        }
+        if self.producer.generation() != generation {
+            // Possibly the last handle on a replaced producer, whose teardown blocks.
+            tokio::task::spawn_blocking(move || drop(producer));
+        }
+        results
+    }
+
+    /// Queues one record; the returned future resolves with its delivery report.
+    async fn enqueue(
+        &self,
+        producer: &super::connection::KafkaProducer,
+        msg: &Message,
+    ) -> Result<impl std::future::Future<Output = Result<(), KafkaSinkError>>, KafkaSinkError> {
+        let rendered;
+        let topic = match &self.literal_topic {
+            Some(t) => t.as_str(),
+            None => {
+                rendered = self.topic.render(msg);
+                check_kafka_topic(&rendered).map_err(KafkaSinkError::InvalidTopic)?;
+                rendered.as_str()
+            }
+        };
+        let key = self.key.render(msg);
+        let mut record = FutureRecord::to(topic)
+            .payload(&msg.payload[..])
+            .key(&key)
+            .headers(headers(msg))
+            .timestamp(msg.timestamp_ms as i64);
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    return Ok(async move {
+                        match delivery.await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err((e, _))) => Err(KafkaSinkError::from_kafka(e)),
+                            Err(_) => Err(KafkaSinkError::Canceled),
+                        }
+                    })
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(KafkaSinkError::from_kafka(e)),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for KafkaRouteSink {
+    async fn send(&self, batch: &[&Message]) -> Vec<Result<(), SinkError>> {
+        let results = self.send_all(batch).await;
+        results
+            .into_iter()
+            .map(|r| r.map_err(SinkError::from))
+            .collect()
+    }
+}

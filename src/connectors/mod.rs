@@ -1,0 +1,26 @@
+//! Connectors: one folder per external system, holding everything the bridge knows of it: its
+//! settings and their checks, its client, its sink, its source where the system can be read
+//! (Kafka, RocketMQ), and its metadata mapping both ways. A connection kind (`kafka/`,
+//! `rocketmq/`, `file/`, `http/`, `exec/`, `scf/`) implements `Connector` and has one line in
+//! `registry.rs`; `mqtt/` is the broker of `[mqtt]` (routes' source, downlinks' sink). The
+//! runtime side of a sink is the small `Sink` trait: send a batch, get one outcome per message,
+//! each failure saying whether to retry; a source is a `sources::Reader`.
+
+pub mod exec;
+pub mod file;
+mod function;
+pub mod http;
+pub mod kafka;
+mod kind;
+pub mod mqtt;
+mod registry;
+pub mod rocketmq;
+pub mod scf;
+mod sink;
+
+pub use kind::{
+    resolve_relative, BoxError, Connection, ConnectionConfig, Connector, Kind, OpenReader,
+    RouteContext, RouteSinkConfig,
+};
+pub use registry::{kind, KINDS};
+pub use sink::{Retry, Sink, SinkError};

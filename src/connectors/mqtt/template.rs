@@ -1,0 +1,114 @@
+//! The MQTT topic a message is published to (a downlink's `mqtt_topic`): the one template
+//! grammar over a source record (`{key}`, `{tag}`, `{topic}`, `{topic.N}`, `{property.NAME}` /
+//! `{header.NAME}`), rendered strictly, since a placeholder without a value must not make
+//! `chargers//commands`, and checked as an MQTT topic to publish to.
+
+use super::publication::check_mqtt_chars;
+use crate::message::Message;
+use crate::template::{Template, Vocabulary};
+use crate::topic::check_mqtt_topic;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct TopicTemplate(Template);
+
+impl TryFrom<String> for TopicTemplate {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        TopicTemplate::parse(&text).map_err(|e| format!("bad template \"{text}\": {e}"))
+    }
+}
+
+impl TopicTemplate {
+    pub fn parse(input: &str) -> Result<Self, String> {
+        Template::parse_for(input, Vocabulary::Record)
+            .map(TopicTemplate)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The template as written.
+    pub fn text(&self) -> &str {
+        self.0.text()
+    }
+
+    pub fn uses_tag(&self) -> bool {
+        self.0.uses_tag()
+    }
+
+    /// Problems visible without a message: an empty template, wildcards or NUL in its literal
+    /// text.
+    pub fn check_static(&self) -> Result<(), String> {
+        if self.0.text().is_empty() {
+            return Err("empty".into());
+        }
+        if self.0.literals().any(|s| s.contains(['+', '#', '\0'])) {
+            return Err(format!(
+                "\"{}\": a topic to publish to cannot hold `+`, `#` or NUL",
+                self.text()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The topic for `msg`, or why it has none.
+    pub fn render(&self, msg: &Message) -> Result<String, String> {
+        let out = self.0.render_strict(msg).map_err(|e| e.to_string())?;
+        check_mqtt_topic(&out)
+            .and_then(|()| check_mqtt_chars(&out))
+            .map_err(|e| format!("topic {out:?}: {e}"))?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::connectors::mqtt::publication::tests::record;
+
+    fn msg() -> Message {
+        let mut m = record("commands", vec![("deviceId".into(), "P-9".into())]);
+        let origin = m.origin.as_mut().unwrap();
+        origin.key = Some("P-17".into());
+        origin.tag = Some("start".into());
+        m
+    }
+
+    #[test]
+    fn renders_each_placeholder() {
+        let t = TopicTemplate::parse("chargers/{property.deviceId}/{tag}/{key}/{{x}}").unwrap();
+        assert_eq!(t.render(&msg()).unwrap(), "chargers/P-9/start/P-17/{x}");
+        let t = TopicTemplate::parse("x/{header.deviceId}/{topic}").unwrap();
+        assert_eq!(t.render(&msg()).unwrap(), "x/P-9/commands");
+    }
+
+    #[test]
+    fn a_missing_value_or_a_bad_topic_is_an_error() {
+        let t = TopicTemplate::parse("chargers/{property.site}/commands").unwrap();
+        let e = t.render(&msg()).unwrap_err();
+        assert!(e.contains("{property.site}"), "{e}");
+        let mut m = msg();
+        m.origin.as_mut().unwrap().key = Some("a/+".into());
+        let e = TopicTemplate::parse("c/{key}")
+            .unwrap()
+            .render(&m)
+            .unwrap_err();
+        assert!(e.contains("wildcards"), "{e}");
+    }
+
+    #[test]
+    fn rejects_malformed_templates() {
+        assert!(TopicTemplate::parse("a/{key")
+            .unwrap_err()
+            .contains("unclosed"));
+        assert!(TopicTemplate::parse("a}")
+            .unwrap_err()
+            .contains("closes nothing"));
+        assert!(TopicTemplate::parse("{user.x}")
+            .unwrap_err()
+            .contains("unknown"));
+        assert!(TopicTemplate::parse("{property.}").is_err());
+        let t = TopicTemplate::parse("a/#").unwrap();
+        assert!(t.check_static().is_err());
+    }
+}
