@@ -34,7 +34,8 @@ impl<'a, 'e> SectionReader<'a, 'e> {
         let copy = value.clone();
         let mut unknown = Vec::new();
         let result = serde_ignored::deserialize(ValueDeserializer::from(value), |path| {
-            unknown.push(path.to_string())
+            // An optional table's path has a `?` step for its `Some`: not a key.
+            unknown.push(path.to_string().replace(".?", ""))
         });
         for path in unknown {
             let line = key_span(&copy, &path).map(|s| self.sources.line_at(s.start));
