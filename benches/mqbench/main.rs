@@ -239,10 +239,8 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     for &size in a.sizes.iter().skip(1) {
         measure(&systems, load(size, 0.0, None));
     }
-    let width_systems: Vec<System> = [System::File, System::BaseFile]
-        .into_iter()
-        .filter(|s| *s == System::File || a.baseline.is_some())
-        .collect();
+    let base_file = System::File.baseline().filter(|_| a.baseline.is_some());
+    let width_systems: Vec<System> = std::iter::once(System::File).chain(base_file).collect();
     for &routes in a.routes.iter().filter(|&&r| r > 0) {
         measure(&width_systems, load(first, 0.0, Some(routes)));
     }

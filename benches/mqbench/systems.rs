@@ -27,10 +27,8 @@ pub enum System {
     File,
     /// mqbridge with the Kafka sink.
     Kafka,
-    /// The baseline build of mqbridge (`--baseline`) with the file sink.
-    BaseFile,
-    /// The baseline build with the Kafka sink.
-    BaseKafka,
+    /// The same system on the baseline build of mqbridge (`--baseline`).
+    Base(&'static System),
     /// The hand-written Python bridge in benches/peers.
     Peer,
     /// mqbridge with an `http` connection to the no-op function (the `function` role).
@@ -57,8 +55,12 @@ impl System {
             System::KafkaAlone => "Kafka alone",
             System::File => "mqbridge → file",
             System::Kafka => "mqbridge → Kafka",
-            System::BaseFile => "baseline → file",
-            System::BaseKafka => "baseline → Kafka",
+            System::Base(System::File) => "baseline → file",
+            System::Base(System::Kafka) => "baseline → Kafka",
+            System::Base(System::Http(_)) => "baseline → http, batch 100",
+            System::Base(System::DrainKafka) => "baseline: filled Kafka → MQTT",
+            System::Base(System::DrainRocketmq) => "baseline: filled RocketMQ → MQTT",
+            System::Base(_) => "baseline",
             System::Peer => "Python peer → Kafka",
             System::Http(h) => h.name(),
             System::RocketmqAlone => "RocketMQ alone",
@@ -76,8 +78,8 @@ impl System {
             "kafka-alone" => System::KafkaAlone,
             "file" => System::File,
             "kafka" => System::Kafka,
-            "base-file" => System::BaseFile,
-            "base-kafka" => System::BaseKafka,
+            "base-file" => System::Base(&FILE),
+            "base-kafka" => System::Base(&KAFKA),
             "peer" => System::Peer,
             "rocketmq-alone" => System::RocketmqAlone,
             "rocketmq" => System::Rocketmq,
@@ -96,12 +98,19 @@ impl System {
         })
     }
 
+    /// The system itself, for a baseline run.
+    pub fn inner(self) -> System {
+        match self {
+            System::Base(s) => *s,
+            s => s,
+        }
+    }
+
     pub fn uses_kafka(self) -> bool {
         matches!(
-            self,
+            self.inner(),
             System::KafkaAlone
                 | System::Kafka
-                | System::BaseKafka
                 | System::Peer
                 | System::DownKafka
                 | System::DrainKafka
@@ -110,7 +119,7 @@ impl System {
 
     pub fn uses_rocketmq(self) -> bool {
         matches!(
-            self,
+            self.inner(),
             System::RocketmqAlone | System::Rocketmq | System::DownRocketmq | System::DrainRocketmq
         )
     }
@@ -118,33 +127,43 @@ impl System {
     /// Downlinks: the source's producer writes, the no-op subscriber counts.
     pub fn downlink(self) -> bool {
         matches!(
-            self,
+            self.inner(),
             System::DownKafka | System::DownRocketmq | System::DrainKafka | System::DrainRocketmq
         )
     }
 
     /// Downlinks from a topic filled before the bridge starts.
     pub fn drain(self) -> bool {
-        matches!(self, System::DrainKafka | System::DrainRocketmq)
+        matches!(self.inner(), System::DrainKafka | System::DrainRocketmq)
     }
 
     /// The same sink on the baseline build, for A/B rows.
     pub fn baseline(self) -> Option<System> {
         match self {
-            System::File => Some(System::BaseFile),
-            System::Kafka => Some(System::BaseKafka),
+            System::File => Some(System::Base(&FILE)),
+            System::Kafka => Some(System::Base(&KAFKA)),
+            System::Http(HttpRun::Batch100) => Some(System::Base(&HTTP100)),
+            System::DrainKafka => Some(System::Base(&DRAIN_KAFKA)),
+            System::DrainRocketmq => Some(System::Base(&DRAIN_ROCKETMQ)),
             _ => None,
         }
     }
 
     /// The runs that the `function` role observes, reported in a section of their own.
     pub fn http(self) -> Option<HttpRun> {
-        match self {
+        match self.inner() {
             System::Http(h) => Some(h),
             _ => None,
         }
     }
 }
+
+// The systems a baseline run wraps.
+static FILE: System = System::File;
+static KAFKA: System = System::Kafka;
+static HTTP100: System = System::Http(HttpRun::Batch100);
+static DRAIN_KAFKA: System = System::DrainKafka;
+static DRAIN_ROCKETMQ: System = System::DrainRocketmq;
 
 /// The workload of one run.
 #[derive(Debug, Clone, Copy)]
@@ -344,7 +363,7 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
         stall: env.stall,
     };
     // A drain run fills the topic first; its clock starts with the bridge.
-    let filled = match system {
+    let filled = match system.inner() {
         System::DrainKafka => Some(produce(env, load, &topic)?),
         System::DrainRocketmq => Some(rocketmq_produce(env, load, &topic)?),
         _ => None,
@@ -362,7 +381,7 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
     })?;
     let startup = spawned.elapsed();
     let pid = running.pid();
-    let observer = match system {
+    let observer = match system.inner() {
         System::Ceiling
         | System::Http(_)
         | System::DownKafka
@@ -375,10 +394,9 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
             env.partitions,
             expect,
         )),
-        System::File | System::BaseFile => {
-            Some(observe::file(dir.path().join("out.jsonl"), expect))
-        }
-        System::Kafka | System::BaseKafka | System::Peer => Some(observe::kafka(
+        System::Base(_) => unreachable!("inner() is never a baseline"),
+        System::File => Some(observe::file(dir.path().join("out.jsonl"), expect)),
+        System::Kafka | System::Peer => Some(observe::kafka(
             env.bootstrap(),
             topic.clone(),
             env.partitions,
@@ -396,7 +414,7 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
     let cpu = || pid.and_then(common::cpu_seconds);
     let rss_started_kib = rss("VmRSS").unwrap_or(0);
     let cpu_before = cpu().unwrap_or(0.0);
-    let publish = match system {
+    let publish = match system.inner() {
         _ if filled.is_some() => filled.expect("a filled topic"),
         System::KafkaAlone | System::DownKafka => produce(env, load, &topic)?,
         System::RocketmqAlone | System::DownRocketmq => rocketmq_produce(env, load, &topic)?,
@@ -453,7 +471,8 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
         topic,
         ..
     } = setup;
-    match system {
+    match system.inner() {
+        System::Base(_) => unreachable!("inner() is never a baseline"),
         System::KafkaAlone | System::RocketmqAlone => Ok((Running::Nothing, None)),
         System::Ceiling => {
             let (child, lines) = ceiling(setup)?;
@@ -462,13 +481,13 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
         System::DownKafka | System::DownRocketmq => {
             let (subscriber, lines) = ceiling(setup)?;
             let admin = common::free_port();
-            let bridge = Bridge::start(&downlink_config(setup, admin));
+            let bridge = bridge_process(setup, &downlink_config(setup, admin))?;
             warm_up(setup, &bridge, admin)?;
             Ok((Running::Function(bridge, subscriber), Some(lines)))
         }
         System::DrainKafka | System::DrainRocketmq => {
             let (subscriber, lines) = ceiling(setup)?;
-            let bridge = Bridge::start(&downlink_config(setup, common::free_port()));
+            let bridge = bridge_process(setup, &downlink_config(setup, common::free_port()))?;
             Ok((Running::Function(bridge, subscriber), Some(lines)))
         }
         System::Peer => {
@@ -487,7 +506,7 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
             expect_line(&lines, "subscribed", Duration::from_secs(30))?;
             Ok((Running::Process(child), None))
         }
-        System::File | System::Kafka | System::BaseFile | System::BaseKafka | System::Rocketmq => {
+        System::File | System::Kafka | System::Rocketmq => {
             let bridge = start_bridge(setup, bridge_config(setup, None))?;
             Ok((Running::Bridge(bridge), None))
         }
@@ -543,7 +562,7 @@ fn downlink_config(setup: Setup, admin: u16) -> String {
         dir,
         ..
     } = setup;
-    let source = match system {
+    let source = match system.inner() {
         System::DownRocketmq | System::DrainRocketmq => format!(
             "type = \"rocketmq\"\nnamesrv = [\"{}\"]\n",
             env.rocketmq().servers.namesrv()
@@ -571,7 +590,7 @@ fn warm_up(setup: Setup, bridge: &Bridge, admin: u16) -> anyhow::Result<()> {
     let Setup {
         env, system, topic, ..
     } = setup;
-    match system {
+    match system.inner() {
         System::DownRocketmq => {
             let rocketmq = env.rocketmq();
             env.rt.block_on(async {
@@ -600,19 +619,26 @@ fn warm_up(setup: Setup, bridge: &Bridge, admin: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts the bridge process: this build, or the baseline's for a baseline system.
+fn bridge_process(setup: Setup, config: &str) -> anyhow::Result<Bridge> {
+    Ok(match setup.system {
+        System::Base(_) => {
+            let bin = setup
+                .env
+                .baseline
+                .clone()
+                .context("--baseline is not set")?;
+            Bridge::start_bin(bin, config)
+        }
+        _ => Bridge::start(config),
+    })
+}
+
 /// Starts the bridge (this build, or the baseline for the base-* systems) and waits until
 /// every consumer is subscribed.
 fn start_bridge(setup: Setup, config: String) -> anyhow::Result<Bridge> {
-    let Setup {
-        env, system, load, ..
-    } = setup;
-    let bridge = match system {
-        System::BaseFile | System::BaseKafka => {
-            let bin = env.baseline.clone().context("--baseline is not set")?;
-            Bridge::start_bin(bin, &config)
-        }
-        _ => Bridge::start(&config),
-    };
+    let Setup { env, load, .. } = setup;
+    let bridge = bridge_process(setup, &config)?;
     let consumers = load.width.unwrap_or(env.consumers as usize);
     let limit = Duration::from_secs(30 + consumers as u64 / 10);
     if !bridge.subscribed_within(consumers, limit) {
@@ -635,8 +661,8 @@ fn bridge_config(setup: Setup, function_port: Option<u16>) -> String {
         topic,
         dir,
     } = setup;
-    let sink = match (system, function_port) {
-        (System::File | System::BaseFile, _) => format!(
+    let sink = match (system.inner(), function_port) {
+        (System::File, _) => format!(
             "type = \"file\"\npath = \"{}\"\n",
             dir.join("out.jsonl").display()
         ),
@@ -662,8 +688,8 @@ fn bridge_config(setup: Setup, function_port: Option<u16>) -> String {
     // The keys of the route's kind: the Kafka or RocketMQ topic, or the function route's
     // batching. Kafka and RocketMQ routes batch by the defaults: `batch_size = 500`,
     // `max_wait = 0`, `concurrency = 4`.
-    let kind_keys = match system {
-        System::Kafka | System::BaseKafka | System::Rocketmq => format!("topic = \"{topic}\"\n"),
+    let kind_keys = match system.inner() {
+        System::Kafka | System::Rocketmq => format!("topic = \"{topic}\"\n"),
         System::Http(h) => h.route_keys(),
         _ => String::new(),
     };
