@@ -9,6 +9,7 @@ mod load;
 mod model;
 mod problem;
 mod reader;
+mod route;
 mod source;
 mod validate;
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
+use super::live::Connection;
 use super::sink::Sink;
 use crate::config::{struct_fields, Check, SectionReader, Value};
 use crate::sources::{ReadSpec, Reader};
@@ -194,10 +195,10 @@ impl<K: Connector> Kind for Registered<K> {
 }
 
 /// A kind's value, tagged with its kind.
-struct Typed<K, T>(T, PhantomData<fn() -> K>);
+pub(super) struct Typed<K, T>(pub(super) T, PhantomData<fn() -> K>);
 
 impl<K, T> Typed<K, T> {
-    fn new(value: T) -> Self {
+    pub(super) fn new(value: T) -> Self {
         Typed(value, PhantomData)
     }
 }
@@ -247,10 +248,7 @@ impl<K: Connector> AnyConnectionConfig for Typed<K, K::ConnectionConfig> {
     fn connect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Connection, BoxError>> {
         Box::pin(async move {
             let live = K::connect(name, &self.0).await?;
-            Ok(Connection {
-                live: Arc::new(Typed::<K, _>::new(live)),
-                config: None,
-            })
+            Ok(Connection::of::<K>(live))
         })
     }
     fn readable(&self) -> bool {
@@ -286,9 +284,8 @@ impl ConnectionConfig {
     }
     /// Builds the running client (connects lazily where the client library does).
     pub async fn connect(&self, name: &str) -> Result<Connection, BoxError> {
-        let mut connection = self.0.connect(name).await?;
-        connection.config = Some(self.clone());
-        Ok(connection)
+        let connection = self.0.connect(name).await?;
+        Ok(connection.with_config(self.clone()))
     }
     /// Opens a consumer-group member reading `spec`; `None` when the kind cannot be read.
     pub fn open_reader(&self, spec: ReadSpec) -> Option<OpenReader> {
@@ -372,99 +369,5 @@ impl RouteSinkConfig {
 impl fmt::Debug for RouteSinkConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
-    }
-}
-
-/// A connection's running client, shared by the routes that name it, and its settings.
-#[derive(Clone)]
-pub struct Connection {
-    live: Arc<dyn AnyConnection>,
-    config: Option<ConnectionConfig>,
-}
-
-trait AnyConnection: Send + Sync {
-    fn route_sink(
-        &self,
-        context: &RouteContext<'_>,
-        route: &RouteSinkConfig,
-    ) -> Result<Arc<dyn Sink>, BoxError>;
-    fn health_check(&self) -> BoxFuture<'_, Result<String, BoxError>>;
-    fn probe_route<'a>(
-        &'a self,
-        route: &'a RouteSinkConfig,
-    ) -> BoxFuture<'a, Option<Result<String, BoxError>>>;
-    fn probe_topic<'a>(&'a self, topic: &'a str)
-        -> BoxFuture<'a, Option<Result<String, BoxError>>>;
-    fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()>;
-}
-
-impl<K: Connector> AnyConnection for Typed<K, K::Connection> {
-    fn route_sink(
-        &self,
-        context: &RouteContext<'_>,
-        route: &RouteSinkConfig,
-    ) -> Result<Arc<dyn Sink>, BoxError> {
-        let settings = route.settings::<K::RouteConfig>().ok_or_else(|| {
-            format!(
-                "a {} route cannot deliver to a {} connection",
-                route.kind(),
-                K::NAME
-            )
-        })?;
-        K::route_sink(&self.0, context, settings)
-    }
-    fn health_check(&self) -> BoxFuture<'_, Result<String, BoxError>> {
-        Box::pin(K::health_check(&self.0))
-    }
-    fn probe_route<'a>(
-        &'a self,
-        route: &'a RouteSinkConfig,
-    ) -> BoxFuture<'a, Option<Result<String, BoxError>>> {
-        Box::pin(async move {
-            let settings = route.settings::<K::RouteConfig>()?;
-            K::probe_route(&self.0, settings).await
-        })
-    }
-    fn probe_topic<'a>(
-        &'a self,
-        topic: &'a str,
-    ) -> BoxFuture<'a, Option<Result<String, BoxError>>> {
-        Box::pin(K::probe_topic(&self.0, topic))
-    }
-    fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()> {
-        Box::pin(K::flush(&self.0, timeout))
-    }
-}
-
-impl Connection {
-    /// The sink of the route `context` names, which names this connection.
-    pub fn route_sink(
-        &self,
-        context: &RouteContext<'_>,
-        route: &RouteSinkConfig,
-    ) -> Result<Arc<dyn Sink>, BoxError> {
-        self.live.route_sink(context, route)
-    }
-    pub async fn health_check(&self) -> Result<String, BoxError> {
-        self.live.health_check().await
-    }
-    /// The route's own check (`Connector::probe_route`), where its kind has one.
-    pub async fn probe_route(&self, route: &RouteSinkConfig) -> Option<Result<String, BoxError>> {
-        self.live.probe_route(route).await
-    }
-    /// A downlink's source topic check (`Connector::probe_topic`), where its kind has one.
-    pub async fn probe_topic(&self, topic: &str) -> Option<Result<String, BoxError>> {
-        self.live.probe_topic(topic).await
-    }
-    pub async fn flush(&self, timeout: Duration) {
-        self.live.flush(timeout).await
-    }
-    /// Opens a consumer-group member reading `spec`; `None` when the kind cannot be read.
-    pub fn open_reader(&self, spec: ReadSpec) -> Option<OpenReader> {
-        self.config.as_ref()?.open_reader(spec)
-    }
-    /// The settings it was built from.
-    pub fn config(&self) -> Option<&ConnectionConfig> {
-        self.config.as_ref()
     }
 }

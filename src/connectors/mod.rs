@@ -12,6 +12,7 @@ mod function;
 pub mod http;
 pub mod kafka;
 mod kind;
+mod live;
 pub mod mqtt;
 mod registry;
 pub mod rocketmq;
@@ -19,8 +20,9 @@ pub mod scf;
 mod sink;
 
 pub use kind::{
-    resolve_relative, BoxError, Connection, ConnectionConfig, Connector, Kind, OpenReader,
-    RouteContext, RouteSinkConfig,
+    resolve_relative, BoxError, ConnectionConfig, Connector, Kind, OpenReader, RouteContext,
+    RouteSinkConfig,
 };
+pub use live::Connection;
 pub use registry::{kind, KINDS};
 pub use sink::{Retry, Sink, SinkError};

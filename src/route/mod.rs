@@ -2,6 +2,7 @@
 //! pipeline and sink (`supervisor`) and the handle it keeps per flow (`handle`).
 
 mod handle;
+mod run;
 mod supervisor;
 
 pub use handle::{Flow, RouteHandle, RouteState};

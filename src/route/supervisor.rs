@@ -4,32 +4,26 @@
 //! ends without being asked to is reported to the caller.
 
 use std::collections::BTreeMap;
-use std::hash::RandomState;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use rumqttc::v5::mqttbytes::QoS;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::handle::{set, Flow, RouteHandle, RouteState};
+use super::run::{self, Parts, DOWNLINK_CONCURRENCY};
 use crate::config::{MqttConfig, RouteConfig};
 use crate::connectors::mqtt::Endpoint;
 use crate::connectors::mqtt::MqttSink;
-use crate::connectors::mqtt::{self as source, ConsumerSpec};
-use crate::connectors::{BoxError, Connection, RouteContext, Sink};
+use crate::connectors::{BoxError, Connection, RouteContext};
 use crate::dead_letter::DeadLetter;
 use crate::downlinks::DownlinkConfig;
-use crate::events::RouteMetrics;
-use crate::pipeline::{Context, Pause, Pipeline, RouteStats, Settings};
-use crate::sources::records::{self, RecordSpec};
-use crate::sources::{ConsumerStatus, ReadSpec};
+use crate::pipeline::Settings;
+use crate::sources::ConsumerStatus;
 
-/// A downlink's batches on their way at once (of different partitions), and its ack lanes.
-const DOWNLINK_CONCURRENCY: usize = 4;
 /// Refusals of a message by the MQTT broker (other than for rights) before it is
 /// dead-lettered.
 const DOWNLINK_ATTEMPTS: u32 = 5;
@@ -52,15 +46,6 @@ pub enum StartError {
     Sink(String, #[source] BoxError),
     #[error("route \"{0}\" is running already")]
     Running(String),
-}
-
-/// A flow's run-time parts, before its source starts.
-struct Parts {
-    ctx: Arc<Context>,
-    pause: Arc<Pause>,
-    stats: Arc<RouteStats>,
-    shutdown: CancellationToken,
-    hard_stop: CancellationToken,
 }
 
 /// How a route task ended: its name, its start's number and the outcome.
@@ -138,8 +123,8 @@ impl Supervisor {
         };
         if let (Some(source), Some(spec)) = (&route.source, route.read_spec()) {
             let connection = self.source_connection(&route.name, &source.connection)?;
-            let parts = self.parts(&flow, sink, route.max_attempts, None, paused);
-            let (status, work) = self.reading(connection, spec, settings, &parts);
+            let parts = Parts::new(&self.shared, &flow, sink, route.max_attempts, None, paused);
+            let (status, work) = run::records(&self.shared, connection, spec, settings, &parts);
             self.launch(flow, parts, vec![status], work);
             return Ok(());
         }
@@ -154,8 +139,15 @@ impl Supervisor {
             .mqtt
             .origin_marker()
             .map(|(name, _)| name.into());
-        let parts = self.parts(&flow, sink, route.max_attempts, skip_marked, paused);
-        let work = self.route_task(route, settings, &parts, &consumers);
+        let parts = Parts::new(
+            &self.shared,
+            &flow,
+            sink,
+            route.max_attempts,
+            skip_marked,
+            paused,
+        );
+        let work = run::mqtt(&self.shared, route, settings, &parts, &consumers);
         self.launch(flow, parts, consumers, work);
         Ok(())
     }
@@ -178,14 +170,15 @@ impl Supervisor {
             d.publish_settings(),
         ));
         let flow = Flow::Downlink(d.clone());
-        let parts = self.parts(&flow, sink, DOWNLINK_ATTEMPTS, None, paused);
+        let parts = Parts::new(&self.shared, &flow, sink, DOWNLINK_ATTEMPTS, None, paused);
         let settings = Settings {
             batch_size: d.batch_size,
             max_wait: Duration::ZERO,
             ordered: true,
             concurrency: DOWNLINK_CONCURRENCY,
         };
-        let (status, work) = self.reading(connection, d.read_spec(), settings, &parts);
+        let (status, work) =
+            run::records(&self.shared, connection, d.read_spec(), settings, &parts);
         self.launch(flow, parts, vec![status], work);
         Ok(())
     }
@@ -201,90 +194,6 @@ impl Supervisor {
                 let e = format!("connection \"{name}\" cannot be read from");
                 Err(StartError::Sink(flow.into(), e.into()))
             }
-        }
-    }
-
-    /// A flow that reads `spec` from `connection` (Kafka, RocketMQ): its reader's status and
-    /// its work (the reader and the pipeline), which ends once the reader left its group.
-    fn reading(
-        &self,
-        connection: Connection,
-        spec: ReadSpec,
-        settings: Settings,
-        parts: &Parts,
-    ) -> (Arc<ConsumerStatus>, BoxFuture<'static, ()>) {
-        let status = Arc::new(ConsumerStatus::new(spec.group.clone()));
-        let (tx, intake) = mpsc::unbounded_channel();
-        let source = RecordSpec {
-            route: parts.ctx.route.clone(),
-            lanes: settings.concurrency,
-            pause: parts.pause.clone(),
-            status: status.clone(),
-            max_messages: (settings.concurrency + 1) * settings.batch_size,
-            max_bytes: self.shared.mqtt.max_inflight_bytes as usize,
-            shutdown: parts.shutdown.clone(),
-        };
-        let open: records::Open = Box::new(move || match connection.open_reader(spec.clone()) {
-            Some(open) => open,
-            None => Box::pin(async { Err("not a source".into()) }),
-        });
-        let (ackers, reader) = records::start(open, source, tx);
-        let pipeline = Pipeline {
-            ctx: parts.ctx.clone(),
-            settings,
-            intake,
-            ackers,
-        };
-        let work = async move {
-            pipeline.run().await;
-            let _ = reader.await;
-        };
-        (status, work.boxed())
-    }
-
-    /// What every flow's run needs: its stop signals, pause, counts and delivery context.
-    fn parts(
-        &self,
-        flow: &Flow,
-        sink: Arc<dyn Sink>,
-        max_attempts: u32,
-        skip_marked: Option<Arc<str>>,
-        paused: bool,
-    ) -> Parts {
-        let shutdown = self.shared.shutdown.child_token();
-        let hard_stop = CancellationToken::new();
-        let stats = Arc::new(RouteStats::default());
-        let pause = Arc::new(Pause::new(paused));
-        let lanes = match flow {
-            Flow::Route(r) if r.source.is_none() => r.consumers as usize,
-            Flow::Route(r) => r.concurrency,
-            Flow::Downlink(_) => DOWNLINK_CONCURRENCY,
-        };
-        let ctx = Arc::new(Context {
-            route: flow.name().into(),
-            metrics: RouteMetrics::new(flow.name(), lanes),
-            max_attempts,
-            sink,
-            dead_letter: self.shared.dead_letter.clone(),
-            skip_marked,
-            shutdown: shutdown.clone(),
-            hard_stop: hard_stop.clone(),
-            pause: pause.clone(),
-            stats: stats.clone(),
-        });
-        if paused {
-            crate::events::RoutePaused {
-                route: flow.name(),
-                paused,
-            }
-            .emit();
-        }
-        Parts {
-            ctx,
-            pause,
-            stats,
-            shutdown,
-            hard_stop,
         }
     }
 
@@ -323,59 +232,6 @@ impl Supervisor {
             task: Some(task),
         };
         self.routes.insert(name, handle);
-    }
-
-    /// The route's consumers and its pipeline; ends once the pipeline has closed every lane
-    /// and the consumers have disconnected.
-    fn route_task(
-        &self,
-        route: &RouteConfig,
-        settings: Settings,
-        parts: &Parts,
-        consumers: &[Arc<ConsumerStatus>],
-    ) -> BoxFuture<'static, ()> {
-        let qos = match route.qos {
-            0 => QoS::AtMostOnce,
-            _ => QoS::AtLeastOnce,
-        };
-        let mqtt = &self.shared.mqtt;
-        let (tx, intake) = mpsc::unbounded_channel();
-        let (mut ackers, mut polls) = (Vec::new(), Vec::new());
-        let order = route.is_ordered().then(|| Arc::new(RandomState::new()));
-        for (lane, status) in consumers.iter().enumerate() {
-            let spec = ConsumerSpec {
-                route: parts.ctx.route.clone(),
-                lane,
-                client_id: status.client_id.clone(),
-                pause: parts.pause.clone(),
-                status: status.clone(),
-                filters: route.filters.clone(),
-                share_group: route.share_group().to_owned(),
-                qos,
-                receive_maximum: mqtt.receive_maximum as usize,
-                max_inflight_bytes: mqtt.max_inflight_bytes as usize,
-                publisher: mqtt.publisher.clone(),
-                order: order.clone(),
-            };
-            let (acker, poll) = source::start(&self.shared.endpoint, spec, tx.clone());
-            ackers.push(acker);
-            polls.push(poll);
-        }
-        let pipeline = Pipeline {
-            ctx: parts.ctx.clone(),
-            settings,
-            intake,
-            ackers,
-        };
-        async move {
-            pipeline.run().await;
-            // The pipeline asked each consumer to DISCONNECT after its last ack; each poll task
-            // ends once that is sent. (If this future is dropped first, the tasks are stopped.)
-            for poll in polls {
-                poll.join().await;
-            }
-        }
-        .boxed()
     }
 
     /// Stops every route: each finishes and acknowledges what it holds, for at most `limit`;
