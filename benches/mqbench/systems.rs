@@ -427,7 +427,7 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
                 stdout.as_mut().expect("helper output"),
                 Duration::from_secs(300),
             )?;
-            match system {
+            match system.inner() {
                 System::Http(_) => {
                     let r: FunctionReport = serde_json::from_str(&line)
                         .with_context(|| format!("function report {line:?}"))?;
