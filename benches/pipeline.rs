@@ -147,6 +147,7 @@ async fn run(shape: &str, null: bool, scale: f64) {
             max_wait: Duration::ZERO,
             ordered: true,
             concurrency: 4,
+            window: 1,
         };
         let pipeline = Pipeline {
             ctx,

@@ -3,11 +3,16 @@
 //! or at once when the route is stopping. At most `concurrency` batches are in delivery.
 //!
 //! When the route is ordered, each message has the order key its source gave it (MQTT: a hash of
-//! the topic; a partition or a queue for sources that have them), and a key is held busy from the moment
-//! a batch takes its messages until that batch is done (delivered, dead-lettered or given up,
-//! retries included): nothing later of the key goes out meanwhile, so a retry can never be
-//! overtaken. Other keys keep flowing, and keys take turns in the order they became ready: a
-//! batch holds each key's messages in receive order, key after key.
+//! the topic; a partition or a queue for sources that have them), and a key has at most
+//! `window` batches out, from the moment a batch takes its messages until it is done
+//! (delivered, dead-lettered or given up, retries included). With a window of one (routes),
+//! nothing later of the key goes out meanwhile, so a retry can never be overtaken. A larger
+//! window (downlinks: the next batch is published while the broker acknowledges the last of the
+//! one before) links each batch to the ones of its keys before it (`Batch::after`): a batch
+//! learns whether they went through at their first send, and if not, sends again what it
+//! delivered of their keys, after their retry (go-back-N, `deliver`). Other keys keep flowing,
+//! and keys take turns in the order they became ready: a batch holds each key's messages in
+//! receive order, key after key.
 //!
 //! Two topics whose hashes collide share a key and are serialized together, which costs a
 //! little concurrency and never order. A key's queue is kept
@@ -19,6 +24,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::message::Message;
@@ -29,6 +35,8 @@ pub struct Settings {
     pub max_wait: Duration,
     pub ordered: bool,
     pub concurrency: usize,
+    /// Batches of one key out at once, when ordered.
+    pub window: usize,
 }
 
 /// A received message, with its place in its lane's ack order and in the route's receive
@@ -37,6 +45,7 @@ pub struct Settings {
 pub struct Item {
     pub lane: usize,
     pub seq: u64,
+    pub key: Key,
     pub msg: Message,
     /// Counts from 1 across the route's lanes.
     pub arrival: u64,
@@ -45,25 +54,43 @@ pub struct Item {
 /// A topic's hash.
 pub type Key = u64;
 
+/// Whether a batch went through at its first send (`Some(true)`), once it is done.
+pub type Outcome = watch::Receiver<Option<bool>>;
+
 /// Messages to deliver together, and the keys they hold busy until done.
 #[derive(Debug)]
 pub struct Batch {
     pub items: Vec<Item>,
     pub keys: Vec<Key>,
+    /// Where the batch tells the later batches of its keys how it went (window above one).
+    pub outcome: Option<watch::Sender<Option<bool>>>,
+    /// The batches of its keys out before it, and how they went.
+    pub after: Vec<(Key, Outcome)>,
 }
 
 #[derive(Default)]
 struct KeyQueue {
     items: VecDeque<Item>,
-    busy: bool,
+    /// Its batches out.
+    out: usize,
+    /// How the last of them goes (window above one).
+    last: Option<Outcome>,
+    /// One of its batches had to be sent again: no new batch of the key goes out before the
+    /// ones out are done, so that nothing newer overtakes what they send again.
+    draining: bool,
     /// A batch of this key gave messages up (the route is stopping): nothing later of the key
     /// may go out, or it would overtake them when the broker redelivers them.
     abandoned: bool,
 }
 
 impl KeyQueue {
+    /// Whether another batch of the key may go out, `window` at most.
+    fn open(&self, window: usize) -> bool {
+        self.out < if self.draining { 1 } else { window }
+    }
+
     fn idle(&self) -> bool {
-        self.items.is_empty() && !self.busy && !self.abandoned
+        self.items.is_empty() && self.out == 0 && !self.abandoned
     }
 }
 
@@ -144,6 +171,7 @@ impl Batcher {
         let held = Item {
             lane,
             seq,
+            key,
             msg,
             arrival: self.arrivals,
         };
@@ -162,7 +190,7 @@ impl Batcher {
             }
             Entry::Vacant(new) => new.insert(KeyQueue::default()),
         };
-        if queue.busy {
+        if self.settings.ordered && !queue.open(self.settings.window) {
             queue.items.push_back(held);
             return;
         }
@@ -185,49 +213,92 @@ impl Batcher {
             return None;
         }
         let taken_capacity = self.eligible.min(s.batch_size);
-        let mut taken: Vec<Item> = Vec::with_capacity(taken_capacity);
-        let mut keys = Vec::new();
-        while taken.len() < s.batch_size {
+        let mut batch = Batch {
+            items: Vec::with_capacity(taken_capacity),
+            keys: Vec::new(),
+            outcome: None,
+            after: Vec::new(),
+        };
+        let outcome = (s.ordered && s.window > 1).then(|| watch::channel(None));
+        // Keys that may have another batch out: ready again once this one is formed.
+        let mut again = Vec::new();
+        while batch.items.len() < s.batch_size {
             let Some(key) = self.ready.pop_front() else {
                 break;
             };
             let Some(queue) = self.keys.get_mut(&key) else {
                 continue;
             };
-            let take = queue.items.len().min(s.batch_size - taken.len());
-            taken.extend(queue.items.drain(..take));
+            let take = queue.items.len().min(s.batch_size - batch.items.len());
+            if take == 0 {
+                continue;
+            }
+            batch.items.extend(queue.items.drain(..take));
             self.eligible -= take;
             self.held -= take;
-            if s.ordered {
-                // What is left of the key waits for this batch.
-                queue.busy = true;
-                self.eligible -= queue.items.len();
-                keys.push(key);
-            } else if !queue.items.is_empty() {
-                self.ready.push_front(key);
-            } else {
-                self.went_idle(key);
+            if !s.ordered {
+                match queue.items.is_empty() {
+                    true => self.went_idle(key),
+                    false => self.ready.push_front(key),
+                }
+                continue;
             }
+            queue.out += 1;
+            if let Some((_, rx)) = &outcome {
+                batch
+                    .after
+                    .extend(queue.last.replace(rx.clone()).map(|o| (key, o)));
+            }
+            match (queue.items.is_empty(), queue.open(s.window)) {
+                (false, true) => again.push(key),
+                // What is left of the key waits for this batch.
+                (false, false) => self.eligible -= queue.items.len(),
+                (true, _) => {}
+            }
+            batch.keys.push(key);
         }
+        self.ready.extend(again);
+        batch.outcome = outcome.map(|(tx, _)| tx);
         self.deadline = (self.eligible > 0).then(|| now + s.max_wait);
-        Some(Batch { items: taken, keys })
+        Some(batch)
     }
 
-    /// A batch is done: its keys may go out again.
-    pub fn finish(&mut self, keys: Vec<Key>, now: Instant) {
+    /// A batch is done (`clean`: at its first send): its keys may go out again.
+    pub fn finish(&mut self, keys: Vec<Key>, clean: bool, now: Instant) {
+        let window = self.settings.window;
         for key in keys {
             let Some(queue) = self.keys.get_mut(&key) else {
                 continue;
             };
-            queue.busy = false;
+            let was_open = queue.open(window);
+            queue.out = queue.out.saturating_sub(1);
+            queue.draining |= !clean;
+            if queue.out == 0 {
+                (queue.last, queue.draining) = (None, false);
+            }
+            let open = queue.open(window);
             if queue.items.is_empty() {
-                self.went_idle(key);
+                if queue.out == 0 {
+                    self.went_idle(key);
+                }
                 continue;
             }
-            self.eligible += queue.items.len();
-            self.ready.push_back(key);
-            self.deadline
-                .get_or_insert_with(|| now + self.settings.max_wait);
+            match (was_open, open) {
+                (false, true) => {
+                    self.eligible += queue.items.len();
+                    self.ready.push_back(key);
+                    self.deadline
+                        .get_or_insert_with(|| now + self.settings.max_wait);
+                }
+                (true, false) => {
+                    self.eligible -= queue.items.len();
+                    self.ready.retain(|k| *k != key);
+                    if self.eligible == 0 {
+                        self.deadline = None;
+                    }
+                }
+                _ => {}
+            }
         }
     }
 
@@ -238,8 +309,12 @@ impl Batcher {
             let Some(queue) = self.keys.get_mut(&key) else {
                 continue;
             };
-            queue.busy = false;
+            let eligible = queue.open(self.settings.window);
+            queue.out = queue.out.saturating_sub(1);
             queue.abandoned = true;
+            if eligible {
+                self.eligible -= queue.items.len();
+            }
             self.held -= queue.items.len();
             self.given_up.extend(queue.items.drain(..));
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::batcher::{Batch, Item, Key};
+use super::batcher::{Batch, Item, Key, Outcome};
 use super::pause::Pause;
 use super::stats::RouteStats;
 use crate::connectors::{Retry, Sink, SinkError};
@@ -67,6 +67,8 @@ impl Context {
 pub struct Done {
     pub outcomes: Vec<(usize, u64, bool)>,
     pub keys: Vec<Key>,
+    /// It went through at its first send.
+    pub clean: bool,
 }
 
 /// A sink returned fewer outcomes than it was given messages.
@@ -75,26 +77,17 @@ pub struct Done {
 struct NoOutcome;
 
 pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
-    let Batch { items, keys } = batch;
+    let Batch {
+        items,
+        keys,
+        outcome,
+        after,
+    } = batch;
     let mut done = vec![false; items.len()];
     // Attempts each message has failed in the destination (`Retry::Attempts`).
     let mut failed = vec![0u32; items.len()];
-    let mut pending: Vec<usize> = (0..items.len()).collect();
-    if let Some(marker) = &ctx.skip_marked {
-        let (skip, keep): (Vec<usize>, Vec<usize>) = pending
-            .iter()
-            .partition(|&&i| items[i].msg.user_property(marker).is_some());
-        if !skip.is_empty() {
-            skip.iter().for_each(|&i| done[i] = true);
-            events::LoopSkipped {
-                route: &ctx.route,
-                count: skip.len(),
-                marker,
-            }
-            .emit();
-            pending = keep;
-        }
-    }
+    let mut pending = skip_marked(&ctx, &items, &mut done);
+    let mut after = Some(after);
     let mut backoff = FIRST_BACKOFF;
     let mut attempt = 0;
     while !pending.is_empty() {
@@ -105,21 +98,11 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
             _ = ctx.hard_stop.cancelled() => break,
             results = ctx.sink.send(&msgs) => checked(&ctx.route, results, msgs.len()),
         };
-        let mut round = Round::default();
-        for (&i, result) in pending.iter().zip(results) {
-            match result {
-                Ok(()) => round.delivered.push(i),
-                Err(e) => match e.retry() {
-                    Retry::Permanent => round.dead.push((i, e)),
-                    Retry::Attempts => {
-                        failed[i] += 1;
-                        match failed[i] >= ctx.max_attempts {
-                            true => round.dead.push((i, e)),
-                            false => round.again(i, e),
-                        }
-                    }
-                    Retry::Retriable | Retry::Configuration => round.again(i, e),
-                },
+        let mut round = Round::of(&ctx, &pending, results, &mut failed);
+        if let Some(after) = after.take().filter(|a| !a.is_empty()) {
+            match behind(&ctx, after).await {
+                Some(keys) => round.go_back(&items, &keys),
+                None => break,
             }
         }
         report_delivered(&ctx, &items, &round.delivered);
@@ -138,13 +121,66 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
         backoff = (backoff * 2).min(MAX_BACKOFF);
         pending = round.retry;
     }
+    // Went through at its first send: what later batches of its keys delivered stands.
+    let clean = attempt == 0 && done.iter().all(|d| *d);
+    if let Some(outcome) = outcome {
+        outcome.send_replace(Some(clean));
+    }
     let outcomes = items
         .iter()
         .zip(done)
         .map(|(item, ok)| (item.lane, item.seq, ok))
         .collect();
-    Done { outcomes, keys }
+    Done {
+        outcomes,
+        keys,
+        clean,
+    }
 }
+
+/// Marks done the messages the bridge published itself (they carry the origin marker);
+/// returns the others, to send.
+fn skip_marked(ctx: &Context, items: &[Item], done: &mut [bool]) -> Vec<usize> {
+    let pending: Vec<usize> = (0..items.len()).collect();
+    let Some(marker) = &ctx.skip_marked else {
+        return pending;
+    };
+    let (skip, keep): (Vec<usize>, Vec<usize>) = pending
+        .iter()
+        .partition(|&&i| items[i].msg.user_property(marker).is_some());
+    if !skip.is_empty() {
+        skip.iter().for_each(|&i| done[i] = true);
+        events::LoopSkipped {
+            route: &ctx.route,
+            count: skip.len(),
+            marker,
+        }
+        .emit();
+    }
+    keep
+}
+
+/// Waits for the batches of this one's keys sent before it; returns the keys of those that did
+/// not go through at their first send (what this batch delivered of them went ahead of their
+/// retry), or `None` at a hard stop.
+async fn behind(ctx: &Context, after: Vec<(Key, Outcome)>) -> Option<Vec<Key>> {
+    let mut keys = Vec::new();
+    for (key, mut outcome) in after {
+        let went = tokio::select! {
+            biased;
+            _ = ctx.hard_stop.cancelled() => return None,
+            went = outcome.wait_for(Option::is_some) => went.is_ok_and(|o| *o == Some(true)),
+        };
+        if !went {
+            keys.push(key);
+        }
+    }
+    Some(keys)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("sent again: an earlier batch of its key failed after this one had gone out")]
+struct Behind;
 
 /// What one send of a batch came to.
 #[derive(Default)]
@@ -161,6 +197,49 @@ struct Round {
 }
 
 impl Round {
+    /// Sorts a send's outcomes: delivered, to retry, to dead-letter (counting the attempts
+    /// the destination failed).
+    fn of(
+        ctx: &Context,
+        pending: &[usize],
+        results: Vec<Result<(), SinkError>>,
+        failed: &mut [u32],
+    ) -> Round {
+        let mut round = Round::default();
+        for (&i, result) in pending.iter().zip(results) {
+            match result {
+                Ok(()) => round.delivered.push(i),
+                Err(e) => match e.retry() {
+                    Retry::Permanent => round.dead.push((i, e)),
+                    Retry::Attempts => {
+                        failed[i] += 1;
+                        match failed[i] >= ctx.max_attempts {
+                            true => round.dead.push((i, e)),
+                            false => round.again(i, e),
+                        }
+                    }
+                    Retry::Retriable | Retry::Configuration => round.again(i, e),
+                },
+            }
+        }
+        round
+    }
+
+    /// What was delivered of `keys` goes again, behind the retry of an earlier batch of them.
+    fn go_back(&mut self, items: &[Item], keys: &[Key]) {
+        if keys.is_empty() {
+            return;
+        }
+        let delivered = std::mem::take(&mut self.delivered);
+        for i in delivered {
+            match keys.contains(&items[i].key) {
+                true => self.again(i, SinkError::new("behind", Retry::Retriable, Behind)),
+                false => self.delivered.push(i),
+            }
+        }
+        self.retry.sort_unstable();
+    }
+
     fn again(&mut self, i: usize, e: SinkError) {
         self.retry.push(i);
         self.jitter |= e.retry() == Retry::Attempts;

@@ -149,7 +149,7 @@ impl<A: Acker> Pipeline<A> {
     /// acknowledge what each lane can release.
     async fn finish(&self, done: Done, state: &mut State<A::Token>) {
         match done.outcomes.iter().all(|o| o.2) {
-            true => state.batcher.finish(done.keys, Instant::now()),
+            true => state.batcher.finish(done.keys, done.clean, Instant::now()),
             false => state.batcher.abandon(done.keys),
         }
         let given_up = state.batcher.take_given_up();

@@ -269,6 +269,7 @@ fn ordered(batch_size: usize, max_wait_ms: u64) -> Settings {
         max_wait: Duration::from_millis(max_wait_ms),
         ordered: true,
         concurrency: 4,
+        window: 1,
     }
 }
 

@@ -120,6 +120,8 @@ impl Supervisor {
             max_wait: route.max_wait,
             ordered: route.is_ordered(),
             concurrency: route.concurrency,
+            // Sinks do not promise that a batch sent after another lands after it.
+            window: 1,
         };
         if let (Some(source), Some(spec)) = (&route.source, route.read_spec()) {
             let connection = self.source_connection(&route.name, &source.connection)?;
@@ -176,6 +178,9 @@ impl Supervisor {
             max_wait: Duration::ZERO,
             ordered: true,
             concurrency: DOWNLINK_CONCURRENCY,
+            // A connection publishes in order: the next batch of a partition goes out while
+            // the broker acknowledges the last of the one before.
+            window: 2,
         };
         let (status, work) =
             run::records(&self.shared, connection, d.read_spec(), settings, &parts);

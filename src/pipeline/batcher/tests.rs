@@ -9,6 +9,7 @@ fn settings(batch_size: usize, max_wait_ms: u64, ordered: bool) -> Settings {
         max_wait: Duration::from_millis(max_wait_ms),
         ordered,
         concurrency: 4,
+        window: 1,
     }
 }
 
@@ -89,12 +90,12 @@ fn an_ordered_key_has_one_batch_out_at_a_time() {
     assert!(b.next_batch(now, false, 2).is_none());
     push(&mut b, 4, "a", now);
     assert!(b.next_batch(now, true, 2).is_none(), "a is still busy");
-    b.finish(second.keys, now);
+    b.finish(second.keys, true, now);
     assert!(b.next_batch(now, true, 1).is_none());
-    b.finish(first.keys, now);
+    b.finish(first.keys, true, now);
     let third = b.next_batch(now, false, 0).unwrap();
     assert_eq!(seqs(&third), [2, 4], "the key's order holds");
-    b.finish(third.keys, now);
+    b.finish(third.keys, true, now);
     assert!(b.is_empty());
 }
 
@@ -123,7 +124,7 @@ fn idle_keys_are_swept_once_there_are_many() {
     for seq in 0..3 * MAX_IDLE_KEYS as u64 {
         push(&mut b, seq, &format!("vehicle/{seq}"), now);
         let batch = b.next_batch(now, false, 0).unwrap();
-        b.finish(batch.keys, now);
+        b.finish(batch.keys, true, now);
     }
     assert!(b.is_empty());
     assert!(

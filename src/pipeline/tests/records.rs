@@ -83,10 +83,21 @@ struct Flow {
 }
 
 impl Flow {
-    /// Partition 0 holds `a0..a{n}`, partition 1 `b0..b{m}`, read interleaved.
+    /// Partition 0 holds `a0..a{n}`, partition 1 `b0..b{m}`, read interleaved; batches of 2,
+    /// one of a partition out at a time.
     async fn start(
         a: i64,
         b: i64,
+        delay: fn(&str) -> Duration,
+        answer: fn(&str, u32) -> Option<Result<(), SinkError>>,
+    ) -> Flow {
+        Self::start_with(a, b, ordered(2, 0), delay, answer).await
+    }
+
+    async fn start_with(
+        a: i64,
+        b: i64,
+        settings: Settings,
         delay: fn(&str) -> Duration,
         answer: fn(&str, u32) -> Option<Result<(), SinkError>>,
     ) -> Flow {
@@ -127,7 +138,7 @@ impl Flow {
         let (ackers, reader) = records::start(open, spec, tx);
         let pipeline = Pipeline {
             ctx: fakes.ctx.clone(),
-            settings: ordered(2, 0),
+            settings,
             intake,
             ackers,
         };
@@ -233,4 +244,47 @@ async fn a_hard_stop_commits_what_was_delivered_and_nothing_it_gave_up() {
     // a0 was delivered: committed; a1 and a2 were given up: left for the group to read again.
     assert_eq!(flow.committed(0), 1);
     assert!(flow.log.lock().unwrap().closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_batches_of_a_partition_go_out_together_and_a_failure_resends_what_followed() {
+    fn takes_10ms(_: &str) -> Duration {
+        Duration::from_millis(10)
+    }
+    let settings = Settings {
+        window: 2,
+        ..ordered(2, 0)
+    };
+    let flow = Flow::start_with(6, 0, settings, takes_10ms, first_try_of_a1_fails).await;
+    settle(Duration::from_secs(5)).await;
+    let sent = flow.sent();
+    // The second batch went out while the first was on its way.
+    assert_eq!(
+        sent[0],
+        (0, vec!["a0".to_owned(), "a1".to_owned()]),
+        "{sent:?}"
+    );
+    assert_eq!(
+        sent[1],
+        (0, vec!["a2".to_owned(), "a3".to_owned()]),
+        "{sent:?}"
+    );
+    // a1 failed: a1 goes again, then what was delivered after it (a2, a3, and a4, a5 sent
+    // meanwhile), so that the last copy of each arrives in order.
+    let mut last: Vec<(usize, &str)> = Vec::new();
+    for (n, (_, payloads)) in sent.iter().enumerate() {
+        for p in payloads {
+            last.retain(|(_, q)| q != p);
+            last.push((n, p.as_str()));
+        }
+    }
+    let order: Vec<&str> = last.iter().map(|(_, p)| *p).collect();
+    assert_eq!(order, ["a0", "a1", "a2", "a3", "a4", "a5"], "{sent:?}");
+    let again: Vec<&str> = sent[2..]
+        .iter()
+        .flat_map(|c| c.1.iter().map(String::as_str))
+        .collect();
+    assert!(again.starts_with(&["a1", "a2", "a3"]), "{sent:?}");
+    assert_eq!(flow.committed(0), 6);
+    flow.stop().await;
 }
