@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event};
+use rumqttc::v5::{AsyncClient, Event, EventLoop};
 
 use crate::config::Config;
 use crate::connectors::mqtt::Endpoint;
@@ -114,53 +114,9 @@ async fn mqtt(config: &Config) -> Vec<Verdict> {
         .collect();
     let mut verdicts = Vec::new();
     let probe = async {
-        // Connected.
-        loop {
-            match events.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    verdicts.push(Verdict {
-                        ok: true,
-                        item: "mqtt".into(),
-                        detail: format!(
-                            "{} accepts the bridge's credentials ({:?})",
-                            endpoint.address(),
-                            ack.code
-                        ),
-                    });
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) => return Err(format!("{}: {e}", endpoint.address())),
-            }
-        }
+        verdicts.push(connected(&mut events, &endpoint).await?);
         for (route, filter) in &filters {
-            let sub = Filter::new(filter.clone(), QoS::AtMostOnce);
-            client
-                .subscribe_many([sub])
-                .await
-                .map_err(|e| e.to_string())?;
-            let code = loop {
-                match events.poll().await {
-                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                        break ack.return_codes.first().cloned()
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Err(e.to_string()),
-                }
-            };
-            let (ok, detail) = match code {
-                Some(SubscribeReasonCode::Success(_)) => (true, "the broker grants it".to_owned()),
-                Some(code) => (false, format!("the broker refuses it: {code:?}")),
-                None => (false, "no reason code in the SUBACK".to_owned()),
-            };
-            verdicts.push(Verdict {
-                ok,
-                item: format!("route \"{route}\" filter \"{filter}\""),
-                detail,
-            });
-            if ok {
-                let _ = client.unsubscribe(filter.clone()).await;
-            }
+            verdicts.push(subscribed(&client, &mut events, route, filter).await?);
         }
         let _ = client.disconnect().await;
         // Until the DISCONNECT is written.
@@ -185,4 +141,59 @@ async fn mqtt(config: &Config) -> Vec<Verdict> {
             verdicts
         }
     }
+}
+
+/// Waits for the broker's CONNACK.
+async fn connected(events: &mut EventLoop, endpoint: &Endpoint) -> Result<Verdict, String> {
+    loop {
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                return Ok(Verdict {
+                    ok: true,
+                    item: "mqtt".into(),
+                    detail: format!(
+                        "{} accepts the bridge's credentials ({:?})",
+                        endpoint.address(),
+                        ack.code
+                    ),
+                })
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("{}: {e}", endpoint.address())),
+        }
+    }
+}
+
+/// Subscribes to `filter` (and unsubscribes when granted): whether the broker grants it.
+async fn subscribed(
+    client: &AsyncClient,
+    events: &mut EventLoop,
+    route: &str,
+    filter: &str,
+) -> Result<Verdict, String> {
+    let sub = Filter::new(filter.to_owned(), QoS::AtMostOnce);
+    client
+        .subscribe_many([sub])
+        .await
+        .map_err(|e| e.to_string())?;
+    let code = loop {
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::SubAck(ack))) => break ack.return_codes.first().cloned(),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let (ok, detail) = match code {
+        Some(SubscribeReasonCode::Success(_)) => (true, "the broker grants it".to_owned()),
+        Some(code) => (false, format!("the broker refuses it: {code:?}")),
+        None => (false, "no reason code in the SUBACK".to_owned()),
+    };
+    if ok {
+        let _ = client.unsubscribe(filter.to_owned()).await;
+    }
+    Ok(Verdict {
+        ok,
+        item: format!("route \"{route}\" filter \"{filter}\""),
+        detail,
+    })
 }

@@ -135,78 +135,84 @@ fn main() -> ExitCode {
                 false => mqbridge::admin::client::routes_table(&overview),
             })
         }),
-        Command::Pause { route, admin } => remote(&admin, async |c| {
-            let status = c
-                .set_paused(&route, true)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(format!(
-                "route \"{route}\": {}\n",
-                status["state"].as_str().unwrap_or("?")
-            ))
-        }),
-        Command::Resume { route, admin } => remote(&admin, async |c| {
-            let status = c
-                .set_paused(&route, false)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(format!(
-                "route \"{route}\": {}\n",
-                status["state"].as_str().unwrap_or("?")
-            ))
-        }),
+        Command::Pause { route, admin } => set_paused(&admin, &route, true),
+        Command::Resume { route, admin } => set_paused(&admin, &route, false),
         Command::Reload { admin } => remote(&admin, async |c| {
             let report = c.reload().await.map_err(|e| e.to_string())?;
-            let list = |key: &str| {
-                let names: Vec<&str> = report[key]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|v| v.as_str())
-                    .collect();
-                if names.is_empty() {
-                    "none".to_owned()
-                } else {
-                    names.join(", ")
-                }
-            };
-            let mut text = format!(
-                "reloaded: added {}; restarted {}; removed {}; unchanged {}\n",
-                list("added"),
-                list("restarted"),
-                list("removed"),
-                list("unchanged")
-            );
-            for note in report["notes"].as_array().into_iter().flatten() {
-                text += &format!("note: {}\n", note.as_str().unwrap_or_default());
-            }
-            Ok(text)
+            Ok(reload_text(&report))
         }),
         Command::ExampleConfig => {
             print!("{}", mqbridge::config::EXAMPLE);
             ExitCode::SUCCESS
         }
-        Command::Validate { config } => match mqbridge::config::load_file(&config) {
-            Ok(c) => {
-                let enabled = c.routes.iter().filter(|r| r.enabled).count();
-                println!(
-                    "{}: valid ({} connection(s), {} route(s), {enabled} enabled)",
-                    config.display(),
-                    c.connections.len(),
-                    c.routes.len()
-                );
-                for warning in c.warnings() {
-                    println!("  {}: warning: {warning}", config.display());
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
-        },
+        Command::Validate { config } => validate(&config),
         Command::Run { config, log_format } => run(config, log_format),
         Command::Check { config } => check(config),
+    }
+}
+
+/// Pauses or resumes the route or downlink `name` of the bridge at `admin`.
+fn set_paused(admin: &AdminArgs, name: &str, paused: bool) -> ExitCode {
+    remote(admin, async |c| {
+        let status = c
+            .set_paused(name, paused)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(format!(
+            "\"{name}\": {}\n",
+            status["state"].as_str().unwrap_or("?")
+        ))
+    })
+}
+
+/// What a reload did, for the terminal.
+fn reload_text(report: &serde_json::Value) -> String {
+    let list = |key: &str| {
+        let names: Vec<&str> = report[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    let mut text = format!(
+        "reloaded: added {}; restarted {}; removed {}; unchanged {}\n",
+        list("added"),
+        list("restarted"),
+        list("removed"),
+        list("unchanged")
+    );
+    for note in report["notes"].as_array().into_iter().flatten() {
+        text += &format!("note: {}\n", note.as_str().unwrap_or_default());
+    }
+    text
+}
+
+/// `mqbridge validate`: every problem of the file at once (exit code 2), or a summary.
+fn validate(config: &Path) -> ExitCode {
+    match mqbridge::config::load_file(config) {
+        Ok(c) => {
+            let enabled = c.routes.iter().filter(|r| r.enabled).count();
+            println!(
+                "{}: valid ({} connection(s), {} route(s), {enabled} enabled)",
+                config.display(),
+                c.connections.len(),
+                c.routes.len()
+            );
+            for warning in c.warnings() {
+                println!("  {}: warning: {warning}", config.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -87,6 +87,24 @@ impl Client {
 
 /// The routes and downlinks of `/routes` as tables for a terminal.
 pub fn routes_table(overview: &Value) -> String {
+    let mut out = columns(&route_rows(overview));
+    let downlinks = downlink_rows(overview);
+    if downlinks.len() > 1 {
+        out.push('\n');
+        out.push_str(&columns(&downlinks));
+    }
+    if overview["last_reload"]["ok"] == false {
+        let _ = writeln!(
+            out,
+            "\nlast reload refused: {}",
+            text(&overview["last_reload"]["detail"])
+        );
+    }
+    out
+}
+
+/// The routes' table: a header and a row per route.
+fn route_rows(overview: &Value) -> Vec<[String; 10]> {
     let mut rows = vec![[
         "ROUTE",
         "STATE",
@@ -121,8 +139,11 @@ pub fn routes_table(overview: &Value) -> String {
             last_error(r),
         ]);
     }
-    let mut out = columns(&rows);
-    let downlinks = overview["downlinks"].as_array().into_iter().flatten();
+    rows
+}
+
+/// The downlinks' table: a header and a row per downlink.
+fn downlink_rows(overview: &Value) -> Vec<[String; 8]> {
     let mut rows = vec![[
         "DOWNLINK",
         "STATE",
@@ -134,7 +155,7 @@ pub fn routes_table(overview: &Value) -> String {
         "LAST ERROR",
     ]
     .map(String::from)];
-    for d in downlinks {
+    for d in overview["downlinks"].as_array().into_iter().flatten() {
         rows.push([
             text(&d["name"]),
             state(d),
@@ -146,18 +167,7 @@ pub fn routes_table(overview: &Value) -> String {
             last_error(d),
         ]);
     }
-    if rows.len() > 1 {
-        out.push('\n');
-        out.push_str(&columns(&rows));
-    }
-    if overview["last_reload"]["ok"] == false {
-        let _ = writeln!(
-            out,
-            "\nlast reload refused: {}",
-            text(&overview["last_reload"]["detail"])
-        );
-    }
-    out
+    rows
 }
 
 /// A route's or downlink's state, with its reason.

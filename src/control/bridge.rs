@@ -70,23 +70,14 @@ pub async fn run(
             .await
             .map_err(RunError::Admin)?;
     }
-    let mut supervisor = Supervisor::new(Shared {
+    let shared = Shared {
         endpoint: endpoint.clone(),
         mqtt: config.mqtt.clone(),
         connections: Arc::new(connections.clone()),
         dead_letter: dead_letter.clone(),
         shutdown: CancellationToken::new(),
-    });
-    let mut consumers = 0;
-    for route in config.routes.iter().filter(|r| r.enabled) {
-        supervisor.start(route, false)?;
-        consumers += route.consumers;
-    }
-    for d in config.downlinks.iter().filter(|d| d.enabled) {
-        supervisor
-            .start_downlink(d, false)
-            .map_err(|e| RunError::Downlink(e.to_string()))?;
-    }
+    };
+    let (supervisor, consumers) = start_flows(&config, shared)?;
     info!(broker = %endpoint.address(), routes = config.routes.len(), consumers, downlinks = config.downlinks.len(), "mqbridge running");
     let mut bridge = Bridge {
         stamps: Stamps::of(&config),
@@ -110,25 +101,29 @@ pub async fn run(
     info!("shutting down: finishing in-flight messages");
     // Commands sent from now on get no answer.
     control.rx.close();
-    let limit = bridge.config.shutdown_timeout;
-    let finished = bridge.supervisor.stop_all(limit).await;
-    stop_admin.cancel();
-    stop_checks.cancel();
-    bridge.dead_letter.close().await;
-    let connections = std::mem::take(&mut bridge.connections);
-    if finished {
-        for c in connections.values() {
-            c.flush(Duration::from_secs(5)).await;
-        }
-    }
-    // Destroying a producer whose brokers are unreachable blocks for seconds; everything acked is
-    // already delivered, so let that happen off the runtime (the binary exits without waiting).
-    std::thread::spawn(move || drop((connections, bridge)));
+    bridge.stop(&[stop_admin, stop_checks]).await;
     match &outcome {
         Err(e) => error!(error = %e, "mqbridge stopped because of a failure"),
         Ok(()) => info!("mqbridge stopped"),
     }
     outcome
+}
+
+/// Starts every enabled route and downlink; returns the supervisor and the MQTT consumers
+/// started.
+fn start_flows(config: &Config, shared: Shared) -> Result<(Supervisor, u32), RunError> {
+    let mut supervisor = Supervisor::new(shared);
+    let mut consumers = 0;
+    for route in config.routes.iter().filter(|r| r.enabled) {
+        supervisor.start(route, false)?;
+        consumers += route.consumers;
+    }
+    for d in config.downlinks.iter().filter(|d| d.enabled) {
+        supervisor
+            .start_downlink(d, false)
+            .map_err(|e| RunError::Downlink(e.to_string()))?;
+    }
+    Ok((supervisor, consumers))
 }
 
 /// Builds every connection's client.
@@ -145,6 +140,25 @@ pub(super) async fn connect_all(config: &Config) -> Result<BTreeMap<String, Conn
 }
 
 impl Bridge {
+    /// Stops every flow (finishing in-flight messages within `shutdown_timeout`), then the
+    /// tasks `others` stop, the dead-letter destination, and the connections (flushed when
+    /// every flow finished).
+    async fn stop(mut self, others: &[CancellationToken]) {
+        let finished = self.supervisor.stop_all(self.config.shutdown_timeout).await;
+        others.iter().for_each(CancellationToken::cancel);
+        self.dead_letter.close().await;
+        let connections = std::mem::take(&mut self.connections);
+        if finished {
+            for c in connections.values() {
+                c.flush(Duration::from_secs(5)).await;
+            }
+        }
+        // Destroying a producer whose brokers are unreachable blocks for seconds; everything
+        // acked is already delivered, so let that happen off the runtime (the binary exits
+        // without waiting).
+        std::thread::spawn(move || drop((connections, self)));
+    }
+
     async fn answer(&mut self, command: Command) {
         match command {
             Command::Overview(reply) => {

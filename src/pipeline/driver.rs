@@ -82,25 +82,10 @@ impl<A: Acker> Pipeline<A> {
                     open = false;
                     self.intake.close();
                     // What the sources handed over before the stop is delivered too.
-                    let now = Instant::now();
-                    while let Ok(d) = self.intake.try_recv() {
-                        self.take(d, &mut state, now);
-                    }
-                    self.report_received(&mut state);
-                    self.give_up(&mut state).await;
+                    self.take_burst(None, usize::MAX, &mut state).await;
                 }
                 next = self.intake.recv(), if open => match next {
-                    Some(d) => {
-                        // Now, not the loop's start: the wait for this message may have been long.
-                        let now = Instant::now();
-                        self.take(d, &mut state, now);
-                        for _ in 1..INTAKE_BURST {
-                            let Ok(d) = self.intake.try_recv() else { break };
-                            self.take(d, &mut state, now);
-                        }
-                        self.report_received(&mut state);
-                        self.give_up(&mut state).await;
-                    }
+                    Some(d) => self.take_burst(Some(d), INTAKE_BURST, &mut state).await,
                     None => open = false,
                 },
                 _ = tokio::time::sleep_until(deadline.unwrap_or(now)), if deadline.is_some() => {}
@@ -110,6 +95,30 @@ impl<A: Acker> Pipeline<A> {
             acker.close().await;
         }
         self.ctx.sink.close().await;
+    }
+
+    /// Takes `first` and up to `most` deliveries waiting in the channel (all of them), then
+    /// reports them and gives up what the batcher set aside.
+    async fn take_burst(
+        &mut self,
+        first: Option<Delivery<A::Token>>,
+        most: usize,
+        state: &mut State<A::Token>,
+    ) {
+        // Now, not the loop's start: the wait for this message may have been long.
+        let now = Instant::now();
+        let mut taken = 0;
+        if let Some(d) = first {
+            self.take(d, state, now);
+            taken += 1;
+        }
+        while taken < most {
+            let Ok(d) = self.intake.try_recv() else { break };
+            self.take(d, state, now);
+            taken += 1;
+        }
+        self.report_received(state);
+        self.give_up(state).await;
     }
 
     fn take(&self, d: Delivery<A::Token>, state: &mut State<A::Token>, now: Instant) {

@@ -90,26 +90,7 @@ impl Command {
     async fn run(&self, route: &str, event: Vec<u8>) -> Result<(), SinkError> {
         // The semaphore is never closed.
         let _slot = self.slots.acquire().await.expect("open semaphore");
-        let mut command = tokio::process::Command::new(&self.program);
-        if !self.inherit_env {
-            command
-                .env_clear()
-                .envs(std::env::vars_os().filter(|(k, _)| passed_on(k)));
-        }
-        command
-            .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v.expose())))
-            .env("MQBRIDGE_ROUTE", route)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so that a timeout kills what it started too.
-            .process_group(0)
-            .kill_on_drop(true);
-        if let Some(dir) = &self.working_dir {
-            command.current_dir(dir);
-        }
-        let mut child = command.spawn().map_err(|error| {
+        let mut child = self.command(route).spawn().map_err(|error| {
             let retry = match error.kind() {
                 // Out of processes or memory for a moment.
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::OutOfMemory => {
@@ -135,11 +116,9 @@ impl Command {
                 let _ = stdin.write_all(&event).await;
             }
         });
-        let program = self.name();
         let status = tokio::time::timeout(self.timeout, child.wait()).await;
         writer.abort();
-        let timed_out = status.is_err();
-        if timed_out {
+        if status.is_err() {
             group.kill();
             let _ = child.wait().await;
         }
@@ -147,21 +126,53 @@ impl Command {
         // Whatever the command started in the background may hold the pipes open: its output
         // is taken for a moment, not waited for.
         let (out, err) = (readers.0.finish().await, readers.1.finish().await);
-        let status = match status {
-            Ok(status) => status,
-            Err(_) => {
-                return Err(SinkError::new(
-                    "timeout",
-                    Retry::Attempts,
-                    ExecError::Timeout {
-                        program,
-                        timeout: self.timeout,
-                        output: quote(&join_output(&out, &err)),
-                    },
-                ));
-            }
+        self.outcome(route, status, join_output(&out, &err))
+    }
+
+    /// The command for one run: a clean environment (unless `inherit_env`), the
+    /// connection's `env`, the route's name, piped standard streams, a process group of its own.
+    fn command(&self, route: &str) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&self.program);
+        if !self.inherit_env {
+            command
+                .env_clear()
+                .envs(std::env::vars_os().filter(|(k, _)| passed_on(k)));
+        }
+        command
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v.expose())))
+            .env("MQBRIDGE_ROUTE", route)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so that a timeout kills what it started too.
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(dir) = &self.working_dir {
+            command.current_dir(dir);
+        }
+        command
+    }
+
+    /// What a run came to: its exit status (or the timeout) and its output.
+    fn outcome(
+        &self,
+        route: &str,
+        status: Result<std::io::Result<std::process::ExitStatus>, tokio::time::error::Elapsed>,
+        output: String,
+    ) -> Result<(), SinkError> {
+        let program = self.name();
+        let Ok(status) = status else {
+            return Err(SinkError::new(
+                "timeout",
+                Retry::Attempts,
+                ExecError::Timeout {
+                    program,
+                    timeout: self.timeout,
+                    output: quote(&output),
+                },
+            ));
         };
-        let output = join_output(&out, &err);
         let status = status.map_err(|error| {
             let program = self.name();
             SinkError::new(
