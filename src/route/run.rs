@@ -2,6 +2,7 @@
 //! stop signals) and its source with the pipeline it feeds: a route's MQTT consumers, or a
 //! Kafka or RocketMQ group member (a route's `source`, a downlink).
 
+use std::collections::BTreeMap;
 use std::hash::RandomState;
 use std::sync::Arc;
 
@@ -12,14 +13,24 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::handle::Flow;
-use super::supervisor::Shared;
-use crate::config::RouteConfig;
-use crate::connectors::mqtt::{self as source, ConsumerSpec};
+use crate::config::{MqttConfig, RouteConfig};
+use crate::connectors::mqtt::{self as source, ConsumerSpec, Endpoint};
 use crate::connectors::{Connection, Sink};
+use crate::dead_letter::DeadLetter;
 use crate::events::RouteMetrics;
 use crate::pipeline::{Context, Pause, Pipeline, RouteStats, Settings};
 use crate::sources::records::{self, RecordSpec};
 use crate::sources::{ConsumerStatus, ReadSpec};
+
+/// What every flow uses.
+pub struct Shared {
+    pub endpoint: Endpoint,
+    pub mqtt: MqttConfig,
+    pub connections: Arc<BTreeMap<String, Connection>>,
+    pub dead_letter: Arc<DeadLetter>,
+    /// Cancelled to stop every route at once (each route's own signals are its children).
+    pub shutdown: CancellationToken,
+}
 
 /// A downlink's batches on their way at once (of different partitions), and its ack lanes.
 pub(super) const DOWNLINK_CONCURRENCY: usize = 4;

@@ -10,13 +10,12 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::handle::{set, Flow, RouteHandle, RouteState};
+pub use super::run::Shared;
 use super::run::{self, Parts, DOWNLINK_CONCURRENCY};
-use crate::config::{MqttConfig, RouteConfig};
-use crate::connectors::mqtt::Endpoint;
+use crate::config::RouteConfig;
 use crate::connectors::mqtt::MqttSink;
 use crate::connectors::{BoxError, Connection, RouteContext};
 use crate::dead_letter::DeadLetter;
@@ -27,16 +26,6 @@ use crate::sources::ConsumerStatus;
 /// Refusals of a message by the MQTT broker (other than for rights) before it is
 /// dead-lettered.
 const DOWNLINK_ATTEMPTS: u32 = 5;
-
-/// What every route uses.
-pub struct Shared {
-    pub endpoint: Endpoint,
-    pub mqtt: MqttConfig,
-    pub connections: Arc<BTreeMap<String, Connection>>,
-    pub dead_letter: Arc<DeadLetter>,
-    /// Cancelled to stop every route at once (each route's own signals are its children).
-    pub shutdown: CancellationToken,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use rumqttc::v5::mqttbytes::QoS;
 
-use super::template::TopicTemplate;
+use super::template::{check_mqtt_chars, forbidden, TopicTemplate};
 use crate::connectors::mqtt::Publication;
 use crate::message::{Message, System};
 use crate::topic::check_mqtt_topic;
@@ -114,20 +114,6 @@ fn mqtt_string(s: &str) -> Result<String, String> {
     Ok(s.chars()
         .map(|c| if forbidden(c) { '\u{fffd}' } else { c })
         .collect())
-}
-
-/// Characters brokers refuse in MQTT strings (mosquitto closes the connection over one).
-fn forbidden(c: char) -> bool {
-    let n = c as u32;
-    c.is_control() || (0xFDD0..=0xFDEF).contains(&n) || (n & 0xFFFE) == 0xFFFE
-}
-
-/// A topic's characters: an error for one that brokers refuse.
-pub fn check_mqtt_chars(topic: &str) -> Result<(), String> {
-    match topic.chars().find(|c| forbidden(*c)) {
-        Some(c) => Err(format!("holds the character {:?}, which MQTT forbids", c)),
-        None => Ok(()),
-    }
 }
 
 /// The names under which the uplink writes MQTT's fields, per source kind.

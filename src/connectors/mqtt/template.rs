@@ -3,7 +3,6 @@
 //! `{header.NAME}`), rendered strictly, since a placeholder without a value must not make
 //! `chargers//commands`, and checked as an MQTT topic to publish to.
 
-use super::publication::check_mqtt_chars;
 use crate::message::Message;
 use crate::template::{Template, Vocabulary};
 use crate::topic::check_mqtt_topic;
@@ -57,6 +56,20 @@ impl TopicTemplate {
             .and_then(|()| check_mqtt_chars(&out))
             .map_err(|e| format!("topic {out:?}: {e}"))?;
         Ok(out)
+    }
+}
+
+/// Characters brokers refuse in MQTT strings (mosquitto closes the connection over one).
+pub(super) fn forbidden(c: char) -> bool {
+    let n = c as u32;
+    c.is_control() || (0xFDD0..=0xFDEF).contains(&n) || (n & 0xFFFE) == 0xFFFE
+}
+
+/// A topic's characters: an error for one that brokers refuse.
+pub fn check_mqtt_chars(topic: &str) -> Result<(), String> {
+    match topic.chars().find(|c| forbidden(*c)) {
+        Some(c) => Err(format!("holds the character {:?}, which MQTT forbids", c)),
+        None => Ok(()),
     }
 }
 
