@@ -176,6 +176,33 @@ impl LoopSkipped<'_> {
     }
 }
 
+/// A flow started: which way it carries messages (`up`: MQTT to a system; `down`: a system to
+/// MQTT; `across`: a system to a system), what it reads and what it delivers to. The info gauge
+/// is the join for the flow metrics, which carry only `route`.
+pub struct FlowStarted<'a> {
+    pub route: &'a str,
+    pub source: &'static str,
+    pub sink: &'static str,
+}
+
+impl FlowStarted<'_> {
+    pub fn emit(&self) {
+        let direction = match (self.source, self.sink) {
+            ("mqtt", _) => "up",
+            (_, "mqtt") => "down",
+            _ => "across",
+        };
+        gauge!(
+            "mqbridge_flow_info",
+            "route" => self.route.to_owned(),
+            "direction" => direction,
+            "source" => self.source,
+            "sink" => self.sink
+        )
+        .set(1.0);
+    }
+}
+
 /// An operator paused or resumed a route.
 pub struct RoutePaused<'a> {
     pub route: &'a str,

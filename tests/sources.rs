@@ -172,8 +172,9 @@ async fn rocketmq_messages_reach_kafka_with_their_properties() {
     let kafka = KafkaUnderTest::start().await;
     let target = topic_name("faults");
     create_topic(&kafka.bootstrap(), &target, 1).await;
+    let admin = free_port();
     let config = Config::new(broker.port, "src")
-        .admin(free_port())
+        .admin(admin)
         .dead_letter("dead.jsonl")
         .connection("rmq", Connection::rocketmq(&rq.namesrv()))
         .connection("kafka", Connection::kafka(&kafka.bootstrap()))
@@ -207,4 +208,17 @@ async fn rocketmq_messages_reach_kafka_with_their_properties() {
         headers.contains(&("site".to_owned(), "north".to_owned())),
         "{headers:?}"
     );
+    // The flow's direction and kinds, for splitting its metrics.
+    let metrics = common::bridge::http_get(admin, "/metrics").await;
+    let info = metrics
+        .lines()
+        .find(|l| l.starts_with("mqbridge_flow_info{") && l.contains(r#"route="faults""#))
+        .unwrap_or_else(|| panic!("no flow info: {metrics}"));
+    for label in [
+        r#"direction="across""#,
+        r#"source="rocketmq""#,
+        r#"sink="kafka""#,
+    ] {
+        assert!(info.contains(label) && info.ends_with(" 1"), "{info}");
+    }
 }

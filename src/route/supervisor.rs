@@ -114,11 +114,18 @@ impl Supervisor {
         };
         if let (Some(source), Some(spec)) = (&route.source, route.read_spec()) {
             let connection = self.source_connection(&route.name, &source.connection)?;
+            flow_started(&route.name, &connection, route.sink.kind());
             let parts = Parts::new(&self.shared, &flow, sink, route.max_attempts, None, paused);
             let (status, work) = run::records(&self.shared, connection, spec, settings, &parts);
             self.launch(flow, parts, vec![status], work);
             return Ok(());
         }
+        crate::events::FlowStarted {
+            route: &route.name,
+            source: "mqtt",
+            sink: route.sink.kind(),
+        }
+        .emit();
         let consumers: Vec<Arc<ConsumerStatus>> = (1..=route.consumers)
             .map(|n| {
                 let id = format!("{}-{}-{n}", self.shared.mqtt.client_id_prefix, route.name);
@@ -150,6 +157,7 @@ impl Supervisor {
             return Err(StartError::Running(d.name.clone()));
         }
         let connection = self.source_connection(&d.name, &d.connection)?;
+        flow_started(&d.name, &connection, "mqtt");
         let mqtt = &self.shared.mqtt;
         let client_id = format!("{}-downlink-{}", mqtt.client_id_prefix, d.name);
         let sink = Arc::new(MqttSink::start(
@@ -292,6 +300,17 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// Reports a flow that reads `connection` into `sink`.
+fn flow_started(route: &str, connection: &Connection, sink: &'static str) {
+    let source = connection.config().map_or("unknown", |c| c.kind());
+    crate::events::FlowStarted {
+        route,
+        source,
+        sink,
+    }
+    .emit();
 }
 
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
