@@ -208,6 +208,16 @@ async fn rocketmq_messages_reach_kafka_with_their_properties() {
         headers.contains(&("site".to_owned(), "north".to_owned())),
         "{headers:?}"
     );
+    // `/routes` shows what the route reads, and its group member as its consumer.
+    let overview: serde_json::Value =
+        serde_json::from_str(&common::bridge::http_get(admin, "/routes").await).unwrap();
+    let route = &overview["routes"][0];
+    assert_eq!(route["source"]["topic"], source.as_str(), "{route}");
+    assert_eq!(route["state"], "running", "{route}");
+    assert_eq!(
+        route["consumers"][0]["client_id"], "mqbridge-faults",
+        "{route}"
+    );
     // The flow's direction and kinds, for splitting its metrics.
     let metrics = common::bridge::http_get(admin, "/metrics").await;
     let info = metrics

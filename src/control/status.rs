@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::RouteConfig;
+use crate::config::{RouteConfig, RouteSource};
 use crate::downlinks::DownlinkConfig;
 use crate::message::now_ms;
 use crate::pipeline::StatsSnapshot;
@@ -39,6 +39,8 @@ pub struct RouteStatus {
     pub enabled: bool,
     pub connection: String,
     pub filters: Vec<String>,
+    /// The Kafka or RocketMQ topic it reads instead of the MQTT broker, when it does.
+    pub source: Option<RouteSource>,
     pub share_group: String,
     pub consumers: Vec<ConsumerView>,
     pub received: u64,
@@ -202,6 +204,7 @@ impl RouteStatus {
             enabled: true,
             connection: config.connection.clone(),
             filters: config.filters.clone(),
+            source: config.source.clone(),
             share_group: config.share_group().to_owned(),
             consumers,
             received: stats.received,
@@ -226,6 +229,7 @@ impl RouteStatus {
             enabled: false,
             connection: config.connection.clone(),
             filters: config.filters.clone(),
+            source: config.source.clone(),
             share_group: config.share_group().to_owned(),
             consumers: Vec::new(),
             received: 0,
