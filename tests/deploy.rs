@@ -25,12 +25,11 @@ fn dashboard_metrics() -> BTreeSet<String> {
             exprs.push(target["expr"].as_str().unwrap().to_owned());
         }
     }
-    exprs.push(
-        dashboard["templating"]["list"][1]["definition"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    );
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(definition) = variable["definition"].as_str() {
+            exprs.push(definition.to_owned());
+        }
+    }
     let mut names = BTreeSet::new();
     for expr in exprs {
         let mut rest = expr.as_str();

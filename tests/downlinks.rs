@@ -255,7 +255,7 @@ async fn rocketmq_messages_reach_devices_in_order_with_their_properties() {
     assert_eq!(dead[0]["message"]["topic"], format!("rocketmq:{topic}"));
     let status = downlink_status(admin, "commands").await;
     assert_eq!(status["state"], "running", "{status}");
-    assert_eq!(status["published"], 40, "{status}");
+    assert_eq!(status["delivered"], 40, "{status}");
     assert_eq!(status["dead_lettered"], 1, "{status}");
     let published = bridge
         .metric_where(

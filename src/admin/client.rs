@@ -161,7 +161,7 @@ fn downlink_rows(overview: &Value) -> Vec<[String; 8]> {
             state(d),
             format!("{} {}", text(&d["connection"]), text(&d["topic"])),
             text(&d["received"]),
-            text(&d["published"]),
+            text(&d["delivered"]),
             text(&d["dead_lettered"]),
             text(&d["retried"]),
             last_error(d),

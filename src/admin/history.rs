@@ -78,8 +78,8 @@ fn totals(overview: &Overview) -> impl Iterator<Item = (&str, u64, u64)> {
     let routes = overview.routes.iter();
     let downlinks = overview.downlinks.iter();
     routes
-        .map(|r| (r.name.as_str(), r.received, r.delivered))
-        .chain(downlinks.map(|d| (d.name.as_str(), d.received, d.published)))
+        .map(|r| (r.name.as_str(), r.progress.received, r.progress.delivered))
+        .chain(downlinks.map(|d| (d.name.as_str(), d.progress.received, d.progress.delivered)))
 }
 
 /// Samples the bridge's flows every ten seconds, the first at once, until `shutdown`.

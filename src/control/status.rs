@@ -29,21 +29,16 @@ pub struct ReloadOutcome {
     pub detail: String,
 }
 
+/// What every flow shows, route or downlink: its state, counts and last error.
 #[derive(Debug, Clone, Serialize)]
-pub struct RouteStatus {
-    pub name: String,
+pub struct Progress {
     /// `starting`, `running`, `paused`, `failing`, `stopping` or `stopped`.
     pub state: &'static str,
     /// Why `failing` or `starting`, when it is.
     pub reason: Option<String>,
     pub enabled: bool,
-    pub connection: String,
-    pub filters: Vec<String>,
-    /// The Kafka or RocketMQ topic it reads instead of the MQTT broker, when it does.
-    pub source: Option<RouteSource>,
-    pub share_group: String,
-    pub consumers: Vec<ConsumerView>,
     pub received: u64,
+    /// Delivered to the sink (for a downlink: acknowledged by the MQTT broker).
     pub delivered: u64,
     pub dead_lettered: u64,
     pub retried: u64,
@@ -55,49 +50,75 @@ pub struct RouteStatus {
     pub last_error: Option<LastError>,
 }
 
-/// A downlink's state and counts: the routes' own, with what it reads and publishes to.
-#[derive(Debug, Clone, Serialize)]
-pub struct DownlinkStatus {
-    pub name: String,
-    /// `starting`, `running`, `paused`, `failing`, `stopping` or `stopped`.
-    pub state: &'static str,
-    /// Why `failing` or `starting`, when it is.
-    pub reason: Option<String>,
-    pub enabled: bool,
-    pub connection: String,
-    pub topic: String,
-    pub group: String,
-    pub mqtt_topic: String,
-    pub received: u64,
-    /// Published to the MQTT broker (a route's `delivered`).
-    pub published: u64,
-    pub dead_lettered: u64,
-    pub retried: u64,
-    pub in_flight: u64,
-    pub delay_seconds: f64,
-    /// When the broker last acknowledged a publish, in ms since the Unix epoch.
-    pub last_publish: Option<u64>,
-    pub last_error: Option<LastError>,
-}
-
-impl DownlinkStatus {
-    pub fn of(handle: &RouteHandle, config: &DownlinkConfig) -> Self {
+impl Progress {
+    fn of(handle: &RouteHandle) -> Self {
         let stats = handle.stats();
         let (state, reason) = condition(handle, &stats);
-        DownlinkStatus {
+        Progress {
             state,
             reason,
             enabled: true,
             received: stats.received,
-            published: stats.delivered,
+            delivered: stats.delivered,
             dead_lettered: stats.dead_lettered,
             retried: stats.retried,
             in_flight: stats.in_flight,
             delay_seconds: stats.delay_ms as f64 / 1000.0,
-            last_publish: stats.last_delivery_ms,
+            last_delivery: stats.last_delivery_ms,
             last_error: stats
                 .last_error
                 .map(|(message, at)| LastError { message, at }),
+        }
+    }
+
+    /// A flow of the configuration that does not run (`enabled = false`).
+    fn disabled() -> Self {
+        Progress {
+            state: "stopped",
+            reason: Some("enabled = false".into()),
+            enabled: false,
+            received: 0,
+            delivered: 0,
+            dead_lettered: 0,
+            retried: 0,
+            in_flight: 0,
+            delay_seconds: 0.0,
+            last_delivery: None,
+            last_error: None,
+        }
+    }
+}
+
+/// A route: what it reads and where from, its consumers, and its progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteStatus {
+    pub name: String,
+    pub connection: String,
+    pub filters: Vec<String>,
+    /// The Kafka or RocketMQ topic it reads instead of the MQTT broker, when it does.
+    pub source: Option<RouteSource>,
+    pub share_group: String,
+    pub consumers: Vec<ConsumerView>,
+    #[serde(flatten)]
+    pub progress: Progress,
+}
+
+/// A downlink: what it reads and the MQTT topic it publishes to, and its progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct DownlinkStatus {
+    pub name: String,
+    pub connection: String,
+    pub topic: String,
+    pub group: String,
+    pub mqtt_topic: String,
+    #[serde(flatten)]
+    pub progress: Progress,
+}
+
+impl DownlinkStatus {
+    pub fn of(handle: &RouteHandle, config: &DownlinkConfig) -> Self {
+        DownlinkStatus {
+            progress: Progress::of(handle),
             ..Self::disabled(config)
         }
     }
@@ -105,21 +126,11 @@ impl DownlinkStatus {
     pub fn disabled(config: &DownlinkConfig) -> Self {
         DownlinkStatus {
             name: config.name.clone(),
-            state: "stopped",
-            reason: Some("enabled = false".into()),
-            enabled: false,
             connection: config.connection.clone(),
             topic: config.topic.clone(),
             group: config.group(),
             mqtt_topic: config.mqtt_topic.text().to_owned(),
-            received: 0,
-            published: 0,
-            dead_lettered: 0,
-            retried: 0,
-            in_flight: 0,
-            delay_seconds: 0.0,
-            last_publish: None,
-            last_error: None,
+            progress: Progress::disabled(),
         }
     }
 }
@@ -185,38 +196,16 @@ pub struct LastError {
 
 impl RouteStatus {
     pub fn of(handle: &RouteHandle, config: &RouteConfig) -> Self {
-        let stats = handle.stats();
-        let consumers: Vec<ConsumerView> = handle
-            .consumers()
-            .iter()
-            .map(|c| ConsumerView {
-                client_id: c.client_id.clone(),
-                connected: c.connected(),
-                subscribed: c.subscribed(),
-                refused: c.refused(),
-            })
-            .collect();
-        let (state, reason) = condition(handle, &stats);
+        let consumers = handle.consumers().iter().map(|c| ConsumerView {
+            client_id: c.client_id.clone(),
+            connected: c.connected(),
+            subscribed: c.subscribed(),
+            refused: c.refused(),
+        });
         RouteStatus {
-            name: config.name.clone(),
-            state,
-            reason,
-            enabled: true,
-            connection: config.connection.clone(),
-            filters: config.filters.clone(),
-            source: config.source.clone(),
-            share_group: config.share_group().to_owned(),
-            consumers,
-            received: stats.received,
-            delivered: stats.delivered,
-            dead_lettered: stats.dead_lettered,
-            retried: stats.retried,
-            in_flight: stats.in_flight,
-            delay_seconds: stats.delay_ms as f64 / 1000.0,
-            last_delivery: stats.last_delivery_ms,
-            last_error: stats
-                .last_error
-                .map(|(message, at)| LastError { message, at }),
+            consumers: consumers.collect(),
+            progress: Progress::of(handle),
+            ..Self::disabled(config)
         }
     }
 
@@ -224,22 +213,12 @@ impl RouteStatus {
     pub fn disabled(config: &RouteConfig) -> Self {
         RouteStatus {
             name: config.name.clone(),
-            state: "stopped",
-            reason: Some("enabled = false".into()),
-            enabled: false,
             connection: config.connection.clone(),
             filters: config.filters.clone(),
             source: config.source.clone(),
             share_group: config.share_group().to_owned(),
             consumers: Vec::new(),
-            received: 0,
-            delivered: 0,
-            dead_lettered: 0,
-            retried: 0,
-            in_flight: 0,
-            delay_seconds: 0.0,
-            last_delivery: None,
-            last_error: None,
+            progress: Progress::disabled(),
         }
     }
 }
