@@ -61,15 +61,7 @@ pub async fn run(
         .await
         .map_err(RunError::DeadLetter)?;
     let dead_letter = Arc::new(dead_letter);
-    let access =
-        Access::of(&config.admin).map_err(|e| RunError::Admin(std::io::Error::other(e)))?;
-    let access = Arc::new(RwLock::new(access));
-    let stop_admin = CancellationToken::new();
-    if let Some(listen) = config.admin.listen {
-        admin::serve(listen, stop_admin.clone(), control.handle(), access.clone())
-            .await
-            .map_err(RunError::Admin)?;
-    }
+    let (access, stop_admin) = serve_admin(&config, &control).await?;
     let shared = Shared {
         endpoint: endpoint.clone(),
         mqtt: config.mqtt.clone(),
@@ -107,6 +99,23 @@ pub async fn run(
         Ok(()) => info!("mqbridge stopped"),
     }
     outcome
+}
+
+/// The admin API, when `[admin] listen` asks for it; its access rules, kept for reloads.
+async fn serve_admin(
+    config: &Config,
+    control: &Control,
+) -> Result<(Arc<RwLock<Access>>, CancellationToken), RunError> {
+    let access =
+        Access::of(&config.admin).map_err(|e| RunError::Admin(std::io::Error::other(e)))?;
+    let access = Arc::new(RwLock::new(access));
+    let stop_admin = CancellationToken::new();
+    if let Some(listen) = config.admin.listen {
+        admin::serve(listen, stop_admin.clone(), control.handle(), access.clone())
+            .await
+            .map_err(RunError::Admin)?;
+    }
+    Ok((access, stop_admin))
 }
 
 /// Starts every enabled route and downlink; returns the supervisor and the MQTT consumers

@@ -17,7 +17,7 @@ pub use super::run::Shared;
 use super::run::{self, Parts, DOWNLINK_CONCURRENCY};
 use crate::config::RouteConfig;
 use crate::connectors::mqtt::MqttSink;
-use crate::connectors::{BoxError, Connection, RouteContext};
+use crate::connectors::{BoxError, Connection, RouteContext, Sink};
 use crate::dead_letter::DeadLetter;
 use crate::downlinks::DownlinkConfig;
 use crate::pipeline::Settings;
@@ -120,6 +120,19 @@ impl Supervisor {
             self.launch(flow, parts, vec![status], work);
             return Ok(());
         }
+        self.start_mqtt(route, flow, sink, settings, paused);
+        Ok(())
+    }
+
+    /// A route reading the MQTT broker: its consumers, sharing the route's group.
+    fn start_mqtt(
+        &mut self,
+        route: &RouteConfig,
+        flow: Flow,
+        sink: Arc<dyn Sink>,
+        settings: Settings,
+        paused: bool,
+    ) {
         crate::events::FlowStarted {
             route: &route.name,
             source: "mqtt",
@@ -132,26 +145,14 @@ impl Supervisor {
                 Arc::new(ConsumerStatus::new(id))
             })
             .collect();
-        let skip_marked = self
-            .shared
-            .mqtt
-            .origin_marker()
-            .map(|(name, _)| name.into());
-        let parts = Parts::new(
-            &self.shared,
-            &flow,
-            sink,
-            route.max_attempts,
-            skip_marked,
-            paused,
-        );
+        let mqtt = &self.shared.mqtt;
+        let skip_marked = mqtt.origin_marker().map(|(name, _)| name.into());
+        let attempts = route.max_attempts;
+        let parts = Parts::new(&self.shared, &flow, sink, attempts, skip_marked, paused);
         let work = run::mqtt(&self.shared, route, settings, &parts, &consumers);
         self.launch(flow, parts, consumers, work);
-        Ok(())
     }
 
-    /// Starts downlink `d`: it reads its connection (Kafka or RocketMQ) and publishes to the
-    /// broker through MQTT connections of its own.
     pub fn start_downlink(&mut self, d: &DownlinkConfig, paused: bool) -> Result<(), StartError> {
         if self.routes.contains_key(&d.name) {
             return Err(StartError::Running(d.name.clone()));

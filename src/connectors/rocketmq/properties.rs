@@ -48,26 +48,7 @@ pub fn properties(msg: &Message) -> Vec<(String, String)> {
             .into_iter()
             .filter_map(|(k, v)| Some((k.to_owned(), v?))),
     );
-    // User properties: each name once, repeated names as a JSON list of their values.
-    let mut names: Vec<String> = Vec::new();
-    let mut values: Vec<Vec<&str>> = Vec::new();
-    for (name, value) in &p.user_properties {
-        let name = user_name(name);
-        match names.iter().position(|n| *n == name) {
-            Some(i) => values[i].push(value),
-            None => {
-                names.push(name);
-                values.push(vec![value]);
-            }
-        }
-    }
-    for (name, values) in names.into_iter().zip(values) {
-        let value = match values.as_slice() {
-            [one] => (*one).to_owned(),
-            many => serde_json::to_string(many).unwrap_or_default(),
-        };
-        out.push((name, value));
-    }
+    out.extend(user_properties(&p.user_properties));
     // RocketMQ's encoding separates names and values with \x01 and pairs with \x02, and takes no
     // empty value.
     out.retain(|(_, v)| !v.is_empty());
@@ -77,6 +58,29 @@ pub fn properties(msg: &Message) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// User properties: each name once, repeated names as a JSON list of their values.
+fn user_properties(properties: &[(String, String)]) -> impl Iterator<Item = (String, String)> + '_ {
+    let mut names: Vec<String> = Vec::new();
+    let mut values: Vec<Vec<&str>> = Vec::new();
+    for (name, value) in properties {
+        let name = user_name(name);
+        match names.iter().position(|n| *n == name) {
+            Some(i) => values[i].push(value),
+            None => {
+                names.push(name);
+                values.push(vec![value]);
+            }
+        }
+    }
+    names.into_iter().zip(values).map(|(name, values)| {
+        let value = match values.as_slice() {
+            [one] => (*one).to_owned(),
+            many => serde_json::to_string(many).unwrap_or_default(),
+        };
+        (name, value)
+    })
 }
 
 /// A user property's name as RocketMQ carries it.
