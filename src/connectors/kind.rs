@@ -1,8 +1,9 @@
 //! A connector, written once per kind (`Connector`): what it offers (a sink always; a source
 //! where the system can be read), and the type-erased values the rest of the bridge holds: a
 //! kind's connection settings (`ConnectionConfig`), a route's settings for that kind
-//! (`RouteSinkConfig`) and the running client (`Connection`). Only this file and the registry
-//! know that there are several kinds; nothing else matches on one.
+//! (`RouteSinkConfig`) and the running client (`AnyConnection`, which `live.rs` holds as a
+//! `Connection`). Only this file and the registry know that there are several kinds; nothing
+//! else matches on one.
 
 use std::any::Any;
 use std::fmt;
@@ -15,7 +16,6 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
-use super::live::Connection;
 use super::sink::Sink;
 use crate::config::{struct_fields, Check, SectionReader, Value};
 use crate::sources::{ReadSpec, Reader};
@@ -209,6 +209,23 @@ impl<K, T: fmt::Debug> fmt::Debug for Typed<K, T> {
     }
 }
 
+/// A running client of any kind, as `Connection` (`live.rs`) holds it.
+pub(super) trait AnyConnection: Send + Sync {
+    fn route_sink(
+        &self,
+        context: &RouteContext<'_>,
+        route: &RouteSinkConfig,
+    ) -> Result<Arc<dyn Sink>, BoxError>;
+    fn health_check(&self) -> BoxFuture<'_, Result<String, BoxError>>;
+    fn probe_route<'a>(
+        &'a self,
+        route: &'a RouteSinkConfig,
+    ) -> BoxFuture<'a, Option<Result<String, BoxError>>>;
+    fn probe_topic<'a>(&'a self, topic: &'a str)
+        -> BoxFuture<'a, Option<Result<String, BoxError>>>;
+    fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()>;
+}
+
 /// A connection's settings, of whichever kind.
 #[derive(Clone)]
 pub struct ConnectionConfig(Arc<dyn AnyConnectionConfig>);
@@ -220,7 +237,10 @@ trait AnyConnectionConfig: fmt::Debug + Send + Sync {
     fn files_read(&self) -> Vec<PathBuf>;
     fn same(&self, other: &dyn Any) -> bool;
     fn check(&self, check: &mut Check<'_>);
-    fn connect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Connection, BoxError>>;
+    fn connect<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<dyn AnyConnection>, BoxError>>;
     fn readable(&self) -> bool;
     fn open_reader(&self, spec: ReadSpec) -> Option<OpenReader>;
     fn check_reader(&self, spec: &ReadSpec, uses_tag: bool, check: &mut Check<'_>);
@@ -245,10 +265,13 @@ impl<K: Connector> AnyConnectionConfig for Typed<K, K::ConnectionConfig> {
     fn check(&self, check: &mut Check<'_>) {
         K::check_connection(&self.0, check)
     }
-    fn connect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Connection, BoxError>> {
+    fn connect<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<dyn AnyConnection>, BoxError>> {
         Box::pin(async move {
             let live = K::connect(name, &self.0).await?;
-            Ok(Connection::of::<K>(live))
+            Ok(Arc::new(Typed::<K, _>::new(live)) as Arc<dyn AnyConnection>)
         })
     }
     fn readable(&self) -> bool {
@@ -282,10 +305,9 @@ impl ConnectionConfig {
     pub fn files_read(&self) -> Vec<PathBuf> {
         self.0.files_read()
     }
-    /// Builds the running client (connects lazily where the client library does).
-    pub async fn connect(&self, name: &str) -> Result<Connection, BoxError> {
-        let connection = self.0.connect(name).await?;
-        Ok(connection.with_config(self.clone()))
+    /// The running client, of this connection's kind (`live.rs` holds it as a `Connection`).
+    pub(super) async fn connect_any(&self, name: &str) -> Result<Arc<dyn AnyConnection>, BoxError> {
+        self.0.connect(name).await
     }
     /// Opens a consumer-group member reading `spec`; `None` when the kind cannot be read.
     pub fn open_reader(&self, spec: ReadSpec) -> Option<OpenReader> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::kind::{Connector, RouteContext, Typed};
+use super::kind::{AnyConnection, Connector, RouteContext, Typed};
 use super::sink::Sink;
 use super::{BoxError, ConnectionConfig, OpenReader, RouteSinkConfig};
 use crate::sources::ReadSpec;
@@ -17,22 +17,6 @@ use crate::sources::ReadSpec;
 pub struct Connection {
     live: Arc<dyn AnyConnection>,
     config: Option<ConnectionConfig>,
-}
-
-trait AnyConnection: Send + Sync {
-    fn route_sink(
-        &self,
-        context: &RouteContext<'_>,
-        route: &RouteSinkConfig,
-    ) -> Result<Arc<dyn Sink>, BoxError>;
-    fn health_check(&self) -> BoxFuture<'_, Result<String, BoxError>>;
-    fn probe_route<'a>(
-        &'a self,
-        route: &'a RouteSinkConfig,
-    ) -> BoxFuture<'a, Option<Result<String, BoxError>>>;
-    fn probe_topic<'a>(&'a self, topic: &'a str)
-        -> BoxFuture<'a, Option<Result<String, BoxError>>>;
-    fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()>;
 }
 
 impl<K: Connector> AnyConnection for Typed<K, K::Connection> {
@@ -74,19 +58,6 @@ impl<K: Connector> AnyConnection for Typed<K, K::Connection> {
 }
 
 impl Connection {
-    /// The running client `live` of kind `K`.
-    pub(super) fn of<K: Connector>(live: K::Connection) -> Self {
-        Connection {
-            live: Arc::new(Typed::<K, _>::new(live)),
-            config: None,
-        }
-    }
-
-    pub(super) fn with_config(mut self, config: ConnectionConfig) -> Self {
-        self.config = Some(config);
-        self
-    }
-
     /// The sink of the route `context` names, which names this connection.
     pub fn route_sink(
         &self,
@@ -116,5 +87,15 @@ impl Connection {
     /// The settings it was built from.
     pub fn config(&self) -> Option<&ConnectionConfig> {
         self.config.as_ref()
+    }
+}
+
+impl ConnectionConfig {
+    /// Builds the running client (connects lazily where the client library does).
+    pub async fn connect(&self, name: &str) -> Result<Connection, BoxError> {
+        Ok(Connection {
+            live: self.connect_any(name).await?,
+            config: Some(self.clone()),
+        })
     }
 }

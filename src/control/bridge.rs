@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use super::checks::{self, Checks, Connections};
-use super::reload::Stamps;
+use super::plan::Stamps;
 use super::status::{self, DownlinkStatus, Overview, Paused, ReloadOutcome, RouteStatus};
 use super::{Command, Control, ControlError};
 use crate::admin::{Access, SharedAccess};

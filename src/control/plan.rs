@@ -1,9 +1,12 @@
 //! What a reload does to the flows (routes and downlinks alike), decided without touching
 //! anything: which keep running, which stop, which restart (keeping their pause) and which
-//! start. `reload.rs` applies it.
+//! start. `reload.rs` applies it. `Stamps` tell a rotated secret or certificate file from an
+//! unchanged one.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
+use crate::config::Config;
 use crate::route;
 
 /// What the plan needs of a flow's settings.
@@ -92,6 +95,49 @@ pub(super) fn plan<'a, C: Flow>(
         .filter(|c| !running.iter().any(|(name, _, _)| name == c.name()))
         .collect();
     plan
+}
+
+/// Files and their contents (`None`: unreadable).
+type Contents = Vec<(PathBuf, Option<Vec<u8>>)>;
+
+/// The contents of the files a configuration reads secrets and certificates from, to tell a
+/// rotated secret from an unchanged one.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct Stamps {
+    pub(super) mqtt: Contents,
+    pub(super) connections: BTreeMap<String, Contents>,
+}
+
+fn read_all(paths: Vec<PathBuf>) -> Contents {
+    paths
+        .into_iter()
+        .map(|p| {
+            let content = std::fs::read(&p).ok();
+            (p, content)
+        })
+        .collect()
+}
+
+impl Stamps {
+    pub(super) fn of(config: &Config) -> Self {
+        let mut mqtt = Vec::new();
+        if let Some(tls) = &config.mqtt.tls {
+            mqtt.extend(
+                [&tls.ca_file, &tls.cert_file, &tls.key_file]
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+            );
+        }
+        Stamps {
+            mqtt: read_all(mqtt),
+            connections: config
+                .connections
+                .iter()
+                .map(|(name, c)| (name.clone(), read_all(c.files_read())))
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]

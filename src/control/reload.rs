@@ -8,14 +8,13 @@
 //! Downlinks follow the same rules (a restarting one finishes and commits its batch first).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::bridge::Bridge;
-use super::plan::{plan, Plan, Running};
+use super::plan::{plan, Plan, Running, Stamps};
 use super::status::ReloadOutcome;
 use super::ControlError;
 use crate::config::{self, Config};
@@ -69,49 +68,6 @@ impl ReloadReport {
 
 /// A new MQTT endpoint and dead-letter destination, for every route.
 type Shared = (Endpoint, Arc<DeadLetter>);
-
-/// Files and their contents (`None`: unreadable).
-type Contents = Vec<(PathBuf, Option<Vec<u8>>)>;
-
-/// The contents of the files a configuration reads secrets and certificates from, to tell a
-/// rotated secret from an unchanged one.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub(super) struct Stamps {
-    mqtt: Contents,
-    connections: BTreeMap<String, Contents>,
-}
-
-fn read_all(paths: Vec<PathBuf>) -> Contents {
-    paths
-        .into_iter()
-        .map(|p| {
-            let content = std::fs::read(&p).ok();
-            (p, content)
-        })
-        .collect()
-}
-
-impl Stamps {
-    pub(super) fn of(config: &Config) -> Self {
-        let mut mqtt = Vec::new();
-        if let Some(tls) = &config.mqtt.tls {
-            mqtt.extend(
-                [&tls.ca_file, &tls.cert_file, &tls.key_file]
-                    .into_iter()
-                    .flatten()
-                    .cloned(),
-            );
-        }
-        Stamps {
-            mqtt: read_all(mqtt),
-            connections: config
-                .connections
-                .iter()
-                .map(|(name, c)| (name.clone(), read_all(c.files_read())))
-                .collect(),
-        }
-    }
-}
 
 impl Bridge {
     pub(super) async fn reload(&mut self) -> Result<ReloadReport, ControlError> {

@@ -1,7 +1,9 @@
 //! The `exec` kind: a local command per batch, for handlers that run next to the bridge on a
-//! gateway host. Its settings and kind entry (`config`) and a route's sink (`sink`).
+//! gateway host. Its settings (`config`), its kind entry (`kind`) and a route's sink (`sink`).
 
 mod config;
+mod kind;
 mod sink;
 
-pub use config::{Exec, ExecConnectionConfig, ExecRouteConfig};
+pub use config::{ExecConnectionConfig, ExecRouteConfig};
+pub use kind::Exec;
