@@ -5,7 +5,11 @@
 //! `flood` (one route, two lanes, 64 topics, as fast as it takes them) and `width` (1,000 routes
 //! of one lane, a message at a time each, as the benchmark's width runs load it).
 //!
-//! `cargo bench --bench pipeline [-- flood|width] [--null] [--scale 0.1]`
+//! With `--rules`, each route has a `where` and a `transform` (`RULES_WHERE`,
+//! `RULES_TRANSFORM`) over a JSON payload of about 100 bytes: the difference between two runs
+//! is the CPU the rules take per message.
+//!
+//! `cargo bench --bench pipeline [-- flood|width] [--null] [--rules] [--scale 0.1]`
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +23,7 @@ use mqbridge::dead_letter::DeadLetter;
 use mqbridge::events::RouteMetrics;
 use mqbridge::message::{Message, Properties, Publisher};
 use mqbridge::pipeline::{Context, Pause, Pipeline, RouteStats, Settings};
+use mqbridge::rules::RuleSpec;
 use mqbridge::sources::{Acker, Delivery};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -67,11 +72,28 @@ impl Sink for NullSink {
 
 static PAYLOAD: [u8; 100] = [b'x'; 100];
 
-fn message(topic: String, n: u64) -> Message {
+/// A condition that passes 95 % of the messages `message` makes with `json`.
+const RULES_WHERE: &str = "int!(.payload.battery) < 95";
+/// A projection with a key per message.
+const RULES_TRANSFORM: &str = r#"
+.payload = { "plate": .payload.plate, "battery": .payload.battery, "at": .timestamp }
+.destination.key = string!(.payload.plate)
+"#;
+
+fn message(topic: String, n: u64, json: bool) -> Message {
+    let payload = match json {
+        true => bytes::Bytes::from(format!(
+            r#"{{"plate":"B-AB-{:03}","battery":{},"speed":{},"lat":52.520008,"lon":13.404954}}"#,
+            n % 1000,
+            n % 100,
+            n % 130
+        )),
+        false => bytes::Bytes::from_static(&PAYLOAD),
+    };
     Message {
         id: uuid::Uuid::now_v7(),
         topic,
-        payload: bytes::Bytes::from_static(&PAYLOAD),
+        payload,
         qos: 1,
         retain: false,
         dup: false,
@@ -80,6 +102,7 @@ fn message(topic: String, n: u64) -> Message {
         timestamp_ms: 0,
         publisher: Publisher::default(),
         origin: None,
+        destination: None,
     }
 }
 
@@ -107,7 +130,7 @@ async fn file_sink(dir: &std::path::Path) -> Arc<dyn Sink> {
     connection.route_sink(&context, &route.sink).expect("sink")
 }
 
-async fn run(shape: &str, null: bool, scale: f64) {
+async fn run(shape: &str, null: bool, rules: bool, scale: f64) {
     let (routes, lanes, per_route) = match shape {
         "width" => (1_000, 1, (200.0 * scale) as u64),
         _ => (1, 2, (400_000.0 * scale) as u64),
@@ -135,6 +158,14 @@ async fn run(shape: &str, null: bool, scale: f64) {
             dead_letter: dead.clone(),
             // As a route runs by default: each message is looked at for the origin marker.
             skip_marked: Some("mqbridge-origin".into()),
+            rules: rules.then(|| {
+                let spec = RuleSpec {
+                    filter: Some(RULES_WHERE.into()),
+                    transform: Some(RULES_TRANSFORM.into()),
+                    schema: None,
+                };
+                Arc::new(spec.compile().expect("rules").expect("some"))
+            }),
             shutdown: shutdown.clone(),
             hard_stop: CancellationToken::new(),
             pause: Arc::new(Pause::new(false)),
@@ -169,7 +200,7 @@ async fn run(shape: &str, null: bool, scale: f64) {
         for (r, tx) in senders.iter().enumerate() {
             let topic = topics[r][(n % 64) as usize].clone();
             let lane = (n % lanes as u64) as usize;
-            let msg = message(topic, n);
+            let msg = message(topic, n, rules);
             let _ = tx.send(Delivery {
                 lane,
                 key: order.hash_one(&msg.topic),
@@ -190,8 +221,9 @@ async fn run(shape: &str, null: bool, scale: f64) {
     acked.wait_for(total).await;
     let (cpu, wall) = (cpu_seconds() - cpu0, t0.elapsed());
     println!(
-        "{shape} ({}): {total} messages, {:.0} msg/s, {:.2} µs CPU per message",
+        "{shape} ({}{}): {total} messages, {:.0} msg/s, {:.2} µs CPU per message",
         if null { "null sink" } else { "file sink" },
+        if rules { ", where + transform" } else { "" },
         total as f64 / wall.as_secs_f64(),
         cpu / total as f64 * 1e6
     );
@@ -204,6 +236,7 @@ async fn run(shape: &str, null: bool, scale: f64) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let null = args.iter().any(|a| a == "--null");
+    let rules = args.iter().any(|a| a == "--rules");
     // `--scale 0.1`: a tenth of the messages (for slow tools such as callgrind).
     let scale = args
         .iter()
@@ -225,6 +258,6 @@ fn main() {
         .build()
         .expect("runtime");
     for shape in shapes {
-        runtime.block_on(run(shape, null, scale));
+        runtime.block_on(run(shape, null, rules, scale));
     }
 }

@@ -23,6 +23,7 @@ pub struct RouteMetrics {
     received: Vec<Counter>,
     received_bytes: Counter,
     delivered: Counter,
+    filtered: Counter,
     delay: Histogram,
     delay_last: Gauge,
 }
@@ -55,6 +56,7 @@ impl RouteMetrics {
                 .collect(),
             received_bytes: counter!("mqbridge_received_bytes_total", "route" => label()),
             delivered: counter!("mqbridge_messages_delivered_total", "route" => label()),
+            filtered: counter!("mqbridge_messages_filtered_total", "route" => label()),
             delay: histogram!("mqbridge_delivery_delay_seconds", "route" => label()),
             delay_last: gauge!("mqbridge_delivery_delay_last_seconds", "route" => label()),
         }
@@ -77,6 +79,21 @@ impl BatchReceived<'_> {
         }
         m.received_bytes.increment(self.bytes as u64);
         tracing::trace!(route = &*m.route, count = self.count, "messages received");
+    }
+}
+
+/// Messages a rule filtered (`where` false, or dropped by the `transform`): acknowledged, not
+/// delivered.
+pub struct MessagesFiltered<'a> {
+    pub metrics: &'a RouteMetrics,
+    pub count: usize,
+}
+
+impl MessagesFiltered<'_> {
+    pub fn emit(&self) {
+        let m = self.metrics;
+        m.filtered.increment(self.count as u64);
+        tracing::trace!(route = &*m.route, count = self.count, "messages filtered");
     }
 }
 

@@ -48,6 +48,7 @@ pub mod message;
 pub mod pipeline;
 pub mod record;
 pub mod route;
+pub mod rules;
 pub mod sources;
 pub mod template;
 pub mod tls;

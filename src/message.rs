@@ -23,6 +23,18 @@ pub struct Message {
     pub publisher: Publisher,
     /// Where it was read when not from MQTT: a Kafka record or a RocketMQ message.
     pub origin: Option<Box<Origin>>,
+    /// Where a rule (`transform`) sent it, over the route's templates.
+    pub destination: Option<Box<Destination>>,
+}
+
+/// What a route's `transform` set for where a message goes, in place of what the route's
+/// templates would render: a sink takes what applies to it (Kafka: topic and key; RocketMQ:
+/// topic, tag and key; MQTT: topic).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Destination {
+    pub topic: Option<String>,
+    pub key: Option<String>,
+    pub tag: Option<String>,
 }
 
 /// Where a message read from Kafka or RocketMQ sat, and what it carried besides its topic,
@@ -112,7 +124,23 @@ impl Message {
             timestamp_ms: now_ms(),
             publisher: Publisher::default(),
             origin: Some(Box::new(origin)),
+            destination: None,
         }
+    }
+
+    /// The topic a rule set for it, if one did.
+    pub fn to_topic(&self) -> Option<&str> {
+        self.destination.as_ref()?.topic.as_deref()
+    }
+
+    /// The record key (Kafka) or keys (RocketMQ) a rule set for it, if one did.
+    pub fn to_key(&self) -> Option<&str> {
+        self.destination.as_ref()?.key.as_deref()
+    }
+
+    /// The RocketMQ tag a rule set for it, if one did.
+    pub fn to_tag(&self) -> Option<&str> {
+        self.destination.as_ref()?.tag.as_deref()
     }
 
     /// The message as the dead-letter path shows it: one read from Kafka or RocketMQ has the
@@ -178,6 +206,7 @@ pub(crate) mod tests {
                 ..Default::default()
             },
             origin: None,
+            destination: None,
         }
     }
 
@@ -231,6 +260,7 @@ pub(crate) mod tests {
                 timestamp_ms: ts,
                 publisher,
                 origin: None,
+                destination: None,
             },
         )
     }

@@ -4,6 +4,7 @@
 
 use super::problem::Problem;
 use super::source::SourceMap;
+use crate::rules::RuleSpec;
 
 pub struct Checker<'s, 'a> {
     src: &'s SourceMap<'a>,
@@ -59,6 +60,15 @@ impl Check<'_> {
     }
 
     /// The same section's problems, with fields inside the table `prefix`.
+    /// A flow's rules: each problem of its programs and schema under its key.
+    pub fn rules(&mut self, rules: &RuleSpec) {
+        if let Err(problems) = rules.compile() {
+            for (key, problem) in problems {
+                self.field(key, problem);
+            }
+        }
+    }
+
     pub fn inside<'p>(&'p mut self, prefix: &'p str) -> Check<'p> {
         Check {
             section: self.section,

@@ -224,7 +224,10 @@ impl<'a> Loader<'a, '_> {
     fn downlinks(&mut self, value: Value<'a>, parts: &mut Parts) {
         for (label, item) in self.items(value, "downlinks", "downlink") {
             match self.reader.read::<DownlinkConfig>(&label, item) {
-                Some(d) => parts.downlinks.push(d),
+                Some(mut d) => {
+                    connectors::resolve_relative(self.base, [&mut d.schema]);
+                    parts.downlinks.push(d)
+                }
                 None => parts.broken_downlinks += 1,
             }
         }

@@ -1,12 +1,14 @@
 //! `[[routes]]`: the keys every route takes, its optional `source` (a Kafka or RocketMQ topic
 //! instead of the MQTT broker), and what they mean at run time (order, the reader's spec).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::model::default_true;
 use crate::connectors::RouteSinkConfig;
+use crate::rules::RuleSpec;
 use crate::sources::{ReadSpec, StartFrom};
 
 /// `[[routes]]`: a set of topic filters, consumed by a shared-subscription group and delivered
@@ -51,6 +53,16 @@ pub struct RouteConfig<S = RouteSinkConfig> {
     /// counting). Default 3.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// A condition over each message (Vector Remap Language): a message for which it is
+    /// false is acknowledged and not delivered (counted as filtered). See "Rules".
+    #[serde(rename = "where")]
+    pub filter: Option<String>,
+    /// A program over each message (Vector Remap Language) that may reshape its payload, set
+    /// its user properties or headers and where it goes, split it into several, or drop it.
+    pub transform: Option<String>,
+    /// A JSON Schema file (draft 2020-12) each payload must match; one that does not is
+    /// dead-lettered (`schema_invalid`).
+    pub schema: Option<PathBuf>,
     /// Start this route. Default true.
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -97,6 +109,15 @@ impl<S> RouteConfig<S> {
 }
 
 impl<S> RouteConfig<S> {
+    /// Its rules, as written.
+    pub fn rules(&self) -> RuleSpec {
+        RuleSpec {
+            filter: self.filter.clone(),
+            transform: self.transform.clone(),
+            schema: self.schema.clone(),
+        }
+    }
+
     pub fn share_group(&self) -> &str {
         self.share_group.as_deref().unwrap_or(&self.name)
     }
@@ -116,6 +137,9 @@ impl<S> RouteConfig<S> {
             ordered: self.ordered,
             concurrency: self.concurrency,
             max_attempts: self.max_attempts,
+            filter: self.filter,
+            transform: self.transform,
+            schema: self.schema,
             enabled: self.enabled,
             sink,
         }

@@ -212,6 +212,7 @@ fn check_route(r: &RouteConfig<()>, c: &mut Check<'_>) {
     if r.max_attempts == 0 || r.max_attempts > 1000 {
         c.field("max_attempts", "must be between 1 and 1000");
     }
+    c.rules(&r.rules());
 }
 
 fn check_route_connection(r: &RouteConfig<()>, parts: &Parts, c: &mut Check<'_>) {

@@ -42,6 +42,8 @@ pub struct Progress {
     pub delivered: u64,
     pub dead_lettered: u64,
     pub retried: u64,
+    /// Acknowledged without delivery: a rule (`where`, `transform`) filtered them.
+    pub filtered: u64,
     pub in_flight: u64,
     /// Age of the oldest message of the last delivered batch, in seconds.
     pub delay_seconds: f64,
@@ -62,6 +64,7 @@ impl Progress {
             delivered: stats.delivered,
             dead_lettered: stats.dead_lettered,
             retried: stats.retried,
+            filtered: stats.filtered,
             in_flight: stats.in_flight,
             delay_seconds: stats.delay_ms as f64 / 1000.0,
             last_delivery: stats.last_delivery_ms,
@@ -81,6 +84,7 @@ impl Progress {
             delivered: 0,
             dead_lettered: 0,
             retried: 0,
+            filtered: 0,
             in_flight: 0,
             delay_seconds: 0.0,
             last_delivery: None,

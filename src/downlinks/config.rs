@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::config::{Check, ConnectionConfig};
 use crate::connectors::mqtt::{PublishSettings, TopicTemplate};
+use crate::rules::RuleSpec;
 use crate::sources::{ReadSpec, StartFrom};
 
 /// `[[downlinks]]`: a Kafka or RocketMQ topic read by a consumer group and published to the
@@ -59,6 +60,16 @@ pub struct DownlinkConfig {
     /// Messages published before their offsets are committed together. Default 256.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// A condition over each message (Vector Remap Language): a message for which it is
+    /// false is committed and not published (counted as filtered). See "Rules".
+    #[serde(rename = "where")]
+    pub filter: Option<String>,
+    /// A program over each message (Vector Remap Language): its payload, properties and MQTT
+    /// topic (`.destination.topic`). See "Rules".
+    pub transform: Option<String>,
+    /// A JSON Schema file (draft 2020-12) each payload must match; one that does not is
+    /// dead-lettered (`schema_invalid`).
+    pub schema: Option<std::path::PathBuf>,
     /// Set to false to keep the downlink defined but not running. Default true.
     #[serde(default = "default_enabled")]
     pub enabled: bool,
@@ -81,6 +92,15 @@ fn default_enabled() -> bool {
 }
 
 impl DownlinkConfig {
+    /// Its rules, as written.
+    pub fn rules(&self) -> RuleSpec {
+        RuleSpec {
+            filter: self.filter.clone(),
+            transform: self.transform.clone(),
+            schema: self.schema.clone(),
+        }
+    }
+
     pub fn group(&self) -> String {
         self.group
             .clone()
@@ -110,6 +130,7 @@ impl DownlinkConfig {
 
     /// Checks what needs more than types; `connection` is the named connection, when defined.
     pub fn check(&self, connection: Option<&ConnectionConfig>, check: &mut Check<'_>) {
+        check.rules(&self.rules());
         let name_ok = !self.name.is_empty()
             && self
                 .name

@@ -27,6 +27,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::connectors::SinkError;
 use crate::message::Message;
 
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +50,8 @@ pub struct Item {
     pub msg: Message,
     /// Counts from 1 across the route's lanes.
     pub arrival: u64,
+    /// A rule refused it (`schema_invalid`, `transform_error`): dead-lettered, not sent.
+    pub refused: Option<Box<SinkError>>,
 }
 
 /// A topic's hash.
@@ -162,6 +165,20 @@ impl Batcher {
 
     /// Takes message `seq` of `lane`, of order `key`.
     pub fn push(&mut self, lane: usize, seq: u64, msg: Message, key: Key, now: Instant) {
+        self.push_refused(lane, seq, msg, key, None, now)
+    }
+
+    /// Takes message `seq` of `lane`, of order `key`, which a rule may have refused: in its
+    /// place in its key's order, to be dead-lettered.
+    pub fn push_refused(
+        &mut self,
+        lane: usize,
+        seq: u64,
+        msg: Message,
+        key: Key,
+        refused: Option<Box<SinkError>>,
+        now: Instant,
+    ) {
         let key = match self.settings.ordered {
             true => key,
             false => 0,
@@ -174,6 +191,7 @@ impl Batcher {
             key,
             msg,
             arrival: self.arrivals,
+            refused,
         };
         if self.settings.ordered && self.keys.get(&key).is_some_and(|q| q.abandoned) {
             self.held -= 1;

@@ -2,8 +2,9 @@
 //! failed for good to the dead-letter path. Every message of the batch ends done (delivered or
 //! dead-lettered) unless the route stops first: a graceful stop ends the retries, a hard stop
 //! (past `shutdown_timeout`) abandons the send too, and those messages stay unacknowledged for
-//! the source to redeliver. The sink must give one outcome per message; a sink that does not
-//! is reported as an error and the messages without an outcome are retried, never dropped.
+//! the source to redeliver. What a rule refused goes to the dead-letter path unsent. The sink
+//! must give one outcome per message; a sink that does not is reported as an error and the
+//! messages without an outcome are retried, never dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::connectors::{Retry, Sink, SinkError};
 use crate::dead_letter::{DeadLetter, DeadLetterEntry};
 use crate::events::{self, RouteMetrics};
 use crate::message::{now_ms, Message};
+use crate::rules::Rules;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -38,6 +40,8 @@ pub struct Context {
     /// Messages carrying this user property came from the bridge itself (`[mqtt]
     /// origin_property`): acknowledged without being delivered.
     pub skip_marked: Option<Arc<str>>,
+    /// The flow's `schema`, `where` and `transform`, applied as messages are taken.
+    pub rules: Option<Arc<Rules>>,
     /// Graceful stop: take nothing new, finish what is being sent, retry no more.
     pub shutdown: CancellationToken,
     /// `shutdown_timeout` passed: give up on sends still pending.
@@ -87,6 +91,16 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
     // Attempts each message has failed in the destination (`Retry::Attempts`).
     let mut failed = vec![0u32; items.len()];
     let mut pending = skip_marked(&ctx, &items, &mut done);
+    let refused: Vec<(usize, SinkError)> = pending
+        .iter()
+        .filter_map(|&i| Some((i, (**items[i].refused.as_ref()?).clone())))
+        .collect();
+    if !refused.is_empty() {
+        pending.retain(|&i| items[i].refused.is_none());
+        if dead_letter(&ctx, &items, &refused, &failed).await {
+            refused.iter().for_each(|(i, _)| done[*i] = true);
+        }
+    }
     let mut after = Some(after);
     let mut backoff = FIRST_BACKOFF;
     let mut attempt = 0;

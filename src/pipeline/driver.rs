@@ -19,6 +19,7 @@ use super::batcher::{Batcher, Settings};
 use super::deliver::{deliver, Context, Done};
 use super::sequencer::Sequencer;
 use crate::events;
+use crate::rules::Applied;
 use crate::sources::{Acker, Delivery};
 
 /// Most deliveries taken from the channel in one turn before batches are formed again.
@@ -38,6 +39,8 @@ struct State<T> {
     lanes: Vec<Sequencer<T>>,
     /// Received per lane since the last report.
     received: Vec<(usize, usize)>,
+    /// Filtered by a rule since the last report: lane and sequence number.
+    filtered: Vec<(usize, u64)>,
 }
 
 impl<A: Acker> Pipeline<A> {
@@ -46,6 +49,7 @@ impl<A: Acker> Pipeline<A> {
             batcher: Batcher::new(self.settings),
             lanes: self.ackers.iter().map(|_| Sequencer::default()).collect(),
             received: vec![(0, 0); self.ackers.len()],
+            filtered: Vec::new(),
         };
         let mut in_flight = FuturesUnordered::new();
         let mut open = true;
@@ -118,7 +122,24 @@ impl<A: Acker> Pipeline<A> {
             taken += 1;
         }
         self.report_received(state);
+        self.settle_filtered(state).await;
         self.give_up(state).await;
+    }
+
+    /// Acknowledges, in their place, the messages a rule filtered.
+    async fn settle_filtered(&self, state: &mut State<A::Token>) {
+        if state.filtered.is_empty() {
+            return;
+        }
+        let filtered = std::mem::take(&mut state.filtered);
+        events::MessagesFiltered {
+            metrics: &self.ctx.metrics,
+            count: filtered.len(),
+        }
+        .emit();
+        self.ctx.stats.filtered(filtered.len());
+        let outcomes = filtered.into_iter().map(|(lane, seq)| (lane, seq, true));
+        self.complete(outcomes, state).await;
     }
 
     fn take(&self, d: Delivery<A::Token>, state: &mut State<A::Token>, now: Instant) {
@@ -131,11 +152,44 @@ impl<A: Acker> Pipeline<A> {
             .emit();
             return;
         };
-        let seq = lane.push(d.token);
         let counts = &mut state.received[d.lane];
         counts.0 += 1;
         counts.1 += d.msg.size();
-        state.batcher.push(d.lane, seq, d.msg, d.key, now);
+        let Some(rules) = &self.ctx.rules else {
+            let seq = lane.push(d.token);
+            state.batcher.push(d.lane, seq, d.msg, d.key, now);
+            return;
+        };
+        match rules.apply(d.msg) {
+            Applied::One(msg) => {
+                let seq = lane.push(d.token);
+                state.batcher.push(d.lane, seq, msg, d.key, now);
+            }
+            Applied::Many(msgs) => {
+                // Each part in its place; the token goes with the last, so that the message
+                // is acknowledged once all of them are settled.
+                let parts = msgs.len();
+                let mut token = Some(d.token);
+                for (i, msg) in msgs.into_iter().enumerate() {
+                    let seq = match (i + 1 == parts).then(|| token.take()).flatten() {
+                        Some(token) => lane.push(token),
+                        None => lane.push_part(),
+                    };
+                    state.batcher.push(d.lane, seq, msg, d.key, now);
+                }
+            }
+            Applied::Filtered => {
+                let seq = lane.push(d.token);
+                state.filtered.push((d.lane, seq));
+            }
+            Applied::Refused(msg, error) => {
+                let seq = lane.push(d.token);
+                let refused = Some(Box::new(error));
+                state
+                    .batcher
+                    .push_refused(d.lane, seq, msg, d.key, refused, now);
+            }
+        }
     }
 
     fn report_received(&self, state: &mut State<A::Token>) {

@@ -2,15 +2,19 @@
 //! but a lane's acknowledgements must go out in the order its messages arrived (MQTT requires
 //! PUBACKs in PUBLISH order [MQTT-4.6.0-2]; an offset commit covers everything before it). The
 //! sequencer holds each lane's tokens and lets out the longest run of finished ones from the
-//! front.
+//! front. A message a rule split into several parts takes one slot per part, its token in the
+//! last: it is released once every part is finished, done only if every part is.
 
 use std::collections::VecDeque;
 
 pub struct Sequencer<T> {
     /// Sequence number of the front slot.
     base: u64,
-    /// Each received message's token, with its outcome once finished.
-    slots: VecDeque<(T, Option<bool>)>,
+    /// Each received message's token (on the last of its parts), with the outcome once
+    /// finished.
+    slots: VecDeque<(Option<T>, Option<bool>)>,
+    /// Whether every part released since the last token was done.
+    parts_done: bool,
 }
 
 impl<T> Default for Sequencer<T> {
@@ -18,6 +22,7 @@ impl<T> Default for Sequencer<T> {
         Sequencer {
             base: 0,
             slots: VecDeque::new(),
+            parts_done: true,
         }
     }
 }
@@ -25,7 +30,13 @@ impl<T> Default for Sequencer<T> {
 impl<T> Sequencer<T> {
     /// Takes the next received message's token; returns its sequence number.
     pub fn push(&mut self, token: T) -> u64 {
-        self.slots.push_back((token, None));
+        self.slots.push_back((Some(token), None));
+        self.base + self.slots.len() as u64 - 1
+    }
+
+    /// Takes a part of the next message that is not its last; returns its sequence number.
+    pub fn push_part(&mut self) -> u64 {
+        self.slots.push_back((None, None));
         self.base + self.slots.len() as u64 - 1
     }
 
@@ -44,7 +55,10 @@ impl<T> Sequencer<T> {
         let mut out = Vec::new();
         while let Some((_, Some(_))) = self.slots.front() {
             if let Some((token, Some(done))) = self.slots.pop_front() {
-                out.push((token, done));
+                self.parts_done &= done;
+                if let Some(token) = token {
+                    out.push((token, std::mem::replace(&mut self.parts_done, true)));
+                }
             }
             self.base += 1;
         }
@@ -79,5 +93,25 @@ mod tests {
         s.complete(4, true);
         s.complete(99, true);
         assert_eq!(s.release(), [("e", true)]);
+    }
+
+    #[test]
+    fn a_message_in_parts_is_released_when_every_part_is_and_done_if_all_are() {
+        let mut s = Sequencer::default();
+        let parts = [s.push_part(), s.push_part(), s.push("a")];
+        let next = s.push("b");
+        s.complete(parts[2], true);
+        s.complete(parts[0], true);
+        s.complete(next, true);
+        assert!(s.release().is_empty(), "the middle part is not done");
+        s.complete(parts[1], true);
+        assert_eq!(s.release(), [("a", true), ("b", true)]);
+        let parts = [s.push_part(), s.push("c"), s.push("d")];
+        parts.iter().for_each(|&p| s.complete(p, p != parts[0]));
+        assert_eq!(
+            s.release(),
+            [("c", false), ("d", true)],
+            "a part given up gives its message up, not the next one"
+        );
     }
 }

@@ -12,6 +12,7 @@ pub struct RouteStats {
     delivered: AtomicU64,
     dead_lettered: AtomicU64,
     retried: AtomicU64,
+    filtered: AtomicU64,
     /// Messages whose ack (or give-up) went back to the source.
     released: AtomicU64,
     /// Age of the oldest message of the last delivered batch, in ms (the replication delay).
@@ -35,6 +36,8 @@ pub struct StatsSnapshot {
     pub delivered: u64,
     pub dead_lettered: u64,
     pub retried: u64,
+    /// Acknowledged without delivery: a rule filtered them.
+    pub filtered: u64,
     /// Received and not yet acknowledged (or given up).
     pub in_flight: u64,
     pub delay_ms: u64,
@@ -72,6 +75,10 @@ impl RouteStats {
         health.last_error = Some((error.to_owned(), now));
     }
 
+    pub fn filtered(&self, n: usize) {
+        self.filtered.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     pub fn released(&self, n: usize) {
         self.released.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -89,6 +96,7 @@ impl RouteStats {
             delivered: self.delivered.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
+            filtered: self.filtered.load(Ordering::Relaxed),
             in_flight: received.saturating_sub(self.released.load(Ordering::Relaxed)),
             delay_ms: self.delay_ms.load(Ordering::Relaxed),
             last_delivery_ms: (last_delivery_ms > 0).then_some(last_delivery_ms),

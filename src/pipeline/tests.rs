@@ -123,6 +123,7 @@ impl Fakes {
             sink: Arc::new(sink),
             dead_letter: Arc::new(DeadLetter::File(Arc::new(writer))),
             skip_marked: Some("mqbridge-origin".into()),
+            rules: None,
             shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
             pause: pause.clone(),

@@ -1,6 +1,7 @@
 //! A running flow (a route or a downlink) as the supervisor holds it: its own stop signals, its
 //! state and counts, and its task. Stopping one flow stops nothing else.
 
+use crate::rules::RuleSpec;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +34,14 @@ impl Flow {
         match self {
             Flow::Route(_) => "route",
             Flow::Downlink(_) => "downlink",
+        }
+    }
+
+    /// Its rules as written (`where`, `transform`, `schema`).
+    pub fn rules(&self) -> RuleSpec {
+        match self {
+            Flow::Route(r) => r.rules(),
+            Flow::Downlink(d) => d.rules(),
         }
     }
 

@@ -45,7 +45,8 @@ pub(super) struct Parts {
 }
 
 impl Parts {
-    /// What every flow's run needs: its stop signals, pause, counts and delivery context.
+    /// What every flow's run needs: its stop signals, pause, counts and delivery context
+    /// with its rules; why not, when its rules no longer compile (a schema file gone).
     pub(super) fn new(
         shared: &Shared,
         flow: &Flow,
@@ -53,7 +54,11 @@ impl Parts {
         max_attempts: u32,
         skip_marked: Option<Arc<str>>,
         paused: bool,
-    ) -> Parts {
+    ) -> Result<Parts, String> {
+        let rules = flow.rules().compile().map_err(|problems| {
+            let text = problems.iter().map(|(key, e)| format!("{key}: {e}"));
+            text.collect::<Vec<_>>().join("; ")
+        })?;
         let shutdown = shared.shutdown.child_token();
         let hard_stop = CancellationToken::new();
         let stats = Arc::new(RouteStats::default());
@@ -70,6 +75,7 @@ impl Parts {
             sink,
             dead_letter: shared.dead_letter.clone(),
             skip_marked,
+            rules: rules.map(Arc::new),
             shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
             pause: pause.clone(),
@@ -82,13 +88,13 @@ impl Parts {
             }
             .emit();
         }
-        Parts {
+        Ok(Parts {
             ctx,
             pause,
             stats,
             shutdown,
             hard_stop,
-        }
+        })
     }
 }
 

@@ -35,6 +35,8 @@ pub enum StartError {
     Sink(String, #[source] BoxError),
     #[error("route \"{0}\" is running already")]
     Running(String),
+    #[error("route \"{0}\": {1}")]
+    Rules(String, String),
 }
 
 /// How a route task ended: its name, its start's number and the outcome.
@@ -115,13 +117,13 @@ impl Supervisor {
         if let (Some(source), Some(spec)) = (&route.source, route.read_spec()) {
             let connection = self.source_connection(&route.name, &source.connection)?;
             flow_started(&route.name, &connection, route.sink.kind());
-            let parts = Parts::new(&self.shared, &flow, sink, route.max_attempts, None, paused);
+            let parts = Parts::new(&self.shared, &flow, sink, route.max_attempts, None, paused)
+                .map_err(|e| StartError::Rules(flow.name().into(), e))?;
             let (status, work) = run::records(&self.shared, connection, spec, settings, &parts);
             self.launch(flow, parts, vec![status], work);
             return Ok(());
         }
-        self.start_mqtt(route, flow, sink, settings, paused);
-        Ok(())
+        self.start_mqtt(route, flow, sink, settings, paused)
     }
 
     /// A route reading the MQTT broker: its consumers, sharing the route's group.
@@ -132,7 +134,7 @@ impl Supervisor {
         sink: Arc<dyn Sink>,
         settings: Settings,
         paused: bool,
-    ) {
+    ) -> Result<(), StartError> {
         crate::events::FlowStarted {
             route: &route.name,
             source: "mqtt",
@@ -148,9 +150,11 @@ impl Supervisor {
         let mqtt = &self.shared.mqtt;
         let skip_marked = mqtt.origin_marker().map(|(name, _)| name.into());
         let attempts = route.max_attempts;
-        let parts = Parts::new(&self.shared, &flow, sink, attempts, skip_marked, paused);
+        let parts = Parts::new(&self.shared, &flow, sink, attempts, skip_marked, paused)
+            .map_err(|e| StartError::Rules(flow.name().into(), e))?;
         let work = run::mqtt(&self.shared, route, settings, &parts, &consumers);
         self.launch(flow, parts, consumers, work);
+        Ok(())
     }
 
     pub fn start_downlink(&mut self, d: &DownlinkConfig, paused: bool) -> Result<(), StartError> {
@@ -170,7 +174,8 @@ impl Supervisor {
             d.publish_settings(),
         ));
         let flow = Flow::Downlink(d.clone());
-        let parts = Parts::new(&self.shared, &flow, sink, DOWNLINK_ATTEMPTS, None, paused);
+        let parts = Parts::new(&self.shared, &flow, sink, DOWNLINK_ATTEMPTS, None, paused)
+            .map_err(|e| StartError::Rules(flow.name().into(), e))?;
         let settings = Settings {
             batch_size: d.batch_size,
             max_wait: Duration::ZERO,

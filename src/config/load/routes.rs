@@ -36,6 +36,10 @@ impl<'a> Loader<'a, '_> {
         }
         let common_value = Spanned::new(span.clone(), DeValue::Table(common));
         let route = self.reader.read::<RouteConfig<()>>(label, common_value);
+        let route = route.map(|mut r| {
+            connectors::resolve_relative(self.base, [&mut r.schema]);
+            r
+        });
         let sink = self.route_sink(label, connection.as_deref(), own, span, parts);
         match route {
             Some(route) => parts.routes.push((route, sink)),

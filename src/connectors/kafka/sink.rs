@@ -84,15 +84,17 @@ impl KafkaRouteSink {
         msg: &Message,
     ) -> Result<impl std::future::Future<Output = Result<(), KafkaSinkError>>, KafkaSinkError> {
         let rendered;
-        let topic = match &self.literal_topic {
-            Some(t) => t.as_str(),
-            None => {
-                rendered = self.topic.render(msg);
+        let topic = match (msg.to_topic(), &self.literal_topic) {
+            (None, Some(t)) => t.as_str(),
+            (set, _) => {
+                rendered = set.map_or_else(|| self.topic.render(msg), str::to_owned);
                 check_kafka_topic(&rendered).map_err(KafkaSinkError::InvalidTopic)?;
                 rendered.as_str()
             }
         };
-        let key = self.key.render(msg);
+        let key = msg
+            .to_key()
+            .map_or_else(|| self.key.render(msg), str::to_owned);
         let mut record = FutureRecord::to(topic)
             .payload(&msg.payload[..])
             .key(&key)

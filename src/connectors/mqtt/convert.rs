@@ -47,6 +47,7 @@ pub fn message(publish: &Publish, names: &PublisherProperties) -> Message {
         timestamp_ms: now_ms(),
         publisher,
         origin: None,
+        destination: None,
     }
 }
 

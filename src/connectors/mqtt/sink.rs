@@ -22,6 +22,7 @@ use rumqttc::v5::mqttbytes::v5::PubAckReason;
 use tokio::task::JoinHandle;
 
 use super::publication::{publication, PublishSettings};
+use super::template::check_publish_topic;
 use crate::connectors::mqtt::{Ack, Endpoint, PublishError, Publisher};
 use crate::connectors::{Retry, Sink, SinkError};
 use crate::message::{Message, Partition};
@@ -102,8 +103,12 @@ impl MqttSink {
     /// Makes `msg`'s PUBLISH and queues it on its connection.
     fn queue(&self, msg: &Message, limits: &[Option<u32>]) -> Result<Ack, SinkError> {
         let permanent = |kind, e: String| SinkError::new(kind, Retry::Permanent, Unpublishable(e));
-        let topic = (self.settings.topic.render(msg))
-            .map_err(|e| permanent("invalid_topic", format!("no MQTT topic for it: {e}")))?;
+        let topic = match msg.to_topic() {
+            Some(topic) => check_publish_topic(topic).map(|()| topic.to_owned()),
+            None => self.settings.topic.render(msg),
+        };
+        let topic =
+            topic.map_err(|e| permanent("invalid_topic", format!("no MQTT topic for it: {e}")))?;
         let p = publication(msg, topic, &self.settings)
             .map_err(|e| permanent("invalid_property", e))?;
         let lane = self.lane(msg);

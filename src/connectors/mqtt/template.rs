@@ -52,11 +52,17 @@ impl TopicTemplate {
     /// The topic for `msg`, or why it has none.
     pub fn render(&self, msg: &Message) -> Result<String, String> {
         let out = self.0.render_strict(msg).map_err(|e| e.to_string())?;
-        check_mqtt_topic(&out)
-            .and_then(|()| check_mqtt_chars(&out))
-            .map_err(|e| format!("topic {out:?}: {e}"))?;
+        check_publish_topic(&out)?;
         Ok(out)
     }
+}
+
+/// A topic to publish to: an error for one with wildcards, forbidden characters or of a wrong
+/// length.
+pub fn check_publish_topic(topic: &str) -> Result<(), String> {
+    check_mqtt_topic(topic)
+        .and_then(|()| check_mqtt_chars(topic))
+        .map_err(|e| format!("topic {topic:?}: {e}"))
 }
 
 /// Characters brokers refuse in MQTT strings (mosquitto closes the connection over one).

@@ -72,7 +72,7 @@ impl RocketmqSink {
         let refuse = |kind, text: String| {
             SinkError::new(kind, Retry::Permanent, RocketmqError::Refused(text))
         };
-        let topic = self.topic.render(msg);
+        let topic = (msg.to_topic()).map_or_else(|| self.topic.render(msg), str::to_owned);
         check_rocketmq_topic(&topic).map_err(|e| refuse("invalid_topic", e))?;
         if msg.payload.is_empty() {
             return Err(refuse(
@@ -83,15 +83,14 @@ impl RocketmqSink {
         let mut builder = RocketMessage::builder()
             .topic(topic.as_str())
             .body(msg.payload.clone());
-        if let Some(tag) = self
-            .tag
-            .as_ref()
-            .map(|t| t.render(msg))
-            .filter(|t| !t.is_empty())
-        {
+        let tag = match msg.to_tag() {
+            Some(tag) => Some(tag.to_owned()),
+            None => self.tag.as_ref().map(|t| t.render(msg)),
+        };
+        if let Some(tag) = tag.filter(|t| !t.is_empty()) {
             builder = builder.tags(tag.as_str());
         }
-        let keys = self.keys.render(msg);
+        let keys = (msg.to_key()).map_or_else(|| self.keys.render(msg), str::to_owned);
         if !keys.is_empty() {
             builder = builder.key(keys.as_str());
         }

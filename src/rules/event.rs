@@ -1,0 +1,238 @@
+//! The event a rule sees, made from a message, and the messages made from what a `transform`
+//! left. Fields in, as VRL paths:
+//! - `.payload`: the payload parsed as JSON where it parses, else its text where it is UTF-8,
+//!   else its bytes;
+//! - `.topic` and `.topic_levels` (the topic split at `/`); `.qos`, `.retain`;
+//! - `.properties`: user properties (Kafka headers, RocketMQ properties), a name repeated
+//!   becomes an array of its values;
+//! - `.publisher.client_id`, `.publisher.username`, `.publisher.host` where the broker tells
+//!   them; `.timestamp` (when the bridge received it) and `.id` (the bridge's message id);
+//! - read from Kafka or RocketMQ: `.key`, `.tag`, `.partition`, `.offset`.
+//!
+//! Fields out: `.payload` (an object, array, number or boolean becomes its JSON; text and bytes
+//! go as they are), `.properties`, `.topic`, and `.destination.topic`, `.destination.key`,
+//! `.destination.tag` (where the message goes, over the route's templates).
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use vrl::value::kind::{Collection, Field};
+use vrl::value::{KeyString, Kind, ObjectMap, Value};
+
+use crate::message::{Destination, Message};
+
+/// The type of every event, for the compiler: a program may use `.topic` as a string without
+/// asserting it, while `.payload` may be anything.
+pub fn kind() -> Kind {
+    let text_or_list = Kind::bytes().or_array(Collection::from_unknown(Kind::bytes()));
+    let from_records = Kind::bytes().or_undefined();
+    let fields: BTreeMap<Field, Kind> = [
+        ("payload", Kind::json()),
+        ("topic", Kind::bytes()),
+        (
+            "topic_levels",
+            Kind::array(Collection::from_unknown(Kind::bytes())),
+        ),
+        ("qos", Kind::integer()),
+        ("retain", Kind::boolean()),
+        (
+            "properties",
+            Kind::object(Collection::from_unknown(text_or_list)),
+        ),
+        (
+            "publisher",
+            Kind::object(Collection::from_unknown(Kind::bytes())),
+        ),
+        ("timestamp", Kind::timestamp().or_null()),
+        ("id", Kind::bytes()),
+        ("key", from_records.clone()),
+        ("tag", from_records),
+        ("partition", Kind::integer().or_undefined()),
+        ("offset", Kind::integer().or_undefined()),
+        (
+            "destination",
+            Kind::object(Collection::from_unknown(Kind::bytes())).or_undefined(),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, kind)| (Field::from(name), kind))
+    .collect();
+    Kind::object(Collection::from(fields))
+}
+
+/// The event for `msg`, with its payload parsed as JSON where it parses (`json`).
+pub fn of(msg: &Message, json: Option<Value>) -> Value {
+    let mut event = ObjectMap::new();
+    let payload = json.unwrap_or_else(|| match std::str::from_utf8(&msg.payload) {
+        Ok(text) => Value::from(text),
+        Err(_) => Value::Bytes(msg.payload.clone()),
+    });
+    event.insert("payload".into(), payload);
+    event.insert("topic".into(), Value::from(msg.topic.as_str()));
+    let levels = msg.topic.split('/').map(Value::from).collect();
+    event.insert("topic_levels".into(), Value::Array(levels));
+    event.insert("qos".into(), Value::Integer(msg.qos.into()));
+    event.insert("retain".into(), Value::Boolean(msg.retain));
+    event.insert(
+        "properties".into(),
+        properties(&msg.properties.user_properties),
+    );
+    let who = &msg.publisher;
+    let publisher = [
+        ("client_id", &who.client_id),
+        ("username", &who.username),
+        ("host", &who.host),
+    ];
+    let publisher = publisher
+        .into_iter()
+        .filter_map(|(k, v)| Some((KeyString::from(k), Value::from(v.as_deref()?))))
+        .collect();
+    event.insert("publisher".into(), Value::Object(publisher));
+    let at = chrono::DateTime::from_timestamp_millis(msg.timestamp_ms as i64);
+    event.insert("timestamp".into(), at.map_or(Value::Null, Value::Timestamp));
+    event.insert("id".into(), Value::from(msg.id.hyphenated().to_string()));
+    if let Some(origin) = &msg.origin {
+        let optional = [("key", &origin.key), ("tag", &origin.tag)];
+        for (name, value) in optional {
+            if let Some(v) = value {
+                event.insert(name.into(), Value::from(v.as_str()));
+            }
+        }
+        event.insert(
+            "partition".into(),
+            Value::Integer(origin.partition.id.into()),
+        );
+        event.insert("offset".into(), Value::Integer(origin.offset));
+    }
+    Value::Object(event)
+}
+
+fn properties(pairs: &[(String, String)]) -> Value {
+    let mut out = ObjectMap::new();
+    for (name, value) in pairs {
+        let value = Value::from(value.as_str());
+        match out.get_mut(name.as_str()) {
+            None => {
+                out.insert(name.as_str().into(), value);
+            }
+            Some(Value::Array(values)) => values.push(value),
+            Some(first) => *first = Value::Array(vec![first.clone(), value]),
+        }
+    }
+    Value::Object(out)
+}
+
+/// The message a transform's output `event` describes, from `msg`; why not, when it cannot.
+pub fn to_message(msg: &Message, event: Value) -> Result<Message, String> {
+    let Value::Object(mut event) = event else {
+        return Err(format!(
+            "the transform left {}, not an object (a message) or an array of them",
+            type_of(&event)
+        ));
+    };
+    let mut out = msg.clone();
+    if let Some(payload) = event.remove("payload") {
+        out.payload = payload_bytes(payload)?;
+    }
+    match event.remove("topic") {
+        Some(Value::Bytes(t)) => out.topic = text(&t, "topic")?,
+        Some(Value::String(t)) => out.topic = t.to_string(),
+        Some(other) => return Err(format!(".topic is {}, not a string", type_of(&other))),
+        None => {}
+    }
+    if let Some(properties) = event.remove("properties") {
+        out.properties.user_properties = user_properties(properties)?;
+    }
+    if let Some(to) = event.remove("destination") {
+        out.destination = destination(to)?.map(Box::new);
+    }
+    Ok(out)
+}
+
+fn payload_bytes(payload: Value) -> Result<Bytes, String> {
+    match payload {
+        Value::Bytes(b) => Ok(b),
+        Value::String(s) => Ok(Bytes::from(s.to_string())),
+        Value::Null => Ok(Bytes::new()),
+        other => serde_json::to_vec(&other)
+            .map(Bytes::from)
+            .map_err(|e| format!(".payload cannot be written as JSON: {e}")),
+    }
+}
+
+fn user_properties(properties: Value) -> Result<Vec<(String, String)>, String> {
+    let Value::Object(properties) = properties else {
+        return Err(format!(
+            ".properties is {}, not an object",
+            type_of(&properties)
+        ));
+    };
+    let mut out = Vec::new();
+    for (name, value) in properties {
+        let values = match value {
+            Value::Array(values) => values,
+            Value::Null => continue,
+            one => vec![one],
+        };
+        for value in values {
+            out.push((
+                name.to_string(),
+                scalar(value, &format!("properties.{name}"))?,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn destination(to: Value) -> Result<Option<Destination>, String> {
+    let Value::Object(mut to) = to else {
+        return match to {
+            Value::Null => Ok(None),
+            other => Err(format!(
+                ".destination is {}, not an object",
+                type_of(&other)
+            )),
+        };
+    };
+    let mut field = |name: &str| -> Result<Option<String>, String> {
+        match to.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => scalar(v, &format!("destination.{name}")).map(Some),
+        }
+    };
+    Ok(Some(Destination {
+        topic: field("topic")?,
+        key: field("key")?,
+        tag: field("tag")?,
+    }))
+}
+
+/// A property or destination value: text as it is, a number or boolean as written.
+fn scalar(value: Value, path: &str) -> Result<String, String> {
+    match value {
+        Value::Bytes(b) => text(&b, path),
+        Value::String(s) => Ok(s.to_string()),
+        Value::Integer(n) => Ok(n.to_string()),
+        Value::Float(f) => Ok(f.to_string()),
+        Value::Boolean(b) => Ok(b.to_string()),
+        other => Err(format!(".{path} is {}, not a string", type_of(&other))),
+    }
+}
+
+fn text(bytes: &[u8], path: &str) -> Result<String, String> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| format!(".{path} is not UTF-8 text"))
+}
+
+fn type_of(value: &Value) -> &'static str {
+    match value {
+        Value::Bytes(_) | Value::String(_) => "a string",
+        Value::Regex(_) => "a regex",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Timestamp(_) => "a timestamp",
+        Value::Object(_) => "an object",
+        Value::Array(_) => "an array",
+        Value::Null => "null",
+    }
+}

@@ -1,0 +1,246 @@
+//! Rules: a flow's optional `schema` (a JSON Schema file), `where` (a condition) and `transform`
+//! (a program), applied in that order to each message as the pipeline takes it, before
+//! batching. The programs are written in the Vector Remap Language (crate `vrl`): compiled and
+//! type-checked once when the configuration is read, with the standard library's functions
+//! except those that reach the network, the environment or the system (the `stdlib-base`
+//! build leaves them out). What a rule sees and may set is in `event`.
+//!
+//! What becomes of a message:
+//! - it passes: delivered, reshaped by the `transform` where there is one;
+//! - `where` is false, or the `transform` left `null` or an empty array: filtered, that is
+//!   acknowledged and not delivered;
+//! - the `transform` left an array: each element is a message of its own, all of them in the
+//!   source message's place; the source message is acknowledged once all are settled;
+//! - the payload does not match the schema (`schema_invalid`), or a program failed on it, did
+//!   not give a boolean (`where`) or left something that is not a message
+//!   (`transform_error`): dead-lettered with the error; the flow goes on.
+
+mod event;
+mod schema;
+
+use std::path::PathBuf;
+
+use vrl::compiler::runtime::Runtime;
+use vrl::compiler::state::ExternalEnv;
+use vrl::compiler::{CompileConfig, Program, TargetValue, TimeZone};
+use vrl::value::{Kind, Secrets, Value};
+
+use crate::connectors::{Retry, SinkError};
+use crate::message::Message;
+use schema::Schema;
+
+/// A flow's rules as written in its configuration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleSpec {
+    pub filter: Option<String>,
+    pub transform: Option<String>,
+    pub schema: Option<PathBuf>,
+}
+
+/// A rule's problem at load: the key (`where`, `transform`, `schema`) and what is wrong.
+pub type RuleProblem = (&'static str, String);
+
+impl RuleSpec {
+    /// The compiled rules, `None` when there are none; every problem when they do not compile.
+    pub fn compile(&self) -> Result<Option<Rules>, Vec<RuleProblem>> {
+        if self.filter.is_none() && self.transform.is_none() && self.schema.is_none() {
+            return Ok(None);
+        }
+        let mut problems = Vec::new();
+        let schema = self.schema.as_ref().and_then(|path| {
+            Schema::read(path)
+                .map_err(|e| problems.push(("schema", e)))
+                .ok()
+        });
+        let filter = self.filter.as_deref().and_then(|source| {
+            compile(source, true)
+                .map_err(|e| problems.push(("where", e)))
+                .ok()
+        });
+        let transform = self.transform.as_deref().and_then(|source| {
+            compile(source, false)
+                .map_err(|e| problems.push(("transform", e)))
+                .ok()
+        });
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Some(Rules {
+            schema,
+            filter,
+            transform,
+        }))
+    }
+}
+
+/// A flow's compiled rules, shared by its pipeline.
+pub struct Rules {
+    schema: Option<Schema>,
+    filter: Option<Program>,
+    transform: Option<Program>,
+}
+
+/// What the rules made of a message.
+pub enum Applied {
+    One(Message),
+    /// A `transform` split it: each in its place, in order.
+    Many(Vec<Message>),
+    /// Acknowledged, not delivered.
+    Filtered,
+    /// Dead-lettered with the error, not delivered.
+    Refused(Message, SinkError),
+}
+
+/// Why a rule refused a message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refusal(String);
+
+fn refused(kind: &'static str, error: String) -> SinkError {
+    SinkError::new(kind, Retry::Permanent, Refusal(error))
+}
+
+impl Rules {
+    pub fn apply(&self, msg: Message) -> Applied {
+        let json = self
+            .schema
+            .as_ref()
+            .map(|_| serde_json::from_slice::<serde_json::Value>(&msg.payload).ok());
+        if let (Some(schema), Some(json)) = (&self.schema, &json) {
+            if let Err(e) = schema.check(json.as_ref()) {
+                let error = refused("schema_invalid", format!("schema: {e}"));
+                return Applied::Refused(msg, error);
+            }
+        }
+        if self.filter.is_none() && self.transform.is_none() {
+            return Applied::One(msg);
+        }
+        let payload = match json {
+            Some(json) => json.map(Value::from),
+            None => serde_json::from_slice::<Value>(&msg.payload).ok(),
+        };
+        let mut target = TargetValue {
+            value: event::of(&msg, payload),
+            metadata: Value::Object(Default::default()),
+            secrets: Secrets::default(),
+        };
+        if let Some(filter) = &self.filter {
+            match run(filter, &mut target) {
+                Ok(Value::Boolean(true)) => {}
+                Ok(Value::Boolean(false)) => return Applied::Filtered,
+                Ok(other) => {
+                    let e = format!("where: gave {other}, not true or false");
+                    return Applied::Refused(msg, refused("transform_error", e));
+                }
+                Err(e) => {
+                    let e = format!("where: {e}");
+                    return Applied::Refused(msg, refused("transform_error", e));
+                }
+            }
+        }
+        let Some(transform) = &self.transform else {
+            return Applied::One(msg);
+        };
+        if let Err(e) = run(transform, &mut target) {
+            let e = format!("transform: {e}");
+            return Applied::Refused(msg, refused("transform_error", e));
+        }
+        let made = match target.value {
+            Value::Null => return Applied::Filtered,
+            Value::Array(events) if events.is_empty() => return Applied::Filtered,
+            Value::Array(events) => events
+                .into_iter()
+                .map(|e| event::to_message(&msg, e))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Applied::Many),
+            one => event::to_message(&msg, one).map(Applied::One),
+        };
+        made.unwrap_or_else(|e| {
+            Applied::Refused(msg, refused("transform_error", format!("transform: {e}")))
+        })
+    }
+}
+
+/// Runs `program` over `target`; the value it ends with, or why it failed.
+fn run(program: &Program, target: &mut TargetValue) -> Result<Value, String> {
+    Runtime::default()
+        .resolve(target, program, &TimeZone::default())
+        .map_err(|e| e.to_string())
+}
+
+/// Compiles `source`; a `condition` must end with a boolean. Its errors, each with its line
+/// and column inside the program, when it does not compile.
+fn compile(source: &str, condition: bool) -> Result<Program, String> {
+    let external = ExternalEnv::new_with_kind(event::kind(), Kind::any_object());
+    let compiled = vrl::compiler::compile_with_external(
+        source,
+        &vrl::stdlib::all(),
+        &external,
+        CompileConfig::default(),
+    )
+    .map_err(|diagnostics| located(source, diagnostics))?;
+    let program = compiled.program;
+    if condition {
+        let result = program.final_type_info().result;
+        if !result.kind().is_boolean() {
+            return Err(format!(
+                "must end with true or false, and can end with {}",
+                result.kind()
+            ));
+        }
+    }
+    Ok(program)
+}
+
+/// Each error of `diagnostics` as "line L, column C: message (label)".
+fn located(source: &str, diagnostics: vrl::diagnostic::DiagnosticList) -> String {
+    let errors = diagnostics.errors();
+    let lines: Vec<String> = errors
+        .iter()
+        .map(|d| {
+            let label = d.labels.iter().find(|l| l.primary);
+            let at = label.map_or(String::new(), |l| {
+                let (line, column) = line_column(source, l.span.start());
+                format!("line {line}, column {column}: ")
+            });
+            let text = label
+                .and_then(|l| source.get(l.span.start()..l.span.end()))
+                .filter(|t| !t.is_empty())
+                .map_or(String::new(), |t| format!(" at `{}`", shortened(t)));
+            let detail = label
+                .map(|l| l.message.as_str())
+                .filter(|m| !m.is_empty() && *m != d.message)
+                .map_or(String::new(), |m| format!(" ({m})"));
+            format!("{at}{}{detail}{text}", d.message)
+        })
+        .collect();
+    match lines.is_empty() {
+        true => "does not compile".into(),
+        false => lines.join("; "),
+    }
+}
+
+/// The first line of `text`, at most 40 characters of it.
+fn shortened(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    match line.char_indices().nth(40) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None if line.len() < text.len() => format!("{line}..."),
+        None => line.to_owned(),
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests;
