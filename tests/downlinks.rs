@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::bridge::{cli, http_get, http_request};
+use common::bridge::{cli, http_request};
 use common::config::{Config, Connection, Downlink, Route};
 use common::device::{Device, Received};
 use common::function::{await_dead_letters, dead_letters};
@@ -165,15 +165,7 @@ async fn all_arrive(device: &Device, n: usize, bridge: &Bridge) -> Vec<Received>
 
 /// The downlink's entry in `/routes`.
 async fn downlink_status(admin: u16, name: &str) -> serde_json::Value {
-    let overview: serde_json::Value =
-        serde_json::from_str(&http_get(admin, "/routes").await).unwrap();
-    overview["downlinks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no downlink {name} in {overview}"))
+    common::bridge::flow_status(admin, "downlinks", name).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -259,3 +259,16 @@ pub async fn http_request_with(
         .unwrap_or_default();
     (status, body)
 }
+
+/// The entry of flow `name` in `/routes`: `list` is "routes" or "downlinks".
+pub async fn flow_status(admin: u16, list: &str, name: &str) -> serde_json::Value {
+    let overview: serde_json::Value =
+        serde_json::from_str(&http_get(admin, "/routes").await).unwrap();
+    overview[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {list} entry {name} in {overview}"))
+}
