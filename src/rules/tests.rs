@@ -197,3 +197,94 @@ fn a_payload_against_the_schema() {
         assert!(e.to_string().contains(says), "{payload}: {e}");
     }
 }
+
+mod any_input {
+    use proptest::prelude::*;
+
+    use crate::message::tests::any_message;
+    use crate::rules::*;
+
+    /// Payloads that are often JSON objects with the fields the rules below read, of any type.
+    fn payload() -> impl Strategy<Value = Vec<u8>> {
+        let scalar = prop_oneof![
+            Just("null".to_owned()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| serde_json::json!(f).to_string()),
+            ".{0,12}".prop_map(|s| serde_json::json!(s).to_string()),
+            Just("[1, {\"a\": []}]".to_owned()),
+        ];
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64),
+            (scalar.clone(), scalar, "[a-z]{1,3}").prop_map(|(a, t, k)| {
+                format!(r#"{{"a": {a}, "t": {t}, "{k}": {{"x": 1}}}}"#).into_bytes()
+            }),
+        ]
+    }
+
+    fn all_kinds_of_rules(schema: &std::path::Path) -> Vec<Rules> {
+        let specs = [
+            (Some("(to_int(.payload.a) ?? 0) > 3"), None),
+            (Some("int!(.payload.a) < 0"), None),
+            (
+                None,
+                Some(
+                    r#".destination.key = .properties.plate
+                    .destination.topic = .payload.t
+                    .properties.level = .topic_levels[1]
+                    .payload = { "a": .payload.a, "from": .publisher.client_id }
+                    . = [., .]"#,
+                ),
+            ),
+            (None, Some(".payload = .payload.a")),
+            (None, Some(".properties = .payload")),
+            (None, Some(". = .payload")),
+            (Some(".retain"), Some(".payload = parse_json!(string!(.payload.t))")),
+        ];
+        let mut out: Vec<Rules> = specs
+            .into_iter()
+            .map(|(filter, transform)| {
+                let spec = RuleSpec {
+                    filter: filter.map(Into::into),
+                    transform: transform.map(Into::into),
+                    schema: None,
+                };
+                spec.compile().unwrap().unwrap()
+            })
+            .collect();
+        let with_schema = RuleSpec {
+            schema: Some(schema.to_owned()),
+            transform: Some(".payload.checked = true".into()),
+            ..Default::default()
+        };
+        out.push(with_schema.compile().unwrap().unwrap());
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Any payload bytes and any metadata: each message is delivered, filtered or refused
+        /// with a rule's error kind and the message as it came; nothing panics.
+        #[test]
+        fn any_message_passes_is_filtered_or_is_refused_as_it_came(
+            msg in any_message(),
+            payload in payload(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let schema = dir.path().join("schema.json");
+            std::fs::write(&schema, r#"{"type": "object", "required": ["a"]}"#).unwrap();
+            let mut msg = msg;
+            msg.payload = payload.into();
+            for rules in all_kinds_of_rules(&schema) {
+                match rules.apply(msg.clone()) {
+                    Applied::Refused(kept, e) => {
+                        prop_assert!(kept == msg);
+                        prop_assert!(["schema_invalid", "transform_error"].contains(&e.kind()));
+                    }
+                    Applied::Many(parts) => prop_assert_eq!(parts.len(), 2),
+                    Applied::One(_) | Applied::Filtered => {}
+                }
+            }
+        }
+    }
+}
