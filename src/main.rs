@@ -68,6 +68,17 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Try a route's or downlink's rules (`where`, `transform`, `schema`) on sample messages:
+    /// one JSON line per message on stdin (`{"topic": ..., "payload": ..., "properties":
+    /// {...}}`), one line per outcome on stdout (deliver, with what; filter; dead_letter, with
+    /// the error).
+    TestRule {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The route or downlink whose rules to try.
+        #[arg(long)]
+        route: String,
+    },
     /// Print a commented example config.
     ExampleConfig,
 }
@@ -146,6 +157,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Validate { config } => validate(&config),
+        Command::TestRule { config, route } => test_rule(&config, &route),
         Command::Run { config, log_format } => run(config, log_format),
         Command::Check { config } => check(config),
     }
@@ -214,6 +226,51 @@ fn validate(config: &Path) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Prints what the rules of flow `name` make of each sample message on stdin.
+fn test_rule(config: &Path, name: &str) -> ExitCode {
+    let config = match mqbridge::config::load_file(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let routes = config.routes.iter().map(|r| (&r.name, r.rules()));
+    let downlinks = config.downlinks.iter().map(|d| (&d.name, d.rules()));
+    let Some((_, spec)) = routes.chain(downlinks).find(|(n, _)| *n == name) else {
+        eprintln!(
+            "no route or downlink \"{name}\" in {}",
+            config_name(&config)
+        );
+        return ExitCode::from(2);
+    };
+    let rules = match spec.compile() {
+        Ok(Some(rules)) => rules,
+        Ok(None) => {
+            eprintln!("\"{name}\" has no rules (`where`, `transform`, `schema`)");
+            return ExitCode::from(2);
+        }
+        Err(problems) => {
+            problems.iter().for_each(|(k, e)| eprintln!("{k}: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    for line in std::io::stdin().lines() {
+        let Ok(line) = line else { break };
+        if !line.trim().is_empty() {
+            println!("{}", mqbridge::rules::sample::try_line(&rules, &line));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn config_name(config: &Config) -> String {
+    config
+        .source
+        .as_ref()
+        .map_or("the config".into(), |p| p.display().to_string())
 }
 
 /// The config file and a runtime to run it on; on failure, the exit code (2: an invalid file).

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 
-use common::bridge::{cli, flow_status, http_request};
+use common::bridge::{cli, cli_with_input, flow_status, http_request};
 use common::config::{Config, Connection, Route};
 use common::function::{await_dead_letters, FunctionServer, Reply};
 use common::kafka::{create_topic, read_all, text};
@@ -266,6 +266,67 @@ fn validate_points_at_the_line_and_column_inside_a_program() {
     );
     assert!(line("transform").contains("line 2"), "{out}");
     assert!(line("schema").contains("missing.json"), "{out}");
+}
+
+#[test]
+fn test_rule_prints_what_a_route_would_deliver_filter_or_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    let config = Config::new(1883, "try")
+        .connection("fn", Connection::http("http://127.0.0.1:9/"))
+        .route(
+            Route::new("battery", "cars/+/battery", "fn")
+                .set("where", "int!(.payload.battery) < 20")
+                .set(
+                    "transform",
+                    ".payload.car = .topic_levels[1]\n.destination.key = .topic_levels[1]",
+                ),
+        )
+        .text();
+    std::fs::write(&path, config).unwrap();
+    let input = [
+        r#"{"topic": "cars/7/battery", "payload": {"battery": 12}}"#,
+        r#"{"topic": "cars/8/battery", "payload": {"battery": 80}}"#,
+        r#"{"topic": "cars/9/battery", "payload": "low"}"#,
+        "not a message",
+    ]
+    .join("\n");
+    let args = [
+        "test-rule",
+        "--config",
+        path.to_str().unwrap(),
+        "--route",
+        "battery",
+    ];
+    let (code, out) = cli_with_input(&args, &input);
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(lines[0]["outcome"], "deliver");
+    let delivered = &lines[0]["messages"][0];
+    assert_eq!(
+        delivered["payload"],
+        serde_json::json!({"battery": 12, "car": "7"})
+    );
+    assert_eq!(delivered["destination"]["key"], "7");
+    assert_eq!(lines[1]["outcome"], "filter");
+    assert_eq!(lines[2]["outcome"], "dead_letter");
+    assert_eq!(lines[2]["error_kind"], "transform_error");
+    assert_eq!(lines[3]["outcome"], "bad_input");
+    let (code, _) = cli_with_input(
+        &[
+            "test-rule",
+            "--config",
+            path.to_str().unwrap(),
+            "--route",
+            "nope",
+        ],
+        "",
+    );
+    assert_eq!(code, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,7 @@
 //!   (`transform_error`): dead-lettered with the error; the flow goes on.
 
 mod event;
+pub mod sample;
 mod schema;
 
 use std::path::PathBuf;

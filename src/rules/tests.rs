@@ -238,7 +238,10 @@ mod any_input {
             (None, Some(".payload = .payload.a")),
             (None, Some(".properties = .payload")),
             (None, Some(". = .payload")),
-            (Some(".retain"), Some(".payload = parse_json!(string!(.payload.t))")),
+            (
+                Some(".retain"),
+                Some(".payload = parse_json!(string!(.payload.t))"),
+            ),
         ];
         let mut out: Vec<Rules> = specs
             .into_iter()

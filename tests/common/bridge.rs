@@ -194,6 +194,27 @@ pub fn send_signal(pid: u32, signal: &str) {
 
 /// Runs the bridge's command line with `args` (no admin token from the environment): its exit
 /// code (-1 when killed) and its standard output followed by its standard error.
+/// Runs `mqbridge ARGS` with `input` on its stdin; its exit code and stdout.
+pub fn cli_with_input(args: &[&str], input: &str) -> (i32, String) {
+    use std::io::Write;
+    let mut child = Command::new(bridge_bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code().unwrap_or(-1), text)
+}
+
 pub fn cli(args: &[&str]) -> (i32, String) {
     let out = Command::new(bridge_bin())
         .args(args)
