@@ -25,6 +25,8 @@ pub enum System {
     KafkaAlone,
     /// mqbridge with the file sink.
     File,
+    /// The same with a `where` and a `transform` on every message (`RULES`).
+    FileRules,
     /// mqbridge with the Kafka sink.
     Kafka,
     /// The same system on the baseline build of mqbridge (`--baseline`).
@@ -54,6 +56,7 @@ impl System {
             System::Ceiling => "ceiling (MQTT)",
             System::KafkaAlone => "Kafka alone",
             System::File => "mqbridge → file",
+            System::FileRules => "mqbridge → file, where + transform",
             System::Kafka => "mqbridge → Kafka",
             System::Base(System::File) => "baseline → file",
             System::Base(System::Kafka) => "baseline → Kafka",
@@ -77,6 +80,7 @@ impl System {
             "ceiling" => System::Ceiling,
             "kafka-alone" => System::KafkaAlone,
             "file" => System::File,
+            "file-rules" => System::FileRules,
             "kafka" => System::Kafka,
             "base-file" => System::Base(&FILE),
             "base-kafka" => System::Base(&KAFKA),
@@ -90,7 +94,7 @@ impl System {
             _ => match HttpRun::parse(s) {
                 Some(h) => System::Http(h),
                 None => bail!(
-                    "unknown system {s:?} (ceiling, kafka-alone, file, kafka, base-file, \
+                    "unknown system {s:?} (ceiling, kafka-alone, file, file-rules, kafka, base-file, \
                      base-kafka, peer, rocketmq-alone, rocketmq, down-kafka, down-rocketmq, drain-kafka, drain-rocketmq, {})",
                     HttpRun::NAMES
                 ),
@@ -395,7 +399,9 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
             expect,
         )),
         System::Base(_) => unreachable!("inner() is never a baseline"),
-        System::File => Some(observe::file(dir.path().join("out.jsonl"), expect)),
+        System::File | System::FileRules => {
+            Some(observe::file(dir.path().join("out.jsonl"), expect))
+        }
         System::Kafka | System::Peer => Some(observe::kafka(
             env.bootstrap(),
             topic.clone(),
@@ -506,7 +512,7 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
             expect_line(&lines, "subscribed", Duration::from_secs(30))?;
             Ok((Running::Process(child), None))
         }
-        System::File | System::Kafka | System::Rocketmq => {
+        System::File | System::FileRules | System::Kafka | System::Rocketmq => {
             let bridge = start_bridge(setup, bridge_config(setup, None))?;
             Ok((Running::Bridge(bridge), None))
         }
@@ -650,6 +656,18 @@ fn start_bridge(setup: Setup, config: String) -> anyhow::Result<Bridge> {
     Ok(bridge)
 }
 
+/// The rules of `file-rules`: a condition every benchmark payload passes and a transform that
+/// reads the payload's header into properties and a key and rewrites its filler, keeping the
+/// header (sequence number and send time) where the observer reads it.
+const RULES: &str = "where = 'length(string!(.payload)) >= 30'\n\
+transform = \'\'\'\n\
+text = string!(.payload)\n\
+.properties.seq = slice!(text, 0, 10)\n\
+.properties.sent = slice!(text, 11, 30)\n\
+.destination.key = .properties.seq\n\
+.payload = slice!(text, 0, 31) + upcase(slice!(text, 31))\n\
+\'\'\'\n";
+
 /// The bridge's config for `setup`; `function_port` is the function's, for the http systems.
 fn bridge_config(setup: Setup, function_port: Option<u16>) -> String {
     let Setup {
@@ -662,7 +680,7 @@ fn bridge_config(setup: Setup, function_port: Option<u16>) -> String {
         dir,
     } = setup;
     let sink = match (system.inner(), function_port) {
-        (System::File, _) => format!(
+        (System::File | System::FileRules, _) => format!(
             "type = \"file\"\npath = \"{}\"\n",
             dir.join("out.jsonl").display()
         ),
@@ -691,6 +709,7 @@ fn bridge_config(setup: Setup, function_port: Option<u16>) -> String {
     let kind_keys = match system.inner() {
         System::Kafka | System::Rocketmq => format!("topic = \"{topic}\"\n"),
         System::Http(h) => h.route_keys(),
+        System::FileRules => RULES.to_owned(),
         _ => String::new(),
     };
     match load.width {
