@@ -749,3 +749,76 @@ async fn check_reads_each_downlinks_source_topic() {
         "{text}"
     );
 }
+
+/// A downlink's rules: a `where` on a header commits without publishing, a `transform`
+/// reshapes the command and picks its MQTT topic per message, a failing one dead-letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downlinks_rules_filter_reshape_and_route_each_command() {
+    let transform = r#"
+        .payload = { "cmd": .payload.cmd, "pile": .key }
+        .destination.topic = "chargers/" + string!(.key) + "/" + string!(.payload.cmd)
+    "#;
+    let KafkaSetup {
+        broker: _broker,
+        _kafka,
+        topic,
+        admin,
+        bridge,
+        device,
+        producer,
+    } = KafkaSetup::start(mosquitto(), 1, |d| {
+        d.set("where", r#".properties.test != "yes""#)
+            .set("transform", transform)
+    })
+    .await;
+    let wildcard = Device::connect(_broker.port, "chargers/#").await;
+    let commands = ["start", "stop", "start", "reset"];
+    for (i, cmd) in commands.iter().enumerate() {
+        let key = format!("P-{i}");
+        let payload = format!(r#"{{"cmd": "{cmd}", "extra": {i}}}"#);
+        produce(&producer, &topic, Some(&key), &[], &payload).await;
+        // A test command: committed, not published.
+        produce(&producer, &topic, Some(&key), &[("test", "yes")], &payload).await;
+    }
+    // No key: `.key` is missing and the transform fails on it.
+    produce(&producer, &topic, None, &[], r#"{"cmd": "start"}"#).await;
+    let got = wildcard
+        .wait(Duration::from_secs(60), |r| r.len() >= 4)
+        .await;
+    let topics: Vec<&str> = got.iter().map(|r| r.topic.as_str()).collect();
+    assert_eq!(
+        topics,
+        [
+            "chargers/P-0/start",
+            "chargers/P-1/stop",
+            "chargers/P-2/start",
+            "chargers/P-3/reset"
+        ]
+    );
+    let payload: serde_json::Value = serde_json::from_str(&got[1].text()).unwrap();
+    assert_eq!(payload, serde_json::json!({"cmd": "stop", "pile": "P-1"}));
+    assert!(
+        bridge
+            .wait_metric(
+                admin,
+                "mqbridge_messages_filtered_total",
+                4.0,
+                Duration::from_secs(20)
+            )
+            .await
+    );
+    let dead = await_dead_letters(&bridge.dir.join("dead.jsonl"), 1, Duration::from_secs(20)).await;
+    assert_eq!(dead[0]["error_kind"], "transform_error", "{dead:?}");
+    let mut status = downlink_status(admin, "commands").await;
+    for _ in 0..100 {
+        if status["in_flight"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = downlink_status(admin, "commands").await;
+    }
+    assert_eq!(status["in_flight"], 0, "{status}");
+    assert_eq!(status["filtered"], 4, "{status}");
+    assert_eq!(status["delivered"], 4, "{status}");
+    drop(device);
+}

@@ -226,6 +226,7 @@ impl<'a> Loader<'a, '_> {
             match self.reader.read::<DownlinkConfig>(&label, item) {
                 Some(mut d) => {
                     connectors::resolve_relative(self.base, [&mut d.schema]);
+                    d.schema_read = d.schema.as_ref().and_then(|p| std::fs::read(p).ok());
                     parts.downlinks.push(d)
                 }
                 None => parts.broken_downlinks += 1,

@@ -63,6 +63,10 @@ pub struct RouteConfig<S = RouteSinkConfig> {
     /// A JSON Schema file (draft 2020-12) each payload must match; one that does not is
     /// dead-lettered (`schema_invalid`).
     pub schema: Option<PathBuf>,
+    /// The schema file's content when the configuration was read, so that a reload restarts
+    /// the route when the file changed though its name did not.
+    #[serde(skip)]
+    pub schema_read: Option<Vec<u8>>,
     /// Start this route. Default true.
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -140,6 +144,7 @@ impl<S> RouteConfig<S> {
             filter: self.filter,
             transform: self.transform,
             schema: self.schema,
+            schema_read: self.schema_read,
             enabled: self.enabled,
             sink,
         }

@@ -395,4 +395,5 @@ mod any_text {
     }
 }
 
+mod rules;
 mod sources;

@@ -70,6 +70,10 @@ pub struct DownlinkConfig {
     /// A JSON Schema file (draft 2020-12) each payload must match; one that does not is
     /// dead-lettered (`schema_invalid`).
     pub schema: Option<std::path::PathBuf>,
+    /// The schema file's content when the configuration was read (a changed file restarts
+    /// the downlink at a reload).
+    #[serde(skip)]
+    pub schema_read: Option<Vec<u8>>,
     /// Set to false to keep the downlink defined but not running. Default true.
     #[serde(default = "default_enabled")]
     pub enabled: bool,

@@ -38,6 +38,7 @@ impl<'a> Loader<'a, '_> {
         let route = self.reader.read::<RouteConfig<()>>(label, common_value);
         let route = route.map(|mut r| {
             connectors::resolve_relative(self.base, [&mut r.schema]);
+            r.schema_read = r.schema.as_ref().and_then(|p| std::fs::read(p).ok());
             r
         });
         let sink = self.route_sink(label, connection.as_deref(), own, span, parts);
