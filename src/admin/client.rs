@@ -104,13 +104,14 @@ pub fn routes_table(overview: &Value) -> String {
 }
 
 /// The routes' table: a header and a row per route.
-fn route_rows(overview: &Value) -> Vec<[String; 10]> {
+fn route_rows(overview: &Value) -> Vec<[String; 11]> {
     let mut rows = vec![[
         "ROUTE",
         "STATE",
         "CONSUMERS",
         "RECEIVED",
         "DELIVERED",
+        "FILTERED",
         "DEAD",
         "RETRIED",
         "IN FLIGHT",
@@ -132,6 +133,7 @@ fn route_rows(overview: &Value) -> Vec<[String; 10]> {
             format!("{connected}/{consumers}"),
             text(&r["received"]),
             text(&r["delivered"]),
+            text(&r["filtered"]),
             text(&r["dead_lettered"]),
             text(&r["retried"]),
             text(&r["in_flight"]),
@@ -143,13 +145,14 @@ fn route_rows(overview: &Value) -> Vec<[String; 10]> {
 }
 
 /// The downlinks' table: a header and a row per downlink.
-fn downlink_rows(overview: &Value) -> Vec<[String; 8]> {
+fn downlink_rows(overview: &Value) -> Vec<[String; 9]> {
     let mut rows = vec![[
         "DOWNLINK",
         "STATE",
         "SOURCE",
         "RECEIVED",
         "PUBLISHED",
+        "FILTERED",
         "DEAD",
         "RETRIED",
         "LAST ERROR",
@@ -162,6 +165,7 @@ fn downlink_rows(overview: &Value) -> Vec<[String; 8]> {
             format!("{} {}", text(&d["connection"]), text(&d["topic"])),
             text(&d["received"]),
             text(&d["delivered"]),
+            text(&d["filtered"]),
             text(&d["dead_lettered"]),
             text(&d["retried"]),
             last_error(d),

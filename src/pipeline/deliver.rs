@@ -90,17 +90,8 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
     let mut done = vec![false; items.len()];
     // Attempts each message has failed in the destination (`Retry::Attempts`).
     let mut failed = vec![0u32; items.len()];
-    let mut pending = skip_marked(&ctx, &items, &mut done);
-    let refused: Vec<(usize, SinkError)> = pending
-        .iter()
-        .filter_map(|&i| Some((i, (**items[i].refused.as_ref()?).clone())))
-        .collect();
-    if !refused.is_empty() {
-        pending.retain(|&i| items[i].refused.is_none());
-        if dead_letter(&ctx, &items, &refused, &failed).await {
-            refused.iter().for_each(|(i, _)| done[*i] = true);
-        }
-    }
+    let pending = skip_marked(&ctx, &items, &mut done);
+    let mut pending = dead_letter_refused(&ctx, &items, pending, &mut done).await;
     let mut after = Some(after);
     let mut backoff = FIRST_BACKOFF;
     let mut attempt = 0;
@@ -172,6 +163,26 @@ fn skip_marked(ctx: &Context, items: &[Item], done: &mut [bool]) -> Vec<usize> {
         .emit();
     }
     keep
+}
+
+/// Sends what a rule refused to the dead-letter path, unsent; returns the others, to send.
+async fn dead_letter_refused(
+    ctx: &Context,
+    items: &[Item],
+    mut pending: Vec<usize>,
+    done: &mut [bool],
+) -> Vec<usize> {
+    let refused: Vec<(usize, SinkError)> = pending
+        .iter()
+        .filter_map(|&i| Some((i, (**items[i].refused.as_ref()?).clone())))
+        .collect();
+    if !refused.is_empty() {
+        pending.retain(|&i| items[i].refused.is_none());
+        if dead_letter(ctx, items, &refused, &vec![0; items.len()]).await {
+            refused.iter().for_each(|(i, _)| done[*i] = true);
+        }
+    }
+    pending
 }
 
 /// Waits for the batches of this one's keys sent before it; returns the keys of those that did

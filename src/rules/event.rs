@@ -122,31 +122,56 @@ fn properties(pairs: &[(String, String)]) -> Value {
     Value::Object(out)
 }
 
-/// The message a transform's output `event` describes, from `msg`; why not, when it cannot.
-pub fn to_message(msg: &Message, event: Value) -> Result<Message, String> {
-    let Value::Object(mut event) = event else {
-        return Err(format!(
-            "the transform left {}, not an object (a message) or an array of them",
-            type_of(&event)
-        ));
-    };
-    let mut out = msg.clone();
-    if let Some(payload) = event.remove("payload") {
-        out.payload = payload_bytes(payload)?;
+/// What a transform's output event sets on the message it came from.
+pub struct Changes {
+    payload: Option<Bytes>,
+    topic: Option<String>,
+    properties: Option<Vec<(String, String)>>,
+    destination: Option<Option<Destination>>,
+}
+
+impl Changes {
+    /// What `event` sets; why it cannot be a message, when it cannot.
+    pub fn of(event: Value) -> Result<Self, String> {
+        let Value::Object(mut event) = event else {
+            return Err(format!(
+                "the transform left {}, not an object (a message) or an array of them",
+                type_of(&event)
+            ));
+        };
+        let topic = match event.remove("topic") {
+            Some(Value::Bytes(t)) => Some(text(&t, "topic")?),
+            Some(Value::String(t)) => Some(t.to_string()),
+            Some(other) => return Err(format!(".topic is {}, not a string", type_of(&other))),
+            None => None,
+        };
+        Ok(Changes {
+            payload: event.remove("payload").map(payload_bytes).transpose()?,
+            topic,
+            properties: event
+                .remove("properties")
+                .map(user_properties)
+                .transpose()?,
+            destination: event.remove("destination").map(destination).transpose()?,
+        })
     }
-    match event.remove("topic") {
-        Some(Value::Bytes(t)) => out.topic = text(&t, "topic")?,
-        Some(Value::String(t)) => out.topic = t.to_string(),
-        Some(other) => return Err(format!(".topic is {}, not a string", type_of(&other))),
-        None => {}
+
+    /// The message as the transform left it.
+    pub fn applied(self, mut msg: Message) -> Message {
+        if let Some(payload) = self.payload {
+            msg.payload = payload;
+        }
+        if let Some(topic) = self.topic {
+            msg.topic = topic;
+        }
+        if let Some(properties) = self.properties {
+            msg.properties.user_properties = properties;
+        }
+        if let Some(to) = self.destination {
+            msg.destination = to.map(Box::new);
+        }
+        msg
     }
-    if let Some(properties) = event.remove("properties") {
-        out.properties.user_properties = user_properties(properties)?;
-    }
-    if let Some(to) = event.remove("destination") {
-        out.destination = destination(to)?.map(Box::new);
-    }
-    Ok(out)
 }
 
 fn payload_bytes(payload: Value) -> Result<Bytes, String> {

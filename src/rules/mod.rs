@@ -29,6 +29,7 @@ use vrl::value::{Kind, Secrets, Value};
 
 use crate::connectors::{Retry, SinkError};
 use crate::message::Message;
+use event::Changes;
 use schema::Schema;
 
 /// A flow's rules as written in its configuration.
@@ -131,35 +132,46 @@ impl Rules {
                 Ok(Value::Boolean(true)) => {}
                 Ok(Value::Boolean(false)) => return Applied::Filtered,
                 Ok(other) => {
-                    let e = format!("where: gave {other}, not true or false");
-                    return Applied::Refused(msg, refused("transform_error", e));
+                    return rule_error(msg, "where", format!("gave {other}, not a boolean"))
                 }
-                Err(e) => {
-                    let e = format!("where: {e}");
-                    return Applied::Refused(msg, refused("transform_error", e));
-                }
+                Err(e) => return rule_error(msg, "where", e),
             }
         }
         let Some(transform) = &self.transform else {
             return Applied::One(msg);
         };
-        if let Err(e) = run(transform, &mut target) {
-            let e = format!("transform: {e}");
-            return Applied::Refused(msg, refused("transform_error", e));
+        match run(transform, &mut target) {
+            Ok(_) => made(msg, target.value),
+            Err(e) => rule_error(msg, "transform", e),
         }
-        let made = match target.value {
-            Value::Null => return Applied::Filtered,
-            Value::Array(events) if events.is_empty() => return Applied::Filtered,
-            Value::Array(events) => events
-                .into_iter()
-                .map(|e| event::to_message(&msg, e))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Applied::Many),
-            one => event::to_message(&msg, one).map(Applied::One),
-        };
-        made.unwrap_or_else(|e| {
-            Applied::Refused(msg, refused("transform_error", format!("transform: {e}")))
-        })
+    }
+}
+
+/// `msg` refused with what its `key`'s program did (`transform_error`).
+fn rule_error(msg: Message, key: &str, e: String) -> Applied {
+    Applied::Refused(msg, refused("transform_error", format!("{key}: {e}")))
+}
+
+/// What a transform's output `value` makes of `msg`: nothing (`null`, `[]`), the messages of
+/// an array, or the one message it describes.
+fn made(msg: Message, value: Value) -> Applied {
+    match value {
+        Value::Null => Applied::Filtered,
+        Value::Array(events) if events.is_empty() => Applied::Filtered,
+        Value::Array(events) => {
+            let parts = events.into_iter().map(Changes::of);
+            match parts.collect::<Result<Vec<_>, _>>() {
+                Ok(parts) => {
+                    Applied::Many(parts.into_iter().map(|c| c.applied(msg.clone())).collect())
+                }
+                Err(e) => rule_error(msg, "transform", e),
+            }
+        }
+        // One message, the common case: the source message itself, changed.
+        one => match Changes::of(one) {
+            Ok(changes) => Applied::One(changes.applied(msg)),
+            Err(e) => rule_error(msg, "transform", e),
+        },
     }
 }
 
