@@ -15,6 +15,8 @@
 //!   the runner of a Kafka or RocketMQ group member (`records`), what a consumer shows.
 //! - `pipeline`: written once for every flow: batching by key with per-key order, delivery
 //!   with retries and dead letters, acks in receive order per lane.
+//! - `rules`: a flow's `schema`, `where` and `transform` (VRL, JSON Schema), applied as the
+//!   pipeline takes each message; `test-rule` tries them on samples.
 //! - `route`: the supervisor and its per-flow handles (start, stop, pause, state, counts), for
 //!   routes and downlinks alike.
 //! - `downlinks`: the `[[downlinks]]` settings (Kafka or RocketMQ to the MQTT broker).
