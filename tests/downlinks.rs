@@ -168,6 +168,11 @@ async fn downlink_status(admin: u16, name: &str) -> serde_json::Value {
     common::bridge::flow_status(admin, "downlinks", name).await
 }
 
+/// The downlink's entry once it holds nothing in flight.
+async fn settled_status(admin: u16, name: &str) -> serde_json::Value {
+    common::bridge::flow_settled(admin, "downlinks", name).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rocketmq_messages_reach_devices_in_order_with_their_properties() {
     // One queue: the whole topic is one source order.
@@ -245,8 +250,9 @@ async fn rocketmq_messages_reach_devices_in_order_with_their_properties() {
         dead[0]
     );
     assert_eq!(dead[0]["message"]["topic"], format!("rocketmq:{topic}"));
-    let status = downlink_status(admin, "commands").await;
+    let status = settled_status(admin, "commands").await;
     assert_eq!(status["state"], "running", "{status}");
+    assert_eq!(status["in_flight"], 0, "{status}");
     assert_eq!(status["delivered"], 40, "{status}");
     assert_eq!(status["dead_lettered"], 1, "{status}");
     let published = bridge
@@ -809,14 +815,7 @@ async fn a_downlinks_rules_filter_reshape_and_route_each_command() {
     );
     let dead = await_dead_letters(&bridge.dir.join("dead.jsonl"), 1, Duration::from_secs(20)).await;
     assert_eq!(dead[0]["error_kind"], "transform_error", "{dead:?}");
-    let mut status = downlink_status(admin, "commands").await;
-    for _ in 0..100 {
-        if status["in_flight"] == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        status = downlink_status(admin, "commands").await;
-    }
+    let status = settled_status(admin, "commands").await;
     assert_eq!(status["in_flight"], 0, "{status}");
     assert_eq!(status["filtered"], 4, "{status}");
     assert_eq!(status["delivered"], 4, "{status}");

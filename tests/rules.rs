@@ -10,17 +10,13 @@ use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 
-use common::bridge::{cli, cli_with_input, flow_status, http_request};
+use common::bridge::{cli, cli_with_input, flow_settled, http_request};
 use common::config::{Config, Connection, Route};
 use common::function::{await_dead_letters, FunctionServer, Reply};
 use common::kafka::{create_topic, read_all, text};
 use common::mqtt::Publisher;
 use common::{eventually, free_port, json_lines, mosquitto, unique, Bridge, KafkaUnderTest};
 use rdkafka::Message;
-
-async fn route_status(admin: u16, name: &str) -> serde_json::Value {
-    flow_status(admin, "routes", name).await
-}
 
 async fn publish(publisher: &mut Publisher, messages: &[(String, String)]) {
     for (topic, payload) in messages {
@@ -78,15 +74,10 @@ async fn a_where_sends_only_matching_messages_to_the_function_and_acknowledges_t
         low.iter().all(|p| delivered.get(*p) == Some(&1)),
         "{delivered:?}"
     );
-    let status = route_status(admin, "battery").await;
+    let status = flow_settled(admin, "routes", "battery").await;
+    assert_eq!(status["in_flight"], 0, "{status}");
     assert_eq!(status["filtered"], 80, "{status}");
     assert_eq!(status["delivered"], 20, "{status}");
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            futures::executor::block_on(route_status(admin, "battery"))["in_flight"] == 0
-        })
-        .await
-    );
     // The broker holds nothing for the group: after a restart, only a new message arrives.
     assert_eq!(bridge.stop(), Some(0));
     bridge.spawn();
@@ -180,7 +171,8 @@ async fn a_schema_refusal_and_a_failing_transform_dead_letter_one_message_each_w
     assert!(records
         .iter()
         .all(|r| r["user_properties"].to_string().contains("checked")));
-    let status = route_status(admin, "meters").await;
+    let status = flow_settled(admin, "routes", "meters").await;
+    assert_eq!(status["in_flight"], 0, "{status}");
     assert_eq!(status["dead_lettered"], 2, "{status}");
     assert_eq!(status["delivered"], 48, "{status}");
 }

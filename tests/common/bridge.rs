@@ -293,3 +293,17 @@ pub async fn flow_status(admin: u16, list: &str, name: &str) -> serde_json::Valu
         .cloned()
         .unwrap_or_else(|| panic!("no {list} entry {name} in {overview}"))
 }
+
+/// The same, once the flow holds nothing in flight (a receiver may see a message before the
+/// bridge has counted its acknowledgement), or after 10 s.
+pub async fn flow_settled(admin: u16, list: &str, name: &str) -> serde_json::Value {
+    let mut status = flow_status(admin, list, name).await;
+    for _ in 0..100 {
+        if status["in_flight"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = flow_status(admin, list, name).await;
+    }
+    status
+}
