@@ -60,14 +60,21 @@ pub fn kind() -> Kind {
     Kind::object(Collection::from(fields))
 }
 
-/// The event for `msg`, with its payload parsed as JSON where it parses (`json`).
-pub fn of(msg: &Message, json: Option<Value>) -> Value {
-    let mut event = ObjectMap::new();
-    let payload = json.unwrap_or_else(|| match std::str::from_utf8(&msg.payload) {
+/// `msg`'s payload as the event shows it: `json` (the payload parsed) where it parses, else
+/// its text, else its bytes.
+pub fn payload(msg: &Message, json: Option<Value>) -> Value {
+    json.unwrap_or_else(|| match std::str::from_utf8(&msg.payload) {
         Ok(text) => Value::from(text),
         Err(_) => Value::Bytes(msg.payload.clone()),
-    });
-    event.insert("payload".into(), payload);
+    })
+}
+
+/// The event for `msg`, with `payload` when a program reads it.
+pub fn of(msg: &Message, payload: Option<Value>) -> Value {
+    let mut event = ObjectMap::new();
+    if let Some(payload) = payload {
+        event.insert("payload".into(), payload);
+    }
     event.insert("topic".into(), Value::from(msg.topic.as_str()));
     let levels = msg.topic.split('/').map(Value::from).collect();
     event.insert("topic_levels".into(), Value::Array(levels));
@@ -131,8 +138,9 @@ pub struct Changes {
 }
 
 impl Changes {
-    /// What `event` sets; why it cannot be a message, when it cannot.
-    pub fn of(event: Value) -> Result<Self, String> {
+    /// What `event` sets (its payload only when the transform may change it); why it cannot
+    /// be a message, when it cannot.
+    pub fn of(event: Value, payload: bool) -> Result<Self, String> {
         let Value::Object(mut event) = event else {
             return Err(format!(
                 "the transform left {}, not an object (a message) or an array of them",
@@ -146,7 +154,10 @@ impl Changes {
             None => None,
         };
         Ok(Changes {
-            payload: event.remove("payload").map(payload_bytes).transpose()?,
+            payload: match payload {
+                true => event.remove("payload").map(payload_bytes).transpose()?,
+                false => None,
+            },
             topic,
             properties: event
                 .remove("properties")

@@ -68,10 +68,16 @@ impl RuleSpec {
         if !problems.is_empty() {
             return Err(problems);
         }
+        let sources = [&self.filter, &self.transform];
+        let touches = |(source, program): (&Option<String>, &Option<Program>)| matches!((source, program), (Some(s), Some(p)) if touches_payload(s, p));
+        let reads_payload = sources.into_iter().zip([&filter, &transform]).any(touches);
+        let writes_payload = touches((&self.transform, &transform));
         Ok(Some(Rules {
             schema,
             filter,
             transform,
+            reads_payload,
+            writes_payload,
         }))
     }
 }
@@ -81,6 +87,11 @@ pub struct Rules {
     schema: Option<Schema>,
     filter: Option<Program>,
     transform: Option<Program>,
+    /// A program may read the payload: the event carries it.
+    reads_payload: bool,
+    /// The transform may change the payload: it is taken back from what it left. When not,
+    /// the payload goes on as it came, byte for byte.
+    writes_payload: bool,
 }
 
 /// What the rules made of a message.
@@ -118,9 +129,13 @@ impl Rules {
         if self.filter.is_none() && self.transform.is_none() {
             return Applied::One(msg);
         }
-        let payload = match json {
-            Some(json) => json.map(Value::from),
-            None => serde_json::from_slice::<Value>(&msg.payload).ok(),
+        let payload = match (self.reads_payload, json) {
+            (false, _) => None,
+            (true, Some(json)) => Some(event::payload(&msg, json.map(Value::from))),
+            (true, None) => {
+                let json = serde_json::from_slice::<Value>(&msg.payload).ok();
+                Some(event::payload(&msg, json))
+            }
         };
         let mut target = TargetValue {
             value: event::of(&msg, payload),
@@ -141,7 +156,7 @@ impl Rules {
             return Applied::One(msg);
         };
         match run(transform, &mut target) {
-            Ok(_) => made(msg, target.value),
+            Ok(_) => made(msg, target.value, self.writes_payload),
             Err(e) => rule_error(msg, "transform", e),
         }
     }
@@ -154,12 +169,12 @@ fn rule_error(msg: Message, key: &str, e: String) -> Applied {
 
 /// What a transform's output `value` makes of `msg`: nothing (`null`, `[]`), the messages of
 /// an array, or the one message it describes.
-fn made(msg: Message, value: Value) -> Applied {
+fn made(msg: Message, value: Value, payload: bool) -> Applied {
     match value {
         Value::Null => Applied::Filtered,
         Value::Array(events) if events.is_empty() => Applied::Filtered,
         Value::Array(events) => {
-            let parts = events.into_iter().map(Changes::of);
+            let parts = events.into_iter().map(|e| Changes::of(e, payload));
             match parts.collect::<Result<Vec<_>, _>>() {
                 Ok(parts) => {
                     Applied::Many(parts.into_iter().map(|c| c.applied(msg.clone())).collect())
@@ -168,7 +183,7 @@ fn made(msg: Message, value: Value) -> Applied {
             }
         }
         // One message, the common case: the source message itself, changed.
-        one => match Changes::of(one) {
+        one => match Changes::of(one, payload) {
             Ok(changes) => Applied::One(changes.applied(msg)),
             Err(e) => rule_error(msg, "transform", e),
         },
@@ -192,6 +207,18 @@ fn functions() -> Vec<Box<dyn vrl::compiler::Function>> {
     let mut all = vrl::stdlib::all();
     all.retain(|f| !LEFT_OUT.contains(&f.identifier()));
     all
+}
+
+/// Whether `program` may read or change the payload: it names it, or it reaches the whole
+/// event (`.`), as `merge(., ...)` or `x = .` do.
+fn touches_payload(source: &str, program: &Program) -> bool {
+    let info = program.info();
+    let whole = |p: &vrl::path::OwnedTargetPath| {
+        p.prefix == vrl::path::PathPrefix::Event && p.path.is_root()
+    };
+    source.contains("payload")
+        || info.target_queries.iter().any(whole)
+        || info.target_assignments.iter().any(whole)
 }
 
 /// Compiles `source`; a `condition` must end with a boolean. Its errors, each with its line

@@ -77,6 +77,30 @@ fn transform_reshapes_the_payload_and_sets_properties_and_destination() {
 }
 
 #[test]
+fn a_payload_no_program_touches_goes_on_byte_for_byte() {
+    let payload = r#"{ "b": 1,   "a": [2.50, 1e3] }"#;
+    let r = rules(
+        Some(r#".topic_levels[0] == "cars""#),
+        Some(".destination.key = .topic_levels[1]"),
+    );
+    let Applied::One(out) = r.apply(with_payload(payload)) else {
+        panic!("not one message");
+    };
+    assert_eq!(
+        &out.payload[..],
+        payload.as_bytes(),
+        "not written again as JSON"
+    );
+    assert_eq!(out.to_key(), Some("7"));
+    // A program that reaches the whole event sees the payload too.
+    let whole = rules(None, Some(r#".properties.fields = join!(keys(.), ",")"#));
+    let Applied::One(out) = whole.apply(with_payload(payload)) else {
+        panic!("not one message");
+    };
+    assert!(out.user_property("fields").unwrap().contains("payload"));
+}
+
+#[test]
 fn transform_splits_an_array_and_drops_on_an_empty_one() {
     let r = rules(
         None,
