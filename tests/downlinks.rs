@@ -765,19 +765,19 @@ async fn a_downlinks_rules_filter_reshape_and_route_each_command() {
         .destination.topic = "chargers/" + string!(.key) + "/" + string!(.payload.cmd)
     "#;
     let KafkaSetup {
-        broker: _broker,
+        broker,
         _kafka,
         topic,
         admin,
         bridge,
-        device,
+        device: _,
         producer,
     } = KafkaSetup::start(mosquitto(), 1, |d| {
         d.set("where", r#".properties.test != "yes""#)
             .set("transform", transform)
     })
     .await;
-    let wildcard = Device::connect(_broker.port, "chargers/#").await;
+    let wildcard = Device::connect(broker.port, "chargers/#").await;
     let commands = ["start", "stop", "start", "reset"];
     for (i, cmd) in commands.iter().enumerate() {
         let key = format!("P-{i}");
@@ -819,5 +819,4 @@ async fn a_downlinks_rules_filter_reshape_and_route_each_command() {
     assert_eq!(status["in_flight"], 0, "{status}");
     assert_eq!(status["filtered"], 4, "{status}");
     assert_eq!(status["delivered"], 4, "{status}");
-    drop(device);
 }

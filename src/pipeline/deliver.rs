@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::batcher::{Batch, Item, Key, Outcome};
 use super::pause::Pause;
+use super::round::Round;
 use super::stats::RouteStats;
 use crate::connectors::{Retry, Sink, SinkError};
 use crate::dead_letter::{DeadLetter, DeadLetterEntry};
@@ -22,11 +23,6 @@ use crate::rules::Rules;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// Between tries while the destination refuses the bridge's settings: slow enough not to
-/// hammer it, quick enough that mended settings take effect soon.
-const CONFIGURATION_BACKOFF: Duration = Duration::from_secs(30);
-/// The longest `Retry-After` honoured.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// What a route's deliveries share.
 pub struct Context {
@@ -91,7 +87,7 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
     // Attempts each message has failed in the destination (`Retry::Attempts`).
     let mut failed = vec![0u32; items.len()];
     let pending = skip_marked(&ctx, &items, &mut done);
-    let mut pending = dead_letter_refused(&ctx, &items, pending, &mut done).await;
+    let mut pending = dead_letter_refused(&ctx, &items, pending, &mut done, &failed).await;
     let mut after = Some(after);
     let mut backoff = FIRST_BACKOFF;
     let mut attempt = 0;
@@ -103,7 +99,7 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
             _ = ctx.hard_stop.cancelled() => break,
             results = ctx.sink.send(&msgs) => checked(&ctx.route, results, msgs.len()),
         };
-        let mut round = Round::of(&ctx, &pending, results, &mut failed);
+        let mut round = Round::of(ctx.max_attempts, &pending, results, &mut failed);
         if let Some(after) = after.take().filter(|a| !a.is_empty()) {
             match behind(&ctx, after).await {
                 Some(keys) => round.go_back(&items, &keys),
@@ -119,7 +115,7 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
             break;
         };
         attempt += 1;
-        round.report(&ctx, &error, attempt);
+        round.report(&ctx.route, &ctx.stats, &error, attempt);
         if !ctx.wait(round.wait(backoff)).await {
             break;
         }
@@ -171,6 +167,7 @@ async fn dead_letter_refused(
     items: &[Item],
     mut pending: Vec<usize>,
     done: &mut [bool],
+    failed: &[u32],
 ) -> Vec<usize> {
     let refused: Vec<(usize, SinkError)> = pending
         .iter()
@@ -178,7 +175,7 @@ async fn dead_letter_refused(
         .collect();
     if !refused.is_empty() {
         pending.retain(|&i| items[i].refused.is_none());
-        if dead_letter(ctx, items, &refused, &vec![0; items.len()]).await {
+        if dead_letter(ctx, items, &refused, failed).await {
             refused.iter().for_each(|(i, _)| done[*i] = true);
         }
     }
@@ -201,114 +198,6 @@ async fn behind(ctx: &Context, after: Vec<(Key, Outcome)>) -> Option<Vec<Key>> {
         }
     }
     Some(keys)
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("sent again: an earlier batch of its key failed after this one had gone out")]
-struct Behind;
-
-/// What one send of a batch came to.
-#[derive(Default)]
-struct Round {
-    delivered: Vec<usize>,
-    retry: Vec<usize>,
-    dead: Vec<(usize, SinkError)>,
-    first_error: Option<SinkError>,
-    /// A failure in the destination: retries wait with jitter, so that many routes do not
-    /// retry a struggling function in step.
-    jitter: bool,
-    configuration: Option<SinkError>,
-    retry_after: Option<Duration>,
-}
-
-impl Round {
-    /// Sorts a send's outcomes: delivered, to retry, to dead-letter (counting the attempts
-    /// the destination failed).
-    fn of(
-        ctx: &Context,
-        pending: &[usize],
-        results: Vec<Result<(), SinkError>>,
-        failed: &mut [u32],
-    ) -> Round {
-        let mut round = Round::default();
-        for (&i, result) in pending.iter().zip(results) {
-            match result {
-                Ok(()) => round.delivered.push(i),
-                Err(e) => match e.retry() {
-                    Retry::Permanent => round.dead.push((i, e)),
-                    Retry::Attempts => {
-                        failed[i] += 1;
-                        match failed[i] >= ctx.max_attempts {
-                            true => round.dead.push((i, e)),
-                            false => round.again(i, e),
-                        }
-                    }
-                    Retry::Retriable | Retry::Configuration => round.again(i, e),
-                },
-            }
-        }
-        round
-    }
-
-    /// What was delivered of `keys` goes again, behind the retry of an earlier batch of them.
-    fn go_back(&mut self, items: &[Item], keys: &[Key]) {
-        if keys.is_empty() {
-            return;
-        }
-        let delivered = std::mem::take(&mut self.delivered);
-        for i in delivered {
-            match keys.contains(&items[i].key) {
-                true => self.again(i, SinkError::new("behind", Retry::Retriable, Behind)),
-                false => self.delivered.push(i),
-            }
-        }
-        self.retry.sort_unstable();
-    }
-
-    fn again(&mut self, i: usize, e: SinkError) {
-        self.retry.push(i);
-        self.jitter |= e.retry() == Retry::Attempts;
-        self.retry_after = self.retry_after.max(e.retry_after());
-        if e.retry() == Retry::Configuration && self.configuration.is_none() {
-            self.configuration = Some(e.clone());
-        }
-        self.first_error.get_or_insert(e);
-    }
-
-    fn report(&self, ctx: &Context, error: &SinkError, attempt: u32) {
-        events::DeliveryRetry {
-            route: &ctx.route,
-            count: self.retry.len(),
-            kind: error.kind(),
-            error: &error.to_string(),
-            attempt,
-        }
-        .emit();
-        ctx.stats.retried(self.retry.len(), &error.to_string());
-        if let Some(e) = &self.configuration {
-            events::ConfigurationRefused {
-                route: &ctx.route,
-                kind: e.kind(),
-                error: &e.to_string(),
-                retry_in: CONFIGURATION_BACKOFF,
-            }
-            .emit();
-        }
-    }
-
-    /// How long to wait before the next send: the backoff (with jitter after a failure in the
-    /// destination), at least `CONFIGURATION_BACKOFF` while the settings are refused, and at
-    /// least what the destination asked for.
-    fn wait(&self, backoff: Duration) -> Duration {
-        let mut wait = match self.jitter {
-            true => backoff.mul_f64(0.5 + rand::random::<f64>() / 2.0),
-            false => backoff,
-        };
-        if self.configuration.is_some() {
-            wait = wait.max(CONFIGURATION_BACKOFF);
-        }
-        wait.max(self.retry_after.unwrap_or_default().min(MAX_RETRY_AFTER))
-    }
 }
 
 /// Holds the sink to its contract: exactly one outcome per message.

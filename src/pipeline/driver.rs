@@ -155,12 +155,11 @@ impl<A: Acker> Pipeline<A> {
         let counts = &mut state.received[d.lane];
         counts.0 += 1;
         counts.1 += d.msg.size();
-        let Some(rules) = &self.ctx.rules else {
-            let seq = lane.push(d.token);
-            state.batcher.push(d.lane, seq, d.msg, d.key, now);
-            return;
+        let applied = match &self.ctx.rules {
+            Some(rules) => rules.apply(d.msg),
+            None => Applied::One(d.msg),
         };
-        match rules.apply(d.msg) {
+        match applied {
             Applied::One(msg) => {
                 let seq = lane.push(d.token);
                 state.batcher.push(d.lane, seq, msg, d.key, now);

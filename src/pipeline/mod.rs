@@ -1,11 +1,13 @@
 //! The pipeline every route shares, whatever its source and sink: batching by key with
-//! per-key order (`batcher`), delivery with retries and dead letters (`deliver`), acks in
-//! receive order per lane (`sequencer`), and the task that drives them (`driver`).
+//! per-key order (`batcher`), delivery with retries and dead letters (`deliver`, with what
+//! each send came to in `round`), acks in receive order per lane (`sequencer`), and the task
+//! that drives them (`driver`).
 
 mod batcher;
 mod deliver;
 mod driver;
 mod pause;
+mod round;
 mod sequencer;
 mod stats;
 
