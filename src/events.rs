@@ -341,3 +341,14 @@ impl SourceFailed<'_> {
         error!(route = self.route, error = self.error, "source");
     }
 }
+
+/// A source that had failed reads again.
+pub struct SourceRecovered<'a> {
+    pub route: &'a str,
+}
+
+impl SourceRecovered<'_> {
+    pub fn emit(&self) {
+        info!(route = self.route, "source reads again");
+    }
+}

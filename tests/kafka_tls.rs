@@ -154,7 +154,7 @@ async fn kafka_over_sasl_scram_and_tls_carries_both_ways() {
 
     // A wrong password is refused, and `check` says so.
     let wrong = scram_settings(stunnel.dir.path(), "not-the-password");
-    let config = bridge_config(broker.port, tls, &wrong, "up", "down");
+    let config = bridge_config(broker.port, tls, &wrong, "up", "down").text();
     let file = stunnel.dir.path().join("wrong.toml");
     std::fs::write(&file, config).unwrap();
     let (code, text) = common::bridge::cli(&["check", "--config", file.to_str().unwrap()]);
@@ -168,6 +168,29 @@ async fn kafka_over_sasl_scram_and_tls_carries_both_ways() {
         "the check says the password was refused: {text}"
     );
     assert!(!text.contains("not-the-password"), "{text}");
+
+    // Run with it, the downlink's consumer says why it reads nothing rather than `running`.
+    let admin = free_port();
+    let config = bridge_config(broker.port, tls, &wrong, "up", "down").admin(admin);
+    let bridge = Bridge::start(&config.text());
+    wait_port(admin, Duration::from_secs(10));
+    let mut status = serde_json::Value::Null;
+    for _ in 0..300 {
+        status = common::bridge::flow_status(admin, "downlinks", "down").await;
+        if status["state"] == "failing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reason = status["reason"].as_str().unwrap_or_default();
+    assert!(
+        status["state"] == "failing" && reason.contains("SASL authentication error"),
+        "the downlink's status names the refused login: {status}\nlog:\n{}",
+        bridge.log_text()
+    );
+    assert!(
+        !reason.contains("not-the-password") && !bridge.log_text().contains("not-the-password")
+    );
 }
 
 /// A config with a route `up` (`secure/#` → Kafka topic `up`) and a downlink `down` (Kafka topic
@@ -179,7 +202,7 @@ fn bridge_config(
     settings: &[(&'static str, String)],
     up: &str,
     down: &str,
-) -> String {
+) -> Config {
     let kafka = settings.iter().fold(
         Connection::kafka(&format!("127.0.0.1:{port}")),
         |kafka, (k, v)| kafka.librdkafka(k, v),
@@ -194,7 +217,6 @@ fn bridge_config(
             "devices/{key}/commands",
         ))
         .dead_letter("dead.jsonl")
-        .text()
 }
 
 /// Messages go up through the route and come down through the downlink; the test's own
@@ -211,7 +233,7 @@ async fn carries_both_ways(
     for topic in [&up, &down] {
         create_topic_with(client(ours), &bootstrap, topic, 1).await;
     }
-    let config = bridge_config(broker.port, port, bridges, &up, &down);
+    let config = bridge_config(broker.port, port, bridges, &up, &down).text();
     let bridge = Bridge::start_env(&config, env);
     bridge.wait_subscribed(0, 1);
 

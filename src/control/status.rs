@@ -154,13 +154,18 @@ fn condition(handle: &RouteHandle, stats: &StatsSnapshot) -> (&'static str, Opti
                 .unwrap_or_else(|| "waiting for every consumer to connect and subscribe".into());
             ("starting", Some(reason))
         }
-        RouteState::Running if down > 0 => (
-            "failing",
-            Some(format!(
-                "{down} of {} consumers disconnected",
-                consumers.len()
-            )),
-        ),
+        RouteState::Running if down > 0 => {
+            let why = consumers
+                .iter()
+                .filter(|c| !c.connected())
+                .find_map(|c| c.refused());
+            let why = why.map(|e| format!(": {e}")).unwrap_or_default();
+            let count = consumers.len();
+            (
+                "failing",
+                Some(format!("{down} of {count} consumers disconnected{why}")),
+            )
+        }
         RouteState::Running => match stats.failing_since_ms {
             Some(since) => (
                 "failing",
@@ -187,7 +192,7 @@ pub struct ConsumerView {
     pub client_id: String,
     pub connected: bool,
     pub subscribed: bool,
-    /// The broker's refusal of a filter, if it refused one.
+    /// The broker's refusal of a filter, or why a group member reads nothing.
     pub refused: Option<String>,
 }
 

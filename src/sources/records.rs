@@ -61,6 +61,11 @@ pub trait Reader: Send {
     async fn idle(&mut self, wait: Duration);
     /// Commits what was committed last, for good, and leaves the group.
     async fn close(self: Box<Self>);
+    /// Why the member reads nothing although it should (a refused login, brokers out of
+    /// reach), until the client gets through again; `None` when it has no news of a problem.
+    async fn trouble(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// Opens the reader, retried by the source until it starts or the route stops.
@@ -174,9 +179,10 @@ impl Task {
         let Some(mut reader) = self.open(&open).await else {
             return;
         };
-        self.spec.status.set_connected(true);
+        self.spec.status.set_trouble(None);
         self.spec.status.set_subscribed();
         let mut paused = false;
+        let mut trouble = None;
         while !self.spec.shutdown.is_cancelled() {
             self.settle(&mut *reader).await;
             let pause = self.spec.pause.is_paused();
@@ -200,6 +206,11 @@ impl Task {
             }
             let room = self.spec.max_messages - self.window.0;
             let batch = reader.poll(room, POLL_WAIT).await;
+            if batch.is_empty() {
+                trouble = self.report(reader.trouble().await, trouble);
+            } else if trouble.is_some() {
+                trouble = self.report(None, trouble);
+            }
             self.hand_over(batch);
         }
         // The pipeline delivers what it holds and acks it; the channel closes after its last
@@ -237,6 +248,26 @@ impl Task {
             }
             wait = (wait * 2).min(Duration::from_secs(30));
         }
+    }
+
+    /// Shows a change of the reader's health in the status and the log; returns the new one.
+    fn report(&self, now: Option<String>, before: Option<String>) -> Option<String> {
+        if now == before {
+            return now;
+        }
+        match &now {
+            Some(error) => events::SourceFailed {
+                route: &self.spec.route,
+                error,
+            }
+            .emit(),
+            None => events::SourceRecovered {
+                route: &self.spec.route,
+            }
+            .emit(),
+        }
+        self.spec.status.set_trouble(now.clone());
+        now
     }
 
     fn take(&mut self, run: Released) {

@@ -63,4 +63,11 @@ impl ConsumerStatus {
     pub(crate) fn set_refused(&self, reason: String) {
         *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
     }
+
+    /// A group member's health: with a reason (the client's last error), it counts as
+    /// disconnected and says why; without, connected again.
+    pub(crate) fn set_trouble(&self, trouble: Option<String>) {
+        self.set_connected(trouble.is_none());
+        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = trouble;
+    }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, Producer};
 
@@ -35,8 +36,13 @@ pub struct LastError(Arc<Mutex<Option<String>>>);
 
 impl LastError {
     /// Forgets the last report: the cluster answered since.
-    fn clear(&self) {
+    pub(super) fn clear(&self) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// What the client last reported, if the cluster has not answered since.
+    pub(super) fn current(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// `error`, with what the client last reported when there is something.
@@ -61,6 +67,9 @@ impl ClientContext for LastError {
         DefaultClientContext.error(error, reason);
     }
 }
+
+/// A consumer keeps its last error the same way (`KafkaSource`).
+impl ConsumerContext for LastError {}
 
 /// The connection's current producer and how many times it was replaced.
 pub struct ProducerSlot {

@@ -12,6 +12,7 @@ mod sink;
 mod source;
 
 pub use config::{Compression, KafkaConnectionConfig, KafkaRouteConfig};
+use connection::LastError;
 pub use connection::{client_config, ConfigRefused, KafkaConnection};
 pub use error::KafkaSinkError;
 pub use kind::Kafka;

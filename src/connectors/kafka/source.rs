@@ -4,7 +4,8 @@
 //! consumer keeps its group membership while it reads nothing.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rdkafka::config::ClientConfig;
@@ -12,19 +13,29 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{ConfigRefused, KafkaConnectionConfig};
+use super::{ConfigRefused, KafkaConnectionConfig, LastError};
 use crate::connectors::BoxError;
 use crate::message::{Message, Origin, Partition, System};
 use crate::sources::{ReadSpec, Reader, StartFrom};
 
 pub struct KafkaSource {
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer<LastError>>,
+    /// What the client last reported, cleared by a message or an answered probe.
+    errors: LastError,
+    /// When the cluster was last asked whether the reported problem is over.
+    probed: Option<Instant>,
+    topic: String,
     name: String,
     paused: bool,
     /// Messages of partitions assigned while paused, handed out after resume.
     held: VecDeque<Message>,
     committed: BTreeMap<Partition, i64>,
 }
+
+/// How often a reader with a reported problem asks the cluster whether it is over, and how
+/// long it waits for the answer.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Producer settings the connection may carry that a consumer does not take.
 const PRODUCER_ONLY: &[&str] = &[
@@ -79,10 +90,16 @@ impl KafkaSource {
                 StartFrom::Earliest => "earliest",
             },
         );
-        let consumer: StreamConsumer = cfg.create().map_err(ConfigRefused::from)?;
+        let errors = LastError::default();
+        let consumer: StreamConsumer<LastError> = cfg
+            .create_with_context(errors.clone())
+            .map_err(ConfigRefused::from)?;
         consumer.subscribe(&[&d.topic])?;
         Ok(KafkaSource {
-            consumer,
+            consumer: Arc::new(consumer),
+            errors,
+            probed: None,
+            topic: d.topic.clone(),
             name: d.name.clone(),
             paused: false,
             held: VecDeque::new(),
@@ -114,7 +131,10 @@ impl KafkaSource {
     /// The next message within `wait`, if any.
     async fn next(&self, wait: Duration) -> Option<Message> {
         match tokio::time::timeout(wait, self.consumer.recv()).await {
-            Ok(Ok(m)) => Some(owned(&m)),
+            Ok(Ok(m)) => {
+                self.errors.clear();
+                Some(owned(&m))
+            }
             Ok(Err(e)) => {
                 // Broker outages and the like: librdkafka reconnects by itself.
                 tracing::debug!(route = %self.name, error = %e, "Kafka consumer");
@@ -215,6 +235,27 @@ impl Reader for KafkaSource {
         if let Some(m) = self.next(wait).await {
             self.held.push_back(m);
             self.pause_assignment();
+        }
+    }
+
+    async fn trouble(&mut self) -> Option<String> {
+        let reason = self.errors.current()?;
+        if self.probed.is_some_and(|at| at.elapsed() < PROBE_EVERY) {
+            return Some(reason);
+        }
+        // A problem reported once stays until the cluster answers: a quiet topic brings no
+        // message to say so, so the topic's metadata is asked for.
+        self.probed = Some(Instant::now());
+        let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
+        let answered = tokio::task::spawn_blocking(move || {
+            consumer.fetch_metadata(Some(&topic), PROBE_TIMEOUT).is_ok()
+        });
+        match answered.await {
+            Ok(true) => {
+                self.errors.clear();
+                None
+            }
+            _ => self.errors.current(),
         }
     }
 
