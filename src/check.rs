@@ -105,7 +105,7 @@ async fn mqtt(config: &Config) -> Vec<Verdict> {
         config.mqtt.client_id_prefix,
         std::process::id()
     );
-    let (client, mut events) = AsyncClient::new(endpoint.publisher_options(&id), 64);
+    let (client, mut events) = AsyncClient::new(endpoint.publisher_options(&id, 64), 64);
     let filters: Vec<(String, String)> = config
         .routes
         .iter()

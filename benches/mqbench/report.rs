@@ -499,12 +499,39 @@ fn downlink_ratios(out: &mut String, outcomes: &[Outcome]) {
                     );
                 }
             }
+            if down.drain() {
+                drain_rows(&mut rows, bridge, full_speed(System::Ceiling, size));
+            }
         }
     }
     if !rows.is_empty() {
         let _ = write!(
             out,
             "\n## Downlinks (Kafka or RocketMQ → MQTT)\n\n| figure | payload | measured | target |\n|---|---:|---:|---:|\n{rows}"
+        );
+    }
+}
+
+/// A drain's clock starts with the bridge: its start and its joining the group are in the
+/// rate above. These rows tell them apart: the time to the first delivery, and the rate from
+/// there on.
+fn drain_rows(rows: &mut String, bridge: &Outcome, ceiling: Option<&Outcome>) {
+    let (name, size, s) = (bridge.system.name(), bridge.load.size, &bridge.summary);
+    let _ = writeln!(
+        rows,
+        "| {name}: start to first delivery | {size} B | {:.2} s | |",
+        s.first_arrival().as_secs_f64()
+    );
+    let _ = writeln!(
+        rows,
+        "| {name} msg/s from the first delivery | {size} B | {:.0} | |",
+        s.flowing_rate()
+    );
+    if let Some(ceiling) = ceiling {
+        let _ = writeln!(
+            rows,
+            "| {name} from the first delivery / ceiling | {size} B | {:.2} | ≥ 0.8 |",
+            s.flowing_rate() / ceiling.summary.rate()
         );
     }
 }

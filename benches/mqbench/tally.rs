@@ -14,6 +14,7 @@ pub struct Tally {
     duplicates: u64,
     foreign: u64,
     first_send_ns: u64,
+    first_arrival_ns: u64,
     last_arrival_ns: u64,
     latencies_us: Vec<u32>,
     group_counts: Vec<u64>,
@@ -29,6 +30,10 @@ pub struct Summary {
     /// Messages whose payload the publisher did not write.
     pub foreign: u64,
     pub first_send_ns: u64,
+    /// When the first message arrived: a drain's rate is also told from here, without the
+    /// bridge's start and its joining the consumer group.
+    #[serde(default)]
+    pub first_arrival_ns: u64,
     pub last_arrival_ns: u64,
     pub p50_us: u32,
     pub p99_us: u32,
@@ -45,6 +50,7 @@ impl Tally {
             duplicates: 0,
             foreign: 0,
             first_send_ns: u64::MAX,
+            first_arrival_ns: u64::MAX,
             last_arrival_ns: 0,
             latencies_us: Vec::with_capacity(expected as usize),
             group_counts: vec![0; groups.max(1)],
@@ -67,6 +73,7 @@ impl Tally {
         }
         self.unique += 1;
         self.first_send_ns = self.first_send_ns.min(send_ns);
+        self.first_arrival_ns = self.first_arrival_ns.min(arrival_ns);
         self.last_arrival_ns = self.last_arrival_ns.max(arrival_ns);
         let latency_us = arrival_ns.saturating_sub(send_ns) / 1_000;
         self.latencies_us
@@ -106,6 +113,7 @@ impl Tally {
             duplicates: self.duplicates,
             foreign: self.foreign,
             first_send_ns: self.first_send_ns,
+            first_arrival_ns: self.first_arrival_ns,
             last_arrival_ns: self.last_arrival_ns,
             p50_us: pct(0.50),
             p99_us: pct(0.99),
@@ -127,6 +135,20 @@ impl Summary {
             .saturating_sub(self.first_send_ns)
             .max(1);
         self.unique as f64 / (span as f64 / 1e9)
+    }
+
+    /// Messages per second from the first arrival to the last: the rate once flowing.
+    pub fn flowing_rate(&self) -> f64 {
+        let span = self
+            .last_arrival_ns
+            .saturating_sub(self.first_arrival_ns)
+            .max(1);
+        self.unique.saturating_sub(1) as f64 / (span as f64 / 1e9)
+    }
+
+    /// From the first send (a drain: the bridge's start) to the first arrival.
+    pub fn first_arrival(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.first_arrival_ns.saturating_sub(self.first_send_ns))
     }
 }
 

@@ -75,12 +75,14 @@ impl Endpoint {
     }
 
     /// Options for a publishing client (dead letters): a fresh session each time.
-    pub fn publisher_options(&self, client_id: &str) -> MqttOptions {
+    /// A publisher's options, with at most `inflight` PUBLISHes unacknowledged (fewer when
+    /// the broker's Receive Maximum says so).
+    pub fn publisher_options(&self, client_id: &str, inflight: u16) -> MqttOptions {
         let mut o = self.base(client_id);
-        // rumqttc's default table of 65,535 outgoing slots stays here (about 13 MiB, one
-        // publisher per process): rumqttc keeps counting packet ids past a lower limit when a
-        // broker lowers its receive maximum across a reconnect, and an id beyond the table is
-        // a connection error.
+        // rumqttc keeps a slot per packet id up to this limit, touched at connect: its
+        // default of 65,535 costs about 14 MiB per connection. (Its ids wrap at the broker's
+        // limit even after a reconnect lowered it: `vendor/rumqttc/PATCH.md`.)
+        o.set_outgoing_inflight_upper_limit(inflight.max(1));
         o.set_clean_start(true);
         o
     }

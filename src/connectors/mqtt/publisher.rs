@@ -111,7 +111,10 @@ impl Publisher {
         marker: Option<(String, String)>,
         capacity: usize,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (client, eventloop) = AsyncClient::new(endpoint.publisher_options(client_id), capacity);
+        // As many unacknowledged as can be queued, and never fewer than 1,024.
+        let inflight = capacity.clamp(1024, u16::MAX as usize) as u16;
+        let options = endpoint.publisher_options(client_id, inflight);
+        let (client, eventloop) = AsyncClient::new(options, capacity);
         let state = Arc::new(Mutex::new(Waiters::default()));
         let task = tokio::spawn(poll(eventloop, state.clone(), client_id.to_owned()));
         let publisher = Publisher {
@@ -268,4 +271,71 @@ fn handle(
         }
     }
     Step::Continue
+}
+
+#[cfg(test)]
+mod tests {
+    use rumqttc::v5::mqttbytes::v5::{ConnAck, ConnAckProperties, ConnectReturnCode, PubAck};
+    use rumqttc::v5::{MqttState, Request};
+
+    use super::*;
+
+    fn connack(receive_max: u16) -> Packet {
+        let properties = ConnAckProperties {
+            session_expiry_interval: None,
+            receive_max: Some(receive_max),
+            max_qos: None,
+            retain_available: None,
+            max_packet_size: None,
+            assigned_client_identifier: None,
+            topic_alias_max: None,
+            reason_string: None,
+            user_properties: Vec::new(),
+            wildcard_subscription_available: None,
+            subscription_identifiers_available: None,
+            shared_subscription_available: None,
+            server_keep_alive: None,
+            response_information: None,
+            server_reference: None,
+            authentication_method: None,
+            authentication_data: None,
+        };
+        Packet::ConnAck(ConnAck {
+            session_present: false,
+            code: ConnectReturnCode::Success,
+            properties: Some(properties),
+        })
+    }
+
+    /// Publishes `n` messages one after another, each acknowledged; the packet ids used.
+    fn publish_acked(state: &mut MqttState, n: usize) -> Vec<u16> {
+        (0..n)
+            .map(|_| {
+                let publish = Publish::new("t", QoS::AtLeastOnce, Bytes::from_static(b"x"), None);
+                let sent = state.handle_outgoing_packet(Request::Publish(publish));
+                let Ok(Some(Packet::Publish(sent))) = sent else {
+                    panic!("not sent: {sent:?}");
+                };
+                let ack = Packet::PubAck(PubAck::new(sent.pkid, None));
+                state.handle_incoming_packet(ack).expect("acknowledged");
+                sent.pkid
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packet_ids_wrap_at_a_receive_maximum_lowered_across_a_reconnect() {
+        // The table a publisher keeps: 1,024 slots, whatever the broker allows.
+        let mut state = MqttState::new(1024, false);
+        state.handle_incoming_packet(connack(u16::MAX)).unwrap();
+        let ids = publish_acked(&mut state, 1000);
+        assert_eq!(ids.last(), Some(&1000));
+        // The broker comes back allowing 10: the ids go on from where they were, then wrap
+        // within the new limit instead of running off the table.
+        state.clean();
+        state.handle_incoming_packet(connack(10)).unwrap();
+        let ids = publish_acked(&mut state, 3000);
+        assert_eq!(ids[..3], [1001, 1, 2]);
+        assert!(ids[1..].iter().all(|id| (1..=10).contains(id)), "{ids:?}");
+    }
 }

@@ -672,7 +672,9 @@ impl MqttState {
         // set await flag. This instructs eventloop to stop
         // processing requests until all the inflight publishes
         // are acked
-        if next_pkid == self.max_outgoing_inflight {
+        // mqbridge: `>=`, not `==`: after a reconnect to a broker with a lower Receive Maximum
+        // the last id may be past the new limit; the ids wrap rather than run off the table.
+        if next_pkid >= self.max_outgoing_inflight {
             self.last_pkid = 0;
             return next_pkid;
         }
