@@ -14,6 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::source::{Acker, Delivery};
@@ -25,6 +26,9 @@ use crate::pipeline::Pause;
 
 /// How long a read waits for the first message.
 const POLL_WAIT: Duration = Duration::from_millis(500);
+/// The least time between two commits while reading (each is a request to the broker); what
+/// is due is committed by the next turn after it, within about `POLL_WAIT`.
+const COMMIT_EVERY: Duration = Duration::from_millis(100);
 
 /// What a group member reads: a topic (with a RocketMQ tag filter), as a group, from where.
 #[derive(Debug, Clone)]
@@ -132,6 +136,7 @@ pub fn start(
         acks,
         window: (0, 0),
         commits: Commits::default(),
+        committed: Instant::now(),
     };
     (ackers, tokio::spawn(task.run(open)))
 }
@@ -172,6 +177,8 @@ struct Task {
     /// Messages and bytes handed over and not yet acked.
     window: (usize, usize),
     commits: Commits,
+    /// When the last commit went out.
+    committed: Instant,
 }
 
 impl Task {
@@ -276,13 +283,18 @@ impl Task {
         self.window.1 -= bytes.min(self.window.1);
     }
 
-    /// Takes the acks released so far and commits what they allow.
+    /// Takes the acks released so far and commits what they allow, at most every
+    /// `COMMIT_EVERY`.
     async fn settle(&mut self, reader: &mut dyn Reader) {
         while let Ok(run) = self.acks.try_recv() {
             self.take(run);
         }
+        if self.committed.elapsed() < COMMIT_EVERY {
+            return;
+        }
         if let Some(due) = self.commits.due() {
             reader.commit(&due).await;
+            self.committed = Instant::now();
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
@@ -64,8 +65,12 @@ impl KafkaSource {
         let mut cfg = ClientConfig::new();
         cfg.set("client.id", format!("mqbridge-{}", d.name));
         cfg.set("log.connection.close", "false");
-        // What a paused or slow route may hold fetched but not handed out.
-        cfg.set("queued.max.messages.kbytes", "16384");
+        // What a paused or slow route may hold fetched but not handed out. librdkafka counts
+        // only payload bytes against the first, and keeps up to the second per partition
+        // (100,000 by default, each message with a few hundred bytes of its own): a backlog of
+        // small messages grew the bridge's memory by tens of MiB.
+        cfg.set("queued.max.messages.kbytes", "4096");
+        cfg.set("queued.min.messages", "2000");
         // A batch held while the MQTT broker is away must not cost the group membership (the
         // default is 5 minutes): librdkafka's maximum, a day.
         cfg.set("max.poll.interval.ms", "86400000");
@@ -128,19 +133,21 @@ impl KafkaSource {
         }
     }
 
-    /// The next message within `wait`, if any.
+    /// The next message within `wait` (none: only one already fetched), if any.
     async fn next(&self, wait: Duration) -> Option<Message> {
-        match tokio::time::timeout(wait, self.consumer.recv()).await {
-            Ok(Ok(m)) => {
-                self.errors.clear();
-                Some(owned(&m))
-            }
-            Ok(Err(e)) => {
+        let received = match wait.is_zero() {
+            true => self.consumer.recv().now_or_never()?,
+            false => tokio::time::timeout(wait, self.consumer.recv())
+                .await
+                .ok()?,
+        };
+        match received {
+            Ok(m) => Some(owned(&m)),
+            Err(e) => {
                 // Broker outages and the like: librdkafka reconnects by itself.
                 tracing::debug!(route = %self.name, error = %e, "Kafka consumer");
                 None
             }
-            Err(_) => None,
         }
     }
 }
@@ -192,6 +199,8 @@ impl Reader for KafkaSource {
                 None => break,
             }
         }
+        // The cluster answered.
+        self.errors.clear();
         out
     }
 

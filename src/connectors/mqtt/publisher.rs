@@ -86,11 +86,14 @@ pub struct Ack(oneshot::Receiver<Result<(), PublishError>>);
 
 impl Ack {
     pub async fn wait(self, timeout: Duration) -> Result<(), PublishError> {
-        match tokio::time::timeout(timeout, self.0).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(PublishError::ConnectionLost),
-            Err(_) => Err(PublishError::Timeout(timeout)),
-        }
+        tokio::time::timeout(timeout, self.answer())
+            .await
+            .unwrap_or(Err(PublishError::Timeout(timeout)))
+    }
+
+    /// The answer, however long it takes (the caller keeps the clock).
+    pub async fn answer(self) -> Result<(), PublishError> {
+        self.0.await.unwrap_or(Err(PublishError::ConnectionLost))
     }
 }
 

@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::stream::{FuturesUnordered, StreamExt};
 use rumqttc::v5::mqttbytes::v5::PubAckReason;
 use tokio::task::JoinHandle;
 
@@ -112,15 +113,17 @@ impl MqttSink {
         let p = publication(msg, topic, &self.settings)
             .map_err(|e| permanent("invalid_property", e))?;
         let lane = self.lane(msg);
-        let size = p.packet_size(self.publishers[lane].marker());
-        if let Some(max) = limits[lane].filter(|max| size > *max as usize) {
-            return Err(permanent(
-                "too_large",
-                format!(
-                    "a {size}-byte PUBLISH is larger than the broker's maximum packet size of \
-                     {max} bytes"
-                ),
-            ));
+        if let Some(max) = limits[lane] {
+            let size = p.packet_size(self.publishers[lane].marker());
+            if size > max as usize {
+                return Err(permanent(
+                    "too_large",
+                    format!(
+                        "a {size}-byte PUBLISH is larger than the broker's maximum packet size \
+                         of {max} bytes"
+                    ),
+                ));
+            }
         }
         // Nothing overtakes a publish that could not be queued.
         if self.blocked[lane].load(Ordering::Relaxed) {
@@ -160,18 +163,11 @@ impl Sink for MqttSink {
         for blocked in &self.blocked {
             blocked.store(false, Ordering::Relaxed);
         }
-        let queued: Vec<Result<Ack, SinkError>> =
-            batch.iter().map(|msg| self.queue(msg, &limits)).collect();
+        let queued = batch.iter().map(|msg| self.queue(msg, &limits)).collect();
         // Generous: a lost connection fails every wait at once, and the keep-alive finds a
         // silent one; this only bounds a broker that keeps the connection but never answers.
         let timeout = PUBLISH_TIMEOUT + Duration::from_millis(10) * batch.len() as u32;
-        let waits = queued.into_iter().map(|q| async move {
-            match q {
-                Ok(ack) => ack.wait(timeout).await.map_err(failed),
-                Err(e) => Err(e),
-            }
-        });
-        let mut outcomes = futures::future::join_all(waits).await;
+        let mut outcomes = answers(queued, timeout).await;
         hold_behind_failures(batch, &mut outcomes);
         outcomes
     }
@@ -185,6 +181,41 @@ impl Sink for MqttSink {
             .map(|(p, poll)| p.shut(poll));
         futures::future::join_all(shuts).await;
     }
+}
+
+/// The broker's answers to the queued messages, or a timeout for those still unanswered
+/// after `timeout` (one clock for the whole send).
+async fn answers(
+    queued: Vec<Result<Ack, SinkError>>,
+    timeout: Duration,
+) -> Vec<Result<(), SinkError>> {
+    let mut waiting = FuturesUnordered::new();
+    let mut outcomes: Vec<Option<Result<(), SinkError>>> = Vec::with_capacity(queued.len());
+    for (n, q) in queued.into_iter().enumerate() {
+        match q {
+            Ok(ack) => {
+                waiting.push(async move { (n, ack.answer().await) });
+                outcomes.push(None);
+            }
+            Err(e) => outcomes.push(Some(Err(e))),
+        }
+    }
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            answer = waiting.next() => match answer {
+                Some((n, answer)) => outcomes[n] = Some(answer.map_err(failed)),
+                None => break,
+            },
+            _ = &mut deadline => break,
+        }
+    }
+    let unanswered = || Err(failed(PublishError::Timeout(timeout)));
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(unanswered))
+        .collect()
 }
 
 /// After a message that will be sent again, the later ones of its partition are sent again
