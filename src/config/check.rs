@@ -59,7 +59,6 @@ impl Check<'_> {
         }
     }
 
-    /// The same section's problems, with fields inside the table `prefix`.
     /// A flow's rules: each problem of its programs and schema under its key.
     pub fn rules(&mut self, rules: &RuleSpec) {
         if let Err(problems) = rules.compile() {
@@ -69,6 +68,20 @@ impl Check<'_> {
         }
     }
 
+    /// A flow's delivery settings, the same for routes and downlinks.
+    pub fn delivery(&mut self, batch_size: usize, concurrency: usize, max_attempts: u32) {
+        if !(1..=10_000).contains(&batch_size) {
+            self.field("batch_size", "must be between 1 and 10000");
+        }
+        if !(1..=64).contains(&concurrency) {
+            self.field("concurrency", "must be between 1 and 64");
+        }
+        if !(1..=1000).contains(&max_attempts) {
+            self.field("max_attempts", "must be between 1 and 1000");
+        }
+    }
+
+    /// The same section's problems, with fields inside the table `prefix`.
     pub fn inside<'p>(&'p mut self, prefix: &'p str) -> Check<'p> {
         Check {
             section: self.section,

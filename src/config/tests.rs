@@ -247,6 +247,7 @@ fn downlinks_take_defaults() {
     assert_eq!(d.qos, 1);
     assert_eq!(d.tags, "*");
     assert_eq!(d.batch_size, 256);
+    assert_eq!((d.concurrency, d.max_attempts), (4, 5));
     assert_eq!(d.start, crate::downlinks::StartFrom::Latest);
     assert!(d.enabled && !d.retain && d.message_expiry.is_none());
 }
@@ -259,7 +260,7 @@ fn downlink_problems_name_the_downlink_and_field() {
             .replace("chargers/{key}/commands", "chargers/{tag}/#")
             .replace(
                 "name = \"commands\"",
-                "name = \"commands\"\nqos = 2\ntags = \"a || b\""
+                "name = \"commands\"\nqos = 2\ntags = \"a || b\"\nconcurrency = 0\nmax_attempts = 0"
             ),
         "\n[[downlinks]]\nname = \"traffic\"\nconnection = \"debug\"\ntopic = \"t\"\n\
          mqtt_topic = \"x/{user.a}\"\nbatch = 5\n"
@@ -279,12 +280,14 @@ fn downlink_problems_name_the_downlink_and_field() {
     assert!(has("downlink \"traffic\"", "batch"), "{p:#?}");
     assert!(has("downlink \"commands\"", "qos"), "{p:#?}");
     assert!(has("downlink \"commands\"", "tags"), "{p:#?}");
+    assert!(has("downlink \"commands\"", "concurrency"), "{p:#?}");
+    assert!(has("downlink \"commands\"", "max_attempts"), "{p:#?}");
     assert!(has("downlink \"commands\"", "mqtt_topic"), "{p:#?}");
     let wildcard = p
         .iter()
         .find(|p| p.message.contains("`+`, `#`"))
         .expect("the literal `#` is refused");
-    assert_eq!(wildcard.line, Some(33), "{wildcard:?}");
+    assert_eq!(wildcard.line, Some(35), "{wildcard:?}");
     // A route and a downlink may not share a name; a downlink reads kafka or rocketmq only.
     let text = format!(
         "{BASE}{}",

@@ -203,15 +203,7 @@ fn check_route(r: &RouteConfig<()>, c: &mut Check<'_>) {
         ),
         n => c.field("qos", format!("{n} is not 0 or 1")),
     }
-    if r.batch_size == 0 || r.batch_size > 10_000 {
-        c.field("batch_size", "must be between 1 and 10000");
-    }
-    if r.concurrency == 0 || r.concurrency > 64 {
-        c.field("concurrency", "must be between 1 and 64");
-    }
-    if r.max_attempts == 0 || r.max_attempts > 1000 {
-        c.field("max_attempts", "must be between 1 and 1000");
-    }
+    c.delivery(r.batch_size, r.concurrency, r.max_attempts);
     c.rules(&r.rules());
 }
 

@@ -60,6 +60,15 @@ pub struct DownlinkConfig {
     /// Messages published before their offsets are committed together. Default 256.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// Batches being published at once, across partitions or queues (1 to 64); a partition
+    /// keeps at most two of them. Default 4.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Refusals of a message by the broker (a PUBACK reason code that is neither permanent
+    /// nor for want of rights) before it is dead-lettered; a lost connection is retried
+    /// without counting. Default 5.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
     /// A condition over each message (Vector Remap Language): a message for which it is
     /// false is committed and not published (counted as filtered). See "Rules".
     #[serde(rename = "where")]
@@ -90,6 +99,12 @@ fn default_mqtt_connections() -> usize {
 }
 fn default_batch_size() -> usize {
     256
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_max_attempts() -> u32 {
+    5
 }
 fn default_enabled() -> bool {
     true
@@ -152,9 +167,7 @@ impl DownlinkConfig {
         if !(1..=16).contains(&self.mqtt_connections) {
             check.field("mqtt_connections", "must be between 1 and 16");
         }
-        if !(1..=10_000).contains(&self.batch_size) {
-            check.field("batch_size", "must be between 1 and 10000");
-        }
+        check.delivery(self.batch_size, self.concurrency, self.max_attempts);
         if let Some(expiry) = self.message_expiry {
             if expiry < Duration::from_secs(1) || expiry.as_secs() > u32::MAX as u64 {
                 check.field("message_expiry", "must be between 1s and 136 years");

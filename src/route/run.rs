@@ -32,9 +32,6 @@ pub struct Shared {
     pub shutdown: CancellationToken,
 }
 
-/// A downlink's batches on their way at once (of different partitions), and its ack lanes.
-pub(super) const DOWNLINK_CONCURRENCY: usize = 4;
-
 /// A flow's run-time parts, before its source starts.
 pub(super) struct Parts {
     pub(super) ctx: Arc<Context>,
@@ -66,7 +63,7 @@ impl Parts {
         let lanes = match flow {
             Flow::Route(r) if r.source.is_none() => r.consumers as usize,
             Flow::Route(r) => r.concurrency,
-            Flow::Downlink(_) => DOWNLINK_CONCURRENCY,
+            Flow::Downlink(d) => d.concurrency,
         };
         let ctx = Arc::new(Context {
             route: flow.name().into(),

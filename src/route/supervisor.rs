@@ -14,7 +14,7 @@ use tracing::warn;
 
 use super::handle::{set, Flow, RouteHandle, RouteState};
 pub use super::run::Shared;
-use super::run::{self, Parts, DOWNLINK_CONCURRENCY};
+use super::run::{self, Parts};
 use crate::config::RouteConfig;
 use crate::connectors::mqtt::MqttSink;
 use crate::connectors::{BoxError, Connection, RouteContext, Sink};
@@ -22,10 +22,6 @@ use crate::dead_letter::DeadLetter;
 use crate::downlinks::DownlinkConfig;
 use crate::pipeline::Settings;
 use crate::sources::ConsumerStatus;
-
-/// Refusals of a message by the MQTT broker (other than for rights) before it is
-/// dead-lettered.
-const DOWNLINK_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -169,18 +165,18 @@ impl Supervisor {
             &self.shared.endpoint,
             &client_id,
             d.mqtt_connections,
-            DOWNLINK_CONCURRENCY * d.batch_size + 64,
+            d.concurrency * d.batch_size + 64,
             mqtt.origin_marker(),
             d.publish_settings(),
         ));
         let flow = Flow::Downlink(d.clone());
-        let parts = Parts::new(&self.shared, &flow, sink, DOWNLINK_ATTEMPTS, None, paused)
+        let parts = Parts::new(&self.shared, &flow, sink, d.max_attempts, None, paused)
             .map_err(|e| StartError::Rules(flow.name().into(), e))?;
         let settings = Settings {
             batch_size: d.batch_size,
             max_wait: Duration::ZERO,
             ordered: true,
-            concurrency: DOWNLINK_CONCURRENCY,
+            concurrency: d.concurrency,
             // A connection publishes in order: the next batch of a partition goes out while
             // the broker acknowledges the last of the one before.
             window: 2,
