@@ -74,7 +74,12 @@ async fn kafka_records_reach_a_function_in_order_committed_after_its_2xx_and_a_k
     let config = Config::new(broker.port, "src")
         .admin(free_port())
         .dead_letter("dead.jsonl")
-        .connection("ck", Connection::kafka(&kafka.bootstrap()))
+        // After the kill, the group waits this long for the killed member before the
+        // restarted one gets the partitions (librdkafka's default is 45 s).
+        .connection(
+            "ck",
+            Connection::kafka(&kafka.bootstrap()).librdkafka("session.timeout.ms", "6000"),
+        )
         .connection("fn", Connection::http(&function.url()))
         .route(
             Route::reading("orders", "ck", &topic, "fn")
