@@ -137,7 +137,9 @@ pub fn client_config(c: &KafkaConnectionConfig) -> ClientConfig {
     cfg.set("linger.ms", "5");
     cfg.set("log.connection.close", "false");
     for (key, value) in &c.librdkafka {
-        cfg.set(key, value.expose());
+        if !CONSUMER_ONLY.contains(&key.as_str()) {
+            cfg.set(key, value.expose());
+        }
     }
     cfg.set("bootstrap.servers", &c.bootstrap_servers);
     cfg.set("compression.type", c.compression.as_str());
@@ -149,6 +151,32 @@ pub fn client_config(c: &KafkaConnectionConfig) -> ClientConfig {
     );
     cfg
 }
+
+/// Consumer settings the connection may carry for its sources (`KafkaSource`), which the
+/// producer does not take: librdkafka would warn that it ignores each.
+const CONSUMER_ONLY: &[&str] = &[
+    "group.id",
+    "group.instance.id",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "auto.offset.reset",
+    "enable.auto.commit",
+    "auto.commit.interval.ms",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+    "fetch.wait.max.ms",
+    "fetch.min.bytes",
+    "fetch.max.bytes",
+    "max.partition.fetch.bytes",
+    "fetch.queue.backoff.ms",
+    "fetch.error.backoff.ms",
+    "partition.assignment.strategy",
+    "isolation.level",
+    "check.crcs",
+];
 
 /// librdkafka refused a setting or could not create a client. Says which setting and why,
 /// never the value, which may be a secret.
@@ -246,5 +274,24 @@ impl KafkaConnection {
     pub async fn flush(&self, timeout: Duration) {
         let (_, producer) = self.slot.get();
         let _ = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_producer_leaves_out_what_only_a_consumer_takes() {
+        let text = "bootstrap_servers = \"127.0.0.1:9092\"\n\
+                    [librdkafka]\n\"session.timeout.ms\" = \"6000\"\n\
+                    \"queued.min.messages\" = \"500\"\n\"socket.timeout.ms\" = \"7000\"\n";
+        let c: KafkaConnectionConfig = toml::from_str(text).unwrap();
+        let cfg = client_config(&c);
+        assert_eq!(cfg.get("socket.timeout.ms"), Some("7000"));
+        assert_eq!(cfg.get("session.timeout.ms"), None);
+        assert_eq!(cfg.get("queued.min.messages"), None);
+        // librdkafka takes what is left.
+        let _producer: FutureProducer = cfg.create().expect("a producer");
     }
 }
