@@ -22,6 +22,9 @@ use common::function::{
 use common::mqtt::Publisher;
 use common::{eventually, free_port, mosquitto, unique, Bridge};
 
+/// How long a test waits for the broker to acknowledge what it published.
+const ACKED: Duration = Duration::from_secs(20);
+
 /// The config without its dead letters: connection `fn`, the routes given.
 fn base(
     mqtt_port: u16,
@@ -87,19 +90,6 @@ async fn all_delivered(server: &FunctionServer, expected: &[String], limit: Dura
 
 fn numbered(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
-}
-
-async fn publish_all(
-    publisher: &mut Publisher,
-    topic: impl Fn(usize) -> String,
-    payloads: &[String],
-) {
-    for (i, p) in payloads.iter().enumerate() {
-        publisher
-            .publish(&topic(i), p.clone(), PublishProperties::default())
-            .await;
-    }
-    publisher.wait_acked(Duration::from_secs(20)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,7 +189,9 @@ async fn http_delivers_signed_events_batched_by_count_and_time() {
     let before = server.calls().len();
     let late = numbered("late", 3);
     let sent = Instant::now();
-    publish_all(&mut publisher, |_| "cars/late".into(), &late).await;
+    publisher
+        .publish_payloads(|_| "cars/late".into(), &late, ACKED)
+        .await;
     assert!(all_delivered(&server, &late, Duration::from_secs(10)).await);
     let calls = server.calls();
     let new: Vec<&Call> = calls[before..].iter().collect();
@@ -247,8 +239,12 @@ async fn function_failures_are_retried_up_to_max_attempts_then_dead_lettered() {
     .await;
     let flaky = numbered("flaky", 100);
     let broken = numbered("broken", 40);
-    publish_all(&mut publisher, |i| format!("flaky/{}", i % 4), &flaky).await;
-    publish_all(&mut publisher, |_| "broken/x".into(), &broken).await;
+    publisher
+        .publish_payloads(|i| format!("flaky/{}", i % 4), &flaky, ACKED)
+        .await;
+    publisher
+        .publish_payloads(|_| "broken/x".into(), &broken, ACKED)
+        .await;
 
     assert!(all_delivered(&server, &flaky, Duration::from_secs(30)).await);
     let dead = bridge.dir.join("dead.jsonl");
@@ -293,7 +289,9 @@ async fn a_hanging_function_times_out_and_is_tried_again() {
     let (bridge, mut publisher) =
         start(broker.port, admin, connection, [route("hang", "hang/#")], 1).await;
     let msgs = numbered("hang", 5);
-    publish_all(&mut publisher, |_| "hang/1".into(), &msgs).await;
+    publisher
+        .publish_payloads(|_| "hang/1".into(), &msgs, ACKED)
+        .await;
     assert!(all_delivered(&server, &msgs, Duration::from_secs(20)).await);
     assert!(calls.load(Ordering::SeqCst) >= 2);
     assert!(
@@ -315,7 +313,9 @@ async fn an_endpoint_down_for_ten_seconds_loses_nothing() {
     let (bridge, mut publisher) =
         start(broker.port, admin, Connection::http(&url), routes, 1).await;
     let msgs = numbered("down", 300);
-    publish_all(&mut publisher, |i| format!("down/{}", i % 10), &msgs).await;
+    publisher
+        .publish_payloads(|i| format!("down/{}", i % 10), &msgs, ACKED)
+        .await;
     let down = Instant::now();
     assert!(
         bridge
@@ -358,7 +358,9 @@ async fn batches_are_split_to_the_request_limit_and_a_message_too_large_alone_is
     let huge = format!("huge-{}", "y".repeat(5000));
     let mut all = msgs.clone();
     all.insert(15, huge.clone());
-    publish_all(&mut publisher, |_| "big/1".into(), &all).await;
+    publisher
+        .publish_payloads(|_| "big/1".into(), &all, ACKED)
+        .await;
     assert!(all_delivered(&server, &msgs, Duration::from_secs(20)).await);
     let dead = bridge.dir.join("dead.jsonl");
     let entries = await_dead_letters(&dead, 1, Duration::from_secs(10)).await;
@@ -404,7 +406,9 @@ async fn ordered_routes_keep_each_topics_order_while_topics_overlap() {
     let msgs: Vec<String> = (0..per)
         .flat_map(|n| (0..topics).map(move |t| format!("t{t}-{n}")))
         .collect();
-    publish_all(&mut publisher, |i| format!("ord/{}", i % topics), &msgs).await;
+    publisher
+        .publish_payloads(|i| format!("ord/{}", i % topics), &msgs, ACKED)
+        .await;
     assert!(all_delivered(&server, &msgs, Duration::from_secs(60)).await);
 
     let mut calls = server.calls();
@@ -452,7 +456,9 @@ async fn unordered_routes_run_concurrency_invocations_at_once() {
     )
     .await;
     let msgs = numbered("loose", 40);
-    publish_all(&mut publisher, |_| "loose/same-topic".into(), &msgs).await;
+    publisher
+        .publish_payloads(|_| "loose/same-topic".into(), &msgs, ACKED)
+        .await;
     let start = Instant::now();
     assert!(all_delivered(&server, &msgs, Duration::from_secs(20)).await);
     assert_eq!(server.most_at_once(), 4, "concurrency = 4");
@@ -481,7 +487,9 @@ async fn a_bridge_killed_mid_batch_delivers_everything_after_restart() {
     )
     .await;
     let msgs = numbered("kill", 300);
-    publish_all(&mut publisher, |i| format!("kill/{}", i % 5), &msgs).await;
+    publisher
+        .publish_payloads(|i| format!("kill/{}", i % 5), &msgs, ACKED)
+        .await;
     assert!(eventually(Duration::from_secs(20), || server.delivered().len() >= 50).await);
     bridge.kill();
     let before = server.delivered().len();
@@ -550,7 +558,9 @@ async fn exec_runs_the_command_per_batch_and_dead_letters_what_it_fails() {
     let (bridge, mut publisher) = start(broker.port, admin, connection, routes, 1).await;
     let good = numbered("good", 200);
     let bad = numbered("bad", 5);
-    publish_all(&mut publisher, |i| format!("local/{}", i % 3), &good).await;
+    publisher
+        .publish_payloads(|i| format!("local/{}", i % 3), &good, ACKED)
+        .await;
     let done = eventually(Duration::from_secs(30), || {
         let got: HashSet<String> = handled(&out).into_iter().collect();
         good.iter().all(|p| got.contains(p))
@@ -560,7 +570,9 @@ async fn exec_runs_the_command_per_batch_and_dead_letters_what_it_fails() {
     // A run that leaves a process behind still ends when the command exits.
     let background = numbered("bg", 3);
     let sent = std::time::Instant::now();
-    publish_all(&mut publisher, |_| "local/bg".into(), &background).await;
+    publisher
+        .publish_payloads(|_| "local/bg".into(), &background, ACKED)
+        .await;
     let done = eventually(Duration::from_secs(10), || {
         let got: HashSet<String> = handled(&out).into_iter().collect();
         background.iter().all(|p| got.contains(p))
@@ -568,7 +580,9 @@ async fn exec_runs_the_command_per_batch_and_dead_letters_what_it_fails() {
     .await;
     let took = sent.elapsed();
     assert!(done && took < Duration::from_secs(4), "{took:?}");
-    publish_all(&mut publisher, |_| "local/bad".into(), &bad).await;
+    publisher
+        .publish_payloads(|_| "local/bad".into(), &bad, ACKED)
+        .await;
     let dead = bridge.dir.join("dead.jsonl");
     for e in await_dead_letters(&dead, bad.len(), Duration::from_secs(20)).await {
         assert_eq!(e["attempts"], 2, "{e}");
@@ -642,8 +656,12 @@ async fn exec_handlers_see_none_of_the_bridges_environment_unless_inherited() {
     );
     bridge.wait_subscribed(0, 2);
     let mut publisher = Publisher::connect(broker.port).await;
-    publish_all(&mut publisher, |_| "clean/1".into(), &numbered("c", 1)).await;
-    publish_all(&mut publisher, |_| "inherited/1".into(), &numbered("i", 1)).await;
+    publisher
+        .publish_payloads(|_| "clean/1".into(), &numbered("c", 1), ACKED)
+        .await;
+    publisher
+        .publish_payloads(|_| "inherited/1".into(), &numbered("i", 1), ACKED)
+        .await;
     let ran = eventually(Duration::from_secs(20), || {
         !common::complete_lines(&clean).is_empty() && !common::complete_lines(&inherited).is_empty()
     })
@@ -706,7 +724,9 @@ open("{out}", "a").write(event.strip() + "\n")
     let (bridge, mut publisher) =
         start(broker.port, admin, connection, [route("slow", "slow/#")], 1).await;
     let msgs = numbered("slow", 3);
-    publish_all(&mut publisher, |_| "slow/1".into(), &msgs).await;
+    publisher
+        .publish_payloads(|_| "slow/1".into(), &msgs, ACKED)
+        .await;
     let done = eventually(Duration::from_secs(20), || {
         let got: HashSet<String> = handled(&out).into_iter().collect();
         msgs.iter().all(|p| got.contains(p))
@@ -754,7 +774,9 @@ open("{spans}", "a").write(f"{{start}} {{time.time()}}\n")
         .set("concurrency", 8)];
     let (bridge, mut publisher) = start(broker.port, admin, connection, routes, 1).await;
     let msgs = numbered("bounded", 12);
-    publish_all(&mut publisher, |i| format!("bounded/{i}"), &msgs).await;
+    publisher
+        .publish_payloads(|i| format!("bounded/{i}"), &msgs, ACKED)
+        .await;
     assert!(
         eventually(Duration::from_secs(30), || handled(&out).len()
             >= msgs.len())
@@ -830,7 +852,9 @@ async fn a_slow_function_neither_stalls_keep_alive_nor_holds_more_than_the_windo
     bridge.wait_subscribed(0, 1);
     let mut publisher = Publisher::connect(broker.port).await;
     let msgs = numbered("slow", 300);
-    publish_all(&mut publisher, |i| format!("slow/{}", i % 10), &msgs).await;
+    publisher
+        .publish_payloads(|i| format!("slow/{}", i % 10), &msgs, ACKED)
+        .await;
     // Three keep-alive periods with every call taking longer than one.
     tokio::time::sleep(Duration::from_secs(16)).await;
     assert_eq!(
@@ -878,7 +902,9 @@ async fn dead_letters_published_to_mqtt_are_not_taken_back() {
     bridge.wait_subscribed(0, 2);
     let mut watcher = common::mqtt::Subscriber::connect(broker.port, "dead/#").await;
     let mut publisher = Publisher::connect(broker.port).await;
-    publish_all(&mut publisher, |i| format!("cars/{i}"), &numbered("c", 5)).await;
+    publisher
+        .publish_payloads(|i| format!("cars/{i}"), &numbered("c", 5), ACKED)
+        .await;
     for _ in 0..5 {
         let (topic, _) = tokio::time::timeout(Duration::from_secs(10), watcher.messages.recv())
             .await

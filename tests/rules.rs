@@ -8,8 +8,6 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rumqttc::v5::mqttbytes::v5::PublishProperties;
-
 use common::bridge::{cli, cli_with_input, flow_settled, http_request};
 use common::config::{Config, Connection, Route};
 use common::function::{await_dead_letters, FunctionServer, Reply};
@@ -18,14 +16,8 @@ use common::mqtt::Publisher;
 use common::{eventually, free_port, json_lines, mosquitto, unique, Bridge, KafkaUnderTest};
 use rdkafka::Message;
 
-async fn publish(publisher: &mut Publisher, messages: &[(String, String)]) {
-    for (topic, payload) in messages {
-        publisher
-            .publish(topic, payload.clone(), PublishProperties::default())
-            .await;
-    }
-    publisher.wait_acked(Duration::from_secs(20)).await;
-}
+/// How long a test waits for the broker to acknowledge what it published.
+const ACKED: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_where_sends_only_matching_messages_to_the_function_and_acknowledges_the_rest() {
@@ -60,7 +52,7 @@ async fn a_where_sends_only_matching_messages_to_the_function_and_acknowledges_t
         .map(|(_, p)| p)
         .collect();
     assert_eq!(low.len(), 20);
-    publish(&mut publisher, &messages).await;
+    publisher.publish_all(messages.clone(), ACKED).await;
     let filtered = "mqbridge_messages_filtered_total";
     assert!(
         bridge
@@ -83,7 +75,9 @@ async fn a_where_sends_only_matching_messages_to_the_function_and_acknowledges_t
     bridge.spawn();
     bridge.wait_subscribed(1, 1);
     let marker = r#"{"car": "marker", "battery": 1}"#.to_owned();
-    publish(&mut publisher, &[("cars/m/battery".into(), marker.clone())]).await;
+    publisher
+        .publish_all([("cars/m/battery".into(), marker.clone())], ACKED)
+        .await;
     assert!(
         eventually(Duration::from_secs(20), || server
             .delivered()
@@ -138,7 +132,7 @@ async fn a_schema_refusal_and_a_failing_transform_dead_letter_one_message_each_w
             ("meters/m1".to_owned(), payload)
         })
         .collect();
-    publish(&mut publisher, &messages).await;
+    publisher.publish_all(messages.clone(), ACKED).await;
     let dead = await_dead_letters(&bridge.dir.join("dead.jsonl"), 2, Duration::from_secs(20)).await;
     let kinds: HashMap<&str, &str> = dead
         .iter()
@@ -213,7 +207,7 @@ async fn a_transform_reshapes_payloads_and_sets_kafka_topic_and_key_per_message(
             (format!("city/berlin/{kind}"), payload)
         })
         .collect();
-    publish(&mut publisher, &messages).await;
+    publisher.publish_all(messages, ACKED).await;
     for (topic, parity) in [(&cars, 0), (&trucks, 1)] {
         let records = read_all(&kafka.bootstrap(), topic, 1, Duration::from_secs(30), |r| {
             r.len() >= 10
@@ -349,7 +343,7 @@ async fn a_reload_changing_a_program_takes_effect_without_reconnecting_the_other
             })
             .collect()
     };
-    publish(&mut publisher, &batch("before")).await;
+    publisher.publish_all(batch("before"), ACKED).await;
     let out = bridge.dir.join("out.jsonl");
     assert!(eventually(Duration::from_secs(20), || json_lines(&out).len() >= 10).await);
     let connects = "mqbridge_mqtt_connects_total";
@@ -363,7 +357,7 @@ async fn a_reload_changing_a_program_takes_effect_without_reconnecting_the_other
     assert_eq!(report["restarted"], serde_json::json!(["ruled"]), "{body}");
     assert_eq!(report["unchanged"], serde_json::json!(["plain"]), "{body}");
     bridge.wait_subscribed(2, 1);
-    publish(&mut publisher, &batch("after")).await;
+    publisher.publish_all(batch("after"), ACKED).await;
     let arrived = eventually(Duration::from_secs(20), || json_lines(&out).len() >= 25).await;
     assert!(
         arrived,

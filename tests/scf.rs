@@ -10,13 +10,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::v5::mqttbytes::v5::PublishProperties;
-
 use common::config::{Config, Connection, Route};
 use common::function::{await_dead_letters, dead_letters, dead_payloads};
 use common::mqtt::Publisher;
 use common::scf::{Outcome, ScfApi};
 use common::{eventually, free_port, mosquitto, Bridge};
+
+/// How long a test waits for the broker to acknowledge what it published.
+const ACKED: Duration = Duration::from_secs(30);
 
 const ID: &str = "AKIDmqbridgeTEST";
 const KEY: &str = "mqbridge-test-secret-key";
@@ -48,19 +49,6 @@ fn route(name: &str, filter: &str, function: &str) -> Route {
     Route::new(name, filter, "scf").set("function", function)
 }
 
-async fn publish_all(
-    publisher: &mut Publisher,
-    topic: impl Fn(usize) -> String,
-    payloads: &[String],
-) {
-    for (i, p) in payloads.iter().enumerate() {
-        publisher
-            .publish(&topic(i), p.clone(), PublishProperties::default())
-            .await;
-    }
-    publisher.wait_acked(Duration::from_secs(30)).await;
-}
-
 fn numbered(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
@@ -87,7 +75,9 @@ async fn scf_invokes_the_function_with_signed_requests() {
     bridge.wait_subscribed(0, 1);
     let mut publisher = Publisher::connect(broker.port).await;
     let msgs = numbered("level", 300);
-    publish_all(&mut publisher, |i| format!("cars/{}/battery", i % 7), &msgs).await;
+    publisher
+        .publish_payloads(|i| format!("cars/{}/battery", i % 7), &msgs, ACKED)
+        .await;
     assert!(all_delivered(&api, &msgs, Duration::from_secs(20)).await);
 
     assert!(api.refused().is_empty(), "{:?}", api.refused());
@@ -125,7 +115,9 @@ async fn a_wrong_key_holds_the_messages_until_it_is_mended() {
     bridge.wait_subscribed(0, 1);
     let mut publisher = Publisher::connect(broker.port).await;
     let msgs = numbered("held", 50);
-    publish_all(&mut publisher, |i| format!("cars/{i}"), &msgs).await;
+    publisher
+        .publish_payloads(|i| format!("cars/{i}"), &msgs, ACKED)
+        .await;
 
     let refused = bridge
         .wait_metric(
@@ -209,8 +201,12 @@ async fn failed_invocations_are_retried_then_dead_lettered_and_throttling_is_wai
     let mut publisher = Publisher::connect(broker.port).await;
     let good = numbered("good", 60);
     let bad = numbered("bad", 12);
-    publish_all(&mut publisher, |i| format!("mixed/{}", i % 3), &good).await;
-    publish_all(&mut publisher, |_| "bad/1".into(), &bad).await;
+    publisher
+        .publish_payloads(|i| format!("mixed/{}", i % 3), &good, ACKED)
+        .await;
+    publisher
+        .publish_payloads(|_| "bad/1".into(), &bad, ACKED)
+        .await;
     assert!(all_delivered(&api, &good, Duration::from_secs(30)).await);
     let dead = bridge.dir.join("dead.jsonl");
     let entries = await_dead_letters(&dead, bad.len(), Duration::from_secs(30)).await;
@@ -262,10 +258,16 @@ async fn requests_stay_within_scfs_limits_sync_and_async() {
     let big: Vec<String> = (0..8)
         .map(|i| format!("s{i:02}-{}", "x".repeat(1_000_000)))
         .collect();
-    publish_all(&mut publisher, |_| "async/1".into(), &small).await;
-    publish_all(&mut publisher, |_| "sync/1".into(), &big).await;
+    publisher
+        .publish_payloads(|_| "async/1".into(), &small, ACKED)
+        .await;
+    publisher
+        .publish_payloads(|_| "sync/1".into(), &big, ACKED)
+        .await;
     let with_huge = vec![format!("huge-{}", "\"".repeat(33 * 1024))];
-    publish_all(&mut publisher, |_| "async/1".into(), &with_huge).await;
+    publisher
+        .publish_payloads(|_| "async/1".into(), &with_huge, ACKED)
+        .await;
     assert!(all_delivered(&api, &small, Duration::from_secs(30)).await);
     assert!(all_delivered(&api, &big, Duration::from_secs(30)).await);
 

@@ -69,6 +69,34 @@ impl Publisher {
         }
     }
 
+    /// Publishes each (topic, payload), plain and in order, then waits up to `limit` until the
+    /// broker acknowledged everything published so far.
+    pub async fn publish_all(
+        &mut self,
+        messages: impl IntoIterator<Item = (String, String)>,
+        limit: Duration,
+    ) {
+        for (topic, payload) in messages {
+            self.publish(&topic, payload, PublishProperties::default())
+                .await;
+        }
+        self.wait_acked(limit).await;
+    }
+
+    /// The same for `payloads`, the `i`th to `topic(i)`.
+    pub async fn publish_payloads(
+        &mut self,
+        topic: impl Fn(usize) -> String,
+        payloads: &[String],
+        limit: Duration,
+    ) {
+        let messages = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (topic(i), p.clone()));
+        self.publish_all(messages, limit).await;
+    }
+
     /// Waits until the broker acknowledged everything published so far.
     pub async fn wait_acked(&mut self, limit: Duration) {
         let sent = self.sent;
