@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{Applied, Rules};
-use crate::message::{Message, Origin, Partition, Properties, System};
+use crate::message::{Message, Origin, Partition, System};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,15 +59,10 @@ fn message(sample: Sample) -> Message {
             other => (name, other.to_string()),
         })
         .collect();
-    let properties = Properties {
-        user_properties,
-        ..Default::default()
-    };
     // A sample with a key or a tag stands for a record read from Kafka or RocketMQ.
     let record = sample.key.is_some() || sample.tag.is_some();
     let origin = origin(&sample.topic, sample.key, sample.tag);
-    let mut msg = Message::record(origin, Vec::new(), payload);
-    msg.properties = properties;
+    let mut msg = Message::record(origin, user_properties, payload);
     if !record {
         msg.origin = None;
     }
