@@ -152,6 +152,28 @@ pub fn client_config(c: &KafkaConnectionConfig) -> ClientConfig {
     cfg
 }
 
+/// Producer settings the connection may carry that its readers (`KafkaSource`) do not take.
+pub(super) const PRODUCER_ONLY: &[&str] = &[
+    "acks",
+    "compression.type",
+    "compression.codec",
+    "enable.idempotence",
+    "linger.ms",
+    "queue.buffering.max.ms",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "batch.size",
+    "batch.num.messages",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+    "retries",
+    "message.send.max.retries",
+    "request.required.acks",
+    "max.in.flight.requests.per.connection",
+    "max.in.flight",
+    "transactional.id",
+];
+
 /// Consumer settings the connection may carry for its sources (`KafkaSource`), which the
 /// producer does not take: librdkafka would warn that it ignores each.
 const CONSUMER_ONLY: &[&str] = &[

@@ -14,15 +14,16 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::connection::PRODUCER_ONLY;
 use super::{ConfigRefused, KafkaConnectionConfig, LastError};
 use crate::connectors::BoxError;
 use crate::message::{Message, Origin, Partition, System};
 use crate::sources::{ReadSpec, Reader, StartFrom};
 
 pub struct KafkaSource {
+    /// Its context keeps what the client last reported, cleared by a message or an answered
+    /// probe (`errors`).
     consumer: Arc<StreamConsumer<LastError>>,
-    /// What the client last reported, cleared by a message or an answered probe.
-    errors: LastError,
     /// When the cluster was last asked whether the reported problem is over.
     probed: Option<Instant>,
     topic: String,
@@ -37,28 +38,6 @@ pub struct KafkaSource {
 /// long it waits for the answer.
 const PROBE_EVERY: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Producer settings the connection may carry that a consumer does not take.
-const PRODUCER_ONLY: &[&str] = &[
-    "acks",
-    "compression.type",
-    "compression.codec",
-    "enable.idempotence",
-    "linger.ms",
-    "queue.buffering.max.ms",
-    "message.timeout.ms",
-    "delivery.timeout.ms",
-    "batch.size",
-    "batch.num.messages",
-    "queue.buffering.max.messages",
-    "queue.buffering.max.kbytes",
-    "retries",
-    "message.send.max.retries",
-    "request.required.acks",
-    "max.in.flight.requests.per.connection",
-    "max.in.flight",
-    "transactional.id",
-];
 
 impl KafkaSource {
     pub fn start(c: &KafkaConnectionConfig, d: &ReadSpec) -> Result<Self, BoxError> {
@@ -95,14 +74,12 @@ impl KafkaSource {
                 StartFrom::Earliest => "earliest",
             },
         );
-        let errors = LastError::default();
         let consumer: StreamConsumer<LastError> = cfg
-            .create_with_context(errors.clone())
+            .create_with_context(LastError::default())
             .map_err(ConfigRefused::from)?;
         consumer.subscribe(&[&d.topic])?;
         Ok(KafkaSource {
             consumer: Arc::new(consumer),
-            errors,
             probed: None,
             topic: d.topic.clone(),
             name: d.name.clone(),
@@ -110,6 +87,11 @@ impl KafkaSource {
             held: VecDeque::new(),
             committed: BTreeMap::new(),
         })
+    }
+
+    /// What the client last reported.
+    fn errors(&self) -> &LastError {
+        self.consumer.context()
     }
 
     /// The partitions assigned now.
@@ -200,7 +182,7 @@ impl Reader for KafkaSource {
             }
         }
         // The cluster answered.
-        self.errors.clear();
+        self.errors().clear();
         out
     }
 
@@ -248,7 +230,7 @@ impl Reader for KafkaSource {
     }
 
     async fn trouble(&mut self) -> Option<String> {
-        let reason = self.errors.current()?;
+        let reason = self.errors().current()?;
         if self.probed.is_some_and(|at| at.elapsed() < PROBE_EVERY) {
             return Some(reason);
         }
@@ -261,10 +243,10 @@ impl Reader for KafkaSource {
         });
         match answered.await {
             Ok(true) => {
-                self.errors.clear();
+                self.errors().clear();
                 None
             }
-            _ => self.errors.current(),
+            _ => self.errors().current(),
         }
     }
 
