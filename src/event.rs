@@ -1,23 +1,27 @@
 //! The event a function receives (the `http` kind's request body): a batch of messages in the
-//! shape of Tencent Cloud SCF's CKafka trigger, `{"Records": [{"Mqtt": {...}}, ...]}`. Each
-//! record is the `record.rs` shape (the `file` sink's line) plus the route's name and the
-//! event's version. The JSON Schema is `schema/function-event-v1.json`; a test holds produced
-//! events to it.
+//! shape of Tencent Cloud SCF's triggers, `{"Records": [...]}`. A message from MQTT is an
+//! `{"Mqtt": {...}}` record: the `record.rs` shape (the `file` sink's line) plus the route's
+//! name and the event's version. A record read from Kafka is a `{"Ckafka": {...}}` record, as
+//! SCF's CKafka trigger delivers it (`topic`, `partition`, `offset`, `msgKey`, `msgBody`), so
+//! that a function written for that trigger takes it unchanged. The JSON Schema is
+//! `schema/function-event-v1.json`; a test holds produced events to it.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use serde::Serialize;
 
-use crate::message::Message;
-use crate::record::Record;
+use crate::message::{Message, Origin, System};
+use crate::record::{payload_text, Record};
 
-/// The version of the event's shape, in every record.
+/// The version of the event's shape, in every MQTT record.
 pub const VERSION: u32 = 1;
 
+/// One record of the event.
 #[derive(Serialize)]
-struct Entry<'a> {
-    #[serde(rename = "Mqtt")]
-    mqtt: MqttRecord<'a>,
+enum Entry<'a> {
+    Mqtt(MqttRecord<'a>),
+    Ckafka(CkafkaRecord<'a>),
 }
 
 #[derive(Serialize)]
@@ -26,6 +30,52 @@ struct MqttRecord<'a> {
     route: &'a str,
     #[serde(flatten)]
     record: Record<'a>,
+}
+
+/// A Kafka record as the CKafka trigger gives it, plus what it leaves out and a lossless
+/// bridge must keep: the body's encoding (binary bodies travel in base64) and the headers.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CkafkaRecord<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    /// "None" for a record without a key, as the trigger writes it.
+    msg_key: &'a str,
+    msg_body: Cow<'a, str>,
+    msg_body_encoding: &'static str,
+    /// `[name, value]` pairs in the record's order; left out when there are none.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    headers: &'a [(String, String)],
+}
+
+impl<'a> Entry<'a> {
+    fn new(route: &'a str, msg: &'a Message, base64: bool) -> Self {
+        match msg.origin.as_deref() {
+            Some(
+                origin @ Origin {
+                    system: System::Kafka,
+                    ..
+                },
+            ) => {
+                let (msg_body, msg_body_encoding) = payload_text(&msg.payload, base64);
+                Entry::Ckafka(CkafkaRecord {
+                    topic: &origin.partition.topic,
+                    partition: origin.partition.id,
+                    offset: origin.offset,
+                    msg_key: origin.key.as_deref().unwrap_or("None"),
+                    msg_body,
+                    msg_body_encoding,
+                    headers: &msg.properties.user_properties,
+                })
+            }
+            _ => Entry::Mqtt(MqttRecord {
+                version: VERSION,
+                route,
+                record: Record::encoded(msg, base64),
+            }),
+        }
+    }
 }
 
 /// The event for `batch`, as JSON bytes. `base64` puts every payload in base64 (the route's
@@ -56,13 +106,7 @@ impl Records {
             if i > 0 {
                 event.push(b',');
             }
-            let entry = Entry {
-                mqtt: MqttRecord {
-                    version: VERSION,
-                    route,
-                    record: Record::encoded(msg, base64),
-                },
-            };
+            let entry = Entry::new(route, msg, base64);
             let start = event.len();
             // Serializing strings, numbers and lists into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut event, &entry);
@@ -202,6 +246,60 @@ mod tests {
             !validator.is_valid(&broken),
             "the schema requires the fields"
         );
+    }
+
+    #[test]
+    fn kafka_records_come_as_the_ckafka_trigger_gives_them() {
+        let origin = |key: Option<&str>, offset| Origin {
+            system: System::Kafka,
+            partition: crate::message::Partition {
+                topic: "orders".into(),
+                broker: String::new(),
+                id: 3,
+            },
+            offset,
+            key: key.map(str::to_owned),
+            tag: None,
+        };
+        let keyed = Message::record(
+            origin(Some("k-1"), 41),
+            vec![("trace".into(), "a1".into())],
+            bytes::Bytes::from_static(b"{\"n\":1}"),
+        );
+        let bare = Message::record(
+            origin(None, 42),
+            Vec::new(),
+            bytes::Bytes::from_static(&[0xff, 0x00]),
+        );
+        let mqtt = sample("cars/1/state");
+        for base64 in [false, true] {
+            let event = render("orders-fn", &[&keyed, &bare, &mqtt], base64);
+            let json: serde_json::Value = serde_json::from_slice(&event).unwrap();
+            let errors: Vec<String> = schema().iter_errors(&json).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{errors:?}\n{json:#}");
+            let body = match base64 {
+                true => serde_json::json!("eyJuIjoxfQ=="),
+                false => serde_json::json!("{\"n\":1}"),
+            };
+            let encoding = if base64 { "base64" } else { "utf8" };
+            let expected = serde_json::json!({"Records": [
+                {"Ckafka": {"topic": "orders", "partition": 3, "offset": 41, "msgKey": "k-1",
+                            "msgBody": body, "msgBodyEncoding": encoding,
+                            "headers": [["trace", "a1"]]}},
+                {"Ckafka": {"topic": "orders", "partition": 3, "offset": 42, "msgKey": "None",
+                            "msgBody": "/wA=", "msgBodyEncoding": "base64"}},
+                json["Records"][2].clone(),
+            ]});
+            assert_eq!(json, expected);
+            assert_eq!(json["Records"][2]["Mqtt"]["topic"], "cars/1/state");
+        }
+        let both = serde_json::json!({"Records": [{"Mqtt": json_of(&mqtt), "Ckafka": {}}]});
+        assert!(!schema().is_valid(&both), "one system per record");
+    }
+
+    fn json_of(msg: &Message) -> serde_json::Value {
+        let event: serde_json::Value = serde_json::from_slice(&render("r", &[msg], false)).unwrap();
+        event["Records"][0]["Mqtt"].clone()
     }
 
     #[test]

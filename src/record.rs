@@ -54,14 +54,7 @@ impl<'a> Record<'a> {
     /// The record with its payload in base64 always (`base64` true), or only when it is not
     /// valid UTF-8.
     pub fn encoded(msg: &'a Message, base64: bool) -> Self {
-        let text = match base64 {
-            true => None,
-            false => std::str::from_utf8(&msg.payload).ok(),
-        };
-        let (payload, payload_encoding) = match text {
-            Some(text) => (Cow::Borrowed(text), "utf8"),
-            None => (Cow::Owned(BASE64.encode(&msg.payload)), "base64"),
-        };
+        let (payload, payload_encoding) = payload_text(&msg.payload, base64);
         let p = &msg.properties;
         Record {
             message_id: msg.id,
@@ -90,6 +83,19 @@ impl<'a> Record<'a> {
         // Serializing plain strings and numbers into a Vec cannot fail.
         serde_json::to_writer(&mut *out, self).expect("record serializes");
         out.push(b'\n');
+    }
+}
+
+/// A payload as JSON text and its encoding: "utf8" (the text itself) when it is valid UTF-8
+/// and `base64` is off, else "base64".
+pub fn payload_text(payload: &[u8], base64: bool) -> (Cow<'_, str>, &'static str) {
+    let text = match base64 {
+        true => None,
+        false => std::str::from_utf8(payload).ok(),
+    };
+    match text {
+        Some(text) => (Cow::Borrowed(text), "utf8"),
+        None => (Cow::Owned(BASE64.encode(payload)), "base64"),
     }
 }
 

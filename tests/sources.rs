@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -46,12 +46,24 @@ fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<
         .collect()
 }
 
-/// The `n-{i}` numbers the function took (answered 2xx), in the order it took them.
-fn taken(function: &FunctionServer) -> Vec<usize> {
+/// The records the function took (answered 2xx), in the order it took them: the number `i`
+/// of their `n-{i}` body, and the record.
+fn taken_records(function: &FunctionServer) -> Vec<(usize, serde_json::Value)> {
     let calls = function.calls();
     let ok = calls.iter().filter(|c| c.status / 100 == 2);
-    ok.flat_map(|c| c.payloads())
-        .filter_map(|p| p.strip_prefix("n-").and_then(|n| n.parse().ok()))
+    ok.flat_map(|c| c.kafka_records().into_iter().cloned().collect::<Vec<_>>())
+        .filter_map(|r| {
+            let n = r["msgBody"].as_str()?.strip_prefix("n-")?.parse().ok()?;
+            Some((n, r))
+        })
+        .collect()
+}
+
+/// The `n-{i}` numbers the function took, in the order it took them.
+fn taken(function: &FunctionServer) -> Vec<usize> {
+    taken_records(function)
+        .into_iter()
+        .map(|(n, _)| n)
         .collect()
 }
 
@@ -88,10 +100,12 @@ async fn kafka_records_reach_a_function_in_order_committed_after_its_2xx_and_a_k
         );
     let mut bridge = Bridge::start(&config.text());
     let producer = producer(&kafka.bootstrap());
-    // Four keys over two partitions: `n-{i}` has key `k-{i % 4}`.
+    // Four keys over two partitions: `n-{i}` has key `k-{i % 4}`. Where each landed.
     let key = |i: usize| format!("k-{}", i % 4);
+    let produced = Arc::new(Mutex::new(HashMap::new()));
     for i in 0..40 {
-        produce(&producer, &topic, Some(&key(i)), &[], &format!("n-{i}")).await;
+        let at = produce(&producer, &topic, Some(&key(i)), &[], &format!("n-{i}")).await;
+        produced.lock().unwrap().insert(i, at);
     }
     // The function fails: the records are retried, and nothing is committed.
     let retried = eventually(Duration::from_secs(60), || function.calls().len() >= 4).await;
@@ -128,9 +142,11 @@ async fn kafka_records_reach_a_function_in_order_committed_after_its_2xx_and_a_k
     let n = 400;
     let writer = {
         let (producer, topic) = (producer.clone(), topic.clone());
+        let produced = produced.clone();
         tokio::spawn(async move {
             for i in 40..n {
-                produce(&producer, &topic, Some(&key(i)), &[], &format!("n-{i}")).await;
+                let at = produce(&producer, &topic, Some(&key(i)), &[], &format!("n-{i}")).await;
+                produced.lock().unwrap().insert(i, at);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
@@ -164,6 +180,16 @@ async fn kafka_records_reach_a_function_in_order_committed_after_its_2xx_and_a_k
         let rewinds = of_key.windows(2).filter(|w| w[1] <= w[0]).count();
         let skips = of_key.windows(2).filter(|w| w[1] > w[0] + 4).count();
         assert!(rewinds <= 1 && skips == 0, "key k-{k}: {of_key:?}");
+    }
+    // Each came as the CKafka trigger gives it, from where it was produced.
+    let produced = produced.lock().unwrap();
+    for (i, record) in taken_records(&function) {
+        let (partition, offset) = produced[&i];
+        let expected = serde_json::json!({
+            "topic": topic, "partition": partition, "offset": offset, "msgKey": key(i),
+            "msgBody": format!("n-{i}"), "msgBodyEncoding": "utf8",
+        });
+        assert_eq!(record, expected);
     }
 }
 

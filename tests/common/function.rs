@@ -25,11 +25,20 @@ pub struct Call {
 }
 
 impl Call {
-    /// The event's records (`Records[].Mqtt`).
+    /// The event's MQTT records (`Records[].Mqtt`).
     pub fn records(&self) -> Vec<&serde_json::Value> {
+        self.records_of("Mqtt")
+    }
+
+    /// The event's Kafka records (`Records[].Ckafka`).
+    pub fn kafka_records(&self) -> Vec<&serde_json::Value> {
+        self.records_of("Ckafka")
+    }
+
+    fn records_of(&self, system: &str) -> Vec<&serde_json::Value> {
         self.event["Records"]
             .as_array()
-            .map(|r| r.iter().map(|r| &r["Mqtt"]).collect())
+            .map(|r| r.iter().filter_map(|r| r.get(system)).collect())
             .unwrap_or_default()
     }
 

@@ -162,7 +162,7 @@ pub async fn produce(
     key: Option<&str>,
     headers: &[(&str, &str)],
     payload: &str,
-) {
+) -> (i32, i64) {
     let mut h = rdkafka::message::OwnedHeaders::new();
     for (k, v) in headers {
         h = h.insert(rdkafka::message::Header {
@@ -176,8 +176,9 @@ pub async fn produce(
     if let Some(key) = key {
         record = record.key(key);
     }
-    producer
+    let delivery = producer
         .send(record, Duration::from_secs(30))
         .await
         .unwrap_or_else(|(e, _)| panic!("producing to {topic}: {e}"));
+    (delivery.partition, delivery.offset)
 }
