@@ -378,8 +378,8 @@ async fn the_mqtt_broker_down_for_seconds_loses_nothing() {
 async fn a_bridge_killed_mid_stream_loses_nothing_and_goes_on_from_its_offsets() {
     let RocketmqSetup {
         _broker,
-        _rq,
-        _client,
+        _rq: rq,
+        _client: client,
         topic,
         admin: _,
         mut bridge,
@@ -401,9 +401,17 @@ async fn a_bridge_killed_mid_stream_loses_nothing_and_goes_on_from_its_offsets()
     device
         .wait(Duration::from_secs(60), |r| missing(r, 200).is_empty())
         .await;
-    // Long enough for the committed offsets to reach the broker: committed within about
-    // 0.6 s of the last acknowledgement, sent to the broker at most a second after that.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The broker holds the group's offsets past all 200 (the bridge sends them at most a
+    // second after their last acknowledgement).
+    let start = std::time::Instant::now();
+    let mut committed = None;
+    while committed != Some(200) && start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        committed = client
+            .committed(&rq.namesrv(), "mqbridge-commands", &topic)
+            .await;
+    }
+    assert_eq!(committed, Some(200), "offsets committed on the broker");
     let writer = {
         let topic = topic.clone();
         tokio::spawn(async move {

@@ -1,7 +1,8 @@
 //! rocketmq-rust's name server and broker (crates rocketmq-namesrv and rocketmq-broker 1.0.0,
 //! built once into the cache by scripts/install-test-deps), started on free loopback ports with
 //! a temp home and store; and a reader of a topic for the tests (rocketmq-client-rust's lite
-//! pull consumer, reading from the first offset).
+//! pull consumer, reading from the first offset), and of a group's committed offsets (its admin
+//! API).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rocketmq_client_rust::{
-    ClientRuntime, ClientRuntimeConfig, DefaultLitePullConsumer, DefaultMQProducer, TelemetryHandle,
+    ClientRuntime, ClientRuntimeConfig, DefaultLitePullConsumer, DefaultMQAdminExt,
+    DefaultMQProducer, MQAdminReadExt, TelemetryHandle,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
@@ -221,6 +223,21 @@ impl Client {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         producer.shutdown().await;
+    }
+
+    /// The sum, over `topic`'s queues, of the offsets `group` committed, as the broker holds
+    /// them (0 for a queue without one); `None` while the broker cannot tell.
+    pub async fn committed(&self, namesrv: &str, group: &str, topic: &str) -> Option<i64> {
+        let mut admin = DefaultMQAdminExt::new(self.runtime.clone());
+        admin.set_namesrv_addr(namesrv);
+        admin.start().await.ok()?;
+        let stats = admin
+            .examine_consume_stats(group.into(), Some(topic.into()), None, None, None)
+            .await;
+        admin.shutdown().await;
+        let stats = stats.ok()?;
+        let offsets = stats.get_offset_table().values();
+        Some(offsets.map(|o| o.get_consumer_offset().max(0)).sum())
     }
 
     /// A started producer, for tests that write what downlinks read.
