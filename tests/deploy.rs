@@ -12,8 +12,9 @@ use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use common::bridge::{http_get, http_request};
 use common::config::{Config, Connection, Route};
 use common::function::{FunctionServer, Reply};
+use common::kafka::{create_topic, produce, producer};
 use common::mqtt::Publisher;
-use common::{free_port, mosquitto, Bridge};
+use common::{free_port, mosquitto, Bridge, KafkaUnderTest};
 
 /// The metric names in the dashboard's queries (histograms by their base name).
 fn dashboard_metrics() -> BTreeSet<String> {
@@ -54,7 +55,8 @@ async fn the_dashboard_queries_only_metrics_a_running_bridge_exports() {
     // "bad" fails in the function (retried, then dead-lettered); "unauth" is refused as the
     // bridge's settings.
     let server = FunctionServer::start(|call| {
-        let first = call.payloads()[0].clone();
+        // A Kafka record (no MQTT payload) is taken.
+        let first = call.payloads().first().cloned().unwrap_or_default();
         match first.as_str() {
             "bad" => Reply::status(400),
             "unauth" => Reply::status(401),
@@ -62,19 +64,34 @@ async fn the_dashboard_queries_only_metrics_a_running_bridge_exports() {
         }
     })
     .await;
+    // A route reading Kafka, for the source's metrics (its lag).
+    let kafka = KafkaUnderTest::start().await;
+    create_topic(&kafka.bootstrap(), "orders", 1).await;
     let admin = free_port();
     let config = Config::new(broker.port, "dash")
         .admin(admin)
         .connection("fn", Connection::http(&server.url()))
+        .connection("ck", Connection::kafka(&kafka.bootstrap()))
         .route(
             Route::new("cars", "cars/#", "fn")
                 .set("batch_size", 1)
                 .set("max_attempts", 2),
         )
+        .route(Route::reading("orders", "ck", "orders", "fn"))
         .dead_letter("dead.jsonl")
         .text();
     let bridge = Bridge::start(&config);
     bridge.wait_subscribed(0, 1);
+    produce(&producer(&kafka.bootstrap()), "orders", None, &[], "ok").await;
+    let read = bridge
+        .wait_metric(
+            admin,
+            "mqbridge_messages_delivered_total",
+            1.0,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(read, "the Kafka record was not delivered");
     let mut publisher = Publisher::connect(broker.port).await;
     for p in ["ok", "bad", "unauth"] {
         publisher

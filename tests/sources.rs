@@ -83,8 +83,9 @@ async fn kafka_records_reach_a_function_in_order_committed_after_its_2xx_and_a_k
         }
     })
     .await;
+    let admin = free_port();
     let config = Config::new(broker.port, "src")
-        .admin(free_port())
+        .admin(admin)
         .dead_letter("dead.jsonl")
         // After the kill, the group waits this long for the killed member before the
         // restarted one gets the partitions (librdkafka's default is 45 s).
@@ -120,6 +121,13 @@ async fn kafka_records_reach_a_function_in_order_committed_after_its_2xx_and_a_k
         committed(&bootstrap, "mqbridge-orders", &topic, 2),
         [-1, -1]
     );
+    // The lag gauge shows the group behind by every record.
+    let lag = "mqbridge_source_lag_messages";
+    let behind = bridge
+        .wait_metric(admin, lag, 40.0, Duration::from_secs(30))
+        .await;
+    assert!(behind, "lag {}", bridge.metric(admin, lag).await);
+    assert_eq!(bridge.metric(admin, lag).await, 40.0);
     failing.store(false, Ordering::SeqCst);
     let delivered = eventually(Duration::from_secs(60), || taken(&function).len() >= 40).await;
     assert!(delivered, "{:?}", taken(&function));
@@ -137,6 +145,11 @@ async fn kafka_records_reach_a_function_in_order_committed_after_its_2xx_and_a_k
         "{:?}",
         committed(&bootstrap, "mqbridge-orders", &topic, 2)
     );
+    let start = std::time::Instant::now();
+    while bridge.metric(admin, lag).await > 0.0 && start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(bridge.metric(admin, lag).await, 0.0, "caught up");
 
     // Killed mid-stream: it goes on from its committed offsets, losing nothing.
     let n = 400;
@@ -261,5 +274,22 @@ async fn rocketmq_messages_reach_kafka_with_their_properties() {
         r#"sink="kafka""#,
     ] {
         assert!(info.contains(label) && info.ends_with(" 1"), "{info}");
+    }
+    // Each queue it read (`broker:queue`) shows a lag, down to 0 once everything is committed.
+    let lags = |metrics: &str| -> Vec<String> {
+        let prefix = "mqbridge_source_lag_messages{";
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(r#"route="faults""#))
+            .map(str::to_owned)
+            .collect()
+    };
+    let start = std::time::Instant::now();
+    let mut now = lags(&metrics);
+    let queue = r#"partition="broker-a:"#;
+    while !(now.len() == 2 && now.iter().all(|l| l.contains(queue) && l.ends_with(" 0"))) {
+        assert!(start.elapsed() < Duration::from_secs(30), "lag: {now:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        now = lags(&common::bridge::http_get(admin, "/metrics").await);
     }
 }

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::lag::Lag;
 use super::source::{Acker, Delivery};
 use super::status::ConsumerStatus;
 use crate::connectors::BoxError;
@@ -69,6 +70,12 @@ pub trait Reader: Send {
     /// reach), until the client gets through again; `None` when it has no news of a problem.
     async fn trouble(&mut self) -> Option<String> {
         None
+    }
+    /// The end of each of `partitions` it can tell (the offset the next message written
+    /// there gets), for the lag gauge; asked every few seconds, it must not hold up the reader
+    /// when the cluster is out of reach (an answer may come with the next ask).
+    async fn ends(&mut self, _partitions: &[Partition]) -> Vec<(Partition, i64)> {
+        Vec::new()
     }
 }
 
@@ -131,6 +138,7 @@ pub fn start(
         .collect();
     drop(acks_tx);
     let task = Task {
+        lag: Lag::new(&spec.route),
         spec,
         tx,
         acks,
@@ -179,6 +187,7 @@ struct Task {
     commits: Commits,
     /// When the last commit went out.
     committed: Instant,
+    lag: Lag,
 }
 
 impl Task {
@@ -228,6 +237,7 @@ impl Task {
         }
         if let Some(due) = self.commits.due() {
             reader.commit(&due).await;
+            self.lag.committed(&due);
         }
         reader.close().await;
         self.spec.status.set_connected(false);
@@ -284,16 +294,21 @@ impl Task {
     }
 
     /// Takes the acks released so far and commits what they allow, at most every
-    /// `COMMIT_EVERY`.
+    /// `COMMIT_EVERY`; asks for the partitions' ends when the lag gauge is due.
     async fn settle(&mut self, reader: &mut dyn Reader) {
         while let Ok(run) = self.acks.try_recv() {
             self.take(run);
+        }
+        if let Some(partitions) = self.lag.due() {
+            let ends = reader.ends(&partitions).await;
+            self.lag.ends(&ends);
         }
         if self.committed.elapsed() < COMMIT_EVERY {
             return;
         }
         if let Some(due) = self.commits.due() {
             reader.commit(&due).await;
+            self.lag.committed(&due);
             self.committed = Instant::now();
         }
     }
@@ -302,6 +317,7 @@ impl Task {
         let lanes = self.spec.lanes.max(1) as u64;
         for msg in batch {
             let Some(origin) = &msg.origin else { continue };
+            self.lag.read(&origin.partition, origin.offset);
             let key = BuildHasherDefault::<DefaultHasher>::default().hash_one(&origin.partition);
             let token = Token {
                 partition: origin.partition.clone(),

@@ -13,6 +13,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
+use tokio::task::JoinHandle;
 
 use super::connection::PRODUCER_ONLY;
 use super::{ConfigRefused, KafkaConnectionConfig, LastError};
@@ -32,6 +33,8 @@ pub struct KafkaSource {
     /// Messages of partitions assigned while paused, handed out after resume.
     held: VecDeque<Message>,
     committed: BTreeMap<Partition, i64>,
+    /// The partitions' ends being asked for (`Reader::ends`), off the runtime.
+    ends: Option<JoinHandle<Vec<(Partition, i64)>>>,
 }
 
 /// How often a reader with a reported problem asks the cluster whether it is over, and how
@@ -86,6 +89,7 @@ impl KafkaSource {
             paused: false,
             held: VecDeque::new(),
             committed: BTreeMap::new(),
+            ends: None,
         })
     }
 
@@ -248,6 +252,37 @@ impl Reader for KafkaSource {
             }
             _ => self.errors().current(),
         }
+    }
+
+    async fn ends(&mut self, partitions: &[Partition]) -> Vec<(Partition, i64)> {
+        // The answer to the last ask, if it came; a new ask goes out once it did, so that a
+        // cluster out of reach holds up one blocking thread, not the reader.
+        let last = match self.ends.take() {
+            Some(asking) if asking.is_finished() => asking.await.unwrap_or_default(),
+            Some(asking) => {
+                self.ends = Some(asking);
+                return Vec::new();
+            }
+            None => Vec::new(),
+        };
+        let assigned = self.assigned();
+        let asked: Vec<Partition> = partitions
+            .iter()
+            .filter(|p| assigned.contains(&(p.topic.clone(), p.id)))
+            .cloned()
+            .collect();
+        let consumer = self.consumer.clone();
+        self.ends = Some(tokio::task::spawn_blocking(move || {
+            let high = |p: &Partition| consumer.fetch_watermarks(&p.topic, p.id, PROBE_TIMEOUT);
+            asked
+                .into_iter()
+                .filter_map(|p| {
+                    let (_, end) = high(&p).ok()?;
+                    Some((p, end))
+                })
+                .collect()
+        }));
+        last
     }
 
     async fn close(self: Box<Self>) {

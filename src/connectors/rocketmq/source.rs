@@ -24,6 +24,8 @@ use crate::message::{Message, Origin, Partition, System};
 use crate::sources::{ReadSpec, Reader, StartFrom};
 
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
+/// The longest the queues' ends are waited for (`Reader::ends`).
+const ENDS_WAIT: Duration = Duration::from_millis(500);
 
 pub struct RocketmqSource {
     consumer: DefaultLitePullConsumer,
@@ -138,6 +140,21 @@ impl Reader for RocketmqSource {
         self.consumer.commit_with_map(offsets.clone(), false).await;
         self.unpersisted.extend(offsets);
         self.persist_due().await;
+    }
+
+    async fn ends(&mut self, partitions: &[Partition]) -> Vec<(Partition, i64)> {
+        let mut ends = Vec::new();
+        // A broker out of reach holds the reader up this long at most.
+        let asking = async {
+            for p in partitions {
+                let mq = MessageQueue::from_parts(p.topic.as_str(), p.broker.as_str(), p.id);
+                if let Ok(end) = self.consumer.max_offset(&mq).await {
+                    ends.push((p.clone(), end));
+                }
+            }
+        };
+        let _ = tokio::time::timeout(ENDS_WAIT, asking).await;
+        ends
     }
 
     async fn set_paused(&mut self, _paused: bool) {}
