@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use metrics::{gauge, Gauge};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::message::Partition;
@@ -70,6 +71,30 @@ impl Lag {
                 gauge.set((end - at).max(0) as f64);
             }
         }
+    }
+}
+
+/// The partitions' ends asked for in the background, so that a source out of reach holds up
+/// a task of its own, not the reader: each ask takes the answer to the last one, if it came,
+/// and sends the next once it did.
+#[derive(Default)]
+pub struct Asking(Option<JoinHandle<Vec<(Partition, i64)>>>);
+
+impl Asking {
+    pub async fn next(
+        &mut self,
+        ask: impl FnOnce() -> JoinHandle<Vec<(Partition, i64)>>,
+    ) -> Vec<(Partition, i64)> {
+        let last = match self.0.take() {
+            Some(asking) if asking.is_finished() => asking.await.unwrap_or_default(),
+            Some(asking) => {
+                self.0 = Some(asking);
+                return Vec::new();
+            }
+            None => Vec::new(),
+        };
+        self.0 = Some(ask());
+        last
     }
 }
 

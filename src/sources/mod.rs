@@ -3,7 +3,7 @@
 //! Kafka or RocketMQ group member is a `Reader` its connector opens, run for a flow by
 //! `records`, which keeps its lag (`lag`); `status` is what each consumer shows the operator.
 
-mod lag;
+pub mod lag;
 pub mod records;
 mod source;
 mod status;

@@ -13,12 +13,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::task::JoinHandle;
 
 use super::connection::PRODUCER_ONLY;
 use super::{ConfigRefused, KafkaConnectionConfig, LastError};
 use crate::connectors::BoxError;
 use crate::message::{Message, Origin, Partition, System};
+use crate::sources::lag::Asking;
 use crate::sources::{ReadSpec, Reader, StartFrom};
 
 pub struct KafkaSource {
@@ -34,7 +34,7 @@ pub struct KafkaSource {
     held: VecDeque<Message>,
     committed: BTreeMap<Partition, i64>,
     /// The partitions' ends being asked for (`Reader::ends`), off the runtime.
-    ends: Option<JoinHandle<Vec<(Partition, i64)>>>,
+    ends: Asking,
 }
 
 /// How often a reader with a reported problem asks the cluster whether it is over, and how
@@ -89,7 +89,7 @@ impl KafkaSource {
             paused: false,
             held: VecDeque::new(),
             committed: BTreeMap::new(),
-            ends: None,
+            ends: Asking::default(),
         })
     }
 
@@ -255,16 +255,6 @@ impl Reader for KafkaSource {
     }
 
     async fn ends(&mut self, partitions: &[Partition]) -> Vec<(Partition, i64)> {
-        // The answer to the last ask, if it came; a new ask goes out once it did, so that a
-        // cluster out of reach holds up one blocking thread, not the reader.
-        let last = match self.ends.take() {
-            Some(asking) if asking.is_finished() => asking.await.unwrap_or_default(),
-            Some(asking) => {
-                self.ends = Some(asking);
-                return Vec::new();
-            }
-            None => Vec::new(),
-        };
         let assigned = self.assigned();
         let asked: Vec<Partition> = partitions
             .iter()
@@ -272,17 +262,18 @@ impl Reader for KafkaSource {
             .cloned()
             .collect();
         let consumer = self.consumer.clone();
-        self.ends = Some(tokio::task::spawn_blocking(move || {
-            let high = |p: &Partition| consumer.fetch_watermarks(&p.topic, p.id, PROBE_TIMEOUT);
-            asked
-                .into_iter()
-                .filter_map(|p| {
-                    let (_, end) = high(&p).ok()?;
-                    Some((p, end))
-                })
-                .collect()
-        }));
-        last
+        let ask = move || {
+            tokio::task::spawn_blocking(move || {
+                let end = |p: Partition| {
+                    let (_, high) = consumer
+                        .fetch_watermarks(&p.topic, p.id, PROBE_TIMEOUT)
+                        .ok()?;
+                    Some((p, high))
+                };
+                asked.into_iter().filter_map(end).collect()
+            })
+        };
+        self.ends.next(ask).await
     }
 
     async fn close(self: Box<Self>) {

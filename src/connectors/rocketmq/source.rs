@@ -21,11 +21,10 @@ use rocketmq_runtime::RuntimeOwner;
 use super::{acl_hook, client_runtime, describe, RocketmqConnectionConfig};
 use crate::connectors::BoxError;
 use crate::message::{Message, Origin, Partition, System};
+use crate::sources::lag::Asking;
 use crate::sources::{ReadSpec, Reader, StartFrom};
 
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
-/// The longest the queues' ends are waited for (`Reader::ends`).
-const ENDS_WAIT: Duration = Duration::from_millis(500);
 
 pub struct RocketmqSource {
     consumer: DefaultLitePullConsumer,
@@ -33,6 +32,8 @@ pub struct RocketmqSource {
     persisted: Instant,
     /// Offsets committed since.
     unpersisted: HashMap<MessageQueue, i64>,
+    /// The queues' ends being asked for (`Reader::ends`).
+    ends: Asking,
     runtime: Arc<ClientRuntime>,
     // Dropped last: the runtime the client's tasks run on.
     _owner: RuntimeOwner,
@@ -63,6 +64,7 @@ impl RocketmqSource {
             consumer,
             persisted: Instant::now(),
             unpersisted: HashMap::new(),
+            ends: Asking::default(),
             runtime,
             _owner: owner,
         })
@@ -143,18 +145,20 @@ impl Reader for RocketmqSource {
     }
 
     async fn ends(&mut self, partitions: &[Partition]) -> Vec<(Partition, i64)> {
-        let mut ends = Vec::new();
-        // A broker out of reach holds the reader up this long at most.
-        let asking = async {
-            for p in partitions {
-                let mq = MessageQueue::from_parts(p.topic.as_str(), p.broker.as_str(), p.id);
-                if let Ok(end) = self.consumer.max_offset(&mq).await {
-                    ends.push((p.clone(), end));
+        let (consumer, partitions) = (self.consumer.clone(), partitions.to_vec());
+        let ask = move || {
+            tokio::spawn(async move {
+                let mut ends = Vec::new();
+                for p in partitions {
+                    let mq = MessageQueue::from_parts(p.topic.as_str(), p.broker.as_str(), p.id);
+                    if let Ok(end) = consumer.max_offset(&mq).await {
+                        ends.push((p, end));
+                    }
                 }
-            }
+                ends
+            })
         };
-        let _ = tokio::time::timeout(ENDS_WAIT, asking).await;
-        ends
+        self.ends.next(ask).await
     }
 
     async fn set_paused(&mut self, _paused: bool) {}
