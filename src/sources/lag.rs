@@ -1,13 +1,16 @@
 //! How far a group member is behind its partitions (or queues): each partition's end, asked of
-//! the source now and then (`Reader::ends`), less the offset the member has committed there,
-//! as the gauge `mqbridge_source_lag_messages{route,topic,partition}`. Before the first commit
-//! of a run, the member's place is the first offset it read (everything before it was
-//! committed already); a partition it has read nothing from shows no lag, and one a rebalance
-//! took away keeps its last value (the gauge is not removed).
+//! the source now and then (`Reader::ask_ends`), less the offset the member has committed
+//! there, as the gauge `mqbridge_source_lag_messages{route,topic,partition}`. The ends are
+//! asked in a task of the source's own, so that a source out of reach never holds up the
+//! reader; an answer counts from the turn it comes, and every commit counts against the last
+//! end known. Before the first commit of a run, the member's place is the first offset it read
+//! (everything before it was committed already); a partition it has read nothing from shows no
+//! lag, and one a rebalance took away keeps its last value (the gauge is not removed).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures::FutureExt;
 use metrics::{gauge, Gauge};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -15,13 +18,34 @@ use tokio::time::Instant;
 use crate::message::Partition;
 
 /// How often the partitions' ends are asked for.
-pub const ASK_EVERY: Duration = Duration::from_secs(5);
+const ASK_EVERY: Duration = Duration::from_secs(5);
+
+/// The source's answer to an ask: the end of each partition it could tell.
+pub type Ends = JoinHandle<Vec<(Partition, i64)>>;
 
 pub struct Lag {
     route: String,
-    /// Per partition: the offset after the last message committed, and its gauge.
-    partitions: BTreeMap<Partition, (i64, Gauge)>,
+    partitions: BTreeMap<Partition, Place>,
+    /// The ask not answered yet.
+    asking: Option<Ends>,
     asked: Option<Instant>,
+}
+
+/// Where the member stands in a partition.
+struct Place {
+    /// The offset after the last message committed.
+    at: i64,
+    /// The partition's end, as last told.
+    end: Option<i64>,
+    gauge: Gauge,
+}
+
+impl Place {
+    fn show(&self) {
+        if let Some(end) = self.end {
+            self.gauge.set((end - self.at).max(0) as f64);
+        }
+    }
 }
 
 impl Lag {
@@ -29,6 +53,7 @@ impl Lag {
         Lag {
             route: route.to_owned(),
             partitions: BTreeMap::new(),
+            asking: None,
             asked: None,
         }
     }
@@ -41,60 +66,46 @@ impl Lag {
                 ("topic", partition.topic.clone()),
                 ("partition", label(partition)),
             ];
-            let gauge = gauge!("mqbridge_source_lag_messages", &labels);
-            self.partitions.insert(partition.clone(), (offset, gauge));
+            let place = Place {
+                at: offset,
+                end: None,
+                gauge: gauge!("mqbridge_source_lag_messages", &labels),
+            };
+            self.partitions.insert(partition.clone(), place);
         }
     }
 
     /// Offsets committed: the next offset per partition.
     pub fn committed(&mut self, next: &BTreeMap<Partition, i64>) {
         for (partition, offset) in next {
-            if let Some((at, _)) = self.partitions.get_mut(partition) {
-                *at = (*at).max(*offset);
+            if let Some(place) = self.partitions.get_mut(partition) {
+                place.at = place.at.max(*offset);
+                place.show();
             }
         }
     }
 
-    /// The partitions whose ends are due to be asked for, every `ASK_EVERY`.
-    pub fn due(&mut self) -> Option<Vec<Partition>> {
-        if self.partitions.is_empty() || self.asked.is_some_and(|at| at.elapsed() < ASK_EVERY) {
-            return None;
-        }
-        self.asked = Some(Instant::now());
-        Some(self.partitions.keys().cloned().collect())
-    }
-
-    /// The partitions' ends, as the source gave them.
-    pub fn ends(&self, ends: &[(Partition, i64)]) {
-        for (partition, end) in ends {
-            if let Some((at, gauge)) = self.partitions.get(partition) {
-                gauge.set((end - at).max(0) as f64);
+    /// Takes the answer to the last ask if it came, and asks `ask` again once `ASK_EVERY` has
+    /// passed since.
+    pub fn turn(&mut self, ask: impl FnOnce(&[Partition]) -> Option<Ends>) {
+        if let Some(asking) = self.asking.take_if(|a| a.is_finished()) {
+            let ends = asking
+                .now_or_never()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            for (partition, end) in ends {
+                if let Some(place) = self.partitions.get_mut(&partition) {
+                    place.end = Some(end);
+                    place.show();
+                }
             }
         }
-    }
-}
-
-/// The partitions' ends asked for in the background, so that a source out of reach holds up
-/// a task of its own, not the reader: each ask takes the answer to the last one, if it came,
-/// and sends the next once it did.
-#[derive(Default)]
-pub struct Asking(Option<JoinHandle<Vec<(Partition, i64)>>>);
-
-impl Asking {
-    pub async fn next(
-        &mut self,
-        ask: impl FnOnce() -> JoinHandle<Vec<(Partition, i64)>>,
-    ) -> Vec<(Partition, i64)> {
-        let last = match self.0.take() {
-            Some(asking) if asking.is_finished() => asking.await.unwrap_or_default(),
-            Some(asking) => {
-                self.0 = Some(asking);
-                return Vec::new();
-            }
-            None => Vec::new(),
-        };
-        self.0 = Some(ask());
-        last
+        let due = self.asked.is_none_or(|at| at.elapsed() >= ASK_EVERY);
+        if self.asking.is_none() && due && !self.partitions.is_empty() {
+            self.asked = Some(Instant::now());
+            let partitions: Vec<Partition> = self.partitions.keys().cloned().collect();
+            self.asking = ask(&partitions);
+        }
     }
 }
 
@@ -118,22 +129,45 @@ mod tests {
         }
     }
 
+    /// Asks that record what they were asked and answer `end` for each partition.
+    fn answering(
+        end: i64,
+        asked: &mut Vec<Vec<Partition>>,
+    ) -> impl FnOnce(&[Partition]) -> Option<Ends> + '_ {
+        move |partitions| {
+            asked.push(partitions.to_vec());
+            let ends = partitions.iter().map(|p| (p.clone(), end)).collect();
+            Some(tokio::spawn(async move { ends }))
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn lag_counts_from_the_first_read_then_from_each_commit() {
         let mut lag = Lag::new("r");
-        assert!(lag.due().is_none(), "nothing read: nothing to ask");
+        let mut asked = Vec::new();
+        lag.turn(answering(50, &mut asked));
+        assert!(asked.is_empty(), "nothing read: nothing to ask");
         lag.read(&partition(0), 40);
         lag.read(&partition(0), 41);
-        assert_eq!(lag.due(), Some(vec![partition(0)]));
-        assert!(lag.due().is_none(), "asked again only after ASK_EVERY");
-        assert_eq!(lag.partitions[&partition(0)].0, 40);
+        lag.turn(answering(50, &mut asked));
+        assert_eq!(asked, [vec![partition(0)]]);
+        assert_eq!(lag.partitions[&partition(0)].at, 40);
+        tokio::task::yield_now().await;
+        lag.turn(answering(60, &mut asked));
+        assert_eq!(asked.len(), 1, "asked again only after ASK_EVERY");
+        assert_eq!(
+            lag.partitions[&partition(0)].end,
+            Some(50),
+            "the answer counts at once"
+        );
         lag.committed(&BTreeMap::from([(partition(0), 45), (partition(1), 9)]));
-        assert_eq!(lag.partitions[&partition(0)].0, 45);
+        assert_eq!(lag.partitions[&partition(0)].at, 45);
         assert!(
             !lag.partitions.contains_key(&partition(1)),
             "never read here"
         );
         tokio::time::advance(ASK_EVERY).await;
-        assert_eq!(lag.due(), Some(vec![partition(0)]));
+        lag.turn(answering(60, &mut asked));
+        assert_eq!(asked.len(), 2);
     }
 }

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::lag::Lag;
+use super::lag::{Ends, Lag};
 use super::source::{Acker, Delivery};
 use super::status::ConsumerStatus;
 use crate::connectors::BoxError;
@@ -71,11 +71,10 @@ pub trait Reader: Send {
     async fn trouble(&mut self) -> Option<String> {
         None
     }
-    /// The end of each of `partitions` it can tell (the offset the next message written
-    /// there gets), for the lag gauge; asked every few seconds, it must not hold up the reader
-    /// when the cluster is out of reach (an answer may come with the next ask).
-    async fn ends(&mut self, _partitions: &[Partition]) -> Vec<(Partition, i64)> {
-        Vec::new()
+    /// Asks, in a task of its own, for the end of each of `partitions` it can tell (the
+    /// offset the next message written there gets), for the lag gauge; `None`: it cannot tell.
+    fn ask_ends(&mut self, _partitions: &[Partition]) -> Option<Ends> {
+        None
     }
 }
 
@@ -299,10 +298,7 @@ impl Task {
         while let Ok(run) = self.acks.try_recv() {
             self.take(run);
         }
-        if let Some(partitions) = self.lag.due() {
-            let ends = reader.ends(&partitions).await;
-            self.lag.ends(&ends);
-        }
+        self.lag.turn(|partitions| reader.ask_ends(partitions));
         if self.committed.elapsed() < COMMIT_EVERY {
             return;
         }

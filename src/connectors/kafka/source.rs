@@ -18,7 +18,7 @@ use super::connection::PRODUCER_ONLY;
 use super::{ConfigRefused, KafkaConnectionConfig, LastError};
 use crate::connectors::BoxError;
 use crate::message::{Message, Origin, Partition, System};
-use crate::sources::lag::Asking;
+use crate::sources::lag::Ends;
 use crate::sources::{ReadSpec, Reader, StartFrom};
 
 pub struct KafkaSource {
@@ -33,8 +33,6 @@ pub struct KafkaSource {
     /// Messages of partitions assigned while paused, handed out after resume.
     held: VecDeque<Message>,
     committed: BTreeMap<Partition, i64>,
-    /// The partitions' ends being asked for (`Reader::ends`), off the runtime.
-    ends: Asking,
 }
 
 /// How often a reader with a reported problem asks the cluster whether it is over, and how
@@ -89,7 +87,6 @@ impl KafkaSource {
             paused: false,
             held: VecDeque::new(),
             committed: BTreeMap::new(),
-            ends: Asking::default(),
         })
     }
 
@@ -254,7 +251,7 @@ impl Reader for KafkaSource {
         }
     }
 
-    async fn ends(&mut self, partitions: &[Partition]) -> Vec<(Partition, i64)> {
+    fn ask_ends(&mut self, partitions: &[Partition]) -> Option<Ends> {
         let assigned = self.assigned();
         let asked: Vec<Partition> = partitions
             .iter()
@@ -262,18 +259,15 @@ impl Reader for KafkaSource {
             .cloned()
             .collect();
         let consumer = self.consumer.clone();
-        let ask = move || {
-            tokio::task::spawn_blocking(move || {
-                let end = |p: Partition| {
-                    let (_, high) = consumer
-                        .fetch_watermarks(&p.topic, p.id, PROBE_TIMEOUT)
-                        .ok()?;
-                    Some((p, high))
-                };
-                asked.into_iter().filter_map(end).collect()
-            })
-        };
-        self.ends.next(ask).await
+        Some(tokio::task::spawn_blocking(move || {
+            let end = |p: Partition| {
+                let (_, high) = consumer
+                    .fetch_watermarks(&p.topic, p.id, PROBE_TIMEOUT)
+                    .ok()?;
+                Some((p, high))
+            };
+            asked.into_iter().filter_map(end).collect()
+        }))
     }
 
     async fn close(self: Box<Self>) {

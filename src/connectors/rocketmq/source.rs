@@ -21,7 +21,7 @@ use rocketmq_runtime::RuntimeOwner;
 use super::{acl_hook, client_runtime, describe, RocketmqConnectionConfig};
 use crate::connectors::BoxError;
 use crate::message::{Message, Origin, Partition, System};
-use crate::sources::lag::Asking;
+use crate::sources::lag::Ends;
 use crate::sources::{ReadSpec, Reader, StartFrom};
 
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
@@ -32,8 +32,6 @@ pub struct RocketmqSource {
     persisted: Instant,
     /// Offsets committed since.
     unpersisted: HashMap<MessageQueue, i64>,
-    /// The queues' ends being asked for (`Reader::ends`).
-    ends: Asking,
     runtime: Arc<ClientRuntime>,
     // Dropped last: the runtime the client's tasks run on.
     _owner: RuntimeOwner,
@@ -64,7 +62,6 @@ impl RocketmqSource {
             consumer,
             persisted: Instant::now(),
             unpersisted: HashMap::new(),
-            ends: Asking::default(),
             runtime,
             _owner: owner,
         })
@@ -144,21 +141,18 @@ impl Reader for RocketmqSource {
         self.persist_due().await;
     }
 
-    async fn ends(&mut self, partitions: &[Partition]) -> Vec<(Partition, i64)> {
+    fn ask_ends(&mut self, partitions: &[Partition]) -> Option<Ends> {
         let (consumer, partitions) = (self.consumer.clone(), partitions.to_vec());
-        let ask = move || {
-            tokio::spawn(async move {
-                let mut ends = Vec::new();
-                for p in partitions {
-                    let mq = MessageQueue::from_parts(p.topic.as_str(), p.broker.as_str(), p.id);
-                    if let Ok(end) = consumer.max_offset(&mq).await {
-                        ends.push((p, end));
-                    }
+        Some(tokio::spawn(async move {
+            let mut ends = Vec::new();
+            for p in partitions {
+                let mq = MessageQueue::from_parts(p.topic.as_str(), p.broker.as_str(), p.id);
+                if let Ok(end) = consumer.max_offset(&mq).await {
+                    ends.push((p, end));
                 }
-                ends
-            })
-        };
-        self.ends.next(ask).await
+            }
+            ends
+        }))
     }
 
     async fn set_paused(&mut self, _paused: bool) {}
