@@ -18,13 +18,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use mqbridge::config::parse_str;
-use mqbridge::connectors::{Sink, SinkError};
 use mqbridge::dead_letter::DeadLetter;
 use mqbridge::events::RouteMetrics;
+use mqbridge::flow::{Acker, Delivery, Pause, RouteStats, Sink, SinkError};
 use mqbridge::message::{Message, Properties, Publisher};
-use mqbridge::pipeline::{Context, Pause, Pipeline, RouteStats, Settings};
+use mqbridge::pipeline::{Context, Pipeline, Settings};
 use mqbridge::rules::RuleSpec;
-use mqbridge::sources::{Acker, Delivery};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

@@ -78,7 +78,7 @@ pub async fn check(config: &Config) -> Vec<Verdict> {
 
 fn verdict(
     item: String,
-    outcome: Result<Result<String, crate::connectors::BoxError>, tokio::time::error::Elapsed>,
+    outcome: Result<Result<String, crate::flow::BoxError>, tokio::time::error::Elapsed>,
 ) -> Verdict {
     let (ok, detail) = match outcome {
         Ok(Ok(detail)) => (true, detail),

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::config::{DeadLetterConfig, MqttConfig};
 use crate::connectors::file::FileWriter;
 use crate::connectors::mqtt::{Endpoint, PublishError, Publisher};
-use crate::connectors::SinkError;
+use crate::flow::SinkError;
 use crate::message::{now_ms, Message};
 use crate::record::Record;
 

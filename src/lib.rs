@@ -46,11 +46,13 @@ pub mod dead_letter;
 pub mod downlinks;
 pub mod event;
 pub mod events;
+pub mod flow;
 pub mod message;
 pub mod pipeline;
 pub mod record;
 pub mod route;
 pub mod rules;
+pub mod settings;
 pub mod sources;
 pub mod template;
 pub mod tls;
@@ -59,8 +61,8 @@ pub mod topic;
 use std::future::Future;
 
 use crate::config::Config;
-use crate::connectors::BoxError;
 use crate::control::Control;
+use crate::flow::BoxError;
 use crate::route::StartError;
 
 #[derive(Debug, thiserror::Error)]

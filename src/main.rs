@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mqbridge::config::{Config, Secret};
+use mqbridge::config::Config;
 use mqbridge::control::{Control, ControlHandle};
+use mqbridge::settings::Secret;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::Secret;
+use crate::settings::Secret;
 
 pub struct Client {
     http: reqwest::Client,

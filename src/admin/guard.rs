@@ -22,8 +22,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::config::{AdminConfig, Secret};
+use crate::config::AdminConfig;
+
 use crate::events;
+use crate::settings::Secret;
 
 /// What the admin API checks requests against; replaced on reload.
 #[derive(Debug, Default, Clone)]

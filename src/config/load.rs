@@ -12,12 +12,13 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::model::*;
-use super::problem::{ConfigError, Problem};
-use super::reader::SectionReader;
-use super::source::{line_of, Value};
 use super::validate::{validate, Parts};
 use crate::connectors::{self, KINDS};
 use crate::downlinks::DownlinkConfig;
+use crate::settings::Secret;
+use crate::settings::SectionReader;
+use crate::settings::{line_of, Value};
+use crate::settings::{ConfigError, Problem};
 
 /// Reads, parses and validates `path`. Relative paths inside are taken from the file's folder.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
@@ -92,7 +93,7 @@ impl<'a> Loader<'a, '_> {
                         .reader
                         .read("[admin]", value)
                         .map(|mut a: AdminConfig| {
-                            connectors::resolve_relative(self.base, [&mut a.token_file]);
+                            crate::settings::resolve_relative(self.base, [&mut a.token_file]);
                             a
                         })
                 }
@@ -225,7 +226,7 @@ impl<'a> Loader<'a, '_> {
         for (label, item) in self.items(value, "downlinks", "downlink") {
             match self.reader.read::<DownlinkConfig>(&label, item) {
                 Some(mut d) => {
-                    connectors::resolve_relative(self.base, [&mut d.schema]);
+                    crate::settings::resolve_relative(self.base, [&mut d.schema]);
                     d.schema_read = d.schema.as_ref().and_then(|p| std::fs::read(p).ok());
                     parts.downlinks.push(d)
                 }
@@ -291,7 +292,7 @@ impl<'a> Loader<'a, '_> {
 
 fn resolve_paths(config: &mut Config, base: &Path) {
     if let Some(tls) = &mut config.mqtt.tls {
-        connectors::resolve_relative(
+        crate::settings::resolve_relative(
             base,
             [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file],
         );
@@ -301,6 +302,6 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         dead_letter
             .path
             .get_or_insert_with(|| DEFAULT_DEAD_LETTER_PATH.into());
-        connectors::resolve_relative(base, [&mut dead_letter.path]);
+        crate::settings::resolve_relative(base, [&mut dead_letter.path]);
     }
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use super::*;
 use crate::connectors::file::FileConnectionConfig;
 use crate::connectors::kafka::{Compression, KafkaConnectionConfig};
+use crate::settings::{expand, Problem};
 
 const BASE: &str = r#"
 [mqtt]

@@ -6,11 +6,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use super::check::{Check, Checker};
 use super::model::*;
-use super::problem::Problem;
-use super::source::SourceMap;
 use crate::downlinks::{check_names, DownlinkConfig};
+use crate::settings::Problem;
+use crate::settings::Secret;
+use crate::settings::SourceMap;
+use crate::settings::{Check, Checker};
 use crate::topic::{check_mqtt_filter, check_mqtt_topic};
 
 /// The sections that deserialized, and the names of those that did not.

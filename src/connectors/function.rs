@@ -6,9 +6,9 @@
 use std::future::Future;
 use std::time::Instant;
 
-use crate::connectors::{Retry, SinkError};
 use crate::event::{escaped_len, Chunk, Records};
 use crate::events;
+use crate::flow::{Retry, SinkError};
 use crate::message::Message;
 
 /// How a target measures a request.

@@ -16,12 +16,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
-use super::sink::Sink;
-use crate::config::{struct_fields, Check, SectionReader, Value};
+use crate::flow::{BoxError, Sink};
+use crate::settings::{struct_fields, Check, SectionReader, Value};
 use crate::sources::{ReadSpec, Reader};
-
-/// An error from building or checking a kind's client, with its cause.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A reader being opened (`Connector::open_reader`).
 pub type OpenReader = BoxFuture<'static, Result<Box<dyn Reader>, BoxError>>;
@@ -112,16 +109,6 @@ pub struct RouteContext<'a> {
     pub name: &'a str,
     /// Whether the route keeps each MQTT topic's order.
     pub ordered: bool,
-}
-
-/// Makes each of `paths` that is relative relative to `base` (the config file's folder): what
-/// `Connector::resolve_paths` does for a kind's file settings.
-pub fn resolve_relative<'p>(base: &Path, paths: impl IntoIterator<Item = &'p mut Option<PathBuf>>) {
-    for path in paths.into_iter().flatten() {
-        if path.is_relative() {
-            *path = base.join(&*path);
-        }
-    }
 }
 
 /// A kind as the config loader sees it.

@@ -8,8 +8,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::kind::{AnyConnection, Connector, RouteContext, Typed};
-use super::sink::Sink;
-use super::{BoxError, ConnectionConfig, OpenReader, RouteSinkConfig};
+use super::{ConnectionConfig, OpenReader, RouteSinkConfig};
+use crate::flow::BoxError;
+use crate::flow::Sink;
 use crate::sources::ReadSpec;
 
 /// A connection's running client, shared by the routes that name it, and its settings.

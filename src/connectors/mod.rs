@@ -17,12 +17,7 @@ pub mod mqtt;
 mod registry;
 pub mod rocketmq;
 pub mod scf;
-mod sink;
 
-pub use kind::{
-    resolve_relative, BoxError, ConnectionConfig, Connector, Kind, OpenReader, RouteContext,
-    RouteSinkConfig,
-};
+pub use kind::{ConnectionConfig, Connector, Kind, OpenReader, RouteContext, RouteSinkConfig};
 pub use live::Connection;
 pub use registry::{kind, KINDS};
-pub use sink::{Retry, Sink, SinkError};

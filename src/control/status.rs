@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use crate::config::{RouteConfig, RouteSource};
 use crate::downlinks::DownlinkConfig;
+use crate::flow::StatsSnapshot;
 use crate::message::now_ms;
-use crate::pipeline::StatsSnapshot;
 use crate::route::{RouteHandle, RouteState};
 
 #[derive(Debug, Clone, Serialize)]

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Check, ConnectionConfig};
+use crate::settings::Check;
+
+use crate::config::ConnectionConfig;
 use crate::connectors::mqtt::{PublishSettings, TopicTemplate};
 use crate::rules::RuleSpec;
 use crate::sources::{ReadSpec, StartFrom};

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::connectors::SinkError;
+use crate::flow::SinkError;
 use crate::message::Message;
 
 #[derive(Debug, Clone, Copy)]

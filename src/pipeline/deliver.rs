@@ -12,12 +12,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::batcher::{Batch, Item, Key, Outcome};
-use super::pause::Pause;
 use super::round::Round;
-use super::stats::RouteStats;
-use crate::connectors::{Retry, Sink, SinkError};
 use crate::dead_letter::{DeadLetter, DeadLetterEntry};
 use crate::events::{self, RouteMetrics};
+use crate::flow::{Pause, RouteStats};
+use crate::flow::{Retry, Sink, SinkError};
 use crate::message::{now_ms, Message};
 use crate::rules::Rules;
 

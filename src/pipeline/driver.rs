@@ -19,8 +19,8 @@ use super::batcher::{Batcher, Settings};
 use super::deliver::{deliver, Context, Done};
 use super::sequencer::Sequencer;
 use crate::events;
+use crate::flow::{Acker, Delivery};
 use crate::rules::Applied;
-use crate::sources::{Acker, Delivery};
 
 /// Most deliveries taken from the channel in one turn before batches are formed again.
 const INTAKE_BURST: usize = 1024;

@@ -6,16 +6,12 @@
 mod batcher;
 mod deliver;
 mod driver;
-mod pause;
 mod round;
 mod sequencer;
-mod stats;
 
 pub use batcher::Settings;
 pub use deliver::Context;
 pub use driver::Pipeline;
-pub use pause::Pause;
-pub use stats::{RouteStats, StatsSnapshot};
 
 #[cfg(test)]
 mod tests;

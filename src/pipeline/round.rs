@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use super::batcher::{Item, Key};
-use super::stats::RouteStats;
-use crate::connectors::{Retry, SinkError};
 use crate::events;
+use crate::flow::RouteStats;
+use crate::flow::{Retry, SinkError};
 
 /// Between tries while the destination refuses the bridge's settings: slow enough not to
 /// hammer it, quick enough that mended settings take effect soon.

@@ -14,11 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::connectors::file::FileWriter;
-use crate::connectors::{Retry, Sink, SinkError};
 use crate::dead_letter::DeadLetter;
+use crate::flow::{Acker, Delivery, Pause, RouteStats};
+use crate::flow::{Retry, Sink, SinkError};
 use crate::message::tests::sample;
 use crate::message::Message;
-use crate::sources::{Acker, Delivery};
 
 /// What the sink saw: (virtual ms since start, payloads of the call).
 type Calls = Arc<Mutex<Vec<(u64, Vec<String>)>>>;

@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::RouteConfig;
 use crate::downlinks::DownlinkConfig;
-use crate::pipeline::{Pause, RouteStats, StatsSnapshot};
-use crate::sources::ConsumerStatus;
+use crate::flow::ConsumerStatus;
+use crate::flow::{Pause, RouteStats, StatsSnapshot};
 
 /// What a flow runs, as configured: `[[routes]]` (MQTT to any sink) or `[[downlinks]]` (Kafka
 /// or RocketMQ to MQTT).

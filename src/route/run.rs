@@ -15,12 +15,15 @@ use tokio_util::sync::CancellationToken;
 use super::handle::Flow;
 use crate::config::{MqttConfig, RouteConfig};
 use crate::connectors::mqtt::{self as source, ConsumerSpec, Endpoint};
-use crate::connectors::{Connection, Sink};
+use crate::connectors::Connection;
 use crate::dead_letter::DeadLetter;
 use crate::events::RouteMetrics;
-use crate::pipeline::{Context, Pause, Pipeline, RouteStats, Settings};
+use crate::flow::ConsumerStatus;
+use crate::flow::Sink;
+use crate::flow::{Pause, RouteStats};
+use crate::pipeline::{Context, Pipeline, Settings};
 use crate::sources::records::{self, RecordSpec};
-use crate::sources::{ConsumerStatus, ReadSpec};
+use crate::sources::ReadSpec;
 
 /// What every flow uses.
 pub struct Shared {

@@ -17,11 +17,12 @@ pub use super::run::Shared;
 use super::run::{self, Parts};
 use crate::config::RouteConfig;
 use crate::connectors::mqtt::MqttSink;
-use crate::connectors::{BoxError, Connection, RouteContext, Sink};
+use crate::connectors::{Connection, RouteContext};
 use crate::dead_letter::DeadLetter;
 use crate::downlinks::DownlinkConfig;
+use crate::flow::ConsumerStatus;
+use crate::flow::{BoxError, Sink};
 use crate::pipeline::Settings;
-use crate::sources::ConsumerStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

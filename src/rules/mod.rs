@@ -27,7 +27,7 @@ use vrl::compiler::state::ExternalEnv;
 use vrl::compiler::{CompileConfig, Program, TargetValue, TimeZone};
 use vrl::value::{Kind, Secrets, Value};
 
-use crate::connectors::{Retry, SinkError};
+use crate::flow::{Retry, SinkError};
 use crate::message::Message;
 use event::Changes;
 use schema::Schema;

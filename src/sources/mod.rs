@@ -5,9 +5,5 @@
 
 pub mod lag;
 pub mod records;
-mod source;
-mod status;
 
 pub use records::{ReadSpec, Reader, StartFrom};
-pub use source::{Acker, Delivery};
-pub use status::ConsumerStatus;

@@ -18,12 +18,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::lag::{Ends, Lag};
-use super::source::{Acker, Delivery};
-use super::status::ConsumerStatus;
-use crate::connectors::BoxError;
 use crate::events;
+use crate::flow::BoxError;
+use crate::flow::Pause;
+use crate::flow::{Acker, ConsumerStatus, Delivery};
 use crate::message::{Message, Partition};
-use crate::pipeline::Pause;
 
 /// How long a read waits for the first message.
 const POLL_WAIT: Duration = Duration::from_millis(500);

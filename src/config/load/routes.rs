@@ -6,10 +6,10 @@ use toml::Spanned;
 
 use super::Loader;
 use crate::config::model::*;
-use crate::config::reader::struct_fields;
-use crate::config::source::Value;
 use crate::config::validate::Parts;
 use crate::connectors::{self, Kind, RouteSinkConfig, KINDS};
+use crate::settings::struct_fields;
+use crate::settings::Value;
 
 impl<'a> Loader<'a, '_> {
     /// Reads the keys every route takes, then hands the rest to the connection's kind.
@@ -37,7 +37,7 @@ impl<'a> Loader<'a, '_> {
         let common_value = Spanned::new(span.clone(), DeValue::Table(common));
         let route = self.reader.read::<RouteConfig<()>>(label, common_value);
         let route = route.map(|mut r| {
-            connectors::resolve_relative(self.base, [&mut r.schema]);
+            crate::settings::resolve_relative(self.base, [&mut r.schema]);
             r.schema_read = r.schema.as_ref().and_then(|p| std::fs::read(p).ok());
             r
         });

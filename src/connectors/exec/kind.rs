@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use super::config::{ExecConnectionConfig, ExecRouteConfig};
 use super::sink::{Command, ExecSink};
-use crate::config::Check;
-use crate::connectors::{BoxError, Connector, RouteContext, Sink};
+use crate::connectors::{Connector, RouteContext};
+use crate::flow::{BoxError, Sink};
+use crate::settings::Check;
 
 pub struct Exec;
 

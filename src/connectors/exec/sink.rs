@@ -15,11 +15,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 use super::config::ExecConnectionConfig;
-use crate::config::Secret;
 use crate::connectors::function::{invoke_in_turn, Limit};
-use crate::connectors::{Retry, Sink, SinkError};
 use crate::events;
+use crate::flow::{Retry, Sink, SinkError};
 use crate::message::Message;
+use crate::settings::Secret;
 
 /// Variables of the bridge's own environment a command gets without `inherit_env`: where it
 /// is, who runs it, its language and time zone; none of them holds a secret.

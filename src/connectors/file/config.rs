@@ -9,10 +9,11 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::writer::FileWriter;
-use crate::config::Check;
-use crate::connectors::{BoxError, Connector, Retry, RouteContext, Sink, SinkError};
+use crate::connectors::{Connector, RouteContext};
+use crate::flow::{BoxError, Retry, Sink, SinkError};
 use crate::message::Message;
 use crate::record::Record;
+use crate::settings::Check;
 
 /// `[connections.NAME]` with `type = "file"`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

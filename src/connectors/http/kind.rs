@@ -9,8 +9,10 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::config::{HttpConnectionConfig, HttpRouteConfig};
 use super::sink::{Client, HttpSink};
-use crate::config::{Check, Secret};
-use crate::connectors::{resolve_relative, BoxError, Connector, RouteContext, Sink};
+use crate::connectors::{Connector, RouteContext};
+use crate::flow::{BoxError, Sink};
+use crate::settings::resolve_relative;
+use crate::settings::{Check, Secret};
 
 pub struct Http;
 

@@ -13,10 +13,10 @@ use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use sha2::Sha256;
 
-use crate::config::Secret;
 use crate::connectors::function::{invoke_in_turn, quoted, transport_failure, Limit};
-use crate::connectors::{BoxError, Retry, Sink, SinkError};
+use crate::flow::{BoxError, Retry, Sink, SinkError};
 use crate::message::Message;
+use crate::settings::Secret;
 
 /// An HTTP connection's client, shared by its routes.
 pub struct Client {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::Secret;
+use crate::settings::Secret;
 use crate::template::Template;
 
 /// `[connections.NAME]` with `type = "kafka"`.

@@ -17,8 +17,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, Producer};
 
 use super::config::KafkaConnectionConfig;
-use crate::connectors::BoxError;
 use crate::events;
+use crate::flow::BoxError;
 
 pub struct KafkaConnection {
     slot: Arc<ProducerSlot>,

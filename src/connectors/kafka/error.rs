@@ -7,7 +7,7 @@
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-use crate::connectors::{Retry, SinkError};
+use crate::flow::{Retry, SinkError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSinkError {

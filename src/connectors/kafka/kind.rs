@@ -8,8 +8,9 @@ use super::config::{KafkaConnectionConfig, KafkaRouteConfig};
 use super::connection::{client_config, ConfigRefused, KafkaConnection};
 use super::sink::KafkaRouteSink;
 use super::source::KafkaSource;
-use crate::config::Check;
-use crate::connectors::{BoxError, Connector, OpenReader, RouteContext, Sink};
+use crate::connectors::{Connector, OpenReader, RouteContext};
+use crate::flow::{BoxError, Sink};
+use crate::settings::Check;
 use crate::sources::{ReadSpec, Reader};
 use crate::topic::check_kafka_topic;
 

@@ -14,7 +14,7 @@ use super::config::KafkaRouteConfig;
 use super::connection::ProducerSlot;
 use super::error::KafkaSinkError;
 use super::headers::headers;
-use crate::connectors::{Sink, SinkError};
+use crate::flow::{Sink, SinkError};
 use crate::message::Message;
 use crate::template::Template;
 use crate::topic::check_kafka_topic;

@@ -16,7 +16,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::connection::PRODUCER_ONLY;
 use super::{ConfigRefused, KafkaConnectionConfig, LastError};
-use crate::connectors::BoxError;
+use crate::flow::BoxError;
 use crate::message::{Message, Origin, Partition, System};
 use crate::sources::lag::Ends;
 use crate::sources::{ReadSpec, Reader, StartFrom};

@@ -180,7 +180,7 @@ impl Acker {
 }
 
 #[async_trait]
-impl crate::sources::Acker for Acker {
+impl crate::flow::Acker for Acker {
     type Token = AckToken;
 
     async fn ack(&self, released: Vec<(AckToken, bool)>) {

@@ -29,9 +29,9 @@ use super::convert;
 use crate::config::PublisherProperties;
 use crate::connectors::mqtt::Endpoint;
 use crate::events;
-use crate::pipeline::Pause;
-use crate::sources::ConsumerStatus;
-use crate::sources::Delivery;
+use crate::flow::ConsumerStatus;
+use crate::flow::Delivery;
+use crate::flow::Pause;
 
 pub struct ConsumerSpec {
     pub route: Arc<str>,

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use super::publication::{publication, PublishSettings};
 use super::template::check_publish_topic;
 use crate::connectors::mqtt::{Ack, Endpoint, PublishError, Publisher};
-use crate::connectors::{Retry, Sink, SinkError};
+use crate::flow::{Retry, Sink, SinkError};
 use crate::message::{Message, Partition};
 
 /// How long a batch's PUBLISHes may wait for their PUBACKs (plus 10 ms a message).

@@ -12,8 +12,8 @@ use rocketmq_client_rust::{
 use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 
 use super::config::RocketmqConnectionConfig;
-use crate::config::Secret;
-use crate::connectors::{BoxError, Retry};
+use crate::flow::{BoxError, Retry};
+use crate::settings::Secret;
 
 /// The broker's default and largest message (and batch) body.
 pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;

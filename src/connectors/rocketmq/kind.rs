@@ -9,8 +9,10 @@ use super::config::{RocketmqConnectionConfig, RocketmqRouteConfig};
 use super::connection::RocketmqConnection;
 use super::sink::RocketmqSink;
 use super::source::RocketmqSource;
-use crate::config::{Check, Secret};
-use crate::connectors::{resolve_relative, BoxError, Connector, OpenReader, RouteContext, Sink};
+use crate::connectors::{Connector, OpenReader, RouteContext};
+use crate::flow::{BoxError, Sink};
+use crate::settings::resolve_relative;
+use crate::settings::{Check, Secret};
 use crate::sources::{ReadSpec, Reader};
 use crate::topic::{check_rocketmq_group, check_rocketmq_topic};
 

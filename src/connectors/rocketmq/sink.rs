@@ -18,7 +18,7 @@ use rocketmq_model::common::message::MessageTrait;
 use super::config::RocketmqRouteConfig;
 use super::connection::{classify, describe, RocketmqConnection, MAX_MESSAGE};
 use super::properties::properties;
-use crate::connectors::{Retry, Sink, SinkError};
+use crate::flow::{Retry, Sink, SinkError};
 use crate::message::Message;
 use crate::template::Template;
 use crate::topic::check_rocketmq_topic;

@@ -19,7 +19,7 @@ use rocketmq_model::common::message::STRING_HASH_SET;
 use rocketmq_runtime::RuntimeOwner;
 
 use super::{acl_hook, client_runtime, describe, RocketmqConnectionConfig};
-use crate::connectors::BoxError;
+use crate::flow::BoxError;
 use crate::message::{Message, Origin, Partition, System};
 use crate::sources::lag::Ends;
 use crate::sources::{ReadSpec, Reader, StartFrom};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::Secret;
+use crate::settings::Secret;
 
 /// `[connections.NAME]` with `type = "scf"`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use super::config::{ScfConnectionConfig, ScfRouteConfig, DEFAULT_ENDPOINT};
 use super::sink::{Client, ScfSink};
-use crate::config::{Check, Secret};
-use crate::connectors::{resolve_relative, BoxError, Connector, RouteContext, Sink};
+use crate::connectors::{Connector, RouteContext};
+use crate::flow::{BoxError, Sink};
+use crate::settings::resolve_relative;
+use crate::settings::{Check, Secret};
 
 pub struct Scf;
 

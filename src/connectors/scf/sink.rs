@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{Invocation, ScfRouteConfig};
 use super::tc3::Signing;
-use crate::config::Secret;
 use crate::connectors::function::{invoke_in_turn, quoted, transport_failure, Limit};
-use crate::connectors::{BoxError, Retry, Sink, SinkError};
+use crate::flow::{BoxError, Retry, Sink, SinkError};
 use crate::message::Message;
+use crate::settings::Secret;
 
 const SERVICE: &str = "scf";
 const VERSION: &str = "2018-04-16";

@@ -7,7 +7,7 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::config::Secret;
+use crate::settings::Secret;
 
 pub const ALGORITHM: &str = "TC3-HMAC-SHA256";
 

@@ -6,9 +6,10 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::*;
+use crate::flow::ConsumerStatus;
 use crate::message::{Origin, Partition, System};
 use crate::sources::records::{self, RecordSpec};
-use crate::sources::{ConsumerStatus, Reader};
+use crate::sources::Reader;
 
 /// What the fake group member was asked, in virtual ms since the start.
 #[derive(Default)]

@@ -14,8 +14,8 @@ use super::source::{field_at, key_span, SourceMap, Value};
 /// Reads sections and collects the problems found in them.
 pub struct SectionReader<'a, 'e> {
     env: &'e dyn Fn(&str) -> Option<String>,
-    pub(super) problems: Vec<Problem>,
-    pub(super) sources: SourceMap<'a>,
+    pub(crate) problems: Vec<Problem>,
+    pub(crate) sources: SourceMap<'a>,
 }
 
 impl<'a, 'e> SectionReader<'a, 'e> {

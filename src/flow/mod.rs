@@ -1,0 +1,19 @@
+//! What every part of a flow shares, below the engine and the connectors: the contract of a
+//! sink (`Sink`, with each failure's `Retry` class) and of a source (`Delivery`, `Acker`), the
+//! flow's pause switch, what a consumer and a flow show the operator (`ConsumerStatus`,
+//! `RouteStats`), and the boxed error of a client. Nothing here imports a module above it.
+
+mod pause;
+mod sink;
+mod source;
+mod stats;
+mod status;
+
+pub use pause::Pause;
+pub use sink::{Retry, Sink, SinkError};
+pub use source::{Acker, Delivery};
+pub use stats::{RouteStats, StatsSnapshot};
+pub use status::ConsumerStatus;
+
+/// An error from building, checking or running a client, with its cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
