@@ -122,11 +122,15 @@ async fn file_sink(dir: &std::path::Path) -> Arc<dyn Sink> {
         .await
         .expect("open");
     let route = &config.routes[0];
-    let context = mqbridge::connectors::RouteContext {
+    let client = route.client();
+    let context = mqbridge::connectors::SinkContext {
         name: &route.name,
+        client: &client,
         ordered: route.is_ordered(),
+        in_flight: route.concurrency * route.batch_size,
+        vocabulary: mqbridge::template::Vocabulary::Mqtt,
     };
-    connection.route_sink(&context, &route.sink).expect("sink")
+    connection.sink(&context, &route.sink).expect("sink")
 }
 
 async fn run(shape: &str, null: bool, rules: bool, scale: f64) {

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{DeadLetterConfig, MqttConfig};
+use async_trait::async_trait;
+
+use crate::config::{DeadLetterConfig, MqttConfig, DEFAULT_DEAD_LETTER_PATH};
 use crate::connectors::file::FileWriter;
-use crate::connectors::mqtt::{Endpoint, PublishError, Publisher};
-use crate::flow::SinkError;
-use crate::message::{now_ms, Message};
+use crate::connectors::mqtt::{Endpoint, OptionsError, PublishError, Publisher};
+use crate::flow::{BoxError, DeadLetterEntry, DeadLetters};
+use crate::message::now_ms;
 use crate::record::Record;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,13 +38,6 @@ struct Entry<'a> {
     message: Record<'a>,
 }
 
-/// A message to dead-letter, with why.
-pub struct DeadLetterEntry<'a> {
-    pub msg: &'a Message,
-    pub error: &'a SinkError,
-    pub attempts: u32,
-}
-
 pub enum DeadLetter {
     File(Arc<FileWriter>),
     Mqtt {
@@ -54,14 +49,18 @@ pub enum DeadLetter {
 }
 
 impl DeadLetter {
+    /// The destination `config` names; `mqtt` is the default broker, for a dead-letter topic.
     pub async fn build(
         config: &DeadLetterConfig,
-        endpoint: &Endpoint,
-        mqtt: &MqttConfig,
+        mqtt: Option<&MqttConfig>,
     ) -> std::io::Result<Self> {
         if let Some(topic) = &config.topic {
+            let missing = || std::io::Error::other("a dead-letter topic needs [mqtt]");
+            let mqtt = mqtt.ok_or_else(missing)?;
+            let endpoint = Endpoint::new(mqtt)
+                .map_err(|e: OptionsError| std::io::Error::other(format!("[mqtt] {e}")))?;
             let id = format!("{}-dead-letter", mqtt.client_id_prefix);
-            let (publisher, task) = Publisher::start(endpoint, &id, mqtt.origin_marker());
+            let (publisher, task) = Publisher::start(&endpoint, &id, mqtt.origin_marker());
             return Ok(DeadLetter::Mqtt {
                 publisher,
                 topic: topic.clone(),
@@ -71,7 +70,7 @@ impl DeadLetter {
         let path = config
             .path
             .clone()
-            .unwrap_or_else(|| crate::config::DEFAULT_DEAD_LETTER_PATH.into());
+            .unwrap_or_else(|| DEFAULT_DEAD_LETTER_PATH.into());
         let writer = FileWriter::open(&path, true).await.map_err(|e| {
             std::io::Error::new(
                 e.kind(),
@@ -82,7 +81,7 @@ impl DeadLetter {
     }
 
     /// Writes every entry; Ok only when all are stored.
-    pub async fn send(
+    pub async fn write(
         &self,
         route: &str,
         items: &[DeadLetterEntry<'_>],
@@ -148,5 +147,12 @@ impl DeadLetter {
                 None => publisher.disconnect().await,
             }
         }
+    }
+}
+
+#[async_trait]
+impl DeadLetters for DeadLetter {
+    async fn send(&self, route: &str, entries: &[DeadLetterEntry<'_>]) -> Result<(), BoxError> {
+        Ok(self.write(route, entries).await?)
     }
 }

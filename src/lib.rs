@@ -43,8 +43,6 @@ pub mod config;
 pub mod connectors;
 pub mod control;
 pub mod dead_letter;
-pub mod downlinks;
-pub mod event;
 pub mod events;
 pub mod flow;
 pub mod message;
@@ -59,17 +57,19 @@ pub mod tls;
 pub mod topic;
 
 use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::control::Control;
+use crate::control::{AdminUpdate, Control};
 use crate::flow::BoxError;
 use crate::route::StartError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error(transparent)]
-    Mqtt(#[from] connectors::mqtt::OptionsError),
-    #[error("connection \"{0}\": {1}")]
+    /// A connection (`connection "NAME"`, or `[mqtt]`) whose client cannot be built.
+    #[error("{0}: {1}")]
     Connection(String, #[source] BoxError),
     #[error(transparent)]
     Route(#[from] StartError),
@@ -79,21 +79,38 @@ pub enum RunError {
     Admin(std::io::Error),
     #[error("{0}")]
     RouteFailed(String),
-    #[error("{0}")]
-    Downlink(String),
 }
 
 /// Runs the bridge until `shutdown` completes, then stops intake, finishes and acknowledges
 /// in-flight messages (for at most `shutdown_timeout`) and disconnects, keeping the sessions.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-    control::run(config, shutdown, Control::new()).await
+    run_with(config, shutdown, Control::new()).await
 }
 
-/// The same, taking commands (pause, resume, reload, ...) from `control`'s handles.
+/// The same, taking commands (pause, resume, reload, ...) from `control`'s handles. The admin
+/// listener, when `[admin] listen` asks for one, serves until the bridge stops.
 pub async fn run_with(
     config: Config,
     shutdown: impl Future<Output = ()>,
     control: Control,
 ) -> Result<(), RunError> {
-    control::run(config, shutdown, control).await
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    admin::metrics();
+    let access =
+        admin::Access::of(&config.admin).map_err(|e| RunError::Admin(std::io::Error::other(e)))?;
+    let access = Arc::new(RwLock::new(access));
+    let stop_admin = CancellationToken::new();
+    if let Some(listen) = config.admin.listen {
+        admin::serve(listen, stop_admin.clone(), control.handle(), access.clone())
+            .await
+            .map_err(RunError::Admin)?;
+    }
+    let update: AdminUpdate = Box::new(move |admin| {
+        let new = admin::Access::of(admin)?;
+        *access.write().unwrap_or_else(|p| p.into_inner()) = new;
+        Ok(())
+    });
+    let outcome = control::run(config, shutdown, control, update).await;
+    stop_admin.cancel();
+    outcome
 }

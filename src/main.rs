@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mqbridge::config::Config;
+use mqbridge::config::{Config, Spelling};
 use mqbridge::control::{Control, ControlHandle};
 use mqbridge::settings::Secret;
 use tracing_subscriber::EnvFilter;
@@ -15,7 +15,7 @@ use tracing_subscriber::EnvFilter;
 #[command(
     name = "mqbridge",
     version,
-    about = "MQTT v5 shared subscriptions into Kafka, at least once"
+    about = "Carries MQTT to Kafka, RocketMQ, functions and other brokers, and back, at least once"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -210,12 +210,13 @@ fn reload_text(report: &serde_json::Value) -> String {
 fn validate(config: &Path) -> ExitCode {
     match mqbridge::config::load_file(config) {
         Ok(c) => {
-            let enabled = c.routes.iter().filter(|r| r.enabled).count();
+            let routes = c.spelled(Spelling::Route);
+            let (count, enabled) =
+                routes.fold((0, 0), |(n, on), r| (n + 1, on + r.enabled as usize));
             println!(
-                "{}: valid ({} connection(s), {} route(s), {enabled} enabled)",
+                "{}: valid ({} connection(s), {count} route(s), {enabled} enabled)",
                 config.display(),
-                c.connections.len(),
-                c.routes.len()
+                c.defined_connections(),
             );
             for warning in c.warnings() {
                 println!("  {}: warning: {warning}", config.display());
@@ -238,9 +239,12 @@ fn test_rule(config: &Path, name: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let routes = config.routes.iter().map(|r| (&r.name, r.rules()));
-    let downlinks = config.downlinks.iter().map(|d| (&d.name, d.rules()));
-    let Some((_, spec)) = routes.chain(downlinks).find(|(n, _)| *n == name) else {
+    let Some(spec) = config
+        .routes
+        .iter()
+        .find(|r| r.name == name)
+        .map(|r| &r.rules)
+    else {
         eprintln!(
             "no route or downlink \"{name}\" in {}",
             config_name(&config)

@@ -41,7 +41,7 @@ pub struct Destination {
 /// payload and headers (which are the message's user properties).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Origin {
-    pub system: System,
+    pub system: &'static System,
     pub partition: Partition,
     pub offset: i64,
     /// The Kafka record key, or the RocketMQ message's keys.
@@ -50,19 +50,39 @@ pub struct Origin {
     pub tag: Option<String>,
 }
 
-/// A system messages are read from besides MQTT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum System {
-    Kafka,
-    Rocketmq,
+/// A system messages are read from besides MQTT, as its connector describes it (a `static` of
+/// its folder): its name, and how it names MQTT's own fields in the metadata a route wrote
+/// there, so that a sink to MQTT maps them back.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct System {
+    pub name: &'static str,
+    /// `None`: the system carries no MQTT fields of the bridge's.
+    pub fields: Option<FieldNames>,
+    /// A function receives its records in the shape of Tencent Cloud's CKafka trigger.
+    pub ckafka_event: bool,
 }
 
-impl System {
-    pub fn name(self) -> &'static str {
-        match self {
-            System::Kafka => "kafka",
-            System::Rocketmq => "rocketmq",
+/// The names under which a route writes MQTT's fields into a system's metadata.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct FieldNames {
+    pub content_type: &'static str,
+    pub response_topic: &'static str,
+    pub correlation_data: &'static str,
+    pub payload_format: &'static str,
+    pub expiry: &'static str,
+    /// The bridge's own names start so; a sink to MQTT drops the other names it does not map.
+    pub prefix: &'static str,
+    /// A user property the route had to rename is this prefix + its name.
+    pub renamed: Option<&'static str>,
+}
+
+impl FieldNames {
+    /// The MQTT user property name for a metadata name, or none for the bridge's own names.
+    pub fn user_name<'a>(&self, name: &'a str) -> Option<&'a str> {
+        if let Some(original) = self.renamed.and_then(|r| name.strip_prefix(r)) {
+            return Some(original);
         }
+        (!name.starts_with(self.prefix)).then_some(name)
     }
 }
 
@@ -151,7 +171,7 @@ impl Message {
             return std::borrow::Cow::Borrowed(self);
         };
         let mut m = self.clone();
-        m.topic = format!("{}:{}", o.system.name(), self.topic);
+        m.topic = format!("{}:{}", o.system.name, self.topic);
         let user = &mut m.properties.user_properties;
         user.push(("source.partition".into(), o.partition.id.to_string()));
         if !o.partition.broker.is_empty() {

@@ -101,6 +101,12 @@ pub struct BadTemplate {
     pub error: TemplateError,
 }
 
+impl serde::Serialize for Template {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
 impl TryFrom<String> for Template {
     type Error = BadTemplate;
     fn try_from(text: String) -> Result<Self, BadTemplate> {

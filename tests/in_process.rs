@@ -147,20 +147,18 @@ async fn one_route_stops_alone_and_resumes_with_what_the_broker_held() {
         .route(Route::new("b", "b/#", "out"))
         .text();
     let config = mqbridge::config::parse_str(&text, dir.path(), &|_| None).unwrap();
-    let endpoint = mqbridge::connectors::mqtt::Endpoint::new(&config.mqtt).unwrap();
     let mut connections = BTreeMap::new();
     for (name, c) in &config.connections {
         connections.insert(name.clone(), c.connect(name).await.unwrap());
     }
     let dead_letter =
-        mqbridge::dead_letter::DeadLetter::build(&config.dead_letter, &endpoint, &config.mqtt)
+        mqbridge::dead_letter::DeadLetter::build(&config.dead_letter, config.mqtt.as_ref())
             .await
             .unwrap();
     let mut supervisor = Supervisor::new(Shared {
-        endpoint,
-        mqtt: config.mqtt.clone(),
         connections: Arc::new(connections),
         dead_letter: Arc::new(dead_letter),
+        window_bytes: config.window_bytes(),
         shutdown: tokio_util::sync::CancellationToken::new(),
     });
     for route in &config.routes {
@@ -175,8 +173,8 @@ async fn one_route_stops_alone_and_resumes_with_what_the_broker_held() {
         supervisor.stop("a", Duration::from_secs(10)).await,
         Some(true)
     );
-    assert!(supervisor.flow("a").is_none());
-    assert_eq!(supervisor.flow("b").unwrap().state(), RouteState::Running);
+    assert!(supervisor.route("a").is_none());
+    assert_eq!(supervisor.route("b").unwrap().state(), RouteState::Running);
     publisher
         .publish_numbered(0..N, |i| format!("a/{}", i % 3))
         .await;
@@ -195,7 +193,7 @@ async fn one_route_stops_alone_and_resumes_with_what_the_broker_held() {
         (0..N).all(|i| !arrived.contains_key(&format!("msg-{i}"))),
         "route a took messages while stopped"
     );
-    let stats = supervisor.flow("b").unwrap().stats();
+    let stats = supervisor.route("b").unwrap().stats();
     assert!(stats.delivered >= N as u64, "{stats:?}");
     assert_eq!(stats.in_flight, 0, "{stats:?}");
 

@@ -162,7 +162,11 @@ fn downlink_rows(overview: &Value) -> Vec<[String; 9]> {
         rows.push([
             text(&d["name"]),
             state(d),
-            format!("{} {}", text(&d["connection"]), text(&d["topic"])),
+            format!(
+                "{} {}",
+                text(&d["source"]["connection"]),
+                text(&d["source"]["topic"])
+            ),
             text(&d["received"]),
             text(&d["delivered"]),
             text(&d["filtered"]),

@@ -1,8 +1,9 @@
-//! Reading a config file: TOML syntax, then each section on its own (`reader.rs`), so that one
-//! broken section (or an unknown key) does not hide the problems of the others, then the
-//! semantic checks (`validate.rs`). A connection's `type` picks the kind that reads its
-//! settings; a route's keys are split between those every route takes and those of its
-//! connection's kind (`load/routes.rs`).
+//! Reading a config file: TOML syntax, then each section on its own (`settings::SectionReader`),
+//! so that one broken section (or an unknown key) does not hide the problems of the others,
+//! then the semantic checks (`validate.rs`). A connection's `type` picks the kind that reads its
+//! settings; a route's keys are split between those every route takes, its source's and its
+//! sink's, each read by its connection's kind (`load/routes.rs`); `[[downlinks]]` entries are
+//! read into routes the same way.
 
 mod routes;
 
@@ -13,12 +14,9 @@ use toml::Spanned;
 
 use super::model::*;
 use super::validate::{validate, Parts};
-use crate::connectors::{self, KINDS};
-use crate::downlinks::DownlinkConfig;
-use crate::settings::Secret;
-use crate::settings::SectionReader;
-use crate::settings::{line_of, Value};
-use crate::settings::{ConfigError, Problem};
+use crate::connectors::mqtt::Mqtt;
+use crate::connectors::{self, Connector, KINDS};
+use crate::settings::{line_of, ConfigError, Problem, SectionReader, Value};
 
 /// Reads, parses and validates `path`. Relative paths inside are taken from the file's folder.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
@@ -75,18 +73,14 @@ impl<'a> Loader<'a, '_> {
     fn sections(&mut self, root: DeTable<'a>) -> Option<Config> {
         let mut parts = Parts::default();
         let mut top = DeTable::new();
-        let mut routes = None;
-        let mut saw_mqtt = false;
+        let (mut routes, mut downlinks) = (None, None);
         for (key, value) in root {
             match key.get_ref().as_ref() {
-                "mqtt" => {
-                    saw_mqtt = true;
-                    parts.mqtt = self.reader.read::<MqttConfig>("[mqtt]", value);
-                }
+                "mqtt" => self.default_broker(value, &mut parts),
                 "connections" => self.connections(value, &mut parts),
-                // Read once every connection is known: a route's keys depend on its kind.
+                // Read once every connection is known: a route's keys depend on its kinds.
                 "routes" => routes = Some(value),
-                "downlinks" => self.downlinks(value, &mut parts),
+                "downlinks" => downlinks = Some(value),
                 "dead_letter" => parts.dead_letter = self.reader.read("[dead_letter]", value),
                 "admin" => {
                     parts.admin = self
@@ -103,38 +97,63 @@ impl<'a> Loader<'a, '_> {
             }
         }
         if let Some(routes) = routes {
-            self.routes(routes, &mut parts);
+            for (label, item) in self.items(routes, "routes", "route") {
+                self.route(&label, item, &mut parts);
+            }
+        }
+        if let Some(downlinks) = downlinks {
+            for (label, item) in self.items(downlinks, "downlinks", "downlink") {
+                self.downlink(&label, item, &mut parts);
+            }
         }
         let top_span = 0..self.text.len();
         let top: Option<TopLevel> = self
             .reader
             .read("top level", Spanned::new(top_span, DeValue::Table(top)));
-        if !saw_mqtt {
-            let msg = "missing: the bridge needs a broker to consume from";
-            self.reader.problems.push(Problem::new("[mqtt]", None, msg));
-        }
-        if let Some(mqtt) = &mut parts.mqtt {
-            self.read_password_file(mqtt);
-        }
         self.assemble(parts, top)
     }
 
+    /// `[mqtt]`: read as an `mqtt` connection's settings, and kept as the connection
+    /// `DEFAULT_BROKER`.
+    fn default_broker(&mut self, value: Value<'a>, parts: &mut Parts) {
+        parts.saw_mqtt = true;
+        let Some(mut mqtt) = self.reader.read::<MqttConfig>("[mqtt]", value) else {
+            parts.broken_connections.insert(DEFAULT_BROKER.to_owned());
+            return;
+        };
+        Mqtt::resolve_paths(&mut mqtt, self.base);
+        let connection = ConnectionConfig::new::<Mqtt>(mqtt.clone());
+        parts
+            .connections
+            .insert(DEFAULT_BROKER.to_owned(), connection);
+        parts.mqtt = Some(mqtt);
+    }
+
     /// The semantic checks over every section read, then the configuration, if it holds.
-    fn assemble(&mut self, mut parts: Parts, top: Option<TopLevel>) -> Option<Config> {
+    fn assemble(&mut self, parts: Parts, top: Option<TopLevel>) -> Option<Config> {
         let problems = validate(&parts, &self.reader.sources);
         self.reader.problems.extend(problems);
-        let routes = parts
-            .routes
+        let Parts {
+            mqtt,
+            connections,
+            routes,
+            dead_letter,
+            admin,
+            ..
+        } = parts;
+        let routes = routes
             .into_iter()
-            .map(|(route, sink)| Some(route.with_sink(sink?)))
+            .map(|r| {
+                let schema_read = r.keys.schema.as_ref().and_then(|p| std::fs::read(p).ok());
+                Some(r.keys.with(r.spelling, r.source?, r.sink?, schema_read))
+            })
             .collect::<Option<Vec<_>>>()?;
         let mut config = Config {
-            mqtt: parts.mqtt?,
-            connections: parts.connections,
+            mqtt,
+            connections,
             routes,
-            downlinks: std::mem::take(&mut parts.downlinks),
-            dead_letter: parts.dead_letter.unwrap_or_default(),
-            admin: parts.admin.unwrap_or_default(),
+            dead_letter: dead_letter.unwrap_or_default(),
+            admin: admin.unwrap_or_default(),
             shutdown_timeout: top?.shutdown_timeout,
             source: None,
         };
@@ -152,7 +171,7 @@ impl<'a> Loader<'a, '_> {
             (p.clone(), label)
         });
         let connections = config.connections.iter().flat_map(|(name, c)| {
-            let label = format!("connection \"{name}\"");
+            let label = connection_label(name);
             c.files().into_iter().map(move |p| (p, label.clone()))
         });
         for (path, label) in connections.chain(dead_letter) {
@@ -177,6 +196,14 @@ impl<'a> Loader<'a, '_> {
         for (name, value) in table {
             let name = name.into_inner().into_owned();
             let label = format!("connection \"{name}\"");
+            if name == DEFAULT_BROKER {
+                let msg = format!(
+                    "the name \"{DEFAULT_BROKER}\" is the default broker's ([mqtt]); give this \
+                     connection another name"
+                );
+                self.reader.problem(&label, None, msg, value.span().start);
+                continue;
+            }
             match self.connection(&label, value) {
                 Some(c) => {
                     parts.connections.insert(name, c);
@@ -216,25 +243,6 @@ impl<'a> Loader<'a, '_> {
         found.read_connection(&mut self.reader, label, value, self.base)
     }
 
-    fn routes(&mut self, value: Value<'a>, parts: &mut Parts) {
-        for (label, item) in self.items(value, "routes", "route") {
-            self.route(&label, item, parts);
-        }
-    }
-
-    fn downlinks(&mut self, value: Value<'a>, parts: &mut Parts) {
-        for (label, item) in self.items(value, "downlinks", "downlink") {
-            match self.reader.read::<DownlinkConfig>(&label, item) {
-                Some(mut d) => {
-                    crate::settings::resolve_relative(self.base, [&mut d.schema]);
-                    d.schema_read = d.schema.as_ref().and_then(|p| std::fs::read(p).ok());
-                    parts.downlinks.push(d)
-                }
-                None => parts.broken_downlinks += 1,
-            }
-        }
-    }
-
     /// The tables of an array of tables (`[[routes]]`), each labelled by its name
     /// (`route "traffic"`) or, without one, its place (`route #2`).
     fn items(&mut self, value: Value<'a>, key: &str, what: &str) -> Vec<(String, Value<'a>)> {
@@ -271,32 +279,9 @@ impl<'a> Loader<'a, '_> {
             }
         }
     }
-
-    fn read_password_file(&mut self, mqtt: &mut MqttConfig) {
-        let Some(file) = &mqtt.password_file else {
-            return;
-        };
-        let file = self.base.join(file);
-        match std::fs::read_to_string(&file) {
-            Ok(text) => mqtt.password = Some(Secret::new(text.trim_end_matches(['\r', '\n']))),
-            Err(e) => {
-                let line = self.reader.sources.line("[mqtt]", Some("password_file"));
-                let msg = format!("cannot read {}: {e}", file.display());
-                self.reader
-                    .problems
-                    .push(Problem::new("[mqtt]", Some("password_file"), msg).at(line));
-            }
-        }
-    }
 }
 
 fn resolve_paths(config: &mut Config, base: &Path) {
-    if let Some(tls) = &mut config.mqtt.tls {
-        crate::settings::resolve_relative(
-            base,
-            [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file],
-        );
-    }
     let dead_letter = &mut config.dead_letter;
     if dead_letter.topic.is_none() {
         dead_letter

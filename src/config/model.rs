@@ -3,8 +3,9 @@
 //!
 //! Unknown keys are not rejected by serde here: the loader (`reader.rs`) collects them with
 //! `serde_ignored` so that a typo is reported together with every other problem in the file.
-//! A connection's settings, and the keys a route takes for its connection's kind, are defined
-//! beside each kind (`connectors/<kind>/config.rs`) and held here type-erased.
+//! A connection's settings, and a route's source and sink settings, are defined beside each
+//! kind (`connectors/<kind>/config.rs`) and held here type-erased; `[mqtt]` is the default
+//! broker's connection, of the `mqtt` kind.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,18 +14,20 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-pub use super::route::{RouteConfig, RouteSource};
-pub use crate::connectors::{ConnectionConfig, RouteSinkConfig};
+pub use super::route::{RouteConfig, RouteKeys, Spelling, DEFAULT_BROKER};
+pub use crate::connectors::mqtt::MqttConfig;
+pub use crate::connectors::{ConnectionConfig, SinkSettings, SourceSettings};
 use crate::settings::Secret;
 
 /// The whole file, after loading and validation.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub mqtt: MqttConfig,
+    /// `[mqtt]`, the default broker, when the file has one; it is also the connection
+    /// `DEFAULT_BROKER` of `connections`.
+    pub mqtt: Option<MqttConfig>,
     pub connections: BTreeMap<String, ConnectionConfig>,
+    /// `[[routes]]` and `[[downlinks]]`, in the file's order (each spelling's own).
     pub routes: Vec<RouteConfig>,
-    /// `[[downlinks]]`: Kafka and RocketMQ topics published to the MQTT broker.
-    pub downlinks: Vec<crate::downlinks::DownlinkConfig>,
     pub dead_letter: DeadLetterConfig,
     pub admin: AdminConfig,
     /// How long a graceful shutdown may take to flush and acknowledge in-flight messages.
@@ -42,98 +45,34 @@ pub struct TopLevel {
     pub shutdown_timeout: Duration,
 }
 
-/// `[mqtt]`: the broker the bridge consumes from.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct MqttConfig {
-    /// Broker address: `mqtt://host:port` (default port 1883), or `mqtts://host:port` for TLS
-    /// (default port 8883).
-    pub url: String,
-    /// MQTT account name; give the bridge a least-privilege account that may only subscribe to
-    /// the topics its routes read (and publish to the dead-letter topic, if one is set).
-    pub username: Option<String>,
-    /// MQTT password. Write `${ENV_VAR}` to take it from the environment, or use
-    /// `password_file`. Never logged.
-    pub password: Option<Secret>,
-    /// Read the password from this file (its trailing newline is ignored) instead.
-    pub password_file: Option<PathBuf>,
-    /// Consumer client ids are `{prefix}-{route}-{n}`: stable across restarts, so that the
-    /// broker keeps each consumer's session. Default "mqbridge"; give each instance of a
-    /// scaled-out deployment its own prefix.
-    #[serde(default = "default_client_id_prefix")]
-    pub client_id_prefix: String,
-    /// How long the broker keeps a consumer's session (its subscription and unacknowledged
-    /// messages) while the bridge is away. Default "1h".
-    #[serde(default = "default_session_expiry", with = "humantime_serde")]
-    pub session_expiry: Duration,
-    /// Per-consumer in-flight window: the most QoS 1/2 messages the broker may send before the
-    /// bridge acknowledges them. The bridge enforces it on its side too (it stops reading).
-    /// Throughput to a sink is about this window ÷ the sink's latency per consumer. Default 1024.
-    #[serde(default = "default_receive_maximum")]
-    pub receive_maximum: u16,
-    /// MQTT keep-alive interval, 5s or more. Default "30s".
-    #[serde(default = "default_keep_alive", with = "humantime_serde")]
-    pub keep_alive: Duration,
-    /// Per-consumer in-flight bytes: the most payload bytes a consumer holds before it stops
-    /// reading (one larger message is still taken alone). Default 8388608 (8 MiB).
-    #[serde(default = "default_max_inflight_bytes")]
-    pub max_inflight_bytes: u64,
-    /// Largest MQTT packet the bridge accepts, in bytes, told to the broker. A broker drops a
-    /// larger message for this client without a trace (MQTT v5 §3.1.2.25), so the default is the
-    /// protocol's limit, 268435455: a message too large for the sink then reaches the bridge
-    /// and goes to the dead-letter destination instead.
-    #[serde(default = "default_max_packet_size")]
-    pub max_packet_size: u32,
-    /// TLS client settings, for `mqtts://` URLs.
-    #[serde(default)]
-    pub tls: Option<TlsConfig>,
-    /// Names of the user properties through which the broker tells who published a message.
-    #[serde(default)]
-    pub publisher: PublisherProperties,
-    /// The user property the bridge marks what it publishes with (dead letters on an MQTT
-    /// topic; downlinks), its value the client id prefix. Routes skip (acknowledge without
-    /// delivering, counted in `mqbridge_messages_skipped_total`) every message that carries
-    /// it, so that two opposite routes cannot echo a message forever. Default
-    /// "mqbridge-origin"; empty turns marking and skipping off.
-    #[serde(default = "default_origin_property")]
-    pub origin_property: String,
-}
-
-/// `[mqtt.tls]`
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct TlsConfig {
-    /// PEM file with the certificate authorities to trust. Default: the system's roots.
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate, for brokers that authenticate clients by certificate.
-    pub cert_file: Option<PathBuf>,
-    /// PEM private key of `cert_file`.
-    pub key_file: Option<PathBuf>,
-}
-
-/// `[mqtt.publisher]`: where the broker puts the publisher's identity, when it does.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct PublisherProperties {
-    /// User property carrying the publisher's client id (fills `{client_id}` and the
-    /// `mqtt.publisher.client.id` header). Unset: unknown.
-    pub client_id_property: Option<String>,
-    /// User property carrying the publisher's username. Unset: unknown.
-    pub username_property: Option<String>,
-    /// User property carrying the publisher's host or address. Unset: unknown.
-    pub host_property: Option<String>,
-}
-
 impl Config {
     /// Settings that are valid but that an operator should know the cost of.
     pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.mqtt.max_packet_size < PROTOCOL_MAX_PACKET_SIZE {
-            out.push(format!(
-                "[mqtt] max_packet_size = {}: the broker drops a larger message for the bridge \
-                 without a trace (no error, no dead letter); leave it unset to take every message \
-                 the protocol allows",
-                self.mqtt.max_packet_size
-            ));
-        }
-        out
+        let labelled = self.connections.iter().flat_map(|(name, c)| {
+            let label = connection_label(name);
+            c.warnings()
+                .into_iter()
+                .map(move |w| format!("{label} {w}"))
+        });
+        labelled.collect()
+    }
+
+    /// The routes the file spelled `spelling`.
+    pub fn spelled(&self, spelling: Spelling) -> impl Iterator<Item = &RouteConfig> {
+        self.routes.iter().filter(move |r| r.spelling == spelling)
+    }
+
+    /// The connections the file defines in `[connections]` (not the default broker).
+    pub fn defined_connections(&self) -> usize {
+        let default = self.mqtt.is_some() as usize;
+        self.connections.len() - default
+    }
+
+    /// The most payload bytes a Kafka or RocketMQ group member holds handed over and not
+    /// acknowledged: the default broker's `max_inflight_bytes`, as every source's window.
+    pub fn window_bytes(&self) -> usize {
+        let bytes = self.mqtt.as_ref().map(|m| m.max_inflight_bytes);
+        bytes.unwrap_or(8 * 1024 * 1024) as usize
     }
 }
 
@@ -146,6 +85,15 @@ pub struct DeadLetterConfig {
     pub path: Option<PathBuf>,
     /// Publish to this MQTT topic (QoS 1, on the `[mqtt]` broker) instead of a file.
     pub topic: Option<String>,
+}
+
+/// How problems and logs name a connection: `[mqtt]` for the default broker, else
+/// `connection "NAME"`.
+pub fn connection_label(name: &str) -> String {
+    match name == DEFAULT_BROKER {
+        true => "[mqtt]".to_owned(),
+        false => format!("connection \"{name}\""),
+    }
 }
 
 /// The dead-letter file when `[dead_letter]` names neither a path nor a topic.
@@ -210,39 +158,4 @@ fn socket_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>,
 
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(30)
-}
-fn default_client_id_prefix() -> String {
-    "mqbridge".into()
-}
-fn default_session_expiry() -> Duration {
-    Duration::from_secs(3600)
-}
-impl MqttConfig {
-    /// The user property (name, value) the bridge marks what it publishes with, unless off.
-    pub fn origin_marker(&self) -> Option<(String, String)> {
-        (!self.origin_property.is_empty())
-            .then(|| (self.origin_property.clone(), self.client_id_prefix.clone()))
-    }
-}
-
-fn default_origin_property() -> String {
-    "mqbridge-origin".into()
-}
-fn default_receive_maximum() -> u16 {
-    1024
-}
-fn default_keep_alive() -> Duration {
-    Duration::from_secs(30)
-}
-/// The most an MQTT packet can hold (a Remaining Length of 268,435,455).
-pub const PROTOCOL_MAX_PACKET_SIZE: u32 = 268_435_455;
-
-fn default_max_packet_size() -> u32 {
-    PROTOCOL_MAX_PACKET_SIZE
-}
-fn default_max_inflight_bytes() -> u64 {
-    8 * 1024 * 1024
-}
-pub(super) fn default_true() -> bool {
-    true
 }

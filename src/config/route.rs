@@ -1,58 +1,117 @@
-//! `[[routes]]`: the keys every route takes, its optional `source` (a Kafka or RocketMQ topic
-//! instead of the MQTT broker), and what they mean at run time (order, the reader's spec).
+//! A route: a source, its rules, and a sink. `[[routes]]` and `[[downlinks]]` are two spellings
+//! of it (`Spelling`); both load into one `RouteConfig`, whose source and sink settings are bound
+//! to their connections' kinds when the file is read.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::model::default_true;
-use crate::connectors::RouteSinkConfig;
+use crate::connectors::{SinkSettings, SourceSettings};
 use crate::rules::RuleSpec;
-use crate::sources::{ReadSpec, StartFrom};
 
-/// `[[routes]]`: a set of topic filters, consumed by a shared-subscription group and delivered
-/// to one connection. These are the keys every route takes; the keys that belong to the
-/// connection's kind (a Kafka `topic`, ...) are read by that kind into `sink`.
+/// The connection name of `[mqtt]`, the default broker: a route without a `source` reads it,
+/// and a `[[downlinks]]` entry delivers to it.
+pub const DEFAULT_BROKER: &str = "mqtt";
+
+/// A route, as it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConfig {
+    /// Unique among routes and downlinks; used in client ids, metrics and logs.
+    pub name: String,
+    /// What it reads: a connection and that kind's source settings.
+    pub source: SourceSettings,
+    /// The connection it delivers to.
+    pub connection: String,
+    /// That connection's kind's settings for the route.
+    pub sink: SinkSettings,
+    pub batch_size: usize,
+    pub max_wait: Duration,
+    /// Its own setting; `is_ordered` gives what holds.
+    pub ordered: Option<bool>,
+    pub concurrency: usize,
+    pub max_attempts: u32,
+    pub rules: RuleSpec,
+    /// The schema file's content when the configuration was read, so that a reload restarts
+    /// the route when the file changed though its name did not.
+    pub schema_read: Option<Vec<u8>>,
+    pub enabled: bool,
+    pub spelling: Spelling,
+}
+
+/// How the file wrote a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spelling {
+    /// `[[routes]]`.
+    Route,
+    /// `[[downlinks]]`: a Kafka or RocketMQ topic to the default broker, with a downlink's keys
+    /// and defaults.
+    Downlink,
+}
+
+impl Spelling {
+    /// "route" or "downlink", as the file says: how logs, problems and the status name it.
+    pub fn what(self) -> &'static str {
+        match self {
+            Spelling::Route => "route",
+            Spelling::Downlink => "downlink",
+        }
+    }
+}
+
+impl RouteConfig {
+    /// Whether the route keeps each key's order (its own setting, else its sink kind's default).
+    pub fn is_ordered(&self) -> bool {
+        match self.spelling {
+            Spelling::Downlink => true,
+            Spelling::Route => self
+                .ordered
+                .unwrap_or_else(|| self.sink.ordered_by_default()),
+        }
+    }
+
+    /// What the clients it opens of its sink's system are named from (after the connection's
+    /// client id prefix and before their number): `{route}-out`, or `downlink-{name}-` as
+    /// downlinks always named theirs.
+    pub fn client(&self) -> String {
+        match self.spelling {
+            Spelling::Route => format!("{}-out", self.name),
+            Spelling::Downlink => format!("downlink-{}-", self.name),
+        }
+    }
+
+    /// The connections it reads from and delivers to.
+    pub fn connections(&self) -> [&str; 2] {
+        [self.connection.as_str(), self.source.connection()]
+    }
+}
+
+/// The keys every route takes (beside its `source` and its sink kind's keys), and those of a
+/// downlink, which takes no `connection` of a sink, `max_wait` or `ordered`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct RouteConfig<S = RouteSinkConfig> {
+pub struct RouteKeys {
     /// Unique route name, used in client ids, metrics and logs. Letters, digits, `-` and `_`.
     pub name: String,
-    /// MQTT topic filters (`+` and `#` wildcards) to consume. Not for a route with a `source`.
-    #[serde(default)]
-    pub filters: Vec<String>,
-    /// Read a Kafka or RocketMQ topic as a consumer group instead of the MQTT broker.
-    pub source: Option<RouteSource>,
     /// Name of the `[connections.NAME]` to deliver to.
+    #[serde(default)]
     pub connection: String,
-    /// Shared-subscription group: the bridge subscribes to `$share/{group}/{filter}`.
-    /// Default: the route name.
-    pub share_group: Option<String>,
-    /// MQTT clients sharing the group in this process. Default 1.
-    #[serde(default = "default_consumers")]
-    pub consumers: u32,
-    /// Subscription QoS: 1 (at least once) or 0 (best effort). Default 1.
-    #[serde(default = "default_qos")]
-    pub qos: u8,
-    /// Most messages handed to the sink at once (1 to 10000). Default 500.
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
+    /// Most messages handed to the sink at once (1 to 10000). Default 500 (a downlink's 256).
+    pub batch_size: Option<usize>,
     /// How long a batch may wait to fill up. Default "0s": send what has arrived at once.
     #[serde(default, with = "humantime_serde")]
     pub max_wait: Duration,
-    /// Keep each MQTT topic's order: at most one batch holding a topic's messages is in
-    /// delivery at a time, so a failed message is retried before any later batch of its topic
-    /// goes out (within one batch, the sink keeps the order it keeps). Default: the connection
-    /// kind's (true for Kafka and files, false for functions).
+    /// Keep each key's order (an MQTT topic's, a partition's or a queue's): at most the sink's
+    /// window of batches holding a key's messages is in delivery at a time, so a failed message
+    /// is retried before any later batch of its key goes out. Default: the connection kind's
+    /// (true for Kafka, MQTT and files, false for functions and RocketMQ).
     pub ordered: Option<bool>,
-    /// Batches in delivery at once, across topics (1 to 64). Default 4.
+    /// Batches in delivery at once, across keys (1 to 64). Default 4.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// Sends of a message that the destination may fail before the message is dead-lettered
     /// (a function that ran and failed; a failure on the way there is retried without
-    /// counting). Default 3.
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
+    /// counting). Default 3 (a downlink's 5).
+    pub max_attempts: Option<u32>,
     /// A condition over each message (Vector Remap Language): a message for which it is
     /// false is acknowledged and not delivered (counted as filtered). See "Rules".
     #[serde(rename = "where")]
@@ -63,56 +122,24 @@ pub struct RouteConfig<S = RouteSinkConfig> {
     /// A JSON Schema file (draft 2020-12) each payload must match; one that does not is
     /// dead-lettered (`schema_invalid`).
     pub schema: Option<PathBuf>,
-    /// The schema file's content when the configuration was read, so that a reload restarts
-    /// the route when the file changed though its name did not.
-    #[serde(skip)]
-    pub schema_read: Option<Vec<u8>>,
     /// Start this route. Default true.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// The settings that belong to the connection's kind.
-    #[serde(skip)]
-    pub sink: S,
 }
 
-/// A route's `source = { connection = "...", topic = "..." }`: a Kafka or RocketMQ topic read
-/// by a consumer group. Each message's offset is committed once it and everything before it
-/// of its partition (or queue) was delivered or dead-lettered.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
-pub struct RouteSource {
-    /// Name of the `[connections.NAME]` to read: a `kafka` or `rocketmq` connection.
-    pub connection: String,
-    /// The topic to read.
-    pub topic: String,
-    /// RocketMQ tag filter: `*` (every message) or tags joined by `||`. Default "*".
-    #[serde(default = "default_tags")]
-    pub tags: String,
-    /// Consumer group. Default "mqbridge-{route name}".
-    pub group: Option<String>,
-    /// Where a group without committed offsets starts: "latest" (default) or "earliest".
-    #[serde(default)]
-    pub start: StartFrom,
-}
+/// The keys a `[[downlinks]]` entry takes of `RouteKeys`.
+pub const DOWNLINK_KEYS: &[&str] = &[
+    "name",
+    "batch_size",
+    "concurrency",
+    "max_attempts",
+    "where",
+    "transform",
+    "schema",
+    "enabled",
+];
 
-fn default_tags() -> String {
-    "*".into()
-}
-
-impl<S> RouteConfig<S> {
-    /// What the route's reader reads, when it has a `source`.
-    pub fn read_spec(&self) -> Option<ReadSpec> {
-        let s = self.source.as_ref()?;
-        Some(ReadSpec {
-            name: self.name.clone(),
-            topic: s.topic.clone(),
-            tags: s.tags.clone(),
-            group: (s.group.clone()).unwrap_or_else(|| format!("mqbridge-{}", self.name)),
-            start: s.start,
-        })
-    }
-}
-
-impl<S> RouteConfig<S> {
+impl RouteKeys {
     /// Its rules, as written.
     pub fn rules(&self) -> RuleSpec {
         RuleSpec {
@@ -122,55 +149,50 @@ impl<S> RouteConfig<S> {
         }
     }
 
-    pub fn share_group(&self) -> &str {
-        self.share_group.as_deref().unwrap_or(&self.name)
+    /// The keys with the defaults of `spelling`.
+    pub fn batch_size(&self, spelling: Spelling) -> usize {
+        self.batch_size.unwrap_or(match spelling {
+            Spelling::Route => 500,
+            Spelling::Downlink => 256,
+        })
     }
 
-    /// The same route with its kind's settings.
-    pub fn with_sink<T>(self, sink: T) -> RouteConfig<T> {
+    pub fn max_attempts(&self, spelling: Spelling) -> u32 {
+        self.max_attempts.unwrap_or(match spelling {
+            Spelling::Route => 3,
+            Spelling::Downlink => 5,
+        })
+    }
+
+    /// The route these keys make with its source and sink.
+    pub fn with(
+        self,
+        spelling: Spelling,
+        source: SourceSettings,
+        sink: SinkSettings,
+        schema_read: Option<Vec<u8>>,
+    ) -> RouteConfig {
         RouteConfig {
+            batch_size: self.batch_size(spelling),
+            max_attempts: self.max_attempts(spelling),
+            rules: self.rules(),
             name: self.name,
-            filters: self.filters,
-            source: self.source,
+            source,
             connection: self.connection,
-            share_group: self.share_group,
-            consumers: self.consumers,
-            qos: self.qos,
-            batch_size: self.batch_size,
+            sink,
             max_wait: self.max_wait,
             ordered: self.ordered,
             concurrency: self.concurrency,
-            max_attempts: self.max_attempts,
-            filter: self.filter,
-            transform: self.transform,
-            schema: self.schema,
-            schema_read: self.schema_read,
+            schema_read,
             enabled: self.enabled,
-            sink,
+            spelling,
         }
     }
 }
 
-impl RouteConfig {
-    /// Whether the route keeps per-topic order (its own setting, else its kind's default).
-    pub fn is_ordered(&self) -> bool {
-        self.ordered
-            .unwrap_or_else(|| self.sink.ordered_by_default())
-    }
-}
-
-fn default_consumers() -> u32 {
-    1
-}
-fn default_qos() -> u8 {
-    1
-}
-fn default_batch_size() -> usize {
-    500
-}
 fn default_concurrency() -> usize {
     4
 }
-fn default_max_attempts() -> u32 {
-    3
+fn default_true() -> bool {
+    true
 }

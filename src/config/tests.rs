@@ -5,6 +5,7 @@ use std::path::Path;
 use super::*;
 use crate::connectors::file::FileConnectionConfig;
 use crate::connectors::kafka::{Compression, KafkaConnectionConfig};
+use crate::connectors::mqtt::MqttSourceConfig;
 use crate::settings::{expand, Problem};
 
 const BASE: &str = r#"
@@ -49,13 +50,16 @@ fn problems(text: &str) -> Vec<Problem> {
 #[test]
 fn defaults_and_expansion() {
     let c = parse(BASE).unwrap();
-    assert_eq!(c.mqtt.password.as_ref().unwrap().expose(), "s3cret");
-    assert_eq!(c.mqtt.client_id_prefix, "mqbridge");
-    assert_eq!(c.mqtt.receive_maximum, 1024);
-    assert_eq!(c.mqtt.session_expiry.as_secs(), 3600);
-    assert_eq!(c.routes[0].share_group(), "traffic");
-    assert_eq!(c.routes[0].consumers, 1);
-    assert_eq!(c.routes[0].qos, 1);
+    let mqtt = c.mqtt.as_ref().unwrap();
+    assert_eq!(mqtt.password.as_ref().unwrap().expose(), "s3cret");
+    assert_eq!(mqtt.client_id_prefix, "mqbridge");
+    assert_eq!(mqtt.receive_maximum, 1024);
+    assert_eq!(mqtt.session_expiry.as_secs(), 3600);
+    let source = c.routes[0].source.settings::<MqttSourceConfig>().unwrap();
+    assert_eq!(c.routes[0].source.connection(), DEFAULT_BROKER);
+    assert_eq!(source.share_group(), "traffic");
+    assert_eq!(source.consumers, 1);
+    assert_eq!(source.qos, 1);
     assert_eq!(
         c.dead_letter.path.as_deref(),
         Some(Path::new("/etc/mqbridge/dead-letter.jsonl"))
@@ -181,7 +185,7 @@ fn unknown_connection_type() {
 #[test]
 fn the_example_config_is_valid() {
     let c = parse_str(EXAMPLE, Path::new("/etc/mqbridge"), &|_| Some("x".into())).unwrap();
-    assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.spelled(Spelling::Route).count(), 2);
 }
 
 #[test]

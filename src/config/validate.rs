@@ -1,75 +1,82 @@
 //! The second phase of loading: checks that need more than types (URLs, filters, references
-//! between sections, values that client libraries would reject or panic on). Each connection
-//! and each route's kind settings are checked by their kind. Every problem is collected; none
-//! stops the others from being found.
+//! between sections, values that client libraries would reject or panic on). Each connection,
+//! and each route's source and sink settings, are checked by their kind. Every problem is
+//! collected; none stops the others from being found.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use super::model::*;
-use crate::downlinks::{check_names, DownlinkConfig};
-use crate::settings::Problem;
-use crate::settings::Secret;
-use crate::settings::SourceMap;
-use crate::settings::{Check, Checker};
-use crate::topic::{check_mqtt_filter, check_mqtt_topic};
+use crate::connectors::{SinkSettings, SourceSettings, KINDS};
+use crate::settings::{Check, Checker, Problem, Secret, SourceMap};
+use crate::template::Vocabulary;
+use crate::topic::check_mqtt_topic;
 
 /// The sections that deserialized, and the names of those that did not.
 #[derive(Default)]
 pub struct Parts {
+    pub saw_mqtt: bool,
     pub mqtt: Option<MqttConfig>,
     pub connections: BTreeMap<String, ConnectionConfig>,
     pub broken_connections: HashSet<String>,
-    /// Each route's common keys, with its kind's settings where they could be read.
-    pub routes: Vec<(RouteConfig<()>, Option<RouteSinkConfig>)>,
+    pub routes: Vec<PartRoute>,
     pub broken_routes: usize,
-    pub downlinks: Vec<DownlinkConfig>,
-    pub broken_downlinks: usize,
     pub dead_letter: Option<DeadLetterConfig>,
     pub admin: Option<AdminConfig>,
 }
 
+/// A route's keys, with its source's and sink's settings where they could be read.
+pub struct PartRoute {
+    pub keys: RouteKeys,
+    pub spelling: Spelling,
+    /// The connection it reads.
+    pub source_connection: String,
+    pub source: Option<SourceSettings>,
+    pub sink: Option<SinkSettings>,
+}
+
+impl PartRoute {
+    fn label(&self) -> String {
+        format!("{} \"{}\"", self.spelling.what(), self.keys.name)
+    }
+
+    /// Where its source's keys stand: in its `source` table, or among its own keys (a
+    /// downlink's, or a route's on the default broker).
+    fn source_prefix(&self) -> &'static str {
+        match self.spelling {
+            Spelling::Route if self.source_connection != DEFAULT_BROKER => "source",
+            _ => "",
+        }
+    }
+
+    /// The field that names the connection it reads, if one does.
+    fn source_field(&self) -> Option<&'static str> {
+        match self.spelling {
+            Spelling::Downlink => Some("connection"),
+            Spelling::Route if self.source_connection != DEFAULT_BROKER => {
+                Some("source.connection")
+            }
+            Spelling::Route => None,
+        }
+    }
+}
+
 pub fn validate(parts: &Parts, src: &SourceMap<'_>) -> Vec<Problem> {
     let mut checker = Checker::new(src);
-    if let Some(mqtt) = &parts.mqtt {
-        check_mqtt(mqtt, &mut checker.section("[mqtt]"));
-    }
     for (name, conn) in &parts.connections {
-        conn.check(&mut checker.section(&format!("connection \"{name}\"")));
+        conn.check(&mut checker.section(&connection_label(name)));
     }
-    let mut names = HashSet::new();
-    for (route, sink) in &parts.routes {
-        let label = format!("route \"{}\"", route.name);
+    check_default_broker(parts, &mut checker);
+    let mut names: HashMap<&str, Spelling> = HashMap::new();
+    let mut members: HashSet<(&str, String)> = HashSet::new();
+    for route in &parts.routes {
+        let label = route.label();
         let mut check = checker.section(&label);
-        if !names.insert(route.name.as_str()) {
-            check.field("name", "used by another route too");
-        }
-        check_route(route, &mut check);
-        if let Some(sink) = sink {
-            sink.check(&mut check);
-        }
-        check_route_connection(route, parts, &mut check);
-    }
-    let mut downlinks = HashSet::new();
-    let mut groups = HashSet::new();
-    for d in &parts.downlinks {
-        let label = format!("downlink \"{}\"", d.name);
-        let mut check = checker.section(&label);
-        let routes = parts.routes.iter().map(|(r, _)| r.name.as_str());
-        check_names(routes, &d.name, &mut downlinks, &mut check);
-        d.check(parts.connections.get(&d.connection), &mut check);
-        if !groups.insert((d.connection.clone(), d.group())) {
-            check.field(
-                "group",
-                format!(
-                    "\"{}\" is another downlink's group on connection \"{}\" too: the two \
-                     would split the topic's partitions or queues between them",
-                    d.group(),
-                    d.connection
-                ),
-            );
-        }
-        check_connection_defined(&d.connection, parts, &mut check);
+        check_name(route, &mut names, &mut check);
+        check_keys(&route.keys, &mut check);
+        check_sink(route, parts, &mut check);
+        check_source(route, parts, &mut check);
+        check_membership(route, &mut members, &mut check);
     }
     if let Some(dl) = &parts.dead_letter {
         check_dead_letter(dl, &mut checker.section("[dead_letter]"));
@@ -78,6 +85,170 @@ pub fn validate(parts: &Parts, src: &SourceMap<'_>) -> Vec<Problem> {
         check_admin(admin, &mut checker.section("[admin]"));
     }
     checker.into_problems()
+}
+
+/// `[mqtt]` may be left out when nothing reads it or delivers to it.
+fn check_default_broker(parts: &Parts, checker: &mut Checker<'_, '_>) {
+    let routes = parts.routes.iter();
+    let used = routes
+        .flat_map(|r| [r.source_connection.as_str(), r.keys.connection.as_str()])
+        .any(|c| c == DEFAULT_BROKER);
+    let dead_letters = parts
+        .dead_letter
+        .as_ref()
+        .is_some_and(|d| d.topic.is_some());
+    if !parts.saw_mqtt && (used || dead_letters || parts.routes.is_empty()) {
+        let msg = "missing: the bridge needs a broker to consume from";
+        checker.section("[mqtt]").problem(None, msg);
+    }
+}
+
+/// Route and downlink names share one space: pause and resume name either.
+fn check_name<'p>(
+    route: &'p PartRoute,
+    names: &mut HashMap<&'p str, Spelling>,
+    check: &mut Check<'_>,
+) {
+    let name = route.keys.name.as_str();
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_".contains(ch));
+    if !ok {
+        check.field("name", "must be letters, digits, `-` or `_`");
+    }
+    match (names.get(name), route.spelling) {
+        (None, spelling) => {
+            names.insert(name, spelling);
+        }
+        (Some(Spelling::Route), Spelling::Route) => {
+            check.field("name", "used by another route too")
+        }
+        (Some(Spelling::Route), Spelling::Downlink) => {
+            check.field("name", "a route has this name too; names are shared")
+        }
+        (Some(Spelling::Downlink), Spelling::Downlink) => {
+            check.field("name", "used by another downlink too")
+        }
+        (Some(Spelling::Downlink), Spelling::Route) => {
+            check.field("name", "a downlink has this name too; names are shared")
+        }
+    }
+}
+
+/// The keys every route takes.
+fn check_keys(keys: &RouteKeys, check: &mut Check<'_>) {
+    check.rules(&keys.rules());
+    let batch_size = keys.batch_size.unwrap_or(1);
+    let max_attempts = keys.max_attempts.unwrap_or(1);
+    check.delivery(batch_size, keys.concurrency, max_attempts);
+}
+
+/// What the messages of `route` carry: its source's kind's vocabulary.
+fn vocabulary(route: &PartRoute, parts: &Parts) -> Vocabulary {
+    let source = parts.connections.get(&route.source_connection);
+    source.map_or(Vocabulary::Record, ConnectionConfig::vocabulary)
+}
+
+fn check_sink(route: &PartRoute, parts: &Parts, check: &mut Check<'_>) {
+    if route.spelling == Spelling::Route {
+        check_connection_defined(&route.keys.connection, parts, check, "connection");
+    }
+    if let Some(sink) = &route.sink {
+        sink.check(vocabulary(route, parts), check);
+    }
+}
+
+fn check_source(route: &PartRoute, parts: &Parts, check: &mut Check<'_>) {
+    if let Some(field) = route.source_field() {
+        check_connection_defined(&route.source_connection, parts, check, field);
+    }
+    let Some(connection) = parts.connections.get(&route.source_connection) else {
+        return;
+    };
+    let downlink = route.spelling == Spelling::Downlink;
+    if !connection.readable() || (downlink && connection.faces_devices()) {
+        let readable = KINDS
+            .iter()
+            .filter(|k| k.readable() && !(downlink && k.faces_devices()))
+            .map(|k| k.name())
+            .collect::<Vec<_>>();
+        let msg = format!(
+            "\"{}\" is a {} connection, which cannot be read; a {} reads a {} connection",
+            route.source_connection,
+            connection.kind(),
+            route.spelling.what(),
+            either(&readable)
+        );
+        check.field(route.source_field().unwrap_or("source"), msg);
+        return;
+    }
+    let Some(source) = &route.source else {
+        return;
+    };
+    let uses_tag = route.sink.as_ref().is_some_and(SinkSettings::uses_tag);
+    match route.source_prefix() {
+        "" => source.check(uses_tag, check),
+        prefix => source.check(uses_tag, &mut check.inside(prefix)),
+    }
+}
+
+/// Two routes that join the same group on one connection would split its partitions.
+fn check_membership<'p>(
+    route: &'p PartRoute,
+    members: &mut HashSet<(&'p str, String)>,
+    check: &mut Check<'_>,
+) {
+    let Some(group) = route.source.as_ref().and_then(SourceSettings::membership) else {
+        return;
+    };
+    let connection = route.source_connection.as_str();
+    if !members.insert((connection, group.clone())) {
+        let field = match route.source_prefix() {
+            "" => "group".to_owned(),
+            prefix => format!("{prefix}.group"),
+        };
+        check.field(
+            &field,
+            format!(
+                "\"{group}\" is another route's or downlink's group on connection \
+                 \"{connection}\" too: the two would split the topic's partitions or queues \
+                 between them"
+            ),
+        );
+    }
+}
+
+/// "kafka", "kafka or rocketmq", "kafka, mqtt or rocketmq".
+fn either(names: &[&str]) -> String {
+    match names {
+        [] => "readable".into(),
+        [one] => (*one).into(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+fn check_connection_defined(connection: &str, parts: &Parts, c: &mut Check<'_>, field: &str) {
+    let defined =
+        parts.connections.contains_key(connection) || parts.broken_connections.contains(connection);
+    if defined {
+        return;
+    }
+    let known: Vec<_> = parts
+        .connections
+        .keys()
+        .filter(|k| *k != DEFAULT_BROKER)
+        .map(|k| format!("\"{k}\""))
+        .collect();
+    let known = match known.is_empty() {
+        true => "none is defined".to_owned(),
+        false => format!("known: {}", known.join(", ")),
+    };
+    let msg = match connection == DEFAULT_BROKER {
+        true => "names the default broker, but the file has no [mqtt]".to_owned(),
+        false => format!("names connection \"{connection}\", which is not defined ({known})"),
+    };
+    c.field(field, msg);
 }
 
 fn check_admin(a: &AdminConfig, c: &mut Check<'_>) {
@@ -107,151 +278,6 @@ fn check_admin(a: &AdminConfig, c: &mut Check<'_>) {
             );
         }
     }
-}
-
-fn check_mqtt(m: &MqttConfig, c: &mut Check<'_>) {
-    match url::Url::parse(&m.url) {
-        Err(e) => c.field("url", format!("\"{}\" is not a URL: {e}", m.url)),
-        Ok(u) => {
-            if !matches!(u.scheme(), "mqtt" | "mqtts" | "tcp" | "ssl") {
-                let msg = format!("scheme \"{}\" is not mqtt:// or mqtts://", u.scheme());
-                c.field("url", msg);
-            } else if u.host_str().is_none_or(str::is_empty) {
-                c.field("url", format!("\"{}\" names no host", m.url));
-            } else if !matches!(u.path(), "" | "/") {
-                c.field("url", "a broker URL takes no path");
-            }
-            if m.tls.is_some() && matches!(u.scheme(), "mqtt" | "tcp") {
-                c.field("tls", "set, but the url is not mqtts://");
-            }
-        }
-    }
-    if m.password.is_some() && m.password_file.is_some() {
-        c.field("password_file", "set together with `password`: keep one");
-    }
-    let prefix_ok = m
-        .client_id_prefix
-        .chars()
-        .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch));
-    if m.client_id_prefix.is_empty() || !prefix_ok {
-        c.field(
-            "client_id_prefix",
-            "must be letters, digits, `-`, `_` or `.`",
-        );
-    }
-    if m.receive_maximum == 0 {
-        c.field("receive_maximum", "must be at least 1");
-    }
-    if m.max_packet_size < 1024 || m.max_packet_size > PROTOCOL_MAX_PACKET_SIZE {
-        let msg = format!("must be between 1024 and {PROTOCOL_MAX_PACKET_SIZE} bytes");
-        c.field("max_packet_size", msg);
-    }
-    if m.max_inflight_bytes < 1024 {
-        c.field("max_inflight_bytes", "must be at least 1024 bytes");
-    }
-    if m.session_expiry > Duration::from_secs(u32::MAX as u64) {
-        c.field("session_expiry", "must be at most 4294967295s");
-    }
-    if m.keep_alive < Duration::from_secs(5) || m.keep_alive > Duration::from_secs(65535) {
-        c.field("keep_alive", "must be between 5s and 65535s");
-    }
-    if let Some(tls) = &m.tls {
-        if tls.cert_file.is_some() != tls.key_file.is_some() {
-            c.field("tls", "cert_file and key_file go together");
-        }
-    }
-}
-
-/// The keys every route takes.
-fn check_route(r: &RouteConfig<()>, c: &mut Check<'_>) {
-    if r.name.is_empty()
-        || !r
-            .name
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || "-_".contains(ch))
-    {
-        c.field("name", "must be letters, digits, `-` or `_`");
-    }
-    match (&r.source, r.filters.is_empty()) {
-        (None, true) => c.field("filters", "empty: give at least one topic filter"),
-        (Some(_), false) => c.field(
-            "filters",
-            "a route with a `source` reads that topic, not the MQTT broker: remove `filters`",
-        ),
-        _ => {}
-    }
-    for f in &r.filters {
-        if let Err(e) = check_mqtt_filter(f) {
-            c.field(
-                "filters",
-                format!("\"{f}\" is not a valid topic filter: {e}"),
-            );
-        }
-    }
-    let group = r.share_group();
-    if group.is_empty() || group.contains(['/', '+', '#']) {
-        c.field("share_group", "must be non-empty, without `/`, `+` or `#`");
-    }
-    if r.consumers == 0 {
-        c.field("consumers", "must be at least 1");
-    }
-    match r.qos {
-        0 | 1 => {}
-        2 => c.field(
-            "qos",
-            "2 is not supported: QoS 1 already gives at-least-once delivery, and QoS 2 \
-             sessions cannot be resumed after a reconnect by the MQTT client the bridge uses",
-        ),
-        n => c.field("qos", format!("{n} is not 0 or 1")),
-    }
-    c.delivery(r.batch_size, r.concurrency, r.max_attempts);
-    c.rules(&r.rules());
-}
-
-fn check_route_connection(r: &RouteConfig<()>, parts: &Parts, c: &mut Check<'_>) {
-    check_connection_defined(&r.connection, parts, c);
-    let (Some(source), Some(spec)) = (&r.source, r.read_spec()) else {
-        return;
-    };
-    let mut c = c.inside("source");
-    check_connection_defined(&source.connection, parts, &mut c);
-    let Some(connection) = parts.connections.get(&source.connection) else {
-        return;
-    };
-    if !connection.readable() {
-        let kind = connection.kind();
-        let msg = format!(
-            "\"{}\" is a {kind} connection; a route reads from a kafka or rocketmq connection",
-            source.connection
-        );
-        c.field("connection", msg);
-        return;
-    }
-    if source.group.as_deref() == Some("") {
-        c.field("group", "empty");
-    }
-    connection.check_reader(&spec, false, &mut c);
-}
-
-fn check_connection_defined(connection: &str, parts: &Parts, c: &mut Check<'_>) {
-    let defined =
-        parts.connections.contains_key(connection) || parts.broken_connections.contains(connection);
-    if defined {
-        return;
-    }
-    let known: Vec<_> = parts
-        .connections
-        .keys()
-        .map(|k| format!("\"{k}\""))
-        .collect();
-    let known = match known.is_empty() {
-        true => "none is defined".to_owned(),
-        false => format!("known: {}", known.join(", ")),
-    };
-    c.field(
-        "connection",
-        format!("names connection \"{connection}\", which is not defined ({known})"),
-    );
 }
 
 fn check_dead_letter(dl: &DeadLetterConfig, c: &mut Check<'_>) {

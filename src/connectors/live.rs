@@ -1,93 +1,151 @@
 //! A connection's running client as the rest of the bridge holds it, whatever its kind
-//! (`Connection`): a route's sink, the checks, the flush, and the settings it was built from
-//! (to open readers).
+//! (`Connection`): a route's sink and source, the checks and the flush. Each kind's settings
+//! were bound to it when the file was read; here they meet the client of their own kind.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::kind::{AnyConnection, Connector, RouteContext, Typed};
-use super::{ConnectionConfig, OpenReader, RouteSinkConfig};
-use crate::flow::BoxError;
-use crate::flow::Sink;
-use crate::sources::ReadSpec;
+use super::kind::{Connector, SinkContext, SinkSettings, SourceSettings};
+use super::ConnectionConfig;
+use crate::flow::{BoxError, Sink};
+use crate::pipeline::{Source, SourceContext};
 
 /// A connection's running client, shared by the routes that name it, and its settings.
 #[derive(Clone)]
 pub struct Connection {
     live: Arc<dyn AnyConnection>,
-    config: Option<ConnectionConfig>,
+    config: ConnectionConfig,
 }
 
-impl<K: Connector> AnyConnection for Typed<K, K::Connection> {
-    fn route_sink(
+/// A kind's client with the settings it was built from.
+pub(super) struct Live<K: Connector> {
+    pub(super) client: K::Connection,
+    pub(super) settings: K::ConnectionConfig,
+}
+
+/// A running client of any kind, as `Connection` holds it.
+pub(super) trait AnyConnection: Send + Sync {
+    fn sink(
         &self,
-        context: &RouteContext<'_>,
-        route: &RouteSinkConfig,
+        context: &SinkContext<'_>,
+        settings: &SinkSettings,
+    ) -> Result<Arc<dyn Sink>, BoxError>;
+    fn source(
+        &self,
+        context: &SourceContext,
+        settings: &SourceSettings,
+    ) -> Result<Box<dyn Source>, BoxError>;
+    fn health_check(&self) -> BoxFuture<'_, Result<String, BoxError>>;
+    fn probe_sink<'a>(
+        &'a self,
+        settings: &'a SinkSettings,
+    ) -> BoxFuture<'a, Option<Result<String, BoxError>>>;
+    fn probe_source<'a>(
+        &'a self,
+        settings: &'a SourceSettings,
+    ) -> BoxFuture<'a, Vec<(String, Result<String, BoxError>)>>;
+    fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()>;
+}
+
+/// A route names a connection of another kind than its settings were read for: only a bug in
+/// the loader can bring this about.
+fn mismatch(what: &str, settings: &str, kind: &str) -> BoxError {
+    format!("{what} settings of a {settings} connection given to a {kind} connection").into()
+}
+
+impl<K: Connector> AnyConnection for Live<K> {
+    fn sink(
+        &self,
+        context: &SinkContext<'_>,
+        settings: &SinkSettings,
     ) -> Result<Arc<dyn Sink>, BoxError> {
-        let settings = route.settings::<K::RouteConfig>().ok_or_else(|| {
-            format!(
-                "a {} route cannot deliver to a {} connection",
-                route.kind(),
-                K::NAME
-            )
-        })?;
-        K::route_sink(&self.0, context, settings)
+        let own = settings.0.settings().downcast_ref::<K::SinkConfig>();
+        let own = own.ok_or_else(|| mismatch("sink", settings.kind(), K::NAME))?;
+        K::sink(&self.client, context, own)
+    }
+    fn source(
+        &self,
+        context: &SourceContext,
+        settings: &SourceSettings,
+    ) -> Result<Box<dyn Source>, BoxError> {
+        let own = settings
+            .settings
+            .settings()
+            .downcast_ref::<K::SourceConfig>();
+        let own = own.ok_or_else(|| mismatch("source", settings.kind(), K::NAME))?;
+        K::source(&self.client, &self.settings, context, own)
     }
     fn health_check(&self) -> BoxFuture<'_, Result<String, BoxError>> {
-        Box::pin(K::health_check(&self.0))
+        Box::pin(K::health_check(&self.client))
     }
-    fn probe_route<'a>(
+    fn probe_sink<'a>(
         &'a self,
-        route: &'a RouteSinkConfig,
+        settings: &'a SinkSettings,
     ) -> BoxFuture<'a, Option<Result<String, BoxError>>> {
         Box::pin(async move {
-            let settings = route.settings::<K::RouteConfig>()?;
-            K::probe_route(&self.0, settings).await
+            let own = settings.0.settings().downcast_ref::<K::SinkConfig>()?;
+            K::probe_sink(&self.client, own).await
         })
     }
-    fn probe_topic<'a>(
+    fn probe_source<'a>(
         &'a self,
-        topic: &'a str,
-    ) -> BoxFuture<'a, Option<Result<String, BoxError>>> {
-        Box::pin(K::probe_topic(&self.0, topic))
+        settings: &'a SourceSettings,
+    ) -> BoxFuture<'a, Vec<(String, Result<String, BoxError>)>> {
+        Box::pin(async move {
+            match settings
+                .settings
+                .settings()
+                .downcast_ref::<K::SourceConfig>()
+            {
+                Some(own) => K::probe_source(&self.client, own).await,
+                None => Vec::new(),
+            }
+        })
     }
     fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()> {
-        Box::pin(K::flush(&self.0, timeout))
+        Box::pin(K::flush(&self.client, timeout))
     }
 }
 
 impl Connection {
-    /// The sink of the route `context` names, which names this connection.
-    pub fn route_sink(
+    /// The sink of the route `context` names, which delivers to this connection.
+    pub fn sink(
         &self,
-        context: &RouteContext<'_>,
-        route: &RouteSinkConfig,
+        context: &SinkContext<'_>,
+        settings: &SinkSettings,
     ) -> Result<Arc<dyn Sink>, BoxError> {
-        self.live.route_sink(context, route)
+        self.live.sink(context, settings)
+    }
+    /// The source of the route `context` names, which reads this connection.
+    pub fn source(
+        &self,
+        context: &SourceContext,
+        settings: &SourceSettings,
+    ) -> Result<Box<dyn Source>, BoxError> {
+        self.live.source(context, settings)
     }
     pub async fn health_check(&self) -> Result<String, BoxError> {
         self.live.health_check().await
     }
-    /// The route's own check (`Connector::probe_route`), where its kind has one.
-    pub async fn probe_route(&self, route: &RouteSinkConfig) -> Option<Result<String, BoxError>> {
-        self.live.probe_route(route).await
+    /// A route's sink check (`Connector::probe_sink`), where its kind has one.
+    pub async fn probe_sink(&self, settings: &SinkSettings) -> Option<Result<String, BoxError>> {
+        self.live.probe_sink(settings).await
     }
-    /// A downlink's source topic check (`Connector::probe_topic`), where its kind has one.
-    pub async fn probe_topic(&self, topic: &str) -> Option<Result<String, BoxError>> {
-        self.live.probe_topic(topic).await
+    /// A route's source checks (`Connector::probe_source`).
+    pub async fn probe_source(
+        &self,
+        settings: &SourceSettings,
+    ) -> Vec<(String, Result<String, BoxError>)> {
+        self.live.probe_source(settings).await
     }
     pub async fn flush(&self, timeout: Duration) {
         self.live.flush(timeout).await
     }
-    /// Opens a consumer-group member reading `spec`; `None` when the kind cannot be read.
-    pub fn open_reader(&self, spec: ReadSpec) -> Option<OpenReader> {
-        self.config.as_ref()?.open_reader(spec)
-    }
     /// The settings it was built from.
-    pub fn config(&self) -> Option<&ConnectionConfig> {
-        self.config.as_ref()
+    pub fn config(&self) -> &ConnectionConfig {
+        &self.config
     }
 }
 
@@ -95,8 +153,8 @@ impl ConnectionConfig {
     /// Builds the running client (connects lazily where the client library does).
     pub async fn connect(&self, name: &str) -> Result<Connection, BoxError> {
         Ok(Connection {
-            live: self.connect_any(name).await?,
-            config: Some(self.clone()),
+            live: self.0.connect(name).await?,
+            config: self.clone(),
         })
     }
 }

@@ -1,10 +1,10 @@
 //! Connectors: one folder per external system, holding everything the bridge knows of it: its
 //! settings and their checks, its client, its sink, its source where the system can be read
-//! (Kafka, RocketMQ), and its metadata mapping both ways. A connection kind (`kafka/`,
-//! `rocketmq/`, `file/`, `http/`, `exec/`, `scf/`) implements `Connector` and has one line in
-//! `registry.rs`; `mqtt/` is the broker of `[mqtt]` (routes' source, downlinks' sink). The
-//! runtime side of a sink is the small `Sink` trait: send a batch, get one outcome per message,
-//! each failure saying whether to retry; a source is a `sources::Reader`.
+//! (MQTT, Kafka, RocketMQ), and its metadata mapping both ways. A connection kind (`mqtt/`,
+//! `kafka/`, `rocketmq/`, `file/`, `http/`, `exec/`, `scf/`) implements `Connector` and has one
+//! line in `registry.rs`; what the function kinds share is in `function/`. A sink is the small
+//! `flow::Sink` trait (send a batch, get one outcome per message, each failure saying whether
+//! to retry); a source is a `pipeline::Source`.
 
 pub mod exec;
 pub mod file;
@@ -18,6 +18,9 @@ mod registry;
 pub mod rocketmq;
 pub mod scf;
 
-pub use kind::{ConnectionConfig, Connector, Kind, OpenReader, RouteContext, RouteSinkConfig};
+pub use kind::{
+    ConnectionConfig, Connector, Kind, NoSource, SinkContext, SinkSettings, SourceAt,
+    SourceSettings,
+};
 pub use live::Connection;
 pub use registry::{kind, KINDS};

@@ -2,7 +2,7 @@
 //! `connectors/` that implements `Connector`, and a line here.
 
 use super::kind::{Kind, Registered};
-use super::{exec, file, http, kafka, rocketmq, scf};
+use super::{exec, file, http, kafka, mqtt, rocketmq, scf};
 
 pub static KINDS: &[&dyn Kind] = &[
     &Registered::<kafka::Kafka>::new(),
@@ -11,6 +11,7 @@ pub static KINDS: &[&dyn Kind] = &[
     &Registered::<exec::Exec>::new(),
     &Registered::<scf::Scf>::new(),
     &Registered::<rocketmq::Rocketmq>::new(),
+    &Registered::<mqtt::Mqtt>::new(),
 ];
 
 /// The kind called `name`.
@@ -23,8 +24,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_kind_knows_the_route_keys_it_takes() {
-        let keys = |name| kind(name).map(|k| k.route_keys());
+    fn each_kind_knows_the_keys_it_takes_as_a_sink() {
+        let keys = |name| kind(name).map(|k| k.sink_keys());
         assert_eq!(keys("kafka"), Some(&["topic", "key"][..]));
         assert_eq!(keys("rocketmq"), Some(&["topic", "tag", "keys"][..]));
         assert_eq!(keys("file"), Some(&[][..]));
@@ -38,7 +39,26 @@ mod tests {
             "base64_payload",
         ];
         assert_eq!(keys("scf"), Some(&scf[..]));
+        let mqtt = [
+            "mqtt_topic",
+            "qos",
+            "retain",
+            "message_expiry",
+            "mqtt_connections",
+        ];
+        assert_eq!(keys("mqtt"), Some(&mqtt[..]));
         assert!(kind("s3").is_none());
+    }
+
+    #[test]
+    fn each_readable_kind_knows_the_keys_of_its_source() {
+        let keys = |name| kind(name).map(|k| k.source_keys());
+        assert_eq!(keys("kafka"), Some(&["topic", "group", "start"][..]));
+        let rocketmq = ["topic", "tags", "group", "start"];
+        assert_eq!(keys("rocketmq"), Some(&rocketmq[..]));
+        let mqtt = ["filters", "share_group", "consumers", "qos"];
+        assert_eq!(keys("mqtt"), Some(&mqtt[..]));
+        assert_eq!(keys("http"), Some(&[][..]), "a sink only");
     }
 
     #[test]
@@ -53,6 +73,7 @@ mod tests {
                 ("exec", "sink"),
                 ("scf", "sink"),
                 ("rocketmq", "sink and source"),
+                ("mqtt", "sink and source"),
             ]
         );
     }

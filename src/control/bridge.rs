@@ -1,11 +1,11 @@
-//! The running bridge: builds the connections, the dead-letter path, the routes and the
-//! downlinks, then owns them in one loop that answers the control commands (states, pause and resume, reload,
+//! The running bridge: builds the connections, the dead-letter path and the routes, then owns
+//! them in one loop that answers the control commands (states, pause and resume, reload,
 //! readiness) until the shutdown signal or a route's unexpected end; then stops every route
 //! gracefully.
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -14,15 +14,17 @@ use tracing::{error, info};
 
 use super::checks::{self, Checks, Connections};
 use super::plan::Stamps;
-use super::status::{self, DownlinkStatus, Overview, Paused, ReloadOutcome, RouteStatus};
+use super::status::{self, Overview, ReloadOutcome, RouteStatus};
 use super::{Command, Control, ControlError};
-use crate::admin::{Access, SharedAccess};
-use crate::config::Config;
-use crate::connectors::mqtt::Endpoint;
+use crate::config::{AdminConfig, Config, Spelling};
 use crate::connectors::Connection;
 use crate::dead_letter::DeadLetter;
-use crate::route::{Flow, Shared, Supervisor};
-use crate::{admin, RunError};
+use crate::route::{Shared, Supervisor};
+use crate::RunError;
+
+/// Takes what a reload made of `[admin]` (the admin API's token and host names); an error
+/// keeps the running configuration.
+pub type AdminUpdate = Box<dyn Fn(&AdminConfig) -> Result<(), String> + Send + Sync>;
 
 /// What the loop owns.
 pub(super) struct Bridge {
@@ -34,8 +36,7 @@ pub(super) struct Bridge {
     pub(super) dead_letter: Arc<DeadLetter>,
     pub(super) published: watch::Sender<Connections>,
     pub(super) checks: Arc<Checks>,
-    /// What the admin API lets through (token, host names), replaced on reload.
-    pub(super) access: SharedAccess,
+    pub(super) admin: AdminUpdate,
     pub(super) last_reload: Option<ReloadOutcome>,
 }
 
@@ -46,31 +47,33 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
     mut control: Control,
+    admin: AdminUpdate,
 ) -> Result<(), RunError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    admin::metrics();
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let endpoint = Endpoint::new(&config.mqtt)?;
     let connections = connect_all(&config).await?;
     let (published, watched) = watch::channel(Arc::new(connections.clone()));
     let stop_checks = CancellationToken::new();
     let checks = checks::spawn(watched, config.admin.check_interval, stop_checks.clone());
-    let dead_letter = DeadLetter::build(&config.dead_letter, &endpoint, &config.mqtt)
+    let dead_letter = DeadLetter::build(&config.dead_letter, config.mqtt.as_ref())
         .await
         .map_err(RunError::DeadLetter)?;
     let dead_letter = Arc::new(dead_letter);
-    let (access, stop_admin) = serve_admin(&config, &control).await?;
     let shared = Shared {
-        endpoint: endpoint.clone(),
-        mqtt: config.mqtt.clone(),
         connections: Arc::new(connections.clone()),
         dead_letter: dead_letter.clone(),
+        window_bytes: config.window_bytes(),
         shutdown: CancellationToken::new(),
     };
-    let (supervisor, consumers) = start_flows(&config, shared)?;
-    info!(broker = %endpoint.address(), routes = config.routes.len(), consumers, downlinks = config.downlinks.len(), "mqbridge running");
+    let supervisor = start_routes(&config, shared)?;
+    info!(
+        routes = config.spelled(Spelling::Route).count(),
+        downlinks = config.spelled(Spelling::Downlink).count(),
+        running = supervisor.routes().count(),
+        connections = connections.len(),
+        "mqbridge running"
+    );
     let mut bridge = Bridge {
         stamps: Stamps::of(&config),
         config,
@@ -79,7 +82,7 @@ pub async fn run(
         dead_letter,
         published,
         checks,
-        access,
+        admin,
         last_reload: None,
     };
     tokio::pin!(shutdown);
@@ -93,7 +96,7 @@ pub async fn run(
     info!("shutting down: finishing in-flight messages");
     // Commands sent from now on get no answer.
     control.rx.close();
-    bridge.stop(&[stop_admin, stop_checks]).await;
+    bridge.stop(&[stop_checks]).await;
     match &outcome {
         Err(e) => error!(error = %e, "mqbridge stopped because of a failure"),
         Ok(()) => info!("mqbridge stopped"),
@@ -101,38 +104,13 @@ pub async fn run(
     outcome
 }
 
-/// The admin API, when `[admin] listen` asks for it; its access rules, kept for reloads.
-async fn serve_admin(
-    config: &Config,
-    control: &Control,
-) -> Result<(Arc<RwLock<Access>>, CancellationToken), RunError> {
-    let access =
-        Access::of(&config.admin).map_err(|e| RunError::Admin(std::io::Error::other(e)))?;
-    let access = Arc::new(RwLock::new(access));
-    let stop_admin = CancellationToken::new();
-    if let Some(listen) = config.admin.listen {
-        admin::serve(listen, stop_admin.clone(), control.handle(), access.clone())
-            .await
-            .map_err(RunError::Admin)?;
-    }
-    Ok((access, stop_admin))
-}
-
-/// Starts every enabled route and downlink; returns the supervisor and the MQTT consumers
-/// started.
-fn start_flows(config: &Config, shared: Shared) -> Result<(Supervisor, u32), RunError> {
+/// Starts every enabled route.
+fn start_routes(config: &Config, shared: Shared) -> Result<Supervisor, RunError> {
     let mut supervisor = Supervisor::new(shared);
-    let mut consumers = 0;
     for route in config.routes.iter().filter(|r| r.enabled) {
         supervisor.start(route, false)?;
-        consumers += route.consumers;
     }
-    for d in config.downlinks.iter().filter(|d| d.enabled) {
-        supervisor
-            .start_downlink(d, false)
-            .map_err(|e| RunError::Downlink(e.to_string()))?;
-    }
-    Ok((supervisor, consumers))
+    Ok(supervisor)
 }
 
 /// Builds every connection's client.
@@ -142,16 +120,16 @@ pub(super) async fn connect_all(config: &Config) -> Result<BTreeMap<String, Conn
         let live = c
             .connect(name)
             .await
-            .map_err(|e| RunError::Connection(name.clone(), e))?;
+            .map_err(|e| RunError::Connection(crate::config::connection_label(name), e))?;
         connections.insert(name.clone(), live);
     }
     Ok(connections)
 }
 
 impl Bridge {
-    /// Stops every flow (finishing in-flight messages within `shutdown_timeout`), then the
+    /// Stops every route (finishing in-flight messages within `shutdown_timeout`), then the
     /// tasks `others` stop, the dead-letter destination, and the connections (flushed when
-    /// every flow finished).
+    /// every route finished).
     async fn stop(mut self, others: &[CancellationToken]) {
         let finished = self.supervisor.stop_all(self.config.shutdown_timeout).await;
         others.iter().for_each(CancellationToken::cancel);
@@ -186,7 +164,7 @@ impl Bridge {
             }
             Command::Readiness(reply) => {
                 let readiness = status::readiness(
-                    self.supervisor.flows(),
+                    self.supervisor.routes(),
                     &self.checks.results(),
                     self.config.admin.failing_after,
                 );
@@ -196,20 +174,20 @@ impl Bridge {
     }
 
     fn overview(&self) -> Overview {
+        let running = self
+            .supervisor
+            .routes()
+            .map(|h| (h.config(), RouteStatus::of(h)));
+        let disabled = self.config.routes.iter().filter(|r| !r.enabled);
+        let disabled = disabled.map(|r| (r, RouteStatus::disabled(r)));
         let (mut routes, mut downlinks) = (Vec::new(), Vec::new());
-        for handle in self.supervisor.flows() {
-            match handle.flow() {
-                Flow::Route(r) => routes.push(RouteStatus::of(handle, r)),
-                Flow::Downlink(d) => downlinks.push(DownlinkStatus::of(handle, d)),
+        for (config, status) in running.chain(disabled) {
+            match config.spelling {
+                Spelling::Route => routes.push(status),
+                Spelling::Downlink => downlinks.push(status),
             }
         }
-        for route in self.config.routes.iter().filter(|r| !r.enabled) {
-            routes.push(RouteStatus::disabled(route));
-        }
         routes.sort_by(|a, b| a.name.cmp(&b.name));
-        for d in self.config.downlinks.iter().filter(|d| !d.enabled) {
-            downlinks.push(DownlinkStatus::disabled(d));
-        }
         downlinks.sort_by(|a, b| a.name.cmp(&b.name));
         Overview {
             routes,
@@ -218,18 +196,15 @@ impl Bridge {
         }
     }
 
-    fn set_paused(&mut self, route: &str, paused: bool) -> Result<Paused, ControlError> {
+    fn set_paused(&mut self, route: &str, paused: bool) -> Result<RouteStatus, ControlError> {
         let handle = self
             .supervisor
-            .flow(route)
+            .route(route)
             .ok_or_else(|| ControlError::NoRoute(route.to_owned()))?;
         if handle.is_paused() != paused {
             handle.set_paused(paused);
             crate::events::RoutePaused { route, paused }.emit();
         }
-        Ok(match handle.flow() {
-            Flow::Route(r) => Paused::Route(RouteStatus::of(handle, r)),
-            Flow::Downlink(d) => Paused::Downlink(DownlinkStatus::of(handle, d)),
-        })
+        Ok(RouteStatus::of(handle))
     }
 }

@@ -1,7 +1,9 @@
 //! Operating a running bridge. The loop that owns the routes (`bridge`) takes commands from
 //! the admin API, the CLI (through the API) and SIGHUP over one channel (`Control`,
 //! `ControlHandle`); `status` is what `/routes` and `/readyz` tell; `reload` applies a new
-//! configuration route by route; `checks` runs the connection checks while running.
+//! configuration route by route (`plan` decides what changes); `checks` runs the connection
+//! checks while running. It knows nothing of the HTTP front end that sends it commands: what a
+//! reload changes of `[admin]` goes to the `AdminUpdate` it was given.
 
 mod bridge;
 mod checks;
@@ -11,11 +13,9 @@ mod status;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use bridge::run;
+pub use bridge::{run, AdminUpdate};
 pub use reload::ReloadReport;
-pub use status::{
-    ConsumerView, DownlinkStatus, Overview, Paused, Readiness, ReloadOutcome, RouteStatus,
-};
+pub use status::{ConsumerView, Overview, Readiness, ReloadOutcome, RouteStatus};
 
 /// What the running bridge is asked to do.
 pub(crate) enum Command {
@@ -23,7 +23,7 @@ pub(crate) enum Command {
     SetPaused {
         route: String,
         paused: bool,
-        reply: oneshot::Sender<Result<Paused, ControlError>>,
+        reply: oneshot::Sender<Result<RouteStatus, ControlError>>,
     },
     Reload(oneshot::Sender<Result<ReloadReport, ControlError>>),
     Readiness(oneshot::Sender<Readiness>),
@@ -93,7 +93,7 @@ impl ControlHandle {
     /// Pauses (or resumes) a route: its consumers stay connected and read nothing more; what
     /// it holds is delivered and acknowledged. Or a downlink: it consumes nothing more, keeping
     /// its group's offsets and its MQTT session; the batch in hand is published and committed.
-    pub async fn set_paused(&self, route: &str, paused: bool) -> Result<Paused, ControlError> {
+    pub async fn set_paused(&self, route: &str, paused: bool) -> Result<RouteStatus, ControlError> {
         let route = route.to_owned();
         self.ask(|reply| Command::SetPaused {
             route,

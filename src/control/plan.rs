@@ -1,13 +1,11 @@
-//! What a reload does to the flows (routes and downlinks alike), decided without touching
-//! anything: which keep running, which stop, which restart (keeping their pause) and which
+//! What a reload does to the routes, decided without touching anything: which keep running, which stop, which restart (keeping their pause) and which
 //! start. `reload.rs` applies it. `Stamps` tell a rotated secret or certificate file from an
 //! unchanged one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use crate::config::Config;
-use crate::route;
+use crate::config::{Config, RouteConfig};
 
 /// What the plan needs of a flow's settings.
 pub(super) trait Flow: PartialEq {
@@ -17,19 +15,15 @@ pub(super) trait Flow: PartialEq {
     fn enabled(&self) -> bool;
 }
 
-/// Routes and downlinks name their connection and are switched off alike.
-impl Flow for route::Flow {
+impl Flow for RouteConfig {
     fn name(&self) -> &str {
-        route::Flow::name(self)
+        &self.name
     }
     fn uses(&self, connection: &str) -> bool {
         self.connections().contains(&connection)
     }
     fn enabled(&self) -> bool {
-        match self {
-            route::Flow::Route(r) => r.enabled,
-            route::Flow::Downlink(d) => d.enabled,
-        }
+        self.enabled
     }
 }
 
@@ -120,15 +114,8 @@ fn read_all(paths: Vec<PathBuf>) -> Contents {
 
 impl Stamps {
     pub(super) fn of(config: &Config) -> Self {
-        let mut mqtt = Vec::new();
-        if let Some(tls) = &config.mqtt.tls {
-            mqtt.extend(
-                [&tls.ca_file, &tls.cert_file, &tls.key_file]
-                    .into_iter()
-                    .flatten()
-                    .cloned(),
-            );
-        }
+        let default = config.connections.get(crate::config::DEFAULT_BROKER);
+        let mqtt = default.map(|c| c.files_read()).unwrap_or_default();
         Stamps {
             mqtt: read_all(mqtt),
             connections: config

@@ -5,7 +5,8 @@
 //! first: what it holds is delivered and acknowledged); an added route starts; a removed one
 //! drains and stops. A change to `[mqtt]` or `[dead_letter]` restarts every route. Routes
 //! untouched keep running and never disconnect. A paused route that restarts stays paused.
-//! Downlinks follow the same rules (a restarting one finishes and commits its batch first).
+//! Downlinks are routes and follow the same rules (a restarting one finishes and commits its
+//! batch first).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,13 +18,12 @@ use super::bridge::Bridge;
 use super::plan::{plan, Plan, Running, Stamps};
 use super::status::ReloadOutcome;
 use super::ControlError;
+use crate::config::RouteConfig;
 use crate::config::{self, Config};
-use crate::connectors::mqtt::Endpoint;
 use crate::connectors::Connection;
 use crate::dead_letter::DeadLetter;
 use crate::events;
 use crate::message::now_ms;
-use crate::route::Flow;
 
 /// What a reload did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -66,8 +66,9 @@ impl ReloadReport {
     }
 }
 
-/// A new MQTT endpoint and dead-letter destination, for every route.
-type Shared = (Endpoint, Arc<DeadLetter>);
+/// What every route shares that a change to `[mqtt]` or `[dead_letter]` builds anew: the
+/// dead-letter destination and the sources' window.
+type Shared = (Arc<DeadLetter>, usize);
 
 impl Bridge {
     pub(super) async fn reload(&mut self) -> Result<ReloadReport, ControlError> {
@@ -102,17 +103,13 @@ impl Bridge {
         let (built, replacement) = Self::build(&new, &changed_connections, everything).await?;
         report.connections = changed_connections.iter().cloned().collect();
 
-        // Which routes and downlinks stop, restart or start.
-        let running: Vec<Running<Flow>> = self
+        // Which routes stop, restart or start.
+        let running: Vec<Running<RouteConfig>> = self
             .supervisor
-            .flows()
-            .map(|h| (h.name().to_owned(), h.is_paused(), h.flow().clone()))
+            .routes()
+            .map(|h| (h.name().to_owned(), h.is_paused(), h.config().clone()))
             .collect();
-        let routes = new.routes.iter().cloned().map(Flow::Route);
-        let wanted: Vec<Flow> = routes
-            .chain(new.downlinks.iter().cloned().map(Flow::Downlink))
-            .collect();
-        let flows = plan(&running, &wanted, everything, &changed_connections);
+        let flows = plan(&running, &new.routes, everything, &changed_connections);
         report.unchanged = flows.unchanged.clone();
 
         // Drain what goes away or restarts, then swap what the flows share.
@@ -123,14 +120,13 @@ impl Bridge {
         let connections = Arc::new(self.connections.clone());
         let old_dead_letter = self.supervisor.update_shared(|shared| {
             shared.connections = connections.clone();
-            shared.mqtt = new.mqtt.clone();
-            replacement.map(|(endpoint, dead_letter)| {
-                shared.endpoint = endpoint;
-                std::mem::replace(&mut shared.dead_letter, dead_letter)
+            replacement.map(|(dead_letter, window_bytes)| {
+                shared.window_bytes = window_bytes;
+                shared.dead_letter = dead_letter.clone();
+                std::mem::replace(&mut self.dead_letter, dead_letter)
             })
         });
         if let Some(old) = old_dead_letter {
-            self.dead_letter = self.supervisor.dead_letter();
             old.close().await;
         }
         self.start_flows(&flows, &mut report);
@@ -139,8 +135,7 @@ impl Bridge {
                 .notes
                 .push("[admin] listen changed: it takes effect when the bridge restarts".into());
         }
-        *self.access.write().unwrap_or_else(|p| p.into_inner()) =
-            crate::admin::Access::of(&new.admin).map_err(ControlError::Failed)?;
+        (self.admin)(&new.admin).map_err(ControlError::Failed)?;
         let _ = self.published.send(connections);
         for old in &retired {
             old.flush(Duration::from_secs(5)).await;
@@ -173,7 +168,7 @@ impl Bridge {
     /// Drains and stops the flows that go away or restart.
     async fn stop_flows(
         &mut self,
-        flows: &Plan<'_, Flow>,
+        flows: &Plan<'_, RouteConfig>,
         limit: Duration,
         report: &mut ReloadReport,
     ) {
@@ -220,31 +215,26 @@ impl Bridge {
     ) -> Result<(BTreeMap<String, Connection>, Option<Shared>), ControlError> {
         let mut built = BTreeMap::new();
         for name in changed {
-            let live = new.connections[name]
-                .connect(name)
-                .await
-                .map_err(|e| ControlError::Failed(format!("connection \"{name}\": {e}")))?;
+            let live = new.connections[name].connect(name).await.map_err(|e| {
+                let label = crate::config::connection_label(name);
+                ControlError::Failed(format!("{label}: {e}"))
+            })?;
             built.insert(name.clone(), live);
         }
         if !everything {
             return Ok((built, None));
         }
-        let endpoint = Endpoint::new(&new.mqtt).map_err(|e| ControlError::Failed(e.to_string()))?;
-        let dead_letter = DeadLetter::build(&new.dead_letter, &endpoint, &new.mqtt)
+        let dead_letter = DeadLetter::build(&new.dead_letter, new.mqtt.as_ref())
             .await
             .map_err(|e| ControlError::Failed(format!("dead letters: {e}")))?;
-        Ok((built, Some((endpoint, Arc::new(dead_letter)))))
+        Ok((built, Some((Arc::new(dead_letter), new.window_bytes()))))
     }
 
     /// Starts what restarts (paused if it was) and what was added.
-    fn start_flows(&mut self, flows: &Plan<'_, Flow>, report: &mut ReloadReport) {
+    fn start_flows(&mut self, flows: &Plan<'_, RouteConfig>, report: &mut ReloadReport) {
         for (flow, paused, again) in flows.starts() {
-            let started = match flow {
-                Flow::Route(r) => self.supervisor.start(r, paused),
-                Flow::Downlink(d) => self.supervisor.start_downlink(d, paused),
-            };
-            match started {
-                Ok(()) => report.started(flow.name(), again),
+            match self.supervisor.start(flow, paused) {
+                Ok(()) => report.started(&flow.name, again),
                 Err(e) => report.notes.push(format!("{e}")),
             }
         }

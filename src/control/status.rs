@@ -1,21 +1,23 @@
-//! What `/routes`, the status page, `mqbridge status` and `/readyz` tell: each route's state,
-//! consumers, counts, replication delay and last error, and whether the bridge is ready.
+//! What `/routes`, the status page, `mqbridge status` and `/readyz` tell: each route's source
+//! and sink as what they are, its state, consumers, counts, replication delay and last error,
+//! and whether the bridge is ready.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{RouteConfig, RouteSource};
-use crate::downlinks::DownlinkConfig;
-use crate::flow::StatsSnapshot;
+use crate::config::{RouteConfig, Spelling};
+use crate::flow::{ConsumerStatus, StatsSnapshot};
 use crate::message::now_ms;
 use crate::route::{RouteHandle, RouteState};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Overview {
+    /// The `[[routes]]` entries.
     pub routes: Vec<RouteStatus>,
-    pub downlinks: Vec<DownlinkStatus>,
+    /// The `[[downlinks]]` entries, in the same shape.
+    pub downlinks: Vec<RouteStatus>,
     /// The last reload, when there was one.
     pub last_reload: Option<ReloadOutcome>,
 }
@@ -29,7 +31,7 @@ pub struct ReloadOutcome {
     pub detail: String,
 }
 
-/// What every flow shows, route or downlink: its state, counts and last error.
+/// What every route shows: its state, counts and last error.
 #[derive(Debug, Clone, Serialize)]
 pub struct Progress {
     /// `starting`, `running`, `paused`, `failing`, `stopping` or `stopped`.
@@ -93,53 +95,24 @@ impl Progress {
     }
 }
 
-/// A route: what it reads and where from, its consumers, and its progress.
+/// A route: what it reads and what it delivers to, its consumers, and its progress.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteStatus {
     pub name: String,
+    /// The connection it delivers to.
     pub connection: String,
-    pub filters: Vec<String>,
-    /// The Kafka or RocketMQ topic it reads instead of the MQTT broker, when it does.
-    pub source: Option<RouteSource>,
-    pub share_group: String,
+    /// What it reads: `kind`, `connection` and that kind's keys (an MQTT source's `filters`,
+    /// `share_group` and `consumers`; a Kafka or RocketMQ source's `topic` and `group`, and the
+    /// `partitions` its member has read from).
+    pub source: serde_json::Value,
+    /// What it delivers to: `kind`, `connection` and that kind's keys.
+    pub sink: serde_json::Value,
     pub consumers: Vec<ConsumerView>,
     #[serde(flatten)]
     pub progress: Progress,
 }
 
-/// A downlink: what it reads and the MQTT topic it publishes to, and its progress.
-#[derive(Debug, Clone, Serialize)]
-pub struct DownlinkStatus {
-    pub name: String,
-    pub connection: String,
-    pub topic: String,
-    pub group: String,
-    pub mqtt_topic: String,
-    #[serde(flatten)]
-    pub progress: Progress,
-}
-
-impl DownlinkStatus {
-    pub fn of(handle: &RouteHandle, config: &DownlinkConfig) -> Self {
-        DownlinkStatus {
-            progress: Progress::of(handle),
-            ..Self::disabled(config)
-        }
-    }
-
-    pub fn disabled(config: &DownlinkConfig) -> Self {
-        DownlinkStatus {
-            name: config.name.clone(),
-            connection: config.connection.clone(),
-            topic: config.topic.clone(),
-            group: config.group(),
-            mqtt_topic: config.mqtt_topic.text().to_owned(),
-            progress: Progress::disabled(),
-        }
-    }
-}
-
-/// A flow's state and why, by one rule for routes and downlinks.
+/// A route's state and why, by one rule whatever it reads.
 fn condition(handle: &RouteHandle, stats: &StatsSnapshot) -> (&'static str, Option<String>) {
     let consumers = handle.consumers();
     let started = consumers.iter().all(|c| c.ever_subscribed());
@@ -179,14 +152,6 @@ fn condition(handle: &RouteHandle, stats: &StatsSnapshot) -> (&'static str, Opti
     }
 }
 
-/// What pausing or resuming answers: the route's or the downlink's status.
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
-pub enum Paused {
-    Route(RouteStatus),
-    Downlink(DownlinkStatus),
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct ConsumerView {
     pub client_id: String,
@@ -194,6 +159,17 @@ pub struct ConsumerView {
     pub subscribed: bool,
     /// The broker's refusal of a filter, or why a group member reads nothing.
     pub refused: Option<String>,
+}
+
+impl ConsumerView {
+    fn of(c: &ConsumerStatus) -> Self {
+        ConsumerView {
+            client_id: c.client_id.clone(),
+            connected: c.connected(),
+            subscribed: c.subscribed(),
+            refused: c.refused(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -204,18 +180,16 @@ pub struct LastError {
 }
 
 impl RouteStatus {
-    pub fn of(handle: &RouteHandle, config: &RouteConfig) -> Self {
-        let consumers = handle.consumers().iter().map(|c| ConsumerView {
-            client_id: c.client_id.clone(),
-            connected: c.connected(),
-            subscribed: c.subscribed(),
-            refused: c.refused(),
-        });
-        RouteStatus {
-            consumers: consumers.collect(),
-            progress: Progress::of(handle),
-            ..Self::disabled(config)
+    pub fn of(handle: &RouteHandle) -> Self {
+        let consumers = handle.consumers();
+        let mut status = Self::disabled(handle.config());
+        let partitions: Vec<String> = consumers.iter().flat_map(|c| c.partitions()).collect();
+        if consumers.iter().any(|c| c.is_group_member()) {
+            status.source["partitions"] = partitions.into();
         }
+        status.consumers = consumers.iter().map(|c| ConsumerView::of(c)).collect();
+        status.progress = Progress::of(handle);
+        status
     }
 
     /// A route of the configuration that does not run (`enabled = false`).
@@ -223,18 +197,33 @@ impl RouteStatus {
         RouteStatus {
             name: config.name.clone(),
             connection: config.connection.clone(),
-            filters: config.filters.clone(),
-            source: config.source.clone(),
-            share_group: config.share_group().to_owned(),
+            source: config.source.view(),
+            sink: sink_view(config),
             consumers: Vec::new(),
             progress: Progress::disabled(),
         }
     }
+
+    /// Whether the file spells it `[[downlinks]]`.
+    pub fn is_downlink(config: &RouteConfig) -> bool {
+        config.spelling == Spelling::Downlink
+    }
 }
 
-/// Whether the bridge does its job: every running route has a consumer connected and a
-/// destination that has not failed every send for longer than `failing_after`, and every
-/// connection a route uses passed its last check.
+/// What a route delivers to: the kind, the connection and that kind's keys.
+fn sink_view(config: &RouteConfig) -> serde_json::Value {
+    let mut view = serde_json::json!({"kind": config.sink.kind(), "connection": config.connection});
+    if let (Some(out), serde_json::Value::Object(keys)) = (view.as_object_mut(), config.sink.view())
+    {
+        out.extend(keys);
+    }
+    view
+}
+
+/// Whether the bridge does its job: every running route reads its source (a consumer
+/// connected, no subscription refused, a group member with partitions) and has a destination
+/// that has not failed every send for longer than `failing_after`, and every connection a route
+/// uses passed its last check.
 #[derive(Debug, Clone, Serialize)]
 pub struct Readiness {
     pub ready: bool,
@@ -243,21 +232,20 @@ pub struct Readiness {
 }
 
 pub fn readiness<'a>(
-    flows: impl Iterator<Item = &'a RouteHandle>,
+    routes: impl Iterator<Item = &'a RouteHandle>,
     checks: &BTreeMap<String, Result<String, String>>,
     failing_after: Duration,
 ) -> Readiness {
     let mut reasons = Vec::new();
     let mut used = BTreeMap::new();
-    for handle in flows {
-        let name = format!("{} \"{}\"", handle.flow().what(), handle.name());
-        for connection in handle.flow().connections() {
+    for handle in routes {
+        let config = handle.config();
+        let name = format!("{} \"{}\"", config.spelling.what(), config.name);
+        for connection in config.connections() {
             used.insert(connection.to_owned(), name.clone());
         }
-        if !handle.consumers().iter().any(|c| c.connected()) {
-            let why = handle.consumers().iter().find_map(|c| c.refused());
-            let why = why.map(|e| format!(": {e}")).unwrap_or_default();
-            reasons.push(format!("{name}: no consumer connected{why}"));
+        if let Some(why) = unreadable(handle.consumers()) {
+            reasons.push(format!("{name}: {why}"));
         }
         let stats = handle.stats();
         if let Some(since) = stats.failing_since_ms {
@@ -282,4 +270,27 @@ pub fn readiness<'a>(
         ready: reasons.is_empty(),
         reasons,
     }
+}
+
+/// Why a route cannot read its source, if it cannot: no consumer connected, a subscription the
+/// broker refused, a group member without partitions for longer than its session.
+fn unreadable(consumers: &[std::sync::Arc<ConsumerStatus>]) -> Option<String> {
+    if !consumers.iter().any(|c| c.connected()) {
+        let why = consumers.iter().find_map(|c| c.refused());
+        let why = why.map(|e| format!(": {e}")).unwrap_or_default();
+        return Some(format!("no consumer connected{why}"));
+    }
+    let refused = consumers
+        .iter()
+        .filter(|c| c.connected() && !c.subscribed());
+    if let Some(why) = refused.filter_map(|c| c.refused()).next() {
+        return Some(format!("cannot read its source: {why}"));
+    }
+    let idle = consumers.iter().find_map(|c| c.unassigned_too_long());
+    idle.map(|idle| {
+        format!(
+            "its group member has had no partition or queue for {} s, longer than its session",
+            idle.as_secs()
+        )
+    })
 }

@@ -4,30 +4,47 @@
 use metrics::{counter, gauge};
 use tracing::{error, info, warn};
 
-/// A flow started: which way it carries messages (`up`: MQTT to a system; `down`: a system to
-/// MQTT; `across`: a system to a system), what it reads and what it delivers to. The info gauge
-/// is the join for the flow metrics, which carry only `route`.
+/// A route started: which way it carries messages (`up`: from the devices' side, MQTT, to a
+/// system; `down`: a system to MQTT; `across`: a system to a system, or a broker to a broker),
+/// what it reads and what it delivers to. The info gauge is the join for the route metrics,
+/// which carry only `route`.
 pub struct FlowStarted<'a> {
     pub route: &'a str,
-    pub source: &'static str,
-    pub sink: &'static str,
+    /// Each end: its kind, its connection and whether the devices are on its side.
+    pub source: End<'a>,
+    pub sink: End<'a>,
+}
+
+/// One end of a route.
+pub struct End<'a> {
+    pub kind: &'static str,
+    pub connection: &'a str,
+    pub faces_devices: bool,
 }
 
 impl FlowStarted<'_> {
     pub fn emit(&self) {
-        let direction = match (self.source, self.sink) {
-            ("mqtt", _) => "up",
-            (_, "mqtt") => "down",
+        let direction = match (self.source.faces_devices, self.sink.faces_devices) {
+            (true, false) => "up",
+            (false, true) => "down",
             _ => "across",
         };
+        let (source, sink) = (self.source.kind, self.sink.kind);
         gauge!(
             "mqbridge_flow_info",
             "route" => self.route.to_owned(),
             "direction" => direction,
-            "source" => self.source,
-            "sink" => self.sink
+            "source" => source,
+            "sink" => sink
         )
         .set(1.0);
+        info!(
+            route = self.route,
+            source = format!("{source} \"{}\"", self.source.connection),
+            sink = format!("{sink} \"{}\"", self.sink.connection),
+            direction,
+            "route started"
+        );
     }
 }
 

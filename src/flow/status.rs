@@ -1,9 +1,12 @@
 //! What a route's consumers show the operator: an MQTT consumer's connection and subscription,
-//! or a Kafka or RocketMQ consumer group member's start. (A paused route's consumers stay
-//! connected, the broker keeps queueing for the share group, but they read nothing more.)
+//! or a Kafka or RocketMQ consumer-group member's start, the partitions it has read from and
+//! since when it has none. (A paused route's consumers stay connected, the broker keeps queueing
+//! for the share group, but they read nothing more.) The events of `events/` set it; status and
+//! readiness read it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// One consumer's connection, as `/routes` shows it.
 #[derive(Debug)]
@@ -15,9 +18,19 @@ pub struct ConsumerStatus {
     ever_subscribed: AtomicBool,
     /// The broker's refusal of a filter, or why a group member cannot start: the last one.
     refused: Mutex<Option<String>>,
+    /// A group member's: the partitions (or queues) it has read from, and since when it has
+    /// had none assigned, with how long that may last (its session).
+    member: Option<Mutex<Member>>,
+}
+
+#[derive(Debug, Default)]
+struct Member {
+    partitions: Vec<String>,
+    unassigned: Option<(Instant, Duration)>,
 }
 
 impl ConsumerStatus {
+    /// An MQTT consumer.
     pub fn new(client_id: String) -> Self {
         ConsumerStatus {
             client_id,
@@ -25,6 +38,15 @@ impl ConsumerStatus {
             subscribed: AtomicBool::new(false),
             ever_subscribed: AtomicBool::new(false),
             refused: Mutex::new(None),
+            member: None,
+        }
+    }
+
+    /// A consumer-group member, named by its group.
+    pub fn group_member(group: String) -> Self {
+        ConsumerStatus {
+            member: Some(Mutex::default()),
+            ..Self::new(group)
         }
     }
 
@@ -32,7 +54,8 @@ impl ConsumerStatus {
         self.connected.load(Ordering::Acquire)
     }
 
-    /// Connected, and the broker granted a subscription on this connection.
+    /// Connected, and the broker granted every subscription on this connection (a group
+    /// member: it started).
     pub fn subscribed(&self) -> bool {
         self.subscribed.load(Ordering::Acquire)
     }
@@ -42,10 +65,27 @@ impl ConsumerStatus {
     }
 
     pub fn refused(&self) -> Option<String> {
-        self.refused
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.refused).clone()
+    }
+
+    pub fn is_group_member(&self) -> bool {
+        self.member.is_some()
+    }
+
+    /// The partitions (`3`, or a RocketMQ queue's `broker-a:3`) a group member has read from.
+    pub fn partitions(&self) -> Vec<String> {
+        self.member
+            .as_ref()
+            .map(|m| lock(m).partitions.clone())
+            .unwrap_or_default()
+    }
+
+    /// How long a group member has had no partition assigned, once that is longer than its
+    /// session.
+    pub fn unassigned_too_long(&self) -> Option<Duration> {
+        let member = lock(self.member.as_ref()?);
+        let (since, session) = member.unassigned?;
+        Some(since.elapsed()).filter(|idle| *idle > session)
     }
 
     pub(crate) fn set_connected(&self, connected: bool) {
@@ -55,19 +95,50 @@ impl ConsumerStatus {
         }
     }
 
+    /// Every subscription granted (a group member: it started): a refusal before is over.
     pub(crate) fn set_subscribed(&self) {
         self.subscribed.store(true, Ordering::Release);
         self.ever_subscribed.store(true, Ordering::Release);
+        *lock(&self.refused) = None;
     }
 
     pub(crate) fn set_refused(&self, reason: String) {
-        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        self.subscribed.store(false, Ordering::Release);
+        *lock(&self.refused) = Some(reason);
     }
 
     /// A group member's health: with a reason (the client's last error), it counts as
     /// disconnected and says why; without, connected again.
     pub(crate) fn set_trouble(&self, trouble: Option<String>) {
         self.set_connected(trouble.is_none());
-        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = trouble;
+        if trouble.is_none() && self.ever_subscribed() {
+            self.subscribed.store(true, Ordering::Release);
+        }
+        *lock(&self.refused) = trouble;
     }
+
+    /// A group member read from `partition` for the first time in this run.
+    pub(crate) fn add_partition(&self, partition: String) {
+        if let Some(member) = &self.member {
+            lock(member).partitions.push(partition);
+        }
+    }
+
+    /// Whether a group member has partitions assigned now; `session`: how long it may have
+    /// none before readiness counts it as not reading.
+    pub(crate) fn set_assigned(&self, assigned: bool, session: Duration) {
+        if let Some(member) = &self.member {
+            let mut member = lock(member);
+            match assigned {
+                true => member.unassigned = None,
+                false => {
+                    member.unassigned.get_or_insert((Instant::now(), session));
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

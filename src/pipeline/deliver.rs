@@ -13,10 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::batcher::{Batch, Item, Key, Outcome};
 use super::round::Round;
-use crate::dead_letter::{DeadLetter, DeadLetterEntry};
 use crate::events::{self, RouteMetrics};
-use crate::flow::{Pause, RouteStats};
-use crate::flow::{Retry, Sink, SinkError};
+use crate::flow::{DeadLetterEntry, DeadLetters, Pause, Retry, RouteStats, Sink, SinkError};
 use crate::message::{now_ms, Message};
 use crate::rules::Rules;
 
@@ -31,7 +29,7 @@ pub struct Context {
     /// Sends of a message that the destination may fail (`Retry::Attempts`) before it is
     /// dead-lettered.
     pub max_attempts: u32,
-    pub dead_letter: Arc<DeadLetter>,
+    pub dead_letter: Arc<dyn DeadLetters>,
     /// Messages carrying this user property came from the bridge itself (`[mqtt]
     /// origin_property`): acknowledged without being delivered.
     pub skip_marked: Option<Arc<str>>,

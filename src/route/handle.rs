@@ -1,7 +1,6 @@
-//! A running flow (a route or a downlink) as the supervisor holds it: its own stop signals, its
-//! state and counts, and its task. Stopping one flow stops nothing else.
+//! A running route as the supervisor holds it: its own stop signals, its state and counts, and
+//! its task. Stopping one route stops nothing else.
 
-use crate::rules::RuleSpec;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,55 +8,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RouteConfig;
-use crate::downlinks::DownlinkConfig;
-use crate::flow::ConsumerStatus;
-use crate::flow::{Pause, RouteStats, StatsSnapshot};
-
-/// What a flow runs, as configured: `[[routes]]` (MQTT to any sink) or `[[downlinks]]` (Kafka
-/// or RocketMQ to MQTT).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Flow {
-    Route(RouteConfig),
-    Downlink(DownlinkConfig),
-}
-
-impl Flow {
-    pub fn name(&self) -> &str {
-        match self {
-            Flow::Route(r) => &r.name,
-            Flow::Downlink(d) => &d.name,
-        }
-    }
-
-    /// "route" or "downlink", as the configuration says.
-    pub fn what(&self) -> &'static str {
-        match self {
-            Flow::Route(_) => "route",
-            Flow::Downlink(_) => "downlink",
-        }
-    }
-
-    /// Its rules as written (`where`, `transform`, `schema`).
-    pub fn rules(&self) -> RuleSpec {
-        match self {
-            Flow::Route(r) => r.rules(),
-            Flow::Downlink(d) => d.rules(),
-        }
-    }
-
-    /// The connections it reads from and delivers to.
-    pub fn connections(&self) -> Vec<&str> {
-        match self {
-            Flow::Route(r) => {
-                let source = r.source.as_ref().map(|s| s.connection.as_str());
-                std::iter::once(r.connection.as_str())
-                    .chain(source)
-                    .collect()
-            }
-            Flow::Downlink(d) => vec![&d.connection],
-        }
-    }
-}
+use crate::flow::{ConsumerStatus, Pause, RouteStats, StatsSnapshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteState {
@@ -70,7 +21,7 @@ pub enum RouteState {
 pub struct RouteHandle {
     pub(super) name: String,
     /// The settings it runs with.
-    pub(super) flow: Flow,
+    pub(super) config: RouteConfig,
     pub(super) pause: Arc<Pause>,
     pub(super) consumers: Vec<Arc<ConsumerStatus>>,
     /// The supervisor's number for this start of the route.
@@ -96,24 +47,9 @@ impl RouteHandle {
         self.stats.snapshot()
     }
 
-    pub fn flow(&self) -> &Flow {
-        &self.flow
-    }
-
-    /// Its settings when it is a route.
-    pub fn route_config(&self) -> Option<&RouteConfig> {
-        match &self.flow {
-            Flow::Route(r) => Some(r),
-            Flow::Downlink(_) => None,
-        }
-    }
-
-    /// Its settings when it is a downlink.
-    pub fn downlink_config(&self) -> Option<&DownlinkConfig> {
-        match &self.flow {
-            Flow::Downlink(d) => Some(d),
-            Flow::Route(_) => None,
-        }
+    /// The settings it runs with.
+    pub fn config(&self) -> &RouteConfig {
+        &self.config
     }
 
     pub fn consumers(&self) -> &[Arc<ConsumerStatus>] {

@@ -1,9 +1,8 @@
-//! Flows at run time, routes and downlinks alike: the supervisor that starts each one's source,
-//! pipeline and sink (`supervisor`) and the handle it keeps per flow (`handle`).
+//! Routes at run time: the supervisor that starts each one's source, pipeline and sink
+//! (`supervisor`) and the handle it keeps per route (`handle`).
 
 mod handle;
-mod run;
 mod supervisor;
 
-pub use handle::{Flow, RouteHandle, RouteState};
+pub use handle::{RouteHandle, RouteState};
 pub use supervisor::{Shared, StartError, Supervisor};

@@ -1,7 +1,7 @@
-//! The supervisor: starts each flow (a route: MQTT consumers, the pipeline and the route's sink;
-//! a downlink: a Kafka or RocketMQ reader, the pipeline and an MQTT sink) and holds one handle
-//! per flow, so that each can be stopped, paused, resumed or replaced alone. A flow whose task
-//! ends without being asked to is reported to the caller.
+//! The supervisor: starts each route (its sink, its source and the pipeline between them, each
+//! built by its connection's kind) and holds one handle per route, so that each can be stopped,
+//! paused, resumed or replaced alone. A route whose task ends without being asked to is
+//! reported to the caller.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,30 +10,39 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::handle::{set, Flow, RouteHandle, RouteState};
-pub use super::run::Shared;
-use super::run::{self, Parts};
+use super::handle::{set, RouteHandle, RouteState};
 use crate::config::RouteConfig;
-use crate::connectors::mqtt::MqttSink;
-use crate::connectors::{Connection, RouteContext};
-use crate::dead_letter::DeadLetter;
-use crate::downlinks::DownlinkConfig;
-use crate::flow::ConsumerStatus;
-use crate::flow::{BoxError, Sink};
-use crate::pipeline::Settings;
+use crate::connectors::{Connection, SinkContext};
+use crate::events::{self, RouteMetrics};
+use crate::flow::{BoxError, DeadLetters, Pause, RouteStats};
+use crate::pipeline::{Context, Engine, Settings, SourceContext};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("route \"{0}\": no connection \"{1}\"")]
+    #[error("{0}: no connection \"{1}\"")]
     NoConnection(String, String),
-    #[error("route \"{0}\": {1}")]
+    #[error("{0}: {1}")]
     Sink(String, #[source] BoxError),
-    #[error("route \"{0}\" is running already")]
+    #[error("{0}: {1}")]
+    Source(String, #[source] BoxError),
+    #[error("{0} is running already")]
     Running(String),
-    #[error("route \"{0}\": {1}")]
+    #[error("{0}: {1}")]
     Rules(String, String),
+}
+
+/// What every route uses.
+pub struct Shared {
+    pub connections: Arc<BTreeMap<String, Connection>>,
+    pub dead_letter: Arc<dyn DeadLetters>,
+    /// The most payload bytes a Kafka or RocketMQ group member holds handed over and not
+    /// acknowledged (`Config::window_bytes`).
+    pub window_bytes: usize,
+    /// Cancelled to stop every route at once (each route's own signals are its children).
+    pub shutdown: CancellationToken,
 }
 
 /// How a route task ended: its name, its start's number and the outcome.
@@ -49,6 +58,14 @@ pub struct Supervisor {
     ended_rx: mpsc::UnboundedReceiver<Ended>,
 }
 
+/// A route's switches and counts, before it runs.
+struct Controls {
+    pause: Arc<Pause>,
+    stats: Arc<RouteStats>,
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
+}
+
 impl Supervisor {
     pub fn new(shared: Shared) -> Self {
         let (ended_tx, ended_rx) = mpsc::unbounded_channel();
@@ -61,12 +78,12 @@ impl Supervisor {
         }
     }
 
-    /// The running routes and downlinks.
-    pub fn flows(&self) -> impl Iterator<Item = &RouteHandle> {
+    /// The running routes.
+    pub fn routes(&self) -> impl Iterator<Item = &RouteHandle> {
         self.routes.values()
     }
 
-    pub fn flow(&self, name: &str) -> Option<&RouteHandle> {
+    pub fn route(&self, name: &str) -> Option<&RouteHandle> {
         self.routes.get(name)
     }
 
@@ -76,143 +93,106 @@ impl Supervisor {
         f(&mut self.shared)
     }
 
-    pub fn dead_letter(&self) -> Arc<DeadLetter> {
-        self.shared.dead_letter.clone()
-    }
-
-    /// Starts `route`: its consumers (MQTT, or the reader of its `source`) connect in the
-    /// background; `paused`, they read nothing until it is resumed.
+    /// Starts `route`: its sink and its source (whose consumers connect in the background);
+    /// `paused`, the source reads nothing until it is resumed.
     pub fn start(&mut self, route: &RouteConfig, paused: bool) -> Result<(), StartError> {
+        let label = format!("{} \"{}\"", route.spelling.what(), route.name);
         if self.routes.contains_key(&route.name) {
-            return Err(StartError::Running(route.name.clone()));
+            return Err(StartError::Running(label));
         }
-        let connection = self
-            .shared
-            .connections
-            .get(&route.connection)
-            .ok_or_else(|| {
-                StartError::NoConnection(route.name.clone(), route.connection.clone())
-            })?;
-        let sink = connection
-            .route_sink(
-                &RouteContext {
-                    name: &route.name,
-                    ordered: route.is_ordered(),
-                },
-                &route.sink,
-            )
-            .map_err(|e| StartError::Sink(route.name.clone(), e))?;
-        let flow = Flow::Route(route.clone());
+        let sink_connection = self.connection(&label, &route.connection)?;
+        let source_connection = self.connection(&label, route.source.connection())?;
+        let rules = route.rules.compile().map_err(|problems| {
+            let text = problems.iter().map(|(key, e)| format!("{key}: {e}"));
+            StartError::Rules(label.clone(), text.collect::<Vec<_>>().join("; "))
+        })?;
+        let client = route.client();
+        let sink_context = SinkContext {
+            name: &route.name,
+            client: &client,
+            ordered: route.is_ordered(),
+            in_flight: route.concurrency * route.batch_size,
+            vocabulary: source_connection.config().vocabulary(),
+        };
+        let sink = sink_connection
+            .sink(&sink_context, &route.sink)
+            .map_err(|e| StartError::Sink(label.clone(), e))?;
+        let controls = Controls {
+            pause: Arc::new(Pause::new(paused)),
+            stats: Arc::new(RouteStats::default()),
+            shutdown: self.shared.shutdown.child_token(),
+            hard_stop: CancellationToken::new(),
+        };
+        let source_context = SourceContext {
+            route: route.name.as_str().into(),
+            ordered: route.is_ordered(),
+            pause: controls.pause.clone(),
+            shutdown: controls.shutdown.clone(),
+            concurrency: route.concurrency,
+            batch_size: route.batch_size,
+            max_bytes: self.shared.window_bytes,
+        };
+        let source = source_connection
+            .source(&source_context, &route.source)
+            .map_err(|e| StartError::Source(label, e))?;
+        events::FlowStarted {
+            route: &route.name,
+            source: end(&source_connection, route.source.connection()),
+            sink: end(&sink_connection, &route.connection),
+        }
+        .emit();
+        if paused {
+            events::RoutePaused {
+                route: &route.name,
+                paused,
+            }
+            .emit();
+        }
+        let ctx = Arc::new(Context {
+            route: source_context.route.clone(),
+            metrics: RouteMetrics::new(&route.name, source.lanes()),
+            max_attempts: route.max_attempts,
+            sink,
+            dead_letter: self.shared.dead_letter.clone(),
+            skip_marked: source.skip_marked(),
+            rules: rules.map(Arc::new),
+            shutdown: controls.shutdown.clone(),
+            hard_stop: controls.hard_stop.clone(),
+            pause: controls.pause.clone(),
+            stats: controls.stats.clone(),
+        });
         let settings = Settings {
             batch_size: route.batch_size,
             max_wait: route.max_wait,
             ordered: route.is_ordered(),
             concurrency: route.concurrency,
-            // Sinks do not promise that a batch sent after another lands after it.
-            window: 1,
+            window: route.sink.order_window(),
         };
-        if let (Some(source), Some(spec)) = (&route.source, route.read_spec()) {
-            let connection = self.source_connection(&route.name, &source.connection)?;
-            flow_started(&route.name, &connection, route.sink.kind());
-            let parts = Parts::new(&self.shared, &flow, sink, route.max_attempts, None, paused)
-                .map_err(|e| StartError::Rules(flow.name().into(), e))?;
-            let (status, work) = run::records(&self.shared, connection, spec, settings, &parts);
-            self.launch(flow, parts, vec![status], work);
-            return Ok(());
-        }
-        self.start_mqtt(route, flow, sink, settings, paused)
-    }
-
-    /// A route reading the MQTT broker: its consumers, sharing the route's group.
-    fn start_mqtt(
-        &mut self,
-        route: &RouteConfig,
-        flow: Flow,
-        sink: Arc<dyn Sink>,
-        settings: Settings,
-        paused: bool,
-    ) -> Result<(), StartError> {
-        crate::events::FlowStarted {
-            route: &route.name,
-            source: "mqtt",
-            sink: route.sink.kind(),
-        }
-        .emit();
-        let consumers: Vec<Arc<ConsumerStatus>> = (1..=route.consumers)
-            .map(|n| {
-                let id = format!("{}-{}-{n}", self.shared.mqtt.client_id_prefix, route.name);
-                Arc::new(ConsumerStatus::new(id))
-            })
-            .collect();
-        let mqtt = &self.shared.mqtt;
-        let skip_marked = mqtt.origin_marker().map(|(name, _)| name.into());
-        let attempts = route.max_attempts;
-        let parts = Parts::new(&self.shared, &flow, sink, attempts, skip_marked, paused)
-            .map_err(|e| StartError::Rules(flow.name().into(), e))?;
-        let work = run::mqtt(&self.shared, route, settings, &parts, &consumers);
-        self.launch(flow, parts, consumers, work);
+        let consumers = source.consumers();
+        let work = source.run(Engine { ctx, settings });
+        self.launch(route, controls, consumers, work);
         Ok(())
     }
 
-    pub fn start_downlink(&mut self, d: &DownlinkConfig, paused: bool) -> Result<(), StartError> {
-        if self.routes.contains_key(&d.name) {
-            return Err(StartError::Running(d.name.clone()));
-        }
-        let connection = self.source_connection(&d.name, &d.connection)?;
-        flow_started(&d.name, &connection, "mqtt");
-        let mqtt = &self.shared.mqtt;
-        let client_id = format!("{}-downlink-{}", mqtt.client_id_prefix, d.name);
-        let sink = Arc::new(MqttSink::start(
-            &self.shared.endpoint,
-            &client_id,
-            d.mqtt_connections,
-            d.concurrency * d.batch_size + 64,
-            mqtt.origin_marker(),
-            d.publish_settings(),
-        ));
-        let flow = Flow::Downlink(d.clone());
-        let parts = Parts::new(&self.shared, &flow, sink, d.max_attempts, None, paused)
-            .map_err(|e| StartError::Rules(flow.name().into(), e))?;
-        let settings = Settings {
-            batch_size: d.batch_size,
-            max_wait: Duration::ZERO,
-            ordered: true,
-            concurrency: d.concurrency,
-            // A connection publishes in order: the next batch of a partition goes out while
-            // the broker acknowledges the last of the one before.
-            window: 2,
-        };
-        let (status, work) =
-            run::records(&self.shared, connection, d.read_spec(), settings, &parts);
-        self.launch(flow, parts, vec![status], work);
-        Ok(())
-    }
-
-    /// The connection named `name` when it can be read from.
-    fn source_connection(&self, flow: &str, name: &str) -> Result<Connection, StartError> {
+    /// The connection called `name`.
+    fn connection(&self, label: &str, name: &str) -> Result<Connection, StartError> {
         let connection = self.shared.connections.get(name);
-        let connection =
-            connection.ok_or_else(|| StartError::NoConnection(flow.into(), name.into()))?;
-        match connection.config().is_some_and(|c| c.readable()) {
-            true => Ok(connection.clone()),
-            false => {
-                let e = format!("connection \"{name}\" cannot be read from");
-                Err(StartError::Sink(flow.into(), e.into()))
-            }
-        }
+        connection
+            .cloned()
+            .ok_or_else(|| StartError::NoConnection(label.to_owned(), name.to_owned()))
     }
 
-    /// Runs `work` as the flow's task and keeps its handle.
+    /// Runs `work` as the route's task and keeps its handle.
     fn launch(
         &mut self,
-        flow: Flow,
-        parts: Parts,
-        consumers: Vec<Arc<ConsumerStatus>>,
+        route: &RouteConfig,
+        controls: Controls,
+        consumers: Vec<Arc<crate::flow::ConsumerStatus>>,
         work: BoxFuture<'static, ()>,
     ) {
         let state = Arc::new(Mutex::new(RouteState::Running));
         self.starts += 1;
-        let name = flow.name().to_owned();
+        let name = route.name.clone();
         let (ended, done) = (self.ended_tx.clone(), state.clone());
         let start = self.starts;
         let task = tokio::spawn({
@@ -226,21 +206,21 @@ impl Supervisor {
         });
         let handle = RouteHandle {
             name: name.clone(),
-            flow,
-            pause: parts.pause,
+            config: route.clone(),
+            pause: controls.pause,
             consumers,
             start,
             state,
-            stats: parts.stats,
-            shutdown: parts.shutdown,
-            hard_stop: parts.hard_stop,
+            stats: controls.stats,
+            shutdown: controls.shutdown,
+            hard_stop: controls.hard_stop,
             task: Some(task),
         };
         self.routes.insert(name, handle);
     }
 
     /// Stops every route: each finishes and acknowledges what it holds, for at most `limit`;
-    /// past it, pending deliveries are abandoned (left for the broker to redeliver) and the
+    /// past it, pending deliveries are abandoned (left for the source to deliver again) and the
     /// routes get a short grace to acknowledge what finished and disconnect. Returns false when
     /// deliveries had to be abandoned.
     pub async fn stop_all(&mut self, limit: Duration) -> bool {
@@ -251,7 +231,7 @@ impl Supervisor {
         }
         warn!(
             ?limit,
-            "shutdown timeout: unfinished deliveries are left for the broker to redeliver"
+            "shutdown timeout: unfinished deliveries are left for the sources to deliver again"
         );
         self.routes.values().for_each(RouteHandle::abandon);
         if !self.wait_all(Duration::from_secs(3)).await {
@@ -291,29 +271,28 @@ impl Supervisor {
             let Some((name, start, result)) = self.ended_rx.recv().await else {
                 return std::future::pending().await;
             };
-            let asked = self
-                .routes
-                .get(&name)
-                .is_none_or(|h| h.start != start || h.shutdown.is_cancelled());
-            if !asked {
-                return match result {
-                    Ok(()) => format!("route \"{name}\" ended on its own"),
-                    Err(panic) => format!("route \"{name}\" failed: {panic}"),
-                };
+            let Some(handle) = self.routes.get(&name) else {
+                continue;
+            };
+            if handle.start != start || handle.shutdown.is_cancelled() {
+                continue;
             }
+            let what = handle.config().spelling.what();
+            return match result {
+                Ok(()) => format!("{what} \"{name}\" ended on its own"),
+                Err(panic) => format!("{what} \"{name}\" failed: {panic}"),
+            };
         }
     }
 }
 
-/// Reports a flow that reads `connection` into `sink`.
-fn flow_started(route: &str, connection: &Connection, sink: &'static str) {
-    let source = connection.config().map_or("unknown", |c| c.kind());
-    crate::events::FlowStarted {
-        route,
-        source,
-        sink,
+/// A route's end, as its start is reported.
+fn end<'a>(connection: &Connection, name: &'a str) -> events::End<'a> {
+    events::End {
+        kind: connection.config().kind(),
+        connection: name,
+        faces_devices: connection.config().faces_devices(),
     }
-    .emit();
 }
 
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {

@@ -69,13 +69,16 @@ fn message(sample: Sample) -> Message {
     msg
 }
 
+/// What a sample with a key or a tag stands for: a record read from a system that has them.
+static SAMPLED: System = System {
+    name: "sample",
+    fields: None,
+    ckafka_event: false,
+};
+
 fn origin(topic: &str, key: Option<String>, tag: Option<String>) -> Origin {
     Origin {
-        system: if tag.is_some() {
-            System::Rocketmq
-        } else {
-            System::Kafka
-        },
+        system: &SAMPLED,
         partition: Partition {
             topic: topic.to_owned(),
             broker: String::new(),

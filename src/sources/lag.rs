@@ -58,21 +58,24 @@ impl Lag {
         }
     }
 
-    /// A message read at `offset`: the partition's place, until a commit gives one.
-    pub fn read(&mut self, partition: &Partition, offset: i64) {
-        if !self.partitions.contains_key(partition) {
-            let labels = [
-                ("route", self.route.clone()),
-                ("topic", partition.topic.clone()),
-                ("partition", label(partition)),
-            ];
-            let place = Place {
-                at: offset,
-                end: None,
-                gauge: gauge!("mqbridge_source_lag_messages", &labels),
-            };
-            self.partitions.insert(partition.clone(), place);
+    /// A message read at `offset`: the partition's place, until a commit gives one. Returns
+    /// the partition's label (`3`, `broker-a:3`) when it is the first read from it.
+    pub fn read(&mut self, partition: &Partition, offset: i64) -> Option<String> {
+        if self.partitions.contains_key(partition) {
+            return None;
         }
+        let labels = [
+            ("route", self.route.clone()),
+            ("topic", partition.topic.clone()),
+            ("partition", label(partition)),
+        ];
+        let place = Place {
+            at: offset,
+            end: None,
+            gauge: gauge!("mqbridge_source_lag_messages", &labels),
+        };
+        self.partitions.insert(partition.clone(), place);
+        Some(labels[2].1.clone())
     }
 
     /// Offsets committed: the next offset per partition.

@@ -1,9 +1,10 @@
-//! The source side of the engine. The pipeline sees only `Delivery` and `Acker` (`source`);
-//! each connector's source hands over through them (MQTT consumers: `connectors/mqtt/`). A
-//! Kafka or RocketMQ group member is a `Reader` its connector opens, run for a flow by
-//! `records`, which keeps its lag (`lag`); `status` is what each consumer shows the operator.
+//! The engine's side of the sources that a consumer group reads (Kafka, RocketMQ): a group
+//! member is a `Reader` its connector opens; `records` runs it as a route's source, handing
+//! each message over with its partition or queue as order key and committing the offsets the
+//! pipeline's acks allow, and keeps its lag (`lag`). (An MQTT broker's consumers are its
+//! connector's own: `connectors/mqtt/`.)
 
 pub mod lag;
 pub mod records;
 
-pub use records::{ReadSpec, Reader, StartFrom};
+pub use records::{Reader, StartFrom};

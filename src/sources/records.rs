@@ -17,30 +17,20 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
 use super::lag::{Ends, Lag};
 use crate::events;
-use crate::flow::BoxError;
-use crate::flow::Pause;
-use crate::flow::{Acker, ConsumerStatus, Delivery};
+use crate::flow::{Acker, BoxError, ConsumerStatus, Delivery, Pause};
 use crate::message::{Message, Partition};
+use crate::pipeline::{Engine, Source, SourceContext};
 
 /// How long a read waits for the first message.
 const POLL_WAIT: Duration = Duration::from_millis(500);
 /// The least time between two commits while reading (each is a request to the broker); what
 /// is due is committed by the next turn after it, within about `POLL_WAIT`.
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
-
-/// What a group member reads: a topic (with a RocketMQ tag filter), as a group, from where.
-#[derive(Debug, Clone)]
-pub struct ReadSpec {
-    /// The route's or downlink's name, for the client id and logs.
-    pub name: String,
-    pub topic: String,
-    /// RocketMQ tag filter ("*" for every message).
-    pub tags: String,
-    pub group: String,
-    pub start: StartFrom,
-}
 
 /// Where a group that has no committed offset yet starts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -75,7 +65,20 @@ pub trait Reader: Send {
     fn ask_ends(&mut self, _partitions: &[Partition]) -> Option<Ends> {
         None
     }
+    /// Whether the group gave the member partitions (or queues) to read; `None`: it cannot
+    /// tell.
+    fn has_partitions(&self) -> Option<bool> {
+        None
+    }
+    /// How long the member may stay without partitions before it counts as not reading: its
+    /// session with the group.
+    fn session(&self) -> Duration {
+        Duration::from_secs(45)
+    }
 }
+
+/// How often a member's assignment is looked at.
+const ASSIGNMENT_EVERY: Duration = Duration::from_secs(1);
 
 /// Opens the reader, retried by the source until it starts or the route stops.
 pub type Open = Box<
@@ -123,6 +126,49 @@ pub struct RecordSpec {
     pub shutdown: CancellationToken,
 }
 
+/// A route's source that reads as the group member `open` opens (the group's name is what
+/// the member shows as its consumer).
+pub fn source(open: Open, context: &SourceContext, group: &str) -> Box<dyn Source> {
+    let status = Arc::new(ConsumerStatus::group_member(group.to_owned()));
+    let spec = RecordSpec {
+        route: context.route.clone(),
+        lanes: context.concurrency,
+        pause: context.pause.clone(),
+        status,
+        max_messages: (context.concurrency + 1) * context.batch_size,
+        max_bytes: context.max_bytes,
+        shutdown: context.shutdown.clone(),
+    };
+    Box::new(RecordSource { open, spec })
+}
+
+struct RecordSource {
+    open: Open,
+    spec: RecordSpec,
+}
+
+impl Source for RecordSource {
+    fn lanes(&self) -> usize {
+        self.spec.lanes.max(1)
+    }
+
+    fn consumers(&self) -> Vec<Arc<ConsumerStatus>> {
+        vec![self.spec.status.clone()]
+    }
+
+    /// The reader and the pipeline; ends once the reader left its group.
+    fn run(self: Box<Self>, engine: Engine) -> BoxFuture<'static, ()> {
+        let (tx, intake) = mpsc::unbounded_channel();
+        let (ackers, reader) = start(self.open, self.spec, tx);
+        let pipeline = engine.pipeline(intake, ackers);
+        async move {
+            pipeline.run().await;
+            let _ = reader.await;
+        }
+        .boxed()
+    }
+}
+
 /// Starts reading into `tx`; returns one acker per lane and the task, which ends once the
 /// pipeline dropped the ackers (after its last ack) and the reader left its group.
 pub fn start(
@@ -143,6 +189,7 @@ pub fn start(
         window: (0, 0),
         commits: Commits::default(),
         committed: Instant::now(),
+        looked: None,
     };
     (ackers, tokio::spawn(task.run(open)))
 }
@@ -186,6 +233,8 @@ struct Task {
     /// When the last commit went out.
     committed: Instant,
     lag: Lag,
+    /// When the assignment was last looked at.
+    looked: Option<Instant>,
 }
 
 impl Task {
@@ -298,6 +347,15 @@ impl Task {
             self.take(run);
         }
         self.lag.turn(|partitions| reader.ask_ends(partitions));
+        if self
+            .looked
+            .is_none_or(|at| at.elapsed() >= ASSIGNMENT_EVERY)
+        {
+            self.looked = Some(Instant::now());
+            if let Some(assigned) = reader.has_partitions() {
+                self.spec.status.set_assigned(assigned, reader.session());
+            }
+        }
         if self.committed.elapsed() < COMMIT_EVERY {
             return;
         }
@@ -312,7 +370,9 @@ impl Task {
         let lanes = self.spec.lanes.max(1) as u64;
         for msg in batch {
             let Some(origin) = &msg.origin else { continue };
-            self.lag.read(&origin.partition, origin.offset);
+            if let Some(partition) = self.lag.read(&origin.partition, origin.offset) {
+                self.spec.status.add_partition(partition);
+            }
             let key = BuildHasherDefault::<DefaultHasher>::default().hash_one(&origin.partition);
             let token = Token {
                 partition: origin.partition.clone(),

@@ -1,6 +1,9 @@
 //! `[[downlinks]]`: defaults, and problems named by downlink and field.
 
 use super::*;
+use crate::connectors::kafka::KafkaSourceConfig;
+use crate::connectors::mqtt::MqttSinkConfig;
+use crate::connectors::rocketmq::RocketmqSourceConfig;
 
 const DOWNLINK: &str = r#"
 [[downlinks]]
@@ -13,14 +16,29 @@ mqtt_topic = "chargers/{key}/commands"
 #[test]
 fn downlinks_take_defaults() {
     let c = parse(&format!("{BASE}{DOWNLINK}")).unwrap();
-    let d = &c.downlinks[0];
-    assert_eq!(d.group(), "mqbridge-commands");
-    assert_eq!(d.qos, 1);
-    assert_eq!(d.tags, "*");
+    let d = c.spelled(Spelling::Downlink).next().unwrap();
+    // A route from the Kafka topic to the default broker.
+    assert_eq!(d.source.connection(), "events");
+    assert_eq!(d.connection, DEFAULT_BROKER);
+    let source = d.source.settings::<KafkaSourceConfig>().unwrap();
+    let sink = d.sink.settings::<MqttSinkConfig>().unwrap();
+    assert_eq!(source.group(), "mqbridge-commands");
+    assert_eq!(sink.qos, 1);
     assert_eq!(d.batch_size, 256);
     assert_eq!((d.concurrency, d.max_attempts), (4, 5));
-    assert_eq!(d.start, crate::downlinks::StartFrom::Latest);
-    assert!(d.enabled && !d.retain && d.message_expiry.is_none());
+    assert_eq!(source.start, crate::sources::StartFrom::Latest);
+    assert!(d.enabled && !sink.retain && sink.message_expiry.is_none());
+    assert!(d.is_ordered());
+    assert_eq!(sink.mqtt_connections, 2);
+    // RocketMQ's tag filter defaults to every message.
+    let rocketmq = format!(
+        "{BASE}{}\n[connections.rq]\ntype = \"rocketmq\"\nnamesrv = [\"127.0.0.1:9876\"]\n",
+        DOWNLINK.replace("connection = \"events\"", "connection = \"rq\"")
+    );
+    let c = parse(&rocketmq).unwrap();
+    let d = c.spelled(Spelling::Downlink).next().unwrap();
+    let source = d.source.settings::<RocketmqSourceConfig>().unwrap();
+    assert_eq!(source.tags, "*");
 }
 
 #[test]

@@ -18,7 +18,7 @@ fn a_schema_is_read_from_the_config_folder_and_a_changed_file_changes_the_route(
     let first = with_rules(dir.path(), rules).unwrap();
     let route = &first.routes[2];
     assert_eq!(
-        route.schema.as_deref(),
+        route.rules.schema.as_deref(),
         Some(dir.path().join("s.json").as_path())
     );
     let again = with_rules(dir.path(), rules).unwrap();

@@ -1,6 +1,8 @@
 //! A route's `source`: read, checked, its problems located.
 
 use super::*;
+use crate::connectors::kafka::KafkaSourceConfig;
+use crate::connectors::mqtt::MqttSourceConfig;
 
 #[test]
 fn a_route_reads_a_kafka_topic_when_it_names_a_source() {
@@ -11,11 +13,15 @@ connection = "debug"
 source = { connection = "events", topic = "orders", start = "earliest" }
 "#;
     let c = parse(&format!("{BASE}{route}")).unwrap();
-    let spec = c.routes[2].read_spec().expect("a source");
+    let source = &c.routes[2].source;
+    assert_eq!(source.connection(), "events");
+    let spec = source
+        .settings::<KafkaSourceConfig>()
+        .expect("a Kafka source");
     assert_eq!(spec.topic, "orders");
-    assert_eq!(spec.group, "mqbridge-orders");
+    assert_eq!(spec.group(), "mqbridge-orders");
     assert_eq!(spec.start, crate::sources::StartFrom::Earliest);
-    assert!(c.routes[2].filters.is_empty());
+    assert!(source.settings::<MqttSourceConfig>().is_none());
 
     // A file cannot be read, MQTT filters do not go with a source, a Kafka source has no
     // tags, and a typo inside the source table is located.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::settings::Secret;
 
@@ -43,8 +43,8 @@ pub struct ExecConnectionConfig {
 }
 
 /// The keys of a `[[routes]]` entry whose connection is an exec one.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ExecRouteConfig {
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ExecSinkConfig {
     /// Put every payload in base64 (`payload_encoding` says so). Default false: the text
     /// itself when it is valid UTF-8, base64 otherwise.
     #[serde(default)]

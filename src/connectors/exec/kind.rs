@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::config::{ExecConnectionConfig, ExecRouteConfig};
+use super::config::{ExecConnectionConfig, ExecSinkConfig};
 use super::sink::{Command, ExecSink};
-use crate::connectors::{Connector, RouteContext};
+use crate::connectors::{Connector, NoSource, SinkContext};
 use crate::flow::{BoxError, Sink};
 use crate::settings::Check;
+use crate::template::Vocabulary;
 
 pub struct Exec;
 
@@ -18,7 +19,8 @@ impl Connector for Exec {
     /// Like the managed function triggers: runs in parallel unless a route asks for order.
     const ORDERED_BY_DEFAULT: bool = false;
     type ConnectionConfig = ExecConnectionConfig;
-    type RouteConfig = ExecRouteConfig;
+    type SinkConfig = ExecSinkConfig;
+    type SourceConfig = NoSource;
     type Connection = Arc<Command>;
 
     fn resolve_paths(c: &mut ExecConnectionConfig, base: &Path) {
@@ -65,17 +67,17 @@ impl Connector for Exec {
         }
     }
 
-    fn check_route(_: &ExecRouteConfig, _: &mut Check<'_>) {}
+    fn check_sink(_: &ExecSinkConfig, _: Vocabulary, _: &mut Check<'_>) {}
 
     async fn connect(_name: &str, c: &ExecConnectionConfig) -> Result<Arc<Command>, BoxError> {
         let program = find_program(c.command.first().map_or("", String::as_str))?;
         Ok(Arc::new(Command::new(program, c)))
     }
 
-    fn route_sink(
+    fn sink(
         command: &Arc<Command>,
-        context: &RouteContext<'_>,
-        route: &ExecRouteConfig,
+        context: &SinkContext<'_>,
+        route: &ExecSinkConfig,
     ) -> Result<Arc<dyn Sink>, BoxError> {
         Ok(Arc::new(ExecSink::new(
             command.clone(),

@@ -5,5 +5,5 @@ mod config;
 mod kind;
 mod sink;
 
-pub use config::{ExecConnectionConfig, ExecRouteConfig};
+pub use config::{ExecConnectionConfig, ExecSinkConfig};
 pub use kind::Exec;

@@ -6,14 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::writer::FileWriter;
-use crate::connectors::{Connector, RouteContext};
+use crate::connectors::{Connector, NoSource, SinkContext};
 use crate::flow::{BoxError, Retry, Sink, SinkError};
 use crate::message::Message;
 use crate::record::Record;
 use crate::settings::Check;
+use crate::template::Vocabulary;
 
 /// `[connections.NAME]` with `type = "file"`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -27,8 +28,8 @@ pub struct FileConnectionConfig {
 }
 
 /// A file route's own keys: none.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct FileRouteConfig {}
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct FileSinkConfig {}
 
 /// The file connection kind.
 pub struct File;
@@ -37,7 +38,8 @@ impl Connector for File {
     const NAME: &'static str = "file";
     const ORDERED_BY_DEFAULT: bool = true;
     type ConnectionConfig = FileConnectionConfig;
-    type RouteConfig = FileRouteConfig;
+    type SinkConfig = FileSinkConfig;
+    type SourceConfig = NoSource;
     type Connection = Arc<FileWriter>;
 
     fn resolve_paths(config: &mut FileConnectionConfig, base: &Path) {
@@ -59,7 +61,7 @@ impl Connector for File {
         }
     }
 
-    fn check_route(_: &FileRouteConfig, _: &mut Check<'_>) {}
+    fn check_sink(_: &FileSinkConfig, _: Vocabulary, _: &mut Check<'_>) {}
 
     async fn connect(_name: &str, c: &FileConnectionConfig) -> Result<Arc<FileWriter>, BoxError> {
         let writer = FileWriter::open(&c.path, c.fsync)
@@ -68,10 +70,10 @@ impl Connector for File {
         Ok(Arc::new(writer))
     }
 
-    fn route_sink(
+    fn sink(
         writer: &Arc<FileWriter>,
-        _: &RouteContext<'_>,
-        _: &FileRouteConfig,
+        _: &SinkContext<'_>,
+        _: &FileSinkConfig,
     ) -> Result<Arc<dyn Sink>, BoxError> {
         Ok(Arc::new(FileSink(writer.clone())))
     }

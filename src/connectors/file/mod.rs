@@ -5,5 +5,5 @@
 mod config;
 mod writer;
 
-pub use config::{File, FileConnectionConfig, FileRouteConfig};
+pub use config::{File, FileConnectionConfig, FileSinkConfig};
 pub use writer::FileWriter;

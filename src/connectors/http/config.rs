@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::settings::Secret;
 
@@ -45,8 +45,8 @@ pub struct HttpConnectionConfig {
 }
 
 /// The keys of a `[[routes]]` entry whose connection is an HTTP one.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct HttpRouteConfig {
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct HttpSinkConfig {
     /// Put every payload in base64 (`payload_encoding` says so), for binary payloads. Default
     /// false: the text itself when it is valid UTF-8, base64 otherwise.
     #[serde(default)]

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::config::{HttpConnectionConfig, HttpRouteConfig};
+use super::config::{HttpConnectionConfig, HttpSinkConfig};
 use super::sink::{Client, HttpSink};
-use crate::connectors::{Connector, RouteContext};
+use crate::connectors::{Connector, NoSource, SinkContext};
 use crate::flow::{BoxError, Sink};
 use crate::settings::resolve_relative;
 use crate::settings::{Check, Secret};
+use crate::template::Vocabulary;
 
 pub struct Http;
 
@@ -22,7 +23,8 @@ impl Connector for Http {
     /// per-topic order.
     const ORDERED_BY_DEFAULT: bool = false;
     type ConnectionConfig = HttpConnectionConfig;
-    type RouteConfig = HttpRouteConfig;
+    type SinkConfig = HttpSinkConfig;
+    type SourceConfig = NoSource;
     type Connection = Arc<Client>;
 
     fn resolve_paths(c: &mut HttpConnectionConfig, base: &Path) {
@@ -93,7 +95,7 @@ impl Connector for Http {
         }
     }
 
-    fn check_route(_: &HttpRouteConfig, _: &mut Check<'_>) {}
+    fn check_sink(_: &HttpSinkConfig, _: Vocabulary, _: &mut Check<'_>) {}
 
     async fn connect(_name: &str, c: &HttpConnectionConfig) -> Result<Arc<Client>, BoxError> {
         let tls = crate::tls::client_config(c.ca_file.as_deref(), None)?;
@@ -128,10 +130,10 @@ impl Connector for Http {
         }))
     }
 
-    fn route_sink(
+    fn sink(
         client: &Arc<Client>,
-        context: &RouteContext<'_>,
-        route: &HttpRouteConfig,
+        context: &SinkContext<'_>,
+        route: &HttpSinkConfig,
     ) -> Result<Arc<dyn Sink>, BoxError> {
         Ok(Arc::new(HttpSink::new(
             client.clone(),

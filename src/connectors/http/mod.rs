@@ -5,5 +5,5 @@ mod config;
 mod kind;
 mod sink;
 
-pub use config::{HttpConnectionConfig, HttpRouteConfig};
+pub use config::{HttpConnectionConfig, HttpSinkConfig};
 pub use kind::Http;

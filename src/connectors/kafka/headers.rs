@@ -1,16 +1,43 @@
-//! The Kafka record headers of a message (the README's header table). Values are UTF-8 text:
+//! The Kafka record headers of a message (the README's header table), and the names under which
+//! they carry MQTT's fields (`KAFKA`), which a route to MQTT maps back. Values are UTF-8 text:
 //! numbers in decimal, booleans `true`/`false`, binary correlation data in base64. The first four
-//! names match the Kafka Connect MQTT source connector's.
+//! names match the Kafka Connect MQTT source connector's. A record read from Kafka or RocketMQ
+//! keeps its own headers (or properties) as they are: they are already that system's metadata.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use rdkafka::message::{Header, OwnedHeaders};
 
-use crate::message::Message;
+use crate::message::{FieldNames, Message, System};
+
+/// Kafka as a system records are read from.
+pub static KAFKA: System = System {
+    name: "kafka",
+    fields: Some(FieldNames {
+        content_type: CONTENT_TYPE,
+        response_topic: RESPONSE_TOPIC,
+        correlation_data: CORRELATION_DATA,
+        payload_format: "mqtt.payload.format.indicator",
+        expiry: "mqtt.message.expiry.interval",
+        prefix: "mqtt.",
+        renamed: None,
+    }),
+    ckafka_event: true,
+};
+
+const CONTENT_TYPE: &str = "mqtt.content.type";
+const RESPONSE_TOPIC: &str = "mqtt.response.topic";
+const CORRELATION_DATA: &str = "mqtt.correlation.data";
 
 pub fn headers(msg: &Message) -> OwnedHeaders {
     let p = &msg.properties;
     let mut h = OwnedHeaders::new_with_capacity(12 + p.user_properties.len());
+    if msg.origin.is_some() {
+        for (key, value) in &p.user_properties {
+            h = put(h, key, value);
+        }
+        return h;
+    }
     h = put(h, "mqtt.topic", &msg.topic);
     h = put(h, "mqtt.qos", itoa::Buffer::new().format(msg.qos));
     h = put(h, "mqtt.retained", bool_str(msg.retain));
@@ -34,16 +61,10 @@ pub fn headers(msg: &Message) -> OwnedHeaders {
     );
     let who = &msg.publisher;
     let optional = [
+        (CONTENT_TYPE, p.content_type.as_deref().map(Into::into)),
+        (RESPONSE_TOPIC, p.response_topic.as_deref().map(Into::into)),
         (
-            "mqtt.content.type",
-            p.content_type.as_deref().map(Into::into),
-        ),
-        (
-            "mqtt.response.topic",
-            p.response_topic.as_deref().map(Into::into),
-        ),
-        (
-            "mqtt.correlation.data",
+            CORRELATION_DATA,
             p.correlation_data.as_ref().map(|c| BASE64.encode(c).into()),
         ),
         (

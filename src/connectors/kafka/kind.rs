@@ -1,17 +1,20 @@
 //! The Kafka kind's entry point (`impl Connector for Kafka`): checks of its settings, the
-//! connection's producer and a route's sink.
+//! connection's producer, a route's sink and a route's source (a consumer-group member).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::config::{KafkaConnectionConfig, KafkaRouteConfig};
+use super::config::{KafkaConnectionConfig, KafkaSinkConfig, KafkaSourceConfig};
 use super::connection::{client_config, ConfigRefused, KafkaConnection};
 use super::sink::KafkaRouteSink;
 use super::source::KafkaSource;
-use crate::connectors::{Connector, OpenReader, RouteContext};
+use crate::connectors::{Connector, SinkContext};
 use crate::flow::{BoxError, Sink};
+use crate::pipeline::{Source, SourceContext};
 use crate::settings::Check;
-use crate::sources::{ReadSpec, Reader};
+use crate::sources::records::{self, Open};
+use crate::sources::Reader;
+use crate::template::Vocabulary;
 use crate::topic::check_kafka_topic;
 
 /// librdkafka settings the bridge owns: its delivery guarantee depends on them.
@@ -35,7 +38,8 @@ impl Connector for Kafka {
     const READABLE: bool = true;
     const ORDERED_BY_DEFAULT: bool = true;
     type ConnectionConfig = KafkaConnectionConfig;
-    type RouteConfig = KafkaRouteConfig;
+    type SinkConfig = KafkaSinkConfig;
+    type SourceConfig = KafkaSourceConfig;
     type Connection = KafkaConnection;
 
     fn check_connection(k: &KafkaConnectionConfig, check: &mut Check<'_>) {
@@ -69,7 +73,7 @@ impl Connector for Kafka {
         }
     }
 
-    fn check_route(r: &KafkaRouteConfig, check: &mut Check<'_>) {
+    fn check_sink(r: &KafkaSinkConfig, _: Vocabulary, check: &mut Check<'_>) {
         match &r.topic {
             None => check.field(
                 "topic",
@@ -87,49 +91,65 @@ impl Connector for Kafka {
         Ok(KafkaConnection::build(name, c)?)
     }
 
-    fn route_sink(
+    fn sink(
         connection: &KafkaConnection,
-        _: &RouteContext<'_>,
-        route: &KafkaRouteConfig,
+        _: &SinkContext<'_>,
+        route: &KafkaSinkConfig,
     ) -> Result<Arc<dyn Sink>, BoxError> {
         Ok(Arc::new(KafkaRouteSink::new(connection.slot(), route)?))
     }
 
-    async fn probe_route(
+    async fn probe_sink(
         connection: &KafkaConnection,
-        route: &KafkaRouteConfig,
+        route: &KafkaSinkConfig,
     ) -> Option<Result<String, BoxError>> {
         let topic = route.topic.as_ref()?.as_literal()?.to_owned();
         Some(connection.topic_check(topic).await)
     }
 
-    fn open_reader(c: &KafkaConnectionConfig, spec: ReadSpec) -> Option<OpenReader> {
-        let c = c.clone();
-        Some(Box::pin(async move {
-            KafkaSource::start(&c, &spec).map(|s| Box::new(s) as Box<dyn Reader>)
-        }))
+    fn complete_source(c: &mut KafkaSourceConfig, route: &str) {
+        c.group.get_or_insert_with(|| format!("mqbridge-{route}"));
     }
 
-    fn check_reader(spec: &ReadSpec, uses_tag: bool, check: &mut Check<'_>) {
-        if let Err(e) = check_kafka_topic(&spec.topic) {
+    fn check_source(c: &KafkaSourceConfig, uses_tag: bool, check: &mut Check<'_>) {
+        if let Err(e) = check_kafka_topic(&c.topic) {
             check.field("topic", e);
-        }
-        if spec.tags != "*" {
-            check.field("tags", "a RocketMQ filter; Kafka topics have no tags");
         }
         if uses_tag {
             check.field("mqtt_topic", "`{tag}`: Kafka records have no tag");
         }
-        if spec.group.is_empty() {
+        if c.group().is_empty() {
             check.field("group", "empty");
         }
     }
 
-    async fn probe_topic(
+    fn membership(c: &KafkaSourceConfig) -> Option<String> {
+        Some(c.group().to_owned())
+    }
+
+    fn source(
+        _: &KafkaConnection,
+        settings: &KafkaConnectionConfig,
+        context: &SourceContext,
+        c: &KafkaSourceConfig,
+    ) -> Result<Box<dyn Source>, BoxError> {
+        let (settings, config, name) = (settings.clone(), c.clone(), context.route.clone());
+        let open: Open = Box::new(move || {
+            let (settings, config, name) = (settings.clone(), config.clone(), name.clone());
+            Box::pin(async move {
+                KafkaSource::start(&settings, &config, &name)
+                    .map(|s| Box::new(s) as Box<dyn Reader>)
+            })
+        });
+        Ok(records::source(open, context, c.group()))
+    }
+
+    async fn probe_source(
         connection: &KafkaConnection,
-        topic: &str,
-    ) -> Option<Result<String, BoxError>> {
-        Some(connection.topic_check(topic.to_owned()).await)
+        c: &KafkaSourceConfig,
+    ) -> Vec<(String, Result<String, BoxError>)> {
+        let verdict = connection.topic_check(c.topic.clone()).await;
+        vec![("source".to_owned(), verdict)]
     }
 
     async fn health_check(connection: &KafkaConnection) -> Result<String, BoxError> {

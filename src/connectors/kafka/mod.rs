@@ -1,7 +1,8 @@
-//! The Kafka sink: its settings (`config`) and kind entry (`kind`), one idempotent `acks=all`
-//! producer per connection (`connection`), a per-route view that renders topic, key and headers
-//! (`sink`, `headers`), the map of librdkafka errors to retriable or permanent (`error`), and
-//! a consumer-group member as a route's source (`source`).
+//! Kafka, both ways: its settings (`config`) and kind entry (`kind`), one idempotent
+//! `acks=all` producer per connection (`connection`), a per-route sink that renders topic, key
+//! and headers (`sink`), the header names of a message's MQTT metadata, written by the sink and
+//! read back where a record goes to MQTT (`headers`), the map of librdkafka errors to retriable
+//! or permanent (`error`), and a consumer-group member as a route's source (`source`).
 
 mod config;
 mod connection;
@@ -11,9 +12,10 @@ mod kind;
 mod sink;
 mod source;
 
-pub use config::{Compression, KafkaConnectionConfig, KafkaRouteConfig};
+pub use config::{Compression, KafkaConnectionConfig, KafkaSinkConfig, KafkaSourceConfig};
 use connection::LastError;
 pub use connection::{client_config, ConfigRefused, KafkaConnection};
 pub use error::KafkaSinkError;
+pub use headers::KAFKA;
 pub use kind::Kafka;
 pub use sink::KafkaRouteSink;

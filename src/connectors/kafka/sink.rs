@@ -10,7 +10,7 @@ use futures::future::{join_all, Either};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureRecord;
 
-use super::config::KafkaRouteConfig;
+use super::config::KafkaSinkConfig;
 use super::connection::ProducerSlot;
 use super::error::KafkaSinkError;
 use super::headers::headers;
@@ -32,16 +32,18 @@ pub struct KafkaRouteSink {
     topic: Template,
     /// Set when the topic is a literal, checked once at build time.
     literal_topic: Option<String>,
-    key: Template,
+    /// `None`: the default, `{topic}` for a message read from MQTT; a record read from Kafka
+    /// or RocketMQ keeps its own key.
+    key: Option<Template>,
 }
 
 impl KafkaRouteSink {
     pub fn new(
         producer: Arc<ProducerSlot>,
-        route: &KafkaRouteConfig,
+        route: &KafkaSinkConfig,
     ) -> Result<Self, RouteSinkError> {
         let topic = route.topic.clone().ok_or(RouteSinkError::NoTopic)?;
-        let key = route.key.clone().unwrap_or_else(Template::topic);
+        let key = route.key.clone();
         let literal_topic = topic.as_literal().map(str::to_owned);
         if let Some(t) = &literal_topic {
             check_kafka_topic(t).map_err(RouteSinkError::InvalidTopic)?;
@@ -77,6 +79,18 @@ impl KafkaRouteSink {
         results
     }
 
+    /// The record key: what a rule set, else the template, else the default.
+    fn key<'m>(&self, msg: &'m Message) -> Option<std::borrow::Cow<'m, str>> {
+        if let Some(key) = msg.to_key() {
+            return Some(key.into());
+        }
+        match (&self.key, &msg.origin) {
+            (Some(template), _) => Some(template.render(msg).into()),
+            (None, Some(origin)) => origin.key.as_deref().map(Into::into),
+            (None, None) => Some(msg.topic.as_str().into()),
+        }
+    }
+
     /// Queues one record; the returned future resolves with its delivery report.
     async fn enqueue(
         &self,
@@ -92,14 +106,14 @@ impl KafkaRouteSink {
                 rendered.as_str()
             }
         };
-        let key = msg
-            .to_key()
-            .map_or_else(|| self.key.render(msg), str::to_owned);
+        let key = self.key(msg);
         let mut record = FutureRecord::to(topic)
             .payload(&msg.payload[..])
-            .key(&key)
             .headers(headers(msg))
             .timestamp(msg.timestamp_ms as i64);
+        if let Some(key) = &key {
+            record = record.key(key.as_ref());
+        }
         loop {
             match producer.send_result(record) {
                 Ok(delivery) => {

@@ -15,11 +15,12 @@ use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::connection::PRODUCER_ONLY;
-use super::{ConfigRefused, KafkaConnectionConfig, LastError};
+use super::headers::KAFKA;
+use super::{ConfigRefused, KafkaConnectionConfig, KafkaSourceConfig, LastError};
 use crate::flow::BoxError;
-use crate::message::{Message, Origin, Partition, System};
+use crate::message::{Message, Origin, Partition};
 use crate::sources::lag::Ends;
-use crate::sources::{ReadSpec, Reader, StartFrom};
+use crate::sources::{Reader, StartFrom};
 
 pub struct KafkaSource {
     /// Its context keeps what the client last reported, cleared by a message or an answered
@@ -33,6 +34,9 @@ pub struct KafkaSource {
     /// Messages of partitions assigned while paused, handed out after resume.
     held: VecDeque<Message>,
     committed: BTreeMap<Partition, i64>,
+    /// The group session (`session.timeout.ms`): how long a member may have no partitions
+    /// before it counts as not reading.
+    session: Duration,
 }
 
 /// How often a reader with a reported problem asks the cluster whether it is over, and how
@@ -41,9 +45,13 @@ const PROBE_EVERY: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl KafkaSource {
-    pub fn start(c: &KafkaConnectionConfig, d: &ReadSpec) -> Result<Self, BoxError> {
+    pub fn start(
+        c: &KafkaConnectionConfig,
+        d: &KafkaSourceConfig,
+        name: &str,
+    ) -> Result<Self, BoxError> {
         let mut cfg = ClientConfig::new();
-        cfg.set("client.id", format!("mqbridge-{}", d.name));
+        cfg.set("client.id", format!("mqbridge-{name}"));
         cfg.set("log.connection.close", "false");
         // What a paused or slow route may hold fetched but not handed out. librdkafka counts
         // only payload bytes against the first, and keeps up to the second per partition
@@ -65,7 +73,7 @@ impl KafkaSource {
             }
         }
         cfg.set("bootstrap.servers", &c.bootstrap_servers);
-        cfg.set("group.id", &d.group);
+        cfg.set("group.id", d.group());
         cfg.set("enable.auto.commit", "false");
         cfg.set("enable.partition.eof", "false");
         cfg.set(
@@ -83,10 +91,11 @@ impl KafkaSource {
             consumer: Arc::new(consumer),
             probed: None,
             topic: d.topic.clone(),
-            name: d.name.clone(),
+            name: name.to_owned(),
             paused: false,
             held: VecDeque::new(),
             committed: BTreeMap::new(),
+            session: session(c),
         })
     }
 
@@ -146,7 +155,7 @@ fn owned(m: &BorrowedMessage<'_>) -> Message {
         })
         .unwrap_or_default();
     let origin = Origin {
-        system: System::Kafka,
+        system: &KAFKA,
         partition: Partition {
             topic: m.topic().to_owned(),
             broker: String::new(),
@@ -270,6 +279,14 @@ impl Reader for KafkaSource {
         }))
     }
 
+    fn has_partitions(&self) -> Option<bool> {
+        Some(!self.assigned().is_empty())
+    }
+
+    fn session(&self) -> Duration {
+        self.session
+    }
+
     async fn close(self: Box<Self>) {
         let assigned = self.assigned();
         let KafkaSource {
@@ -296,4 +313,12 @@ impl Reader for KafkaSource {
         })
         .await;
     }
+}
+
+/// The group session the connection's settings give a member: librdkafka's
+/// `session.timeout.ms`, 45 s unless set.
+fn session(c: &KafkaConnectionConfig) -> Duration {
+    let set = c.librdkafka.get("session.timeout.ms");
+    let ms = set.and_then(|v| v.expose().parse().ok()).unwrap_or(45_000);
+    Duration::from_millis(ms)
 }

@@ -25,8 +25,8 @@ use rumqttc::Outgoing;
 use tokio::sync::mpsc;
 
 use super::acker::{AckToken, Acker, Shared, WindowGauges};
+use super::config::PublisherProperties;
 use super::convert;
-use crate::config::PublisherProperties;
 use crate::connectors::mqtt::Endpoint;
 use crate::events;
 use crate::flow::ConsumerStatus;

@@ -5,7 +5,7 @@ use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::mqttbytes::QoS;
 use uuid::Uuid;
 
-use crate::config::PublisherProperties;
+use super::config::PublisherProperties;
 use crate::message::{now_ms, Message, Properties, Publisher};
 
 pub fn message(publish: &Publish, names: &PublisherProperties) -> Message {

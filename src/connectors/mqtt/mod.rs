@@ -1,26 +1,35 @@
-//! MQTT, the broker of `[mqtt]`: everything the bridge knows of it, both ways.
+//! MQTT, both ways: a broker (`[mqtt]`, the default one, or `[connections.NAME]` with
+//! `type = "mqtt"`) and everything the bridge knows of it.
+//! - its settings and a route's keys for it (`config`), the kind's entry (`kind`) and the
+//!   probes of `mqbridge check` (`probe`);
 //! - the client: options for one client (`options`) and a publisher that waits for PUBACKs
 //!   (`publisher`, used by the dead-letter topic and the sink);
-//! - as a source: one consumer per client in a route's shared-subscription group
-//!   (`consumer`), its acknowledgements (`acker`) and the PUBLISH-to-message conversion
+//! - as a source: one consumer per client in a route's shared-subscription group (`source`,
+//!   `consumer`), its acknowledgements (`acker`) and the PUBLISH-to-message conversion
 //!   (`convert`);
-//! - as a sink (downlinks): the topic template (`template`), the PUBLISH a message becomes
+//! - as a sink: the topic template (`template`), the PUBLISH a message becomes
 //!   (`publication`) and the sink that publishes batches pipelined (`sink`).
-//!
-//! It is not in the registry: there is one broker, configured in `[mqtt]`, not a
-//! `[connections.NAME]` kind.
 
 mod acker;
+mod config;
 mod consumer;
 mod convert;
+mod kind;
 mod options;
+mod probe;
 pub(crate) mod publication;
 mod publisher;
 mod sink;
+mod source;
 mod template;
 
 pub use acker::{AckToken, Acker};
+pub use config::{
+    MqttConfig, MqttSinkConfig, MqttSourceConfig, PublisherProperties, TlsConfig,
+    PROTOCOL_MAX_PACKET_SIZE,
+};
 pub use consumer::{start, ConsumerSpec, PollTask};
+pub use kind::Mqtt;
 pub use options::{Endpoint, OptionsError};
 pub use publication::PublishSettings;
 pub use publisher::{Ack, Publication, PublishError, Publisher};

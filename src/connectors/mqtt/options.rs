@@ -1,4 +1,4 @@
-//! Turns `[mqtt]` into rumqttc options for one client: persistent session, manual acks, the
+//! Turns a broker's settings into rumqttc options for one client: persistent session, manual acks, the
 //! bridge's packet-size limit, TCP_NODELAY and TLS (rustls, with the ring provider).
 
 use std::sync::Arc;
@@ -8,7 +8,8 @@ use rumqttc::v5::MqttOptions;
 use rumqttc::{NetworkOptions, TlsConfiguration, Transport};
 use rustls::ClientConfig;
 
-use crate::config::MqttConfig;
+use super::config::MqttConfig;
+use crate::settings::Secret;
 
 /// Outgoing QoS 1 publishes a consumer may have in flight: none are sent, but rumqttc numbers
 /// SUBSCRIBE packets from the same range.
@@ -16,10 +17,12 @@ const CONSUMER_OUTGOING_INFLIGHT: u16 = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {
-    #[error("[mqtt] url \"{0}\": {1}")]
+    #[error("url \"{0}\": {1}")]
     Url(String, String),
-    #[error("[mqtt] tls: {0}")]
+    #[error("tls: {0}")]
     Tls(String),
+    #[error("password_file: {0}")]
+    Password(String),
 }
 
 /// What a client needs to connect; cheap to clone per consumer.
@@ -28,6 +31,8 @@ pub struct Endpoint {
     host: String,
     port: u16,
     tls: Option<Arc<ClientConfig>>,
+    /// The password, read from `password_file` when it is there.
+    password: Option<Secret>,
     config: MqttConfig,
 }
 
@@ -52,10 +57,13 @@ impl Endpoint {
             }
             false => None,
         };
+        let password = Secret::inline_or_file(&config.password, &config.password_file)
+            .map_err(OptionsError::Password)?;
         Ok(Endpoint {
             host,
             port,
             tls,
+            password,
             config: config.clone(),
         })
     }
@@ -74,7 +82,6 @@ impl Endpoint {
         o
     }
 
-    /// Options for a publishing client (dead letters): a fresh session each time.
     /// A publisher's options, with at most `inflight` PUBLISHes unacknowledged (fewer when
     /// the broker's Receive Maximum says so).
     pub fn publisher_options(&self, client_id: &str, inflight: u16) -> MqttOptions {
@@ -98,12 +105,7 @@ impl Endpoint {
         net.set_connection_timeout(10);
         o.set_network_options(net);
         if let Some(user) = &self.config.username {
-            let password = self
-                .config
-                .password
-                .as_ref()
-                .map(|p| p.expose())
-                .unwrap_or("");
+            let password = self.password.as_ref().map_or("", Secret::expose);
             o.set_credentials(user, password);
         }
         if let Some(tls) = &self.tls {
@@ -120,5 +122,10 @@ impl Endpoint {
 
     pub fn keep_alive(&self) -> Duration {
         self.config.keep_alive
+    }
+
+    /// The settings it was made from.
+    pub fn config(&self) -> &MqttConfig {
+        &self.config
     }
 }

@@ -1,7 +1,7 @@
 //! The MQTT PUBLISH a message becomes: a Kafka record's headers or a RocketMQ message's user
-//! properties become MQTT v5 user properties, except the names the uplink writes for MQTT's own
-//! fields (README "Downlinks"), which map back to those fields; a message read from MQTT keeps
-//! its properties as they are.
+//! properties become MQTT v5 user properties, except the names under which a route wrote MQTT's
+//! own fields there (each system's connector names them: `message::FieldNames`), which map back
+//! to those fields; a message read from MQTT keeps its properties as they are.
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use rumqttc::v5::mqttbytes::QoS;
 
 use super::template::{check_mqtt_chars, forbidden, TopicTemplate};
 use crate::connectors::mqtt::Publication;
-use crate::message::{Message, System};
+use crate::message::{FieldNames, Message};
 use crate::topic::check_mqtt_topic;
 
 /// How a flow's messages are published: the topic template and the PUBLISH's flags.
@@ -35,9 +35,10 @@ pub fn publication(
     topic: String,
     s: &PublishSettings,
 ) -> Result<Publication, String> {
-    let mut p = match msg.origin.as_ref().map(|o| o.system) {
-        Some(system) => from_headers(&msg.properties.user_properties, system)?,
-        None => mqtt_properties(msg)?,
+    let fields = msg.origin.as_ref().map(|o| o.system.fields.as_ref());
+    let mut p = match fields {
+        Some(Some(names)) => from_headers(&msg.properties.user_properties, names)?,
+        Some(None) | None => mqtt_properties(msg)?,
     };
     if let Some(expiry) = s.message_expiry {
         p.message_expiry_interval = Some(expiry.as_secs().min(u32::MAX as u64) as u32);
@@ -72,9 +73,12 @@ fn mqtt_properties(msg: &Message) -> Result<PublishProperties, String> {
     })
 }
 
-/// The properties for a source's headers (or properties), the uplink's names mapped back.
-fn from_headers(headers: &[(String, String)], system: System) -> Result<PublishProperties, String> {
-    let names = Names::of(system);
+/// The properties for a source's headers (or properties), the names of MQTT's fields mapped
+/// back.
+fn from_headers(
+    headers: &[(String, String)],
+    names: &FieldNames,
+) -> Result<PublishProperties, String> {
     let mut p = PublishProperties::default();
     for (name, value) in headers {
         let (name, value) = (mqtt_string(name)?, mqtt_string(value)?);
@@ -116,64 +120,20 @@ fn mqtt_string(s: &str) -> Result<String, String> {
         .collect())
 }
 
-/// The names under which the uplink writes MQTT's fields, per source kind.
-struct Names {
-    content_type: &'static str,
-    response_topic: &'static str,
-    correlation_data: &'static str,
-    payload_format: &'static str,
-    expiry: &'static str,
-    /// The bridge's own names start so; other such names are dropped.
-    prefix: &'static str,
-    /// A user property the uplink renamed: this prefix + its name.
-    renamed: Option<&'static str>,
-}
-
-impl Names {
-    fn of(system: System) -> Self {
-        match system {
-            System::Kafka => Names {
-                content_type: "mqtt.content.type",
-                response_topic: "mqtt.response.topic",
-                correlation_data: "mqtt.correlation.data",
-                payload_format: "mqtt.payload.format.indicator",
-                expiry: "mqtt.message.expiry.interval",
-                prefix: "mqtt.",
-                renamed: None,
-            },
-            System::Rocketmq => Names {
-                content_type: "mqtt_content_type",
-                response_topic: "mqtt_response_topic",
-                correlation_data: "mqtt_correlation_data",
-                payload_format: "mqtt_payload_format_indicator",
-                expiry: "mqtt_message_expiry_interval",
-                prefix: "mqtt_",
-                renamed: Some("mqtt_user_"),
-            },
-        }
-    }
-
-    /// The MQTT user property name for a source header, or none for the bridge's own names.
-    fn user_name<'a>(&self, name: &'a str) -> Option<&'a str> {
-        if let Some(original) = self.renamed.and_then(|r| name.strip_prefix(r)) {
-            return Some(original);
-        }
-        (!name.starts_with(self.prefix)).then_some(name)
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::message::{Origin, Partition};
+    use crate::connectors::kafka::KAFKA;
+    use crate::connectors::rocketmq::ROCKETMQ;
+    use crate::message::{Origin, Partition, System};
 
     /// A record read from `topic` with `headers`.
     pub(crate) fn record(topic: &str, headers: Vec<(String, String)>) -> Message {
-        record_of(System::Kafka, topic, headers)
+        record_of(&KAFKA, topic, headers)
     }
 
     pub(crate) fn record_of(
-        system: System,
+        system: &'static System,
         topic: &str,
         headers: Vec<(String, String)>,
     ) -> Message {
@@ -211,7 +171,7 @@ pub(crate) mod tests {
             ("mqtt_user_KEYS".into(), "k".into()),
             ("site".into(), "north".into()),
         ];
-        let m = record_of(System::Rocketmq, "commands", headers);
+        let m = record_of(&ROCKETMQ, "commands", headers);
         let p = publication(&m, "c/1".into(), &settings()).unwrap();
         assert_eq!(
             p.properties.content_type.as_deref(),
@@ -281,6 +241,8 @@ mod any_message {
 
     use super::tests::settings;
     use super::*;
+    use crate::connectors::kafka::KAFKA;
+    use crate::connectors::rocketmq::ROCKETMQ;
     use crate::message::{Origin, Partition};
 
     /// Header names the uplink writes, so that the mapping back comes up often.
@@ -309,11 +271,7 @@ mod any_message {
         )
             .prop_map(|((topic, key, tag, kafka), headers, payload, id, offset)| {
                 let origin = Origin {
-                    system: if kafka {
-                        System::Kafka
-                    } else {
-                        System::Rocketmq
-                    },
+                    system: if kafka { &KAFKA } else { &ROCKETMQ },
                     partition: Partition {
                         topic,
                         broker: String::new(),

@@ -1,9 +1,9 @@
-//! MQTT as a sink: a batch's messages published through the flow's own MQTT connections
+//! MQTT as a sink: a batch's messages published through the route's own MQTT connections
 //! (`mqtt::Publisher`), pipelined: every PUBLISH of the batch is queued at once, then the
-//! broker's PUBACKs are awaited. A partition's or queue's messages always take the same
-//! connection, so they reach the broker in order; when one of them fails and will be sent
-//! again, the ones after it of the same partition are sent again too (reported as held
-//! behind it), so that the order holds on the retry as well.
+//! broker's PUBACKs are awaited. The messages of one order key (a partition's or a queue's; an
+//! MQTT topic's) always take the same connection, so they reach the broker in order; when one
+//! of them fails and will be sent again, the ones after it of the same key are sent again too
+//! (reported as held behind it), so that the order holds on the retry as well.
 //!
 //! Outcomes: a topic the template cannot make, a property MQTT cannot carry or a packet larger
 //! than the broker takes are permanent (dead letters); a PUBACK refusing the topic or payload
@@ -94,10 +94,9 @@ impl MqttSink {
         }
     }
 
-    /// The connection of `msg`'s partition.
+    /// The connection of `msg`'s order key.
     fn lane(&self, msg: &Message) -> usize {
-        let partition = msg.origin.as_ref().map(|o| &o.partition);
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(partition);
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(order_key(msg));
         (hash % self.publishers.len() as u64) as usize
     }
 
@@ -218,17 +217,22 @@ async fn answers(
         .collect()
 }
 
-/// After a message that will be sent again, the later ones of its partition are sent again
-/// too, even if the broker took them: the retry keeps the partition's order.
+/// What keeps a message's place in order: its partition or queue, or its MQTT topic.
+fn order_key(msg: &Message) -> Result<&Partition, &str> {
+    msg.origin.as_ref().map(|o| &o.partition).ok_or(&msg.topic)
+}
+
+/// After a message that will be sent again, the later ones of its order key are sent again
+/// too, even if the broker took them: the retry keeps the key's order.
 fn hold_behind_failures(batch: &[&Message], outcomes: &mut [Result<(), SinkError>]) {
-    let mut failed: HashSet<Option<&Partition>> = HashSet::new();
+    let mut failed = HashSet::new();
     for (msg, outcome) in batch.iter().zip(outcomes.iter_mut()) {
-        let partition = msg.origin.as_ref().map(|o| &o.partition);
+        let key = order_key(msg);
         match outcome {
             Err(e) if e.retry() != Retry::Permanent => {
-                failed.insert(partition);
+                failed.insert(key);
             }
-            Ok(()) if failed.contains(&partition) => {
+            Ok(()) if failed.contains(&key) => {
                 *outcome = Err(SinkError::new("held", Retry::Retriable, HeldBehind));
             }
             _ => {}
@@ -239,11 +243,11 @@ fn hold_behind_failures(batch: &[&Message], outcomes: &mut [Result<(), SinkError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connectors::kafka::KAFKA;
     use crate::connectors::mqtt::publication::tests::record_of;
-    use crate::message::System;
 
     fn on(partition: i32) -> Message {
-        let mut m = record_of(System::Kafka, "t", Vec::new());
+        let mut m = record_of(&KAFKA, "t", Vec::new());
         m.origin.as_mut().unwrap().partition.id = partition;
         m
     }

@@ -1,26 +1,25 @@
-//! The MQTT topic a message is published to (a downlink's `mqtt_topic`): the one template
-//! grammar over a source record (`{key}`, `{tag}`, `{topic}`, `{topic.N}`, `{property.NAME}` /
-//! `{header.NAME}`), rendered strictly, since a placeholder without a value must not make
-//! `chargers//commands`, and checked as an MQTT topic to publish to.
+//! The MQTT topic a message is published to (a route's `mqtt_topic`): the one template grammar,
+//! over what the route's messages carry (a Kafka or RocketMQ record: `{key}`, `{tag}`,
+//! `{topic}`, `{topic.N}`, `{property.NAME}` / `{header.NAME}`; an MQTT message: `{topic}`,
+//! `{topic.N}`, `{user.NAME}`, ...), rendered strictly, since a placeholder without a value must
+//! not make `chargers//commands`, and checked as an MQTT topic to publish to.
 
 use crate::message::Message;
 use crate::template::{Template, Vocabulary};
 use crate::topic::check_mqtt_topic;
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicTemplate(Template);
 
-impl TryFrom<String> for TopicTemplate {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, String> {
-        TopicTemplate::parse(&text).map_err(|e| format!("bad template \"{text}\": {e}"))
-    }
-}
-
 impl TopicTemplate {
+    /// A template over Kafka records and RocketMQ messages.
     pub fn parse(input: &str) -> Result<Self, String> {
-        Template::parse_for(input, Vocabulary::Record)
+        Self::parse_for(input, Vocabulary::Record)
+    }
+
+    /// A template over messages that carry `vocabulary`.
+    pub fn parse_for(input: &str, vocabulary: Vocabulary) -> Result<Self, String> {
+        Template::parse_for(input, vocabulary)
             .map(TopicTemplate)
             .map_err(|e| e.to_string())
     }

@@ -1,13 +1,15 @@
-//! `type = "rocketmq"`: the connection's settings (name servers, producer group, ACL keys) and
-//! the keys a RocketMQ route takes (topic, tag and keys templates). Every `///` comment on a
+//! `type = "rocketmq"`: the connection's settings (name servers, producer group, ACL keys), the
+//! keys a route takes when it delivers to RocketMQ (topic, tag and keys templates) and those of
+//! a `source` that reads a topic (topic, tag filter, group, start). Every `///` comment on a
 //! field is user documentation.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::settings::Secret;
+use crate::sources::StartFrom;
 use crate::template::Template;
 
 /// `[connections.NAME]` with `type = "rocketmq"`.
@@ -36,16 +38,47 @@ pub struct RocketmqConnectionConfig {
     pub accept_unflushed: bool,
 }
 
-/// The keys of a `[[routes]]` entry whose connection is a RocketMQ one.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct RocketmqRouteConfig {
+/// The keys of a route that delivers to RocketMQ.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct RocketmqSinkConfig {
     /// RocketMQ topic: a literal or a template such as "chargers-{topic.2}" (letters, digits,
     /// `-`, `_`, `%` and `|`; at most 127). Required.
     pub topic: Option<Template>,
-    /// Tag template, e.g. "{topic.3}". Default: no tag.
+    /// Tag template, e.g. "{topic.3}". Default: no tag for a message read from MQTT; a message
+    /// read from RocketMQ keeps its own.
     pub tag: Option<Template>,
-    /// Keys template (the console finds a message by key). Default "{message_id}".
+    /// Keys template (the console finds a message by key). Default "{message_id}" for a message
+    /// read from MQTT; a record read from Kafka or RocketMQ keeps its own key.
     pub keys: Option<Template>,
+}
+
+/// The keys of a route's `source` on RocketMQ: a topic read by a consumer group. Each
+/// message's offset is committed once it and everything before it of its queue was delivered
+/// or dead-lettered.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct RocketmqSourceConfig {
+    /// The topic to read.
+    pub topic: String,
+    /// Tag filter: `*` (every message) or tags joined by `||`. Default "*".
+    #[serde(default = "default_tags")]
+    pub tags: String,
+    /// Consumer group. Default "mqbridge-{route name}". Its committed offsets are where the
+    /// route goes on after a restart.
+    pub group: Option<String>,
+    /// Where a group without committed offsets starts: "latest" (default) or "earliest".
+    #[serde(default)]
+    pub start: StartFrom,
+}
+
+impl RocketmqSourceConfig {
+    /// The consumer group (completed with the route's name when the file is read).
+    pub fn group(&self) -> &str {
+        self.group.as_deref().unwrap_or_default()
+    }
+}
+
+fn default_tags() -> String {
+    "*".into()
 }
 
 fn default_producer_group() -> String {

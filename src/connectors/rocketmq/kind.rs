@@ -1,19 +1,22 @@
 //! The RocketMQ kind's entry point (`impl Connector for Rocketmq`): checks of its settings, the
-//! connection's producer and a route's sink.
+//! connection's producer, a route's sink and a route's source (a consumer-group member).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::config::{RocketmqConnectionConfig, RocketmqRouteConfig};
+use super::config::{RocketmqConnectionConfig, RocketmqSinkConfig, RocketmqSourceConfig};
 use super::connection::RocketmqConnection;
 use super::sink::RocketmqSink;
 use super::source::RocketmqSource;
-use crate::connectors::{Connector, OpenReader, RouteContext};
+use crate::connectors::{Connector, SinkContext};
 use crate::flow::{BoxError, Sink};
+use crate::pipeline::{Source, SourceContext};
 use crate::settings::resolve_relative;
 use crate::settings::{Check, Secret};
-use crate::sources::{ReadSpec, Reader};
+use crate::sources::records::{self, Open};
+use crate::sources::Reader;
+use crate::template::Vocabulary;
 use crate::topic::{check_rocketmq_group, check_rocketmq_topic};
 
 pub struct Rocketmq;
@@ -24,7 +27,8 @@ impl Connector for Rocketmq {
     /// Batches go to any queue; a route asks for per-topic order (queue by hash) itself.
     const ORDERED_BY_DEFAULT: bool = false;
     type ConnectionConfig = RocketmqConnectionConfig;
-    type RouteConfig = RocketmqRouteConfig;
+    type SinkConfig = RocketmqSinkConfig;
+    type SourceConfig = RocketmqSourceConfig;
     type Connection = Arc<RocketmqConnection>;
 
     fn resolve_paths(c: &mut RocketmqConnectionConfig, base: &Path) {
@@ -69,7 +73,7 @@ impl Connector for Rocketmq {
         }
     }
 
-    fn check_route(r: &RocketmqRouteConfig, check: &mut Check<'_>) {
+    fn check_sink(r: &RocketmqSinkConfig, _: Vocabulary, check: &mut Check<'_>) {
         match &r.topic {
             None => check.field(
                 "topic",
@@ -90,10 +94,10 @@ impl Connector for Rocketmq {
         Ok(Arc::new(RocketmqConnection::start(c).await?))
     }
 
-    fn route_sink(
+    fn sink(
         connection: &Arc<RocketmqConnection>,
-        context: &RouteContext<'_>,
-        route: &RocketmqRouteConfig,
+        context: &SinkContext<'_>,
+        route: &RocketmqSinkConfig,
     ) -> Result<Arc<dyn Sink>, BoxError> {
         Ok(Arc::new(RocketmqSink::new(
             connection.clone(),
@@ -106,40 +110,57 @@ impl Connector for Rocketmq {
         connection.reachable().await
     }
 
-    async fn probe_route(
+    async fn probe_sink(
         connection: &Arc<RocketmqConnection>,
-        route: &RocketmqRouteConfig,
+        route: &RocketmqSinkConfig,
     ) -> Option<Result<String, BoxError>> {
         let topic = route.topic.as_ref()?.as_literal()?.to_owned();
         Some(connection.topic_queues(&topic).await)
     }
 
-    fn open_reader(c: &RocketmqConnectionConfig, spec: ReadSpec) -> Option<OpenReader> {
-        let c = c.clone();
-        Some(Box::pin(async move {
-            RocketmqSource::start(&c, &spec)
-                .await
-                .map(|s| Box::new(s) as Box<dyn Reader>)
-        }))
+    fn complete_source(c: &mut RocketmqSourceConfig, route: &str) {
+        c.group.get_or_insert_with(|| format!("mqbridge-{route}"));
     }
 
-    fn check_reader(spec: &ReadSpec, _uses_tag: bool, check: &mut Check<'_>) {
-        if let Err(e) = check_rocketmq_topic(&spec.topic) {
+    fn check_source(c: &RocketmqSourceConfig, _uses_tag: bool, check: &mut Check<'_>) {
+        if let Err(e) = check_rocketmq_topic(&c.topic) {
             check.field("topic", e);
         }
-        if spec.tags.trim().is_empty() {
+        if c.tags.trim().is_empty() {
             check.field("tags", "empty: write \"*\" for every message");
         }
-        if let Err(e) = check_rocketmq_group(&spec.group) {
+        if let Err(e) = check_rocketmq_group(c.group()) {
             check.field("group", e);
         }
     }
 
-    async fn probe_topic(
+    fn membership(c: &RocketmqSourceConfig) -> Option<String> {
+        Some(c.group().to_owned())
+    }
+
+    fn source(
+        _: &Arc<RocketmqConnection>,
+        settings: &RocketmqConnectionConfig,
+        context: &SourceContext,
+        c: &RocketmqSourceConfig,
+    ) -> Result<Box<dyn Source>, BoxError> {
+        let (settings, config, name) = (settings.clone(), c.clone(), context.route.clone());
+        let open: Open = Box::new(move || {
+            let (settings, config, name) = (settings.clone(), config.clone(), name.clone());
+            Box::pin(async move {
+                RocketmqSource::start(&settings, &config, &name)
+                    .await
+                    .map(|s| Box::new(s) as Box<dyn Reader>)
+            })
+        });
+        Ok(records::source(open, context, c.group()))
+    }
+
+    async fn probe_source(
         connection: &Arc<RocketmqConnection>,
-        topic: &str,
-    ) -> Option<Result<String, BoxError>> {
-        Some(connection.topic_queues(topic).await)
+        c: &RocketmqSourceConfig,
+    ) -> Vec<(String, Result<String, BoxError>)> {
+        vec![("source".to_owned(), connection.topic_queues(&c.topic).await)]
     }
 
     async fn flush(connection: &Arc<RocketmqConnection>, _timeout: Duration) {

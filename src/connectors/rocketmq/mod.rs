@@ -1,7 +1,7 @@
-//! The `rocketmq` kind: MQTT → RocketMQ through rocketmq-client-rust's producer. Its settings
-//! (`config`), the producer and error table (`connection`), the properties a message carries
-//! (`properties`), its kind entry (`kind`), a route's sink (`sink`) and a consumer-group member
-//! as a route's source (`source`).
+//! RocketMQ, both ways, through rocketmq-client-rust: its settings (`config`), the producer and
+//! error table (`connection`), the properties a message carries and the names under which they
+//! carry MQTT's fields (`properties`), its kind entry (`kind`), a route's sink (`sink`) and a
+//! consumer-group member as a route's source (`source`).
 
 mod config;
 mod connection;
@@ -10,6 +10,7 @@ mod properties;
 mod sink;
 mod source;
 
-pub use config::{RocketmqConnectionConfig, RocketmqRouteConfig};
+pub use config::{RocketmqConnectionConfig, RocketmqSinkConfig, RocketmqSourceConfig};
 pub use connection::{acl_hook, client_runtime, describe};
 pub use kind::Rocketmq;
+pub use properties::ROCKETMQ;

@@ -1,6 +1,8 @@
 //! The RocketMQ user properties of a message (the README's property table): the same
 //! information as the Kafka headers, under names that RocketMQ takes and that its SQL92 filters
-//! can name (`mqtt_topic`, not `mqtt.topic`). The MQTT v5 user properties keep their names; a
+//! can name (`mqtt_topic`, not `mqtt.topic`); `ROCKETMQ` says which of them carry MQTT's fields,
+//! for a route that carries RocketMQ messages to MQTT. A message read from Kafka or RocketMQ
+//! keeps its own headers or properties, under the same rules for names. The MQTT v5 user properties keep their names; a
 //! name given several times carries a JSON list of its values, in order; a name RocketMQ keeps
 //! for itself (`KEYS`, `TAGS`, ...), one of the bridge's `mqtt_` names, or one with control
 //! characters is carried as `mqtt_user_` + the name (control characters dropped).
@@ -9,11 +11,35 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use rocketmq_model::common::message::STRING_HASH_SET;
 
-use crate::message::Message;
+use crate::message::{FieldNames, Message, System};
+
+/// RocketMQ as a system messages are read from.
+pub static ROCKETMQ: System = System {
+    name: "rocketmq",
+    fields: Some(FIELDS),
+    ckafka_event: false,
+};
+
+/// The names under which the MQTT fields go.
+const FIELDS: FieldNames = FieldNames {
+    content_type: "mqtt_content_type",
+    response_topic: "mqtt_response_topic",
+    correlation_data: "mqtt_correlation_data",
+    payload_format: "mqtt_payload_format_indicator",
+    expiry: "mqtt_message_expiry_interval",
+    prefix: "mqtt_",
+    renamed: Some(RENAMED),
+};
+
+/// A user property whose name RocketMQ keeps for itself goes under this prefix.
+const RENAMED: &str = "mqtt_user_";
 
 /// The property pairs for `msg`, in a stable order.
 pub fn properties(msg: &Message) -> Vec<(String, String)> {
     let p = &msg.properties;
+    if msg.origin.is_some() {
+        return encodable(user_properties(&p.user_properties).collect());
+    }
     let who = &msg.publisher;
     let mut out: Vec<(String, String)> = vec![
         ("mqtt_topic".into(), msg.topic.clone()),
@@ -25,18 +51,18 @@ pub fn properties(msg: &Message) -> Vec<(String, String)> {
         ("mqtt_timestamp".into(), msg.timestamp_ms.to_string()),
     ];
     let optional = [
-        ("mqtt_content_type", p.content_type.clone()),
-        ("mqtt_response_topic", p.response_topic.clone()),
+        (FIELDS.content_type, p.content_type.clone()),
+        (FIELDS.response_topic, p.response_topic.clone()),
         (
-            "mqtt_correlation_data",
+            FIELDS.correlation_data,
             p.correlation_data.as_ref().map(|c| BASE64.encode(c)),
         ),
         (
-            "mqtt_payload_format_indicator",
+            FIELDS.payload_format,
             p.payload_format_indicator.map(|v| v.to_string()),
         ),
         (
-            "mqtt_message_expiry_interval",
+            FIELDS.expiry,
             p.message_expiry_interval.map(|v| v.to_string()),
         ),
         ("mqtt_publisher_client_id", who.client_id.clone()),
@@ -49,8 +75,12 @@ pub fn properties(msg: &Message) -> Vec<(String, String)> {
             .filter_map(|(k, v)| Some((k.to_owned(), v?))),
     );
     out.extend(user_properties(&p.user_properties));
-    // RocketMQ's encoding separates names and values with \x01 and pairs with \x02, and takes no
-    // empty value.
+    encodable(out)
+}
+
+/// RocketMQ's encoding separates names and values with \x01 and pairs with \x02, and takes no
+/// empty value.
+fn encodable(mut out: Vec<(String, String)>) -> Vec<(String, String)> {
     out.retain(|(_, v)| !v.is_empty());
     for (_, v) in &mut out {
         if v.contains(['\u{1}', '\u{2}']) {
@@ -89,7 +119,7 @@ fn user_name(name: &str) -> String {
     let taken =
         clean.is_empty() || clean.starts_with("mqtt_") || STRING_HASH_SET.contains(clean.as_str());
     match taken || clean.len() != name.len() {
-        true => format!("mqtt_user_{clean}"),
+        true => format!("{RENAMED}{clean}"),
         false => clean,
     }
 }

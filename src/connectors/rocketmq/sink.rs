@@ -15,7 +15,7 @@ use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::message_single::Message as RocketMessage;
 use rocketmq_model::common::message::MessageTrait;
 
-use super::config::RocketmqRouteConfig;
+use super::config::RocketmqSinkConfig;
 use super::connection::{classify, describe, RocketmqConnection, MAX_MESSAGE};
 use super::properties::properties;
 use crate::flow::{Retry, Sink, SinkError};
@@ -45,24 +45,23 @@ pub struct RocketmqSink {
     connection: Arc<RocketmqConnection>,
     topic: Template,
     tag: Option<Template>,
-    keys: Template,
+    /// `None`: the default, `{message_id}` for a message read from MQTT; a record read from
+    /// Kafka or RocketMQ keeps its own key.
+    keys: Option<Template>,
     ordered: bool,
 }
 
 impl RocketmqSink {
     pub fn new(
         connection: Arc<RocketmqConnection>,
-        route: &RocketmqRouteConfig,
+        route: &RocketmqSinkConfig,
         ordered: bool,
     ) -> Self {
         RocketmqSink {
             connection,
             topic: route.topic.clone().unwrap_or_else(Template::topic),
             tag: route.tag.clone(),
-            keys: route
-                .keys
-                .clone()
-                .unwrap_or_else(|| Template::parse("{message_id}").expect("a valid template")),
+            keys: route.keys.clone(),
             ordered,
         }
     }
@@ -83,14 +82,20 @@ impl RocketmqSink {
         let mut builder = RocketMessage::builder()
             .topic(topic.as_str())
             .body(msg.payload.clone());
-        let tag = match msg.to_tag() {
-            Some(tag) => Some(tag.to_owned()),
-            None => self.tag.as_ref().map(|t| t.render(msg)),
+        let tag = match (msg.to_tag(), &self.tag) {
+            (Some(tag), _) => Some(tag.to_owned()),
+            (None, Some(t)) => Some(t.render(msg)),
+            (None, None) => msg.origin.as_ref().and_then(|o| o.tag.clone()),
         };
         if let Some(tag) = tag.filter(|t| !t.is_empty()) {
             builder = builder.tags(tag.as_str());
         }
-        let keys = (msg.to_key()).map_or_else(|| self.keys.render(msg), str::to_owned);
+        let keys = match (msg.to_key(), &self.keys, &msg.origin) {
+            (Some(keys), _, _) => keys.to_owned(),
+            (None, Some(t), _) => t.render(msg),
+            (None, None, Some(origin)) => origin.key.clone().unwrap_or_default(),
+            (None, None, None) => msg.id.hyphenated().to_string(),
+        };
         if !keys.is_empty() {
             builder = builder.key(keys.as_str());
         }

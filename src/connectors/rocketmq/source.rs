@@ -18,11 +18,13 @@ use rocketmq_model::common::message::MessageTrait;
 use rocketmq_model::common::message::STRING_HASH_SET;
 use rocketmq_runtime::RuntimeOwner;
 
+use super::config::RocketmqSourceConfig;
+use super::properties::ROCKETMQ;
 use super::{acl_hook, client_runtime, describe, RocketmqConnectionConfig};
 use crate::flow::BoxError;
-use crate::message::{Message, Origin, Partition, System};
+use crate::message::{Message, Origin, Partition};
 use crate::sources::lag::Ends;
-use crate::sources::{ReadSpec, Reader, StartFrom};
+use crate::sources::{Reader, StartFrom};
 
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
 
@@ -38,10 +40,14 @@ pub struct RocketmqSource {
 }
 
 impl RocketmqSource {
-    pub async fn start(c: &RocketmqConnectionConfig, d: &ReadSpec) -> Result<Self, BoxError> {
-        let (owner, runtime) = client_runtime(format!("rocketmq-{}", d.name))?;
+    pub async fn start(
+        c: &RocketmqConnectionConfig,
+        d: &RocketmqSourceConfig,
+        name: &str,
+    ) -> Result<Self, BoxError> {
+        let (owner, runtime) = client_runtime(format!("rocketmq-{name}"))?;
         let mut builder = DefaultLitePullConsumer::builder(runtime.clone())
-            .consumer_group(d.group.as_str())
+            .consumer_group(d.group())
             .name_server_addr(c.namesrv.join(";").as_str())
             .consume_from_where(match d.start {
                 StartFrom::Latest => ConsumeFromWhere::ConsumeFromLastOffset,
@@ -90,7 +96,7 @@ fn owned(m: MessageExt) -> Message {
         .collect();
     headers.sort();
     let origin = Origin {
-        system: System::Rocketmq,
+        system: &ROCKETMQ,
         partition: Partition {
             topic: m.topic().to_string(),
             broker: m.broker_name().to_owned(),

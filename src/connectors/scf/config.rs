@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::settings::Secret;
 
@@ -40,8 +40,8 @@ pub struct ScfConnectionConfig {
 }
 
 /// The keys of a `[[routes]]` entry whose connection is an SCF one.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ScfRouteConfig {
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ScfSinkConfig {
     /// The function's name.
     pub function: String,
     /// The function's namespace. Default "default".
@@ -61,7 +61,7 @@ pub struct ScfRouteConfig {
     pub base64_payload: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Invocation {
     #[default]

@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::config::{ScfConnectionConfig, ScfRouteConfig, DEFAULT_ENDPOINT};
+use super::config::{ScfConnectionConfig, ScfSinkConfig, DEFAULT_ENDPOINT};
 use super::sink::{Client, ScfSink};
-use crate::connectors::{Connector, RouteContext};
+use crate::connectors::{Connector, NoSource, SinkContext};
 use crate::flow::{BoxError, Sink};
 use crate::settings::resolve_relative;
 use crate::settings::{Check, Secret};
+use crate::template::Vocabulary;
 
 pub struct Scf;
 
@@ -19,7 +20,8 @@ impl Connector for Scf {
     /// Like the managed trigger: invocations in parallel, unless a route asks for order.
     const ORDERED_BY_DEFAULT: bool = false;
     type ConnectionConfig = ScfConnectionConfig;
-    type RouteConfig = ScfRouteConfig;
+    type SinkConfig = ScfSinkConfig;
+    type SourceConfig = NoSource;
     type Connection = Arc<Client>;
 
     fn resolve_paths(c: &mut ScfConnectionConfig, base: &Path) {
@@ -103,7 +105,7 @@ impl Connector for Scf {
         }
     }
 
-    fn check_route(r: &ScfRouteConfig, check: &mut Check<'_>) {
+    fn check_sink(r: &ScfSinkConfig, _: Vocabulary, check: &mut Check<'_>) {
         // SCF's rules: letters, digits, '-' and '_', starting with a letter, 2 to 60 long.
         let name_ok = |s: &str, max: usize| {
             (2..=max).contains(&s.len())
@@ -152,10 +154,10 @@ impl Connector for Scf {
         )))
     }
 
-    fn route_sink(
+    fn sink(
         client: &Arc<Client>,
-        context: &RouteContext<'_>,
-        route: &ScfRouteConfig,
+        context: &SinkContext<'_>,
+        route: &ScfSinkConfig,
     ) -> Result<Arc<dyn Sink>, BoxError> {
         Ok(Arc::new(ScfSink::new(client.clone(), context.name, route)))
     }

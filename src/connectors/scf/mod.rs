@@ -7,5 +7,5 @@ mod kind;
 mod sink;
 pub mod tc3;
 
-pub use config::{Invocation, ScfConnectionConfig, ScfRouteConfig};
+pub use config::{Invocation, ScfConnectionConfig, ScfSinkConfig};
 pub use kind::Scf;

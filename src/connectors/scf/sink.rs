@@ -15,7 +15,7 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
-use super::config::{Invocation, ScfRouteConfig};
+use super::config::{Invocation, ScfSinkConfig};
 use super::tc3::Signing;
 use crate::connectors::function::{invoke_in_turn, quoted, transport_failure, Limit};
 use crate::flow::{BoxError, Retry, Sink, SinkError};
@@ -256,7 +256,7 @@ pub struct ScfSink {
 }
 
 impl ScfSink {
-    pub fn new(client: Arc<Client>, route: &str, c: &ScfRouteConfig) -> Self {
+    pub fn new(client: Arc<Client>, route: &str, c: &ScfSinkConfig) -> Self {
         let mut sink = ScfSink {
             client,
             route: route.into(),

@@ -60,10 +60,17 @@ impl Reader for FakeReader {
     }
 }
 
+/// A system that has partitions.
+static PARTITIONED: System = System {
+    name: "partitioned",
+    fields: None,
+    ckafka_event: false,
+};
+
 /// Record `payload` at `offset` of partition `id`.
 fn record(id: i32, offset: i64, payload: &str) -> Message {
     let origin = Origin {
-        system: System::Kafka,
+        system: &PARTITIONED,
         partition: Partition {
             topic: "t".into(),
             broker: String::new(),

@@ -1,15 +1,18 @@
 //! What the function kinds (`http`, `exec`, `scf`) share: a batch becomes function events
-//! (`event.rs`) cut to the target's request limit, invoked one after the other; a message too
+//! (`event`) cut to the target's request limit, invoked one after the other; a message too
 //! large alone is refused for good, and after a failed invocation the rest of the batch waits,
 //! since invoking it would overtake the failed messages.
+
+mod event;
 
 use std::future::Future;
 use std::time::Instant;
 
-use crate::event::{escaped_len, Chunk, Records};
 use crate::events;
 use crate::flow::{Retry, SinkError};
 use crate::message::Message;
+
+use event::{escaped_len, Chunk, Records};
 
 /// How a target measures a request.
 #[derive(Debug, Clone, Copy)]

@@ -4,14 +4,15 @@
 //! name and the event's version. A record read from Kafka is a `{"Ckafka": {...}}` record, as
 //! SCF's CKafka trigger delivers it (`topic`, `partition`, `offset`, `msgKey`, `msgBody`), so
 //! that a function written for that trigger takes it unchanged. The JSON Schema is
-//! `schema/function-event-v1.json`; a test holds produced events to it.
+//! `schema/function-event-v1.json`; a test holds produced events to it. Which systems' records
+//! take the CKafka shape their connector says (`System::ckafka_event`).
 
 use std::borrow::Cow;
 use std::ops::Range;
 
 use serde::Serialize;
 
-use crate::message::{Message, Origin, System};
+use crate::message::Message;
 use crate::record::{payload_text, Record};
 
 /// The version of the event's shape, in every MQTT record.
@@ -51,13 +52,8 @@ struct CkafkaRecord<'a> {
 
 impl<'a> Entry<'a> {
     fn new(route: &'a str, msg: &'a Message, base64: bool) -> Self {
-        match msg.origin.as_deref() {
-            Some(
-                origin @ Origin {
-                    system: System::Kafka,
-                    ..
-                },
-            ) => {
+        match msg.origin.as_deref().filter(|o| o.system.ckafka_event) {
+            Some(origin) => {
                 let (msg_body, msg_body_encoding) = payload_text(&msg.payload, base64);
                 Entry::Ckafka(CkafkaRecord {
                     topic: &origin.partition.topic,
@@ -80,6 +76,7 @@ impl<'a> Entry<'a> {
 
 /// The event for `batch`, as JSON bytes. `base64` puts every payload in base64 (the route's
 /// `base64_payload`); otherwise only payloads that are not valid UTF-8 are.
+#[cfg(test)]
 pub fn render(route: &str, batch: &[&Message], base64: bool) -> Vec<u8> {
     Records::new(route, batch, base64).into_event()
 }
@@ -204,7 +201,7 @@ mod tests {
     use crate::message::tests::sample;
 
     fn schema() -> jsonschema::Validator {
-        let text = include_str!("../schema/function-event-v1.json");
+        let text = include_str!("../../../schema/function-event-v1.json");
         let schema: serde_json::Value = serde_json::from_str(text).unwrap();
         jsonschema::validator_for(&schema).unwrap()
     }
@@ -250,8 +247,8 @@ mod tests {
 
     #[test]
     fn kafka_records_come_as_the_ckafka_trigger_gives_them() {
-        let origin = |key: Option<&str>, offset| Origin {
-            system: System::Kafka,
+        let origin = |key: Option<&str>, offset| crate::message::Origin {
+            system: &crate::connectors::kafka::KAFKA,
             partition: crate::message::Partition {
                 topic: "orders".into(),
                 broker: String::new(),
@@ -345,5 +342,18 @@ mod tests {
         let event = records.event(0..3);
         let quoted = serde_json::to_string(std::str::from_utf8(&event).unwrap()).unwrap();
         assert_eq!(quoted.len(), escaped_len(&event) + 2);
+    }
+
+    proptest::proptest! {
+        /// Whatever a message holds, a batch of it is an event with a record per message.
+        #[test]
+        fn any_message_makes_an_event(
+            msg in crate::message::tests::any_message(),
+            base64 in proptest::prelude::any::<bool>(),
+        ) {
+            let event = render("route", &[&msg, &msg], base64);
+            let event: serde_json::Value = serde_json::from_slice(&event).unwrap();
+            proptest::prop_assert_eq!(event["Records"].as_array().map(Vec::len), Some(2));
+        }
     }
 }

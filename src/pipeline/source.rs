@@ -1,0 +1,71 @@
+//! A flow's source as the engine runs it. A connector opens it for a route (`SourceContext`
+//! says what the route asks of it); it shows its consumers, and it runs the route's pipeline
+//! (`Engine`) with what it reads, handing each message over with its lane and order key and
+//! taking the acknowledgements back through its `Acker`s, one per lane.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::batcher::Settings;
+use super::deliver::Context;
+use super::driver::Pipeline;
+use crate::flow::{Acker, ConsumerStatus, Delivery, Pause};
+
+/// What a route asks of its source.
+pub struct SourceContext {
+    pub route: Arc<str>,
+    /// Whether the route keeps order per key: the source gives each message its key (MQTT: a
+    /// hash of the topic; a partition or a queue for sources that have them).
+    pub ordered: bool,
+    pub pause: Arc<Pause>,
+    /// Cancelled when the route stops.
+    pub shutdown: CancellationToken,
+    /// Batches in delivery at once, and their size: a group member reads ahead at most one
+    /// batch more than the route has in delivery.
+    pub concurrency: usize,
+    pub batch_size: usize,
+    /// The most payload bytes a group member holds handed over and not acknowledged.
+    pub max_bytes: usize,
+}
+
+/// A route's source, opened by its connector.
+pub trait Source: Send {
+    /// Its acknowledgement lanes.
+    fn lanes(&self) -> usize;
+    /// What each of its consumers shows.
+    fn consumers(&self) -> Vec<Arc<ConsumerStatus>>;
+    /// The user property that marks what the bridge published itself: the route acknowledges
+    /// such a message without delivering it, so that opposite routes cannot echo it forever.
+    fn skip_marked(&self) -> Option<Arc<str>> {
+        None
+    }
+    /// Reads into `engine`'s pipeline; the future ends once the pipeline has closed every lane
+    /// and the source has let go of what it holds (disconnected, left its group).
+    fn run(self: Box<Self>, engine: Engine) -> BoxFuture<'static, ()>;
+}
+
+/// A route's pipeline, waiting for its source's intake and ackers.
+pub struct Engine {
+    pub ctx: Arc<Context>,
+    pub settings: Settings,
+}
+
+impl Engine {
+    /// The pipeline taking what arrives on `intake`, acknowledging through `ackers` (one per
+    /// lane, by lane number).
+    pub fn pipeline<A: Acker>(
+        self,
+        intake: mpsc::UnboundedReceiver<Delivery<A::Token>>,
+        ackers: Vec<A>,
+    ) -> Pipeline<A> {
+        Pipeline {
+            ctx: self.ctx,
+            settings: self.settings,
+            intake,
+            ackers,
+        }
+    }
+}
