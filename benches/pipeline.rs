@@ -155,7 +155,7 @@ async fn run(shape: &str, null: bool, rules: bool, scale: f64) {
         let name = format!("r{r}");
         let ctx = Arc::new(Context {
             route: name.as_str().into(),
-            metrics: RouteMetrics::new(&name, lanes),
+            metrics: RouteMetrics::new(&name, lanes, Arc::new(RouteStats::default())),
             max_attempts: 3,
             sink: sink.clone(),
             dead_letter: dead.clone(),
@@ -172,7 +172,6 @@ async fn run(shape: &str, null: bool, rules: bool, scale: f64) {
             shutdown: shutdown.clone(),
             hard_stop: CancellationToken::new(),
             pause: Arc::new(Pause::new(false)),
-            stats: Arc::new(RouteStats::default()),
         });
         let (tx, intake) = mpsc::unbounded_channel();
         let ackers = (0..lanes).map(|_| CountingAcker(acked.clone())).collect();

@@ -1,8 +1,10 @@
-//! Telemetry: each event the bridge reports is a type whose `emit` writes its metrics and its
-//! log line together, so the two never disagree. Counters are per route (low cardinality) and
-//! emitted per batch. ERROR means data is at risk or an operator must act. The MQTT consumers'
-//! own events (connections, subscriptions, acks) are in `consumer`; the bridge's as a whole
-//! (flows started, pauses, reloads, connection health, admin refusals) in `operations`.
+//! Telemetry: each event the bridge reports is a type whose `emit` writes its metrics, its log
+//! line and the counts the status reads (`RouteStats`, `ConsumerStatus`) together, so that the
+//! three never disagree and no caller updates two of them. Counters are per route (low
+//! cardinality) and emitted per batch. ERROR means data is at risk or an operator must act. The
+//! consumers' own events (connections, subscriptions, windows, acks, group members and their
+//! lag) are in `consumer`; the bridge's as a whole (routes started, pauses, reloads, connection
+//! health, admin refusals) in `operations`.
 
 mod consumer;
 mod operations;
@@ -15,10 +17,14 @@ use std::sync::Arc;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use tracing::{error, info, warn};
 
+use crate::flow::RouteStats;
+
 /// A route's metric handles for the events of every batch, registered once when the route
-/// starts: looking a labelled metric up per batch costs more than the rest of the event.
+/// starts (looking a labelled metric up per batch costs more than the rest of the event), and
+/// the counts its status shows.
 pub struct RouteMetrics {
     route: Arc<str>,
+    stats: Arc<RouteStats>,
     /// Per lane (the `consumer` label, numbered from 1).
     received: Vec<Counter>,
     received_bytes: Counter,
@@ -29,7 +35,13 @@ pub struct RouteMetrics {
 }
 
 impl RouteMetrics {
-    pub fn new(route: &str, lanes: usize) -> Self {
+    /// The route's name.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// `stats` is what the route's status reads.
+    pub fn new(route: &str, lanes: usize, stats: Arc<RouteStats>) -> Self {
         let label = || route.to_owned();
         // Shown from the start, at 0, so that dashboards and alerts see the route before its
         // first incident.
@@ -48,6 +60,7 @@ impl RouteMetrics {
         gauge!("mqbridge_route_paused", "route" => label()).set(0.0);
         RouteMetrics {
             route: route.into(),
+            stats,
             received: (1..=lanes)
                 .map(|n| {
                     let consumer = itoa::Buffer::new().format(n).to_owned();
@@ -78,6 +91,7 @@ impl BatchReceived<'_> {
             received.increment(self.count as u64);
         }
         m.received_bytes.increment(self.bytes as u64);
+        m.stats.received(self.count);
         tracing::trace!(route = &*m.route, count = self.count, "messages received");
     }
 }
@@ -93,6 +107,7 @@ impl MessagesFiltered<'_> {
     pub fn emit(&self) {
         let m = self.metrics;
         m.filtered.increment(self.count as u64);
+        m.stats.filtered(self.count);
         tracing::trace!(route = &*m.route, count = self.count, "messages filtered");
     }
 }
@@ -110,13 +125,26 @@ impl BatchDelivered<'_> {
         m.delivered.increment(self.count as u64);
         m.delay.record(self.oldest_ms as f64 / 1000.0);
         m.delay_last.set(self.oldest_ms as f64 / 1000.0);
+        m.stats.delivered(self.count, self.oldest_ms);
         tracing::trace!(route = &*m.route, count = self.count, "batch delivered");
+    }
+}
+
+/// Messages acknowledged to their source (or given up at a hard stop): out of the route.
+pub struct MessagesReleased<'a> {
+    pub metrics: &'a RouteMetrics,
+    pub count: usize,
+}
+
+impl MessagesReleased<'_> {
+    pub fn emit(&self) {
+        self.metrics.stats.released(self.count);
     }
 }
 
 /// The sink failed in a way that may pass; the messages are held and retried.
 pub struct DeliveryRetry<'a> {
-    pub route: &'a str,
+    pub metrics: &'a RouteMetrics,
     pub count: usize,
     pub kind: &'a str,
     pub error: &'a str,
@@ -125,10 +153,12 @@ pub struct DeliveryRetry<'a> {
 
 impl DeliveryRetry<'_> {
     pub fn emit(&self) {
-        counter!("mqbridge_delivery_retries_total", "route" => self.route.to_owned(), "error" => self.kind.to_owned())
+        let route = &*self.metrics.route;
+        counter!("mqbridge_delivery_retries_total", "route" => route.to_owned(), "error" => self.kind.to_owned())
             .increment(self.count as u64);
+        self.metrics.stats.retried(self.count, self.error);
         warn!(
-            route = self.route,
+            route,
             count = self.count,
             attempt = self.attempt,
             error = self.error,
@@ -274,7 +304,7 @@ impl ConfigurationRefused<'_> {
 
 /// Messages a sink refused for good, now written to the dead-letter destination.
 pub struct DeadLettered<'a> {
-    pub route: &'a str,
+    pub metrics: &'a RouteMetrics,
     pub count: usize,
     pub kind: &'a str,
     pub error: &'a str,
@@ -282,10 +312,12 @@ pub struct DeadLettered<'a> {
 
 impl DeadLettered<'_> {
     pub fn emit(&self) {
-        counter!("mqbridge_messages_failed_total", "route" => self.route.to_owned(), "error" => self.kind.to_owned())
+        let route = &*self.metrics.route;
+        counter!("mqbridge_messages_failed_total", "route" => route.to_owned(), "error" => self.kind.to_owned())
             .increment(self.count as u64);
+        self.metrics.stats.dead_lettered(self.count, self.error);
         warn!(
-            route = self.route,
+            route,
             count = self.count,
             error = self.error,
             "messages sent to the dead-letter destination"
@@ -327,28 +359,5 @@ impl ProducerReplaced<'_> {
             reason = self.reason,
             "Kafka producer failed for good; replaced by a new one"
         );
-    }
-}
-
-/// A flow's Kafka or RocketMQ consumer could not start (tried again with a growing wait).
-pub struct SourceFailed<'a> {
-    pub route: &'a str,
-    pub error: &'a str,
-}
-
-impl SourceFailed<'_> {
-    pub fn emit(&self) {
-        error!(route = self.route, error = self.error, "source");
-    }
-}
-
-/// A source that had failed reads again.
-pub struct SourceRecovered<'a> {
-    pub route: &'a str,
-}
-
-impl SourceRecovered<'_> {
-    pub fn emit(&self) {
-        info!(route = self.route, "source reads again");
     }
 }

@@ -125,17 +125,20 @@ impl ConsumerStatus {
     }
 
     /// Whether a group member has partitions assigned now; `session`: how long it may have
-    /// none before readiness counts it as not reading.
-    pub(crate) fn set_assigned(&self, assigned: bool, session: Duration) {
-        if let Some(member) = &self.member {
-            let mut member = lock(member);
-            match assigned {
-                true => member.unassigned = None,
-                false => {
-                    member.unassigned.get_or_insert((Instant::now(), session));
-                }
+    /// none before readiness counts it as not reading. True when that changed.
+    pub(crate) fn set_assigned(&self, assigned: bool, session: Duration) -> bool {
+        let Some(member) = &self.member else {
+            return false;
+        };
+        let mut member = lock(member);
+        let before = member.unassigned.is_none();
+        match assigned {
+            true => member.unassigned = None,
+            false => {
+                member.unassigned.get_or_insert((Instant::now(), session));
             }
         }
+        before != assigned
     }
 }
 

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::batcher::{Batch, Item, Key, Outcome};
 use super::round::Round;
 use crate::events::{self, RouteMetrics};
-use crate::flow::{DeadLetterEntry, DeadLetters, Pause, Retry, RouteStats, Sink, SinkError};
+use crate::flow::{DeadLetterEntry, DeadLetters, Pause, Retry, Sink, SinkError};
 use crate::message::{now_ms, Message};
 use crate::rules::Rules;
 
@@ -41,7 +41,6 @@ pub struct Context {
     pub hard_stop: CancellationToken,
     /// While set, no batch starts and no retry goes out.
     pub pause: Arc<Pause>,
-    pub stats: Arc<RouteStats>,
 }
 
 impl Context {
@@ -112,7 +111,7 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
             break;
         };
         attempt += 1;
-        round.report(&ctx.route, &ctx.stats, &error, attempt);
+        round.report(&ctx.metrics, &error, attempt);
         if !ctx.wait(round.wait(backoff)).await {
             break;
         }
@@ -227,7 +226,6 @@ fn report_delivered(ctx: &Context, items: &[Item], delivered: &[usize]) {
             oldest_ms,
         }
         .emit();
-        ctx.stats.delivered(delivered.len(), oldest_ms);
     }
 }
 
@@ -263,14 +261,12 @@ async fn dead_letter(
         match sent {
             Ok(()) => {
                 events::DeadLettered {
-                    route: &ctx.route,
+                    metrics: &ctx.metrics,
                     count: entries.len(),
                     kind: dead[0].1.kind(),
                     error: &dead[0].1.to_string(),
                 }
                 .emit();
-                ctx.stats
-                    .dead_lettered(entries.len(), &dead[0].1.to_string());
                 return true;
             }
             Err(error) => {

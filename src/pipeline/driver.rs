@@ -137,7 +137,6 @@ impl<A: Acker> Pipeline<A> {
             count: filtered.len(),
         }
         .emit();
-        self.ctx.stats.filtered(filtered.len());
         let outcomes = filtered.into_iter().map(|(lane, seq)| (lane, seq, true));
         self.complete(outcomes, state).await;
     }
@@ -201,7 +200,6 @@ impl<A: Acker> Pipeline<A> {
                     bytes: *bytes,
                 }
                 .emit();
-                self.ctx.stats.received(*count);
                 (*count, *bytes) = (0, 0);
             }
         }
@@ -245,7 +243,11 @@ impl<A: Acker> Pipeline<A> {
         for lane in touched {
             let released = state.lanes[lane].release();
             if !released.is_empty() {
-                self.ctx.stats.released(released.len());
+                events::MessagesReleased {
+                    metrics: &self.ctx.metrics,
+                    count: released.len(),
+                }
+                .emit();
                 self.ackers[lane].ack(released).await;
             }
         }

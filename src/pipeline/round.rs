@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use super::batcher::{Item, Key};
-use crate::events;
-use crate::flow::RouteStats;
+use crate::events::{self, RouteMetrics};
 use crate::flow::{Retry, SinkError};
 
 /// Between tries while the destination refuses the bridge's settings: slow enough not to
@@ -86,19 +85,18 @@ impl Round {
         self.first_error.get_or_insert(e);
     }
 
-    pub(super) fn report(&self, route: &str, stats: &RouteStats, error: &SinkError, attempt: u32) {
+    pub(super) fn report(&self, metrics: &RouteMetrics, error: &SinkError, attempt: u32) {
         events::DeliveryRetry {
-            route,
+            metrics,
             count: self.retry.len(),
             kind: error.kind(),
             error: &error.to_string(),
             attempt,
         }
         .emit();
-        stats.retried(self.retry.len(), &error.to_string());
         if let Some(e) = &self.configuration {
             events::ConfigurationRefused {
-                route,
+                route: metrics.route(),
                 kind: e.kind(),
                 error: &e.to_string(),
                 retry_in: CONFIGURATION_BACKOFF,

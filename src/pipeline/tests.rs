@@ -118,7 +118,7 @@ impl Fakes {
         let pause = Arc::new(Pause::new(false));
         let ctx = Arc::new(Context {
             route: "test".into(),
-            metrics: crate::events::RouteMetrics::new("test", lanes),
+            metrics: crate::events::RouteMetrics::new("test", lanes, stats.clone()),
             max_attempts: 3,
             sink: Arc::new(sink),
             dead_letter: Arc::new(DeadLetter::File(Arc::new(writer))),
@@ -127,7 +127,6 @@ impl Fakes {
             shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
             pause: pause.clone(),
-            stats: stats.clone(),
         });
         Fakes {
             ctx,

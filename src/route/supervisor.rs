@@ -150,7 +150,7 @@ impl Supervisor {
         }
         let ctx = Arc::new(Context {
             route: source_context.route.clone(),
-            metrics: RouteMetrics::new(&route.name, source.lanes()),
+            metrics: RouteMetrics::new(&route.name, source.lanes(), controls.stats.clone()),
             max_attempts: route.max_attempts,
             sink,
             dead_letter: self.shared.dead_letter.clone(),
@@ -159,7 +159,6 @@ impl Supervisor {
             shutdown: controls.shutdown.clone(),
             hard_stop: controls.hard_stop.clone(),
             pause: controls.pause.clone(),
-            stats: controls.stats.clone(),
         });
         let settings = Settings {
             batch_size: route.batch_size,

@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::FutureExt;
-use metrics::{gauge, Gauge};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::events::SourceLag;
 use crate::message::Partition;
 
 /// How often the partitions' ends are asked for.
@@ -37,13 +37,13 @@ struct Place {
     at: i64,
     /// The partition's end, as last told.
     end: Option<i64>,
-    gauge: Gauge,
+    gauge: SourceLag,
 }
 
 impl Place {
     fn show(&self) {
         if let Some(end) = self.end {
-            self.gauge.set((end - self.at).max(0) as f64);
+            self.gauge.show(end - self.at);
         }
     }
 }
@@ -64,18 +64,14 @@ impl Lag {
         if self.partitions.contains_key(partition) {
             return None;
         }
-        let labels = [
-            ("route", self.route.clone()),
-            ("topic", partition.topic.clone()),
-            ("partition", label(partition)),
-        ];
+        let label = label(partition);
         let place = Place {
             at: offset,
             end: None,
-            gauge: gauge!("mqbridge_source_lag_messages", &labels),
+            gauge: SourceLag::new(&self.route, &partition.topic, &label),
         };
         self.partitions.insert(partition.clone(), place);
-        Some(labels[2].1.clone())
+        Some(label)
     }
 
     /// Offsets committed: the next offset per partition.

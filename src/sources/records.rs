@@ -242,8 +242,11 @@ impl Task {
         let Some(mut reader) = self.open(&open).await else {
             return;
         };
-        self.spec.status.set_trouble(None);
-        self.spec.status.set_subscribed();
+        events::SourceStarted {
+            route: &self.spec.route,
+            status: &self.spec.status,
+        }
+        .emit();
         let mut paused = false;
         let mut trouble = None;
         while !self.spec.shutdown.is_cancelled() {
@@ -287,7 +290,11 @@ impl Task {
             self.lag.committed(&due);
         }
         reader.close().await;
-        self.spec.status.set_connected(false);
+        events::SourceStopped {
+            route: &self.spec.route,
+            status: &self.spec.status,
+        }
+        .emit();
     }
 
     /// The reader, opened again until it starts or the route stops.
@@ -300,10 +307,10 @@ impl Task {
                     let error = format!("cannot start the consumer: {e}");
                     events::SourceFailed {
                         route: &self.spec.route,
+                        status: &self.spec.status,
                         error: &error,
                     }
                     .emit();
-                    self.spec.status.set_refused(error);
                 }
             }
             tokio::select! {
@@ -319,18 +326,16 @@ impl Task {
         if now == before {
             return now;
         }
+        let (route, status) = (&*self.spec.route, &*self.spec.status);
         match &now {
             Some(error) => events::SourceFailed {
-                route: &self.spec.route,
+                route,
+                status,
                 error,
             }
             .emit(),
-            None => events::SourceRecovered {
-                route: &self.spec.route,
-            }
-            .emit(),
+            None => events::SourceRecovered { route, status }.emit(),
         }
-        self.spec.status.set_trouble(now.clone());
         now
     }
 
@@ -353,7 +358,13 @@ impl Task {
         {
             self.looked = Some(Instant::now());
             if let Some(assigned) = reader.has_partitions() {
-                self.spec.status.set_assigned(assigned, reader.session());
+                events::Assignment {
+                    route: &self.spec.route,
+                    status: &self.spec.status,
+                    assigned,
+                    session: reader.session(),
+                }
+                .emit();
             }
         }
         if self.committed.elapsed() < COMMIT_EVERY {
@@ -371,7 +382,12 @@ impl Task {
         for msg in batch {
             let Some(origin) = &msg.origin else { continue };
             if let Some(partition) = self.lag.read(&origin.partition, origin.offset) {
-                self.spec.status.add_partition(partition);
+                events::PartitionRead {
+                    route: &self.spec.route,
+                    status: &self.spec.status,
+                    partition: &partition,
+                }
+                .emit();
             }
             let key = BuildHasherDefault::<DefaultHasher>::default().hash_one(&origin.partition);
             let token = Token {

@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use metrics::{gauge, Gauge};
 use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, ClientError};
 use tokio::sync::Notify;
 
-use crate::events;
+use crate::events::{self, ConsumerWindow};
 
 /// Acknowledges one message once given back to the `Acker`; dropping it leaves the message
 /// unacknowledged, so the broker redelivers it.
@@ -41,24 +40,8 @@ impl Drop for Slot {
         self.shared
             .in_flight_bytes
             .fetch_sub(self.bytes, Ordering::AcqRel);
-        self.shared.window.held.decrement(1.0);
+        self.shared.window.left();
         self.shared.wake.notify_one();
-    }
-}
-
-/// The consumer's window as the operator sees it: messages held now, and the most ever held.
-pub(super) struct WindowGauges {
-    pub(super) held: Gauge,
-    pub(super) most: Gauge,
-}
-
-impl WindowGauges {
-    pub(super) fn new(route: &str, lane: usize) -> Self {
-        let (route, consumer) = (route.to_owned(), (lane + 1).to_string());
-        WindowGauges {
-            held: gauge!("mqbridge_inflight_messages", "route" => route.clone(), "consumer" => consumer.clone()),
-            most: gauge!("mqbridge_inflight_messages_max", "route" => route, "consumer" => consumer),
-        }
     }
 }
 
@@ -74,13 +57,13 @@ pub(super) struct Shared {
     /// The most messages held at once since the consumer started (a route started again starts
     /// again from 0).
     pub(super) most: AtomicUsize,
-    pub(super) window: WindowGauges,
+    pub(super) window: ConsumerWindow,
     /// Notified when a message leaves the window: the event loop may read again.
     pub(super) wake: Arc<Notify>,
 }
 
 impl Shared {
-    pub(super) fn new(window: WindowGauges) -> Self {
+    pub(super) fn new(window: ConsumerWindow) -> Self {
         Shared {
             epoch: Mutex::new(0),
             closing: AtomicBool::new(false),
@@ -104,11 +87,8 @@ impl Shared {
     pub(super) fn hold(self: &Arc<Self>, bytes: usize) -> Slot {
         let held = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         self.in_flight_bytes.fetch_add(bytes, Ordering::AcqRel);
-        // Moved by steps, not set, so that the poll task and the pipeline cannot leave it stale.
-        self.window.held.increment(1.0);
-        if self.most.fetch_max(held, Ordering::AcqRel) < held {
-            self.window.most.set(held as f64);
-        }
+        let most = self.most.fetch_max(held, Ordering::AcqRel) < held;
+        self.window.held(most.then_some(held));
         Slot {
             shared: self.clone(),
             bytes,

@@ -24,7 +24,7 @@ use rumqttc::v5::{AsyncClient, Event, EventLoop, ReadGate};
 use rumqttc::Outgoing;
 use tokio::sync::mpsc;
 
-use super::acker::{AckToken, Acker, Shared, WindowGauges};
+use super::acker::{AckToken, Acker, Shared};
 use super::config::PublisherProperties;
 use super::convert;
 use crate::connectors::mqtt::Endpoint;
@@ -88,7 +88,10 @@ pub fn start(endpoint: &Endpoint, spec: ConsumerSpec, tx: Deliveries) -> (Acker,
     let options = endpoint.consumer_options(&spec.client_id);
     // Room for every ack the in-flight window can produce, plus control packets.
     let (client, mut eventloop) = AsyncClient::new(options, 2 * spec.receive_maximum + 64);
-    let shared = Arc::new(Shared::new(WindowGauges::new(&spec.route, spec.lane)));
+    let shared = Arc::new(Shared::new(events::ConsumerWindow::new(
+        &spec.route,
+        spec.lane,
+    )));
     let window = (
         shared.clone(),
         spec.receive_maximum,
@@ -141,30 +144,30 @@ impl Poller {
                     broker_reason = format!(" after the broker's DISCONNECT ({:?})", d.reason_code);
                 }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => {
-                    self.spec.status.set_connected(false);
+                    self.stopped();
                     break;
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.spec.status.set_connected(false);
                     self.connection_lost(&mut eventloop);
                     if self.shared.closing.load(Ordering::Acquire) {
+                        self.stopped();
                         break;
                     }
                     let reason = std::mem::take(&mut broker_reason);
                     let error = format!("{e}{reason} (broker {})", self.address);
-                    let (route, client_id) = (&*self.spec.route, self.spec.client_id.as_str());
+                    let (route, status) = (&*self.spec.route, &*self.spec.status);
                     if std::mem::take(&mut connected) {
                         events::ConsumerDisconnected {
                             route,
-                            client_id,
+                            status,
                             error: &error,
                         }
                         .emit();
                     } else {
                         events::ConnectFailed {
                             route,
-                            client_id,
+                            status,
                             error: &error,
                         }
                         .emit();
@@ -174,6 +177,14 @@ impl Poller {
                 }
             }
         }
+    }
+
+    fn stopped(&self) {
+        events::ConsumerStopped {
+            route: &self.spec.route,
+            status: &self.spec.status,
+        }
+        .emit();
     }
 
     /// A new epoch begins: acks of the old one are refused from now on, any that slipped into
@@ -219,10 +230,10 @@ impl Poller {
             return; // a DISCONNECT is on its way: nothing may follow it
         }
         let epoch = *self.shared.epoch();
-        self.spec.status.set_connected(true);
+        let (route, status) = (&*self.spec.route, &*self.spec.status);
         events::ConsumerConnected {
-            route: &self.spec.route,
-            client_id: &self.spec.client_id,
+            route,
+            status,
             session_present,
             epoch,
         }
@@ -237,37 +248,42 @@ impl Poller {
         if let Err(e) = self.client.try_subscribe_many(filters.collect::<Vec<_>>()) {
             let error = format!("could not queue SUBSCRIBE: {e}");
             events::SubscribeFailed {
-                route: &self.spec.route,
-                client_id: &self.spec.client_id,
+                route,
+                status,
                 error: &error,
             }
             .emit();
         }
     }
 
+    /// The broker's answer to the SUBSCRIBE: every filter granted, or the refusals.
     fn on_suback(&self, codes: &[SubscribeReasonCode]) {
+        let (route, status) = (&*self.spec.route, &*self.spec.status);
+        let mut granted = Vec::new();
+        let mut refused = Vec::new();
         for (code, filter) in codes.iter().zip(&self.spec.filters) {
-            if !matches!(code, SubscribeReasonCode::Success(_)) {
-                let error = format!(
+            match code {
+                SubscribeReasonCode::Success(_) => granted.push(filter.as_str()),
+                code => refused.push(format!(
                     "broker refused $share/{}/{filter}: {code:?}",
                     self.spec.share_group
-                );
-                self.spec.status.set_refused(error.clone());
-                events::SubscribeFailed {
-                    route: &self.spec.route,
-                    client_id: &self.spec.client_id,
-                    error: &error,
-                }
-                .emit();
-            } else {
-                self.spec.status.set_subscribed();
-                events::Subscribed {
-                    route: &self.spec.route,
-                    client_id: &self.spec.client_id,
-                    filter,
-                }
-                .emit();
+                )),
             }
+        }
+        events::Subscribed {
+            route,
+            status,
+            granted: &granted,
+            complete: refused.is_empty() && granted.len() == self.spec.filters.len(),
+        }
+        .emit();
+        for error in &refused {
+            events::SubscribeFailed {
+                route,
+                status,
+                error,
+            }
+            .emit();
         }
     }
 }
