@@ -62,24 +62,8 @@ use std::sync::{Arc, RwLock};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+pub use crate::control::RunError;
 use crate::control::{AdminUpdate, Control};
-use crate::flow::BoxError;
-use crate::route::StartError;
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// A connection (`connection "NAME"`, or `[mqtt]`) whose client cannot be built.
-    #[error("{0}: {1}")]
-    Connection(String, #[source] BoxError),
-    #[error(transparent)]
-    Route(#[from] StartError),
-    #[error("{0}")]
-    DeadLetter(std::io::Error),
-    #[error("admin listener: {0}")]
-    Admin(std::io::Error),
-    #[error("{0}")]
-    RouteFailed(String),
-}
 
 /// Runs the bridge until `shutdown` completes, then stops intake, finishes and acknowledges
 /// in-flight messages (for at most `shutdown_timeout`) and disconnects, keeping the sessions.

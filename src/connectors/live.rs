@@ -1,53 +1,19 @@
 //! A connection's running client as the rest of the bridge holds it, whatever its kind
-//! (`Connection`): a route's sink and source, the checks and the flush. Each kind's settings
-//! were bound to it when the file was read; here they meet the client of their own kind.
+//! (`bound::Connection`): a route's sink and source, the checks and the flush. Each kind's
+//! settings were bound to it when the file was read; here they meet the client of their own
+//! kind.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::kind::{Connector, SinkContext, SinkSettings, SourceSettings};
-use super::ConnectionConfig;
+use super::bound::{
+    AnyConnection, Connection, ConnectionConfig, Live, SinkSettings, SourceSettings,
+};
+use super::kind::{Connector, SinkContext};
 use crate::flow::{BoxError, Sink};
 use crate::pipeline::{Source, SourceContext};
-
-/// A connection's running client, shared by the routes that name it, and its settings.
-#[derive(Clone)]
-pub struct Connection {
-    live: Arc<dyn AnyConnection>,
-    config: ConnectionConfig,
-}
-
-/// A kind's client with the settings it was built from.
-pub(super) struct Live<K: Connector> {
-    pub(super) client: K::Connection,
-    pub(super) settings: K::ConnectionConfig,
-}
-
-/// A running client of any kind, as `Connection` holds it.
-pub(super) trait AnyConnection: Send + Sync {
-    fn sink(
-        &self,
-        context: &SinkContext<'_>,
-        settings: &SinkSettings,
-    ) -> Result<Arc<dyn Sink>, BoxError>;
-    fn source(
-        &self,
-        context: &SourceContext,
-        settings: &SourceSettings,
-    ) -> Result<Box<dyn Source>, BoxError>;
-    fn health_check(&self) -> BoxFuture<'_, Result<String, BoxError>>;
-    fn probe_sink<'a>(
-        &'a self,
-        settings: &'a SinkSettings,
-    ) -> BoxFuture<'a, Option<Result<String, BoxError>>>;
-    fn probe_source<'a>(
-        &'a self,
-        settings: &'a SourceSettings,
-    ) -> BoxFuture<'a, Vec<(String, Result<String, BoxError>)>>;
-    fn flush(&self, timeout: Duration) -> BoxFuture<'_, ()>;
-}
 
 /// A route names a connection of another kind than its settings were read for: only a bug in
 /// the loader can bring this about.

@@ -6,6 +6,7 @@
 //! `flow::Sink` trait (send a batch, get one outcome per message, each failure saying whether
 //! to retry); a source is a `pipeline::Source`.
 
+mod bound;
 pub mod exec;
 pub mod file;
 mod function;
@@ -18,9 +19,6 @@ mod registry;
 pub mod rocketmq;
 pub mod scf;
 
-pub use kind::{
-    ConnectionConfig, Connector, Kind, NoSource, SinkContext, SinkSettings, SourceAt,
-    SourceSettings,
-};
-pub use live::Connection;
-pub use registry::{kind, KINDS};
+pub use bound::{Connection, ConnectionConfig, SinkSettings, SourceSettings};
+pub use kind::{Connector, NoSource, SinkContext, SourceAt};
+pub use registry::{kind, Kind, KINDS};

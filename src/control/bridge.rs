@@ -15,12 +15,11 @@ use tracing::{error, info};
 use super::checks::{self, Checks, Connections};
 use super::plan::Stamps;
 use super::status::{self, Overview, ReloadOutcome, RouteStatus};
-use super::{Command, Control, ControlError};
+use super::{Command, Control, ControlError, RunError};
 use crate::config::{AdminConfig, Config, Spelling};
 use crate::connectors::Connection;
 use crate::dead_letter::DeadLetter;
 use crate::route::{Shared, Supervisor};
-use crate::RunError;
 
 /// Takes what a reload made of `[admin]` (the admin API's token and host names); an error
 /// keeps the running configuration.

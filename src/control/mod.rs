@@ -13,9 +13,28 @@ mod status;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::flow::BoxError;
+use crate::route::StartError;
+
 pub use bridge::{run, AdminUpdate};
 pub use reload::ReloadReport;
 pub use status::{ConsumerView, Overview, Readiness, ReloadOutcome, RouteStatus};
+
+/// Why the bridge stopped, or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A connection (`connection "NAME"`, or `[mqtt]`) whose client cannot be built.
+    #[error("{0}: {1}")]
+    Connection(String, #[source] BoxError),
+    #[error(transparent)]
+    Route(#[from] StartError),
+    #[error("{0}")]
+    DeadLetter(std::io::Error),
+    #[error("admin listener: {0}")]
+    Admin(std::io::Error),
+    #[error("{0}")]
+    RouteFailed(String),
+}
 
 /// What the running bridge is asked to do.
 pub(crate) enum Command {
