@@ -1,37 +1,35 @@
-//! mqbridge: consumes an MQTT broker through MQTT v5 shared subscriptions and delivers every
-//! message to a sink (Kafka, RocketMQ, a function: SCF, HTTP or a local command, a JSON-lines
-//! file), acknowledging each message to the broker only after the sink has it; and carries
-//! Kafka and RocketMQ topics back to the broker (downlinks), committing each offset only after
-//! the broker acknowledged the message.
+//! mqbridge: carries MQTT data into the systems where it is processed and back. Every route is
+//! a source, its rules and a sink, each built by its connection's kind: MQTT v5
+//! shared-subscription consumers, or a Kafka or RocketMQ consumer group, delivering to Kafka,
+//! RocketMQ, a function (SCF, HTTP or a local command), a JSON-lines file or an MQTT broker. A
+//! message is acknowledged to its source (a PUBACK, an offset commit) only after the sink has it.
 //!
 //! # Layout
-//! - `config`: the TOML file: model, section-by-section loading with located problems,
-//!   validation, example.
+//! From the ground up; each module imports only those listed before it.
+//! - `message`, `topic`, `tls`: the neutral message sources fill and sinks render; MQTT, Kafka
+//!   and RocketMQ name rules; rustls client settings.
+//! - `template`, `record`: `{topic.N}`-style templates for names built per message; the
+//!   message's JSON shape (file sink, dead letters).
+//! - `flow`: what every layer shares: the sink and source contracts (`Sink`, `Retry`,
+//!   `Delivery`, `Acker`), the pause switch, what consumers and routes show, dead letters.
+//! - `events`: telemetry: each event writes its metrics, its log line and the status counts.
+//! - `rules`: a route's `schema`, `where` and `transform` (VRL, JSON Schema); `test-rule`.
+//! - `settings`: reading one section at a time with located problems, checks, secrets.
+//! - `pipeline`: written once for every route: batching by key with per-key order, delivery
+//!   with retries and dead letters, acks in receive order per lane; what a source is to it.
+//! - `sources`: running a Kafka or RocketMQ group member as a route's source, and its lag.
 //! - `connectors`: one folder per external system, holding everything the bridge knows of it:
-//!   its settings, client, sink and (where it can be read) source: `mqtt/`, `kafka/`,
-//!   `rocketmq/`, `http/`, `scf/`, `exec/`, `file/`; the `Connector` trait a kind implements,
-//!   the registry (one line per kind) and the `Sink` trait.
-//! - `sources`: the source side of the engine: the `Delivery`/`Acker` shape the pipeline sees,
-//!   the runner of a Kafka or RocketMQ group member (`records`), what a consumer shows.
-//! - `pipeline`: written once for every flow: batching by key with per-key order, delivery
-//!   with retries and dead letters, acks in receive order per lane.
-//! - `rules`: a flow's `schema`, `where` and `transform` (VRL, JSON Schema), applied as the
-//!   pipeline takes each message; `test-rule` tries them on samples.
-//! - `route`: the supervisor and its per-flow handles (start, stop, pause, state, counts), for
-//!   routes and downlinks alike.
-//! - `downlinks`: the `[[downlinks]]` settings (Kafka or RocketMQ to the MQTT broker).
+//!   its settings, client, sink, source and metadata both ways (`mqtt/`, `kafka/`,
+//!   `rocketmq/`, `http/`, `exec/`, `scf/`, `file/`); the `Connector` trait, the registry (one
+//!   line per kind) and the values bound to their kind.
+//! - `config`: the TOML file: model, loading (`[[routes]]` and `[[downlinks]]` into routes),
+//!   validation, example.
+//! - `dead_letter`: where permanently refused messages go.
+//! - `route`: the supervisor and its per-route handles (start, stop, pause, state, counts).
+//! - `check`: `mqbridge check`, the connection check from the command line.
 //! - `control`: the running bridge's loop and its commands: states, pause and resume, reload,
 //!   readiness, connection checks.
-//! - `message`: the neutral message sources fill and sinks render.
-//! - `record`: the message's JSON shape (file sink, dead letters).
-//! - `event`: the event a function receives (a batch of records; `schema/`).
-//! - `template`: `{topic.N}`-style templates for sink-side names.
-//! - `topic`: MQTT filter and Kafka topic name rules.
-//! - `tls`: rustls client settings (roots, client certificate) for the bridge's clients.
-//! - `dead_letter`: where permanently refused messages go.
-//! - `events`: telemetry events (metrics and logs together).
 //! - `admin`: the operator's HTTP API and status page, and the CLI's client for it.
-//! - `check`: `mqbridge check`, the connection check from the command line.
 
 // rocketmq-client-rust's send futures are deep: proving them `Send` takes more than the
 // default 128 steps.
