@@ -185,7 +185,7 @@ fn unknown_connection_type() {
 #[test]
 fn the_example_config_is_valid() {
     let c = parse_str(EXAMPLE, Path::new("/etc/mqbridge"), &|_| Some("x".into())).unwrap();
-    assert_eq!(c.spelled(Spelling::Route).count(), 2);
+    assert_eq!(c.spelled(Spelling::Route).count(), 3);
 }
 
 #[test]
