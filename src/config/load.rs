@@ -5,7 +5,9 @@
 //! sink's, each read by its connection's kind (`load/routes.rs`); `[[downlinks]]` entries are
 //! read into routes the same way.
 
+mod downlinks;
 mod routes;
+mod sources;
 
 use std::path::{Path, PathBuf};
 

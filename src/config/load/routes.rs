@@ -12,24 +12,43 @@ use toml::Spanned;
 
 use super::Loader;
 use crate::config::model::*;
-use crate::config::route::DOWNLINK_KEYS;
 use crate::config::validate::{PartRoute, Parts};
 use crate::connectors::mqtt::Mqtt;
 use crate::connectors::{self, Connector, Kind, SinkSettings, SourceAt, SourceSettings, KINDS};
 use crate::settings::{struct_fields, Value};
 
+/// A `[[routes]]` or `[[downlinks]]` entry's table, its span and its name.
+pub(super) type Entry<'a> = (DeTable<'a>, Range<usize>, String);
+
+/// What was read of a route.
+pub(super) struct Read {
+    pub(super) keys: Option<RouteKeys>,
+    pub(super) spelling: Spelling,
+    pub(super) source_connection: Option<String>,
+    pub(super) source: Option<SourceSettings>,
+    pub(super) sink: Option<SinkSettings>,
+}
+
 impl<'a> Loader<'a, '_> {
-    /// A `[[routes]]` entry.
-    pub(super) fn route(&mut self, label: &str, value: Value<'a>, parts: &mut Parts) {
+    /// An entry of `[[routes]]` or `[[downlinks]]`: remembered whole, so that problems with
+    /// the kinds' keys are located too; `None` when it is not a table.
+    pub(super) fn entry(&mut self, label: &str, value: Value<'a>) -> Option<Entry<'a>> {
         let span = value.span();
-        // Remembered whole, so that problems with the kinds' keys are located too.
         self.reader.sources.remember(label, &value);
-        let DeValue::Table(mut table) = value.into_inner() else {
+        let DeValue::Table(table) = value.into_inner() else {
             self.reader
                 .problem(label, None, "must be a table", span.start);
-            return;
+            return None;
         };
         let name = self.text_of(&table, "name").unwrap_or_default();
+        Some((table, span, name))
+    }
+
+    /// A `[[routes]]` entry.
+    pub(super) fn route(&mut self, label: &str, value: Value<'a>, parts: &mut Parts) {
+        let Some((mut table, span, name)) = self.entry(label, value) else {
+            return;
+        };
         let connection = self.text_of(&table, "connection");
         let sink_kind = self.kind_of(connection.as_deref(), parts);
         let nested = table.remove(&key("source"));
@@ -51,96 +70,18 @@ impl<'a> Loader<'a, '_> {
             }
         };
         let sink = self.route_sink(label, connection.as_deref(), rest, span, parts);
-        self.push(
-            parts,
+        let read = Read {
             keys,
-            Spelling::Route,
+            spelling: Spelling::Route,
             source_connection,
             source,
             sink,
-        );
-    }
-
-    /// A `[[downlinks]]` entry: a route from its `connection` (Kafka or RocketMQ) to the
-    /// default broker.
-    pub(super) fn downlink(&mut self, label: &str, value: Value<'a>, parts: &mut Parts) {
-        let span = value.span();
-        self.reader.sources.remember(label, &value);
-        let DeValue::Table(mut table) = value.into_inner() else {
-            self.reader
-                .problem(label, None, "must be a table", span.start);
-            return;
         };
-        let name = self.text_of(&table, "name").unwrap_or_default();
-        let source_connection = self.text_of(&table, "connection");
-        table.remove(&key("connection"));
-        let source_kind = self.kind_of(source_connection.as_deref(), parts);
-        let sink_kind = default_broker_kind();
-        let (common, rest) = split(table, |k| DOWNLINK_KEYS.contains(&k));
-        let (sink, rest) = split(rest, |k| sink_kind.sink_keys().contains(&k));
-        let source_keys = |k: &str| match source_kind {
-            Some(kind) => kind.source_keys().contains(&k),
-            None => KINDS.iter().any(|kind| kind.source_keys().contains(&k)),
-        };
-        let (source, rest) = split(rest, source_keys);
-        for (k, _) in rest {
-            let msg = match source_kind.filter(|_| takes_source_key(k.get_ref())) {
-                Some(kind) => foreign_source_key(k.get_ref(), source_connection.as_deref(), kind),
-                None => "unknown key".to_owned(),
-            };
-            self.reader
-                .problem(label, Some(k.get_ref()), msg, k.span().start);
-        }
-        let keys = self
-            .route_keys(label, common, span.clone())
-            .map(|mut keys| {
-                keys.connection = DEFAULT_BROKER.to_owned();
-                keys
-            });
-        let source = source_connection.as_deref().and_then(|connection| {
-            let at = SourceAt {
-                connection,
-                route: &name,
-                nested: false,
-            };
-            let value = Spanned::new(span.clone(), DeValue::Table(source));
-            self.read_source(label, value, at, parts)
-        });
-        let value = Spanned::new(span, DeValue::Table(sink));
-        let sink = sink_kind.read_sink(&mut self.reader, label, value);
-        self.push(
-            parts,
-            keys,
-            Spelling::Downlink,
-            source_connection,
-            source,
-            sink,
-        );
-    }
-
-    fn push(
-        &mut self,
-        parts: &mut Parts,
-        keys: Option<RouteKeys>,
-        spelling: Spelling,
-        source_connection: Option<String>,
-        source: Option<SourceSettings>,
-        sink: Option<SinkSettings>,
-    ) {
-        match keys {
-            Some(keys) => parts.routes.push(PartRoute {
-                keys,
-                spelling,
-                source_connection: source_connection.unwrap_or_default(),
-                source,
-                sink,
-            }),
-            None => parts.broken_routes += 1,
-        }
+        push(parts, read);
     }
 
     /// The keys every route takes, its schema's path made relative to the file.
-    fn route_keys(
+    pub(super) fn route_keys(
         &mut self,
         label: &str,
         common: DeTable<'a>,
@@ -153,145 +94,14 @@ impl<'a> Loader<'a, '_> {
     }
 
     /// `key`'s text in `table`, its `${VAR}` references expanded.
-    fn text_of(&self, table: &DeTable<'a>, name: &str) -> Option<String> {
+    pub(super) fn text_of(&self, table: &DeTable<'a>, name: &str) -> Option<String> {
         let value = table.get(&key(name))?.get_ref().as_str()?;
         self.reader.expanded(value)
     }
 
     /// The kind of connection `name`, when it is defined.
-    fn kind_of(&self, name: Option<&str>, parts: &Parts) -> Option<&'static dyn Kind> {
+    pub(super) fn kind_of(&self, name: Option<&str>, parts: &Parts) -> Option<&'static dyn Kind> {
         connectors::kind(parts.connections.get(name?)?.kind())
-    }
-
-    /// A route's `source` table: the connection it names (the default broker when it names
-    /// none), and that kind's keys. Keys of the default broker's source left among the route's
-    /// own keys belong in the table.
-    fn nested_source(
-        &mut self,
-        label: &str,
-        nested: Value<'a>,
-        route: &str,
-        sink_kind: Option<&'static dyn Kind>,
-        rest: &mut DeTable<'a>,
-        parts: &Parts,
-    ) -> (Option<SourceSettings>, Option<String>) {
-        let outside: Vec<_> = rest
-            .keys()
-            .filter(|k| {
-                default_broker_kind()
-                    .source_keys()
-                    .contains(&k.get_ref().as_ref())
-            })
-            .filter(|k| sink_kind.is_none_or(|s| !s.sink_keys().contains(&k.get_ref().as_ref())))
-            .cloned()
-            .collect();
-        for k in outside {
-            rest.remove(&k);
-            let msg = format!(
-                "the route's `source` says what it reads: write `{k}` inside it, or remove it",
-                k = k.get_ref()
-            );
-            self.reader
-                .problem(label, Some(k.get_ref()), msg, k.span().start);
-        }
-        let span = nested.span();
-        let DeValue::Table(mut table) = nested.into_inner() else {
-            let msg = "must be a table, such as { connection = \"events\", topic = \"orders\" }";
-            self.reader.problem(label, Some("source"), msg, span.start);
-            return (None, None);
-        };
-        let connection = self.text_of(&table, "connection");
-        table.remove(&key("connection"));
-        let connection = connection.unwrap_or_else(|| DEFAULT_BROKER.to_owned());
-        if let Some(kind) = self.kind_of(Some(&connection), parts) {
-            let foreign: Vec<_> = table
-                .keys()
-                .filter(|k| !kind.source_keys().contains(&k.get_ref().as_ref()))
-                .filter(|k| takes_source_key(k.get_ref()))
-                .cloned()
-                .collect();
-            for k in foreign {
-                table.remove(&k);
-                let msg = foreign_source_key(k.get_ref(), Some(&connection), kind);
-                let field = format!("source.{}", k.get_ref());
-                self.reader
-                    .problem(label, Some(&field), msg, k.span().start);
-            }
-        }
-        let at = SourceAt {
-            connection: &connection,
-            route,
-            nested: true,
-        };
-        let source = self.read_source(label, Spanned::new(span, DeValue::Table(table)), at, parts);
-        (source, Some(connection))
-    }
-
-    /// A source's keys, read by the kind of the connection they read; when the connection is
-    /// unknown, by a kind that takes them all, so that their own problems are not hidden.
-    fn read_source(
-        &mut self,
-        label: &str,
-        value: Value<'a>,
-        at: SourceAt<'_>,
-        parts: &Parts,
-    ) -> Option<SourceSettings> {
-        if let Some(kind) = self.kind_of(Some(at.connection), parts) {
-            if !kind.readable() {
-                return None;
-            }
-            return kind.read_source(&mut self.reader, label, value, at);
-        }
-        let DeValue::Table(table) = value.get_ref() else {
-            return None;
-        };
-        let takes_all = |k: &&&dyn Kind| {
-            k.readable()
-                && table
-                    .keys()
-                    .all(|key| k.source_keys().contains(&key.get_ref().as_ref()))
-        };
-        if let Some(kind) = KINDS.iter().find(takes_all) {
-            let _ = kind.read_source(&mut self.reader, label, value, at);
-        }
-        None
-    }
-
-    /// The keys of a route without a `source` that belong to the default broker's source:
-    /// taken out of `rest`. One that the route's sink kind takes too is refused as ambiguous.
-    fn default_broker_keys(
-        &mut self,
-        label: &str,
-        sink_kind: Option<&'static dyn Kind>,
-        rest: &mut DeTable<'a>,
-    ) -> DeTable<'a> {
-        let source_keys = default_broker_kind().source_keys();
-        let mine: Vec<_> = rest
-            .keys()
-            .filter(|k| source_keys.contains(&k.get_ref().as_ref()))
-            .cloned()
-            .collect();
-        let mut own = DeTable::new();
-        for k in mine {
-            let Some((k, v)) = rest.remove_entry(&k) else {
-                continue;
-            };
-            let sink_takes_it =
-                sink_kind.is_some_and(|s| s.sink_keys().contains(&k.get_ref().as_ref()));
-            if sink_takes_it {
-                let msg = format!(
-                    "both the MQTT broker the route reads and its sink take `{k}`: write the \
-                     source's in `source = {{ filters = [...], {k} = ... }}` and keep `{k}` here \
-                     for the sink",
-                    k = k.get_ref()
-                );
-                self.reader
-                    .problem(label, Some(k.get_ref()), msg, k.span().start);
-                continue;
-            }
-            own.insert(k, v);
-        }
-        own
     }
 
     /// A route's settings for the kind of the connection it delivers to. A key of another kind
@@ -356,13 +166,30 @@ impl<'a> Loader<'a, '_> {
     }
 }
 
+/// The route `read` makes, or one more that could not be read.
+pub(super) fn push(parts: &mut Parts, read: Read) {
+    match read.keys {
+        Some(keys) => parts.routes.push(PartRoute {
+            keys,
+            spelling: read.spelling,
+            source_connection: read.source_connection.unwrap_or_default(),
+            source: read.source,
+            sink: read.sink,
+        }),
+        None => parts.broken_routes += 1,
+    }
+}
+
 /// A table's key, to look it up.
-fn key(name: &str) -> Spanned<std::borrow::Cow<'static, str>> {
+pub(super) fn key(name: &str) -> Spanned<std::borrow::Cow<'static, str>> {
     Spanned::new(0..0, std::borrow::Cow::Owned(name.to_owned()))
 }
 
 /// `table` split in two: the entries whose keys `take` takes, and the others.
-fn split<'a>(table: DeTable<'a>, take: impl Fn(&str) -> bool) -> (DeTable<'a>, DeTable<'a>) {
+pub(super) fn split<'a>(
+    table: DeTable<'a>,
+    take: impl Fn(&str) -> bool,
+) -> (DeTable<'a>, DeTable<'a>) {
     let (mut taken, mut rest) = (DeTable::new(), DeTable::new());
     for (k, v) in table {
         match take(k.get_ref().as_ref()) {
@@ -374,31 +201,8 @@ fn split<'a>(table: DeTable<'a>, take: impl Fn(&str) -> bool) -> (DeTable<'a>, D
 }
 
 /// The kind of the default broker, `[mqtt]`.
-fn default_broker_kind() -> &'static dyn Kind {
+pub(super) fn default_broker_kind() -> &'static dyn Kind {
     connectors::kind(Mqtt::NAME).expect("the mqtt kind is registered")
-}
-
-/// Whether some kind's source takes `key`.
-fn takes_source_key(key: &str) -> bool {
-    KINDS.iter().any(|k| k.source_keys().contains(&key))
-}
-
-/// "`tags` is a setting of rocketmq sources, but connection "events" is a kafka connection".
-fn foreign_source_key(key: &str, connection: Option<&str>, kind: &dyn Kind) -> String {
-    let owners: Vec<&str> = KINDS
-        .iter()
-        .filter(|k| k.source_keys().contains(&key))
-        .map(|k| k.name())
-        .collect();
-    let connection = connection.unwrap_or_default();
-    format!(
-        "a setting of {} sources, but connection \"{connection}\" is a {} connection ({} \
-         sources take {})",
-        owners.join(" and "),
-        kind.name(),
-        kind.name(),
-        quoted(kind.source_keys())
-    )
 }
 
 /// "`topic` is a kafka route setting, but connection "debug" is a file connection".
@@ -422,7 +226,7 @@ fn foreign_key_message(key: &str, connection: &str, kind: &dyn Kind) -> String {
     )
 }
 
-fn quoted(keys: &[&str]) -> String {
+pub(super) fn quoted(keys: &[&str]) -> String {
     keys.iter()
         .map(|k| format!("`{k}`"))
         .collect::<Vec<_>>()
