@@ -126,9 +126,22 @@ pub struct RecordSpec {
     pub shutdown: CancellationToken,
 }
 
+/// A route's source that reads as a member of `group`, opened by `open` from `with` and the
+/// route's name (again after each failure, until it starts or the route stops).
+pub fn source<W, F, Fut>(context: &SourceContext, group: &str, with: W, open: F) -> Box<dyn Source>
+where
+    W: Clone + Send + Sync + 'static,
+    F: Fn(W, Arc<str>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Box<dyn Reader>, BoxError>> + Send + 'static,
+{
+    let route = context.route.clone();
+    let open: Open = Box::new(move || Box::pin(open(with.clone(), route.clone())));
+    opened_by(open, context, group)
+}
+
 /// A route's source that reads as the group member `open` opens (the group's name is what
 /// the member shows as its consumer).
-pub fn source(open: Open, context: &SourceContext, group: &str) -> Box<dyn Source> {
+pub fn opened_by(open: Open, context: &SourceContext, group: &str) -> Box<dyn Source> {
     let status = Arc::new(ConsumerStatus::group_member(group.to_owned()));
     let spec = RecordSpec {
         route: context.route.clone(),

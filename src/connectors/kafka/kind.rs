@@ -12,7 +12,7 @@ use crate::connectors::{Connector, SinkContext};
 use crate::flow::{BoxError, Sink};
 use crate::pipeline::{Source, SourceContext};
 use crate::settings::Check;
-use crate::sources::records::{self, Open};
+use crate::sources::records;
 use crate::sources::Reader;
 use crate::template::Vocabulary;
 use crate::topic::check_kafka_topic;
@@ -133,15 +133,15 @@ impl Connector for Kafka {
         context: &SourceContext,
         c: &KafkaSourceConfig,
     ) -> Result<Box<dyn Source>, BoxError> {
-        let (settings, config, name) = (settings.clone(), c.clone(), context.route.clone());
-        let open: Open = Box::new(move || {
-            let (settings, config, name) = (settings.clone(), config.clone(), name.clone());
-            Box::pin(async move {
-                KafkaSource::start(&settings, &config, &name)
-                    .map(|s| Box::new(s) as Box<dyn Reader>)
-            })
-        });
-        Ok(records::source(open, context, c.group()))
+        let with = (settings.clone(), c.clone());
+        Ok(records::source(
+            context,
+            c.group(),
+            with,
+            |(s, c), name| async move {
+                KafkaSource::start(&s, &c, &name).map(|r| Box::new(r) as Box<dyn Reader>)
+            },
+        ))
     }
 
     async fn probe_source(

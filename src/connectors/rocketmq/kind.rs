@@ -14,7 +14,7 @@ use crate::flow::{BoxError, Sink};
 use crate::pipeline::{Source, SourceContext};
 use crate::settings::resolve_relative;
 use crate::settings::{Check, Secret};
-use crate::sources::records::{self, Open};
+use crate::sources::records;
 use crate::sources::Reader;
 use crate::template::Vocabulary;
 use crate::topic::{check_rocketmq_group, check_rocketmq_topic};
@@ -144,16 +144,16 @@ impl Connector for Rocketmq {
         context: &SourceContext,
         c: &RocketmqSourceConfig,
     ) -> Result<Box<dyn Source>, BoxError> {
-        let (settings, config, name) = (settings.clone(), c.clone(), context.route.clone());
-        let open: Open = Box::new(move || {
-            let (settings, config, name) = (settings.clone(), config.clone(), name.clone());
-            Box::pin(async move {
-                RocketmqSource::start(&settings, &config, &name)
-                    .await
-                    .map(|s| Box::new(s) as Box<dyn Reader>)
-            })
-        });
-        Ok(records::source(open, context, c.group()))
+        let with = (settings.clone(), c.clone());
+        Ok(records::source(
+            context,
+            c.group(),
+            with,
+            |(s, c), name| async move {
+                let reader = RocketmqSource::start(&s, &c, &name).await?;
+                Ok(Box::new(reader) as Box<dyn Reader>)
+            },
+        ))
     }
 
     async fn probe_source(
