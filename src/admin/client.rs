@@ -85,10 +85,10 @@ impl Client {
     }
 }
 
-/// The routes and downlinks of `/routes` as tables for a terminal.
+/// The routes and downlinks of `/routes` as tables for a terminal, in one shape.
 pub fn routes_table(overview: &Value) -> String {
-    let mut out = columns(&route_rows(overview));
-    let downlinks = downlink_rows(overview);
+    let mut out = columns(&rows(&overview["routes"], "ROUTE"));
+    let downlinks = rows(&overview["downlinks"], "DOWNLINK");
     if downlinks.len() > 1 {
         out.push('\n');
         out.push_str(&columns(&downlinks));
@@ -103,11 +103,13 @@ pub fn routes_table(overview: &Value) -> String {
     out
 }
 
-/// The routes' table: a header and a row per route.
-fn route_rows(overview: &Value) -> Vec<[String; 11]> {
+/// A table of `list`: a header (its first column `name`) and a row per route.
+fn rows(list: &Value, name: &str) -> Vec<[String; 13]> {
     let mut rows = vec![[
-        "ROUTE",
+        name,
         "STATE",
+        "SOURCE",
+        "SINK",
         "CONSUMERS",
         "RECEIVED",
         "DELIVERED",
@@ -119,7 +121,7 @@ fn route_rows(overview: &Value) -> Vec<[String; 11]> {
         "LAST ERROR",
     ]
     .map(String::from)];
-    for r in overview["routes"].as_array().into_iter().flatten() {
+    for r in list.as_array().into_iter().flatten() {
         let consumers = r["consumers"].as_array().map_or(0, Vec::len);
         let connected = r["consumers"]
             .as_array()
@@ -130,6 +132,8 @@ fn route_rows(overview: &Value) -> Vec<[String; 11]> {
         rows.push([
             text(&r["name"]),
             state(r),
+            end(&r["source"]),
+            end(&r["sink"]),
             format!("{connected}/{consumers}"),
             text(&r["received"]),
             text(&r["delivered"]),
@@ -144,38 +148,21 @@ fn route_rows(overview: &Value) -> Vec<[String; 11]> {
     rows
 }
 
-/// The downlinks' table: a header and a row per downlink.
-fn downlink_rows(overview: &Value) -> Vec<[String; 9]> {
-    let mut rows = vec![[
-        "DOWNLINK",
-        "STATE",
-        "SOURCE",
-        "RECEIVED",
-        "PUBLISHED",
-        "FILTERED",
-        "DEAD",
-        "RETRIED",
-        "LAST ERROR",
-    ]
-    .map(String::from)];
-    for d in overview["downlinks"].as_array().into_iter().flatten() {
-        rows.push([
-            text(&d["name"]),
-            state(d),
-            format!(
-                "{} {}",
-                text(&d["source"]["connection"]),
-                text(&d["source"]["topic"])
-            ),
-            text(&d["received"]),
-            text(&d["delivered"]),
-            text(&d["filtered"]),
-            text(&d["dead_lettered"]),
-            text(&d["retried"]),
-            last_error(d),
-        ]);
-    }
-    rows
+/// A route's source or sink in a few words: its kind, its connection, and what it reads or
+/// writes there (filters, a topic, a function, ...).
+fn end(e: &Value) -> String {
+    let what = ["filters", "topic", "mqtt_topic", "function"]
+        .iter()
+        .map(|k| &e[*k])
+        .find(|v| !v.is_null());
+    let what = match what {
+        Some(Value::Array(items)) => items.iter().map(text).collect::<Vec<_>>().join(","),
+        Some(v) => text(v),
+        None => String::new(),
+    };
+    format!("{} {} {what}", text(&e["kind"]), text(&e["connection"]))
+        .trim_end()
+        .to_owned()
 }
 
 /// A route's or downlink's state, with its reason.
