@@ -27,8 +27,9 @@ pub trait Connector: 'static {
     /// Whether its routes keep per-key order unless they say otherwise.
     const ORDERED_BY_DEFAULT: bool;
     /// Batches of one order key that may be out at once, when ordered: 1, or more for a sink
-    /// that delivers a key's batches in the order they were sent (MQTT: one connection per key,
-    /// publishing pipelined), so that the next batch goes out while the last is acknowledged.
+    /// that delivers a key's batches in the order their sends were first polled (MQTT: one
+    /// connection per key, publishing pipelined), so that the next batch goes out while the
+    /// last is acknowledged.
     const ORDER_WINDOW: usize = 1;
     /// Whether the devices are on its side (MQTT): it names a flow's direction in the metrics.
     const FACES_DEVICES: bool = false;

@@ -14,7 +14,9 @@ use crate::message::Message;
 pub trait Sink: Send + Sync {
     /// Delivers `batch`. Returns exactly one outcome per message, in the batch's order: the
     /// pipeline treats a missing outcome as a failed delivery (and says so loudly), never as a
-    /// success.
+    /// success. A sink whose kind keeps order across batches (`Connector::ORDER_WINDOW` above
+    /// one) takes batches in the order their sends are first polled: the pipeline polls a key's
+    /// next batch only after the one before it.
     async fn send(&self, batch: &[&Message]) -> Vec<Result<(), SinkError>>;
 
     /// Ends what the sink runs of its own (the MQTT sink's connections) once its flow has

@@ -7,12 +7,15 @@
 //! `window` batches out, from the moment a batch takes its messages until it is done
 //! (delivered, dead-lettered or given up, retries included). With a window of one (routes),
 //! nothing later of the key goes out meanwhile, so a retry can never be overtaken. A larger
-//! window (downlinks: the next batch is published while the broker acknowledges the last of the
-//! one before) links each batch to the ones of its keys before it (`Batch::after`): a batch
-//! learns whether they went through at their first send, and if not, sends again what it
-//! delivered of their keys, after their retry (go-back-N, `deliver`). Other keys keep flowing,
-//! and keys take turns in the order they became ready: a batch holds each key's messages in
-//! receive order, key after key.
+//! window (an MQTT sink: the next batch is published while the broker acknowledges the last of
+//! the one before) links each batch to the ones of its keys before it (`Batch::after`): a batch
+//! is handed to the sink only after them, learns whether they went through at their first send,
+//! and if not, sends again what it delivered of their keys, after their retry (go-back-N,
+//! `deliver`). Once a batch's send has
+//! failed, no new batch of its keys goes out until it is done (`Sent::Failed`), so that nothing
+//! newer reaches the destination before its retry. Other keys keep flowing, and keys take turns
+//! in the order they became ready: a batch holds each key's messages in receive order, key after
+//! key.
 //!
 //! Two topics whose hashes collide share a key and are serialized together, which costs a
 //! little concurrency and never order. A key's queue is kept
@@ -57,8 +60,28 @@ pub struct Item {
 /// A topic's hash.
 pub type Key = u64;
 
-/// Whether a batch went through at its first send (`Some(true)`), once it is done.
-pub type Outcome = watch::Receiver<Option<bool>>;
+/// How a batch's sending goes, as the later batches of its keys follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Formed, not yet handed to the sink.
+    Formed,
+    /// Handed to the sink, nothing failed so far.
+    Going,
+    /// A send failed: the batch will send again, and nothing newer of its keys may go first.
+    Failed,
+    /// Done: whether it went through at its first send.
+    Done(bool),
+}
+
+impl Sent {
+    /// It had to send again (or will).
+    fn stumbled(self) -> bool {
+        matches!(self, Sent::Failed | Sent::Done(false))
+    }
+}
+
+/// How a batch goes, once it is out (window above one).
+pub type Outcome = watch::Receiver<Sent>;
 
 /// Messages to deliver together, and the keys they hold busy until done.
 #[derive(Debug)]
@@ -66,7 +89,7 @@ pub struct Batch {
     pub items: Vec<Item>,
     pub keys: Vec<Key>,
     /// Where the batch tells the later batches of its keys how it went (window above one).
-    pub outcome: Option<watch::Sender<Option<bool>>>,
+    pub outcome: Option<watch::Sender<Sent>>,
     /// The batches of its keys out before it, and how they went.
     pub after: Vec<(Key, Outcome)>,
 }
@@ -87,6 +110,11 @@ struct KeyQueue {
 }
 
 impl KeyQueue {
+    /// Whether the key's last batch out failed a send.
+    fn last_stumbled(&self) -> bool {
+        self.last.as_ref().is_some_and(|o| o.borrow().stumbled())
+    }
+
     /// Whether another batch of the key may go out, `window` at most.
     fn open(&self, window: usize) -> bool {
         self.out < if self.draining { 1 } else { window }
@@ -237,7 +265,7 @@ impl Batcher {
             outcome: None,
             after: Vec::new(),
         };
-        let outcome = (s.ordered && s.window > 1).then(|| watch::channel(None));
+        let outcome = (s.ordered && s.window > 1).then(|| watch::channel(Sent::Formed));
         // Keys that may have another batch out: ready again once this one is formed.
         let mut again = Vec::new();
         while batch.items.len() < s.batch_size {
@@ -247,6 +275,14 @@ impl Batcher {
             let Some(queue) = self.keys.get_mut(&key) else {
                 continue;
             };
+            if s.ordered && queue.out > 0 && queue.last_stumbled() && !queue.draining {
+                // Its batch out failed a send: what follows waits for its retry.
+                queue.draining = true;
+                if !queue.open(s.window) {
+                    self.eligible -= queue.items.len();
+                    continue;
+                }
+            }
             let take = queue.items.len().min(s.batch_size - batch.items.len());
             if take == 0 {
                 continue;
@@ -278,7 +314,7 @@ impl Batcher {
         self.ready.extend(again);
         batch.outcome = outcome.map(|(tx, _)| tx);
         self.deadline = (self.eligible > 0).then(|| now + s.max_wait);
-        Some(batch)
+        (!batch.items.is_empty()).then_some(batch)
     }
 
     /// A batch is done (`clean`: at its first send): its keys may go out again.

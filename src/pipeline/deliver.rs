@@ -7,11 +7,12 @@
 //! messages without an outcome are retried, never dropped.
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::batcher::{Batch, Item, Key, Outcome};
+use super::batcher::{Batch, Item, Key, Outcome, Sent};
 use super::round::Round;
 use crate::events::{self, RouteMetrics};
 use crate::flow::{DeadLetterEntry, DeadLetters, Pause, Retry, Sink, SinkError};
@@ -89,18 +90,33 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
     let mut attempt = 0;
     while !pending.is_empty() {
         let msgs: Vec<&Message> = pending.iter().map(|&i| &items[i].msg).collect();
-        let results = tokio::select! {
-            biased;
-            // Past the stop's time limit nothing new goes out.
-            _ = ctx.hard_stop.cancelled() => break,
-            results = ctx.sink.send(&msgs) => checked(&ctx.route, results, msgs.len()),
+        // A batch following others of its keys is handed to the sink after them, so that a
+        // sink that keeps order across batches (an order window above one) takes them in order.
+        if attempt == 0 && !handed_after(&ctx, after.as_ref()).await {
+            break;
+        }
+        let mut send = ctx.sink.send(&msgs);
+        // The sink takes the batch on the first poll of its send.
+        let first = futures::poll!(send.as_mut());
+        handed(&outcome);
+        let results = match first {
+            Poll::Ready(results) => results,
+            Poll::Pending => tokio::select! {
+                biased;
+                // Past the stop's time limit nothing new goes out.
+                _ = ctx.hard_stop.cancelled() => break,
+                results = send => results,
+            },
         };
+        let results = checked(&ctx.route, results, msgs.len());
         let mut round = Round::of(ctx.max_attempts, &pending, results, &mut failed);
+        stumbled(&outcome, &round);
         if let Some(after) = after.take().filter(|a| !a.is_empty()) {
             match behind(&ctx, after).await {
                 Some(keys) => round.go_back(&items, &keys),
                 None => break,
             }
+            stumbled(&outcome, &round);
         }
         report_delivered(&ctx, &items, &round.delivered);
         round.delivered.iter().for_each(|&i| done[i] = true);
@@ -121,7 +137,7 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
     // Went through at its first send: what later batches of its keys delivered stands.
     let clean = attempt == 0 && done.iter().all(|d| *d);
     if let Some(outcome) = outcome {
-        outcome.send_replace(Some(clean));
+        outcome.send_replace(Sent::Done(clean));
     }
     let outcomes = items
         .iter()
@@ -178,6 +194,45 @@ async fn dead_letter_refused(
     pending
 }
 
+/// Waits until the batches of this one's keys sent before it have been handed to the sink (or
+/// are done); false at a hard stop.
+async fn handed_after(ctx: &Context, after: Option<&Vec<(Key, Outcome)>>) -> bool {
+    for (_, outcome) in after.into_iter().flatten() {
+        let mut outcome = outcome.clone();
+        tokio::select! {
+            biased;
+            _ = ctx.hard_stop.cancelled() => return false,
+            _ = outcome.wait_for(|s| *s != Sent::Formed) => {}
+        }
+    }
+    true
+}
+
+/// Tells the later batches of this one's keys that it was handed to the sink: they may follow.
+fn handed(outcome: &Option<tokio::sync::watch::Sender<Sent>>) {
+    if let Some(outcome) = outcome {
+        outcome.send_if_modified(|sent| {
+            let first = *sent == Sent::Formed;
+            if first {
+                *sent = Sent::Going;
+            }
+            first
+        });
+    }
+}
+
+/// Tells the later batches of this one's keys, and the batcher, that it will send again: nothing
+/// newer of its keys may go out before it.
+fn stumbled(outcome: &Option<tokio::sync::watch::Sender<Sent>>, round: &Round) {
+    if let Some(outcome) = outcome.as_ref().filter(|_| round.first_error.is_some()) {
+        outcome.send_if_modified(|sent| {
+            let first = matches!(sent, Sent::Formed | Sent::Going);
+            *sent = Sent::Failed;
+            first
+        });
+    }
+}
+
 /// Waits for the batches of this one's keys sent before it; returns the keys of those that did
 /// not go through at their first send (what this batch delivered of them went ahead of their
 /// retry), or `None` at a hard stop.
@@ -187,7 +242,9 @@ async fn behind(ctx: &Context, after: Vec<(Key, Outcome)>) -> Option<Vec<Key>> {
         let went = tokio::select! {
             biased;
             _ = ctx.hard_stop.cancelled() => return None,
-            went = outcome.wait_for(Option::is_some) => went.is_ok_and(|o| *o == Some(true)),
+            went = outcome.wait_for(|s| matches!(s, Sent::Done(_))) => {
+                went.is_ok_and(|s| *s == Sent::Done(true))
+            }
         };
         if !went {
             keys.push(key);

@@ -165,6 +165,14 @@ impl Route {
             .set("source.start", "earliest")
     }
 
+    /// Route `name` into `connection`, reading what the caller sets under `source.*` (an MQTT
+    /// broker's `source.filters`, `source.consumers`, ...).
+    pub fn to(name: &str, connection: &str) -> Self {
+        Route(Table::new())
+            .set("name", name)
+            .set("connection", connection)
+    }
+
     /// Its filters, all of them.
     pub fn filters(self, filters: &[&str]) -> Self {
         self.set("filters", filters.to_vec())

@@ -41,6 +41,9 @@ pub struct MqttSink {
     polls: Mutex<Vec<JoinHandle<()>>>,
     /// Per connection: a publish could not be queued; later ones of the send are not queued.
     blocked: Vec<AtomicBool>,
+    /// Taken while a send queues its messages: sends queue in the order they were first
+    /// polled (the lock is fair), which is the order the pipeline hands a key's batches over.
+    turn: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +77,7 @@ impl MqttSink {
             blocked: publishers.iter().map(|_| AtomicBool::new(false)).collect(),
             publishers,
             polls: Mutex::new(polls),
+            turn: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -155,6 +159,7 @@ fn failed(e: PublishError) -> SinkError {
 #[async_trait]
 impl Sink for MqttSink {
     async fn send(&self, batch: &[&Message]) -> Vec<Result<(), SinkError>> {
+        let turn = self.turn.lock().await;
         let Some(limits) = self.limits().await else {
             let e = PublishError::Client("not connected to the MQTT broker yet".into());
             return batch.iter().map(|_| Err(failed(e.clone()))).collect();
@@ -163,6 +168,7 @@ impl Sink for MqttSink {
             blocked.store(false, Ordering::Relaxed);
         }
         let queued = batch.iter().map(|msg| self.queue(msg, &limits)).collect();
+        drop(turn);
         // Generous: a lost connection fails every wait at once, and the keep-alive finds a
         // silent one; this only bounds a broker that keeps the connection but never answers.
         let timeout = PUBLISH_TIMEOUT + Duration::from_millis(10) * batch.len() as u32;

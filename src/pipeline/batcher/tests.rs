@@ -170,3 +170,56 @@ fn many_keys_fill_one_batch() {
         );
     }
 }
+
+#[test]
+fn once_a_batch_failed_a_send_nothing_newer_of_its_keys_goes_out_before_it() {
+    let mut b = Batcher::new(Settings {
+        window: 2,
+        ..settings(2, 0, true)
+    });
+    let t0 = Instant::now();
+    push(&mut b, 0, "a", t0);
+    push(&mut b, 1, "a", t0);
+    let first = b.next_batch(t0, false, 0).expect("a full batch");
+    assert_eq!(seqs(&first), [0, 1]);
+    // The first batch's send failed: it will send again, so what comes of `a` waits for it
+    // (though the window of two would let a second batch of `a` go), while `b` flows on.
+    let sent = first
+        .outcome
+        .as_ref()
+        .expect("a window above one follows batches");
+    sent.send_replace(Sent::Failed);
+    push(&mut b, 2, "a", t0);
+    push(&mut b, 3, "a", t0);
+    push(&mut b, 4, "b", t0);
+    let second = b.next_batch(t0, true, 1).expect("b may go");
+    assert_eq!(seqs(&second), [4]);
+    assert!(
+        b.next_batch(t0, true, 2).is_none(),
+        "`a` waits for the retry"
+    );
+    // The first batch done after its retry: `a` goes on.
+    sent.send_replace(Sent::Done(false));
+    b.finish(first.keys.clone(), false, t0);
+    b.finish(second.keys.clone(), true, t0);
+    let third = b.next_batch(t0, true, 0).expect("`a` again");
+    assert_eq!(seqs(&third), [2, 3]);
+}
+
+#[test]
+fn a_batch_on_its_way_lets_the_next_of_its_keys_go_out() {
+    let mut b = Batcher::new(Settings {
+        window: 2,
+        ..settings(2, 0, true)
+    });
+    let t0 = Instant::now();
+    push(&mut b, 0, "a", t0);
+    push(&mut b, 1, "a", t0);
+    let first = b.next_batch(t0, false, 0).expect("a full batch");
+    push(&mut b, 2, "a", t0);
+    push(&mut b, 3, "a", t0);
+    let second = b.next_batch(t0, false, 1).expect("the window has room");
+    assert_eq!(seqs(&second), [2, 3]);
+    assert_eq!(second.after.len(), 1, "it follows the first batch of `a`");
+    assert!(first.outcome.is_some());
+}
