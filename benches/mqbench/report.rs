@@ -80,6 +80,7 @@ pub fn markdown(
         throughput_table(&mut out, sizes.into_iter());
     }
     rocketmq_ratios(&mut out, outcomes);
+    broker_ratios(&mut out, outcomes);
     downlink_ratios(&mut out, outcomes);
     let width: Vec<_> = outcomes
         .iter()
@@ -448,6 +449,37 @@ fn rocketmq_ratios(out: &mut String, outcomes: &[Outcome]) {
         let _ = write!(
             out,
             "\n## MQTT → RocketMQ\n\n| ratio | payload | measured | target |\n|---|---:|---:|---:|\n{rows}"
+        );
+    }
+}
+
+/// The bridge between two brokers against the MQTT ceiling, with its peak memory, at every
+/// payload size where it ran at full speed.
+fn broker_ratios(out: &mut String, outcomes: &[Outcome]) {
+    let mut rows = String::new();
+    let mut sizes: Vec<usize> = outcomes
+        .iter()
+        .filter(|o| o.system == System::Broker)
+        .map(|o| o.load.size)
+        .collect();
+    sizes.dedup();
+    for size in sizes {
+        let bridge = full_speed(outcomes, System::Broker, size);
+        let ceiling = full_speed(outcomes, System::Ceiling, size);
+        if let (Some(bridge), Some(ceiling)) = (bridge, ceiling) {
+            let _ = writeln!(
+                rows,
+                "| {} / ceiling, throughput (peak RSS {:.1} MiB) | {size} B | {:.2} | ≥ 0.8 |",
+                System::Broker.name(),
+                bridge.peak_rss_kib as f64 / 1024.0,
+                bridge.summary.rate() / ceiling.summary.rate()
+            );
+        }
+    }
+    if !rows.is_empty() {
+        let _ = write!(
+            out,
+            "\n## MQTT → MQTT\n\n| ratio | payload | measured | target |\n|---|---:|---:|---:|\n{rows}"
         );
     }
 }

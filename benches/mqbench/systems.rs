@@ -37,6 +37,9 @@ pub enum System {
     Http(HttpRun),
     /// A rocketmq-client-rust producer straight into RocketMQ, batched like the bridge.
     RocketmqAlone,
+    /// mqbridge from the run's broker to a second mosquitto (an `mqtt` connection), the no-op
+    /// subscriber counting there.
+    Broker,
     /// mqbridge with the RocketMQ sink.
     Rocketmq,
     /// A Kafka producer at full speed → a downlink → MQTT → the no-op subscriber.
@@ -68,6 +71,7 @@ impl System {
             System::Http(h) => h.name(),
             System::RocketmqAlone => "RocketMQ alone",
             System::Rocketmq => "mqbridge → RocketMQ",
+            System::Broker => "mqbridge → a second MQTT broker",
             System::DownKafka => "Kafka → mqbridge → MQTT",
             System::DownRocketmq => "RocketMQ → mqbridge → MQTT",
             System::DrainKafka => "filled Kafka → mqbridge → MQTT",
@@ -87,6 +91,7 @@ impl System {
             "peer" => System::Peer,
             "rocketmq-alone" => System::RocketmqAlone,
             "rocketmq" => System::Rocketmq,
+            "broker" => System::Broker,
             "down-kafka" => System::DownKafka,
             "down-rocketmq" => System::DownRocketmq,
             "drain-kafka" => System::DrainKafka,
@@ -280,6 +285,8 @@ struct Setup<'a> {
     load: Load,
     /// mosquitto's.
     port: u16,
+    /// The second mosquitto's, where the `broker` system delivers.
+    second: u16,
     /// Of the MQTT topics, share group and client ids.
     prefix: &'a str,
     /// The Kafka or RocketMQ topic.
@@ -343,6 +350,7 @@ fn stop_bridge(mut b: Bridge) {
 pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
     let load = load.for_system(system);
     let broker = common::mosquitto();
+    let second = (system.inner() == System::Broker).then(common::mosquitto);
     let prefix = common::unique("bench");
     let dir = tempfile::tempdir()?;
     let topic = format!("{prefix}-out");
@@ -379,6 +387,7 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
         system,
         load,
         port: broker.port,
+        second: second.as_ref().map_or(broker.port, |b| b.port),
         prefix: &prefix,
         topic: &topic,
         dir: dir.path(),
@@ -388,6 +397,7 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
     let observer = match system.inner() {
         System::Ceiling
         | System::Http(_)
+        | System::Broker
         | System::DownKafka
         | System::DownRocketmq
         | System::DrainKafka
@@ -496,6 +506,15 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
             let bridge = bridge_process(setup, &downlink_config(setup, common::free_port()))?;
             Ok((Running::Function(bridge, subscriber), Some(lines)))
         }
+        System::Broker => {
+            let on_second = Setup {
+                port: setup.second,
+                ..setup
+            };
+            let (subscriber, lines) = ceiling(on_second)?;
+            let bridge = start_bridge(setup, broker_config(setup))?;
+            Ok((Running::Function(bridge, subscriber), Some(lines)))
+        }
         System::Peer => {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/paho_kafka.py");
             let mut child = child(Command::new(&env.python).arg(script).args([
@@ -555,6 +574,32 @@ fn ceiling(setup: Setup) -> anyhow::Result<(Child, Receiver<String>)> {
     let lines = lines(&mut child);
     expect_line(&lines, "subscribed", Duration::from_secs(30))?;
     Ok((child, lines))
+}
+
+/// A bridge with one route from the run's broker to the second one, each message to its own
+/// topic there (the default `mqtt_topic`, `{topic}`).
+fn broker_config(setup: Setup) -> String {
+    let Setup {
+        env,
+        port,
+        second,
+        prefix,
+        dir,
+        ..
+    } = setup;
+    format!(
+        "shutdown_timeout = \"10s\"\n\
+         [mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nclient_id_prefix = \"{prefix}\"\n\
+         receive_maximum = {}\n\
+         [connections.second]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{second}\"\n\
+         client_id_prefix = \"{prefix}\"\n\
+         [dead_letter]\npath = \"{}\"\n\
+         [[routes]]\nname = \"bench\"\nconnection = \"second\"\n\
+         source = {{ filters = [\"{prefix}/#\"], consumers = {} }}\n",
+        env.receive_maximum,
+        dir.join("dead-letter.jsonl").display(),
+        env.consumers,
+    )
 }
 
 /// A bridge with one downlink from the run's Kafka or RocketMQ topic to `{prefix}/down`.
@@ -678,6 +723,7 @@ fn bridge_config(setup: Setup, function_port: Option<u16>) -> String {
         prefix,
         topic,
         dir,
+        ..
     } = setup;
     let sink = match (system.inner(), function_port) {
         (System::File | System::FileRules, _) => format!(
