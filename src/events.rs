@@ -6,9 +6,11 @@
 //! lag) are in `consumer`; the bridge's as a whole (routes started, pauses, reloads, connection
 //! health, admin refusals) in `operations`.
 
+mod buffer;
 mod consumer;
 mod operations;
 
+pub use buffer::*;
 pub use consumer::*;
 pub use operations::*;
 
@@ -25,6 +27,7 @@ use crate::flow::RouteStats;
 pub struct RouteMetrics {
     route: Arc<str>,
     stats: Arc<RouteStats>,
+    part: Part,
     /// Per lane (the `consumer` label, numbered from 1).
     received: Vec<Counter>,
     received_bytes: Counter,
@@ -34,7 +37,27 @@ pub struct RouteMetrics {
     delay_last: Gauge,
 }
 
+/// Which part of its route a pipeline runs: the whole route, or, for a route with a disk
+/// buffer, the way into the buffer (which counts what the source handed over and what the
+/// buffer took) or the way out (which counts what the sink took).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Whole,
+    IntoBuffer,
+    OutOfBuffer,
+}
+
 impl RouteMetrics {
+    /// The same, for one part of the route.
+    pub fn part(mut self, part: Part) -> Self {
+        self.part = part;
+        if part == Part::IntoBuffer {
+            self.delivered =
+                counter!("mqbridge_buffer_written_total", "route" => self.route.to_string());
+        }
+        self
+    }
+
     /// The route's name.
     pub fn route(&self) -> &str {
         &self.route
@@ -61,6 +84,7 @@ impl RouteMetrics {
         RouteMetrics {
             route: route.into(),
             stats,
+            part: Part::Whole,
             received: (1..=lanes)
                 .map(|n| {
                     let consumer = itoa::Buffer::new().format(n).to_owned();
@@ -87,6 +111,9 @@ pub struct BatchReceived<'a> {
 impl BatchReceived<'_> {
     pub fn emit(&self) {
         let m = self.metrics;
+        if m.part == Part::OutOfBuffer {
+            return;
+        }
         if let Some(received) = m.received.get(self.lane) {
             received.increment(self.count as u64);
         }
@@ -123,6 +150,10 @@ impl BatchDelivered<'_> {
     pub fn emit(&self) {
         let m = self.metrics;
         m.delivered.increment(self.count as u64);
+        if m.part == Part::IntoBuffer {
+            tracing::trace!(route = &*m.route, count = self.count, "batch buffered");
+            return;
+        }
         m.delay.record(self.oldest_ms as f64 / 1000.0);
         m.delay_last.set(self.oldest_ms as f64 / 1000.0);
         m.stats.delivered(self.count, self.oldest_ms);
@@ -138,6 +169,9 @@ pub struct MessagesReleased<'a> {
 
 impl MessagesReleased<'_> {
     pub fn emit(&self) {
+        if self.metrics.part == Part::OutOfBuffer {
+            return;
+        }
         self.metrics.stats.released(self.count);
     }
 }

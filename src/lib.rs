@@ -36,6 +36,7 @@
 #![recursion_limit = "256"]
 
 pub mod admin;
+pub mod buffer;
 pub mod check;
 pub mod config;
 pub mod connectors;

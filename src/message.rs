@@ -148,6 +148,17 @@ impl Message {
         }
     }
 
+    /// What an ordered route keeps the order of: its partition or queue for a message read
+    /// from Kafka or RocketMQ, else its topic (hashed).
+    pub fn order_key(&self) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hasher = BuildHasherDefault::<DefaultHasher>::default();
+        match &self.origin {
+            Some(origin) => hasher.hash_one(&origin.partition),
+            None => hasher.hash_one(&self.topic),
+        }
+    }
+
     /// The topic a rule set for it, if one did.
     pub fn to_topic(&self) -> Option<&str> {
         self.destination.as_ref()?.topic.as_deref()

@@ -159,6 +159,7 @@ async fn one_route_stops_alone_and_resumes_with_what_the_broker_held() {
         connections: Arc::new(connections),
         dead_letter: Arc::new(dead_letter),
         window_bytes: config.window_bytes(),
+        data_dir: config.data_dir.clone(),
         shutdown: tokio_util::sync::CancellationToken::new(),
     });
     for route in &config.routes {

@@ -156,7 +156,8 @@ impl<'a> Loader<'a, '_> {
             routes,
             dead_letter: dead_letter.unwrap_or_default(),
             admin: admin.unwrap_or_default(),
-            shutdown_timeout: top?.shutdown_timeout,
+            shutdown_timeout: top.as_ref()?.shutdown_timeout,
+            data_dir: top?.data_dir.unwrap_or_else(|| "data".into()),
             source: None,
         };
         resolve_paths(&mut config, self.base);
@@ -284,6 +285,9 @@ impl<'a> Loader<'a, '_> {
 }
 
 fn resolve_paths(config: &mut Config, base: &Path) {
+    if config.data_dir.is_relative() {
+        config.data_dir = base.join(&config.data_dir);
+    }
     let dead_letter = &mut config.dead_letter;
     if dead_letter.topic.is_none() {
         dead_letter

@@ -32,6 +32,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// How long a graceful shutdown may take to flush and acknowledge in-flight messages.
     pub shutdown_timeout: Duration,
+    /// Where the bridge keeps its state: the routes' disk buffers (`buffers/ROUTE.redb`).
+    pub data_dir: PathBuf,
     /// The file it was read from, which a reload reads again.
     pub source: Option<PathBuf>,
 }
@@ -43,6 +45,10 @@ pub struct TopLevel {
     /// before it disconnects anyway (the broker then redelivers them). Default "30s".
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Where the bridge keeps its state: the disk buffers of routes that have one, one file
+    /// each (`buffers/ROUTE.redb`). Default "data" beside the config file (the systemd unit
+    /// sets its `StateDirectory`).
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Config {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::buffer::BufferConfig;
 use crate::connectors::{SinkSettings, SourceSettings};
 use crate::rules::RuleSpec;
 
@@ -31,6 +32,8 @@ pub struct RouteConfig {
     pub ordered: Option<bool>,
     pub concurrency: usize,
     pub max_attempts: u32,
+    /// Where it keeps what its source handed over and its sink has not yet taken.
+    pub buffer: BufferConfig,
     pub rules: RuleSpec,
     /// The schema file's content when the configuration was read, so that a reload restarts
     /// the route when the file changed though its name did not.
@@ -112,6 +115,14 @@ pub struct RouteKeys {
     /// (a function that ran and failed; a failure on the way there is retried without
     /// counting). Default 3 (a downlink's 5).
     pub max_attempts: Option<u32>,
+    /// Where the route keeps what its source handed over and its sink has not yet taken:
+    /// `{ type = "memory" }` (the default: the backlog waits in the source, within the route's
+    /// window) or `{ type = "disk", max_size = "2GiB" }`: a file under `data_dir`, to which a
+    /// message is written and fsynced before it is acknowledged to its source, and from which
+    /// it is delivered. When the disk buffer is full the route stops reading; nothing is
+    /// dropped. `max_size` defaults to "1GiB".
+    #[serde(default)]
+    pub buffer: BufferConfig,
     /// A condition over each message (Vector Remap Language): a message for which it is
     /// false is acknowledged and not delivered (counted as filtered). See "Rules".
     #[serde(rename = "where")]
@@ -133,6 +144,7 @@ pub const DOWNLINK_KEYS: &[&str] = &[
     "batch_size",
     "concurrency",
     "max_attempts",
+    "buffer",
     "where",
     "transform",
     "schema",
@@ -175,6 +187,7 @@ impl RouteKeys {
         RouteConfig {
             batch_size: self.batch_size(spelling),
             max_attempts: self.max_attempts(spelling),
+            buffer: self.buffer,
             rules: self.rules(),
             name: self.name,
             source,

@@ -142,6 +142,14 @@ fn check_keys(keys: &RouteKeys, check: &mut Check<'_>) {
     let batch_size = keys.batch_size.unwrap_or(1);
     let max_attempts = keys.max_attempts.unwrap_or(1);
     check.delivery(batch_size, keys.concurrency, max_attempts);
+    if let Some(size) = keys.buffer.disk().filter(|s| *s < crate::buffer::MIN_SIZE) {
+        let msg = format!(
+            "buffer.max_size {} is below the least, {}",
+            crate::buffer::ByteSize(size),
+            crate::buffer::ByteSize(crate::buffer::MIN_SIZE)
+        );
+        check.field("buffer", msg);
+    }
 }
 
 /// What the messages of `route` carry: its source's kind's vocabulary.

@@ -21,4 +21,4 @@ pub mod scf;
 
 pub use bound::{Connection, ConnectionConfig, SinkSettings, SourceSettings};
 pub use kind::{Connector, NoSource, SinkContext, SourceAt};
-pub use registry::{kind, Kind, KINDS};
+pub use registry::{kind, system, Kind, KINDS, SYSTEMS};

@@ -156,6 +156,14 @@ impl<K: Connector> Kind for Registered<K> {
     }
 }
 
+/// The systems messages are read from besides MQTT, as their connectors describe them.
+pub static SYSTEMS: &[&crate::message::System] = &[&kafka::KAFKA, &rocketmq::ROCKETMQ];
+
+/// The system called `name` (a stored message names the system it was read from).
+pub fn system(name: &str) -> Option<&'static crate::message::System> {
+    SYSTEMS.iter().copied().find(|s| s.name == name)
+}
+
 /// The kind called `name`.
 pub fn kind(name: &str) -> Option<&'static dyn Kind> {
     KINDS.iter().copied().find(|k| k.name() == name)

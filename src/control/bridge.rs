@@ -63,6 +63,7 @@ pub async fn run(
         connections: Arc::new(connections.clone()),
         dead_letter: dead_letter.clone(),
         window_bytes: config.window_bytes(),
+        data_dir: config.data_dir.clone(),
         shutdown: CancellationToken::new(),
     };
     let supervisor = start_routes(&config, shared)?;

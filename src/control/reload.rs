@@ -120,6 +120,7 @@ impl Bridge {
         let connections = Arc::new(self.connections.clone());
         let old_dead_letter = self.supervisor.update_shared(|shared| {
             shared.connections = connections.clone();
+            shared.data_dir = new.data_dir.clone();
             replacement.map(|(dead_letter, window_bytes)| {
                 shared.window_bytes = window_bytes;
                 shared.dead_letter = dead_letter.clone();

@@ -14,11 +14,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::handle::{set, RouteHandle, RouteState};
+use crate::buffer::{self, BufferSink, BufferSource};
 use crate::config::RouteConfig;
 use crate::connectors::{Connection, SinkContext};
-use crate::events::{self, RouteMetrics};
+use crate::events::{self, Part, RouteMetrics};
 use crate::flow::{BoxError, DeadLetters, Pause, RouteStats};
-use crate::pipeline::{Context, Engine, Settings, SourceContext};
+use crate::pipeline::{Context, Engine, Settings, Source, SourceContext};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -32,6 +33,8 @@ pub enum StartError {
     Running(String),
     #[error("{0}: {1}")]
     Rules(String, String),
+    #[error("{0}: its disk buffer cannot be opened: {1}")]
+    Buffer(String, #[source] crate::buffer::StoreError),
 }
 
 /// What every route uses.
@@ -41,6 +44,8 @@ pub struct Shared {
     /// The most payload bytes a Kafka or RocketMQ group member holds handed over and not
     /// acknowledged (`Config::window_bytes`).
     pub window_bytes: usize,
+    /// Where the routes' disk buffers are (`Config::data_dir`).
+    pub data_dir: std::path::PathBuf,
     /// Cancelled to stop every route at once (each route's own signals are its children).
     pub shutdown: CancellationToken,
 }
@@ -134,7 +139,7 @@ impl Supervisor {
         };
         let source = source_connection
             .source(&source_context, &route.source)
-            .map_err(|e| StartError::Source(label, e))?;
+            .map_err(|e| StartError::Source(label.clone(), e))?;
         events::FlowStarted {
             route: &route.name,
             source: end(&source_connection, route.source.connection()),
@@ -148,18 +153,6 @@ impl Supervisor {
             }
             .emit();
         }
-        let ctx = Arc::new(Context {
-            route: source_context.route.clone(),
-            metrics: RouteMetrics::new(&route.name, source.lanes(), controls.stats.clone()),
-            max_attempts: route.max_attempts,
-            sink,
-            dead_letter: self.shared.dead_letter.clone(),
-            skip_marked: source.skip_marked(),
-            rules: rules.map(Arc::new),
-            shutdown: controls.shutdown.clone(),
-            hard_stop: controls.hard_stop.clone(),
-            pause: controls.pause.clone(),
-        });
         let settings = Settings {
             batch_size: route.batch_size,
             max_wait: route.max_wait,
@@ -167,9 +160,76 @@ impl Supervisor {
             concurrency: route.concurrency,
             window: route.sink.order_window(),
         };
+        let context = |sink, metrics| Context {
+            route: source_context.route.clone(),
+            metrics,
+            max_attempts: route.max_attempts,
+            sink,
+            dead_letter: self.shared.dead_letter.clone(),
+            skip_marked: None,
+            rules: None,
+            shutdown: controls.shutdown.clone(),
+            hard_stop: controls.hard_stop.clone(),
+            pause: controls.pause.clone(),
+        };
+        let metrics = RouteMetrics::new(&route.name, source.lanes(), controls.stats.clone());
+        let rules = rules.map(Arc::new);
         let consumers = source.consumers();
-        let work = source.run(Engine { ctx, settings });
-        self.launch(route, controls, consumers, work);
+        let Some(max_size) = route.buffer.disk() else {
+            let ctx = Context {
+                skip_marked: source.skip_marked(),
+                rules,
+                ..context(sink, metrics)
+            };
+            let work = source.run(Engine {
+                ctx: Arc::new(ctx),
+                settings,
+            });
+            self.launch(route, controls, consumers, work);
+            return Ok(());
+        };
+        // With a disk buffer the route runs in two parts: its source, rules and dead letters
+        // into the buffer, and the buffer into its sink.
+        let path = buffer::path(&self.shared.data_dir, &route.name);
+        let store = buffer::Store::open(&path, max_size)
+            .map_err(|e| StartError::Buffer(label.clone(), e))?;
+        let level = store.level();
+        events::BufferOpened {
+            route: &route.name,
+            path: &path,
+            messages: level.messages,
+            bytes: level.bytes,
+        }
+        .emit();
+        let into = Context {
+            skip_marked: source.skip_marked(),
+            rules,
+            ..context(
+                Arc::new(BufferSink::new(source_context.route.clone(), store.clone())),
+                metrics.part(Part::IntoBuffer),
+            )
+        };
+        // One batch of a key at a time: the buffer keeps the order its batches are written in.
+        let into_settings = Settings {
+            window: 1,
+            ..settings
+        };
+        let out_source = Box::new(BufferSource::new(store, &source_context));
+        let out_metrics =
+            RouteMetrics::new(&route.name, out_source.lanes(), controls.stats.clone());
+        let out = context(sink, out_metrics.part(Part::OutOfBuffer));
+        let into = source.run(Engine {
+            ctx: Arc::new(into),
+            settings: into_settings,
+        });
+        let out = out_source.run(Engine {
+            ctx: Arc::new(out),
+            settings,
+        });
+        let work = async move {
+            futures::join!(into, out);
+        };
+        self.launch(route, controls, consumers, work.boxed());
         Ok(())
     }
 

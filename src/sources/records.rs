@@ -7,7 +7,6 @@
 //! partition after it, so the group reads them again.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -402,7 +401,7 @@ impl Task {
                 }
                 .emit();
             }
-            let key = BuildHasherDefault::<DefaultHasher>::default().hash_one(&origin.partition);
+            let key = msg.order_key();
             let token = Token {
                 partition: origin.partition.clone(),
                 offset: origin.offset,

@@ -171,6 +171,12 @@ pub fn mosquitto_log(server: &Server) -> String {
     std::fs::read_to_string(server.dir.path().join("mosquitto.log")).unwrap_or_default()
 }
 
+/// mosquitto as installed: it queues at most 1000 messages for a client that falls behind
+/// (`max_queued_messages`, default 1000) and drops the QoS 1 messages past them.
+pub fn mosquitto_default_queue() -> Server {
+    mosquitto_with("persistence false\n# max_queued_messages: its default\n")
+}
+
 /// The same, keeping its sessions and queued messages on disk across `restart_mosquitto`.
 pub fn mosquitto_persistent() -> Server {
     mosquitto_with("persistence true\npersistence_location PERSISTENCE/\nautosave_interval 0\n")
@@ -218,11 +224,16 @@ pub fn mosquitto_with(extra: &str) -> Server {
     if unsafe { libc::geteuid() } == 0 {
         extra.push_str("user root\n");
     }
+    // Queued and in flight without limit, unless `extra` keeps mosquitto's defaults.
+    let queue = match extra.contains("max_queued_messages") {
+        true => "",
+        false => "max_queued_messages 0\nmax_inflight_messages 0\n",
+    };
     std::fs::write(
         &conf,
         format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\n{extra}\
-             max_queued_messages 0\nmax_inflight_messages 0\nlog_dest file {}\n{}",
+             {queue}log_dest file {}\n{}",
             dir.path().join("mosquitto.log").display(),
             std::env::var("MQBRIDGE_TEST_MOSQUITTO_LOG_ALL")
                 .map(|_| "log_type all\n")

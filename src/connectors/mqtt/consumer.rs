@@ -13,7 +13,6 @@
 //! or `max_inflight_bytes` of payload (or one larger message) before it stops, plus what one
 //! socket read brings in (up to nine packets); nothing is refused or dropped.
 
-use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,9 +48,8 @@ pub struct ConsumerSpec {
     pub pause: Arc<Pause>,
     /// What the operator sees of this consumer.
     pub status: Arc<ConsumerStatus>,
-    /// For an ordered route: hashes topics into order keys, shared by the route's consumers so
-    /// that a topic has one key whichever consumer receives it.
-    pub order: Option<Arc<RandomState>>,
+    /// An ordered route: each message gets its topic's order key (`Message::order_key`).
+    pub order: bool,
 }
 
 /// Where a consumer hands what it receives: the route's pipeline. Unbounded on purpose: the
@@ -211,11 +209,10 @@ impl Poller {
         };
         let msg = convert::message(&publish, &self.spec.publisher);
         let lane = self.spec.lane;
-        let key = self
-            .spec
-            .order
-            .as_ref()
-            .map_or(0, |h| h.hash_one(&msg.topic));
+        let key = match self.spec.order {
+            true => msg.order_key(),
+            false => 0,
+        };
         // Fails only when the route is stopping; the message then stays unacknowledged.
         let _ = self.tx.send(Delivery {
             lane,

@@ -12,7 +12,6 @@
 //! retried for as long as it takes.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -100,8 +99,7 @@ impl MqttSink {
 
     /// The connection of `msg`'s order key.
     fn lane(&self, msg: &Message) -> usize {
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(order_key(msg));
-        (hash % self.publishers.len() as u64) as usize
+        (msg.order_key() % self.publishers.len() as u64) as usize
     }
 
     /// Makes `msg`'s PUBLISH and queues it on its connection.

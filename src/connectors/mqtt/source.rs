@@ -3,7 +3,6 @@
 //! once the pipeline settled it (`acker`). Messages that carry the connection's origin marker were
 //! published by the bridge itself: the pipeline acknowledges them without delivering them.
 
-use std::hash::RandomState;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -24,9 +23,8 @@ pub struct MqttSource {
     share_group: String,
     qos: QoS,
     pause: Arc<Pause>,
-    /// For an ordered route: hashes topics into order keys, shared by the route's consumers so
-    /// that a topic has one key whichever consumer receives it.
-    order: Option<Arc<RandomState>>,
+    /// An ordered route: each message gets its topic's order key.
+    order: bool,
     consumers: Vec<Arc<ConsumerStatus>>,
 }
 
@@ -49,7 +47,7 @@ impl MqttSource {
                 _ => QoS::AtLeastOnce,
             },
             pause: context.pause.clone(),
-            order: context.ordered.then(|| Arc::new(RandomState::new())),
+            order: context.ordered,
             consumers,
         }
     }
@@ -88,7 +86,7 @@ impl Source for MqttSource {
                 receive_maximum: config.receive_maximum as usize,
                 max_inflight_bytes: config.max_inflight_bytes as usize,
                 publisher: config.publisher.clone(),
-                order: self.order.clone(),
+                order: self.order,
             };
             let (acker, poll) = consumer::start(&self.endpoint, spec, tx.clone());
             ackers.push(acker);

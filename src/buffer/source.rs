@@ -1,0 +1,275 @@
+//! The way out of a disk buffer, as the source of the route's second part: it reads the
+//! buffer in the order it was written, while the route's window has room and it is not paused,
+//! hands each message to the pipeline with its order key (its topic's, or its partition's or
+//! queue's, as the route's source gave it), and removes each message once the pipeline acked
+//! it delivered or dead-lettered. What is not removed when the route stops (or the bridge is
+//! killed) is read again at the next start: a duplicate at worst, never a loss.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::store::{Store, Stored};
+use crate::events;
+use crate::flow::{Acker, ConsumerStatus, Delivery, Pause};
+use crate::message::now_ms;
+use crate::pipeline::{Engine, Source, SourceContext};
+
+/// How long an idle reader waits before looking at the buffer again (a write wakes it sooner).
+const IDLE: Duration = Duration::from_millis(500);
+/// The least time between two removals (each is a transaction with an fsync).
+const REMOVE_EVERY: Duration = Duration::from_millis(50);
+/// How often the level gauges are set.
+const LEVEL_EVERY: Duration = Duration::from_secs(1);
+
+/// A message's number in the buffer and its size, for the window.
+#[derive(Debug)]
+pub struct Token {
+    seq: u64,
+    size: usize,
+}
+
+type Released = Vec<(Token, bool)>;
+
+pub struct BufferAcker(mpsc::UnboundedSender<Released>);
+
+#[async_trait]
+impl Acker for BufferAcker {
+    type Token = Token;
+
+    async fn ack(&self, released: Released) {
+        let _ = self.0.send(released);
+    }
+
+    async fn close(&self) {}
+}
+
+pub struct BufferSource {
+    store: Arc<Store>,
+    route: Arc<str>,
+    ordered: bool,
+    lanes: usize,
+    pause: Arc<Pause>,
+    shutdown: CancellationToken,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+impl BufferSource {
+    pub fn new(store: Arc<Store>, context: &SourceContext) -> Self {
+        BufferSource {
+            store,
+            route: context.route.clone(),
+            ordered: context.ordered,
+            lanes: context.concurrency.max(1),
+            pause: context.pause.clone(),
+            shutdown: context.shutdown.clone(),
+            max_messages: (context.concurrency + 1) * context.batch_size,
+            max_bytes: context.max_bytes,
+        }
+    }
+}
+
+impl Source for BufferSource {
+    fn lanes(&self) -> usize {
+        self.lanes
+    }
+
+    /// The route's consumers are its source's; the buffer shows in the route's `buffer`.
+    fn consumers(&self) -> Vec<Arc<ConsumerStatus>> {
+        Vec::new()
+    }
+
+    fn run(self: Box<Self>, engine: Engine) -> BoxFuture<'static, ()> {
+        let (tx, intake) = mpsc::unbounded_channel();
+        let (acks_tx, acks) = mpsc::unbounded_channel();
+        let ackers = (0..self.lanes)
+            .map(|_| BufferAcker(acks_tx.clone()))
+            .collect();
+        drop(acks_tx);
+        let pipeline = engine.pipeline(intake, ackers);
+        let level = events::BufferLevel::new(&self.route);
+        let task = Reader {
+            source: *self,
+            tx: Some(tx),
+            acks,
+            window: (0, 0),
+            next: 0,
+            done: Vec::new(),
+            level,
+        };
+        let reader = tokio::spawn(task.run());
+        async move {
+            pipeline.run().await;
+            let _ = reader.await;
+        }
+        .boxed()
+    }
+}
+
+struct Reader {
+    source: BufferSource,
+    /// Dropped when the route stops: the pipeline then delivers what it holds and closes.
+    tx: Option<mpsc::UnboundedSender<Delivery<Token>>>,
+    acks: mpsc::UnboundedReceiver<Released>,
+    /// Messages and bytes handed over and not yet acked.
+    window: (usize, usize),
+    /// The number to read from next.
+    next: u64,
+    /// Delivered, not yet removed.
+    done: Vec<u64>,
+    level: events::BufferLevel,
+}
+
+impl Reader {
+    async fn run(mut self) {
+        let mut removed = tokio::time::Instant::now();
+        let mut shown: Option<tokio::time::Instant> = None;
+        let shutdown = self.source.shutdown.clone();
+        while !shutdown.is_cancelled() {
+            while let Ok(run) = self.acks.try_recv() {
+                self.take(run);
+            }
+            if !self.done.is_empty() && removed.elapsed() >= REMOVE_EVERY {
+                self.remove().await;
+                removed = tokio::time::Instant::now();
+            }
+            if shown.is_none_or(|at| at.elapsed() >= LEVEL_EVERY) {
+                self.show().await;
+                shown = Some(tokio::time::Instant::now());
+            }
+            let paused = self.source.pause.is_paused();
+            let full = self.window.0 >= self.source.max_messages
+                || (self.window.0 > 0 && self.window.1 >= self.source.max_bytes);
+            if paused || full {
+                let mut resumed = self.source.pause.watch();
+                tokio::select! {
+                    Some(run) = self.acks.recv() => self.take(run),
+                    _ = resumed.changed() => {}
+                    _ = tokio::time::sleep(IDLE) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            let store = self.source.store.clone();
+            let written = store.data.notified();
+            let room = self.source.max_messages - self.window.0;
+            let bytes = self.source.max_bytes.saturating_sub(self.window.1);
+            let from = self.next;
+            let reading = store.clone();
+            let read = tokio::task::spawn_blocking(move || reading.read(from, room, bytes)).await;
+            let read = read
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            let stored = read.unwrap_or_else(|error| {
+                let route = &self.source.route;
+                events::BufferReadFailed {
+                    route,
+                    error: &error,
+                }
+                .emit();
+                Vec::new()
+            });
+            if stored.is_empty() {
+                tokio::select! {
+                    _ = written => {}
+                    Some(run) = self.acks.recv() => self.take(run),
+                    _ = tokio::time::sleep(IDLE) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            self.hand_over(stored).await;
+        }
+        // The pipeline delivers what it holds and acks it; the channel closes after its last
+        // ack (or, at a hard stop, once it gave the rest up).
+        self.tx = None;
+        while let Some(run) = self.acks.recv().await {
+            self.take(run);
+        }
+        self.remove().await;
+        self.show().await;
+    }
+
+    fn take(&mut self, run: Released) {
+        for (token, done) in run {
+            self.window.0 -= 1.min(self.window.0);
+            self.window.1 -= token.size.min(self.window.1);
+            // A message given up at a hard stop stays, to be read at the next start.
+            if done {
+                self.done.push(token.seq);
+            }
+        }
+    }
+
+    async fn remove(&mut self) {
+        if self.done.is_empty() {
+            return;
+        }
+        let seqs = std::mem::take(&mut self.done);
+        let store = self.source.store.clone();
+        let removed =
+            tokio::task::spawn_blocking(move || store.remove(&seqs).map_err(|e| (e, seqs))).await;
+        if let Ok(Err((e, seqs))) = removed {
+            // Kept to be removed by the next turn; until then they are only held longer.
+            let error = e.to_string();
+            events::BufferReadFailed {
+                route: &self.source.route,
+                error: &error,
+            }
+            .emit();
+            self.done = seqs;
+        }
+    }
+
+    async fn show(&self) {
+        let store = self.source.store.clone();
+        let oldest = tokio::task::spawn_blocking(move || store.oldest())
+            .await
+            .ok()
+            .flatten();
+        let level = self.source.store.level();
+        let age = oldest.map_or(0, |at| now_ms().saturating_sub(at));
+        self.level.show(level.bytes, level.messages, age);
+    }
+
+    async fn hand_over(&mut self, stored: Vec<Stored>) {
+        let lanes = self.source.lanes as u64;
+        for Stored { seq, size, message } in stored {
+            self.next = seq + 1;
+            let msg = match message {
+                Ok(msg) => msg,
+                Err(damage) => {
+                    let error = damage.to_string();
+                    events::BufferDamaged {
+                        route: &self.source.route,
+                        seq,
+                        error: &error,
+                    }
+                    .emit();
+                    let store = self.source.store.clone();
+                    let _ = tokio::task::spawn_blocking(move || store.set_aside(seq)).await;
+                    continue;
+                }
+            };
+            let key = match self.source.ordered {
+                true => msg.order_key(),
+                false => seq,
+            };
+            self.window.0 += 1;
+            self.window.1 += size;
+            let Some(tx) = &self.tx else { return };
+            let _ = tx.send(Delivery {
+                lane: (key % lanes) as usize,
+                msg,
+                token: Token { seq, size },
+                key,
+            });
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! A route's disk buffer file: messages by sequence number in a redb table, with the totals
+//! (bytes, messages, next number) kept in the same transactions, so that they never disagree
+//! with what is stored. Every call blocks: the buffer's sink and source run them with
+//! `spawn_blocking`. An append commits with redb's default durability (written and fsynced
+//! before it returns); so does a removal, which only ever costs a duplicate if lost.
+//!
+//! A value that does not read back (its checksum, see `codec.rs`) is moved to a `damaged`
+//! table: counted, reported and kept for inspection, never delivered and never in the way of
+//! the values after it. After an I/O error redb refuses further writes until the file is opened
+//! again; the store does that on the next write.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, RwLock, Weak};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::Notify;
+
+use super::codec::{self, Damage};
+use crate::message::Message;
+
+const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
+const DAMAGED: TableDefinition<u64, &[u8]> = TableDefinition::new("damaged");
+const TOTALS: TableDefinition<&str, u64> = TableDefinition::new("totals");
+
+/// redb's page cache: what it keeps of the file in memory, whatever the file holds.
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Why the buffer file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {error}")]
+    Db { path: String, error: redb::Error },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
+}
+
+impl StoreError {
+    /// The operating system's error, when the disk is full or refuses the write.
+    pub fn is_disk_full(&self) -> bool {
+        let io = match self {
+            StoreError::Io { error, .. } => Some(error),
+            StoreError::Db {
+                error: redb::Error::Io(error),
+                ..
+            } => Some(error),
+            _ => None,
+        };
+        io.is_some_and(|e| e.raw_os_error() == Some(libc::ENOSPC))
+    }
+}
+
+/// What the buffer holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Level {
+    pub bytes: u64,
+    pub messages: u64,
+    /// Values found damaged and set aside, since the file was made.
+    pub damaged: u64,
+}
+
+/// A message read back: its number and size, and the message or why it cannot be read.
+pub struct Stored {
+    pub seq: u64,
+    pub size: usize,
+    pub message: Result<Message, Damage>,
+}
+
+pub struct Store {
+    path: PathBuf,
+    /// `None` after an I/O error, until the next write opens the file again.
+    db: RwLock<Option<Database>>,
+    totals: Mutex<Totals>,
+    /// Held through each write transaction.
+    writing: Mutex<()>,
+    /// Bytes being written by sends that found room, not yet in `totals`.
+    reserved: AtomicU64,
+    max_size: AtomicU64,
+    /// Woken when something was removed (room) and when something was appended (data).
+    pub room: Notify,
+    pub data: Notify,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    level: Level,
+    next: u64,
+}
+
+/// The stores open in this process by path: a route started again (a reload, a resume after
+/// an error) takes the same one, since redb opens a file once.
+static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<Store>>>> = LazyLock::new(Default::default);
+
+impl Store {
+    /// The buffer at `path`, made if it does not exist, holding at most `max_size` bytes of
+    /// messages.
+    pub fn open(path: &Path, max_size: u64) -> Result<Arc<Store>, StoreError> {
+        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|_, store| store.strong_count() > 0);
+        if let Some(store) = open.get(path).and_then(Weak::upgrade) {
+            store.max_size.store(max_size, Ordering::Relaxed);
+            return Ok(store);
+        }
+        let io = |error| StoreError::Io {
+            path: path.display().to_string(),
+            error,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let store = Store {
+            path: path.to_owned(),
+            db: RwLock::new(None),
+            totals: Mutex::default(),
+            writing: Mutex::new(()),
+            reserved: AtomicU64::new(0),
+            max_size: AtomicU64::new(max_size),
+            room: Notify::new(),
+            data: Notify::new(),
+        };
+        store.reopen()?;
+        let store = Arc::new(store);
+        open.insert(path.to_owned(), Arc::downgrade(&store));
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn max_size(&self) -> u64 {
+        self.max_size.load(Ordering::Relaxed)
+    }
+
+    pub fn level(&self) -> Level {
+        self.totals().level
+    }
+
+    fn totals(&self) -> Totals {
+        *self.totals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn db_error(&self, error: impl Into<redb::Error>) -> StoreError {
+        StoreError::Db {
+            path: self.path.display().to_string(),
+            error: error.into(),
+        }
+    }
+
+    /// Opens the file (again), reading its totals.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        *slot = None;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&self.path)
+            .map_err(|e| self.db_error(e))?;
+        let txn = db.begin_write().map_err(|e| self.db_error(e))?;
+        let totals = {
+            txn.open_table(MESSAGES).map_err(|e| self.db_error(e))?;
+            txn.open_table(DAMAGED).map_err(|e| self.db_error(e))?;
+            let t = txn.open_table(TOTALS).map_err(|e| self.db_error(e))?;
+            let get = |name| -> Result<u64, StoreError> {
+                let v = t.get(name).map_err(|e| self.db_error(e))?;
+                Ok(v.map_or(0, |v| v.value()))
+            };
+            Totals {
+                level: Level {
+                    bytes: get("bytes")?,
+                    messages: get("messages")?,
+                    damaged: get("damaged")?,
+                },
+                next: get("next")?,
+            }
+        };
+        txn.commit().map_err(|e| self.db_error(e))?;
+        *self.totals.lock().unwrap_or_else(|p| p.into_inner()) = totals;
+        *slot = Some(db);
+        Ok(())
+    }
+
+    /// Runs `f` in a write transaction and commits it; the file is opened again first if an
+    /// earlier write failed, and dropped after a failure, to be opened by the next.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction, &mut Totals) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        // One write at a time, from the totals it starts from to those it leaves (redb would
+        // serialize the transactions, but not the totals kept beside them).
+        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        if self.db.read().unwrap_or_else(|p| p.into_inner()).is_none() {
+            self.reopen()?;
+        }
+        let slot = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let db = slot.as_ref().expect("opened above");
+        let mut totals = self.totals();
+        let done = (|| -> Result<T, redb::Error> {
+            let txn = db.begin_write()?;
+            let out = f(&txn, &mut totals)?;
+            {
+                let mut t = txn.open_table(TOTALS)?;
+                t.insert("bytes", totals.level.bytes)?;
+                t.insert("messages", totals.level.messages)?;
+                t.insert("damaged", totals.level.damaged)?;
+                t.insert("next", totals.next)?;
+            }
+            txn.commit()?;
+            Ok(out)
+        })();
+        match done {
+            Ok(out) => {
+                *self.totals.lock().unwrap_or_else(|p| p.into_inner()) = totals;
+                Ok(out)
+            }
+            Err(error) => {
+                drop(slot);
+                *self.db.write().unwrap_or_else(|p| p.into_inner()) = None;
+                Err(self.db_error(error))
+            }
+        }
+    }
+
+    /// Takes room for `bytes` more when the buffer has it (or is empty: a batch larger than
+    /// the whole buffer still goes through, alone); `release` gives it back.
+    pub fn reserve(&self, bytes: u64) -> bool {
+        let held = self.level().bytes;
+        let mut reserved = self.reserved.load(Ordering::Relaxed);
+        loop {
+            let empty = held == 0 && reserved == 0;
+            if !empty && held + reserved + bytes > self.max_size() {
+                return false;
+            }
+            match self.reserved.compare_exchange(
+                reserved,
+                reserved + bytes,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => reserved = now,
+            }
+        }
+    }
+
+    pub fn release(&self, bytes: u64) {
+        self.reserved.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Appends `values` (encoded messages) in their order, durably.
+    pub fn append(&self, values: &[Vec<u8>]) -> Result<(), StoreError> {
+        self.write(|txn, totals| {
+            let mut table = txn.open_table(MESSAGES)?;
+            for value in values {
+                table.insert(totals.next, value.as_slice())?;
+                totals.next += 1;
+                totals.level.bytes += value.len() as u64;
+                totals.level.messages += 1;
+            }
+            Ok(())
+        })?;
+        self.data.notify_waiters();
+        Ok(())
+    }
+
+    /// Up to `max` messages from number `from` on, and past the first at most `max_bytes`.
+    pub fn read(&self, from: u64, max: usize, max_bytes: usize) -> Result<Vec<Stored>, StoreError> {
+        let slot = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let Some(db) = slot.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let read = (|| -> Result<(), redb::Error> {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(MESSAGES)?;
+            for entry in table.range(from..)? {
+                let (seq, value) = entry?;
+                let value = value.value();
+                if out.len() >= max || (!out.is_empty() && bytes + value.len() > max_bytes) {
+                    break;
+                }
+                bytes += value.len();
+                out.push(Stored {
+                    seq: seq.value(),
+                    size: value.len(),
+                    message: codec::decode(value, &crate::connectors::system),
+                });
+            }
+            Ok(())
+        })();
+        read.map_err(|e| self.db_error(e))?;
+        Ok(out)
+    }
+
+    /// Removes what was delivered (or dead-lettered).
+    pub fn remove(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        self.write(|txn, totals| {
+            let mut table = txn.open_table(MESSAGES)?;
+            for seq in seqs {
+                if let Some(value) = table.remove(seq)? {
+                    totals.level.bytes -= (value.value().len() as u64).min(totals.level.bytes);
+                    totals.level.messages = totals.level.messages.saturating_sub(1);
+                }
+            }
+            Ok(())
+        })?;
+        self.room.notify_waiters();
+        Ok(())
+    }
+
+    /// Moves a value that does not read back out of the way, into the `damaged` table.
+    pub fn set_aside(&self, seq: u64) -> Result<(), StoreError> {
+        self.write(|txn, totals| {
+            let mut table = txn.open_table(MESSAGES)?;
+            let Some(value) = table.remove(seq)? else {
+                return Ok(());
+            };
+            let value = value.value().to_vec();
+            txn.open_table(DAMAGED)?.insert(seq, value.as_slice())?;
+            totals.level.bytes -= (value.len() as u64).min(totals.level.bytes);
+            totals.level.messages = totals.level.messages.saturating_sub(1);
+            totals.level.damaged += 1;
+            Ok(())
+        })?;
+        self.room.notify_waiters();
+        Ok(())
+    }
+
+    /// When the oldest message held was received (ms since the epoch).
+    pub fn oldest(&self) -> Option<u64> {
+        let slot = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let txn = slot.as_ref()?.begin_read().ok()?;
+        let table = txn.open_table(MESSAGES).ok()?;
+        let (_, value) = table.first().ok()??;
+        codec::timestamp(value.value())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::tests::sample;
+    use std::collections::HashSet;
+
+    #[test]
+    fn what_is_appended_reads_back_in_order_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.redb");
+        let msgs: Vec<_> = (0..10).map(|i| sample(&format!("t/{i}"))).collect();
+        let values: Vec<_> = msgs.iter().map(codec::encode).collect();
+        {
+            let store = Store::open(&path, 1 << 20).unwrap();
+            store.append(&values[..6]).unwrap();
+            store.append(&values[6..]).unwrap();
+            store.remove(&[0, 2]).unwrap();
+            assert_eq!(store.level().messages, 8);
+        }
+        let store = Store::open(&path, 1 << 20).unwrap();
+        let level = store.level();
+        assert_eq!(level.messages, 8);
+        let total: usize = values.iter().map(Vec::len).sum();
+        assert_eq!(
+            level.bytes as usize,
+            total - values[0].len() - values[2].len()
+        );
+        let read = store.read(0, 100, usize::MAX).unwrap();
+        let seqs: Vec<_> = read.iter().map(|s| s.seq).collect();
+        assert_eq!(seqs, [1, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(read[0].message.as_ref().unwrap(), &msgs[1]);
+        assert_eq!(store.read(5, 2, usize::MAX).unwrap().len(), 2);
+        assert_eq!(store.oldest(), Some(msgs[1].timestamp_ms));
+    }
+
+    #[test]
+    fn concurrent_appends_and_removals_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.redb"), 1 << 30).unwrap();
+        let value = codec::encode(&sample("a"));
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..25 {
+                        store.append(&vec![value.clone(); 10]).unwrap();
+                    }
+                });
+            }
+            s.spawn(|| {
+                for seq in 0..50 {
+                    store.remove(&[seq]).unwrap();
+                }
+            });
+        });
+        let held = store.read(0, usize::MAX, usize::MAX).unwrap();
+        let level = store.level();
+        assert_eq!(level.messages as usize, held.len());
+        assert_eq!(level.bytes as usize, held.len() * value.len());
+        assert!(held.len() >= 1_000 - 50, "{} held", held.len());
+        let seqs: HashSet<u64> = held.iter().map(|s| s.seq).collect();
+        assert_eq!(seqs.len(), held.len());
+        assert_eq!(
+            held.last().unwrap().seq,
+            999,
+            "every append took numbers of its own"
+        );
+    }
+
+    #[test]
+    fn room_is_taken_up_to_the_size_and_a_lone_batch_always_fits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.redb"), 100).unwrap();
+        assert!(
+            store.reserve(500),
+            "an empty buffer takes one batch of any size"
+        );
+        assert!(!store.reserve(1));
+        store.release(500);
+        assert!(store.reserve(60));
+        assert!(!store.reserve(60));
+        assert!(store.reserve(40));
+    }
+
+    #[test]
+    fn a_damaged_value_is_set_aside_and_the_rest_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.redb"), 1 << 20).unwrap();
+        let mut bad = codec::encode(&sample("a"));
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        store
+            .append(&[
+                codec::encode(&sample("a")),
+                bad,
+                codec::encode(&sample("c")),
+            ])
+            .unwrap();
+        let read = store.read(0, 10, usize::MAX).unwrap();
+        assert!(matches!(read[1].message, Err(Damage::Checksum)));
+        store.set_aside(1).unwrap();
+        let level = store.level();
+        assert_eq!((level.messages, level.damaged), (2, 1));
+        let seqs: Vec<_> = store
+            .read(0, 10, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|s| s.seq)
+            .collect();
+        assert_eq!(seqs, [0, 2]);
+    }
+}
