@@ -211,3 +211,208 @@ async fn an_outage_longer_than_the_broker_holds_loses_nothing_with_a_disk_buffer
     }
     eprintln!("with a disk buffer: {N} of {N} in Kafka, {duplicates} duplicates");
 }
+
+/// The route to the Kafka `topic` with a disk buffer of `max_size` under `data_dir`, on a
+/// broker that queues without limit (so that what the route does not read waits there).
+fn buffered(mqtt_port: u16, bootstrap: &str, topic: &str, max_size: &str, admin: u16) -> Config {
+    config(mqtt_port, bootstrap, topic, Some(max_size), admin)
+}
+
+/// A buffer that fills stops the route reading (the broker keeps the rest) and says so; when
+/// Kafka is back, everything arrives and the buffer has room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_buffer_stops_reading_and_resumes_losing_nothing() {
+    const N: usize = 10_000;
+    let broker = common::mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let topic = unique("full");
+    create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
+    let admin = free_port();
+    let bridge =
+        Bridge::start(&buffered(broker.port, &kafka.bootstrap(), &topic, "128KiB", admin).text());
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    kafka.proxy.cut();
+    publisher.publish_numbered(0..N, topic_of).await;
+    publisher.wait_acked(Duration::from_secs(60)).await;
+    let full = bridge.wait_metric(admin, "mqbridge_buffer_full", 1.0, Duration::from_secs(30));
+    assert!(full.await, "{}", bridge.log_text());
+    assert!(bridge.log_text().contains("the disk buffer is full"));
+    let written = bridge.metric(admin, "mqbridge_buffer_written_total").await;
+    assert!(
+        written < N as f64,
+        "the route stopped reading: {written} written"
+    );
+    // Held within its size, give or take the batches in the write when it filled.
+    let bytes = bridge.metric(admin, "mqbridge_buffer_bytes").await;
+    assert!(
+        bytes <= (128 * 1024 + 4 * 500 * 80) as f64,
+        "{bytes} bytes buffered"
+    );
+
+    kafka.proxy.restore();
+    all_arrived(&kafka.bootstrap(), &topic, PARTITIONS, N, || {
+        bridge.log_text()
+    });
+    let start = std::time::Instant::now();
+    while bridge.metric(admin, "mqbridge_buffer_full").await > 0.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            bridge.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(bridge.log_text().contains("the disk buffer has room again"));
+}
+
+/// A value in the buffer that does not read back is reported, counted and set aside; the
+/// messages before and after it are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_value_is_reported_and_the_rest_delivered() {
+    const N: usize = 200;
+    let broker = common::mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let topic = unique("damaged");
+    create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
+    let admin = free_port();
+    // The stop below gives up on the sends to the cut Kafka after 2 s; what they held stays in
+    // the buffer.
+    let text = buffered(broker.port, &kafka.bootstrap(), &topic, "64MiB", admin)
+        .set("shutdown_timeout", "2s")
+        .text();
+    let mut bridge = Bridge::start(&text);
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    kafka.proxy.cut();
+    publisher.publish_numbered(0..N / 2, topic_of).await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    let buffered = bridge.wait_metric(
+        admin,
+        "mqbridge_buffer_written_total",
+        (N / 2) as f64,
+        Duration::from_secs(30),
+    );
+    assert!(buffered.await, "{}", bridge.log_text());
+    assert!(bridge.stop().is_some());
+
+    // A write torn by a power cut: a value whose bytes are not what was written.
+    let path = bridge.dir.join("data/buffers/load.redb");
+    {
+        let store = mqbridge::buffer::Store::open(&path, 64 << 20).unwrap();
+        store
+            .append(&[b"\x01\x02\x03 not a message".to_vec()])
+            .unwrap();
+    }
+    bridge.spawn();
+    bridge.wait_subscribed(1, 1);
+    publisher.publish_numbered(N / 2..N, topic_of).await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    kafka.proxy.restore();
+    all_arrived(&kafka.bootstrap(), &topic, PARTITIONS, N, || {
+        bridge.log_text()
+    });
+    let damaged = bridge.wait_metric(
+        admin,
+        "mqbridge_buffer_damaged_total",
+        1.0,
+        Duration::from_secs(10),
+    );
+    assert!(damaged.await, "{}", bridge.log_text());
+    let log = bridge.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("cannot be read back"))
+        .expect("an ERROR line for the damaged value");
+    assert!(
+        line.contains("ERROR") && line.contains("route=\"load\""),
+        "{line}"
+    );
+}
+
+/// A disk too small for the backlog: writes fail with a clear error and a metric, the route
+/// stops reading, the bridge stays up, and when Kafka is back everything arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_reading_with_a_clear_error_and_loses_nothing() {
+    const N: usize = 20_000;
+    let disk = SmallDisk::mount("1m");
+    let broker = common::mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let topic = unique("diskfull");
+    create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
+    let admin = free_port();
+    let text = buffered(broker.port, &kafka.bootstrap(), &topic, "1GiB", admin)
+        .set("data_dir", disk.path.to_str().unwrap())
+        .text();
+    let bridge = Bridge::start(&text);
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    kafka.proxy.cut();
+    publisher.publish_numbered(0..N, topic_of).await;
+    publisher.wait_acked(Duration::from_secs(60)).await;
+    let refused = bridge.wait_metric(
+        admin,
+        "mqbridge_buffer_write_errors_total",
+        1.0,
+        Duration::from_secs(30),
+    );
+    assert!(refused.await, "{}", bridge.log_text());
+    let log = bridge.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("disk is full"))
+        .expect("an ERROR line for the full disk");
+    assert!(
+        line.contains("ERROR") && line.contains("route=\"load\""),
+        "{line}"
+    );
+    assert!(
+        bridge
+            .metric_where(
+                admin,
+                "mqbridge_buffer_write_errors_total",
+                "error=\"disk_full\""
+            )
+            .await
+            >= 1.0
+    );
+
+    kafka.proxy.restore();
+    all_arrived(&kafka.bootstrap(), &topic, PARTITIONS, N, || {
+        bridge.log_text()
+    });
+}
+
+/// A tmpfs of a given size, unmounted when dropped.
+struct SmallDisk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mounting a {size} tmpfs at {} (the tests run as root)",
+            path.display()
+        );
+        SmallDisk { path, _dir: dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}

@@ -1,8 +1,9 @@
 //! The way into a disk buffer, as the sink of the route's first part: a batch is appended and
 //! fsynced in one transaction, and only then reported delivered, so that the source
-//! acknowledges it. When the buffer holds `max_size`, a send waits for room (the window fills
-//! and the source stops reading, as with a slow sink); a failed write (a full disk) is a
-//! retriable failure, so the messages are held at their source and nothing is dead-lettered.
+//! acknowledges it. When the buffer holds `max_size`, or its disk is full, a send waits for
+//! room (the window fills and the source stops reading, as with a slow sink); another failed
+//! write is a retriable failure, so the messages are held at their source and nothing is
+//! dead-lettered.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -60,34 +61,41 @@ impl BufferSink {
 #[async_trait]
 impl Sink for BufferSink {
     async fn send(&self, batch: &[&Message]) -> Vec<Result<(), SinkError>> {
-        let values: Vec<Vec<u8>> = batch.iter().map(|m| codec::encode(m)).collect();
+        let values: Arc<Vec<Vec<u8>>> = Arc::new(batch.iter().map(|m| codec::encode(m)).collect());
         let bytes = values.iter().map(|v| v.len() as u64).sum();
-        self.room(bytes).await;
-        let store = self.store.clone();
-        let written = tokio::task::spawn_blocking(move || store.append(&values)).await;
-        self.store.release(bytes);
-        let error = match written {
-            Ok(Ok(())) => return batch.iter().map(|_| Ok(())).collect(),
-            Ok(Err(e)) => e,
-            Err(join) => StoreError::Io {
-                path: self.store.path().display().to_string(),
-                error: std::io::Error::other(join.to_string()),
-            },
-        };
-        let disk_full = error.is_disk_full();
-        let text = error.to_string();
-        events::BufferWriteFailed {
-            route: &self.route,
-            disk_full,
-            error: &text,
+        loop {
+            self.room(bytes).await;
+            let (store, values) = (self.store.clone(), values.clone());
+            let written = tokio::task::spawn_blocking(move || store.append(&values)).await;
+            self.store.release(bytes);
+            let error = match written {
+                Ok(Ok(())) => {
+                    if self.full.swap(false, Ordering::Relaxed) {
+                        events::BufferRoom { route: &self.route }.emit();
+                    }
+                    return batch.iter().map(|_| Ok(())).collect();
+                }
+                Ok(Err(e)) => e,
+                Err(join) => StoreError::Io {
+                    path: self.store.path().display().to_string(),
+                    error: std::io::Error::other(join.to_string()),
+                },
+            };
+            let disk_full = error.is_disk_full();
+            if !disk_full || !self.full.swap(true, Ordering::Relaxed) {
+                events::BufferWriteFailed {
+                    route: &self.route,
+                    disk_full,
+                    error: &error.to_string(),
+                }
+                .emit();
+            }
+            // A full disk is waited out like a full buffer; another failure is the pipeline's
+            // to retry.
+            if !disk_full {
+                let failure = SinkError::new("buffer_io", Retry::Retriable, error);
+                return batch.iter().map(|_| Err(failure.clone())).collect();
+            }
         }
-        .emit();
-        let kind = if disk_full {
-            "buffer_disk_full"
-        } else {
-            "buffer_io"
-        };
-        let failure = SinkError::new(kind, Retry::Retriable, error);
-        batch.iter().map(|_| Err(failure.clone())).collect()
     }
 }

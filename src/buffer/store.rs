@@ -24,6 +24,10 @@ const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 const DAMAGED: TableDefinition<u64, &[u8]> = TableDefinition::new("damaged");
 const TOTALS: TableDefinition<&str, u64> = TableDefinition::new("totals");
 
+/// How long writes wait after finding the disk full before they try again, unless a removal
+/// frees room first.
+const DISK_FULL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// redb's page cache: what it keeps of the file in memory, whatever the file holds.
 const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -77,6 +81,9 @@ pub struct Store {
     /// Bytes being written by sends that found room, not yet in `totals`.
     reserved: AtomicU64,
     max_size: AtomicU64,
+    /// When a write last found the disk full, until a removal frees room: writes wait, so
+    /// that the removals (which need a few free pages too) get what the disk has.
+    disk_full: Mutex<Option<std::time::Instant>>,
     /// Woken when something was removed (room) and when something was appended (data).
     pub room: Notify,
     pub data: Notify,
@@ -116,6 +123,7 @@ impl Store {
             writing: Mutex::new(()),
             reserved: AtomicU64::new(0),
             max_size: AtomicU64::new(max_size),
+            disk_full: Mutex::new(None),
             room: Notify::new(),
             data: Notify::new(),
         };
@@ -180,6 +188,17 @@ impl Store {
         Ok(())
     }
 
+    /// The database, opened again if a write failed since.
+    fn opened(&self) -> Result<std::sync::RwLockReadGuard<'_, Option<Database>>, StoreError> {
+        if self.db.read().unwrap_or_else(|p| p.into_inner()).is_none() {
+            let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+            if self.db.read().unwrap_or_else(|p| p.into_inner()).is_none() {
+                self.reopen()?;
+            }
+        }
+        Ok(self.db.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// Runs `f` in a write transaction and commits it; the file is opened again first if an
     /// earlier write failed, and dropped after a failure, to be opened by the next.
     fn write<T>(
@@ -224,6 +243,10 @@ impl Store {
     /// Takes room for `bytes` more when the buffer has it (or is empty: a batch larger than
     /// the whole buffer still goes through, alone); `release` gives it back.
     pub fn reserve(&self, bytes: u64) -> bool {
+        let disk_full = *self.disk_full.lock().unwrap_or_else(|p| p.into_inner());
+        if disk_full.is_some_and(|at| at.elapsed() < DISK_FULL_WAIT) {
+            return false;
+        }
         let held = self.level().bytes;
         let mut reserved = self.reserved.load(Ordering::Relaxed);
         loop {
@@ -249,7 +272,7 @@ impl Store {
 
     /// Appends `values` (encoded messages) in their order, durably.
     pub fn append(&self, values: &[Vec<u8>]) -> Result<(), StoreError> {
-        self.write(|txn, totals| {
+        let written = self.write(|txn, totals| {
             let mut table = txn.open_table(MESSAGES)?;
             for value in values {
                 table.insert(totals.next, value.as_slice())?;
@@ -258,17 +281,22 @@ impl Store {
                 totals.level.messages += 1;
             }
             Ok(())
-        })?;
+        });
+        if let Err(e) = &written {
+            if e.is_disk_full() {
+                *self.disk_full.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(std::time::Instant::now());
+            }
+        }
+        written?;
         self.data.notify_waiters();
         Ok(())
     }
 
     /// Up to `max` messages from number `from` on, and past the first at most `max_bytes`.
     pub fn read(&self, from: u64, max: usize, max_bytes: usize) -> Result<Vec<Stored>, StoreError> {
-        let slot = self.db.read().unwrap_or_else(|p| p.into_inner());
-        let Some(db) = slot.as_ref() else {
-            return Ok(Vec::new());
-        };
+        let slot = self.opened()?;
+        let db = slot.as_ref().expect("opened");
         let mut out = Vec::new();
         let mut bytes = 0;
         let read = (|| -> Result<(), redb::Error> {
@@ -305,6 +333,7 @@ impl Store {
             }
             Ok(())
         })?;
+        *self.disk_full.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.room.notify_waiters();
         Ok(())
     }
@@ -329,7 +358,7 @@ impl Store {
 
     /// When the oldest message held was received (ms since the epoch).
     pub fn oldest(&self) -> Option<u64> {
-        let slot = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let slot = self.opened().ok()?;
         let txn = slot.as_ref()?.begin_read().ok()?;
         let table = txn.open_table(MESSAGES).ok()?;
         let (_, value) = table.first().ok()??;

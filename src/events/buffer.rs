@@ -76,6 +76,9 @@ pub struct BufferWriteFailed<'a> {
 impl BufferWriteFailed<'_> {
     pub fn emit(&self) {
         let kind = if self.disk_full { "disk_full" } else { "io" };
+        if self.disk_full {
+            gauge!("mqbridge_buffer_full", "route" => self.route.to_owned()).set(1.0);
+        }
         counter!("mqbridge_buffer_write_errors_total", "route" => self.route.to_owned(), "error" => kind)
             .increment(1);
         let what = match self.disk_full {
