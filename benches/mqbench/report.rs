@@ -81,6 +81,7 @@ pub fn markdown(
     }
     rocketmq_ratios(&mut out, outcomes);
     broker_ratios(&mut out, outcomes);
+    buffer_ratios(&mut out, outcomes);
     downlink_ratios(&mut out, outcomes);
     let width: Vec<_> = outcomes
         .iter()
@@ -480,6 +481,54 @@ fn broker_ratios(out: &mut String, outcomes: &[Outcome]) {
         let _ = write!(
             out,
             "\n## MQTT → MQTT\n\n| ratio | payload | measured | target |\n|---|---:|---:|---:|\n{rows}"
+        );
+    }
+}
+
+/// Routes behind a disk buffer against the same route without one and against the MQTT
+/// ceiling, with their peak memory, at every payload size where they ran at full speed.
+fn buffer_ratios(out: &mut String, outcomes: &[Outcome]) {
+    let mut rows = String::new();
+    let mut sizes: Vec<usize> = outcomes
+        .iter()
+        .filter(|o| matches!(o.system, System::FileDisk | System::KafkaDisk))
+        .map(|o| o.load.size)
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    for size in sizes {
+        let ceiling = full_speed(outcomes, System::Ceiling, size);
+        for (disk, plain) in [
+            (System::FileDisk, System::File),
+            (System::KafkaDisk, System::Kafka),
+        ] {
+            let Some(d) = full_speed(outcomes, disk, size) else {
+                continue;
+            };
+            if let Some(p) = full_speed(outcomes, plain, size) {
+                let _ = writeln!(
+                    rows,
+                    "| {} / {}, throughput (peak RSS {:.1} MiB) | {size} B | {:.2} | ≥ 0.8 |",
+                    disk.name(),
+                    plain.name(),
+                    d.peak_rss_kib as f64 / 1024.0,
+                    d.summary.rate() / p.summary.rate()
+                );
+            }
+            if let Some(c) = ceiling {
+                let _ = writeln!(
+                    rows,
+                    "| {} / ceiling, throughput | {size} B | {:.2} | ≥ 0.8 |",
+                    disk.name(),
+                    d.summary.rate() / c.summary.rate()
+                );
+            }
+        }
+    }
+    if !rows.is_empty() {
+        let _ = write!(
+            out,
+            "\n## Disk buffers\n\n| ratio | payload | measured | target |\n|---|---:|---:|---:|\n{rows}"
         );
     }
 }

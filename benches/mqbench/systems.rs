@@ -29,6 +29,10 @@ pub enum System {
     FileRules,
     /// mqbridge with the Kafka sink.
     Kafka,
+    /// mqbridge with the file sink behind a disk buffer.
+    FileDisk,
+    /// mqbridge with the Kafka sink behind a disk buffer.
+    KafkaDisk,
     /// The same system on the baseline build of mqbridge (`--baseline`).
     Base(&'static System),
     /// The hand-written Python bridge in benches/peers.
@@ -61,6 +65,8 @@ impl System {
             System::File => "mqbridge → file",
             System::FileRules => "mqbridge → file, where + transform",
             System::Kafka => "mqbridge → Kafka",
+            System::FileDisk => "mqbridge → disk buffer → file",
+            System::KafkaDisk => "mqbridge → disk buffer → Kafka",
             System::Base(System::File) => "baseline → file",
             System::Base(System::Kafka) => "baseline → Kafka",
             System::Base(System::Http(_)) => "baseline → http, batch 100",
@@ -86,6 +92,8 @@ impl System {
             "file" => System::File,
             "file-rules" => System::FileRules,
             "kafka" => System::Kafka,
+            "file-disk" => System::FileDisk,
+            "kafka-disk" => System::KafkaDisk,
             "base-file" => System::Base(&FILE),
             "base-kafka" => System::Base(&KAFKA),
             "peer" => System::Peer,
@@ -99,7 +107,7 @@ impl System {
             _ => match HttpRun::parse(s) {
                 Some(h) => System::Http(h),
                 None => bail!(
-                    "unknown system {s:?} (ceiling, kafka-alone, file, file-rules, kafka, base-file, \
+                    "unknown system {s:?} (ceiling, kafka-alone, file, file-rules, kafka, file-disk, kafka-disk, base-file, \
                      base-kafka, peer, rocketmq-alone, rocketmq, down-kafka, down-rocketmq, drain-kafka, drain-rocketmq, {})",
                     HttpRun::NAMES
                 ),
@@ -120,6 +128,7 @@ impl System {
             self.inner(),
             System::KafkaAlone
                 | System::Kafka
+                | System::KafkaDisk
                 | System::Peer
                 | System::DownKafka
                 | System::DrainKafka
@@ -409,10 +418,10 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
             expect,
         )),
         System::Base(_) => unreachable!("inner() is never a baseline"),
-        System::File | System::FileRules => {
+        System::File | System::FileRules | System::FileDisk => {
             Some(observe::file(dir.path().join("out.jsonl"), expect))
         }
-        System::Kafka | System::Peer => Some(observe::kafka(
+        System::Kafka | System::KafkaDisk | System::Peer => Some(observe::kafka(
             env.bootstrap(),
             topic.clone(),
             env.partitions,
@@ -531,7 +540,12 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
             expect_line(&lines, "subscribed", Duration::from_secs(30))?;
             Ok((Running::Process(child), None))
         }
-        System::File | System::FileRules | System::Kafka | System::Rocketmq => {
+        System::File
+        | System::FileRules
+        | System::FileDisk
+        | System::Kafka
+        | System::KafkaDisk
+        | System::Rocketmq => {
             let bridge = start_bridge(setup, bridge_config(setup, None))?;
             Ok((Running::Bridge(bridge), None))
         }
@@ -701,6 +715,9 @@ fn start_bridge(setup: Setup, config: String) -> anyhow::Result<Bridge> {
     Ok(bridge)
 }
 
+/// The disk buffer of `file-disk` and `kafka-disk`: large enough for any run.
+const DISK: &str = "buffer = { type = \"disk\", max_size = \"16GiB\" }\n";
+
 /// The rules of `file-rules`: a condition every benchmark payload passes and a transform that
 /// reads the payload's header into properties and a key and rewrites its filler, keeping the
 /// header (sequence number and send time) where the observer reads it.
@@ -726,7 +743,7 @@ fn bridge_config(setup: Setup, function_port: Option<u16>) -> String {
         ..
     } = setup;
     let sink = match (system.inner(), function_port) {
-        (System::File | System::FileRules, _) => format!(
+        (System::File | System::FileRules | System::FileDisk, _) => format!(
             "type = \"file\"\npath = \"{}\"\n",
             dir.join("out.jsonl").display()
         ),
@@ -740,8 +757,13 @@ fn bridge_config(setup: Setup, function_port: Option<u16>) -> String {
             env.bootstrap()
         ),
     };
+    // Only the disk-buffer systems name a data_dir: a baseline build may not know the key.
+    let data_dir = match matches!(system.inner(), System::FileDisk | System::KafkaDisk) {
+        true => format!("data_dir = \"{}\"\n", dir.join("data").display()),
+        false => String::new(),
+    };
     let mut config = format!(
-        "shutdown_timeout = \"10s\"\n\
+        "shutdown_timeout = \"10s\"\n{data_dir}\
          [mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nclient_id_prefix = \"{prefix}\"\n\
          receive_maximum = {}\n\
          [connections.sink]\n{sink}\
@@ -754,6 +776,8 @@ fn bridge_config(setup: Setup, function_port: Option<u16>) -> String {
     // `max_wait = 0`, `concurrency = 4`.
     let kind_keys = match system.inner() {
         System::Kafka | System::Rocketmq => format!("topic = \"{topic}\"\n"),
+        System::KafkaDisk => format!("topic = \"{topic}\"\n{DISK}"),
+        System::FileDisk => DISK.to_owned(),
         System::Http(h) => h.route_keys(),
         System::FileRules => RULES.to_owned(),
         _ => String::new(),

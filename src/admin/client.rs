@@ -104,7 +104,7 @@ pub fn routes_table(overview: &Value) -> String {
 }
 
 /// A table of `list`: a header (its first column `name`) and a row per route.
-fn rows(list: &Value, name: &str) -> Vec<[String; 13]> {
+fn rows(list: &Value, name: &str) -> Vec<[String; 14]> {
     let mut rows = vec![[
         name,
         "STATE",
@@ -117,6 +117,7 @@ fn rows(list: &Value, name: &str) -> Vec<[String; 13]> {
         "DEAD",
         "RETRIED",
         "IN FLIGHT",
+        "BUFFERED",
         "DELAY",
         "LAST ERROR",
     ]
@@ -141,6 +142,7 @@ fn rows(list: &Value, name: &str) -> Vec<[String; 13]> {
             text(&r["dead_lettered"]),
             text(&r["retried"]),
             text(&r["in_flight"]),
+            buffered(&r["buffer"]),
             format!("{:.1}s", r["delay_seconds"].as_f64().unwrap_or(0.0)),
             last_error(r),
         ]);
@@ -163,6 +165,22 @@ fn end(e: &Value) -> String {
     format!("{} {} {what}", text(&e["kind"]), text(&e["connection"]))
         .trim_end()
         .to_owned()
+}
+
+/// What a route's disk buffer holds, of its size, and the age of its oldest message; "-"
+/// without one.
+fn buffered(b: &Value) -> String {
+    if b.is_null() {
+        return "-".into();
+    }
+    let size = |v: &Value| crate::buffer::ByteSize(v.as_u64().unwrap_or(0)).approx();
+    format!(
+        "{} ({} of {}, oldest {:.0}s)",
+        text(&b["messages"]),
+        size(&b["bytes"]),
+        size(&b["max_size"]),
+        b["oldest_age_seconds"].as_f64().unwrap_or(0.0)
+    )
 }
 
 /// A route's or downlink's state, with its reason.

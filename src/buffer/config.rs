@@ -89,6 +89,23 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+impl ByteSize {
+    /// The size to a tenth of its largest unit ("1.7MiB"), for people.
+    pub fn approx(self) -> String {
+        let n = self.0 as f64;
+        for (unit, scale) in [
+            ("GiB", (1u64 << 30) as f64),
+            ("MiB", (1 << 20) as f64),
+            ("KiB", 1024.0),
+        ] {
+            if n >= scale {
+                return format!("{:.1}{unit}", n / scale);
+            }
+        }
+        format!("{}B", self.0)
+    }
+}
+
 impl std::fmt::Display for ByteSize {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.0;
@@ -115,6 +132,8 @@ mod tests {
         assert!(size("2 gigs").unwrap_err().contains("not a unit"));
         assert!(size("lots").unwrap_err().contains("not a size"));
         assert_eq!(ByteSize(2 << 30).to_string(), "2GiB");
+        assert_eq!(ByteSize(1_817_800).approx(), "1.7MiB");
+        assert_eq!(ByteSize(512).approx(), "512B");
     }
 
     #[test]

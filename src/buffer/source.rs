@@ -213,12 +213,23 @@ impl Reader {
         }
         let seqs = std::mem::take(&mut self.done);
         let store = self.source.store.clone();
-        let removed =
-            tokio::task::spawn_blocking(move || store.remove(&seqs).map_err(|e| (e, seqs))).await;
+        let removed = tokio::task::spawn_blocking(move || {
+            let error = match store.remove(&seqs) {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            // On a full disk even a removal may find no page to write: once the file holds
+            // only what was delivered, it starts anew.
+            if error.is_disk_full() && store.reset_if_delivered(seqs.len()).unwrap_or(false) {
+                return Ok(());
+            }
+            Err((error, seqs))
+        })
+        .await;
         if let Ok(Err((e, seqs))) = removed {
             // Kept to be removed by the next turn; until then they are only held longer.
             let error = e.to_string();
-            events::BufferReadFailed {
+            events::BufferRemoveFailed {
                 route: &self.source.route,
                 error: &error,
             }

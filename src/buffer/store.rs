@@ -14,7 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock, Weak};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::ops::Bound;
+
+use redb::backends::FileBackend;
+use redb::{
+    BackendError, Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition,
+};
 use tokio::sync::Notify;
 
 use super::codec::{self, Damage};
@@ -160,9 +165,14 @@ impl Store {
     fn reopen(&self) -> Result<(), StoreError> {
         let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
         *slot = None;
+        let io = |error| StoreError::Io {
+            path: self.path.display().to_string(),
+            error,
+        };
+        let backend = Allocated::open(&self.path).map_err(io)?;
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
-            .create(&self.path)
+            .create_with_backend(backend)
             .map_err(|e| self.db_error(e))?;
         let txn = db.begin_write().map_err(|e| self.db_error(e))?;
         let totals = {
@@ -208,6 +218,14 @@ impl Store {
         // One write at a time, from the totals it starts from to those it leaves (redb would
         // serialize the transactions, but not the totals kept beside them).
         let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        self.write_locked(f)
+    }
+
+    /// `write`, the writing lock held.
+    fn write_locked<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction, &mut Totals) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
         if self.db.read().unwrap_or_else(|p| p.into_inner()).is_none() {
             self.reopen()?;
         }
@@ -338,6 +356,30 @@ impl Store {
         Ok(())
     }
 
+    /// Starts the file anew, keeping the numbering: for a full disk on which not even a
+    /// removal can be written, once everything the file holds was delivered (`delivered` is the
+    /// count of those not yet removed). Returns whether it did.
+    pub fn reset_if_delivered(&self, delivered: usize) -> Result<bool, StoreError> {
+        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let totals = self.totals();
+        if totals.level.messages as usize != delivered || totals.level.damaged > 0 {
+            return Ok(false);
+        }
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = None;
+        std::fs::remove_file(&self.path).map_err(|error| StoreError::Io {
+            path: self.path.display().to_string(),
+            error,
+        })?;
+        self.reopen()?;
+        self.write_locked(|_, t| {
+            t.next = totals.next;
+            Ok(())
+        })?;
+        *self.disk_full.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.room.notify_waiters();
+        Ok(true)
+    }
+
     /// Moves a value that does not read back out of the way, into the `damaged` table.
     pub fn set_aside(&self, seq: u64) -> Result<(), StoreError> {
         self.write(|txn, totals| {
@@ -363,6 +405,101 @@ impl Store {
         let table = txn.open_table(MESSAGES).ok()?;
         let (_, value) = table.first().ok()??;
         codec::timestamp(value.value())
+    }
+}
+
+/// redb's file, whose growth takes the disk space at once (`posix_fallocate`) instead of
+/// leaving a sparse file: a full disk then fails the write that grows the file, and every page
+/// redb holds is one it can write. Over a sparse file, redb would take unbacked pages for free
+/// ones, and after the disk filled up even the removals that free room could fail.
+#[derive(Debug)]
+struct Allocated {
+    inner: FileBackend,
+    file: std::fs::File,
+}
+
+impl Allocated {
+    fn open(path: &Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        Ok(Allocated {
+            file: file.try_clone()?,
+            inner: FileBackend::new(file),
+        })
+    }
+}
+
+impl StorageBackend for Allocated {
+    fn len(&self) -> Result<u64, BackendError> {
+        self.inner.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendError> {
+        self.inner.read(offset, out)
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), BackendError> {
+        let now = self.inner.len()?;
+        if len > now {
+            use std::os::fd::AsRawFd;
+            // SAFETY: the descriptor is the open file this backend owns.
+            let err = unsafe {
+                libc::posix_fallocate(
+                    self.file.as_raw_fd(),
+                    now as libc::off_t,
+                    (len - now) as libc::off_t,
+                )
+            };
+            // A file system without it (EOPNOTSUPP, EINVAL) grows the file sparse, as before.
+            if err == libc::ENOSPC || err == libc::EFBIG || err == libc::EIO {
+                return Err(BackendError::Io(std::io::Error::from_raw_os_error(err)));
+            }
+        }
+        self.inner.set_len(len)
+    }
+
+    fn sync_data(&self) -> Result<(), BackendError> {
+        self.inner.sync_data()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendError> {
+        self.inner.write(offset, data)
+    }
+
+    fn close(&self) -> Result<(), BackendError> {
+        self.inner.close()
+    }
+
+    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.try_lock_range(start, end)
+    }
+
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, BackendError> {
+        self.inner.try_lock_shared_range(start, end)
+    }
+
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_range(start, end)
+    }
+
+    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_shared_range(start, end)
+    }
+
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.unlock_range(start, end)
+    }
+
+    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.query_lock_range(start, end)
     }
 }
 
@@ -432,6 +569,28 @@ mod tests {
             999,
             "every append took numbers of its own"
         );
+    }
+
+    #[test]
+    fn a_file_holding_only_what_was_delivered_starts_anew_keeping_the_numbering() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.redb"), 1 << 20).unwrap();
+        let value = codec::encode(&sample("a"));
+        store.append(&vec![value.clone(); 3]).unwrap();
+        assert!(
+            !store.reset_if_delivered(2).unwrap(),
+            "one is not delivered"
+        );
+        assert!(store.reset_if_delivered(3).unwrap());
+        assert_eq!(store.level(), Level::default());
+        store.append(&[value]).unwrap();
+        let seqs: Vec<_> = store
+            .read(0, 10, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|s| s.seq)
+            .collect();
+        assert_eq!(seqs, [3]);
     }
 
     #[test]

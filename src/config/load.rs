@@ -157,7 +157,7 @@ impl<'a> Loader<'a, '_> {
             dead_letter: dead_letter.unwrap_or_default(),
             admin: admin.unwrap_or_default(),
             shutdown_timeout: top.as_ref()?.shutdown_timeout,
-            data_dir: top?.data_dir.unwrap_or_else(|| "data".into()),
+            data_dir: top?.data_dir.unwrap_or_else(default_data_dir),
             source: None,
         };
         resolve_paths(&mut config, self.base);
@@ -282,6 +282,18 @@ impl<'a> Loader<'a, '_> {
             }
         }
     }
+}
+
+/// Where state goes when the file does not say: the service's state directory under systemd
+/// (`StateDirectory=` sets `STATE_DIRECTORY`), else `data` beside the config file.
+fn default_data_dir() -> PathBuf {
+    let state = std::env::var_os("STATE_DIRECTORY");
+    let first = state
+        .as_ref()
+        .and_then(|s| s.to_str()?.split(':').next().map(PathBuf::from));
+    first
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| "data".into())
 }
 
 fn resolve_paths(config: &mut Config, base: &Path) {

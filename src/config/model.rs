@@ -46,8 +46,9 @@ pub struct TopLevel {
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     /// Where the bridge keeps its state: the disk buffers of routes that have one, one file
-    /// each (`buffers/ROUTE.redb`). Default "data" beside the config file (the systemd unit
-    /// sets its `StateDirectory`).
+    /// each (`buffers/ROUTE.redb`). Default: the service's state directory under systemd
+    /// (`$STATE_DIRECTORY`, /var/lib/mqbridge with the shipped unit), else "data" beside the
+    /// config file.
     pub data_dir: Option<PathBuf>,
 }
 

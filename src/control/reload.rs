@@ -114,7 +114,7 @@ impl Bridge {
 
         // Drain what goes away or restarts, then swap what the flows share.
         let limit = new.shutdown_timeout;
-        self.stop_flows(&flows, limit, &mut report).await;
+        self.stop_flows(&flows, limit, &new, &mut report).await;
         report.removed = flows.removed.clone();
         let retired = self.swap_connections(built, &new);
         let connections = Arc::new(self.connections.clone());
@@ -171,13 +171,36 @@ impl Bridge {
         &mut self,
         flows: &Plan<'_, RouteConfig>,
         limit: Duration,
+        new: &Config,
         report: &mut ReloadReport,
     ) {
         for name in flows.stopping() {
+            let buffer = self
+                .supervisor
+                .route(&name)
+                .and_then(|h| h.buffer().cloned());
             if self.supervisor.stop(&name, limit).await == Some(false) {
                 report.notes.push(format!(
                     "\"{name}\" did not finish within {limit:?}: what it held is left to its source to deliver again"
                 ));
+            }
+            // A disk buffer that still holds messages is kept, whatever the new file says.
+            let buffered = new
+                .routes
+                .iter()
+                .any(|r| r.name == name && r.enabled && r.buffer.disk().is_some());
+            let Some(store) = buffer.filter(|_| !buffered) else {
+                continue;
+            };
+            let held = store.level().messages;
+            if held > 0 {
+                let note = format!(
+                    "\"{name}\" no longer runs with a disk buffer, which holds {held} messages: \
+                     they stay in {} and are delivered when \"{name}\" runs with a disk buffer again",
+                    store.path().display()
+                );
+                tracing::warn!(route = %name, "{note}");
+                report.notes.push(note);
             }
         }
     }

@@ -108,8 +108,40 @@ pub struct RouteStatus {
     /// What it delivers to: `kind`, `connection` and that kind's keys.
     pub sink: serde_json::Value,
     pub consumers: Vec<ConsumerView>,
+    /// Its disk buffer, when it has one: what it holds and how full it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buffer: Option<BufferView>,
     #[serde(flatten)]
     pub progress: Progress,
+}
+
+/// What a route's disk buffer holds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BufferView {
+    pub max_size: u64,
+    pub bytes: u64,
+    pub messages: u64,
+    /// How long ago its oldest message was received, in seconds (0 when empty).
+    pub oldest_age_seconds: f64,
+    /// Messages found damaged and set aside, since the file was made.
+    pub damaged: u64,
+    pub path: String,
+}
+
+impl BufferView {
+    fn of(store: &crate::buffer::Store) -> Self {
+        let level = store.level();
+        let oldest = store.oldest().filter(|_| level.messages > 0);
+        let age = oldest.map_or(0, |at| crate::message::now_ms().saturating_sub(at));
+        BufferView {
+            max_size: store.max_size(),
+            bytes: level.bytes,
+            messages: level.messages,
+            oldest_age_seconds: age as f64 / 1000.0,
+            damaged: level.damaged,
+            path: store.path().display().to_string(),
+        }
+    }
 }
 
 /// A route's state and why, by one rule whatever it reads.
@@ -188,6 +220,7 @@ impl RouteStatus {
             status.source["partitions"] = partitions.into();
         }
         status.consumers = consumers.iter().map(|c| ConsumerView::of(c)).collect();
+        status.buffer = handle.buffer().map(|b| BufferView::of(b));
         status.progress = Progress::of(handle);
         status
     }
@@ -200,6 +233,7 @@ impl RouteStatus {
             source: config.source.view(),
             sink: sink_view(config),
             consumers: Vec::new(),
+            buffer: None,
             progress: Progress::disabled(),
         }
     }

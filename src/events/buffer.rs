@@ -125,6 +125,23 @@ impl BufferReadFailed<'_> {
     }
 }
 
+/// Removing what was delivered from the buffer failed; it is tried again (until then the
+/// messages take room, and come again after a restart).
+pub struct BufferRemoveFailed<'a> {
+    pub route: &'a str,
+    pub error: &'a str,
+}
+
+impl BufferRemoveFailed<'_> {
+    pub fn emit(&self) {
+        warn!(
+            route = self.route,
+            error = self.error,
+            "removing delivered messages from the disk buffer failed; trying again"
+        );
+    }
+}
+
 /// The buffer's level gauges.
 pub struct BufferLevel {
     bytes: Gauge,

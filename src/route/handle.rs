@@ -30,6 +30,8 @@ pub struct RouteHandle {
     pub(super) stats: Arc<RouteStats>,
     pub(super) shutdown: CancellationToken,
     pub(super) hard_stop: CancellationToken,
+    /// Its disk buffer, when it has one.
+    pub(super) buffer: Option<Arc<crate::buffer::Store>>,
     /// `None` once it ended.
     pub(super) task: Option<JoinHandle<()>>,
 }
@@ -37,6 +39,11 @@ pub struct RouteHandle {
 impl RouteHandle {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Its disk buffer, when it has one.
+    pub fn buffer(&self) -> Option<&Arc<crate::buffer::Store>> {
+        self.buffer.as_ref()
     }
 
     pub fn state(&self) -> RouteState {

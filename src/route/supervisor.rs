@@ -185,7 +185,7 @@ impl Supervisor {
                 ctx: Arc::new(ctx),
                 settings,
             });
-            self.launch(route, controls, consumers, work);
+            self.launch(route, controls, consumers, None, work);
             return Ok(());
         };
         // With a disk buffer the route runs in two parts: its source, rules and dead letters
@@ -214,7 +214,7 @@ impl Supervisor {
             window: 1,
             ..settings
         };
-        let out_source = Box::new(BufferSource::new(store, &source_context));
+        let out_source = Box::new(BufferSource::new(store.clone(), &source_context));
         let out_metrics =
             RouteMetrics::new(&route.name, out_source.lanes(), controls.stats.clone());
         let out = context(sink, out_metrics.part(Part::OutOfBuffer));
@@ -229,7 +229,7 @@ impl Supervisor {
         let work = async move {
             futures::join!(into, out);
         };
-        self.launch(route, controls, consumers, work.boxed());
+        self.launch(route, controls, consumers, Some(store), work.boxed());
         Ok(())
     }
 
@@ -247,6 +247,7 @@ impl Supervisor {
         route: &RouteConfig,
         controls: Controls,
         consumers: Vec<Arc<crate::flow::ConsumerStatus>>,
+        buffer: Option<Arc<buffer::Store>>,
         work: BoxFuture<'static, ()>,
     ) {
         let state = Arc::new(Mutex::new(RouteState::Running));
@@ -273,6 +274,7 @@ impl Supervisor {
             stats: controls.stats,
             shutdown: controls.shutdown,
             hard_stop: controls.hard_stop,
+            buffer,
             task: Some(task),
         };
         self.routes.insert(name, handle);
