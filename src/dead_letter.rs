@@ -156,3 +156,56 @@ impl DeadLetters for DeadLetter {
         Ok(self.write(route, entries).await?)
     }
 }
+
+/// A route's own dead-letter destination: any connection's sink. Each dead letter is the
+/// message as it came (a record read from Kafka or RocketMQ with where it was read, as
+/// `source.*` user properties), with why it failed in user properties, which a Kafka sink
+/// writes as headers (as Kafka Connect's dead-letter queue does): `mqbridge.error`,
+/// `mqbridge.error_kind`, `mqbridge.route`, `mqbridge.attempts` and `mqbridge.failed_at`.
+pub struct SinkDeadLetters {
+    sink: Arc<dyn crate::flow::Sink>,
+}
+
+impl SinkDeadLetters {
+    pub fn new(sink: Arc<dyn crate::flow::Sink>) -> Self {
+        SinkDeadLetters { sink }
+    }
+
+    /// The message a dead letter of `route` sends.
+    pub fn letter(
+        route: &str,
+        entry: &DeadLetterEntry<'_>,
+        failed_at: u64,
+    ) -> crate::message::Message {
+        let mut msg = entry.msg.as_dead_letter().into_owned();
+        // Where the route's rules sent it is for the route's sink, not this one.
+        msg.destination = None;
+        let user = &mut msg.properties.user_properties;
+        user.push(("mqbridge.error".into(), entry.error.to_string()));
+        user.push(("mqbridge.error_kind".into(), entry.error.kind().into()));
+        user.push(("mqbridge.route".into(), route.into()));
+        user.push(("mqbridge.attempts".into(), entry.attempts.to_string()));
+        user.push(("mqbridge.failed_at".into(), failed_at.to_string()));
+        msg
+    }
+}
+
+#[async_trait]
+impl DeadLetters for SinkDeadLetters {
+    async fn send(&self, route: &str, entries: &[DeadLetterEntry<'_>]) -> Result<(), BoxError> {
+        let at = now_ms();
+        let letters: Vec<_> = entries.iter().map(|e| Self::letter(route, e, at)).collect();
+        let batch: Vec<&crate::message::Message> = letters.iter().collect();
+        let outcomes = self.sink.send(&batch).await;
+        let failed = outcomes.iter().filter_map(|o| o.as_ref().err()).next();
+        match (failed, outcomes.len() == batch.len()) {
+            (None, true) => Ok(()),
+            (Some(e), _) => Err(format!("the dead-letter sink refused: {e}").into()),
+            (None, false) => Err("the dead-letter sink gave no outcome for some letters".into()),
+        }
+    }
+
+    async fn close(&self) {
+        self.sink.close().await;
+    }
+}

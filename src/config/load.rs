@@ -147,7 +147,17 @@ impl<'a> Loader<'a, '_> {
             .into_iter()
             .map(|r| {
                 let schema_read = r.keys.schema.as_ref().and_then(|p| std::fs::read(p).ok());
-                Some(r.keys.with(r.spelling, r.source?, r.sink?, schema_read))
+                let dead_letter = match r.dead_letter {
+                    None => None,
+                    Some((connection, sink)) => Some(DeadLetterSink {
+                        connection,
+                        sink: sink?,
+                    }),
+                };
+                Some(
+                    r.keys
+                        .with(r.spelling, r.source?, r.sink?, dead_letter, schema_read),
+                )
             })
             .collect::<Option<Vec<_>>>()?;
         let mut config = Config {

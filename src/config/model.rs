@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-pub use super::route::{RouteConfig, RouteKeys, Spelling, DEFAULT_BROKER};
+pub use super::route::{DeadLetterSink, RouteConfig, RouteKeys, Spelling, DEFAULT_BROKER};
 pub use crate::connectors::mqtt::MqttConfig;
 pub use crate::connectors::{ConnectionConfig, SinkSettings, SourceSettings};
 use crate::settings::Secret;

@@ -34,12 +34,22 @@ pub struct RouteConfig {
     pub max_attempts: u32,
     /// Where it keeps what its source handed over and its sink has not yet taken.
     pub buffer: BufferConfig,
+    /// Its own dead-letter destination (`dead_letter = { connection = "NAME", ... }`); `None`:
+    /// the bridge's `[dead_letter]`.
+    pub dead_letter: Option<DeadLetterSink>,
     pub rules: RuleSpec,
     /// The schema file's content when the configuration was read, so that a reload restarts
     /// the route when the file changed though its name did not.
     pub schema_read: Option<Vec<u8>>,
     pub enabled: bool,
     pub spelling: Spelling,
+}
+
+/// A route's dead-letter destination: a connection and that kind's sink settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetterSink {
+    pub connection: String,
+    pub sink: SinkSettings,
 }
 
 /// How the file wrote a route.
@@ -182,12 +192,14 @@ impl RouteKeys {
         spelling: Spelling,
         source: SourceSettings,
         sink: SinkSettings,
+        dead_letter: Option<DeadLetterSink>,
         schema_read: Option<Vec<u8>>,
     ) -> RouteConfig {
         RouteConfig {
             batch_size: self.batch_size(spelling),
             max_attempts: self.max_attempts(spelling),
             buffer: self.buffer,
+            dead_letter,
             rules: self.rules(),
             name: self.name,
             source,

@@ -33,6 +33,8 @@ pub struct PartRoute {
     pub source_connection: String,
     pub source: Option<SourceSettings>,
     pub sink: Option<SinkSettings>,
+    /// Its own `dead_letter`: the connection named, and the settings read for its kind.
+    pub dead_letter: Option<(String, Option<SinkSettings>)>,
 }
 
 impl PartRoute {
@@ -75,6 +77,7 @@ pub fn validate(parts: &Parts, src: &SourceMap<'_>) -> Vec<Problem> {
         check_name(route, &mut names, &mut check);
         check_keys(&route.keys, &mut check);
         check_sink(route, parts, &mut check);
+        check_dead_letter_sink(route, parts, &mut check);
         check_source(route, parts, &mut check);
         check_membership(route, &mut members, &mut check);
     }
@@ -164,6 +167,17 @@ fn check_sink(route: &PartRoute, parts: &Parts, check: &mut Check<'_>) {
     }
     if let Some(sink) = &route.sink {
         sink.check(vocabulary(route, parts), check);
+    }
+}
+
+/// A route's own dead-letter destination: a defined connection, and its kind's settings.
+fn check_dead_letter_sink(route: &PartRoute, parts: &Parts, check: &mut Check<'_>) {
+    let Some((connection, sink)) = &route.dead_letter else {
+        return;
+    };
+    check_connection_defined(connection, parts, check, "dead_letter.connection");
+    if let Some(sink) = sink {
+        sink.check(vocabulary(route, parts), &mut check.inside("dead_letter"));
     }
 }
 

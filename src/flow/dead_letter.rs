@@ -19,4 +19,8 @@ pub struct DeadLetterEntry<'a> {
 #[async_trait]
 pub trait DeadLetters: Send + Sync {
     async fn send(&self, route: &str, entries: &[DeadLetterEntry<'_>]) -> Result<(), BoxError>;
+
+    /// Ends what a route's own destination runs (its sink's connections) once the route's
+    /// flow stopped; the bridge's shared destination is closed by the bridge.
+    async fn close(&self) {}
 }

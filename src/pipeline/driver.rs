@@ -99,6 +99,7 @@ impl<A: Acker> Pipeline<A> {
             acker.close().await;
         }
         self.ctx.sink.close().await;
+        self.ctx.dead_letter.close().await;
     }
 
     /// Takes `first` and up to `most` deliveries waiting in the channel (all of them), then

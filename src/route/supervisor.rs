@@ -33,6 +33,8 @@ pub enum StartError {
     Running(String),
     #[error("{0}: {1}")]
     Rules(String, String),
+    #[error("{0}: its dead-letter destination: {1}")]
+    DeadLetter(String, #[source] BoxError),
     #[error("{0}: its disk buffer cannot be opened: {1}")]
     Buffer(String, #[source] crate::buffer::StoreError),
 }
@@ -160,12 +162,13 @@ impl Supervisor {
             concurrency: route.concurrency,
             window: route.sink.order_window(),
         };
-        let context = |sink, metrics| Context {
+        let dead_letter = self.dead_letter(route, &label, &sink_context)?;
+        let context = |sink, metrics, dead_letter| Context {
             route: source_context.route.clone(),
             metrics,
             max_attempts: route.max_attempts,
             sink,
-            dead_letter: self.shared.dead_letter.clone(),
+            dead_letter,
             skip_marked: None,
             rules: None,
             shutdown: controls.shutdown.clone(),
@@ -179,7 +182,7 @@ impl Supervisor {
             let ctx = Context {
                 skip_marked: source.skip_marked(),
                 rules,
-                ..context(sink, metrics)
+                ..context(sink, metrics, dead_letter)
             };
             let work = source.run(Engine {
                 ctx: Arc::new(ctx),
@@ -201,12 +204,14 @@ impl Supervisor {
             bytes: level.bytes,
         }
         .emit();
+        // Each part closes its own dead-letter sink when it ends.
         let into = Context {
             skip_marked: source.skip_marked(),
             rules,
             ..context(
                 Arc::new(BufferSink::new(source_context.route.clone(), store.clone())),
                 metrics.part(Part::IntoBuffer),
+                self.dead_letter(route, &label, &sink_context)?,
             )
         };
         // One batch of a key at a time: the buffer keeps the order its batches are written in.
@@ -217,7 +222,7 @@ impl Supervisor {
         let out_source = Box::new(BufferSource::new(store.clone(), &source_context));
         let out_metrics =
             RouteMetrics::new(&route.name, out_source.lanes(), controls.stats.clone());
-        let out = context(sink, out_metrics.part(Part::OutOfBuffer));
+        let out = context(sink, out_metrics.part(Part::OutOfBuffer), dead_letter);
         let into = source.run(Engine {
             ctx: Arc::new(into),
             settings: into_settings,
@@ -231,6 +236,29 @@ impl Supervisor {
         };
         self.launch(route, controls, consumers, Some(store), work.boxed());
         Ok(())
+    }
+
+    /// Where `route` sends its dead letters: its own `dead_letter` sink, or the bridge's.
+    fn dead_letter(
+        &self,
+        route: &RouteConfig,
+        label: &str,
+        context: &SinkContext<'_>,
+    ) -> Result<Arc<dyn DeadLetters>, StartError> {
+        let Some(own) = &route.dead_letter else {
+            return Ok(self.shared.dead_letter.clone());
+        };
+        let connection = self.connection(label, &own.connection)?;
+        let client = format!("{}-dead", route.name);
+        let context = SinkContext {
+            client: &client,
+            ordered: false,
+            ..*context
+        };
+        let sink = connection
+            .sink(&context, &own.sink)
+            .map_err(|e| StartError::DeadLetter(label.to_owned(), e))?;
+        Ok(Arc::new(crate::dead_letter::SinkDeadLetters::new(sink)))
     }
 
     /// The connection called `name`.

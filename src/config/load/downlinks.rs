@@ -63,6 +63,7 @@ impl<'a> Loader<'a, '_> {
             source_connection,
             source,
             sink,
+            dead_letter: None,
         };
         push(parts, read);
     }

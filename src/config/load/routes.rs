@@ -27,6 +27,7 @@ pub(super) struct Read {
     pub(super) source_connection: Option<String>,
     pub(super) source: Option<SourceSettings>,
     pub(super) sink: Option<SinkSettings>,
+    pub(super) dead_letter: Option<(String, Option<SinkSettings>)>,
 }
 
 impl<'a> Loader<'a, '_> {
@@ -52,6 +53,8 @@ impl<'a> Loader<'a, '_> {
         let connection = self.text_of(&table, "connection");
         let sink_kind = self.kind_of(connection.as_deref(), parts);
         let nested = table.remove(&key("source"));
+        let dead_letter = table.remove(&key("dead_letter"));
+        let dead_letter = dead_letter.and_then(|d| self.dead_letter_sink(label, d, parts));
         let common = struct_fields::<RouteKeys>();
         let (common, mut rest) = split(table, |k| common.contains(&k));
         let keys = self.route_keys(label, common, span.clone());
@@ -76,6 +79,7 @@ impl<'a> Loader<'a, '_> {
             source_connection,
             source,
             sink,
+            dead_letter,
         };
         push(parts, read);
     }
@@ -121,22 +125,71 @@ impl<'a> Loader<'a, '_> {
             return None;
         };
         let kind = connectors::kind(config.kind())?;
-        let foreign: Vec<_> = own
-            .keys()
-            .filter(|k| !kind.sink_keys().contains(&k.get_ref().as_ref()))
-            .cloned()
-            .collect();
-        for key in foreign {
-            own.remove(&key);
-            let msg = foreign_key_message(key.get_ref(), name, kind);
-            self.reader
-                .problem(label, Some(key.get_ref()), msg, key.span().start);
-        }
+        self.drop_foreign_sink_keys(label, "", &mut own, name, kind);
         kind.read_sink(
             &mut self.reader,
             label,
             Spanned::new(span, DeValue::Table(own)),
         )
+    }
+
+    /// A route's `dead_letter = { connection = "NAME", ... }`: the connection, and the other
+    /// keys read as that connection's kind's sink settings (`None` when they cannot be).
+    pub(super) fn dead_letter_sink(
+        &mut self,
+        label: &str,
+        value: Value<'a>,
+        parts: &Parts,
+    ) -> Option<(String, Option<SinkSettings>)> {
+        let span = value.span();
+        let DeValue::Table(mut table) = value.into_inner() else {
+            let msg =
+                "must be a table, such as { connection = \"kafka\", topic = \"dead-letters\" }";
+            self.reader
+                .problem(label, Some("dead_letter"), msg, span.start);
+            return None;
+        };
+        let Some(connection) = self.text_of(&table, "connection") else {
+            let msg = "names no `connection`: write the connection to send dead letters to";
+            self.reader
+                .problem(label, Some("dead_letter"), msg, span.start);
+            return None;
+        };
+        table.remove(&key("connection"));
+        let Some(kind) = self.kind_of(Some(&connection), parts) else {
+            return Some((connection, None));
+        };
+        self.drop_foreign_sink_keys(label, "dead_letter.", &mut table, &connection, kind);
+        let sink = kind.read_sink(
+            &mut self.reader,
+            label,
+            Spanned::new(span, DeValue::Table(table)),
+        );
+        Some((connection, sink))
+    }
+
+    /// Takes out of `table` (the keys at `prefix`) those `kind` does not take as a sink,
+    /// reporting each with the kind it belongs to.
+    fn drop_foreign_sink_keys(
+        &mut self,
+        label: &str,
+        prefix: &str,
+        table: &mut DeTable<'a>,
+        connection: &str,
+        kind: &dyn Kind,
+    ) {
+        let foreign: Vec<_> = table
+            .keys()
+            .filter(|k| !kind.sink_keys().contains(&k.get_ref().as_ref()))
+            .cloned()
+            .collect();
+        for k in foreign {
+            table.remove(&k);
+            let msg = foreign_key_message(k.get_ref(), connection, kind);
+            let field = format!("{prefix}{}", k.get_ref());
+            self.reader
+                .problem(label, Some(&field), msg, k.span().start);
+        }
     }
 
     /// Keys of a route whose connection is unknown: checked by the first kind that takes them
@@ -175,6 +228,7 @@ pub(super) fn push(parts: &mut Parts, read: Read) {
             source_connection: read.source_connection.unwrap_or_default(),
             source: read.source,
             sink: read.sink,
+            dead_letter: read.dead_letter,
         }),
         None => parts.broken_routes += 1,
     }
