@@ -47,6 +47,7 @@ pub mod flow;
 pub mod message;
 pub mod pipeline;
 pub mod record;
+pub mod replay;
 pub mod route;
 pub mod rules;
 pub mod settings;

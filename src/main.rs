@@ -80,6 +80,22 @@ enum Command {
         #[arg(long)]
         route: String,
     },
+    /// Send dead letters again through the routes they came from, once what refused them is
+    /// mended: a letter a rule refused runs through the route's current rules, any other goes
+    /// to the route's sink. Safe to run twice: what was replayed is recorded in FILE.replayed
+    /// and skipped the next time. A letter that fails again becomes a new dead letter.
+    Replay {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Only the letters of this route.
+        #[arg(long)]
+        route: Option<String>,
+        /// Only the letters of this error kind (`too_large`, `schema_invalid`, ...).
+        #[arg(long)]
+        error_kind: Option<String>,
+        /// The dead-letter file (JSON lines, as `[dead_letter] path` writes it).
+        file: PathBuf,
+    },
     /// Print a commented example config.
     ExampleConfig,
 }
@@ -161,6 +177,12 @@ fn main() -> ExitCode {
         Command::TestRule { config, route } => test_rule(&config, &route),
         Command::Run { config, log_format } => run(config, log_format),
         Command::Check { config } => check(config),
+        Command::Replay {
+            config,
+            route,
+            error_kind,
+            file,
+        } => replay(&config, route, error_kind, &file),
     }
 }
 
@@ -289,6 +311,34 @@ fn load(path: &Path) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
         ExitCode::FAILURE
     })?;
     Ok((config, runtime))
+}
+
+fn replay(path: &Path, route: Option<String>, error_kind: Option<String>, file: &Path) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let (config, runtime) = match load(path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let filter = mqbridge::replay::Filter { route, error_kind };
+    match runtime.block_on(mqbridge::replay::replay(&config, file, &filter)) {
+        Ok(s) => {
+            println!(
+                "replayed {}, filtered {}, dead-lettered again {}, already replayed {}, skipped {}, unreadable {}",
+                s.replayed, s.filtered, s.dead_lettered, s.already, s.skipped, s.unreadable
+            );
+            // Client libraries may hold connections: exit without waiting for them.
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("mqbridge: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn check(path: PathBuf) -> ExitCode {

@@ -99,6 +99,97 @@ pub fn payload_text(payload: &[u8], base64: bool) -> (Cow<'_, str>, &'static str
     }
 }
 
+/// The message a record's JSON holds (a dead letter's `message`), as the bridge received it.
+/// A record read from Kafka or RocketMQ shows its topic as `{system}:{topic}` and where it was
+/// read as `source.*` user properties (`Message::as_dead_letter`): it gets its origin back.
+pub fn parse(v: &serde_json::Value) -> Result<Message, String> {
+    use crate::message::{Origin, Partition, Properties, Publisher};
+    let text = |name: &str| v[name].as_str().map(str::to_owned);
+    let number = |name: &str| v[name].as_u64();
+    let topic = text("topic").ok_or("no topic")?;
+    let payload_text = v["payload"].as_str().ok_or("no payload")?;
+    let payload = match v["payload_encoding"].as_str() {
+        Some("base64") => BASE64
+            .decode(payload_text)
+            .map_err(|e| format!("payload: {e}"))?,
+        _ => payload_text.as_bytes().to_vec(),
+    };
+    let mut user_properties: Vec<(String, String)> = Vec::new();
+    for pair in v["user_properties"].as_array().into_iter().flatten() {
+        match (pair[0].as_str(), pair[1].as_str()) {
+            (Some(k), Some(v)) => user_properties.push((k.to_owned(), v.to_owned())),
+            _ => return Err("a user property that is not a [name, value] pair".into()),
+        }
+    }
+    let correlation_data = match text("correlation_data") {
+        Some(c) => Some(
+            BASE64
+                .decode(c)
+                .map_err(|e| format!("correlation_data: {e}"))?
+                .into(),
+        ),
+        None => None,
+    };
+    let id = match text("message_id") {
+        Some(id) => id.parse().map_err(|e| format!("message_id: {e}"))?,
+        None => Uuid::now_v7(),
+    };
+    let mut msg = Message {
+        id,
+        topic,
+        payload: payload.into(),
+        qos: number("qos").unwrap_or(1) as u8,
+        retain: v["retained"].as_bool().unwrap_or(false),
+        dup: v["duplicate"].as_bool().unwrap_or(false),
+        packet_id: number("packet_id").unwrap_or(0) as u16,
+        properties: Properties {
+            payload_format_indicator: number("payload_format_indicator").map(|n| n as u8),
+            message_expiry_interval: number("message_expiry_interval").map(|n| n as u32),
+            content_type: text("content_type"),
+            response_topic: text("response_topic"),
+            correlation_data,
+            user_properties,
+        },
+        timestamp_ms: number("timestamp").unwrap_or_else(crate::message::now_ms),
+        publisher: Publisher {
+            client_id: text("publisher_client_id"),
+            username: text("publisher_username"),
+            host: text("publisher_host"),
+        },
+        origin: None,
+        destination: None,
+    };
+    let read_from = msg
+        .topic
+        .split_once(':')
+        .and_then(|(system, topic)| Some((crate::connectors::system(system)?, topic.to_owned())));
+    if let Some((system, topic)) = read_from {
+        let user = &mut msg.properties.user_properties;
+        let mut take = |name: &str| {
+            let at = user.iter().rposition(|(k, _)| k == name)?;
+            Some(user.remove(at).1)
+        };
+        let origin = Origin {
+            system,
+            offset: take("source.offset")
+                .and_then(|o| o.parse().ok())
+                .unwrap_or(-1),
+            key: take("source.key"),
+            tag: take("source.tag"),
+            partition: Partition {
+                topic: topic.clone(),
+                broker: take("source.broker").unwrap_or_default(),
+                id: take("source.partition")
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0),
+            },
+        };
+        msg.topic = topic;
+        msg.origin = Some(Box::new(origin));
+    }
+    Ok(msg)
+}
+
 /// The id as text, without allocating.
 fn hyphenated<S: Serializer>(id: &Uuid, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()))
@@ -108,6 +199,31 @@ fn hyphenated<S: Serializer>(id: &Uuid, s: S) -> Result<S::Ok, S::Error> {
 mod tests {
     use super::*;
     use crate::message::tests::sample;
+
+    #[test]
+    fn a_record_reads_back_as_the_message() {
+        let mut msg = sample("a/b");
+        msg.payload = bytes::Bytes::from_static(b"\x00\xffbinary");
+        msg.properties.correlation_data = Some(bytes::Bytes::from_static(b"\x01"));
+        let json = serde_json::to_value(Record::new(&msg)).unwrap();
+        assert_eq!(parse(&json).unwrap(), msg);
+
+        let origin = crate::message::Origin {
+            system: &crate::connectors::kafka::KAFKA,
+            partition: crate::message::Partition {
+                topic: "orders".into(),
+                broker: String::new(),
+                id: 2,
+            },
+            offset: 41,
+            key: Some("k".into()),
+            tag: None,
+        };
+        let record = Message::record(origin, vec![("h".into(), "v".into())], "{}".into());
+        let shown = record.as_dead_letter();
+        let json = serde_json::to_value(Record::new(&shown)).unwrap();
+        assert_eq!(parse(&json).unwrap(), record);
+    }
 
     #[test]
     fn text_and_binary_payloads() {

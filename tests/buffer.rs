@@ -416,3 +416,81 @@ impl Drop for SmallDisk {
             .status();
     }
 }
+
+/// A reload that restarts a route keeps what its disk buffer holds, and one that takes the
+/// buffer away says where the messages stay; the route shows its buffer in `/routes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_what_the_buffer_holds() {
+    const N: usize = 300;
+    use common::bridge::{http_get, http_request};
+    let broker = common::mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let topic = unique("reload");
+    create_topic(&kafka.bootstrap(), &topic, PARTITIONS).await;
+    let admin = free_port();
+    let config = |batch_size: i64, buffer: bool| {
+        let mut route = Route::new("load", "load/#", "kafka")
+            .set("consumers", 1)
+            .set("topic", topic.as_str())
+            .set("batch_size", batch_size);
+        if buffer {
+            route = route
+                .set("buffer.type", "disk")
+                .set("buffer.max_size", "64MiB");
+        }
+        Config::new(broker.port, "reload")
+            .connection("kafka", kafka_connection(&kafka.bootstrap()))
+            .route(route)
+            .dead_letter("dead.jsonl")
+            .admin(admin)
+            .set("shutdown_timeout", "2s")
+            .text()
+    };
+    let bridge = Bridge::start(&config(500, true));
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    kafka.proxy.cut();
+    publisher.publish_numbered(0..N, topic_of).await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    let written = bridge.wait_metric(
+        admin,
+        "mqbridge_buffer_written_total",
+        N as f64,
+        Duration::from_secs(30),
+    );
+    assert!(written.await, "{}", bridge.log_text());
+
+    // Restarted with another batch size: the buffer's messages are still there.
+    std::fs::write(&bridge.config, config(100, true)).unwrap();
+    let (code, report) = http_request(admin, "POST", "/reload", None).await;
+    assert_eq!(code, 200, "{report}");
+    assert!(report.contains("load"), "{report}");
+    let routes: serde_json::Value =
+        serde_json::from_str(&http_get(admin, "/routes").await).unwrap();
+    let buffer = &routes["routes"][0]["buffer"];
+    assert_eq!(buffer["messages"], N, "{routes}");
+    assert!(
+        buffer["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("buffers/load.redb"),
+        "{routes}"
+    );
+
+    // Without its buffer, the route delivers what arrives from now on, and the reload says
+    // what the file keeps.
+    std::fs::write(&bridge.config, config(100, false)).unwrap();
+    let (code, report) = http_request(admin, "POST", "/reload", None).await;
+    assert_eq!(code, 200, "{report}");
+    assert!(
+        report.contains(&format!("which holds {N} messages")),
+        "{report}"
+    );
+    // With its buffer again, everything arrives once Kafka is back.
+    std::fs::write(&bridge.config, config(50, true)).unwrap();
+    assert_eq!(http_request(admin, "POST", "/reload", None).await.0, 200);
+    kafka.proxy.restore();
+    all_arrived(&kafka.bootstrap(), &topic, PARTITIONS, N, || {
+        bridge.log_text()
+    });
+}

@@ -114,7 +114,7 @@ fn start_routes(config: &Config, shared: Shared) -> Result<Supervisor, RunError>
 }
 
 /// Builds every connection's client.
-pub(super) async fn connect_all(config: &Config) -> Result<BTreeMap<String, Connection>, RunError> {
+pub async fn connect_all(config: &Config) -> Result<BTreeMap<String, Connection>, RunError> {
     let mut connections = BTreeMap::new();
     for (name, c) in &config.connections {
         let live = c

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::flow::BoxError;
 use crate::route::StartError;
 
-pub use bridge::{run, AdminUpdate};
+pub use bridge::{connect_all, run, AdminUpdate};
 pub use reload::ReloadReport;
 pub use status::{ConsumerView, Overview, Readiness, ReloadOutcome, RouteStatus};
 

@@ -52,6 +52,9 @@ pub struct Shared {
     pub shutdown: CancellationToken,
 }
 
+/// A source the caller opens for a route (`Supervisor::start_with`).
+type GivenSource<'a> = Box<dyn FnOnce(&SourceContext) -> Box<dyn Source> + 'a>;
+
 /// How a route task ended: its name, its start's number and the outcome.
 type Ended = (String, u64, Result<(), String>);
 
@@ -103,6 +106,28 @@ impl Supervisor {
     /// Starts `route`: its sink and its source (whose consumers connect in the background);
     /// `paused`, the source reads nothing until it is resumed.
     pub fn start(&mut self, route: &RouteConfig, paused: bool) -> Result<(), StartError> {
+        self.start_from(route, paused, None)
+    }
+
+    /// Starts `route` on a source of the caller's (`open`, given the route's source context)
+    /// instead of its own, delivering straight to its sink (no disk buffer), through its rules
+    /// when `rules`, its sink's clients named apart (`{route}-replay`): the route's pipeline
+    /// for what `mqbridge replay` sends again. The route ends when that source does.
+    pub fn start_with(
+        &mut self,
+        route: &RouteConfig,
+        rules: bool,
+        open: impl FnOnce(&SourceContext) -> Box<dyn Source>,
+    ) -> Result<(), StartError> {
+        self.start_from(route, false, Some((rules, Box::new(open))))
+    }
+
+    fn start_from(
+        &mut self,
+        route: &RouteConfig,
+        paused: bool,
+        given: Option<(bool, GivenSource<'_>)>,
+    ) -> Result<(), StartError> {
         let label = format!("{} \"{}\"", route.spelling.what(), route.name);
         if self.routes.contains_key(&route.name) {
             return Err(StartError::Running(label));
@@ -113,7 +138,11 @@ impl Supervisor {
             let text = problems.iter().map(|(key, e)| format!("{key}: {e}"));
             StartError::Rules(label.clone(), text.collect::<Vec<_>>().join("; "))
         })?;
-        let client = route.client();
+        let rules = rules.filter(|_| given.as_ref().is_none_or(|(rules, _)| *rules));
+        let client = match given {
+            None => route.client(),
+            Some(_) => format!("{}-replay", route.name),
+        };
         let sink_context = SinkContext {
             name: &route.name,
             client: &client,
@@ -139,9 +168,13 @@ impl Supervisor {
             batch_size: route.batch_size,
             max_bytes: self.shared.window_bytes,
         };
-        let source = source_connection
-            .source(&source_context, &route.source)
-            .map_err(|e| StartError::Source(label.clone(), e))?;
+        let replay = given.is_some();
+        let source = match given {
+            Some((_, open)) => open(&source_context),
+            None => source_connection
+                .source(&source_context, &route.source)
+                .map_err(|e| StartError::Source(label.clone(), e))?,
+        };
         events::FlowStarted {
             route: &route.name,
             source: end(&source_connection, route.source.connection()),
@@ -178,7 +211,7 @@ impl Supervisor {
         let metrics = RouteMetrics::new(&route.name, source.lanes(), controls.stats.clone());
         let rules = rules.map(Arc::new);
         let consumers = source.consumers();
-        let Some(max_size) = route.buffer.disk() else {
+        let Some(max_size) = route.buffer.disk().filter(|_| !replay) else {
             let ctx = Context {
                 skip_marked: source.skip_marked(),
                 rules,
@@ -327,6 +360,17 @@ impl Supervisor {
             self.routes.values_mut().for_each(RouteHandle::abort);
         }
         false
+    }
+
+    /// Waits until every route ended by itself (their sources ran out), and gives each one's
+    /// counts.
+    pub async fn finished(&mut self) -> Vec<(String, crate::flow::StatsSnapshot)> {
+        let mut done = Vec::new();
+        for (name, mut handle) in std::mem::take(&mut self.routes) {
+            handle.wait(Duration::from_secs(365 * 24 * 3600)).await;
+            done.push((name, handle.stats()));
+        }
+        done
     }
 
     /// Stops one route the same way; true when it finished within `limit`.
