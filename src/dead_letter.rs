@@ -1,7 +1,9 @@
 //! The dead-letter path: messages a sink refused for good are written here, as JSON objects
 //! carrying the route, the error and the original message (the `record.rs` shape), to a
-//! JSON-lines file or an MQTT topic. Only once written are they acknowledged to the broker; a
-//! failing dead-letter destination holds them back like a failing sink.
+//! JSON-lines file or an MQTT topic; or to a connection's sink (`[dead_letter] connection`, or
+//! a route's own `dead_letter`), as the message itself with the error in its properties. Only
+//! once written are they acknowledged to the broker; a failing dead-letter destination holds
+//! them back like a failing sink.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,6 +15,7 @@ use async_trait::async_trait;
 use crate::config::{DeadLetterConfig, MqttConfig, DEFAULT_DEAD_LETTER_PATH};
 use crate::connectors::file::FileWriter;
 use crate::connectors::mqtt::{Endpoint, OptionsError, PublishError, Publisher};
+use crate::connectors::{Connection, SinkContext};
 use crate::flow::{BoxError, DeadLetterEntry, DeadLetters};
 use crate::message::now_ms;
 use crate::record::Record;
@@ -40,6 +43,8 @@ struct Entry<'a> {
 
 pub enum DeadLetter {
     File(Arc<FileWriter>),
+    /// `[dead_letter] connection = "NAME"`: that connection's sink.
+    Sink(SinkDeadLetters),
     Mqtt {
         publisher: Publisher,
         topic: String,
@@ -49,11 +54,28 @@ pub enum DeadLetter {
 }
 
 impl DeadLetter {
-    /// The destination `config` names; `mqtt` is the default broker, for a dead-letter topic.
+    /// The destination `config` names; `mqtt` is the default broker, for a dead-letter topic;
+    /// `connection` gives a connection's client, for a connection's sink.
     pub async fn build(
         config: &DeadLetterConfig,
         mqtt: Option<&MqttConfig>,
+        connection: impl Fn(&str) -> Option<Connection>,
     ) -> std::io::Result<Self> {
+        if let Some(own) = &config.sink {
+            let missing = || std::io::Error::other(format!("no connection \"{}\"", own.connection));
+            let live = connection(&own.connection).ok_or_else(missing)?;
+            let context = SinkContext {
+                name: "dead-letter",
+                client: "dead-letter",
+                ordered: false,
+                in_flight: 1024,
+                vocabulary: crate::template::Vocabulary::Mqtt,
+            };
+            let sink = live
+                .sink(&context, &own.sink)
+                .map_err(|e| std::io::Error::other(format!("[dead_letter]: {e}")))?;
+            return Ok(DeadLetter::Sink(SinkDeadLetters::new(sink)));
+        }
         if let Some(topic) = &config.topic {
             let missing = || std::io::Error::other("a dead-letter topic needs [mqtt]");
             let mqtt = mqtt.ok_or_else(missing)?;
@@ -96,6 +118,7 @@ impl DeadLetter {
             message: Record::new(msg),
         });
         match self {
+            DeadLetter::Sink(_) => unreachable!("sent through `DeadLetters::send`"),
             DeadLetter::File(writer) => {
                 let mut buf = Vec::new();
                 for entry in entries {
@@ -137,6 +160,9 @@ impl DeadLetter {
     }
 
     pub async fn close(&self) {
+        if let DeadLetter::Sink(sink) = self {
+            sink.close().await;
+        }
         if let DeadLetter::Mqtt {
             publisher, task, ..
         } = self
@@ -153,7 +179,10 @@ impl DeadLetter {
 #[async_trait]
 impl DeadLetters for DeadLetter {
     async fn send(&self, route: &str, entries: &[DeadLetterEntry<'_>]) -> Result<(), BoxError> {
-        Ok(self.write(route, entries).await?)
+        match self {
+            DeadLetter::Sink(sink) => sink.send(route, entries).await,
+            _ => Ok(self.write(route, entries).await?),
+        }
     }
 }
 

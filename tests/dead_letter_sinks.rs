@@ -127,3 +127,55 @@ fn a_dead_letter_destination_names_a_defined_connection_and_its_kinds_keys() {
         "{text}"
     );
 }
+
+/// `[dead_letter] connection = "NAME"`: every route's dead letters go to that connection's
+/// sink, here a file of JSON lines, each the message with the error in its user properties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridges_dead_letters_go_to_a_connection_named_in_its_dead_letter_section() {
+    let broker = mosquitto();
+    let config = Config::new(broker.port, "dlfile")
+        .connection("out", Connection::file("out.jsonl"))
+        .connection("dead", Connection::file("dead-letters.jsonl"))
+        .route(Route::new("meters", "meters/#", "out").set(
+            "transform",
+            ".payload.value = parse_int!(.payload.reading)\n",
+        ))
+        .set("dead_letter.connection", "dead")
+        .text();
+    let bridge = Bridge::start(&config);
+    bridge.wait_subscribed(0, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    let messages = vec![
+        ("meters/a".to_owned(), r#"{"reading": "1"}"#.to_owned()),
+        ("meters/b".to_owned(), r#"{"reading": "one"}"#.to_owned()),
+        ("meters/c".to_owned(), r#"{"reading": "3"}"#.to_owned()),
+    ];
+    publisher
+        .publish_all(messages, Duration::from_secs(10))
+        .await;
+    let dead = bridge.dir.join("dead-letters.jsonl");
+    let arrived = common::eventually(Duration::from_secs(10), || {
+        !common::complete_lines(&dead).is_empty()
+    });
+    assert!(arrived.await, "{}", bridge.log_text());
+    let letters = common::json_lines(&dead);
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter["topic"], "meters/b");
+    assert_eq!(letter["payload"], r#"{"reading": "one"}"#);
+    let props: Vec<(String, String)> =
+        serde_json::from_value(letter["user_properties"].clone()).unwrap();
+    assert!(
+        props.contains(&("mqbridge.error_kind".into(), "transform_error".into())),
+        "{props:?}"
+    );
+    assert!(
+        props.contains(&("mqbridge.route".into(), "meters".into())),
+        "{props:?}"
+    );
+    let out = bridge.dir.join("out.jsonl");
+    let delivered = common::eventually(Duration::from_secs(10), || {
+        common::complete_lines(&out).len() == 2
+    });
+    assert!(delivered.await, "{}", bridge.log_text());
+}

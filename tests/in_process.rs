@@ -152,9 +152,11 @@ async fn one_route_stops_alone_and_resumes_with_what_the_broker_held() {
         connections.insert(name.clone(), c.connect(name).await.unwrap());
     }
     let dead_letter =
-        mqbridge::dead_letter::DeadLetter::build(&config.dead_letter, config.mqtt.as_ref())
-            .await
-            .unwrap();
+        mqbridge::dead_letter::DeadLetter::build(&config.dead_letter, config.mqtt.as_ref(), |_| {
+            None
+        })
+        .await
+        .unwrap();
     let mut supervisor = Supervisor::new(Shared {
         connections: Arc::new(connections),
         dead_letter: Arc::new(dead_letter),

@@ -75,7 +75,7 @@ impl<'a> Loader<'a, '_> {
     fn sections(&mut self, root: DeTable<'a>) -> Option<Config> {
         let mut parts = Parts::default();
         let mut top = DeTable::new();
-        let (mut routes, mut downlinks) = (None, None);
+        let (mut routes, mut downlinks, mut dead_letter) = (None, None, None);
         for (key, value) in root {
             match key.get_ref().as_ref() {
                 "mqtt" => self.default_broker(value, &mut parts),
@@ -83,7 +83,8 @@ impl<'a> Loader<'a, '_> {
                 // Read once every connection is known: a route's keys depend on its kinds.
                 "routes" => routes = Some(value),
                 "downlinks" => downlinks = Some(value),
-                "dead_letter" => parts.dead_letter = self.reader.read("[dead_letter]", value),
+                // Read once every connection is known, as it may name one.
+                "dead_letter" => dead_letter = Some(value),
                 "admin" => {
                     parts.admin = self
                         .reader
@@ -97,6 +98,9 @@ impl<'a> Loader<'a, '_> {
                     top.insert(key, value);
                 }
             }
+        }
+        if let Some(value) = dead_letter {
+            self.dead_letter(value, &mut parts);
         }
         if let Some(routes) = routes {
             for (label, item) in self.items(routes, "routes", "route") {
@@ -113,6 +117,21 @@ impl<'a> Loader<'a, '_> {
             .reader
             .read("top level", Spanned::new(top_span, DeValue::Table(top)));
         self.assemble(parts, top)
+    }
+
+    /// `[dead_letter]`: a file or an MQTT topic of its own (`path`, `topic`), or a connection's
+    /// sink (`connection` and that kind's keys).
+    fn dead_letter(&mut self, value: Value<'a>, parts: &mut Parts) {
+        let names_connection = match value.get_ref() {
+            DeValue::Table(t) => t.contains_key("connection"),
+            _ => false,
+        };
+        if !names_connection {
+            parts.dead_letter = self.reader.read("[dead_letter]", value);
+            return;
+        }
+        parts.dead_letter = Some(DeadLetterConfig::default());
+        parts.dead_letter_sink = self.dead_letter_sink("[dead_letter]", "", value, parts);
     }
 
     /// `[mqtt]`: read as an `mqtt` connection's settings, and kept as the connection
@@ -140,6 +159,7 @@ impl<'a> Loader<'a, '_> {
             connections,
             routes,
             dead_letter,
+            dead_letter_sink,
             admin,
             ..
         } = parts;
@@ -164,7 +184,17 @@ impl<'a> Loader<'a, '_> {
             mqtt,
             connections,
             routes,
-            dead_letter: dead_letter.unwrap_or_default(),
+            dead_letter: {
+                let mut d = dead_letter.unwrap_or_default();
+                d.sink = match dead_letter_sink {
+                    Some((connection, sink)) => Some(DeadLetterSink {
+                        connection,
+                        sink: sink?,
+                    }),
+                    None => None,
+                };
+                d
+            },
             admin: admin.unwrap_or_default(),
             shutdown_timeout: top.as_ref()?.shutdown_timeout,
             data_dir: top?.data_dir.unwrap_or_else(default_data_dir),
@@ -311,7 +341,7 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         config.data_dir = base.join(&config.data_dir);
     }
     let dead_letter = &mut config.dead_letter;
-    if dead_letter.topic.is_none() {
+    if dead_letter.topic.is_none() && dead_letter.sink.is_none() {
         dead_letter
             .path
             .get_or_insert_with(|| DEFAULT_DEAD_LETTER_PATH.into());

@@ -92,6 +92,10 @@ pub struct DeadLetterConfig {
     pub path: Option<PathBuf>,
     /// Publish to this MQTT topic (QoS 1, on the `[mqtt]` broker) instead of a file.
     pub topic: Option<String>,
+    /// `connection = "NAME"` and that kind's route keys: every route's dead letters go to
+    /// that connection's sink (unless a route names its own `dead_letter`).
+    #[serde(skip)]
+    pub sink: Option<DeadLetterSink>,
 }
 
 /// How problems and logs name a connection: `[mqtt]` for the default broker, else

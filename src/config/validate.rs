@@ -22,6 +22,8 @@ pub struct Parts {
     pub routes: Vec<PartRoute>,
     pub broken_routes: usize,
     pub dead_letter: Option<DeadLetterConfig>,
+    /// `[dead_letter]` naming a `connection`: it, and the settings read for its kind.
+    pub dead_letter_sink: Option<(String, Option<SinkSettings>)>,
     pub admin: Option<AdminConfig>,
 }
 
@@ -83,6 +85,13 @@ pub fn validate(parts: &Parts, src: &SourceMap<'_>) -> Vec<Problem> {
     }
     if let Some(dl) = &parts.dead_letter {
         check_dead_letter(dl, &mut checker.section("[dead_letter]"));
+    }
+    if let Some((connection, sink)) = &parts.dead_letter_sink {
+        let mut check = checker.section("[dead_letter]");
+        check_connection_defined(connection, parts, &mut check, "connection");
+        if let Some(sink) = sink {
+            sink.check(Vocabulary::Mqtt, &mut check);
+        }
     }
     if let Some(admin) = &parts.admin {
         check_admin(admin, &mut checker.section("[admin]"));

@@ -55,7 +55,8 @@ pub async fn run(
     let (published, watched) = watch::channel(Arc::new(connections.clone()));
     let stop_checks = CancellationToken::new();
     let checks = checks::spawn(watched, config.admin.check_interval, stop_checks.clone());
-    let dead_letter = DeadLetter::build(&config.dead_letter, config.mqtt.as_ref())
+    let connection = |name: &str| connections.get(name).cloned();
+    let dead_letter = DeadLetter::build(&config.dead_letter, config.mqtt.as_ref(), connection)
         .await
         .map_err(RunError::DeadLetter)?;
     let dead_letter = Arc::new(dead_letter);

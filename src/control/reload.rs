@@ -100,7 +100,8 @@ impl Bridge {
         let (everything, changed_connections) = self.changes(&new, &stamps);
         let mut report = ReloadReport::default();
         // Build what is new before touching anything running: a failure leaves all as it was.
-        let (built, replacement) = Self::build(&new, &changed_connections, everything).await?;
+        let (built, replacement) =
+            Self::build(&new, &changed_connections, everything, &self.connections).await?;
         report.connections = changed_connections.iter().cloned().collect();
 
         // Which routes stop, restart or start.
@@ -236,6 +237,7 @@ impl Bridge {
         new: &Config,
         changed: &BTreeSet<String>,
         everything: bool,
+        running: &BTreeMap<String, Connection>,
     ) -> Result<(BTreeMap<String, Connection>, Option<Shared>), ControlError> {
         let mut built = BTreeMap::new();
         for name in changed {
@@ -248,7 +250,8 @@ impl Bridge {
         if !everything {
             return Ok((built, None));
         }
-        let dead_letter = DeadLetter::build(&new.dead_letter, new.mqtt.as_ref())
+        let connection = |name: &str| built.get(name).or(running.get(name)).cloned();
+        let dead_letter = DeadLetter::build(&new.dead_letter, new.mqtt.as_ref(), connection)
             .await
             .map_err(|e| ControlError::Failed(format!("dead letters: {e}")))?;
         Ok((built, Some((Arc::new(dead_letter), new.window_bytes()))))

@@ -88,7 +88,8 @@ pub async fn replay(config: &Config, path: &Path, filter: &Filter) -> Result<Sum
         return Ok(summary);
     }
     let connections = connect_all(config).await?;
-    let dead_letter = DeadLetter::build(&config.dead_letter, config.mqtt.as_ref())
+    let connection = |name: &str| connections.get(name).cloned();
+    let dead_letter = DeadLetter::build(&config.dead_letter, config.mqtt.as_ref(), connection)
         .await
         .map_err(RunError::DeadLetter)?;
     let dead_letter = Arc::new(dead_letter);

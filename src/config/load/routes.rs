@@ -54,7 +54,8 @@ impl<'a> Loader<'a, '_> {
         let sink_kind = self.kind_of(connection.as_deref(), parts);
         let nested = table.remove(&key("source"));
         let dead_letter = table.remove(&key("dead_letter"));
-        let dead_letter = dead_letter.and_then(|d| self.dead_letter_sink(label, d, parts));
+        let dead_letter =
+            dead_letter.and_then(|d| self.dead_letter_sink(label, "dead_letter", d, parts));
         let common = struct_fields::<RouteKeys>();
         let (common, mut rest) = split(table, |k| common.contains(&k));
         let keys = self.route_keys(label, common, span.clone());
@@ -133,33 +134,35 @@ impl<'a> Loader<'a, '_> {
         )
     }
 
-    /// A route's `dead_letter = { connection = "NAME", ... }`: the connection, and the other
-    /// keys read as that connection's kind's sink settings (`None` when they cannot be).
+    /// A `dead_letter = { connection = "NAME", ... }`: the connection, and the other keys read
+    /// as that connection's kind's sink settings (`None` when they cannot be). `at` is where
+    /// the table stands: `dead_letter` in a route, "" for `[dead_letter]`.
     pub(super) fn dead_letter_sink(
         &mut self,
         label: &str,
+        at: &str,
         value: Value<'a>,
         parts: &Parts,
     ) -> Option<(String, Option<SinkSettings>)> {
         let span = value.span();
+        let field = Some(at).filter(|a| !a.is_empty());
         let DeValue::Table(mut table) = value.into_inner() else {
             let msg =
                 "must be a table, such as { connection = \"kafka\", topic = \"dead-letters\" }";
-            self.reader
-                .problem(label, Some("dead_letter"), msg, span.start);
+            self.reader.problem(label, field, msg, span.start);
             return None;
         };
         let Some(connection) = self.text_of(&table, "connection") else {
             let msg = "names no `connection`: write the connection to send dead letters to";
-            self.reader
-                .problem(label, Some("dead_letter"), msg, span.start);
+            self.reader.problem(label, field, msg, span.start);
             return None;
         };
         table.remove(&key("connection"));
         let Some(kind) = self.kind_of(Some(&connection), parts) else {
             return Some((connection, None));
         };
-        self.drop_foreign_sink_keys(label, "dead_letter.", &mut table, &connection, kind);
+        let prefix = field.map(|a| format!("{a}.")).unwrap_or_default();
+        self.drop_foreign_sink_keys(label, &prefix, &mut table, &connection, kind);
         let sink = kind.read_sink(
             &mut self.reader,
             label,
