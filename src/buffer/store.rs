@@ -29,6 +29,9 @@ const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 const DAMAGED: TableDefinition<u64, &[u8]> = TableDefinition::new("damaged");
 const TOTALS: TableDefinition<&str, u64> = TableDefinition::new("totals");
 
+/// The longest a removal stays unsynced (a crash then delivers again what it removed).
+const SYNC_REMOVALS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How long writes wait after finding the disk full before they try again, unless a removal
 /// frees room first.
 const DISK_FULL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -83,6 +86,8 @@ pub struct Store {
     totals: Mutex<Totals>,
     /// Held through each write transaction.
     writing: Mutex<()>,
+    /// When a write was last fsynced.
+    last_sync: Mutex<std::time::Instant>,
     /// Bytes being written by sends that found room, not yet in `totals`.
     reserved: AtomicU64,
     max_size: AtomicU64,
@@ -126,6 +131,7 @@ impl Store {
             db: RwLock::new(None),
             totals: Mutex::default(),
             writing: Mutex::new(()),
+            last_sync: Mutex::new(std::time::Instant::now()),
             reserved: AtomicU64::new(0),
             max_size: AtomicU64::new(max_size),
             disk_full: Mutex::new(None),
@@ -211,19 +217,24 @@ impl Store {
 
     /// Runs `f` in a write transaction and commits it; the file is opened again first if an
     /// earlier write failed, and dropped after a failure, to be opened by the next.
+    /// `durable`: fsynced before it returns (an append); else fsynced at most
+    /// `SYNC_REMOVALS_EVERY` later, by this write or a later one (a removal, whose loss in a
+    /// crash only brings duplicates).
     fn write<T>(
         &self,
+        durable: bool,
         f: impl FnOnce(&redb::WriteTransaction, &mut Totals) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
         // One write at a time, from the totals it starts from to those it leaves (redb would
         // serialize the transactions, but not the totals kept beside them).
         let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
-        self.write_locked(f)
+        self.write_locked(durable, f)
     }
 
     /// `write`, the writing lock held.
     fn write_locked<T>(
         &self,
+        durable: bool,
         f: impl FnOnce(&redb::WriteTransaction, &mut Totals) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
         if self.db.read().unwrap_or_else(|p| p.into_inner()).is_none() {
@@ -232,8 +243,13 @@ impl Store {
         let slot = self.db.read().unwrap_or_else(|p| p.into_inner());
         let db = slot.as_ref().expect("opened above");
         let mut totals = self.totals();
+        let mut last_sync = self.last_sync.lock().unwrap_or_else(|p| p.into_inner());
+        let sync = durable || last_sync.elapsed() >= SYNC_REMOVALS_EVERY;
         let done = (|| -> Result<T, redb::Error> {
-            let txn = db.begin_write()?;
+            let mut txn = db.begin_write()?;
+            if !sync {
+                txn.set_durability(redb::Durability::None)?;
+            }
             let out = f(&txn, &mut totals)?;
             {
                 let mut t = txn.open_table(TOTALS)?;
@@ -248,6 +264,9 @@ impl Store {
         match done {
             Ok(out) => {
                 *self.totals.lock().unwrap_or_else(|p| p.into_inner()) = totals;
+                if sync {
+                    *last_sync = std::time::Instant::now();
+                }
                 Ok(out)
             }
             Err(error) => {
@@ -290,7 +309,7 @@ impl Store {
 
     /// Appends `values` (encoded messages) in their order, durably.
     pub fn append(&self, values: &[Vec<u8>]) -> Result<(), StoreError> {
-        let written = self.write(|txn, totals| {
+        let written = self.write(true, |txn, totals| {
             let mut table = txn.open_table(MESSAGES)?;
             for value in values {
                 table.insert(totals.next, value.as_slice())?;
@@ -341,7 +360,7 @@ impl Store {
 
     /// Removes what was delivered (or dead-lettered).
     pub fn remove(&self, seqs: &[u64]) -> Result<(), StoreError> {
-        self.write(|txn, totals| {
+        self.write(false, |txn, totals| {
             let mut table = txn.open_table(MESSAGES)?;
             for seq in seqs {
                 if let Some(value) = table.remove(seq)? {
@@ -371,7 +390,7 @@ impl Store {
             error,
         })?;
         self.reopen()?;
-        self.write_locked(|_, t| {
+        self.write_locked(true, |_, t| {
             t.next = totals.next;
             Ok(())
         })?;
@@ -382,7 +401,7 @@ impl Store {
 
     /// Moves a value that does not read back out of the way, into the `damaged` table.
     pub fn set_aside(&self, seq: u64) -> Result<(), StoreError> {
-        self.write(|txn, totals| {
+        self.write(true, |txn, totals| {
             let mut table = txn.open_table(MESSAGES)?;
             let Some(value) = table.remove(seq)? else {
                 return Ok(());
