@@ -300,6 +300,18 @@ fn config_name(config: &Config) -> String {
         .map_or("the config".into(), |p| p.display().to_string())
 }
 
+/// glibc gives each thread that allocates its own heap arena (up to eight per core), and keeps
+/// what each holds: the runtime's workers and the blocking threads that write disk buffers
+/// grew the bridge's memory by tens of MiB that way (a route with a disk buffer, 1 KiB
+/// messages: 84 MiB peak, 53 MiB with two arenas). Two arenas keep it bounded on a gateway.
+fn few_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator tunable; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// The config file and a runtime to run it on; on failure, the exit code (2: an invalid file).
 fn load(path: &Path) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
     let config = mqbridge::config::load_file(path).map_err(|e| {
@@ -362,6 +374,7 @@ fn check(path: PathBuf) -> ExitCode {
 }
 
 fn run(path: PathBuf, log_format: LogFormat) -> ExitCode {
+    few_malloc_arenas();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
