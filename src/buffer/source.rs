@@ -1,10 +1,12 @@
 //! The way out of a disk buffer, as the source of the route's second part: it reads the
 //! buffer in the order it was written, while the route's window has room and it is not paused,
 //! hands each message to the pipeline with its order key (its topic's, or its partition's or
-//! queue's, as the route's source gave it), and removes each message once the pipeline acked
-//! it delivered or dead-lettered. What is not removed when the route stops (or the bridge is
-//! killed) is read again at the next start: a duplicate at worst, never a loss.
+//! queue's, as the route's source gave it), and removes each batch once the pipeline acked
+//! every message of it delivered or dead-lettered. What is not removed when the route stops
+//! (or the bridge is killed) is read again at the next start: a duplicate at worst, never a
+//! loss.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,10 +29,10 @@ const REMOVE_EVERY: Duration = Duration::from_millis(50);
 /// How often the level gauges are set.
 const LEVEL_EVERY: Duration = Duration::from_secs(1);
 
-/// A message's number in the buffer and its size, for the window.
+/// A message's batch in the buffer and its size, for the window.
 #[derive(Debug)]
 pub struct Token {
-    seq: u64,
+    batch: u64,
     size: usize,
 }
 
@@ -101,6 +103,7 @@ impl Source for BufferSource {
             window: (0, 0),
             next: 0,
             done: Vec::new(),
+            pending: HashMap::new(),
             level,
         };
         let reader = tokio::spawn(task.run());
@@ -121,8 +124,12 @@ struct Reader {
     window: (usize, usize),
     /// The number to read from next.
     next: u64,
-    /// Delivered, not yet removed.
-    done: Vec<u64>,
+    /// Batches whose every message is delivered, not yet removed, with their lengths.
+    done: Vec<(u64, usize)>,
+    /// Batches handed over, with their lengths and how many of their messages are not yet
+    /// acked done; a batch with a message given up (a hard stop) leaves, to be read again at
+    /// the next start.
+    pending: HashMap<u64, (usize, usize)>,
     level: events::BufferLevel,
 }
 
@@ -200,10 +207,23 @@ impl Reader {
         for (token, done) in run {
             self.window.0 -= 1.min(self.window.0);
             self.window.1 -= token.size.min(self.window.1);
-            // A message given up at a hard stop stays, to be read at the next start.
-            if done {
-                self.done.push(token.seq);
-            }
+            self.settle(token.batch, done);
+        }
+    }
+
+    /// One message of `batch` left the pipeline, `done` or given up.
+    fn settle(&mut self, batch: u64, done: bool) {
+        let Some((len, left)) = self.pending.get_mut(&batch) else {
+            return;
+        };
+        *left = left.saturating_sub(1);
+        let (len, left) = (*len, *left);
+        if !done {
+            // Given up at a hard stop: the whole batch stays, to be read at the next start.
+            self.pending.remove(&batch);
+        } else if left == 0 {
+            self.pending.remove(&batch);
+            self.done.push((batch, len));
         }
     }
 
@@ -211,22 +231,24 @@ impl Reader {
         if self.done.is_empty() {
             return;
         }
-        let seqs = std::mem::take(&mut self.done);
+        let batches = std::mem::take(&mut self.done);
         let store = self.source.store.clone();
         let removed = tokio::task::spawn_blocking(move || {
-            let error = match store.remove(&seqs) {
+            let keys: Vec<u64> = batches.iter().map(|(key, _)| *key).collect();
+            let error = match store.remove(&keys) {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };
             // On a full disk even a removal may find no page to write: once the file holds
             // only what was delivered, it starts anew.
-            if error.is_disk_full() && store.reset_if_delivered(seqs.len()).unwrap_or(false) {
+            let delivered = batches.iter().map(|(_, len)| len).sum();
+            if error.is_disk_full() && store.reset_if_delivered(delivered).unwrap_or(false) {
                 return Ok(());
             }
-            Err((error, seqs))
+            Err((error, batches))
         })
         .await;
-        if let Ok(Err((e, seqs))) = removed {
+        if let Ok(Err((e, batches))) = removed {
             // Kept to be removed by the next turn; until then they are only held longer.
             let error = e.to_string();
             events::BufferRemoveFailed {
@@ -234,7 +256,7 @@ impl Reader {
                 error: &error,
             }
             .emit();
-            self.done = seqs;
+            self.done = batches;
         }
     }
 
@@ -251,11 +273,19 @@ impl Reader {
 
     async fn hand_over(&mut self, stored: Vec<Stored>) {
         let lanes = self.source.lanes as u64;
-        for Stored { seq, size, message } in stored {
+        for Stored {
+            seq,
+            batch,
+            batch_len,
+            size,
+            message,
+        } in stored
+        {
             self.next = seq + 1;
+            self.pending.entry(batch).or_insert((batch_len, batch_len));
             let msg = match message {
                 Ok(msg) => msg,
-                Err(damage) => {
+                Err((damage, bytes)) => {
                     let error = damage.to_string();
                     events::BufferDamaged {
                         route: &self.source.route,
@@ -264,7 +294,10 @@ impl Reader {
                     }
                     .emit();
                     let store = self.source.store.clone();
-                    let _ = tokio::task::spawn_blocking(move || store.set_aside(seq)).await;
+                    let kept = tokio::task::spawn_blocking(move || store.set_aside(seq, &bytes));
+                    // Kept aside (or, failing that, reported): it counts as settled.
+                    let _ = kept.await;
+                    self.settle(batch, true);
                     continue;
                 }
             };
@@ -278,7 +311,7 @@ impl Reader {
             let _ = tx.send(Delivery {
                 lane: (key % lanes) as usize,
                 msg,
-                token: Token { seq, size },
+                token: Token { batch, size },
                 key,
             });
         }
