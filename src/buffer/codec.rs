@@ -26,32 +26,41 @@ pub enum Damage {
 }
 
 /// `msg` as stored.
+#[cfg(test)]
 pub fn encode(msg: &Message) -> Vec<u8> {
-    let p = &msg.properties;
     let mut out = Vec::with_capacity(HEADER + 64 + msg.topic.len() + msg.payload.len());
+    encode_into(&mut out, msg);
+    out
+}
+
+/// `msg` as stored, appended to `buf`.
+pub fn encode_into(buf: &mut Vec<u8>, msg: &Message) {
+    let start = buf.len();
+    let p = &msg.properties;
+    let out = buf;
     out.put_u32_le(0);
     out.put_u64_le(msg.timestamp_ms);
     out.put_u8(VERSION);
     out.put_slice(msg.id.as_bytes());
     out.put_u8(msg.qos | (msg.retain as u8) << 2 | (msg.dup as u8) << 3);
     out.put_u16_le(msg.packet_id);
-    text(&mut out, &msg.topic);
-    bytes(&mut out, &msg.payload);
-    option(&mut out, p.payload_format_indicator, |o, v| o.put_u8(v));
-    option(&mut out, p.message_expiry_interval, |o, v| o.put_u32_le(v));
-    option(&mut out, p.content_type.as_deref(), text);
-    option(&mut out, p.response_topic.as_deref(), text);
-    option(&mut out, p.correlation_data.as_deref(), bytes);
+    text(out, &msg.topic);
+    bytes(out, &msg.payload);
+    option(out, p.payload_format_indicator, |o, v| o.put_u8(v));
+    option(out, p.message_expiry_interval, |o, v| o.put_u32_le(v));
+    option(out, p.content_type.as_deref(), text);
+    option(out, p.response_topic.as_deref(), text);
+    option(out, p.correlation_data.as_deref(), bytes);
     out.put_u32_le(p.user_properties.len() as u32);
     for (name, value) in &p.user_properties {
-        text(&mut out, name);
-        text(&mut out, value);
+        text(out, name);
+        text(out, value);
     }
     let publisher = &msg.publisher;
     for field in [&publisher.client_id, &publisher.username, &publisher.host] {
-        option(&mut out, field.as_deref(), text);
+        option(out, field.as_deref(), text);
     }
-    option(&mut out, msg.origin.as_deref(), |o, origin| {
+    option(out, msg.origin.as_deref(), |o, origin| {
         text(o, origin.system.name);
         text(o, &origin.partition.topic);
         text(o, &origin.partition.broker);
@@ -60,14 +69,13 @@ pub fn encode(msg: &Message) -> Vec<u8> {
         option(o, origin.key.as_deref(), text);
         option(o, origin.tag.as_deref(), text);
     });
-    option(&mut out, msg.destination.as_deref(), |o, d| {
+    option(out, msg.destination.as_deref(), |o, d| {
         for field in [&d.topic, &d.key, &d.tag] {
             option(o, field.as_deref(), text);
         }
     });
-    let sum = crc32fast::hash(&out[4..]);
-    out[..4].copy_from_slice(&sum.to_le_bytes());
-    out
+    let sum = crc32fast::hash(&out[start + 4..]);
+    out[start..start + 4].copy_from_slice(&sum.to_le_bytes());
 }
 
 /// When the stored message was received, read from its header alone.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::codec;
-use super::store::{Store, StoreError};
+use super::store::{Chunks, Store, StoreError};
 use crate::events;
 use crate::flow::{Retry, Sink, SinkError};
 use crate::message::Message;
@@ -61,12 +61,16 @@ impl BufferSink {
 #[async_trait]
 impl Sink for BufferSink {
     async fn send(&self, batch: &[&Message]) -> Vec<Result<(), SinkError>> {
-        let values: Arc<Vec<Vec<u8>>> = Arc::new(batch.iter().map(|m| codec::encode(m)).collect());
-        let bytes = values.iter().map(|v| v.len() as u64).sum();
+        let mut chunks = Chunks::default();
+        for msg in batch {
+            chunks.push_with(|blob| codec::encode_into(blob, msg));
+        }
+        let chunks = Arc::new(chunks.done());
+        let bytes = chunks.iter().map(|c| c.bytes() as u64).sum();
         loop {
             self.room(bytes).await;
-            let (store, values) = (self.store.clone(), values.clone());
-            let written = tokio::task::spawn_blocking(move || store.append(&values)).await;
+            let (store, chunks) = (self.store.clone(), chunks.clone());
+            let written = tokio::task::spawn_blocking(move || store.append_chunks(&chunks)).await;
             self.store.release(bytes);
             let error = match written {
                 Ok(Ok(())) => {

@@ -318,21 +318,31 @@ impl Store {
     /// under the number of its first message (a B-tree entry per message cost twice the CPU
     /// of the whole route at 1 KiB payloads).
     pub fn append(&self, values: &[Vec<u8>]) -> Result<(), StoreError> {
-        self.append_once(values, true)
+        let mut chunks = Chunks::default();
+        for value in values {
+            chunks.push_with(|blob| blob.extend_from_slice(value));
+        }
+        self.append_chunks(&chunks.done())
     }
 
-    /// `append`; `reset`: an empty file the disk cannot grow may start anew, once.
-    fn append_once(&self, values: &[Vec<u8>], reset: bool) -> Result<(), StoreError> {
-        if values.is_empty() {
+    /// Appends the messages of `chunks`, in their order, durably, in one transaction.
+    pub fn append_chunks(&self, chunks: &[Chunk]) -> Result<(), StoreError> {
+        self.append_once(chunks, true)
+    }
+
+    /// `append_chunks`; `reset`: an empty file the disk cannot grow may start anew, once.
+    fn append_once(&self, chunks: &[Chunk], reset: bool) -> Result<(), StoreError> {
+        if chunks.is_empty() {
             return Ok(());
         }
-        let blob = batch_blob(values);
         let written = self.write(true, |txn, totals| {
             let mut table = txn.open_table(MESSAGES)?;
-            table.insert(totals.next, blob.as_slice())?;
-            totals.next += values.len() as u64;
-            totals.level.bytes += blob.len() as u64;
-            totals.level.messages += values.len() as u64;
+            for chunk in chunks {
+                table.insert(totals.next, chunk.blob.as_slice())?;
+                totals.next += chunk.count as u64;
+                totals.level.bytes += chunk.blob.len() as u64;
+                totals.level.messages += chunk.count as u64;
+            }
             Ok(())
         });
         if let Err(e) = &written {
@@ -341,7 +351,7 @@ impl Store {
                     Some(std::time::Instant::now());
                 // An empty file that the disk cannot grow starts anew, giving back what it took.
                 if reset && self.reset_if_delivered(0).unwrap_or(false) {
-                    return self.append_once(values, false);
+                    return self.append_once(chunks, false);
                 }
             }
         }
@@ -446,16 +456,86 @@ impl Store {
     }
 }
 
-/// A batch as stored: its count, then each message's length and bytes.
-fn batch_blob(values: &[Vec<u8>]) -> Vec<u8> {
-    let len = 4 + values.iter().map(|v| 4 + v.len()).sum::<usize>();
-    let mut blob = Vec::with_capacity(len);
-    blob.extend_from_slice(&(values.len() as u32).to_le_bytes());
-    for value in values {
-        blob.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        blob.extend_from_slice(value);
+/// The most bytes of one stored value. redb gives a large value a power-of-two run of pages,
+/// so a written batch is cut into values just under 256 KiB (a batch of 500 messages of 16 KiB
+/// in one value took a 16 MiB run for 8 MiB: the file was 2.5 times what it held).
+const CHUNK_BYTES: usize = 256 * 1024 - 512;
+
+/// Messages stored as one value: how many, and the value (its count, then each message's
+/// length and bytes).
+pub struct Chunk {
+    count: usize,
+    blob: Vec<u8>,
+}
+
+/// Chunks being filled, a message at a time, each message written once, in place.
+#[derive(Default)]
+pub struct Chunks {
+    done: Vec<Chunk>,
+    open: Option<Chunk>,
+}
+
+impl Chunks {
+    /// Adds the message `write` appends to the buffer it is given.
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let chunk = self.open.get_or_insert_with(|| Chunk {
+            count: 0,
+            blob: 0u32.to_le_bytes().to_vec(),
+        });
+        let at = chunk.blob.len();
+        chunk.blob.extend_from_slice(&0u32.to_le_bytes());
+        write(&mut chunk.blob);
+        let len = (chunk.blob.len() - at - 4) as u32;
+        chunk.blob[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        if chunk.blob.len() > CHUNK_BYTES && chunk.count > 0 {
+            // Too large with it: it starts the next chunk.
+            let moved = chunk.blob.split_off(at);
+            self.close();
+            let mut blob = 1u32.to_le_bytes().to_vec();
+            blob.extend_from_slice(&moved);
+            self.open = Some(Chunk { count: 1, blob });
+        } else {
+            chunk.count += 1;
+        }
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|c| c.blob.len() >= CHUNK_BYTES)
+        {
+            self.close();
+        }
     }
-    blob
+
+    fn close(&mut self) {
+        if let Some(mut chunk) = self.open.take() {
+            chunk.blob[..4].copy_from_slice(&(chunk.count as u32).to_le_bytes());
+            self.done.push(chunk);
+        }
+    }
+
+    /// The chunks, in order.
+    pub fn done(mut self) -> Vec<Chunk> {
+        self.close();
+        self.done
+    }
+}
+
+impl Chunk {
+    /// Its bytes, as the buffer's size counts them.
+    pub fn bytes(&self) -> usize {
+        self.blob.len()
+    }
+}
+
+#[cfg(test)]
+fn batch_blob(values: &[Vec<u8>]) -> Vec<u8> {
+    let mut chunks = Chunks::default();
+    for value in values {
+        chunks.push_with(|blob| blob.extend_from_slice(value));
+    }
+    let mut done = chunks.done();
+    assert_eq!(done.len(), 1, "one chunk");
+    done.remove(0).blob
 }
 
 /// The number of messages a batch says it holds.
@@ -691,6 +771,34 @@ mod tests {
         assert_eq!(store.level(), Level::default());
         store.append(&[value]).unwrap();
         assert_eq!(seqs(&store.read(0, 10, usize::MAX).unwrap()), [3]);
+    }
+
+    #[test]
+    fn a_large_batch_is_stored_in_chunks_under_a_power_of_two_and_reads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.redb"), 1 << 30).unwrap();
+        let mut msgs = Vec::new();
+        for i in 0..40 {
+            let mut m = sample(&format!("t/{i}"));
+            m.payload = vec![i as u8; 16 * 1024].into();
+            msgs.push(m);
+        }
+        let mut chunks = Chunks::default();
+        for m in &msgs {
+            chunks.push_with(|blob| codec::encode_into(blob, m));
+        }
+        let chunks = chunks.done();
+        assert!(chunks.len() > 1);
+        assert!(
+            chunks.iter().all(|c| c.bytes() <= CHUNK_BYTES),
+            "every chunk under its bound"
+        );
+        assert_eq!(chunks.iter().map(|c| c.count).sum::<usize>(), 40);
+        store.append_chunks(&chunks).unwrap();
+        let read = store.read(0, 1000, usize::MAX).unwrap();
+        let back: Vec<_> = read.into_iter().map(|s| s.message.unwrap()).collect();
+        assert_eq!(back, msgs);
+        assert_eq!(store.level().messages, 40);
     }
 
     #[test]
