@@ -101,8 +101,12 @@ pub fn payload_text(payload: &[u8], base64: bool) -> (Cow<'_, str>, &'static str
 
 /// The message a record's JSON holds (a dead letter's `message`), as the bridge received it.
 /// A record read from Kafka or RocketMQ shows its topic as `{system}:{topic}` and where it was
-/// read as `source.*` user properties (`Message::as_dead_letter`): it gets its origin back.
-pub fn parse(v: &serde_json::Value) -> Result<Message, String> {
+/// read as `source.*` user properties (`Message::as_dead_letter`): it gets its origin back, from
+/// the systems `systems` names.
+pub fn parse(
+    v: &serde_json::Value,
+    systems: &dyn Fn(&str) -> Option<&'static crate::message::System>,
+) -> Result<Message, String> {
     use crate::message::{Origin, Partition, Properties, Publisher};
     let text = |name: &str| v[name].as_str().map(str::to_owned);
     let number = |name: &str| v[name].as_u64();
@@ -162,7 +166,7 @@ pub fn parse(v: &serde_json::Value) -> Result<Message, String> {
     let read_from = msg
         .topic
         .split_once(':')
-        .and_then(|(system, topic)| Some((crate::connectors::system(system)?, topic.to_owned())));
+        .and_then(|(system, topic)| Some((systems(system)?, topic.to_owned())));
     if let Some((system, topic)) = read_from {
         let user = &mut msg.properties.user_properties;
         let mut take = |name: &str| {
@@ -205,11 +209,17 @@ mod tests {
         let mut msg = sample("a/b");
         msg.payload = bytes::Bytes::from_static(b"\x00\xffbinary");
         msg.properties.correlation_data = Some(bytes::Bytes::from_static(b"\x01"));
+        static LOG: crate::message::System = crate::message::System {
+            name: "log",
+            fields: None,
+            ckafka_event: false,
+        };
+        let systems = |name: &str| (name == "log").then_some(&LOG);
         let json = serde_json::to_value(Record::new(&msg)).unwrap();
-        assert_eq!(parse(&json).unwrap(), msg);
+        assert_eq!(parse(&json, &systems).unwrap(), msg);
 
         let origin = crate::message::Origin {
-            system: &crate::connectors::kafka::KAFKA,
+            system: &LOG,
             partition: crate::message::Partition {
                 topic: "orders".into(),
                 broker: String::new(),
@@ -222,7 +232,7 @@ mod tests {
         let record = Message::record(origin, vec![("h".into(), "v".into())], "{}".into());
         let shown = record.as_dead_letter();
         let json = serde_json::to_value(Record::new(&shown)).unwrap();
-        assert_eq!(parse(&json).unwrap(), record);
+        assert_eq!(parse(&json, &systems).unwrap(), record);
     }
 
     #[test]

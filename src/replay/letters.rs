@@ -49,7 +49,7 @@ fn letter(line: &str) -> Result<Letter, String> {
             .map(str::to_owned)
             .ok_or(format!("no {name}"))
     };
-    let message = crate::record::parse(&v["message"])?;
+    let message = crate::record::parse(&v["message"], &crate::connectors::system)?;
     let failed_at = v["failed_at"].as_u64().ok_or("no failed_at")?;
     Ok(Letter {
         id: format!("{}@{failed_at}", message.id),
