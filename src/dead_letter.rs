@@ -190,7 +190,8 @@ impl DeadLetters for DeadLetter {
 /// message as it came (a record read from Kafka or RocketMQ with where it was read, as
 /// `source.*` user properties), with why it failed in user properties, which a Kafka sink
 /// writes as headers (as Kafka Connect's dead-letter queue does): `mqbridge.error`,
-/// `mqbridge.error_kind`, `mqbridge.route`, `mqbridge.attempts` and `mqbridge.failed_at`.
+/// `mqbridge.error_kind`, `mqbridge.route`, `mqbridge.attempts` and `mqbridge.failed_at`; a
+/// record read from Kafka or RocketMQ also says `source.topic` (`{system}:{topic}`).
 pub struct SinkDeadLetters {
     sink: Arc<dyn crate::flow::Sink>,
 }
@@ -210,6 +211,10 @@ impl SinkDeadLetters {
         // Where the route's rules sent it is for the route's sink, not this one.
         msg.destination = None;
         let user = &mut msg.properties.user_properties;
+        if entry.msg.origin.is_some() {
+            // A sink that does not write the topic (Kafka) keeps where it was read.
+            user.push(("source.topic".into(), msg.topic.clone()));
+        }
         user.push(("mqbridge.error".into(), entry.error.to_string()));
         user.push(("mqbridge.error_kind".into(), entry.error.kind().into()));
         user.push(("mqbridge.route".into(), route.into()));

@@ -93,8 +93,9 @@ enum Command {
         /// Only the letters of this error kind (`too_large`, `schema_invalid`, ...).
         #[arg(long)]
         error_kind: Option<String>,
-        /// The dead-letter file (JSON lines, as `[dead_letter] path` writes it).
-        file: PathBuf,
+        /// The dead letters: a dead-letter file (JSON lines, as `[dead_letter] path` writes
+        /// it), or `kafka:CONNECTION/TOPIC`, a topic a `dead_letter` connection writes.
+        file: String,
     },
     /// Print a commented example config.
     ExampleConfig,
@@ -325,7 +326,7 @@ fn load(path: &Path) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
     Ok((config, runtime))
 }
 
-fn replay(path: &Path, route: Option<String>, error_kind: Option<String>, file: &Path) -> ExitCode {
+fn replay(path: &Path, route: Option<String>, error_kind: Option<String>, file: &str) -> ExitCode {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
@@ -337,7 +338,8 @@ fn replay(path: &Path, route: Option<String>, error_kind: Option<String>, file: 
         Err(code) => return code,
     };
     let filter = mqbridge::replay::Filter { route, error_kind };
-    match runtime.block_on(mqbridge::replay::replay(&config, file, &filter)) {
+    let letters = mqbridge::replay::Letters::parse(file);
+    match runtime.block_on(mqbridge::replay::replay(&config, &letters, &filter)) {
         Ok(s) => {
             println!(
                 "replayed {}, filtered {}, dead-lettered again {}, already replayed {}, skipped {}, unreadable {}",

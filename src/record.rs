@@ -107,7 +107,7 @@ pub fn parse(
     v: &serde_json::Value,
     systems: &dyn Fn(&str) -> Option<&'static crate::message::System>,
 ) -> Result<Message, String> {
-    use crate::message::{Origin, Partition, Properties, Publisher};
+    use crate::message::{Properties, Publisher};
     let text = |name: &str| v[name].as_str().map(str::to_owned);
     let number = |name: &str| v[name].as_u64();
     let topic = text("topic").ok_or("no topic")?;
@@ -163,35 +163,47 @@ pub fn parse(
         origin: None,
         destination: None,
     };
+    restore_origin(&mut msg, systems);
+    Ok(msg)
+}
+
+/// A message shown as a dead letter (`Message::as_dead_letter`) as it was read: a topic
+/// `{system}:{topic}` of a system `systems` names, and the `source.*` user properties, give
+/// back its origin.
+pub fn restore_origin(
+    msg: &mut Message,
+    systems: &dyn Fn(&str) -> Option<&'static crate::message::System>,
+) {
+    use crate::message::{Origin, Partition};
     let read_from = msg
         .topic
         .split_once(':')
         .and_then(|(system, topic)| Some((systems(system)?, topic.to_owned())));
-    if let Some((system, topic)) = read_from {
-        let user = &mut msg.properties.user_properties;
-        let mut take = |name: &str| {
-            let at = user.iter().rposition(|(k, _)| k == name)?;
-            Some(user.remove(at).1)
-        };
-        let origin = Origin {
-            system,
-            offset: take("source.offset")
-                .and_then(|o| o.parse().ok())
-                .unwrap_or(-1),
-            key: take("source.key"),
-            tag: take("source.tag"),
-            partition: Partition {
-                topic: topic.clone(),
-                broker: take("source.broker").unwrap_or_default(),
-                id: take("source.partition")
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or(0),
-            },
-        };
-        msg.topic = topic;
-        msg.origin = Some(Box::new(origin));
-    }
-    Ok(msg)
+    let Some((system, topic)) = read_from else {
+        return;
+    };
+    let user = &mut msg.properties.user_properties;
+    let mut take = |name: &str| {
+        let at = user.iter().rposition(|(k, _)| k == name)?;
+        Some(user.remove(at).1)
+    };
+    let origin = Origin {
+        system,
+        offset: take("source.offset")
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(-1),
+        key: take("source.key"),
+        tag: take("source.tag"),
+        partition: Partition {
+            topic: topic.clone(),
+            broker: take("source.broker").unwrap_or_default(),
+            id: take("source.partition")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0),
+        },
+    };
+    msg.topic = topic;
+    msg.origin = Some(Box::new(origin));
 }
 
 /// The id as text, without allocating.

@@ -33,7 +33,7 @@ async fn refused_messages_go_to_a_kafka_topic_with_the_error_in_headers() {
         )
         .dead_letter("dead.jsonl")
         .text();
-    let bridge = Bridge::start(&config);
+    let mut bridge = Bridge::start(&config);
     bridge.wait_subscribed(0, 1);
     let mut publisher = Publisher::connect(broker.port).await;
     let messages: Vec<(String, String)> = (0..20)
@@ -84,10 +84,39 @@ async fn refused_messages_go_to_a_kafka_topic_with_the_error_in_headers() {
         common::complete_lines(&out).len() >= 18
     });
     assert!(delivered.await, "{}", bridge.log_text());
-    assert!(
-        !bridge.dir.join("dead.jsonl").exists()
-            || common::complete_lines(&bridge.dir.join("dead.jsonl")).is_empty()
-    );
+    let dead = bridge.dir.join("dead.jsonl");
+    assert!(!dead.exists() || common::complete_lines(&dead).is_empty());
+
+    // Mended, the letters are replayed from the topic, once.
+    assert!(bridge.stop().is_some());
+    let lenient = ".payload.value = to_int(.payload.reading) ?? 0";
+    let mended = config.replace(transform.trim_end(), lenient);
+    assert_ne!(mended, config);
+    std::fs::write(&bridge.config, &mended).unwrap();
+    let source = format!("kafka:kafka/{dlq}");
+    let replay = || {
+        let config = bridge.config.to_str().unwrap();
+        let (code, text) = common::bridge::cli(&["replay", "--config", config, &source]);
+        assert_eq!(code, 0, "{text}");
+        text
+    };
+    let text = replay();
+    let first = "replayed 2, filtered 0, dead-lettered again 0, already replayed 0";
+    assert!(text.contains(first), "{text}");
+    let lines = common::complete_lines(&out);
+    assert_eq!(lines.len(), 20, "{lines:?}");
+    for n in [5, 12] {
+        let topic = format!("meters/m{n}\"");
+        assert_eq!(
+            lines.iter().filter(|l| l.contains(&topic)).count(),
+            1,
+            "{lines:?}"
+        );
+    }
+    let text = replay();
+    let again = "replayed 0, filtered 0, dead-lettered again 0, already replayed 2";
+    assert!(text.contains(again), "{text}");
+    assert_eq!(common::complete_lines(&out).len(), 20);
 }
 
 #[test]

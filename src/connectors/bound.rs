@@ -43,6 +43,10 @@ pub(super) trait AnyConnectionConfig: fmt::Debug + Send + Sync {
     fn files(&self) -> Vec<PathBuf>;
     fn files_read(&self) -> Vec<PathBuf>;
     fn warnings(&self) -> Vec<String>;
+    fn read_topic(
+        &self,
+        topic: &str,
+    ) -> Option<Result<Vec<(String, crate::message::Message)>, BoxError>>;
     fn same(&self, other: &dyn Any) -> bool;
     fn check(&self, check: &mut Check<'_>);
     fn readable(&self) -> bool;
@@ -69,6 +73,12 @@ impl<K: Connector> AnyConnectionConfig for Typed<K, K::ConnectionConfig> {
     }
     fn warnings(&self) -> Vec<String> {
         K::warnings(&self.0)
+    }
+    fn read_topic(
+        &self,
+        topic: &str,
+    ) -> Option<Result<Vec<(String, crate::message::Message)>, BoxError>> {
+        K::read_topic(&self.0, topic)
     }
     fn same(&self, other: &dyn Any) -> bool {
         other.downcast_ref::<K::ConnectionConfig>() == Some(&self.0)
@@ -124,6 +134,13 @@ impl ConnectionConfig {
     /// What an operator should know of valid settings (`Connector::warnings`).
     pub fn warnings(&self) -> Vec<String> {
         self.0.warnings()
+    }
+    /// Every message of `topic` once, with where it sat (`Connector::read_topic`).
+    pub fn read_topic(
+        &self,
+        topic: &str,
+    ) -> Option<Result<Vec<(String, crate::message::Message)>, BoxError>> {
+        self.0.read_topic(topic)
     }
     /// Whether the kind can be read from (a route's source).
     pub fn readable(&self) -> bool {

@@ -64,6 +64,15 @@ pub trait Connector: 'static {
     fn warnings(_config: &Self::ConnectionConfig) -> Vec<String> {
         Vec::new()
     }
+    /// Every message of `topic` once, each with where it sat (`kafka:TOPIC/PARTITION@OFFSET`),
+    /// without joining a group: how `mqbridge replay` reads dead letters a route's sink of this
+    /// kind wrote. Blocks. `None`: the kind cannot be read so.
+    fn read_topic(
+        _config: &Self::ConnectionConfig,
+        _topic: &str,
+    ) -> Option<Result<Vec<(String, crate::message::Message)>, BoxError>> {
+        None
+    }
     fn check_connection(config: &Self::ConnectionConfig, check: &mut Check<'_>);
     /// Checks a route's sink keys; `vocabulary` is what the route's messages carry.
     fn check_sink(config: &Self::SinkConfig, vocabulary: Vocabulary, check: &mut Check<'_>);

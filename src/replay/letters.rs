@@ -41,6 +41,45 @@ pub fn read(path: &Path) -> std::io::Result<Read> {
     Ok(read)
 }
 
+/// The letters among `records` (each with where it sat), as a route's `dead_letter` (or
+/// `[dead_letter] connection`) wrote them to a topic: the message, and the `mqbridge.*`
+/// properties that say its route, why it failed and when. A record without them is counted
+/// as unreadable.
+pub fn from_records(records: Vec<(String, Message)>) -> Read {
+    let mut read = Read {
+        letters: Vec::new(),
+        unreadable: 0,
+    };
+    for (place, mut message) in records {
+        let user = &mut message.properties.user_properties;
+        let mut take = |name: &str| {
+            let at = user.iter().position(|(k, _)| k == name)?;
+            Some(user.remove(at).1)
+        };
+        let (route, error_kind) = (take("mqbridge.route"), take("mqbridge.error_kind"));
+        for name in ["mqbridge.error", "mqbridge.attempts", "mqbridge.failed_at"] {
+            take(name);
+        }
+        let source_topic = take("source.topic");
+        let (Some(route), Some(error_kind)) = (route, error_kind) else {
+            read.unreadable += 1;
+            tracing::warn!(record = %place, "a record of the dead-letter topic names no route or error kind; skipped");
+            continue;
+        };
+        if let Some(topic) = source_topic {
+            message.topic = topic;
+            crate::record::restore_origin(&mut message, &crate::connectors::system);
+        }
+        read.letters.push(Letter {
+            id: place,
+            route,
+            error_kind,
+            message,
+        });
+    }
+    read
+}
+
 fn letter(line: &str) -> Result<Letter, String> {
     let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
     let text = |name: &str| {
@@ -66,11 +105,12 @@ pub struct Record {
 }
 
 impl Record {
-    /// The record beside `letters` (`{letters}.replayed`).
-    pub fn open(letters: &Path) -> std::io::Result<Self> {
-        let mut name = letters.as_os_str().to_owned();
-        name.push(".replayed");
-        let path = PathBuf::from(name);
+    /// The record at `path`.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let path = path.to_owned();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -7,13 +7,15 @@
 //! lettered again) is recorded beside the letters (`FILE.replayed`, one letter's id per line,
 //! written before the next batch is taken), and a second run skips it.
 //!
-//! The letters are read from a dead-letter file (`[dead_letter] path`, JSON lines).
+//! The letters are read from a dead-letter file (`[dead_letter] path`, JSON lines), its record
+//! beside it; or from a Kafka topic a `dead_letter` connection wrote (`kafka:CONNECTION/TOPIC`),
+//! its record under `data_dir/replayed/`.
 
 mod letters;
 mod source;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -47,10 +49,77 @@ pub struct Summary {
     pub unreadable: u64,
 }
 
+/// Where the letters are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Letters {
+    File(PathBuf),
+    /// A Kafka topic on a connection of the configuration.
+    Kafka {
+        connection: String,
+        topic: String,
+    },
+}
+
+impl Letters {
+    /// `kafka:CONNECTION/TOPIC`, or a file's path.
+    pub fn parse(s: &str) -> Self {
+        let kafka = s
+            .strip_prefix("kafka:")
+            .and_then(|rest| rest.split_once('/'));
+        match kafka {
+            Some((connection, topic)) if !connection.is_empty() && !topic.is_empty() => {
+                Letters::Kafka {
+                    connection: connection.to_owned(),
+                    topic: topic.to_owned(),
+                }
+            }
+            _ => Letters::File(s.into()),
+        }
+    }
+
+    /// Where the record of what was replayed from them is kept.
+    fn record(&self, config: &Config) -> PathBuf {
+        match self {
+            Letters::File(path) => {
+                let mut name = path.as_os_str().to_owned();
+                name.push(".replayed");
+                name.into()
+            }
+            Letters::Kafka { connection, topic } => config
+                .data_dir
+                .join("replayed")
+                .join(format!("kafka-{connection}-{topic}.replayed")),
+        }
+    }
+
+    fn read(&self, config: &Config) -> Result<letters::Read, ReplayError> {
+        match self {
+            Letters::File(path) => {
+                letters::read(path).map_err(|e| ReplayError::Read(path.clone(), e))
+            }
+            Letters::Kafka { connection, topic } => {
+                let named = config.connections.get(connection);
+                let read = named.and_then(|c| c.read_topic(topic));
+                let records = read.ok_or_else(|| ReplayError::NoKafka(connection.clone()))?;
+                let records = records.map_err(|e| {
+                    ReplayError::Kafka(format!("kafka:{connection}/{topic}"), e.to_string())
+                })?;
+                Ok(letters::from_records(records))
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error("{0}: {1}")]
     Read(PathBuf, std::io::Error),
+    #[error(
+        "no connection \"{0}\" in the configuration whose topics can be read (a kafka connection)"
+    )]
+    NoKafka(String),
+    #[error("{0}: {1}")]
+    Kafka(String, String),
     #[error(transparent)]
     Run(#[from] RunError),
 }
@@ -58,10 +127,21 @@ pub enum ReplayError {
 /// The error kinds of letters a rule refused: they run through the rules again.
 const RULE_KINDS: &[&str] = &["schema_invalid", "transform_error"];
 
-/// Sends again the letters of `path` that `filter` asks for, through `config`'s routes.
-pub async fn replay(config: &Config, path: &Path, filter: &Filter) -> Result<Summary, ReplayError> {
-    let record = letters::Record::open(path).map_err(|e| ReplayError::Read(path.to_owned(), e))?;
-    let read = letters::read(path).map_err(|e| ReplayError::Read(path.to_owned(), e))?;
+/// Sends again the letters that `filter` asks for, through `config`'s routes.
+pub async fn replay(
+    config: &Config,
+    from: &Letters,
+    filter: &Filter,
+) -> Result<Summary, ReplayError> {
+    let record_path = from.record(config);
+    let record =
+        letters::Record::open(&record_path).map_err(|e| ReplayError::Read(record_path, e))?;
+    let read = {
+        let (from, config) = (from.clone(), config.clone());
+        tokio::task::spawn_blocking(move || from.read(&config))
+            .await
+            .map_err(|e| ReplayError::Kafka("reading the letters".into(), e.to_string()))??
+    };
     let mut summary = Summary {
         unreadable: read.unreadable,
         ..Summary::default()

@@ -89,6 +89,55 @@ pub fn headers(msg: &Message) -> OwnedHeaders {
     h
 }
 
+/// The message a record of `headers` and `payload` carries, as `headers` wrote it: MQTT's
+/// fields from their `mqtt.*` names, the other headers as user properties in their order. A
+/// record without `mqtt.topic` (one the bridge had read from Kafka or RocketMQ) keeps every
+/// header as a user property, and an empty topic.
+pub fn message(headers: Vec<(String, String)>, payload: bytes::Bytes) -> Message {
+    let mut msg = Message::record(
+        crate::message::Origin {
+            system: &KAFKA,
+            partition: crate::message::Partition {
+                topic: String::new(),
+                broker: String::new(),
+                id: 0,
+            },
+            offset: -1,
+            key: None,
+            tag: None,
+        },
+        Vec::new(),
+        payload,
+    );
+    msg.origin = None;
+    msg.topic = String::new();
+    let mqtt = headers.iter().any(|(k, _)| k == "mqtt.topic");
+    for (key, value) in headers {
+        let p = &mut msg.properties;
+        match key.as_str() {
+            "mqtt.topic" if mqtt => msg.topic = value,
+            "mqtt.qos" if mqtt => msg.qos = value.parse().unwrap_or(1),
+            "mqtt.retained" if mqtt => msg.retain = value == "true",
+            "mqtt.duplicate" if mqtt => msg.dup = value == "true",
+            "mqtt.packet.id" if mqtt => msg.packet_id = value.parse().unwrap_or(0),
+            "mqtt.message.id" if mqtt => msg.id = value.parse().unwrap_or(msg.id),
+            "mqtt.timestamp" if mqtt => {
+                msg.timestamp_ms = value.parse().unwrap_or(msg.timestamp_ms)
+            }
+            CONTENT_TYPE if mqtt => p.content_type = Some(value),
+            RESPONSE_TOPIC if mqtt => p.response_topic = Some(value),
+            CORRELATION_DATA if mqtt => {
+                p.correlation_data = BASE64.decode(value).ok().map(Into::into)
+            }
+            "mqtt.publisher.client.id" if mqtt => msg.publisher.client_id = Some(value),
+            "mqtt.publisher.username" if mqtt => msg.publisher.username = Some(value),
+            "mqtt.publisher.host" if mqtt => msg.publisher.host = Some(value),
+            _ => p.user_properties.push((key, value)),
+        }
+    }
+    msg
+}
+
 fn put(h: OwnedHeaders, key: &str, value: &str) -> OwnedHeaders {
     h.insert(Header {
         key,
@@ -109,6 +158,23 @@ mod tests {
     use super::*;
     use crate::message::tests::sample;
     use rdkafka::message::Headers;
+
+    #[test]
+    fn a_record_of_an_mqtt_message_reads_back_as_it() {
+        let mut msg = sample("a/b");
+        msg.properties.correlation_data = Some(bytes::Bytes::from_static(b"\x01\x02"));
+        let h = headers(&msg);
+        let pairs: Vec<(String, String)> = h
+            .iter()
+            .map(|h| {
+                (
+                    h.key.to_owned(),
+                    String::from_utf8_lossy(h.value.unwrap()).into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(message(pairs, msg.payload.clone()), msg);
+    }
 
     #[test]
     fn headers_in_documented_order_with_repeats() {

@@ -42,6 +42,21 @@ impl Connector for Kafka {
     type SourceConfig = KafkaSourceConfig;
     type Connection = KafkaConnection;
 
+    fn read_topic(
+        config: &KafkaConnectionConfig,
+        topic: &str,
+    ) -> Option<Result<Vec<(String, crate::message::Message)>, BoxError>> {
+        let idle = std::time::Duration::from_secs(3);
+        let read = super::read_all(config, topic, idle).map(|records| {
+            let place = |r: &super::Record| format!("kafka:{topic}/{}@{}", r.partition, r.offset);
+            records
+                .into_iter()
+                .map(|r| (place(&r), super::message(r.headers, r.payload)))
+                .collect()
+        });
+        Some(read)
+    }
+
     fn check_connection(k: &KafkaConnectionConfig, check: &mut Check<'_>) {
         if k.bootstrap_servers
             .split(',')

@@ -9,6 +9,7 @@ mod connection;
 mod error;
 mod headers;
 mod kind;
+mod read_all;
 mod sink;
 mod source;
 
@@ -16,6 +17,8 @@ pub use config::{Compression, KafkaConnectionConfig, KafkaSinkConfig, KafkaSourc
 use connection::LastError;
 pub use connection::{client_config, ConfigRefused, KafkaConnection};
 pub use error::KafkaSinkError;
+use headers::message;
 pub use headers::KAFKA;
 pub use kind::Kafka;
+use read_all::{read_all, Record};
 pub use sink::KafkaRouteSink;
