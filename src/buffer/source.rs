@@ -102,6 +102,7 @@ impl Source for BufferSource {
             acks,
             window: (0, 0),
             next: 0,
+            opens: 0,
             done: Vec::new(),
             pending: HashMap::new(),
             level,
@@ -124,6 +125,9 @@ struct Reader {
     window: (usize, usize),
     /// The number to read from next.
     next: u64,
+    /// The store's `opens` when it was last read: after it opened the file again, removals
+    /// that were not yet fsynced may be back, and the reader reads from the start again.
+    opens: u64,
     /// Batches whose every message is delivered, not yet removed, with their lengths.
     done: Vec<(u64, usize)>,
     /// Batches handed over, with their lengths and how many of their messages are not yet
@@ -136,7 +140,9 @@ struct Reader {
 impl Reader {
     async fn run(mut self) {
         let mut removed = tokio::time::Instant::now();
+        let mut synced = tokio::time::Instant::now();
         let mut shown: Option<tokio::time::Instant> = None;
+        self.opens = self.source.store.opens();
         let shutdown = self.source.shutdown.clone();
         while !shutdown.is_cancelled() {
             while let Ok(run) = self.acks.try_recv() {
@@ -145,6 +151,15 @@ impl Reader {
             if !self.done.is_empty() && removed.elapsed() >= REMOVE_EVERY {
                 self.remove().await;
                 removed = tokio::time::Instant::now();
+            }
+            if synced.elapsed() >= LEVEL_EVERY {
+                let store = self.source.store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.sync()).await;
+                synced = tokio::time::Instant::now();
+            }
+            if self.source.store.opens() != self.opens {
+                self.opens = self.source.store.opens();
+                self.next = 0;
             }
             if shown.is_none_or(|at| at.elapsed() >= LEVEL_EVERY) {
                 self.show().await;
@@ -200,6 +215,8 @@ impl Reader {
             self.take(run);
         }
         self.remove().await;
+        let store = self.source.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.sync()).await;
         self.show().await;
     }
 
@@ -241,8 +258,8 @@ impl Reader {
             };
             // On a full disk even a removal may find no page to write: once the file holds
             // only what was delivered, it starts anew.
-            let delivered = batches.iter().map(|(_, len)| len).sum();
-            if error.is_disk_full() && store.reset_if_delivered(delivered).unwrap_or(false) {
+            let delivered: Vec<u64> = keys;
+            if error.is_disk_full() && store.reset_if_delivered(&delivered).unwrap_or(false) {
                 return Ok(());
             }
             Err((error, batches))
@@ -273,6 +290,7 @@ impl Reader {
 
     async fn hand_over(&mut self, stored: Vec<Stored>) {
         let lanes = self.source.lanes as u64;
+        let (mut current, mut skipping) = (None, false);
         for Stored {
             seq,
             batch,
@@ -282,7 +300,19 @@ impl Reader {
         } in stored
         {
             self.next = seq + 1;
-            self.pending.entry(batch).or_insert((batch_len, batch_len));
+            if current != Some(batch) {
+                current = Some(batch);
+                // Read again after the file was opened again: a batch in delivery, or
+                // delivered and not yet removed, is not handed over twice.
+                let delivered = self.done.iter().any(|(key, _)| *key == batch);
+                skipping = delivered || self.pending.contains_key(&batch);
+                if !skipping {
+                    self.pending.insert(batch, (batch_len, batch_len));
+                }
+            }
+            if skipping {
+                continue;
+            }
             let msg = match message {
                 Ok(msg) => msg,
                 Err((damage, bytes)) => {

@@ -3,7 +3,8 @@
 //! messages, next number) kept in the same transactions, so that they never disagree with what
 //! is stored. Every call blocks: the buffer's sink and source run them with
 //! `spawn_blocking`. An append commits with redb's default durability (written and fsynced
-//! before it returns); a removal is synced within a second (losing one only brings a
+//! before it returns); a removal is fsynced by the next write a second or more after the last
+//! sync, or by the reader's `sync` when it idles or stops (losing one only brings a
 //! duplicate).
 //!
 //! A message that does not read back (its checksum, see `codec.rs`; or a batch whose lengths
@@ -95,6 +96,11 @@ pub struct Store {
     writing: Mutex<()>,
     /// When a write was last fsynced.
     last_sync: Mutex<std::time::Instant>,
+    /// A removal committed since, not yet fsynced.
+    unsynced: std::sync::atomic::AtomicBool,
+    /// How many times the file was opened: after an I/O error, redb goes back to the last
+    /// fsynced commit, so removals made since may come back, and the reader reads again.
+    opens: AtomicU64,
     /// Bytes being written by sends that found room, not yet in `totals`.
     reserved: AtomicU64,
     max_size: AtomicU64,
@@ -139,6 +145,8 @@ impl Store {
             totals: Mutex::default(),
             writing: Mutex::new(()),
             last_sync: Mutex::new(std::time::Instant::now()),
+            unsynced: std::sync::atomic::AtomicBool::new(false),
+            opens: AtomicU64::new(0),
             reserved: AtomicU64::new(0),
             max_size: AtomicU64::new(max_size),
             disk_full: Mutex::new(None),
@@ -208,6 +216,7 @@ impl Store {
         txn.commit().map_err(|e| self.db_error(e))?;
         *self.totals.lock().unwrap_or_else(|p| p.into_inner()) = totals;
         *slot = Some(db);
+        self.opens.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
@@ -274,6 +283,7 @@ impl Store {
                 if sync {
                     *last_sync = std::time::Instant::now();
                 }
+                self.unsynced.store(!sync, Ordering::Release);
                 Ok(out)
             }
             Err(error) => {
@@ -350,7 +360,7 @@ impl Store {
                 *self.disk_full.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some(std::time::Instant::now());
                 // An empty file that the disk cannot grow starts anew, giving back what it took.
-                if reset && self.reset_if_delivered(0).unwrap_or(false) {
+                if reset && self.reset_if_delivered(&[]).unwrap_or(false) {
                     return self.append_once(chunks, false);
                 }
             }
@@ -412,13 +422,36 @@ impl Store {
         Ok(())
     }
 
-    /// Starts the file anew, keeping the numbering: for a full disk on which not even a
-    /// removal can be written, once everything the file holds was delivered (`delivered` is the
-    /// count of those not yet removed). Returns whether it did.
-    pub fn reset_if_delivered(&self, delivered: usize) -> Result<bool, StoreError> {
+    /// Starts the file anew, keeping the numbering and what was set aside: for a full disk on
+    /// which not even a removal can be written, once everything the file holds was delivered
+    /// (`delivered`: the batches done and not yet removed; the file's batches must be exactly
+    /// those). Returns whether it did.
+    pub fn reset_if_delivered(&self, delivered: &[u64]) -> Result<bool, StoreError> {
         let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let totals = self.totals();
-        if totals.level.messages as usize != delivered || totals.level.damaged > 0 {
+        let (held, damaged) = {
+            let slot = self.db.read().unwrap_or_else(|p| p.into_inner());
+            let Some(db) = slot.as_ref() else {
+                return Ok(false);
+            };
+            let read = (|| -> Result<(Vec<u64>, SetAside), redb::Error> {
+                let txn = db.begin_read()?;
+                let messages = txn.open_table(MESSAGES)?;
+                let held = messages
+                    .iter()?
+                    .map(|e| e.map(|(k, _)| k.value()))
+                    .collect::<Result<_, _>>()?;
+                let aside = txn.open_table(DAMAGED)?;
+                let damaged = aside
+                    .iter()?
+                    .map(|e| e.map(|(k, v)| (k.value(), v.value().to_vec())))
+                    .collect::<Result<_, _>>()?;
+                Ok((held, damaged))
+            })();
+            read.map_err(|e| self.db_error(e))?
+        };
+        let done: std::collections::HashSet<u64> = delivered.iter().copied().collect();
+        if !held.iter().all(|k| done.contains(k)) {
             return Ok(false);
         }
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = None;
@@ -427,8 +460,13 @@ impl Store {
             error,
         })?;
         self.reopen()?;
-        self.write_locked(true, |_, t| {
+        self.write_locked(true, |txn, t| {
             t.next = totals.next;
+            let mut table = txn.open_table(DAMAGED)?;
+            for (seq, bytes) in &damaged {
+                table.insert(seq, bytes.as_slice())?;
+            }
+            t.level.damaged = damaged.len() as u64;
             Ok(())
         })?;
         *self.disk_full.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -440,10 +478,25 @@ impl Store {
     /// for inspection; its batch goes when the rest of it is delivered.
     pub fn set_aside(&self, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
         self.write(true, |txn, totals| {
-            txn.open_table(DAMAGED)?.insert(seq, bytes)?;
-            totals.level.damaged += 1;
+            // Read again after a restart, it is kept once.
+            if txn.open_table(DAMAGED)?.insert(seq, bytes)?.is_none() {
+                totals.level.damaged += 1;
+            }
             Ok(())
         })
+    }
+
+    /// How many times the file was opened (see `opens`).
+    pub fn opens(&self) -> u64 {
+        self.opens.load(Ordering::Acquire)
+    }
+
+    /// Fsyncs the removals committed since the last sync, if there are any.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        if !self.unsynced.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.write(true, |_, _| Ok(()))
     }
 
     /// When the oldest message held was received (ms since the epoch).
@@ -455,6 +508,9 @@ impl Store {
         codec::timestamp(blob.value().get(8..)?)
     }
 }
+
+/// What a file set aside: each damaged message's number and bytes.
+type SetAside = Vec<(u64, Vec<u8>)>;
 
 /// The most bytes of one stored value. redb gives a large value a power-of-two run of pages,
 /// so a written batch is cut into values just under 256 KiB (a batch of 500 messages of 16 KiB
@@ -549,6 +605,18 @@ fn blob_count(blob: &[u8]) -> usize {
 /// torn write) makes the rest of it one damaged message.
 fn unbatch(batch: u64, blob: &[u8]) -> Vec<Stored> {
     let count = blob_count(blob);
+    if count == 0 {
+        // Not even its count reads: the whole value is one damaged message, set aside, so
+        // that the value is removed like any other.
+        let damage = Damage::Layout("a batch without messages");
+        return vec![Stored {
+            seq: batch,
+            batch,
+            batch_len: 1,
+            size: blob.len(),
+            message: Err((damage, blob.to_vec())),
+        }];
+    }
     let mut out = Vec::with_capacity(count.min(blob.len() / 8));
     let mut at = 4.min(blob.len());
     for index in 0..count {
@@ -763,14 +831,22 @@ mod tests {
         let store = Store::open(&dir.path().join("r.redb"), 1 << 20).unwrap();
         let value = codec::encode(&sample("a"));
         store.append(&vec![value.clone(); 3]).unwrap();
+        store.append(std::slice::from_ref(&value)).unwrap();
+        store.set_aside(9, b"kept").unwrap();
         assert!(
-            !store.reset_if_delivered(2).unwrap(),
-            "one is not delivered"
+            !store.reset_if_delivered(&[0]).unwrap(),
+            "the batch at 3 is not delivered"
         );
-        assert!(store.reset_if_delivered(3).unwrap());
-        assert_eq!(store.level(), Level::default());
+        assert!(store.reset_if_delivered(&[0, 3]).unwrap());
+        let kept = Level {
+            damaged: 1,
+            ..Level::default()
+        };
+        assert_eq!(store.level(), kept, "what was set aside stays");
+        store.set_aside(9, b"kept").unwrap();
+        assert_eq!(store.level().damaged, 1, "set aside once");
         store.append(&[value]).unwrap();
-        assert_eq!(seqs(&store.read(0, 10, usize::MAX).unwrap()), [3]);
+        assert_eq!(seqs(&store.read(0, 10, usize::MAX).unwrap()), [4]);
     }
 
     #[test]

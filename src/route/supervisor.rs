@@ -195,7 +195,7 @@ impl Supervisor {
             concurrency: route.concurrency,
             window: route.sink.order_window(),
         };
-        let dead_letter = self.dead_letter(route, &label, &sink_context)?;
+        let dead_letter = self.dead_letter(route, &label, &sink_context, "")?;
         let context = |sink, metrics, dead_letter| Context {
             route: source_context.route.clone(),
             metrics,
@@ -244,7 +244,7 @@ impl Supervisor {
             ..context(
                 Arc::new(BufferSink::new(source_context.route.clone(), store.clone())),
                 metrics.part(Part::IntoBuffer),
-                self.dead_letter(route, &label, &sink_context)?,
+                self.dead_letter(route, &label, &sink_context, "-in")?,
             )
         };
         // One batch of a key at a time: the buffer keeps the order its batches are written in.
@@ -271,18 +271,21 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Where `route` sends its dead letters: its own `dead_letter` sink, or the bridge's.
+    /// Where `route` sends its dead letters: its own `dead_letter` sink (its clients named
+    /// `{route}-dead{part}`, so that the two parts of a route with a disk buffer have their
+    /// own), or the bridge's.
     fn dead_letter(
         &self,
         route: &RouteConfig,
         label: &str,
         context: &SinkContext<'_>,
+        part: &str,
     ) -> Result<Arc<dyn DeadLetters>, StartError> {
         let Some(own) = &route.dead_letter else {
             return Ok(self.shared.dead_letter.clone());
         };
         let connection = self.connection(label, &own.connection)?;
-        let client = format!("{}-dead", route.name);
+        let client = format!("{}-dead{part}", route.name);
         let context = SinkContext {
             client: &client,
             ordered: false,
