@@ -11,8 +11,10 @@
 //! sequence number, which a B-tree serves directly, with a fixed page cache so that memory does
 //! not grow with what is buffered. The values' layout (`codec.rs`) is the bridge's own.
 
+mod batch;
 mod codec;
 mod config;
+mod file;
 mod sink;
 mod source;
 mod store;

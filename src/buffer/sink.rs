@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::batch::Chunks;
 use super::codec;
-use super::store::{Chunks, Store, StoreError};
+use super::store::{Store, StoreError};
 use crate::events;
 use crate::flow::{Retry, Sink, SinkError};
 use crate::message::Message;

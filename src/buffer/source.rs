@@ -16,7 +16,8 @@ use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::store::{Store, Stored};
+use super::batch::Stored;
+use super::store::Store;
 use crate::events;
 use crate::flow::{Acker, ConsumerStatus, Delivery, Pause};
 use crate::message::now_ms;
@@ -128,12 +129,11 @@ struct Reader {
     /// The store's `opens` when it was last read: after it opened the file again, removals
     /// that were not yet fsynced may be back, and the reader reads from the start again.
     opens: u64,
-    /// Batches whose every message is delivered, not yet removed, with their lengths.
-    done: Vec<(u64, usize)>,
-    /// Batches handed over, with their lengths and how many of their messages are not yet
-    /// acked done; a batch with a message given up (a hard stop) leaves, to be read again at
-    /// the next start.
-    pending: HashMap<u64, (usize, usize)>,
+    /// Batches whose every message is delivered, not yet removed.
+    done: Vec<u64>,
+    /// Batches handed over, with how many of their messages are not yet acked done; a batch
+    /// with a message given up (a hard stop) leaves, to be read again at the next start.
+    pending: HashMap<u64, usize>,
     level: events::BufferLevel,
 }
 
@@ -230,17 +230,17 @@ impl Reader {
 
     /// One message of `batch` left the pipeline, `done` or given up.
     fn settle(&mut self, batch: u64, done: bool) {
-        let Some((len, left)) = self.pending.get_mut(&batch) else {
+        let Some(left) = self.pending.get_mut(&batch) else {
             return;
         };
         *left = left.saturating_sub(1);
-        let (len, left) = (*len, *left);
+        let left = *left;
         if !done {
             // Given up at a hard stop: the whole batch stays, to be read at the next start.
             self.pending.remove(&batch);
         } else if left == 0 {
             self.pending.remove(&batch);
-            self.done.push((batch, len));
+            self.done.push(batch);
         }
     }
 
@@ -251,15 +251,13 @@ impl Reader {
         let batches = std::mem::take(&mut self.done);
         let store = self.source.store.clone();
         let removed = tokio::task::spawn_blocking(move || {
-            let keys: Vec<u64> = batches.iter().map(|(key, _)| *key).collect();
-            let error = match store.remove(&keys) {
+            let error = match store.remove(&batches) {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };
             // On a full disk even a removal may find no page to write: once the file holds
             // only what was delivered, it starts anew.
-            let delivered: Vec<u64> = keys;
-            if error.is_disk_full() && store.reset_if_delivered(&delivered).unwrap_or(false) {
+            if error.is_disk_full() && store.reset_if_delivered(&batches).unwrap_or(false) {
                 return Ok(());
             }
             Err((error, batches))
@@ -304,10 +302,10 @@ impl Reader {
                 current = Some(batch);
                 // Read again after the file was opened again: a batch in delivery, or
                 // delivered and not yet removed, is not handed over twice.
-                let delivered = self.done.iter().any(|(key, _)| *key == batch);
+                let delivered = self.done.contains(&batch);
                 skipping = delivered || self.pending.contains_key(&batch);
                 if !skipping {
-                    self.pending.insert(batch, (batch_len, batch_len));
+                    self.pending.insert(batch, batch_len);
                 }
             }
             if skipping {

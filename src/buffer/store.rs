@@ -18,16 +18,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock, Weak};
 
-use std::ops::Bound;
-
-use redb::backends::FileBackend;
-use redb::{
-    BackendError, Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition,
-};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::Notify;
 
-use super::codec::{self, Damage};
-use crate::message::Message;
+use super::batch::{blob_count, unbatch, Chunk, Chunks, Stored};
+use super::codec;
+use super::file::Allocated;
 
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 const DAMAGED: TableDefinition<u64, &[u8]> = TableDefinition::new("damaged");
@@ -74,17 +70,6 @@ pub struct Level {
     pub messages: u64,
     /// Values found damaged and set aside, since the file was made.
     pub damaged: u64,
-}
-
-/// A message read back: its number, the batch it was written in (the number of the batch's
-/// first message) and that batch's length, its size, and the message or why it cannot be read
-/// (with its bytes, to set aside).
-pub struct Stored {
-    pub seq: u64,
-    pub batch: u64,
-    pub batch_len: usize,
-    pub size: usize,
-    pub message: Result<Message, (Damage, Vec<u8>)>,
 }
 
 pub struct Store {
@@ -512,243 +497,10 @@ impl Store {
 /// What a file set aside: each damaged message's number and bytes.
 type SetAside = Vec<(u64, Vec<u8>)>;
 
-/// The most bytes of one stored value. redb gives a large value a power-of-two run of pages,
-/// so a written batch is cut into values just under 256 KiB (a batch of 500 messages of 16 KiB
-/// in one value took a 16 MiB run for 8 MiB: the file was 2.5 times what it held).
-const CHUNK_BYTES: usize = 256 * 1024 - 512;
-
-/// Messages stored as one value: how many, and the value (its count, then each message's
-/// length and bytes).
-pub struct Chunk {
-    count: usize,
-    blob: Vec<u8>,
-}
-
-/// Chunks being filled, a message at a time, each message written once, in place.
-#[derive(Default)]
-pub struct Chunks {
-    done: Vec<Chunk>,
-    open: Option<Chunk>,
-}
-
-impl Chunks {
-    /// Adds the message `write` appends to the buffer it is given.
-    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
-        let chunk = self.open.get_or_insert_with(|| Chunk {
-            count: 0,
-            blob: 0u32.to_le_bytes().to_vec(),
-        });
-        let at = chunk.blob.len();
-        chunk.blob.extend_from_slice(&0u32.to_le_bytes());
-        write(&mut chunk.blob);
-        let len = (chunk.blob.len() - at - 4) as u32;
-        chunk.blob[at..at + 4].copy_from_slice(&len.to_le_bytes());
-        if chunk.blob.len() > CHUNK_BYTES && chunk.count > 0 {
-            // Too large with it: it starts the next chunk.
-            let moved = chunk.blob.split_off(at);
-            self.close();
-            let mut blob = 1u32.to_le_bytes().to_vec();
-            blob.extend_from_slice(&moved);
-            self.open = Some(Chunk { count: 1, blob });
-        } else {
-            chunk.count += 1;
-        }
-        if self
-            .open
-            .as_ref()
-            .is_some_and(|c| c.blob.len() >= CHUNK_BYTES)
-        {
-            self.close();
-        }
-    }
-
-    fn close(&mut self) {
-        if let Some(mut chunk) = self.open.take() {
-            chunk.blob[..4].copy_from_slice(&(chunk.count as u32).to_le_bytes());
-            self.done.push(chunk);
-        }
-    }
-
-    /// The chunks, in order.
-    pub fn done(mut self) -> Vec<Chunk> {
-        self.close();
-        self.done
-    }
-}
-
-impl Chunk {
-    /// Its bytes, as the buffer's size counts them.
-    pub fn bytes(&self) -> usize {
-        self.blob.len()
-    }
-}
-
-#[cfg(test)]
-fn batch_blob(values: &[Vec<u8>]) -> Vec<u8> {
-    let mut chunks = Chunks::default();
-    for value in values {
-        chunks.push_with(|blob| blob.extend_from_slice(value));
-    }
-    let mut done = chunks.done();
-    assert_eq!(done.len(), 1, "one chunk");
-    done.remove(0).blob
-}
-
-/// The number of messages a batch says it holds.
-fn blob_count(blob: &[u8]) -> usize {
-    blob.get(..4).map_or(0, |b| {
-        u32::from_le_bytes(b.try_into().expect("four bytes")) as usize
-    })
-}
-
-/// The messages of the batch numbered `batch`. A length that runs past the batch's end (a
-/// torn write) makes the rest of it one damaged message.
-fn unbatch(batch: u64, blob: &[u8]) -> Vec<Stored> {
-    let count = blob_count(blob);
-    if count == 0 {
-        // Not even its count reads: the whole value is one damaged message, set aside, so
-        // that the value is removed like any other.
-        let damage = Damage::Layout("a batch without messages");
-        return vec![Stored {
-            seq: batch,
-            batch,
-            batch_len: 1,
-            size: blob.len(),
-            message: Err((damage, blob.to_vec())),
-        }];
-    }
-    let mut out = Vec::with_capacity(count.min(blob.len() / 8));
-    let mut at = 4.min(blob.len());
-    for index in 0..count {
-        let seq = batch + index as u64;
-        let len = blob
-            .get(at..at + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("four bytes")) as usize);
-        let value = len.and_then(|len| blob.get(at + 4..at + 4 + len));
-        let Some(value) = value else {
-            let rest = blob[at..].to_vec();
-            let damage = Damage::Layout("a batch whose lengths run past its end");
-            out.push(Stored {
-                seq,
-                batch,
-                batch_len: index + 1,
-                size: rest.len(),
-                message: Err((damage, rest)),
-            });
-            // The batch ends here: what follows cannot be told apart.
-            out.iter_mut().for_each(|s| s.batch_len = index + 1);
-            return out;
-        };
-        at += 4 + value.len();
-        out.push(Stored {
-            seq,
-            batch,
-            batch_len: count,
-            size: value.len(),
-            message: codec::decode(value, &crate::connectors::system)
-                .map_err(|d| (d, value.to_vec())),
-        });
-    }
-    out
-}
-
-/// redb's file, whose growth takes the disk space at once (`posix_fallocate`) instead of
-/// leaving a sparse file: a full disk then fails the write that grows the file, and every page
-/// redb holds is one it can write. Over a sparse file, redb would take unbacked pages for free
-/// ones, and after the disk filled up even the removals that free room could fail.
-#[derive(Debug)]
-struct Allocated {
-    inner: FileBackend,
-    file: std::fs::File,
-}
-
-impl Allocated {
-    fn open(path: &Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        Ok(Allocated {
-            file: file.try_clone()?,
-            inner: FileBackend::new(file),
-        })
-    }
-}
-
-impl StorageBackend for Allocated {
-    fn len(&self) -> Result<u64, BackendError> {
-        self.inner.len()
-    }
-
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendError> {
-        self.inner.read(offset, out)
-    }
-
-    fn set_len(&self, len: u64) -> Result<(), BackendError> {
-        let now = self.inner.len()?;
-        if len > now {
-            use std::os::fd::AsRawFd;
-            // SAFETY: the descriptor is the open file this backend owns.
-            let err = unsafe {
-                libc::posix_fallocate(
-                    self.file.as_raw_fd(),
-                    now as libc::off_t,
-                    (len - now) as libc::off_t,
-                )
-            };
-            // A file system without it (EOPNOTSUPP, EINVAL) grows the file sparse, as before.
-            if err == libc::ENOSPC || err == libc::EFBIG || err == libc::EIO {
-                return Err(BackendError::Io(std::io::Error::from_raw_os_error(err)));
-            }
-        }
-        self.inner.set_len(len)
-    }
-
-    fn sync_data(&self) -> Result<(), BackendError> {
-        self.inner.sync_data()
-    }
-
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendError> {
-        self.inner.write(offset, data)
-    }
-
-    fn close(&self) -> Result<(), BackendError> {
-        self.inner.close()
-    }
-
-    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
-        self.inner.try_lock_range(start, end)
-    }
-
-    fn try_lock_shared_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<bool, BackendError> {
-        self.inner.try_lock_shared_range(start, end)
-    }
-
-    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.inner.lock_range(start, end)
-    }
-
-    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.inner.lock_shared_range(start, end)
-    }
-
-    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.inner.unlock_range(start, end)
-    }
-
-    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
-        self.inner.query_lock_range(start, end)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::batch::{batch_blob, CHUNK_BYTES};
+    use super::super::codec::Damage;
     use super::*;
     use crate::message::tests::sample;
     use std::collections::HashSet;
