@@ -80,7 +80,10 @@ struct RunArgs {
     /// most 3,000 messages). Function runs are measured at full speed only. Downlinks:
     /// down-kafka and down-rocketmq (the source's producer at full speed, a downlink, the
     /// no-op subscriber), and drain-kafka and drain-rocketmq (the topic filled first, the clock
-    /// started with the bridge), at full speed only. Between brokers: broker (the bridge from
+    /// started with the bridge), at full speed only. Disk buffers: file-disk and kafka-disk
+    /// (the file and Kafka routes behind a disk buffer), and drain-disk (the Kafka route's
+    /// buffer filled while Kafka is unreachable, the clock started with the bridge started
+    /// again). Between brokers: broker (the bridge from
     /// the run's mosquitto to a second one, the no-op subscriber counting there).
     #[arg(
         long,

@@ -491,7 +491,12 @@ fn buffer_ratios(out: &mut String, outcomes: &[Outcome]) {
     let mut rows = String::new();
     let mut sizes: Vec<usize> = outcomes
         .iter()
-        .filter(|o| matches!(o.system, System::FileDisk | System::KafkaDisk))
+        .filter(|o| {
+            matches!(
+                o.system,
+                System::FileDisk | System::KafkaDisk | System::DrainDisk
+            )
+        })
         .map(|o| o.load.size)
         .collect();
     sizes.sort_unstable();
@@ -522,6 +527,22 @@ fn buffer_ratios(out: &mut String, outcomes: &[Outcome]) {
                     disk.name(),
                     d.summary.rate() / c.summary.rate()
                 );
+            }
+        }
+        // A full buffer's drain against what Kafka takes from a producer alone, and against
+        // the live route.
+        if let Some(d) = full_speed(outcomes, System::DrainDisk, size) {
+            for (other, target) in [(System::KafkaAlone, ""), (System::Kafka, "")] {
+                if let Some(o) = full_speed(outcomes, other, size) {
+                    let _ = writeln!(
+                        rows,
+                        "| {} / {}, throughput (peak RSS {:.1} MiB) | {size} B | {:.2} | {target} |",
+                        System::DrainDisk.name(),
+                        other.name(),
+                        d.peak_rss_kib as f64 / 1024.0,
+                        d.summary.rate() / o.summary.rate()
+                    );
+                }
             }
         }
     }

@@ -33,6 +33,10 @@ pub enum System {
     FileDisk,
     /// mqbridge with the Kafka sink behind a disk buffer.
     KafkaDisk,
+    /// The same route's disk buffer filled first while Kafka was unreachable, then the bridge
+    /// started again with Kafka there: the buffer's drain rate, from the start to the last
+    /// arrival.
+    DrainDisk,
     /// The same system on the baseline build of mqbridge (`--baseline`).
     Base(&'static System),
     /// The hand-written Python bridge in benches/peers.
@@ -67,6 +71,7 @@ impl System {
             System::Kafka => "mqbridge → Kafka",
             System::FileDisk => "mqbridge → disk buffer → file",
             System::KafkaDisk => "mqbridge → disk buffer → Kafka",
+            System::DrainDisk => "filled disk buffer → mqbridge → Kafka",
             System::Base(System::File) => "baseline → file",
             System::Base(System::Kafka) => "baseline → Kafka",
             System::Base(System::Http(_)) => "baseline → http, batch 100",
@@ -94,6 +99,7 @@ impl System {
             "kafka" => System::Kafka,
             "file-disk" => System::FileDisk,
             "kafka-disk" => System::KafkaDisk,
+            "drain-disk" => System::DrainDisk,
             "base-file" => System::Base(&FILE),
             "base-kafka" => System::Base(&KAFKA),
             "peer" => System::Peer,
@@ -107,7 +113,7 @@ impl System {
             _ => match HttpRun::parse(s) {
                 Some(h) => System::Http(h),
                 None => bail!(
-                    "unknown system {s:?} (ceiling, kafka-alone, file, file-rules, kafka, file-disk, kafka-disk, base-file, \
+                    "unknown system {s:?} (ceiling, kafka-alone, file, file-rules, kafka, file-disk, kafka-disk, drain-disk, base-file, \
                      base-kafka, peer, rocketmq-alone, rocketmq, down-kafka, down-rocketmq, drain-kafka, drain-rocketmq, {})",
                     HttpRun::NAMES
                 ),
@@ -129,6 +135,7 @@ impl System {
             System::KafkaAlone
                 | System::Kafka
                 | System::KafkaDisk
+                | System::DrainDisk
                 | System::Peer
                 | System::DownKafka
                 | System::DrainKafka
@@ -150,9 +157,12 @@ impl System {
         )
     }
 
-    /// Downlinks from a topic filled before the bridge starts.
+    /// A source filled before the bridge starts: a topic, or the route's disk buffer.
     pub fn drain(self) -> bool {
-        matches!(self.inner(), System::DrainKafka | System::DrainRocketmq)
+        matches!(
+            self.inner(),
+            System::DrainKafka | System::DrainRocketmq | System::DrainDisk
+        )
     }
 
     /// The same sink on the baseline build, for A/B rows.
@@ -383,15 +393,7 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
         groups: load.width.unwrap_or(1),
         stall: env.stall,
     };
-    // A drain run fills the topic first; its clock starts with the bridge.
-    let filled = match system.inner() {
-        System::DrainKafka => Some(produce(env, load, &topic)?),
-        System::DrainRocketmq => Some(rocketmq_produce(env, load, &topic)?),
-        _ => None,
-    };
-    let started_ns = crate::payload::now_ns();
-    let spawned = Instant::now();
-    let (running, mut stdout) = start(Setup {
+    let setup = Setup {
         env,
         system,
         load,
@@ -400,10 +402,25 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
         prefix: &prefix,
         topic: &topic,
         dir: dir.path(),
-    })?;
+    };
+    // A drain run fills the topic or the buffer first; its clock starts with the bridge.
+    let filled = match system.inner() {
+        System::DrainKafka => Some(produce(env, load, &topic)?),
+        System::DrainRocketmq => Some(rocketmq_produce(env, load, &topic)?),
+        System::DrainDisk => Some(fill_buffer(setup)?),
+        _ => None,
+    };
+    // The observer of a filled buffer's drain reads from before the bridge starts: the
+    // bridge delivers from its first moment.
+    let kafka_observer = || observe::kafka(env.bootstrap(), topic.clone(), env.partitions, expect);
+    let mut early = (system.inner() == System::DrainDisk).then(kafka_observer);
+    let started_ns = crate::payload::now_ns();
+    let spawned = Instant::now();
+    let (running, mut stdout) = start(setup)?;
     let startup = spawned.elapsed();
     let pid = running.pid();
     let observer = match system.inner() {
+        System::DrainDisk => early.take(),
         System::Ceiling
         | System::Http(_)
         | System::Broker
@@ -411,22 +428,12 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
         | System::DownRocketmq
         | System::DrainKafka
         | System::DrainRocketmq => None,
-        System::KafkaAlone => Some(observe::kafka(
-            env.bootstrap(),
-            topic.clone(),
-            env.partitions,
-            expect,
-        )),
+        System::KafkaAlone => Some(kafka_observer()),
         System::Base(_) => unreachable!("inner() is never a baseline"),
         System::File | System::FileRules | System::FileDisk => {
             Some(observe::file(dir.path().join("out.jsonl"), expect))
         }
-        System::Kafka | System::KafkaDisk | System::Peer => Some(observe::kafka(
-            env.bootstrap(),
-            topic.clone(),
-            env.partitions,
-            expect,
-        )),
+        System::Kafka | System::KafkaDisk | System::Peer => Some(kafka_observer()),
         System::RocketmqAlone | System::Rocketmq => Some(observe::rocketmq(
             env.rocketmq().client.runtime.clone(),
             env.rocketmq().servers.namesrv(),
@@ -545,6 +552,7 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
         | System::FileDisk
         | System::Kafka
         | System::KafkaDisk
+        | System::DrainDisk
         | System::Rocketmq => {
             let bridge = start_bridge(setup, bridge_config(setup, None))?;
             Ok((Running::Bridge(bridge), None))
@@ -715,7 +723,34 @@ fn start_bridge(setup: Setup, config: String) -> anyhow::Result<Bridge> {
     Ok(bridge)
 }
 
-/// The disk buffer of `file-disk` and `kafka-disk`: large enough for any run.
+/// Fills the `drain-disk` route's buffer: the bridge runs with its Kafka connection pointed at
+/// a port where nothing listens, takes every message into the buffer, and is stopped.
+fn fill_buffer(setup: Setup) -> anyhow::Result<PublishReport> {
+    let Setup { env, load, port, prefix, .. } = setup;
+    let admin = common::free_port();
+    let config = bridge_config(setup, None).replace(
+        &env.bootstrap(),
+        &format!("127.0.0.1:{}", common::free_port()),
+    ) + &format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n");
+    let bridge = start_bridge(setup, config)?;
+    let report = publish(env, load, topics(setup.system, load), port, prefix)?;
+    let written = "mqbridge_buffer_written_total";
+    let limit = Duration::from_secs(300);
+    let all = env
+        .rt
+        .block_on(bridge.wait_metric(admin, written, load.count as f64, limit));
+    if !all {
+        bail!(
+            "the buffer took fewer than {} messages within {limit:?}:\n{}",
+            load.count,
+            bridge.log_text()
+        );
+    }
+    stop_bridge(bridge);
+    Ok(report)
+}
+
+/// The disk buffer of `file-disk`, `kafka-disk` and `drain-disk`: large enough for any run.
 const DISK: &str = "buffer = { type = \"disk\", max_size = \"16GiB\" }\n";
 
 /// The rules of `file-rules`: a condition every benchmark payload passes and a transform that
@@ -758,7 +793,10 @@ fn bridge_config(setup: Setup, function_port: Option<u16>) -> String {
         ),
     };
     // Only the disk-buffer systems name a data_dir: a baseline build may not know the key.
-    let data_dir = match matches!(system.inner(), System::FileDisk | System::KafkaDisk) {
+    let data_dir = match matches!(
+        system.inner(),
+        System::FileDisk | System::KafkaDisk | System::DrainDisk
+    ) {
         true => format!("data_dir = \"{}\"\n", dir.join("data").display()),
         false => String::new(),
     };
@@ -776,7 +814,7 @@ fn bridge_config(setup: Setup, function_port: Option<u16>) -> String {
     // `max_wait = 0`, `concurrency = 4`.
     let kind_keys = match system.inner() {
         System::Kafka | System::Rocketmq => format!("topic = \"{topic}\"\n"),
-        System::KafkaDisk => format!("topic = \"{topic}\"\n{DISK}"),
+        System::KafkaDisk | System::DrainDisk => format!("topic = \"{topic}\"\n{DISK}"),
         System::FileDisk => DISK.to_owned(),
         System::Http(h) => h.route_keys(),
         System::FileRules => RULES.to_owned(),
