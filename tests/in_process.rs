@@ -173,7 +173,7 @@ async fn one_route_stops_alone_and_resumes_with_what_the_broker_held() {
     }
 
     assert_eq!(
-        supervisor.stop("a", Duration::from_secs(10)).await,
+        supervisor.stop("a", Duration::from_secs(10), false).await,
         Some(true)
     );
     assert!(supervisor.route("a").is_none());

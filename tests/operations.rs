@@ -166,9 +166,10 @@ async fn pause_keeps_the_sessions_and_resume_delivers_everything() {
         assert_eq!(payloads.get(&format!("msg-{i}")), Some(&1), "msg-{i}");
         assert_eq!(quietly.get(&format!("msg-{i}")), Some(&1), "msg-{i}");
     }
-    // The sessions were kept: each consumer connected once.
-    for n in 1..=2 {
-        assert_eq!(connections_of(&broker, &format!("{prefix}-flow-{n}")), 1);
+    // The sessions were kept: each connection of the pool of `flow` (the routes delivering to
+    // `a`) connected once, its parking connection too.
+    for id in ["a-1", "a-2", "a-parked"] {
+        assert_eq!(connections_of(&broker, &format!("{prefix}.{id}")), 1, "{id}");
     }
     let overview = routes_json(admin).await;
     let flow = find(&overview, "flow");
@@ -428,13 +429,14 @@ async fn reload_restarts_only_what_changed() {
         })
         .await
     );
-    // Untouched: never reconnected, nothing lost or repeated.
-    assert_eq!(connections_of(&broker, &format!("{prefix}-same-1")), 1);
+    // Untouched: its shared connection never reconnected, nothing lost or repeated.
+    assert_eq!(connections_of(&broker, &format!("{prefix}.a-1")), 1);
     let got = file_payloads(&a);
     assert!(same.iter().all(|p| got.get(p) == Some(&1)));
     assert_eq!(got.len(), same.len());
-    // Changed: reconnected once, nothing lost.
-    assert_eq!(connections_of(&broker, &format!("{prefix}-changed-1")), 2);
+    // Changed: restarted on the same shared connection, which never reconnected (nor for the
+    // removed route, withdrawn from it), nothing lost.
+    assert_eq!(connections_of(&broker, &format!("{prefix}.b-1")), 1);
     // Added: receives what was published after it started.
     let added_after: Vec<String> = {
         let log = file_payloads(&b);
@@ -621,6 +623,8 @@ async fn reload_reads_a_rotated_secret_and_restarts_only_the_routes_of_its_conne
     };
     assert_eq!(token_of("before").as_deref(), Some("Bearer one"));
     assert_eq!(token_of("after").as_deref(), Some("Bearer two"));
-    assert_eq!(connections_of(&broker, &format!("{prefix}-to_file-1")), 1);
-    assert_eq!(connections_of(&broker, &format!("{prefix}-to_fn-1")), 2);
+    // The routes read through the connections they share with the routes to their
+    // destination: the restarted route's stayed up.
+    assert_eq!(connections_of(&broker, &format!("{prefix}.a-1")), 1);
+    assert_eq!(connections_of(&broker, &format!("{prefix}.fn-1")), 1);
 }

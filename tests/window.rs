@@ -82,7 +82,8 @@ async fn the_window_holds_when_the_broker_sends_past_it_and_the_sink_is_slow() {
     }
     publisher.wait_acked(Duration::from_secs(60)).await;
     let pings = |log: &str, consumer: u32| {
-        let from = format!("Received PINGREQ from {prefix}-load-{consumer}");
+        // The route reads through the connections of the routes to `kafka`.
+        let from = format!("Received PINGREQ from {prefix}.kafka-{consumer}");
         log.matches(&from).count()
     };
     let before = mosquitto_log(&broker);

@@ -180,7 +180,8 @@ impl Bridge {
                 .supervisor
                 .route(&name)
                 .and_then(|h| h.buffer().cloned());
-            if self.supervisor.stop(&name, limit).await == Some(false) {
+            let back = new.routes.iter().any(|r| r.name == name && r.enabled);
+            if self.supervisor.stop(&name, limit, !back).await == Some(false) {
                 report.notes.push(format!(
                     "\"{name}\" did not finish within {limit:?}: what it held is left to its source to deliver again"
                 ));

@@ -196,7 +196,7 @@ pub struct ConsumerView {
 impl ConsumerView {
     fn of(c: &ConsumerStatus) -> Self {
         ConsumerView {
-            client_id: c.client_id.clone(),
+            client_id: c.client_id(),
             connected: c.connected(),
             subscribed: c.subscribed(),
             refused: c.refused(),

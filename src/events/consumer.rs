@@ -58,10 +58,106 @@ impl ConsumerConnected<'_> {
         gauge!("mqbridge_consumers_connected", "route" => self.route.to_owned()).increment(1.0);
         info!(
             route = self.route,
-            client_id = self.status.client_id,
+            client_id = self.status.client_id(),
             session_present = self.session_present,
             epoch = self.epoch,
             "consumer connected"
+        );
+    }
+}
+
+/// A route joined a shared connection that was already up: its consumer there is connected,
+/// with no new connection made.
+pub struct ConsumerJoined<'a> {
+    pub route: &'a str,
+    pub status: &'a ConsumerStatus,
+}
+
+impl ConsumerJoined<'_> {
+    pub fn emit(&self) {
+        if !self.status.connected() {
+            gauge!("mqbridge_consumers_connected", "route" => self.route.to_owned()).increment(1.0);
+        }
+        self.status.set_connected(true);
+        tracing::debug!(
+            route = self.route,
+            client_id = self.status.client_id(),
+            "joined a shared connection"
+        );
+    }
+}
+
+/// A PUBLISH no route of the connection takes. With subscription identifiers of routes that are
+/// gone (a route removed while the bridge was away leaves its subscription in the session) it
+/// is acknowledged; with none on a shared connection (a broker that stopped sending them) it is
+/// left unacknowledged.
+pub struct UnroutedMessage<'a> {
+    pub connection: &'a str,
+    pub topic: &'a str,
+    pub identifiers: &'a [u32],
+    pub acknowledged: bool,
+}
+
+impl UnroutedMessage<'_> {
+    /// Reported once per identifier; later ones only count.
+    pub fn emit(&self) {
+        Self::count();
+        match self.acknowledged {
+            true => warn!(
+                client_id = self.connection,
+                topic = self.topic,
+                identifiers = ?self.identifiers,
+                "a message for a subscription no route holds (a route removed while the bridge \
+                 was away?): acknowledged without delivery; later ones are only counted in \
+                 mqbridge_mqtt_unrouted_total"
+            ),
+            false => error!(
+                client_id = self.connection,
+                topic = self.topic,
+                "the broker sent a message without a subscription identifier on a shared \
+                 connection: left unacknowledged; give the routes connections of their own \
+                 (shared_connections = false)"
+            ),
+        }
+    }
+
+    pub fn count() {
+        counter!("mqbridge_mqtt_unrouted_total").increment(1);
+    }
+}
+
+/// A route left its shared connections for good (removed, or its subscriptions changed) while
+/// messages for it were held between its runs: they are acknowledged without delivery.
+pub struct HeldForRemovedRoute<'a> {
+    pub route: &'a str,
+    pub count: usize,
+}
+
+impl HeldForRemovedRoute<'_> {
+    pub fn emit(&self) {
+        counter!("mqbridge_mqtt_unrouted_total").increment(self.count as u64);
+        warn!(
+            route = self.route,
+            count = self.count,
+            "messages arrived for a route after it was removed: acknowledged without delivery"
+        );
+    }
+}
+
+/// The broker offers no subscription identifiers (CONNACK property 41 = 0): the route reads
+/// through connections of its own.
+pub struct NoSubscriptionIdentifiers<'a> {
+    pub route: &'a str,
+    pub broker: &'a str,
+}
+
+impl NoSubscriptionIdentifiers<'_> {
+    pub fn emit(&self) {
+        warn!(
+            route = self.route,
+            broker = self.broker,
+            "the broker offers no subscription identifiers: the route reads through \
+             connections of its own instead of shared ones"
         );
     }
 }
@@ -79,7 +175,7 @@ impl ConsumerDisconnected<'_> {
         gauge!("mqbridge_consumers_connected", "route" => self.route.to_owned()).decrement(1.0);
         warn!(
             route = self.route,
-            client_id = self.status.client_id,
+            client_id = self.status.client_id(),
             error = self.error,
             "consumer disconnected; reconnecting"
         );
@@ -100,7 +196,7 @@ impl ConnectFailed<'_> {
             .increment(1);
         warn!(
             route = self.route,
-            client_id = self.status.client_id,
+            client_id = self.status.client_id(),
             error = self.error,
             "cannot connect to the broker; retrying"
         );
@@ -123,7 +219,7 @@ impl Subscribed<'_> {
         for filter in self.granted {
             info!(
                 route = self.route,
-                client_id = self.status.client_id,
+                client_id = self.status.client_id(),
                 filter,
                 "subscribed"
             );
@@ -145,7 +241,7 @@ impl SubscribeFailed<'_> {
         counter!("mqbridge_subscribe_errors_total", "route" => self.route.to_owned()).increment(1);
         error!(
             route = self.route,
-            client_id = self.status.client_id,
+            client_id = self.status.client_id(),
             error = self.error,
             "subscription failed"
         );
@@ -163,7 +259,7 @@ impl ConsumerStopped<'_> {
         self.status.set_connected(false);
         tracing::debug!(
             route = self.route,
-            client_id = self.status.client_id,
+            client_id = self.status.client_id(),
             "consumer stopped"
         );
     }
@@ -213,7 +309,7 @@ impl SourceStarted<'_> {
         self.status.set_subscribed();
         info!(
             route = self.route,
-            group = self.status.client_id,
+            group = self.status.client_id(),
             "consumer group member started"
         );
     }

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 /// One consumer's connection, as `/routes` shows it.
 #[derive(Debug)]
 pub struct ConsumerStatus {
-    pub client_id: String,
+    /// The client's id (a group member: its group); set again when a route's consumers move
+    /// from a shared connection to connections of their own.
+    client_id: Mutex<String>,
     connected: AtomicBool,
     subscribed: AtomicBool,
     /// Subscribed at least once since the route started.
@@ -33,7 +35,7 @@ impl ConsumerStatus {
     /// An MQTT consumer.
     pub fn new(client_id: String) -> Self {
         ConsumerStatus {
-            client_id,
+            client_id: Mutex::new(client_id),
             connected: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             ever_subscribed: AtomicBool::new(false),
@@ -48,6 +50,14 @@ impl ConsumerStatus {
             member: Some(Mutex::default()),
             ..Self::new(group)
         }
+    }
+
+    pub fn client_id(&self) -> String {
+        lock(&self.client_id).clone()
+    }
+
+    pub(crate) fn set_client_id(&self, id: String) {
+        *lock(&self.client_id) = id;
     }
 
     pub fn connected(&self) -> bool {

@@ -23,6 +23,14 @@ pub struct SourceContext {
     pub pause: Arc<Pause>,
     /// Cancelled when the route stops.
     pub shutdown: CancellationToken,
+    /// Cancelled when the whole bridge stops.
+    pub bridge: CancellationToken,
+    /// Cancelled, before `shutdown`, when the route stops for good (removed or disabled): a
+    /// source lets go of what it keeps for the route's next run.
+    pub gone: CancellationToken,
+    /// The connection the route delivers to: routes on one broker that deliver to the same one
+    /// stall together, so they may share consumer connections.
+    pub destination: Arc<str>,
     /// Batches in delivery at once, and their size: a group member reads ahead at most one
     /// batch more than the route has in delivery.
     pub concurrency: usize,

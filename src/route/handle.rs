@@ -30,6 +30,8 @@ pub struct RouteHandle {
     pub(super) stats: Arc<RouteStats>,
     pub(super) shutdown: CancellationToken,
     pub(super) hard_stop: CancellationToken,
+    /// Cancelled when the route is stopped for good.
+    pub(super) gone: CancellationToken,
     /// Its disk buffer, when it has one.
     pub(super) buffer: Option<Arc<crate::buffer::Store>>,
     /// `None` once it ended.

@@ -74,6 +74,8 @@ struct Controls {
     stats: Arc<RouteStats>,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
+    /// Cancelled before `shutdown` when the route is stopped for good (removed or disabled).
+    gone: CancellationToken,
 }
 
 impl Supervisor {
@@ -158,12 +160,16 @@ impl Supervisor {
             stats: Arc::new(RouteStats::default()),
             shutdown: self.shared.shutdown.child_token(),
             hard_stop: CancellationToken::new(),
+            gone: CancellationToken::new(),
         };
         let source_context = SourceContext {
             route: route.name.as_str().into(),
             ordered: route.is_ordered(),
             pause: controls.pause.clone(),
             shutdown: controls.shutdown.clone(),
+            bridge: self.shared.shutdown.clone(),
+            gone: controls.gone.clone(),
+            destination: route.connection.as_str().into(),
             concurrency: route.concurrency,
             batch_size: route.batch_size,
             max_bytes: self.shared.window_bytes,
@@ -337,6 +343,7 @@ impl Supervisor {
             state,
             stats: controls.stats,
             shutdown: controls.shutdown,
+            gone: controls.gone,
             hard_stop: controls.hard_stop,
             buffer,
             task: Some(task),
@@ -376,9 +383,14 @@ impl Supervisor {
         done
     }
 
-    /// Stops one route the same way; true when it finished within `limit`.
-    pub async fn stop(&mut self, name: &str, limit: Duration) -> Option<bool> {
+    /// Stops one route the same way; true when it finished within `limit`. `for_good`: it does
+    /// not come back (removed or disabled), so its source lets go of what it keeps for a next
+    /// run.
+    pub async fn stop(&mut self, name: &str, limit: Duration, for_good: bool) -> Option<bool> {
         let mut handle = self.routes.remove(name)?;
+        if for_good {
+            handle.gone.cancel();
+        }
         handle.begin_stop();
         if handle.wait(limit).await {
             return Some(true);

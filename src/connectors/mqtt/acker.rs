@@ -4,6 +4,10 @@
 //! bump the epoch and purge PUBACKs still queued in rumqttc: so an ack for a message of an
 //! earlier connection is never written on a later one (its packet id may name another message
 //! there); the broker redelivers that message instead.
+//!
+//! A message that reached several routes through one PUBLISH (a connection the routes share,
+//! their subscriptions overlapping) carries a joint token: each route settles its share, and
+//! the PUBACK goes out once every route has delivered it; if any gave it up, none does.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,11 +24,121 @@ use crate::events::{self, ConsumerWindow};
 
 /// Acknowledges one message once given back to the `Acker`; dropping it leaves the message
 /// unacknowledged, so the broker redelivers it.
-pub struct AckToken {
+pub struct AckToken(Share);
+
+enum Share {
+    Whole(Pending),
+    Joint(JointShare),
+}
+
+/// What acknowledging a message takes: its packet id on the connection it arrived on.
+pub(super) struct Pending {
     pub(super) qos: QoS,
     pub(super) packet_id: u16,
     pub(super) epoch: u64,
     pub(super) _slot: Slot,
+}
+
+impl AckToken {
+    /// The token of a message one route takes.
+    pub(super) fn whole(pending: Pending) -> Self {
+        AckToken(Share::Whole(pending))
+    }
+
+    /// The tokens of a message `routes` routes take (2 or more): one share each.
+    pub(super) fn joint(pending: Pending, routes: usize) -> Vec<AckToken> {
+        let joint = Arc::new(Joint {
+            pending: Mutex::new(Some(pending)),
+            left: AtomicUsize::new(routes),
+            failed: AtomicBool::new(false),
+        });
+        let share = || {
+            AckToken(Share::Joint(JointShare {
+                joint: joint.clone(),
+                settled: false,
+            }))
+        };
+        (0..routes).map(|_| share()).collect()
+    }
+
+    /// Settles the token: what to acknowledge now, if anything (the last share of a message
+    /// every route delivered). A message given up is counted on its connection as stranded.
+    fn settle(self, done: bool) -> Option<Pending> {
+        match self.0 {
+            Share::Whole(p) if done => Some(p),
+            Share::Whole(p) => {
+                p.strand();
+                None
+            }
+            Share::Joint(mut share) => share.settle(done),
+        }
+    }
+
+    /// The message's acknowledgement, when this token is all of it.
+    pub(super) fn into_pending(self) -> Option<Pending> {
+        match self.0 {
+            Share::Whole(p) => Some(p),
+            Share::Joint(_) => None,
+        }
+    }
+}
+
+impl Pending {
+    /// Given up: the broker sends it again on the session's next connection.
+    fn strand(self) {
+        self._slot
+            .shared
+            .stranded
+            .fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// A message several routes take from one PUBLISH.
+struct Joint {
+    pending: Mutex<Option<Pending>>,
+    /// Shares not settled yet.
+    left: AtomicUsize,
+    /// A route gave its share up: the message is not acknowledged.
+    failed: AtomicBool,
+}
+
+/// One route's share of a joint message; dropped unsettled, it counts as given up.
+struct JointShare {
+    joint: Arc<Joint>,
+    settled: bool,
+}
+
+impl JointShare {
+    fn settle(&mut self, done: bool) -> Option<Pending> {
+        self.settled = true;
+        if !done {
+            self.joint.failed.store(true, Ordering::Release);
+        }
+        if self.joint.left.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return None;
+        }
+        let pending = self
+            .joint
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()?;
+        match self.joint.failed.load(Ordering::Acquire) {
+            false => Some(pending),
+            true => {
+                pending.strand();
+                None
+            }
+        }
+    }
+}
+
+impl Drop for JointShare {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.settle(false);
+        }
+    }
 }
 
 /// One message's place in the consumer's in-flight window (and its bytes), given back (waking
@@ -45,8 +159,10 @@ impl Drop for Slot {
     }
 }
 
-/// State shared by a consumer's poll task and its acker.
-pub(super) struct Shared {
+/// State shared by a consumer connection's poll task and the ackers of its routes.
+pub struct Shared {
+    /// The connection's client, which writes the acks.
+    client: AsyncClient,
     /// The connection epoch, bumped by the poll task whenever the connection is lost.
     epoch: Mutex<u64>,
     pub(super) closing: AtomicBool,
@@ -60,11 +176,17 @@ pub(super) struct Shared {
     pub(super) window: ConsumerWindow,
     /// Notified when a message leaves the window: the event loop may read again.
     pub(super) wake: Arc<Notify>,
+    /// Messages a route gave up on a connection routes share: the broker sends them again only
+    /// on the session's next connection, which the pool then makes (`consumer::Connection`).
+    pub(super) stranded: AtomicUsize,
+    /// Asked to connect again (`consumer::Connection::reconnect`).
+    pub(super) reconnecting: AtomicBool,
 }
 
 impl Shared {
-    pub(super) fn new(window: ConsumerWindow) -> Self {
+    pub(super) fn new(client: AsyncClient, window: ConsumerWindow) -> Self {
         Shared {
+            client,
             epoch: Mutex::new(0),
             closing: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
@@ -72,6 +194,8 @@ impl Shared {
             most: AtomicUsize::new(0),
             window,
             wake: Arc::new(Notify::new()),
+            stranded: AtomicUsize::new(0),
+            reconnecting: AtomicBool::new(false),
         }
     }
 
@@ -109,36 +233,38 @@ impl Shared {
 /// redelivered (the poll task drains it continuously, so this means the consumer is gone).
 const ACK_PATIENCE: Duration = Duration::from_secs(10);
 
-/// Sends a consumer's acks, for the connection each message arrived on.
+/// Sends a route's acks, each on the connection its message arrived on.
 pub struct Acker {
-    pub(super) client: AsyncClient,
-    pub(super) shared: Arc<Shared>,
     pub(super) route: Arc<str>,
+    /// The route's own connection, disconnected when the route closes the lane; a shared one
+    /// goes on for the other routes.
+    pub(super) own: Option<Arc<Shared>>,
 }
 
 impl Acker {
-    /// Queues the PUBACK for `token`; false when the ack was dropped because the connection
+    /// Queues the PUBACK for `pending`; false when the ack was dropped because the connection
     /// changed since the message arrived.
-    async fn ack_one(&self, token: AckToken) -> bool {
-        let AckToken {
+    async fn ack_one(&self, pending: Pending) -> bool {
+        let Pending {
             qos,
             packet_id,
             epoch,
             _slot,
-        } = token;
+        } = pending;
         if qos == QoS::AtMostOnce {
             return true;
         }
+        let shared = &_slot.shared;
         let mut publish = Publish::new("", qos, Bytes::new(), None);
         publish.pkid = packet_id;
         let started = tokio::time::Instant::now();
         loop {
             {
-                let current = self.shared.epoch();
+                let current = shared.epoch();
                 if *current != epoch {
                     return false;
                 }
-                match self.client.try_ack(&publish) {
+                match shared.client.try_ack(&publish) {
                     Ok(()) => break,
                     Err(ClientError::TryRequest(_)) if started.elapsed() < ACK_PATIENCE => {}
                     Err(e) => {
@@ -166,9 +292,12 @@ impl crate::flow::Acker for Acker {
     async fn ack(&self, released: Vec<(AckToken, bool)>) {
         let mut stale = 0;
         for (token, done) in released {
-            // A message given up keeps no ack: its token is dropped and the broker redelivers.
-            if done && !self.ack_one(token).await {
-                stale += 1;
+            // A message given up keeps no ack: the broker redelivers it on the session's next
+            // connection.
+            if let Some(pending) = token.settle(done) {
+                if !self.ack_one(pending).await {
+                    stale += 1;
+                }
             }
         }
         if stale > 0 {
@@ -180,9 +309,12 @@ impl crate::flow::Acker for Acker {
         }
     }
 
-    /// Asks the client to disconnect, keeping its session, once the queued acks are written.
+    /// The route's own connection: asks the client to disconnect, keeping its session, once
+    /// the queued acks are written. A shared connection goes on for the other routes.
     async fn close(&self) {
-        self.shared.closing.store(true, Ordering::Release);
-        let _ = self.client.disconnect().await;
+        if let Some(own) = &self.own {
+            own.closing.store(true, Ordering::Release);
+            let _ = own.client.disconnect().await;
+        }
     }
 }

@@ -168,6 +168,15 @@ pub struct MqttSourceConfig {
     /// Subscription QoS: 1 (at least once) or 0 (best effort). Default 1.
     #[serde(default = "default_qos")]
     pub qos: u8,
+    /// Read through the connections that the routes on this broker delivering to the same
+    /// connection share (each route's SUBSCRIBE with a subscription identifier of its own).
+    /// false: connections of the route's own, `{prefix}-{route}-{n}`. Default true.
+    #[serde(default = "default_true")]
+    pub shared_connections: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl MqttSourceConfig {

@@ -4,9 +4,9 @@
 //!   probes of `mqbridge check` (`probe`);
 //! - the client: options for one client (`options`) and a publisher that waits for PUBACKs
 //!   (`publisher`, used by the dead-letter topic and the sink);
-//! - as a source: one consumer per client in a route's shared-subscription group (`source`,
-//!   `consumer`), its acknowledgements (`acker`) and the PUBLISH-to-message conversion
-//!   (`convert`);
+//! - as a source: consumer connections in a route's shared-subscription group (`source`,
+//!   `consumer`), shared by the routes that deliver to one connection (`pool`), their
+//!   acknowledgements (`acker`) and the PUBLISH-to-message conversion (`convert`);
 //! - as a sink: the topic template (`template`), the PUBLISH a message becomes
 //!   (`publication`) and the sink that publishes batches pipelined (`sink`).
 
@@ -16,6 +16,7 @@ mod consumer;
 mod convert;
 mod kind;
 mod options;
+mod pool;
 mod probe;
 pub(crate) mod publication;
 mod publisher;
@@ -28,7 +29,6 @@ pub use config::{
     MqttConfig, MqttSinkConfig, MqttSourceConfig, PublisherProperties, TlsConfig,
     PROTOCOL_MAX_PACKET_SIZE,
 };
-pub use consumer::{start, ConsumerSpec, PollTask};
 pub use kind::Mqtt;
 pub use options::{Endpoint, OptionsError};
 pub use publication::PublishSettings;

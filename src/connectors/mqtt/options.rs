@@ -9,6 +9,7 @@ use rumqttc::{NetworkOptions, TlsConfiguration, Transport};
 use rustls::ClientConfig;
 
 use super::config::MqttConfig;
+use super::pool::Pools;
 use crate::settings::Secret;
 
 /// Outgoing QoS 1 publishes a consumer may have in flight: none are sent, but rumqttc numbers
@@ -34,6 +35,8 @@ pub struct Endpoint {
     /// The password, read from `password_file` when it is there.
     password: Option<Secret>,
     config: MqttConfig,
+    /// The consumer connections routes share on this broker.
+    pools: Arc<Pools>,
 }
 
 impl Endpoint {
@@ -65,6 +68,7 @@ impl Endpoint {
             tls,
             password,
             config: config.clone(),
+            pools: Arc::default(),
         })
     }
 
@@ -122,6 +126,11 @@ impl Endpoint {
 
     pub fn keep_alive(&self) -> Duration {
         self.config.keep_alive
+    }
+
+    /// The consumer connections routes share on this broker.
+    pub fn pools(&self) -> &Pools {
+        &self.pools
     }
 
     /// The settings it was made from.

@@ -2,6 +2,11 @@
 //! (`consumer`), each an acknowledgement lane of the route's pipeline, acknowledging each message
 //! once the pipeline settled it (`acker`). Messages that carry the connection's origin marker were
 //! published by the bridge itself: the pipeline acknowledges them without delivering them.
+//!
+//! The clients are those of the route's pool (`pool`: shared with the other routes on this
+//! broker that deliver to the same connection, plus a lane for the pool's parking connection),
+//! or, with `shared_connections = false` or on a broker without subscription identifiers,
+//! connections of the route's own.
 
 use std::sync::Arc;
 
@@ -9,11 +14,15 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use rumqttc::v5::mqttbytes::QoS;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
+use super::acker::{AckToken, Acker};
 use super::config::MqttSourceConfig;
-use super::consumer::{self, ConsumerSpec};
+use super::consumer::{Connection, ConnectionSpec, Deliveries, OWN};
 use super::options::Endpoint;
-use crate::flow::{ConsumerStatus, Pause};
+use super::pool::{self, Member, Pool};
+use crate::events;
+use crate::flow::{ConsumerStatus, Delivery, Pause};
 use crate::pipeline::{Engine, Source, SourceContext};
 
 pub struct MqttSource {
@@ -26,18 +35,22 @@ pub struct MqttSource {
     /// An ordered route: each message gets its topic's order key.
     order: bool,
     consumers: Vec<Arc<ConsumerStatus>>,
+    /// The pool's name (the destination connection), when the route shares connections.
+    pool: Option<Arc<str>>,
+    /// Its subscription identifier there.
+    id: u32,
+    /// Cancelled when the whole bridge stops.
+    bridge: CancellationToken,
+    /// Cancelled when the route stops for good.
+    gone: CancellationToken,
 }
 
 impl MqttSource {
     pub fn new(endpoint: &Endpoint, context: &SourceContext, c: &MqttSourceConfig) -> Self {
-        let prefix = &endpoint.config().client_id_prefix;
-        let consumers = (1..=c.consumers)
-            .map(|n| {
-                let id = format!("{prefix}-{}-{n}", context.route);
-                Arc::new(ConsumerStatus::new(id))
-            })
-            .collect();
-        MqttSource {
+        let identifiers = endpoint.pools().identifiers_known();
+        let pool = (c.shared_connections && identifiers != Some(false))
+            .then(|| context.destination.clone());
+        let source = MqttSource {
             endpoint: endpoint.clone(),
             route: context.route.clone(),
             filters: c.filters.clone(),
@@ -48,14 +61,127 @@ impl MqttSource {
             },
             pause: context.pause.clone(),
             order: context.ordered,
-            consumers,
+            consumers: Vec::new(),
+            id: match &pool {
+                Some(_) => endpoint.pools().claim(&context.route, c.share_group()),
+                None => OWN,
+            },
+            pool,
+            bridge: context.bridge.clone(),
+            gone: context.gone.clone(),
+        };
+        let ids = match &source.pool {
+            Some(name) => (1..=c.consumers as usize)
+                .map(|n| pool::client_id(endpoint, name, n))
+                .collect(),
+            None => source.own_ids(c.consumers as usize),
+        };
+        MqttSource {
+            consumers: ids
+                .into_iter()
+                .map(|id| Arc::new(ConsumerStatus::new(id)))
+                .collect(),
+            ..source
+        }
+    }
+
+    /// The client ids of connections of the route's own: `{prefix}-{route}-{n}`.
+    fn own_ids(&self, consumers: usize) -> Vec<String> {
+        let prefix = &self.endpoint.config().client_id_prefix;
+        (1..=consumers)
+            .map(|n| format!("{prefix}-{}-{n}", self.route))
+            .collect()
+    }
+
+    /// The route on its pool's connections: lanes one per consumer, then parking's. Ends once
+    /// the pipeline has closed every lane; the route's subscriptions stay for its next run (a
+    /// reload), and the pool disconnects when the bridge stops and no route is left on it.
+    async fn run_shared(self: Box<Self>, pool: Arc<Pool>, engine: Engine) {
+        let (tx, intake) = mpsc::unbounded_channel();
+        let member = self.member(tx);
+        let mut paused = self.pause.watch();
+        let run = pool.attach(member, *paused.borrow_and_update());
+        let ackers = (0..=self.consumers.len()).map(|_| Acker {
+            route: self.route.clone(),
+            own: None,
+        });
+        let pipeline = engine.pipeline(intake, ackers.collect());
+        let mut work = std::pin::pin!(pipeline.run());
+        loop {
+            tokio::select! {
+                _ = &mut work => break,
+                Ok(()) = paused.changed() => {
+                    pool.pause(&self.route, *paused.borrow_and_update());
+                }
+            }
+        }
+        let gone = self.gone.is_cancelled();
+        if pool.detach(&self.route, run, &self.bridge, gone) && self.bridge.is_cancelled() {
+            pool.close().await;
+        }
+    }
+
+    /// What the route reads, and where it goes.
+    fn member(&self, tx: Deliveries) -> Member {
+        Member {
+            route: self.route.clone(),
+            id: self.id,
+            filters: self.filters.clone(),
+            share_group: self.share_group.clone(),
+            qos: self.qos,
+            order: self.order,
+            statuses: self.consumers.clone(),
+            tx,
+        }
+    }
+
+    /// The route on connections of its own, which stop reading while it is paused.
+    async fn run_own(self: Box<Self>, engine: Engine) {
+        let config = self.endpoint.config();
+        let (tx, intake) = mpsc::unbounded_channel::<Delivery<AckToken>>();
+        let ids = self.own_ids(self.consumers.len());
+        let member = self.member(tx.clone());
+        let (mut ackers, mut connections) = (Vec::new(), Vec::new());
+        for (lane, (status, id)) in self.consumers.iter().zip(ids).enumerate() {
+            status.set_client_id(id.clone());
+            let connection = Connection::start(
+                &self.endpoint,
+                ConnectionSpec {
+                    client_id: id,
+                    label: self.route.clone(),
+                    number: lane,
+                    receive_maximum: config.receive_maximum as usize,
+                    max_inflight_bytes: config.max_inflight_bytes as usize,
+                    publisher: config.publisher.clone(),
+                    pause: Some(self.pause.clone()),
+                    shared: false,
+                    identifiers: None,
+                    expected: None,
+                },
+            );
+            connection.set(OWN, member.subscription(status.clone()), lane, tx.clone());
+            ackers.push(Acker {
+                route: self.route.clone(),
+                own: Some(connection.shared()),
+            });
+            connections.push(connection);
+        }
+        drop((tx, member));
+        engine.pipeline(intake, ackers).run().await;
+        // The pipeline asked each connection to DISCONNECT after its last ack; each poll task
+        // ends once that is sent. (If this future is dropped first, the tasks are stopped.)
+        for connection in connections {
+            connection.close().await;
         }
     }
 }
 
 impl Source for MqttSource {
     fn lanes(&self) -> usize {
-        self.consumers.len()
+        match self.pool {
+            Some(_) => self.consumers.len() + 1,
+            None => self.consumers.len(),
+        }
     }
 
     fn consumers(&self) -> Vec<Arc<ConsumerStatus>> {
@@ -68,37 +194,27 @@ impl Source for MqttSource {
     }
 
     /// The consumers and the pipeline; ends once the pipeline has closed every lane and the
-    /// consumers have disconnected.
+    /// consumers have let go (disconnected, or left to the pool).
     fn run(self: Box<Self>, engine: Engine) -> BoxFuture<'static, ()> {
-        let config = self.endpoint.config();
-        let (tx, intake) = mpsc::unbounded_channel();
-        let (mut ackers, mut polls) = (Vec::new(), Vec::new());
-        for (lane, status) in self.consumers.iter().enumerate() {
-            let spec = ConsumerSpec {
-                route: self.route.clone(),
-                lane,
-                client_id: status.client_id.clone(),
-                pause: self.pause.clone(),
-                status: status.clone(),
-                filters: self.filters.clone(),
-                share_group: self.share_group.clone(),
-                qos: self.qos,
-                receive_maximum: config.receive_maximum as usize,
-                max_inflight_bytes: config.max_inflight_bytes as usize,
-                publisher: config.publisher.clone(),
-                order: self.order,
-            };
-            let (acker, poll) = consumer::start(&self.endpoint, spec, tx.clone());
-            ackers.push(acker);
-            polls.push(poll);
-        }
-        let pipeline = engine.pipeline(intake, ackers);
         async move {
-            pipeline.run().await;
-            // The pipeline asked each consumer to DISCONNECT after its last ack; each poll task
-            // ends once that is sent. (If this future is dropped first, the tasks are stopped.)
-            for poll in polls {
-                poll.join().await;
+            let Some(name) = self.pool.clone() else {
+                return self.run_own(engine).await;
+            };
+            let pool = Pool::get(&self.endpoint, &name);
+            let stop = engine.ctx.shutdown.clone();
+            match self.endpoint.pools().identifiers(&stop).await {
+                Some(true) => self.run_shared(pool, engine).await,
+                Some(false) => {
+                    drop(pool);
+                    events::NoSubscriptionIdentifiers {
+                        route: &self.route,
+                        broker: &self.endpoint.address(),
+                    }
+                    .emit();
+                    self.run_own(engine).await
+                }
+                // Stopped before the broker answered: nothing was read.
+                None => {}
             }
         }
         .boxed()

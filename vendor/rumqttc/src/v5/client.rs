@@ -429,6 +429,13 @@ impl AsyncClient {
         self.handle_try_unsubscribe(topic, None)
     }
 
+    /// mqbridge: attempts to queue any request as it is, such as a SUBSCRIBE or UNSUBSCRIBE
+    /// with a packet id of the application's choosing (kept by the event loop when not 0).
+    pub fn try_request(&self, request: Request) -> Result<(), ClientError> {
+        self.request_tx.try_send(request)?;
+        Ok(())
+    }
+
     /// Sends a MQTT disconnect to the `EventLoop`
     pub async fn disconnect(&self) -> Result<(), ClientError> {
         let request = Request::Disconnect;

@@ -592,8 +592,11 @@ impl MqttState {
             return Err(StateError::EmptySubscription);
         }
 
-        let pkid = self.next_pkid();
-        subscription.pkid = pkid;
+        // mqbridge: a SUBSCRIBE the application numbered keeps its packet id, so that the
+        // application can tell which SUBACK answers it.
+        if subscription.pkid == 0 {
+            subscription.pkid = self.next_pkid();
+        }
 
         debug!(
             "Subscribe. Topics = {:?}, Pkid = {:?}",
@@ -611,8 +614,10 @@ impl MqttState {
         &mut self,
         mut unsub: Unsubscribe,
     ) -> Result<Option<Packet>, StateError> {
-        let pkid = self.next_pkid();
-        unsub.pkid = pkid;
+        // mqbridge: as for SUBSCRIBE, an UNSUBSCRIBE the application numbered keeps its id.
+        if unsub.pkid == 0 {
+            unsub.pkid = self.next_pkid();
+        }
 
         debug!(
             "Unsubscribe. Topics = {:?}, Pkid = {:?}",
