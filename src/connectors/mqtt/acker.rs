@@ -318,3 +318,54 @@ impl crate::flow::Acker for Acker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(shared: &Arc<Shared>, packet_id: u16) -> Pending {
+        Pending {
+            qos: QoS::AtLeastOnce,
+            packet_id,
+            epoch: 0,
+            _slot: shared.hold(10),
+        }
+    }
+
+    fn shared() -> Arc<Shared> {
+        let options = rumqttc::v5::MqttOptions::new("test", "127.0.0.1", 1883);
+        let (client, _eventloop) = AsyncClient::new(options, 8);
+        Arc::new(Shared::new(client, ConsumerWindow::new("test", 0)))
+    }
+
+    #[tokio::test]
+    async fn a_joint_message_is_acknowledged_once_every_route_delivered_it() {
+        let shared = shared();
+        let mut shares = AckToken::joint(pending(&shared, 7), 3);
+        let last = shares.pop().unwrap();
+        for share in shares {
+            assert!(share.settle(true).is_none(), "acknowledged before the last");
+        }
+        let p = last.settle(true).expect("the last share acknowledges");
+        assert_eq!(p.packet_id, 7);
+        assert_eq!(shared.in_flight.load(Ordering::Acquire), 1, "held until acked");
+        drop(p);
+        assert_eq!(shared.in_flight.load(Ordering::Acquire), 0);
+        assert_eq!(shared.stranded.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn a_joint_message_one_route_gave_up_is_not_acknowledged() {
+        let shared = shared();
+        let mut shares = AckToken::joint(pending(&shared, 8), 2);
+        // One route gives its share up (or drops it); the other delivers last.
+        drop(shares.remove(0));
+        assert!(shares.pop().unwrap().settle(true).is_none());
+        assert_eq!(shared.stranded.load(Ordering::Acquire), 1, "left for the broker");
+        assert_eq!(shared.in_flight.load(Ordering::Acquire), 0, "its place freed");
+        // A whole token given up is stranded too; a delivered one is acknowledged.
+        assert!(AckToken::whole(pending(&shared, 9)).settle(false).is_none());
+        assert_eq!(shared.stranded.load(Ordering::Acquire), 2);
+        assert!(AckToken::whole(pending(&shared, 10)).settle(true).is_some());
+    }
+}

@@ -1,0 +1,313 @@
+//! Routes sharing consumer connections (the pools of `connectors/mqtt/pool.rs`), on mosquitto
+//! 2.0.11: a message two routes read reaches both and survives a SIGKILL; a destination that
+//! stalls does not slow the routes that deliver elsewhere; pausing, restarting and removing one
+//! route among many moves nothing else and makes no new connection.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::bridge::http_request;
+use common::config::{Config, Connection, Route};
+use common::kafka::{all_arrived, create_topic};
+use common::mqtt::Publisher;
+use common::{
+    eventually, file_payloads, free_port, mosquitto, unique, Bridge, KafkaUnderTest,
+};
+
+const CONNECTS: &str = "mqbridge_mqtt_connects_total";
+const DELIVERED: &str = "mqbridge_messages_delivered_total";
+
+/// A route to the file connection `out` whose rule tags every payload with the route's name,
+/// so that the one file tells the routes apart.
+fn tagged(name: &str, filter: &str) -> Route {
+    Route::new(name, filter, "out").set(
+        "transform",
+        format!(".payload = \"{name}:\" + string!(.payload)"),
+    )
+}
+
+/// How many copies of each payload the file holds.
+fn copies(path: &Path) -> HashMap<String, usize> {
+    file_payloads(path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_two_routes_read_reaches_both_once_and_a_kill_loses_neither() {
+    const N: usize = 4000;
+    let broker = mosquitto();
+    let admin = free_port();
+    // `all` reads every device, `odd` the odd ones: each odd message matches both, on the
+    // connections the two routes share (both deliver to `out`).
+    let text = Config::new(broker.port, "overlap")
+        .admin(admin)
+        .connection("out", Connection::file("out.jsonl"))
+        .route(tagged("all", "dev/#"))
+        .route(tagged("odd", "dev/odd/#"))
+        .dead_letter("dead.jsonl")
+        .text();
+    let mut bridge = Bridge::start(&text);
+    bridge.wait_subscribed(0, 2);
+    let out = bridge.dir.join("out.jsonl");
+    let topic = |i: usize| match i % 2 {
+        1 => format!("dev/odd/{}", i % 5),
+        _ => format!("dev/even/{}", i % 5),
+    };
+    let mut publisher = Publisher::connect(broker.port).await;
+    publisher.publish_numbered(0..N / 2, topic).await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    let some = eventually(Duration::from_secs(20), || copies(&out).len() > N / 4).await;
+    assert!(some, "{}", bridge.log_text());
+    bridge.kill();
+    publisher.publish_numbered(N / 2..N, topic).await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    bridge.spawn();
+
+    let want = |i: usize| {
+        let mut names = vec![format!("all:msg-{i}")];
+        if i % 2 == 1 {
+            names.push(format!("odd:msg-{i}"));
+        }
+        names
+    };
+    let everything = eventually(Duration::from_secs(60), || {
+        let got = copies(&out);
+        (0..N).flat_map(want).all(|p| got.contains_key(&p))
+    })
+    .await;
+    let got = copies(&out);
+    let missing: Vec<String> = (0..N)
+        .flat_map(want)
+        .filter(|p| !got.contains_key(p))
+        .take(10)
+        .collect();
+    assert!(
+        everything,
+        "missing {missing:?}\n{}",
+        bridge.log_text()
+    );
+    // Nothing went where it should not: `odd` took no even message.
+    assert!(
+        (0..N)
+            .filter(|i| i % 2 == 0)
+            .all(|i| !got.contains_key(&format!("odd:msg-{i}"))),
+        "odd took an even message"
+    );
+    // Duplicates come only from the kill; before it each copy arrived once.
+    let repeated = got.values().filter(|&&c| c > 1).count();
+    eprintln!("{repeated} payloads arrived more than once (the kill)");
+    assert!(repeated < N / 4, "{repeated} repeated");
+    // The two routes read through one pool: two connections (one consumer and parking).
+    let log = bridge.log_text();
+    assert!(log.contains("client_id=\"overlap-"), "{log}");
+    assert!(!log.contains("overlap-all-1"), "a connection of the route's own: {log}");
+}
+
+/// Publishes `range` to `up/…` and returns the rate at which route `up` delivered them, read
+/// from its delivered count (reading the growing file would slow the later rounds).
+async fn rate_of(
+    publisher: &mut Publisher,
+    range: std::ops::Range<usize>,
+    bridge: &Bridge,
+    admin: u16,
+) -> f64 {
+    let n = range.len() as f64;
+    let delivered = || bridge.metric_where(admin, DELIVERED, "route=\"up\"");
+    let before = delivered().await;
+    let started = Instant::now();
+    publisher.publish_numbered(range, |i| format!("up/{}", i % 8)).await;
+    let done = eventually_async(Duration::from_secs(60), || async {
+        delivered().await >= before + n
+    });
+    assert!(done.await, "the working route stopped");
+    n / started.elapsed().as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_destination_does_not_slow_a_route_that_delivers_elsewhere() {
+    const BATCH: usize = 20_000;
+    const STALLED: usize = 3_000;
+    let broker = mosquitto();
+    let kafka = KafkaUnderTest::start().await;
+    let topic = unique("stalled");
+    create_topic(&kafka.bootstrap(), &topic, 1).await;
+    let admin = free_port();
+    let text = Config::new(broker.port, "stall")
+        .admin(admin)
+        .connection("out", Connection::file("out.jsonl"))
+        .connection(
+            "kafka",
+            Connection::kafka(&kafka.bootstrap()).librdkafka("reconnect.backoff.max.ms", "500"),
+        )
+        .route(Route::new("up", "up/#", "out"))
+        .route(Route::new("down", "down/#", "kafka").set("topic", topic.as_str()))
+        .dead_letter("dead.jsonl")
+        .text();
+    let bridge = Bridge::start(&text);
+    bridge.wait_subscribed(0, 2);
+    let mut publisher = Publisher::connect(broker.port).await;
+
+    // Alone, then beside a route whose destination is gone, three times over (the stall
+    // lifted and drained between); the best of each, the machine being shared and noisy.
+    let held = || bridge.metric_where(admin, "mqbridge_inflight_messages", ".kafka\"");
+    let (mut alone, mut beside) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        kafka.proxy.restore();
+        let drained = eventually_async(Duration::from_secs(60), || async { held().await == 0.0 });
+        assert!(drained.await, "{}", bridge.log_text());
+        let at = round * 2 * BATCH;
+        alone.push(rate_of(&mut publisher, at..at + BATCH, &bridge, admin).await);
+        kafka.proxy.cut();
+        let stalled = round * STALLED..(round + 1) * STALLED;
+        publisher
+            .publish_numbered(stalled, |i| format!("down/{}", i % 8))
+            .await;
+        publisher.wait_acked(Duration::from_secs(30)).await;
+        // The stalled route's connection holds its window full (1024), the rest waits in the
+        // broker.
+        let full = eventually_async(Duration::from_secs(30), || async { held().await >= 1000.0 });
+        assert!(full.await, "{}", bridge.log_text());
+        let at = at + BATCH;
+        beside.push(rate_of(&mut publisher, at..at + BATCH, &bridge, admin).await);
+    }
+    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let ratio = best(&beside) / best(&alone);
+    eprintln!("msg/s alone {alone:?}, beside a stalled route {beside:?}: {ratio:.2}");
+    assert!(ratio >= 0.8, "alone {alone:?}, beside a stalled route {beside:?}");
+
+    kafka.proxy.restore();
+    let duplicates = all_arrived(&kafka.bootstrap(), &topic, 1, 3 * STALLED, || {
+        bridge.log_text()
+    });
+    eprintln!("{duplicates} duplicates in Kafka");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_route_among_a_hundred_pauses_restarts_and_goes_without_moving_the_others() {
+    const ROUTES: usize = 100;
+    let broker = mosquitto();
+    let admin = free_port();
+    let prefix = unique("hundred");
+    let config = |batch_size: i64, without: Option<usize>| {
+        let mut c = Config::new(broker.port, "hundred")
+            .mqtt("client_id_prefix", prefix.as_str())
+            .admin(admin)
+            .connection("out", Connection::file("out.jsonl"))
+            .dead_letter("dead.jsonl");
+        for r in (0..ROUTES).filter(|r| Some(*r) != without) {
+            let mut route = Route::new(&format!("r{r}"), &format!("w/{r}/#"), "out");
+            if r == 7 {
+                route = route.set("batch_size", batch_size);
+            }
+            c = c.route(route);
+        }
+        c.text()
+    };
+    let bridge = Bridge::start(&config(100, None));
+    bridge.wait_subscribed(0, ROUTES);
+    let out = bridge.dir.join("out.jsonl");
+    let connects = bridge.metric(admin, CONNECTS).await;
+
+    // Devices publish to every route's topics the whole time.
+    let publisher = Publisher::connect(broker.port).await;
+    let sending = tokio::spawn(async move {
+        let mut publisher = publisher;
+        for round in 0..60 {
+            let start = round * ROUTES * 2;
+            let range = start..start + ROUTES * 2;
+            publisher
+                .publish_numbered(range, |i| format!("w/{}/x", i % ROUTES))
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        publisher.wait_acked(Duration::from_secs(30)).await;
+        publisher
+    });
+    let delivered = |route: usize| {
+        let name = format!("route=\"r{route}\"");
+        let bridge = &bridge;
+        async move {
+            bridge
+                .metric_where(admin, DELIVERED, &name)
+                .await
+        }
+    };
+    // The others' counts rise while `step` happens.
+    let others_rise = |step: &'static str| {
+        let bridge = &bridge;
+        async move {
+            let watched = [0, 50, 99];
+            let mut before = Vec::new();
+            for r in watched {
+                before.push(delivered(r).await);
+            }
+            let risen = eventually_async(Duration::from_secs(10), || async {
+                let mut all = true;
+                for (r, b) in watched.iter().zip(&before) {
+                    all &= delivered(*r).await > *b;
+                }
+                all
+            })
+            .await;
+            assert!(risen, "the others stopped during {step}:\n{}", bridge.log_text());
+        }
+    };
+    assert!(eventually(Duration::from_secs(10), || copies(&out).len() > 1000).await);
+
+    let (code, body) = http_request(admin, "POST", "/routes/r5/pause", None).await;
+    assert_eq!(code, 200, "{body}");
+    let paused_at = delivered(5).await;
+    others_rise("the pause").await;
+    assert!(delivered(5).await <= paused_at + 256.0, "r5 went on delivering");
+    let (code, body) = http_request(admin, "POST", "/routes/r5/resume", None).await;
+    assert_eq!(code, 200, "{body}");
+
+    // A reload restarts r7 (its batch size) and removes r9.
+    std::fs::write(&bridge.config, config(50, Some(9))).unwrap();
+    let (code, body) = http_request(admin, "POST", "/reload", None).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"restarted\":[\"r7\"]"), "{body}");
+    assert!(body.contains("\"removed\":[\"r9\"]"), "{body}");
+    others_rise("the reload").await;
+
+    sending.await.unwrap();
+    // Everything published for the routes that stayed arrived, r5 and r7 included.
+    let total = 60 * ROUTES * 2;
+    let arrived = eventually(Duration::from_secs(30), || {
+        let got = copies(&out);
+        (0..total)
+            .filter(|i| i % ROUTES != 9)
+            .all(|i| got.contains_key(&format!("msg-{i}")))
+    })
+    .await;
+    let got = copies(&out);
+    let missing: Vec<usize> = (0..total)
+        .filter(|i| i % ROUTES != 9 && !got.contains_key(&format!("msg-{i}")))
+        .take(10)
+        .collect();
+    assert!(arrived, "missing {missing:?}:\n{}", bridge.log_text());
+    assert_eq!(
+        bridge.metric(admin, CONNECTS).await,
+        connects,
+        "a connection was made: {}",
+        bridge.log_text()
+    );
+}
+
+/// Like `eventually`, for an async check.
+async fn eventually_async<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
