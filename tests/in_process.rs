@@ -162,6 +162,7 @@ async fn one_route_stops_alone_and_resumes_with_what_the_broker_held() {
         dead_letter: Arc::new(dead_letter),
         window_bytes: config.window_bytes(),
         data_dir: config.data_dir.clone(),
+        budget: mqbridge::flow::Budget::new(config.memory_budget),
         shutdown: tokio_util::sync::CancellationToken::new(),
     });
     for route in &config.routes {

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::bridge::http_request;
 use common::config::{Config, Connection, Route};
+use common::function::{FunctionServer, Reply};
+use common::proxy::Proxy;
 use common::kafka::{all_arrived, create_topic};
 use common::mqtt::Publisher;
 use common::{
@@ -310,4 +312,79 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_stalled_routes_hold_no_more_than_the_memory_budget() {
+    const ROUTES: usize = 200;
+    const EACH: usize = 40;
+    const BUDGET_MIB: u64 = 48;
+    let broker = mosquitto();
+    let admin = free_port();
+    let server = FunctionServer::start(|_| Reply::ok()).await;
+    let port: u16 = server.url().rsplit(':').next().unwrap().trim_end_matches("/invoke").parse().unwrap();
+    // Every destination is down: their requests go through a proxy that refuses them.
+    let proxy = Proxy::start(port);
+    proxy.cut();
+    let url = format!("http://127.0.0.1:{}/invoke", proxy.port);
+    let mut config = Config::new(broker.port, "budget")
+        .mqtt("client_id_prefix", unique("budget").as_str())
+        .set("memory_budget", format!("{BUDGET_MIB}MiB"))
+        .admin(admin)
+        .dead_letter("dead.jsonl");
+    // A destination each: 200 pools, none sharing another's window.
+    for r in 0..ROUTES {
+        config = config
+            .connection(&format!("f{r}"), Connection::http(&url))
+            .route(Route::new(&format!("r{r}"), &format!("b/{r}/#"), &format!("f{r}")));
+    }
+    let bridge = Bridge::start(&config.text());
+    bridge.wait_subscribed(0, ROUTES);
+    let idle = bridge.rss_kib();
+
+    // 16 KiB each, as fast as the broker takes them: 128 MB, far past the budget. (mosquitto
+    // 2.0.11 sends past each connection's Receive Maximum: the bridge bounds itself.)
+    let padding = "x".repeat(16 * 1024);
+    let mut publisher = Publisher::connect(broker.port).await;
+    let mut peak = idle;
+    for i in 0..ROUTES * EACH {
+        let payload = format!("msg-{i}|{padding}");
+        publisher
+            .publish(&format!("b/{}/x", i % ROUTES), payload, Default::default())
+            .await;
+        if i % 500 == 0 {
+            peak = peak.max(bridge.rss_kib());
+        }
+    }
+    publisher.wait_acked(Duration::from_secs(60)).await;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(bridge.rss_kib());
+    }
+    let held = bridge.metric(admin, "mqbridge_inflight_messages").await;
+    let grew = peak.saturating_sub(idle) / 1024;
+    eprintln!(
+        "{held} messages held; RSS idle {} MiB, peak {} MiB: grew {grew} MiB",
+        idle / 1024,
+        peak / 1024
+    );
+    // Without the budget each route's window would take all 40 (128 MB in all). With it, RSS
+    // grows by the budget at most, the allocator's slack aside.
+    assert!(held > 0.0 && held < (ROUTES * EACH / 2) as f64, "{held} held");
+    assert!(
+        grew <= BUDGET_MIB + 4,
+        "RSS grew by {grew} MiB with a budget of {BUDGET_MIB} MiB"
+    );
+
+    proxy.restore();
+    let all = eventually(Duration::from_secs(120), || {
+        let got: std::collections::HashSet<usize> = server
+            .delivered()
+            .keys()
+            .filter_map(|p| p.split('|').next()?.strip_prefix("msg-")?.parse().ok())
+            .collect();
+        got.len() == ROUTES * EACH
+    })
+    .await;
+    assert!(all, "not everything was delivered:\n{}", bridge.log_text());
 }

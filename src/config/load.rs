@@ -151,7 +151,9 @@ impl<'a> Loader<'a, '_> {
     }
 
     /// The semantic checks over every section read, then the configuration, if it holds.
-    fn assemble(&mut self, parts: Parts, top: Option<TopLevel>) -> Option<Config> {
+    fn assemble(&mut self, mut parts: Parts, top: Option<TopLevel>) -> Option<Config> {
+        let budget = top.as_ref().and_then(|t| t.memory_budget);
+        parts.memory_budget = budget.map(|b| b.0 as usize);
         let problems = validate(&parts, &self.reader.sources);
         self.reader.problems.extend(problems);
         let Parts {
@@ -197,6 +199,10 @@ impl<'a> Loader<'a, '_> {
             },
             admin: admin.unwrap_or_default(),
             shutdown_timeout: top.as_ref()?.shutdown_timeout,
+            memory_budget: top
+                .as_ref()?
+                .memory_budget
+                .map_or(crate::flow::DEFAULT_BUDGET, |b| b.0 as usize),
             data_dir: top?.data_dir.unwrap_or_else(default_data_dir),
             source: None,
         };

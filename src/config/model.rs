@@ -34,6 +34,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Where the bridge keeps its state: the routes' disk buffers (`buffers/ROUTE.redb`).
     pub data_dir: PathBuf,
+    /// The most payload bytes all flows together hold received and not yet acknowledged.
+    pub memory_budget: usize,
     /// The file it was read from, which a reload reads again.
     pub source: Option<PathBuf>,
 }
@@ -50,6 +52,12 @@ pub struct TopLevel {
     /// (`$STATE_DIRECTORY`, /var/lib/mqbridge with the shipped unit), else "data" beside the
     /// config file.
     pub data_dir: Option<PathBuf>,
+    /// The most payload bytes all routes together hold received and not yet acknowledged (MQTT
+    /// consumer windows, Kafka and RocketMQ members' windows), e.g. "48MiB" (sizes as
+    /// `buffer.max_size`). Each reader keeps 64 KiB of it for itself, so that a stalled route
+    /// cannot starve the others; past that, readers share the rest and stop reading when it is
+    /// spent (nothing is dropped). Default "48MiB", which fits a 64 MiB unit.
+    pub memory_budget: Option<crate::buffer::ByteSize>,
 }
 
 impl Config {

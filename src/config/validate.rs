@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::model::*;
 use crate::connectors::{SinkSettings, SourceSettings, KINDS};
+use crate::flow::{DEFAULT_BUDGET, RESERVE};
 use crate::settings::{Check, Checker, Problem, Secret, SourceMap};
 use crate::template::Vocabulary;
 use crate::topic::check_mqtt_topic;
@@ -25,6 +26,8 @@ pub struct Parts {
     /// `[dead_letter]` naming a `connection`: it, and the settings read for its kind.
     pub dead_letter_sink: Option<(String, Option<SinkSettings>)>,
     pub admin: Option<AdminConfig>,
+    /// The top level's `memory_budget`, when the file sets one.
+    pub memory_budget: Option<usize>,
 }
 
 /// A route's keys, with its source's and sink's settings where they could be read.
@@ -96,6 +99,7 @@ pub fn validate(parts: &Parts, src: &SourceMap<'_>) -> Vec<Problem> {
     if let Some(admin) = &parts.admin {
         check_admin(admin, &mut checker.section("[admin]"));
     }
+    check_budget(parts, &mut checker.section("top level"));
     checker.into_problems()
 }
 
@@ -280,6 +284,41 @@ fn check_connection_defined(connection: &str, parts: &Parts, c: &mut Check<'_>, 
         false => format!("names connection \"{connection}\", which is not defined ({known})"),
     };
     c.field(field, msg);
+}
+
+/// Each reader keeps `RESERVE` of the memory budget for itself: a budget that cannot give every
+/// reader the routes need at their least (a consumer connection and a parking one per pool of
+/// MQTT routes, a member per Kafka or RocketMQ route) is refused.
+fn check_budget(parts: &Parts, c: &mut Check<'_>) {
+    let budget = parts.memory_budget.unwrap_or(DEFAULT_BUDGET);
+    let mut pools = HashSet::new();
+    let mut members = 0;
+    for r in parts.routes.iter().filter(|r| r.keys.enabled) {
+        let source = r.source_connection.as_str();
+        let kind = parts.connections.get(source).map(|c| c.kind());
+        match source == DEFAULT_BROKER || kind == Some("mqtt") {
+            true => {
+                pools.insert((source, r.keys.connection.as_str()));
+            }
+            false => members += 1,
+        }
+    }
+    let readers = 2 * pools.len() + members;
+    let least = readers * RESERVE;
+    if budget < least {
+        let size = |b: usize| crate::buffer::ByteSize(b as u64).approx();
+        c.field(
+            "memory_budget",
+            format!(
+                "{} cannot keep 64 KiB for each of the {readers} readers the routes need (a \
+                 consumer and a parking connection for each broker and destination the MQTT \
+                 routes share, a group member for each Kafka or RocketMQ route): give it at \
+                 least {}",
+                size(budget),
+                size(least)
+            ),
+        );
+    }
 }
 
 fn check_admin(a: &AdminConfig, c: &mut Check<'_>) {

@@ -65,6 +65,7 @@ pub async fn run(
         dead_letter: dead_letter.clone(),
         window_bytes: config.window_bytes(),
         data_dir: config.data_dir.clone(),
+        budget: crate::flow::Budget::new(config.memory_budget),
         shutdown: CancellationToken::new(),
     };
     let supervisor = start_routes(&config, shared)?;

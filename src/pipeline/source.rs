@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::batcher::Settings;
 use super::deliver::Context;
 use super::driver::Pipeline;
-use crate::flow::{Acker, ConsumerStatus, Delivery, Pause};
+use crate::flow::{Acker, Budget, ConsumerStatus, Delivery, Pause};
 
 /// What a route asks of its source.
 pub struct SourceContext {
@@ -37,6 +37,8 @@ pub struct SourceContext {
     pub batch_size: usize,
     /// The most payload bytes a group member holds handed over and not acknowledged.
     pub max_bytes: usize,
+    /// The bridge's memory budget, which every reader takes a share of.
+    pub budget: Arc<Budget>,
 }
 
 /// A route's source, opened by its connector.

@@ -178,6 +178,7 @@ pub async fn replay(
         dead_letter: dead_letter.clone(),
         window_bytes: config.window_bytes(),
         data_dir: config.data_dir.clone(),
+        budget: crate::flow::Budget::new(config.memory_budget),
         shutdown: tokio_util::sync::CancellationToken::new(),
     });
     let record = Arc::new(record);

@@ -48,6 +48,8 @@ pub struct Shared {
     pub window_bytes: usize,
     /// Where the routes' disk buffers are (`Config::data_dir`).
     pub data_dir: std::path::PathBuf,
+    /// The bridge's memory budget (`Config::memory_budget`).
+    pub budget: Arc<crate::flow::Budget>,
     /// Cancelled to stop every route at once (each route's own signals are its children).
     pub shutdown: CancellationToken,
 }
@@ -173,6 +175,7 @@ impl Supervisor {
             concurrency: route.concurrency,
             batch_size: route.batch_size,
             max_bytes: self.shared.window_bytes,
+            budget: self.shared.budget.clone(),
         };
         let replay = given.is_some();
         let source = match given {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +21,7 @@ use futures::FutureExt;
 
 use super::lag::{Ends, Lag};
 use crate::events;
-use crate::flow::{Acker, BoxError, ConsumerStatus, Delivery, Pause};
+use crate::flow::{budget, Acker, BoxError, ConsumerStatus, Delivery, Pause};
 use crate::message::{Message, Partition};
 use crate::pipeline::{Engine, Source, SourceContext};
 
@@ -122,6 +122,10 @@ pub struct RecordSpec {
     /// The window: messages (and their bytes) handed to the pipeline and not yet acked.
     pub max_messages: usize,
     pub max_bytes: usize,
+    /// The member's part of the bridge's memory budget, and what wakes it when the budget has
+    /// room again.
+    pub share: budget::Share,
+    pub room: Arc<Notify>,
     pub shutdown: CancellationToken,
 }
 
@@ -142,7 +146,10 @@ where
 /// the member shows as its consumer).
 pub fn opened_by(open: Open, context: &SourceContext, group: &str) -> Box<dyn Source> {
     let status = Arc::new(ConsumerStatus::group_member(group.to_owned()));
+    let room = Arc::new(Notify::new());
     let spec = RecordSpec {
+        share: context.budget.share(room.clone()),
+        room,
         route: context.route.clone(),
         lanes: context.concurrency,
         pause: context.pause.clone(),
@@ -269,7 +276,8 @@ impl Task {
                 paused = pause;
             }
             let full = self.window.0 >= self.spec.max_messages
-                || (self.window.0 > 0 && self.window.1 >= self.spec.max_bytes);
+                || (self.window.0 > 0 && self.window.1 >= self.spec.max_bytes)
+                || (self.window.0 > 0 && !self.spec.share.has_room());
             if paused || full {
                 // Serving the reader keeps the group membership; an ack or the resume
                 // ends the wait early.
@@ -278,6 +286,7 @@ impl Task {
                     _ = reader.idle(POLL_WAIT), if paused => {}
                     Some(run) = self.acks.recv(), if !paused => self.take(run),
                     _ = resumed.changed() => {}
+                    _ = self.spec.room.notified(), if !paused => {}
                     _ = self.spec.shutdown.cancelled() => {}
                 }
                 continue;
@@ -355,6 +364,7 @@ impl Task {
         let (count, bytes) = self.commits.take(run);
         self.window.0 -= count.min(self.window.0);
         self.window.1 -= bytes.min(self.window.1);
+        self.spec.share.give(count * budget::cost(0, 0) + 2 * bytes);
     }
 
     /// Takes the acks released so far and commits what they allow, at most every
@@ -409,6 +419,7 @@ impl Task {
             };
             self.window.0 += 1;
             self.window.1 += token.size;
+            self.spec.share.take(budget::cost(token.size, 0));
             let lane = (key % lanes) as usize;
             let _ = self.tx.send(Delivery {
                 lane,

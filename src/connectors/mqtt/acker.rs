@@ -21,6 +21,7 @@ use rumqttc::v5::{AsyncClient, ClientError};
 use tokio::sync::Notify;
 
 use crate::events::{self, ConsumerWindow};
+use crate::flow::{budget, Budget};
 
 /// Acknowledges one message once given back to the `Acker`; dropping it leaves the message
 /// unacknowledged, so the broker redelivers it.
@@ -146,6 +147,8 @@ impl Drop for JointShare {
 pub(super) struct Slot {
     pub(super) shared: Arc<Shared>,
     pub(super) bytes: usize,
+    /// Its part of the memory budget.
+    cost: usize,
 }
 
 impl Drop for Slot {
@@ -154,6 +157,7 @@ impl Drop for Slot {
         self.shared
             .in_flight_bytes
             .fetch_sub(self.bytes, Ordering::AcqRel);
+        self.shared.share.give(self.cost);
         self.shared.window.left();
         self.shared.wake.notify_one();
     }
@@ -181,11 +185,18 @@ pub struct Shared {
     pub(super) stranded: AtomicUsize,
     /// Asked to connect again (`consumer::Connection::reconnect`).
     pub(super) reconnecting: AtomicBool,
+    /// The connection's part of the bridge's memory budget: its window's bytes.
+    share: budget::Share,
+    /// The largest budget cost of a message it received (0 before the first).
+    largest: AtomicUsize,
 }
 
 impl Shared {
-    pub(super) fn new(client: AsyncClient, window: ConsumerWindow) -> Self {
+    pub(super) fn new(client: AsyncClient, window: ConsumerWindow, budget: &Arc<Budget>) -> Self {
+        let wake = Arc::new(Notify::new());
         Shared {
+            share: budget.share(wake.clone()),
+            largest: AtomicUsize::new(0),
             client,
             epoch: Mutex::new(0),
             closing: AtomicBool::new(false),
@@ -193,29 +204,48 @@ impl Shared {
             in_flight_bytes: AtomicUsize::new(0),
             most: AtomicUsize::new(0),
             window,
-            wake: Arc::new(Notify::new()),
+            wake,
             stranded: AtomicUsize::new(0),
             reconnecting: AtomicBool::new(false),
         }
     }
 
     /// Whether the window is full: `receive_maximum` messages, or `max_inflight_bytes` of
-    /// payload (one message larger than that alone is let in).
+    /// payload, or the memory budget spent (one message larger than that alone is let in).
     pub(super) fn window_full(&self, receive_maximum: usize, max_bytes: usize) -> bool {
         let held = self.in_flight.load(Ordering::Acquire);
         held >= receive_maximum
             || (held > 0 && self.in_flight_bytes.load(Ordering::Acquire) >= max_bytes)
     }
 
-    /// Takes a received message's place in the window.
-    pub(super) fn hold(self: &Arc<Self>, bytes: usize) -> Slot {
+    /// How many packets the connection may read now: none while the window is full
+    /// (`window_full`), else as many of the largest messages seen as the memory budget has
+    /// room for (at most `READ`), which is set aside for them.
+    pub(super) fn may_read(&self, open: bool, receive_maximum: usize, max_bytes: usize) -> usize {
+        if !open || self.window_full(receive_maximum, max_bytes) {
+            self.share.release();
+            return 0;
+        }
+        // Until a message showed how large they come, one packet at a time.
+        match self.largest.load(Ordering::Acquire) {
+            0 => self.share.reserve(1, budget::cost(0, 0)),
+            largest => self.share.reserve(READ, largest),
+        }
+    }
+
+    /// Takes a received message's place in the window (`bytes` of payload) and in the budget
+    /// (`cost`).
+    pub(super) fn hold(self: &Arc<Self>, bytes: usize, cost: usize) -> Slot {
         let held = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         self.in_flight_bytes.fetch_add(bytes, Ordering::AcqRel);
+        self.share.take(cost);
+        self.largest.fetch_max(cost, Ordering::AcqRel);
         let most = self.most.fetch_max(held, Ordering::AcqRel) < held;
         self.window.held(most.then_some(held));
         Slot {
             shared: self.clone(),
             bytes,
+            cost,
         }
     }
 
@@ -228,6 +258,9 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+/// The most packets one read of the event loop brings (`vendor/rumqttc/PATCH.md`).
+const READ: usize = 9;
 
 /// How long an ack keeps trying a full request channel before leaving the message to be
 /// redelivered (the poll task drains it continuously, so this means the consumer is gone).
@@ -328,14 +361,15 @@ mod tests {
             qos: QoS::AtLeastOnce,
             packet_id,
             epoch: 0,
-            _slot: shared.hold(10),
+            _slot: shared.hold(10, 30),
         }
     }
 
     fn shared() -> Arc<Shared> {
         let options = rumqttc::v5::MqttOptions::new("test", "127.0.0.1", 1883);
         let (client, _eventloop) = AsyncClient::new(options, 8);
-        Arc::new(Shared::new(client, ConsumerWindow::new("test", 0)))
+        let budget = Budget::unbounded();
+        Arc::new(Shared::new(client, ConsumerWindow::new("test", 0), &budget))
     }
 
     #[tokio::test]

@@ -37,7 +37,7 @@ use super::pool::{Identifiers, GRACE};
 use super::convert;
 use crate::connectors::mqtt::Endpoint;
 use crate::events;
-use crate::flow::ConsumerStatus;
+use crate::flow::{budget, Budget, ConsumerStatus};
 use crate::flow::Delivery;
 use crate::flow::Pause;
 use crate::message::Message;
@@ -82,6 +82,8 @@ pub struct ConnectionSpec {
     /// The identifiers routes hold: what arrives under one the connection does not carry yet
     /// waits for its route.
     pub expected: Option<Arc<Identifiers>>,
+    /// The bridge's memory budget: the connection's window takes a share of it.
+    pub budget: Arc<Budget>,
 }
 
 /// Where a connection hands what it receives: a route's pipeline. Unbounded on purpose: the
@@ -199,6 +201,7 @@ impl Connection {
         let shared = Arc::new(Shared::new(
             client.clone(),
             events::ConsumerWindow::new(&spec.label, spec.number),
+            &spec.budget,
         ));
         let window = (
             shared.clone(),
@@ -207,13 +210,13 @@ impl Connection {
         );
         let pause = spec.pause.clone();
         let may_read = move || {
-            !pause.as_ref().is_some_and(|p| p.is_paused())
-                && !window.0.window_full(window.1, window.2)
+            let open = !pause.as_ref().is_some_and(|p| p.is_paused());
+            window.0.may_read(open, window.1, window.2)
         };
         if let Some(pause) = &spec.pause {
             pause.register(shared.wake.clone());
         }
-        eventloop.set_read_gate(ReadGate::new(may_read, shared.wake.clone()));
+        eventloop.set_read_gate(ReadGate::counted(may_read, shared.wake.clone()));
         let table = Arc::new(Mutex::new(Table {
             entries: HashMap::new(),
             pending: HashMap::new(),
@@ -544,7 +547,8 @@ impl Poller {
             self.unrouted(&mut table, &publish, &targets);
             return;
         }
-        let slot = self.shared.hold(publish.payload.len());
+        let (payload, topic) = (publish.payload.len(), publish.topic.len());
+        let slot = self.shared.hold(payload, budget::cost(payload, topic));
         let pending = Pending {
             qos: publish.qos,
             packet_id: publish.pkid,

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::consumer::{Connection, ConnectionSpec, Deliveries, Subscription};
 use super::options::Endpoint;
-use crate::flow::ConsumerStatus;
+use crate::flow::{Budget, ConsumerStatus};
 
 /// How long a stopped route's subscriptions stay on its pool's connections, waiting for its
 /// next run, before they are withdrawn.
@@ -155,6 +155,7 @@ struct Place {
 
 pub struct Pool {
     endpoint: Endpoint,
+    budget: Arc<Budget>,
     /// The destination connection, in client ids: `{prefix}.{name}-{n}`.
     name: String,
     inner: Mutex<Inner>,
@@ -168,8 +169,9 @@ struct Inner {
 }
 
 impl Pool {
-    /// The pool of routes on `endpoint`'s broker delivering to `name`, made if there is none.
-    pub fn get(endpoint: &Endpoint, name: &str) -> Arc<Pool> {
+    /// The pool of routes on `endpoint`'s broker delivering to `name`, made if there is none;
+    /// its connections take shares of `budget`.
+    pub fn get(endpoint: &Endpoint, name: &str, budget: &Arc<Budget>) -> Arc<Pool> {
         let pools = endpoint.pools();
         let mut map = pools.pools.lock().unwrap_or_else(|p| p.into_inner());
         let live = map.get(name).and_then(Weak::upgrade);
@@ -178,6 +180,7 @@ impl Pool {
         }
         let pool = Arc::new(Pool {
             endpoint: endpoint.clone(),
+            budget: budget.clone(),
             name: name.to_owned(),
             inner: Mutex::new(Inner {
                 connections: Vec::new(),
@@ -227,6 +230,7 @@ impl Pool {
                 shared: true,
                 identifiers: Some(self.endpoint.pools().identifiers.clone()),
                 expected: Some(self.endpoint.pools().ids.clone()),
+                budget: self.budget.clone(),
             },
         )
     }

@@ -22,7 +22,7 @@ use super::consumer::{Connection, ConnectionSpec, Deliveries, OWN};
 use super::options::Endpoint;
 use super::pool::{self, Member, Pool};
 use crate::events;
-use crate::flow::{ConsumerStatus, Delivery, Pause};
+use crate::flow::{Budget, ConsumerStatus, Delivery, Pause};
 use crate::pipeline::{Engine, Source, SourceContext};
 
 pub struct MqttSource {
@@ -43,6 +43,7 @@ pub struct MqttSource {
     bridge: CancellationToken,
     /// Cancelled when the route stops for good.
     gone: CancellationToken,
+    budget: Arc<Budget>,
 }
 
 impl MqttSource {
@@ -69,6 +70,7 @@ impl MqttSource {
             pool,
             bridge: context.bridge.clone(),
             gone: context.gone.clone(),
+            budget: context.budget.clone(),
         };
         let ids = match &source.pool {
             Some(name) => (1..=c.consumers as usize)
@@ -157,6 +159,7 @@ impl MqttSource {
                     shared: false,
                     identifiers: None,
                     expected: None,
+                    budget: self.budget.clone(),
                 },
             );
             connection.set(OWN, member.subscription(status.clone()), lane, tx.clone());
@@ -200,7 +203,7 @@ impl Source for MqttSource {
             let Some(name) = self.pool.clone() else {
                 return self.run_own(engine).await;
             };
-            let pool = Pool::get(&self.endpoint, &name);
+            let pool = Pool::get(&self.endpoint, &name, &self.budget);
             let stop = engine.ctx.shutdown.clone();
             match self.endpoint.pools().identifiers(&stop).await {
                 Some(true) => self.run_shared(pool, engine).await,

@@ -133,6 +133,7 @@ impl Flow {
             };
             Box::pin(async move { Ok(Box::new(reader) as Box<dyn Reader>) })
         });
+        let room = Arc::new(tokio::sync::Notify::new());
         let spec = RecordSpec {
             route: "test".into(),
             lanes: 2,
@@ -140,6 +141,8 @@ impl Flow {
             status: Arc::new(ConsumerStatus::new("group".into())),
             max_messages: 8,
             max_bytes: 1 << 20,
+            share: crate::flow::Budget::unbounded().share(room.clone()),
+            room,
             shutdown: fakes.shutdown.clone(),
         };
         let (tx, intake) = mpsc::unbounded_channel();

@@ -101,12 +101,17 @@ pub struct EventLoop {
 /// waits behind packets not read yet.
 #[derive(Clone)]
 pub struct ReadGate {
-    may_read: Arc<dyn Fn() -> bool + Send + Sync>,
+    may_read: Arc<dyn Fn() -> usize + Send + Sync>,
     wake: Arc<Notify>,
 }
 
 impl ReadGate {
     pub fn new(may_read: impl Fn() -> bool + Send + Sync + 'static, wake: Arc<Notify>) -> Self {
+        Self::counted(move || if may_read() { usize::MAX } else { 0 }, wake)
+    }
+
+    /// `may_read` says how many packets the next read may bring (0: none, for now).
+    pub fn counted(may_read: impl Fn() -> usize + Send + Sync + 'static, wake: Arc<Notify>) -> Self {
         ReadGate {
             may_read: Arc::new(may_read),
             wake,
@@ -237,7 +242,8 @@ impl EventLoop {
         // outgoing inflight queue is full or a packet id collided (see upstream's comment on
         // collisions in `state.rs`).
         loop {
-            let may_read = self.read_gate.as_ref().map_or(true, |g| (g.may_read)());
+            let allowed = self.read_gate.as_ref().map_or(usize::MAX, |g| (g.may_read)());
+            let may_read = allowed > 0;
             self.paused_since_ping |= !may_read;
             let wake = self.read_gate.as_ref().map(|g| g.wake.clone());
             // Requests left from the last session go out one at a time, as upstream; only a
@@ -284,7 +290,7 @@ impl EventLoop {
                 // The gate may have opened: look again.
                 _ = async { wake.as_ref().unwrap().notified().await }, if !may_read => continue,
                 // Pull a bunch of packets from network, reply in bunch and yield the first item
-                o = network.readb(&mut self.state), if may_read => {
+                o = network.readb_at_most(&mut self.state, allowed), if may_read => {
                     o?;
                     self.incoming_since_ping = true;
                     // flush all the acks and return first incoming packet

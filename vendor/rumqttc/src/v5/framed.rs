@@ -47,7 +47,14 @@ impl Network {
 
     /// Read packets in bulk. This allow replies to be in bulk. This method is used
     /// after the connection is established to read a bunch of incoming packets
-    pub async fn readb(&mut self, state: &mut MqttState) -> Result<(), StateError> {
+    /// mqbridge patch: as `readb`, taking at most `most` packets (at least one; at most nine,
+    /// `readb`'s own limit).
+    pub async fn readb_at_most(
+        &mut self,
+        state: &mut MqttState,
+        most: usize,
+    ) -> Result<(), StateError> {
+        let most = most.clamp(1, self.max_readb_count - 1);
         // wait for the first read
         let mut res = self.framed.next().await;
         let mut count = 1;
@@ -59,7 +66,7 @@ impl Network {
                     }
 
                     count += 1;
-                    if count >= self.max_readb_count {
+                    if count > most {
                         break;
                     }
                 }
