@@ -388,3 +388,58 @@ async fn two_hundred_stalled_routes_hold_no_more_than_the_memory_budget() {
     .await;
     assert!(all, "not everything was delivered:\n{}", bridge.log_text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_moving_to_shared_connections_retires_its_old_sessions() {
+    const AWAY: usize = 300;
+    const AFTER: usize = 300;
+    let broker = mosquitto();
+    let prefix = unique("retire");
+    let config = |shared: bool| {
+        Config::new(broker.port, "retire")
+            .mqtt("client_id_prefix", prefix.as_str())
+            .connection("out", Connection::file("out.jsonl"))
+            .route(
+                Route::new("r", "r/#", "out")
+                    .set("consumers", 2)
+                    .set("shared_connections", shared),
+            )
+            .dead_letter("dead.jsonl")
+            .text()
+    };
+    // An earlier bridge, each route on connections of its own, stopped with its sessions kept.
+    let mut bridge = Bridge::start(&config(false));
+    bridge.wait_subscribed(0, 2);
+    assert_eq!(bridge.stop(), Some(0));
+    let out = bridge.dir.join("out.jsonl");
+    // While it is away, its sessions (the group's only members) keep what comes.
+    let mut publisher = Publisher::connect(broker.port).await;
+    publisher.publish_numbered(0..AWAY, |i| format!("r/{}", i % 4)).await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+
+    // This version reads through shared connections; the old sessions leave the group with
+    // what they queued.
+    std::fs::write(&bridge.config, config(true)).unwrap();
+    bridge.spawn();
+    bridge.wait_subscribed(2, 2);
+    let left = eventually(Duration::from_secs(30), || {
+        bridge.log_text().matches("left its share group").count() == 2
+    })
+    .await;
+    assert!(left, "{}", bridge.log_text());
+    publisher
+        .publish_numbered(AWAY..AWAY + AFTER, |i| format!("r/{}", i % 4))
+        .await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    let all = eventually(Duration::from_secs(30), || {
+        let got = copies(&out);
+        (0..AWAY + AFTER).all(|i| got.contains_key(&format!("msg-{i}")))
+    })
+    .await;
+    let got = copies(&out);
+    let missing: Vec<usize> = (0..AWAY + AFTER)
+        .filter(|i| !got.contains_key(&format!("msg-{i}")))
+        .take(10)
+        .collect();
+    assert!(all, "missing {missing:?}:\n{}", bridge.log_text());
+}

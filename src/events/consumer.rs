@@ -162,6 +162,25 @@ impl NoSubscriptionIdentifiers<'_> {
     }
 }
 
+/// A session a route no longer reads through left its share group, with what it had queued
+/// read into the route.
+pub struct SessionRetired<'a> {
+    pub route: &'a str,
+    pub client_id: &'a str,
+    pub messages: usize,
+}
+
+impl SessionRetired<'_> {
+    pub fn emit(&self) {
+        info!(
+            route = self.route,
+            client_id = self.client_id,
+            messages = self.messages,
+            "an earlier session of the route left its share group"
+        );
+    }
+}
+
 pub struct ConsumerDisconnected<'a> {
     pub route: &'a str,
     pub status: &'a ConsumerStatus,
@@ -278,6 +297,14 @@ impl ConsumerWindow {
         ConsumerWindow {
             held: gauge!("mqbridge_inflight_messages", "route" => route.clone(), "consumer" => consumer.clone()),
             most: gauge!("mqbridge_inflight_messages_max", "route" => route, "consumer" => consumer),
+        }
+    }
+
+    /// The window of a connection the metrics do not show (one retiring an old session).
+    pub fn unseen() -> Self {
+        ConsumerWindow {
+            held: Gauge::noop(),
+            most: Gauge::noop(),
         }
     }
 

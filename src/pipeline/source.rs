@@ -39,6 +39,8 @@ pub struct SourceContext {
     pub max_bytes: usize,
     /// The bridge's memory budget, which every reader takes a share of.
     pub budget: Arc<Budget>,
+    /// Where the bridge keeps its state (`Config::data_dir`).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// A route's source, opened by its connector.

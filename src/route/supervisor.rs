@@ -176,6 +176,7 @@ impl Supervisor {
             batch_size: route.batch_size,
             max_bytes: self.shared.window_bytes,
             budget: self.shared.budget.clone(),
+            data_dir: self.shared.data_dir.clone(),
         };
         let replay = given.is_some();
         let source = match given {

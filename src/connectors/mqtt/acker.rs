@@ -187,6 +187,8 @@ pub struct Shared {
     pub(super) reconnecting: AtomicBool,
     /// The connection's part of the bridge's memory budget: its window's bytes.
     share: budget::Share,
+    /// Messages received since the connection started.
+    pub(super) received: AtomicUsize,
     /// The largest budget cost of a message it received (0 before the first).
     largest: AtomicUsize,
 }
@@ -197,6 +199,7 @@ impl Shared {
         Shared {
             share: budget.share(wake.clone()),
             largest: AtomicUsize::new(0),
+            received: AtomicUsize::new(0),
             client,
             epoch: Mutex::new(0),
             closing: AtomicBool::new(false),
@@ -240,6 +243,7 @@ impl Shared {
         self.in_flight_bytes.fetch_add(bytes, Ordering::AcqRel);
         self.share.take(cost);
         self.largest.fetch_max(cost, Ordering::AcqRel);
+        self.received.fetch_add(1, Ordering::AcqRel);
         let most = self.most.fetch_max(held, Ordering::AcqRel) < held;
         self.window.held(most.then_some(held));
         Slot {

@@ -84,6 +84,9 @@ pub struct ConnectionSpec {
     pub expected: Option<Arc<Identifiers>>,
     /// The bridge's memory budget: the connection's window takes a share of it.
     pub budget: Arc<Budget>,
+    /// A consumer of routes, which the status and metrics show; false for a connection that
+    /// only retires an old session (`retire`), which logs nothing of its own.
+    pub counted: bool,
 }
 
 /// Where a connection hands what it receives: a route's pipeline. Unbounded on purpose: the
@@ -108,6 +111,7 @@ pub struct Connection {
     table: Arc<Mutex<Table>>,
     task: Option<tokio::task::JoinHandle<()>>,
     spec_shared: bool,
+    counted: bool,
 }
 
 /// The routes a connection carries.
@@ -198,11 +202,11 @@ impl Connection {
         let options = endpoint.consumer_options(&spec.client_id);
         // Room for every ack the in-flight window can produce, plus control packets.
         let (client, mut eventloop) = AsyncClient::new(options, 2 * spec.receive_maximum + 64);
-        let shared = Arc::new(Shared::new(
-            client.clone(),
-            events::ConsumerWindow::new(&spec.label, spec.number),
-            &spec.budget,
-        ));
+        let window = match spec.counted {
+            true => events::ConsumerWindow::new(&spec.label, spec.number),
+            false => events::ConsumerWindow::unseen(),
+        };
+        let shared = Arc::new(Shared::new(client.clone(), window, &spec.budget));
         let window = (
             shared.clone(),
             spec.receive_maximum,
@@ -237,7 +241,7 @@ impl Connection {
                 }
             });
         }
-        let spec_shared = spec.shared;
+        let (spec_shared, counted) = (spec.shared, spec.counted);
         let poller = Poller {
             status: Arc::new(ConsumerStatus::new(spec.client_id.clone())),
             spec,
@@ -253,6 +257,7 @@ impl Connection {
             table,
             task: Some(task),
             spec_shared,
+            counted,
         }
     }
 
@@ -284,7 +289,7 @@ impl Connection {
         entry.attach(lane, tx);
         let again = !entry.wanted || changed || !entry.granted;
         entry.wanted = true;
-        if connected {
+        if connected && self.counted {
             let (route, status) = (&*entry.sub.route, &*entry.sub.status);
             events::ConsumerJoined { route, status }.emit();
             if !again {
@@ -346,6 +351,16 @@ impl Connection {
             let filters = entry.sub.shared_filters().collect();
             unsubscribe_filters(&self.client, &mut table, id, filters);
         }
+    }
+
+    /// Connected, with no SUBSCRIBE or UNSUBSCRIBE unanswered; how many messages it has
+    /// received, and how many it holds.
+    pub fn settled(&self) -> (bool, usize, usize) {
+        let table = self.table();
+        let quiet = table.connected && table.pending.is_empty();
+        let received = self.shared.received.load(Ordering::Acquire);
+        let held = self.shared.in_flight.load(Ordering::Acquire);
+        (quiet, received, held)
     }
 
     /// Whether the connection carries `id`.
@@ -485,6 +500,9 @@ impl Poller {
     /// Calls `f` with each route the connection carries (or with the connection itself when
     /// it carries none).
     fn each(&self, mut f: impl FnMut(&str, &ConsumerStatus)) {
+        if !self.spec.counted {
+            return;
+        }
         let subs: Vec<Arc<Subscription>> =
             lock(&self.table).entries.values().map(|e| e.sub.clone()).collect();
         if subs.is_empty() {
@@ -618,7 +636,7 @@ impl Poller {
             .iter()
             .map(|(id, e)| (*id, e.wanted, e.sub.clone()))
             .collect();
-        if ids.is_empty() {
+        if ids.is_empty() && self.spec.counted {
             events::ConsumerConnected {
                 route: &self.spec.label,
                 status: &self.status,
@@ -630,13 +648,15 @@ impl Poller {
         // Subscribing again on a resumed session is harmless and repairs a lost one; a
         // subscription withdrawn while away is withdrawn again, the session may still hold it.
         for (id, wanted, sub) in ids {
-            events::ConsumerConnected {
-                route: &sub.route,
-                status: &sub.status,
-                session_present,
-                epoch,
+            if self.spec.counted {
+                events::ConsumerConnected {
+                    route: &sub.route,
+                    status: &sub.status,
+                    session_present,
+                    epoch,
+                }
+                .emit();
             }
-            .emit();
             match wanted {
                 true => subscribe(&self.client, self.spec.shared, &mut table, id),
                 false => {
@@ -671,6 +691,9 @@ impl Poller {
         let complete = refused.is_empty() && granted.len() == sub.filters.len();
         entry.granted = complete;
         drop(table);
+        if !self.spec.counted {
+            return;
+        }
         let (route, status) = (&*sub.route, &*sub.status);
         events::Subscribed {
             route,

@@ -20,6 +20,7 @@ mod pool;
 mod probe;
 pub(crate) mod publication;
 mod publisher;
+mod retire;
 mod sink;
 mod source;
 mod template;

@@ -231,6 +231,7 @@ impl Pool {
                 identifiers: Some(self.endpoint.pools().identifiers.clone()),
                 expected: Some(self.endpoint.pools().ids.clone()),
                 budget: self.budget.clone(),
+                counted: true,
             },
         )
     }

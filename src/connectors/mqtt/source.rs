@@ -21,6 +21,7 @@ use super::config::MqttSourceConfig;
 use super::consumer::{Connection, ConnectionSpec, Deliveries, OWN};
 use super::options::Endpoint;
 use super::pool::{self, Member, Pool};
+use super::retire::Retire;
 use crate::events;
 use crate::flow::{Budget, ConsumerStatus, Delivery, Pause};
 use crate::pipeline::{Engine, Source, SourceContext};
@@ -44,6 +45,7 @@ pub struct MqttSource {
     /// Cancelled when the route stops for good.
     gone: CancellationToken,
     budget: Arc<Budget>,
+    data_dir: std::path::PathBuf,
 }
 
 impl MqttSource {
@@ -71,6 +73,7 @@ impl MqttSource {
             bridge: context.bridge.clone(),
             gone: context.gone.clone(),
             budget: context.budget.clone(),
+            data_dir: context.data_dir.clone(),
         };
         let ids = match &source.pool {
             Some(name) => (1..=c.consumers as usize)
@@ -100,9 +103,24 @@ impl MqttSource {
     /// reload), and the pool disconnects when the bridge stops and no route is left on it.
     async fn run_shared(self: Box<Self>, pool: Arc<Pool>, engine: Engine) {
         let (tx, intake) = mpsc::unbounded_channel();
-        let member = self.member(tx);
+        let member = self.member(tx.clone());
         let mut paused = self.pause.watch();
         let run = pool.attach(member, *paused.borrow_and_update());
+        // The sessions of the route's own consumers, from before it shared connections, leave
+        // the share group, with what they queued read into the route.
+        let consumers = self.consumers.len();
+        let own = Arc::new(ConsumerStatus::new(format!("{}-retiring", self.route)));
+        let retire = Retire {
+            endpoint: self.endpoint.clone(),
+            budget: self.budget.clone(),
+            data_dir: self.data_dir.clone(),
+            sub: self.member(tx.clone()).subscription(own),
+            lane: consumers,
+            tx,
+            consumers,
+            stop: engine.ctx.shutdown.clone(),
+        };
+        tokio::spawn(retire.run());
         let ackers = (0..=self.consumers.len()).map(|_| Acker {
             route: self.route.clone(),
             own: None,
@@ -160,6 +178,7 @@ impl MqttSource {
                     identifiers: None,
                     expected: None,
                     budget: self.budget.clone(),
+                    counted: true,
                 },
             );
             connection.set(OWN, member.subscription(status.clone()), lane, tx.clone());
