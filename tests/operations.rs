@@ -169,7 +169,11 @@ async fn pause_keeps_the_sessions_and_resume_delivers_everything() {
     // The sessions were kept: each connection of the pool of `flow` (the routes delivering to
     // `a`) connected once, its parking connection too.
     for id in ["a-1", "a-2", "a-parked"] {
-        assert_eq!(connections_of(&broker, &format!("{prefix}.{id}")), 1, "{id}");
+        assert_eq!(
+            connections_of(&broker, &format!("{prefix}.{id}")),
+            1,
+            "{id}"
+        );
     }
     let overview = routes_json(admin).await;
     let flow = find(&overview, "flow");

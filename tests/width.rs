@@ -12,12 +12,10 @@ use std::time::{Duration, Instant};
 use common::bridge::http_request;
 use common::config::{Config, Connection, Route};
 use common::function::{FunctionServer, Reply};
-use common::proxy::Proxy;
 use common::kafka::{all_arrived, create_topic};
 use common::mqtt::Publisher;
-use common::{
-    eventually, file_payloads, free_port, mosquitto, unique, Bridge, KafkaUnderTest,
-};
+use common::proxy::Proxy;
+use common::{eventually, file_payloads, free_port, mosquitto, unique, Bridge, KafkaUnderTest};
 
 const CONNECTS: &str = "mqbridge_mqtt_connects_total";
 const DELIVERED: &str = "mqbridge_messages_delivered_total";
@@ -85,11 +83,7 @@ async fn a_message_two_routes_read_reaches_both_once_and_a_kill_loses_neither() 
         .filter(|p| !got.contains_key(p))
         .take(10)
         .collect();
-    assert!(
-        everything,
-        "missing {missing:?}\n{}",
-        bridge.log_text()
-    );
+    assert!(everything, "missing {missing:?}\n{}", bridge.log_text());
     // Nothing went where it should not: `odd` took no even message.
     assert!(
         (0..N)
@@ -104,7 +98,10 @@ async fn a_message_two_routes_read_reaches_both_once_and_a_kill_loses_neither() 
     // The two routes read through one pool: two connections (one consumer and parking).
     let log = bridge.log_text();
     assert!(log.contains("client_id=\"overlap-"), "{log}");
-    assert!(!log.contains("overlap-all-1"), "a connection of the route's own: {log}");
+    assert!(
+        !log.contains("overlap-all-1"),
+        "a connection of the route's own: {log}"
+    );
 }
 
 /// Publishes `range` to `up/…` and returns the rate at which route `up` delivered them, read
@@ -119,7 +116,9 @@ async fn rate_of(
     let delivered = || bridge.metric_where(admin, DELIVERED, "route=\"up\"");
     let before = delivered().await;
     let started = Instant::now();
-    publisher.publish_numbered(range, |i| format!("up/{}", i % 8)).await;
+    publisher
+        .publish_numbered(range, |i| format!("up/{}", i % 8))
+        .await;
     let done = eventually_async(Duration::from_secs(60), || async {
         delivered().await >= before + n
     });
@@ -177,7 +176,10 @@ async fn a_stalled_destination_does_not_slow_a_route_that_delivers_elsewhere() {
     let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
     let ratio = best(&beside) / best(&alone);
     eprintln!("msg/s alone {alone:?}, beside a stalled route {beside:?}: {ratio:.2}");
-    assert!(ratio >= 0.8, "alone {alone:?}, beside a stalled route {beside:?}");
+    assert!(
+        ratio >= 0.8,
+        "alone {alone:?}, beside a stalled route {beside:?}"
+    );
 
     kafka.proxy.restore();
     let duplicates = all_arrived(&kafka.bootstrap(), &topic, 1, 3 * STALLED, || {
@@ -230,11 +232,7 @@ async fn one_route_among_a_hundred_pauses_restarts_and_goes_without_moving_the_o
     let delivered = |route: usize| {
         let name = format!("route=\"r{route}\"");
         let bridge = &bridge;
-        async move {
-            bridge
-                .metric_where(admin, DELIVERED, &name)
-                .await
-        }
+        async move { bridge.metric_where(admin, DELIVERED, &name).await }
     };
     // The others' counts rise while `step` happens.
     let others_rise = |step: &'static str| {
@@ -253,7 +251,11 @@ async fn one_route_among_a_hundred_pauses_restarts_and_goes_without_moving_the_o
                 all
             })
             .await;
-            assert!(risen, "the others stopped during {step}:\n{}", bridge.log_text());
+            assert!(
+                risen,
+                "the others stopped during {step}:\n{}",
+                bridge.log_text()
+            );
         }
     };
     assert!(eventually(Duration::from_secs(10), || copies(&out).len() > 1000).await);
@@ -262,7 +264,10 @@ async fn one_route_among_a_hundred_pauses_restarts_and_goes_without_moving_the_o
     assert_eq!(code, 200, "{body}");
     let paused_at = delivered(5).await;
     others_rise("the pause").await;
-    assert!(delivered(5).await <= paused_at + 256.0, "r5 went on delivering");
+    assert!(
+        delivered(5).await <= paused_at + 256.0,
+        "r5 went on delivering"
+    );
     let (code, body) = http_request(admin, "POST", "/routes/r5/resume", None).await;
     assert_eq!(code, 200, "{body}");
 
@@ -322,7 +327,14 @@ async fn two_hundred_stalled_routes_hold_no_more_than_the_memory_budget() {
     let broker = mosquitto();
     let admin = free_port();
     let server = FunctionServer::start(|_| Reply::ok()).await;
-    let port: u16 = server.url().rsplit(':').next().unwrap().trim_end_matches("/invoke").parse().unwrap();
+    let port: u16 = server
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/invoke")
+        .parse()
+        .unwrap();
     // Every destination is down: their requests go through a proxy that refuses them.
     let proxy = Proxy::start(port);
     proxy.cut();
@@ -336,7 +348,11 @@ async fn two_hundred_stalled_routes_hold_no_more_than_the_memory_budget() {
     for r in 0..ROUTES {
         config = config
             .connection(&format!("f{r}"), Connection::http(&url))
-            .route(Route::new(&format!("r{r}"), &format!("b/{r}/#"), &format!("f{r}")));
+            .route(Route::new(
+                &format!("r{r}"),
+                &format!("b/{r}/#"),
+                &format!("f{r}"),
+            ));
     }
     let bridge = Bridge::start(&config.text());
     bridge.wait_subscribed(0, ROUTES);
@@ -370,7 +386,10 @@ async fn two_hundred_stalled_routes_hold_no_more_than_the_memory_budget() {
     );
     // Without the budget each route's window would take all 40 (128 MB in all). With it, RSS
     // grows by the budget at most, the allocator's slack aside.
-    assert!(held > 0.0 && held < (ROUTES * EACH / 2) as f64, "{held} held");
+    assert!(
+        held > 0.0 && held < (ROUTES * EACH / 2) as f64,
+        "{held} held"
+    );
     assert!(
         grew <= BUDGET_MIB + 4,
         "RSS grew by {grew} MiB with a budget of {BUDGET_MIB} MiB"
@@ -414,7 +433,9 @@ async fn a_route_moving_to_shared_connections_retires_its_old_sessions() {
     let out = bridge.dir.join("out.jsonl");
     // While it is away, its sessions (the group's only members) keep what comes.
     let mut publisher = Publisher::connect(broker.port).await;
-    publisher.publish_numbered(0..AWAY, |i| format!("r/{}", i % 4)).await;
+    publisher
+        .publish_numbered(0..AWAY, |i| format!("r/{}", i % 4))
+        .await;
     publisher.wait_acked(Duration::from_secs(30)).await;
 
     // This version reads through shared connections; the old sessions leave the group with

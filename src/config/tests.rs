@@ -329,12 +329,21 @@ fn a_memory_budget_too_small_for_the_routes_readers_is_refused() {
     // Two MQTT routes to two destinations: two pools, each a consumer and a parking
     // connection, so four readers of 64 KiB.
     let p = problems(&format!("memory_budget = \"200KiB\"\n{BASE}"));
-    let budget = p.iter().find(|p| p.field.as_deref() == Some("memory_budget"));
+    let budget = p
+        .iter()
+        .find(|p| p.field.as_deref() == Some("memory_budget"));
     let budget = budget.unwrap_or_else(|| panic!("{p:#?}"));
     assert_eq!(budget.section, "top level");
     assert!(budget.message.contains("4 readers"), "{}", budget.message);
-    assert!(budget.message.contains("at least 256.0KiB"), "{}", budget.message);
+    assert!(
+        budget.message.contains("at least 256.0KiB"),
+        "{}",
+        budget.message
+    );
     let c = parse(&format!("memory_budget = \"256KiB\"\n{BASE}")).unwrap();
     assert_eq!(c.memory_budget, 256 * 1024);
-    assert_eq!(parse(BASE).unwrap().memory_budget, crate::flow::DEFAULT_BUDGET);
+    assert_eq!(
+        parse(BASE).unwrap().memory_budget,
+        crate::flow::DEFAULT_BUDGET
+    );
 }

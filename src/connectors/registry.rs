@@ -206,7 +206,13 @@ mod tests {
         assert_eq!(keys("kafka"), Some(&["topic", "group", "start"][..]));
         let rocketmq = ["topic", "tags", "group", "start"];
         assert_eq!(keys("rocketmq"), Some(&rocketmq[..]));
-        let mqtt = ["filters", "share_group", "consumers", "qos", "shared_connections"];
+        let mqtt = [
+            "filters",
+            "share_group",
+            "consumers",
+            "qos",
+            "shared_connections",
+        ];
         assert_eq!(keys("mqtt"), Some(&mqtt[..]));
         assert_eq!(keys("http"), Some(&[][..]), "a sink only");
     }

@@ -87,10 +87,7 @@ impl AckToken {
 impl Pending {
     /// Given up: the broker sends it again on the session's next connection.
     fn strand(self) {
-        self._slot
-            .shared
-            .stranded
-            .fetch_add(1, Ordering::AcqRel);
+        self._slot.shared.stranded.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -386,7 +383,11 @@ mod tests {
         }
         let p = last.settle(true).expect("the last share acknowledges");
         assert_eq!(p.packet_id, 7);
-        assert_eq!(shared.in_flight.load(Ordering::Acquire), 1, "held until acked");
+        assert_eq!(
+            shared.in_flight.load(Ordering::Acquire),
+            1,
+            "held until acked"
+        );
         drop(p);
         assert_eq!(shared.in_flight.load(Ordering::Acquire), 0);
         assert_eq!(shared.stranded.load(Ordering::Acquire), 0);
@@ -399,8 +400,16 @@ mod tests {
         // One route gives its share up (or drops it); the other delivers last.
         drop(shares.remove(0));
         assert!(shares.pop().unwrap().settle(true).is_none());
-        assert_eq!(shared.stranded.load(Ordering::Acquire), 1, "left for the broker");
-        assert_eq!(shared.in_flight.load(Ordering::Acquire), 0, "its place freed");
+        assert_eq!(
+            shared.stranded.load(Ordering::Acquire),
+            1,
+            "left for the broker"
+        );
+        assert_eq!(
+            shared.in_flight.load(Ordering::Acquire),
+            0,
+            "its place freed"
+        );
         // A whole token given up is stranded too; a delivered one is acknowledged.
         assert!(AckToken::whole(pending(&shared, 9)).settle(false).is_none());
         assert_eq!(shared.stranded.load(Ordering::Acquire), 2);

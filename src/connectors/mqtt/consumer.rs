@@ -33,13 +33,13 @@ use tokio::sync::{mpsc, watch};
 
 use super::acker::{AckToken, Pending, Shared};
 use super::config::PublisherProperties;
-use super::pool::{Identifiers, GRACE};
 use super::convert;
+use super::pool::{Identifiers, GRACE};
 use crate::connectors::mqtt::Endpoint;
 use crate::events;
-use crate::flow::{budget, Budget, ConsumerStatus};
 use crate::flow::Delivery;
 use crate::flow::Pause;
+use crate::flow::{budget, Budget, ConsumerStatus};
 use crate::message::Message;
 
 /// What one route reads through a connection.
@@ -57,7 +57,9 @@ pub struct Subscription {
 impl Subscription {
     fn shared_filters(&self) -> impl Iterator<Item = String> + '_ {
         let group = &self.share_group;
-        self.filters.iter().map(move |f| format!("$share/{group}/{f}"))
+        self.filters
+            .iter()
+            .map(move |f| format!("$share/{group}/{f}"))
     }
 }
 
@@ -414,7 +416,9 @@ impl Drop for Connection {
 
 fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
     // A panic while holding it leaves the table usable.
-    table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    table
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Poller {
@@ -503,8 +507,11 @@ impl Poller {
         if !self.spec.counted {
             return;
         }
-        let subs: Vec<Arc<Subscription>> =
-            lock(&self.table).entries.values().map(|e| e.sub.clone()).collect();
+        let subs: Vec<Arc<Subscription>> = lock(&self.table)
+            .entries
+            .values()
+            .map(|e| e.sub.clone())
+            .collect();
         if subs.is_empty() {
             f(&self.spec.label, &self.status);
         }

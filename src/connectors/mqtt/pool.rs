@@ -387,7 +387,8 @@ impl Pool {
                 return self.idle();
             }
             if !bridge.is_cancelled() {
-                let (pool, route, bridge) = (self.clone(), place.member.route.clone(), bridge.clone());
+                let (pool, route, bridge) =
+                    (self.clone(), place.member.route.clone(), bridge.clone());
                 tokio::spawn(async move {
                     tokio::select! {
                         _ = tokio::time::sleep(GRACE) => pool.expire(&route, run),
