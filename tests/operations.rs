@@ -438,9 +438,12 @@ async fn reload_restarts_only_what_changed() {
     let got = file_payloads(&a);
     assert!(same.iter().all(|p| got.get(p) == Some(&1)));
     assert_eq!(got.len(), same.len());
-    // Changed: restarted on the same shared connection, which never reconnected (nor for the
-    // removed route, withdrawn from it), nothing lost.
-    assert_eq!(connections_of(&broker, &format!("{prefix}.b-1")), 1);
+    // Changed: restarted on the same shared connection, nothing lost. It was stopped while
+    // paused: what it held then (what reached it before its subscription moved to parking) was
+    // given up, and the connection that brought it connected again once, so that the broker
+    // sent it again.
+    let connects = connections_of(&broker, &format!("{prefix}.b-1"));
+    assert!((1..=2).contains(&connects), "{connects} connections");
     // Added: receives what was published after it started.
     let added_after: Vec<String> = {
         let log = file_payloads(&b);

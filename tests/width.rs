@@ -464,3 +464,41 @@ async fn a_route_moving_to_shared_connections_retires_its_old_sessions() {
         .collect();
     assert!(all, "missing {missing:?}:\n{}", bridge.log_text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_the_broker_settings_moves_the_pool_without_a_fight() {
+    const N: usize = 500;
+    let broker = mosquitto();
+    let admin = free_port();
+    let prefix = unique("moved");
+    let config = |keep_alive: &str| {
+        Config::new(broker.port, "moved")
+            .mqtt("client_id_prefix", prefix.as_str())
+            .mqtt("keep_alive", keep_alive)
+            .admin(admin)
+            .connection("out", Connection::file("out.jsonl"))
+            .route(Route::new("a", "a/#", "out"))
+            .route(Route::new("b", "b/#", "out"))
+            .dead_letter("dead.jsonl")
+            .text()
+    };
+    let bridge = Bridge::start(&config("30s"));
+    bridge.wait_subscribed(0, 2);
+    let out = bridge.dir.join("out.jsonl");
+    // `[mqtt]` changes: every route restarts on a new endpoint, whose pool has the same
+    // client ids as the one before.
+    std::fs::write(&bridge.config, config("20s")).unwrap();
+    let (code, body) = http_request(admin, "POST", "/reload", None).await;
+    assert_eq!(code, 200, "{body}");
+    bridge.wait_subscribed(2, 2);
+    let mut publisher = Publisher::connect(broker.port).await;
+    publisher
+        .publish_numbered(0..N, |i| format!("{}/x", ["a", "b"][i % 2]))
+        .await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    let all = eventually(Duration::from_secs(20), || copies(&out).len() >= N).await;
+    assert!(all, "{}", bridge.log_text());
+    // The earlier pool disconnected before the new one connected: no session was taken over.
+    let log = bridge.log_text();
+    assert!(!log.contains("consumer disconnected"), "{log}");
+}

@@ -133,6 +133,11 @@ impl Endpoint {
         &self.pools
     }
 
+    /// Whether `other` is this endpoint (a clone of it), not one made anew from settings.
+    pub fn same(&self, other: &Endpoint) -> bool {
+        Arc::ptr_eq(&self.pools, &other.pools)
+    }
+
     /// The settings it was made from.
     pub fn config(&self) -> &MqttConfig {
         &self.config

@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::QoS;
@@ -170,8 +170,21 @@ struct Inner {
 
 impl Pool {
     /// The pool of routes on `endpoint`'s broker delivering to `name`, made if there is none;
-    /// its connections take shares of `budget`.
-    pub fn get(endpoint: &Endpoint, name: &str, budget: &Arc<Budget>) -> Arc<Pool> {
+    /// its connections take shares of `budget`. A pool of the same client ids made for an
+    /// earlier endpoint (its broker's settings changed, its routes restarted) is disconnected
+    /// first: two clients of one id would take the session from each other.
+    pub async fn get(endpoint: &Endpoint, name: &str, budget: &Arc<Budget>) -> Arc<Pool> {
+        let first = client_id(endpoint, name, 1);
+        let earlier = lock_live().get(&first).and_then(Weak::upgrade);
+        if let Some(earlier) = earlier.filter(|p| !p.endpoint.same(endpoint)) {
+            earlier.close_now().await;
+        }
+        let pool = Self::get_or_make(endpoint, name, budget);
+        lock_live().insert(first, Arc::downgrade(&pool));
+        pool
+    }
+
+    fn get_or_make(endpoint: &Endpoint, name: &str, budget: &Arc<Budget>) -> Arc<Pool> {
         let pools = endpoint.pools();
         let mut map = pools.pools.lock().unwrap_or_else(|p| p.into_inner());
         let live = map.get(name).and_then(Weak::upgrade);
@@ -425,11 +438,16 @@ impl Pool {
 
     /// Disconnects every connection (the sessions kept), when no route is attached.
     pub async fn close(&self) {
+        if !self.idle() {
+            return;
+        }
+        self.close_now().await;
+    }
+
+    /// Disconnects every connection (the sessions kept).
+    async fn close_now(&self) {
         let connections = {
             let mut inner = self.lock();
-            if inner.routes.values().any(|p| p.attached) {
-                return;
-            }
             self.closed.store(true, Ordering::Release);
             let mut all = std::mem::take(&mut inner.connections);
             all.extend(inner.parking.take());
@@ -439,6 +457,13 @@ impl Pool {
             c.close().await;
         }
     }
+}
+
+/// The pools of the process by their first connection's client id, whatever their endpoint.
+static LIVE: LazyLock<Mutex<HashMap<String, Weak<Pool>>>> = LazyLock::new(Default::default);
+
+fn lock_live() -> MutexGuard<'static, HashMap<String, Weak<Pool>>> {
+    LIVE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The client id of connection `n` (from 1) of pool `name`: `{prefix}.{name}-{n}`. No route's

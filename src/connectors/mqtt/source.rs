@@ -222,7 +222,7 @@ impl Source for MqttSource {
             let Some(name) = self.pool.clone() else {
                 return self.run_own(engine).await;
             };
-            let pool = Pool::get(&self.endpoint, &name, &self.budget);
+            let pool = Pool::get(&self.endpoint, &name, &self.budget).await;
             let stop = engine.ctx.shutdown.clone();
             match self.endpoint.pools().identifiers(&stop).await {
                 Some(true) => self.run_shared(pool, engine).await,
