@@ -1,5 +1,6 @@
-//! mqbench: mqbridge against the broker's own ceiling and against a hand-written Python bridge,
-//! on real servers started on loopback. `scripts/bench` runs it; BENCHMARKS.md keeps results.
+//! mqbench: mqbridge against the broker's own ceiling and against two peers, a hand-written
+//! Python bridge and a bridge on the mq-bridge crate, on real servers started on loopback.
+//! `scripts/bench` runs it; BENCHMARKS.md keeps results.
 //!
 //! One binary, six roles: `run` (the default) orchestrates everything; `publish`, `ceiling`,
 //! `produce`, `rocketmq-produce` and `function` are the MQTT publisher, the no-op subscriber, a
@@ -36,7 +37,7 @@ use clap::{Parser, Subcommand};
 use systems::{Env, Load, Outcome, Rocketmq, System};
 
 #[derive(Parser)]
-#[command(about = "Benchmarks mqbridge against the broker's ceiling and a Python peer")]
+#[command(about = "Benchmarks mqbridge against the broker's ceiling and its peers")]
 struct Cli {
     #[command(subcommand)]
     role: Option<Role>,
@@ -73,8 +74,10 @@ struct RunArgs {
     /// no value skips the latency runs.
     #[arg(long, value_delimiter = ',', num_args = 0.., default_values_t = [25, 50, 80])]
     rates: Vec<u32>,
-    /// Systems to measure: ceiling, kafka-alone, file, kafka, peer; rocketmq-alone (a RocketMQ
-    /// producer batched like the bridge) and rocketmq (the bridge to RocketMQ); and the bridge
+    /// Systems to measure: ceiling, kafka-alone, file, kafka, peer; mq-bridge (a second peer:
+    /// MQTT → Kafka on the mq-bridge crate, benches/peers/mq-bridge, whose binary
+    /// MQBRIDGE_BENCH_MQ_BRIDGE names); rocketmq-alone (a RocketMQ producer batched like the
+    /// bridge) and rocketmq (the bridge to RocketMQ); and the bridge
     /// to a no-op HTTP function: http1, http100, http1000 (batch sizes), http-ordered (batch
     /// 100, `ordered = true`, 1,000 topics), http-20ms (batch 1, a function that takes 20 ms, at
     /// most 3,000 messages). Function runs are measured at full speed only. Downlinks:
@@ -173,6 +176,7 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         }),
         rocketmq: rocketmq.then(Rocketmq::start),
         python: peer_python(),
+        mq_bridge: std::env::var_os("MQBRIDGE_BENCH_MQ_BRIDGE").map(PathBuf::from),
         consumers: a.consumers,
         receive_maximum: a.receive_maximum,
         partitions: a.partitions,

@@ -79,6 +79,7 @@ pub fn markdown(
         );
         throughput_table(&mut out, sizes.into_iter());
     }
+    peers(&mut out, outcomes);
     rocketmq_ratios(&mut out, outcomes);
     broker_ratios(&mut out, outcomes);
     buffer_ratios(&mut out, outcomes);
@@ -415,6 +416,57 @@ fn full_speed(outcomes: &[Outcome], sys: System, size: usize) -> Option<&Outcome
             && o.load.width.is_none()
             && o.summary.complete()
     })
+}
+
+/// mqbridge's Kafka route and the two peers side by side, at every payload size where a peer
+/// ran at full speed; a run that lost messages is shown as such. The ratios compare mqbridge
+/// with the mq-bridge crate where both delivered everything.
+fn peers(out: &mut String, outcomes: &[Outcome]) {
+    let systems = [System::Kafka, System::Peer, System::MqBridgePeer];
+    let ran = |o: &&Outcome| o.load.rate == 0.0 && o.load.width.is_none();
+    let mut sizes: Vec<usize> = outcomes
+        .iter()
+        .filter(ran)
+        .filter(|o| matches!(o.system, System::Peer | System::MqBridgePeer))
+        .map(|o| o.load.size)
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    if sizes.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n## Peers (MQTT → Kafka)\n");
+    throughput_table(
+        out,
+        sizes.iter().flat_map(|&size| {
+            systems.iter().filter_map(move |&sys| {
+                outcomes
+                    .iter()
+                    .filter(ran)
+                    .find(|o| o.system == sys && o.load.size == size)
+            })
+        }),
+    );
+    let mut rows = String::new();
+    for &size in &sizes {
+        let mqbridge = full_speed(outcomes, System::Kafka, size);
+        let crate_peer = full_speed(outcomes, System::MqBridgePeer, size);
+        if let (Some(a), Some(b)) = (mqbridge, crate_peer) {
+            let _ = writeln!(
+                rows,
+                "| mq-bridge CPU per message / mqbridge CPU per message | {size} B | {:.2} |\n\
+                 | mqbridge msg/s / mq-bridge msg/s | {size} B | {:.2} |",
+                b.cpu_per_100k() / a.cpu_per_100k(),
+                a.summary.rate() / b.summary.rate(),
+            );
+        }
+    }
+    if !rows.is_empty() {
+        let _ = write!(
+            out,
+            "\n| ratio | payload | measured |\n|---|---:|---:|\n{rows}"
+        );
+    }
 }
 
 /// The bridge to RocketMQ against the MQTT ceiling and against RocketMQ alone, at every payload

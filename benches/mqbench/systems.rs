@@ -41,6 +41,8 @@ pub enum System {
     Base(&'static System),
     /// The hand-written Python bridge in benches/peers.
     Peer,
+    /// The bridge on the mq-bridge crate in benches/peers/mq-bridge.
+    MqBridgePeer,
     /// mqbridge with an `http` connection to the no-op function (the `function` role).
     Http(HttpRun),
     /// A rocketmq-client-rust producer straight into RocketMQ, batched like the bridge.
@@ -79,6 +81,7 @@ impl System {
             System::Base(System::DrainRocketmq) => "baseline: filled RocketMQ → MQTT",
             System::Base(_) => "baseline",
             System::Peer => "Python peer → Kafka",
+            System::MqBridgePeer => "mq-bridge (Rust crate 1.3.0) → Kafka",
             System::Http(h) => h.name(),
             System::RocketmqAlone => "RocketMQ alone",
             System::Rocketmq => "mqbridge → RocketMQ",
@@ -103,6 +106,7 @@ impl System {
             "base-file" => System::Base(&FILE),
             "base-kafka" => System::Base(&KAFKA),
             "peer" => System::Peer,
+            "mq-bridge" => System::MqBridgePeer,
             "rocketmq-alone" => System::RocketmqAlone,
             "rocketmq" => System::Rocketmq,
             "broker" => System::Broker,
@@ -114,7 +118,8 @@ impl System {
                 Some(h) => System::Http(h),
                 None => bail!(
                     "unknown system {s:?} (ceiling, kafka-alone, file, file-rules, kafka, file-disk, kafka-disk, drain-disk, base-file, \
-                     base-kafka, peer, rocketmq-alone, rocketmq, down-kafka, down-rocketmq, drain-kafka, drain-rocketmq, {})",
+                     base-kafka, peer, mq-bridge, rocketmq-alone, rocketmq, broker, down-kafka, down-rocketmq, drain-kafka, \
+                     drain-rocketmq, {})",
                     HttpRun::NAMES
                 ),
             },
@@ -137,6 +142,7 @@ impl System {
                 | System::KafkaDisk
                 | System::DrainDisk
                 | System::Peer
+                | System::MqBridgePeer
                 | System::DownKafka
                 | System::DrainKafka
         )
@@ -251,13 +257,15 @@ impl Outcome {
     }
 }
 
-/// What every run shares: the Kafka broker, the RocketMQ servers, the peer's interpreter, the
-/// bridge's settings.
+/// What every run shares: the Kafka broker, the RocketMQ servers, the peers' interpreter and
+/// binary, the bridge's settings.
 pub struct Env {
     pub exe: PathBuf,
     pub kafka: Option<Server>,
     pub rocketmq: Option<Rocketmq>,
     pub python: PathBuf,
+    /// The mq-bridge peer's binary (MQBRIDGE_BENCH_MQ_BRIDGE), when set.
+    pub mq_bridge: Option<PathBuf>,
     pub consumers: u32,
     pub receive_maximum: u16,
     /// Of each Kafka topic; also the queues of each RocketMQ topic.
@@ -433,7 +441,9 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
         System::File | System::FileRules | System::FileDisk => {
             Some(observe::file(dir.path().join("out.jsonl"), expect))
         }
-        System::Kafka | System::KafkaDisk | System::Peer => Some(kafka_observer()),
+        System::Kafka | System::KafkaDisk | System::Peer | System::MqBridgePeer => {
+            Some(kafka_observer())
+        }
         System::RocketmqAlone | System::Rocketmq => Some(observe::rocketmq(
             env.rocketmq().client.runtime.clone(),
             env.rocketmq().servers.namesrv(),
@@ -540,6 +550,26 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
                 &format!("--share-group={prefix}"),
                 &format!("--client-id={prefix}-peer"),
                 &format!("--receive-maximum={}", env.receive_maximum),
+                &format!("--bootstrap={}", env.bootstrap()),
+                &format!("--topic={topic}"),
+            ]))?;
+            let lines = lines(&mut child);
+            expect_line(&lines, "subscribed", Duration::from_secs(30))?;
+            Ok((Running::Process(child), None))
+        }
+        System::MqBridgePeer => {
+            let bin = env.mq_bridge.as_ref().context(
+                "MQBRIDGE_BENCH_MQ_BRIDGE is not set: the mq-bridge peer's binary, which \
+                 scripts/bench builds from benches/peers/mq-bridge",
+            )?;
+            let mut child = child(Command::new(bin).args([
+                "--mqtt-host=127.0.0.1",
+                &format!("--mqtt-port={port}"),
+                &format!("--filter={prefix}/#"),
+                &format!("--share-group={prefix}"),
+                &format!("--client-id={prefix}-peer"),
+                &format!("--receive-maximum={}", env.receive_maximum),
+                &format!("--consumers={}", env.consumers),
                 &format!("--bootstrap={}", env.bootstrap()),
                 &format!("--topic={topic}"),
             ]))?;
