@@ -756,7 +756,13 @@ fn start_bridge(setup: Setup, config: String) -> anyhow::Result<Bridge> {
 /// Fills the `drain-disk` route's buffer: the bridge runs with its Kafka connection pointed at
 /// a port where nothing listens, takes every message into the buffer, and is stopped.
 fn fill_buffer(setup: Setup) -> anyhow::Result<PublishReport> {
-    let Setup { env, load, port, prefix, .. } = setup;
+    let Setup {
+        env,
+        load,
+        port,
+        prefix,
+        ..
+    } = setup;
     let admin = common::free_port();
     let config = bridge_config(setup, None).replace(
         &env.bootstrap(),
