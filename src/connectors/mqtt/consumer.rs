@@ -127,6 +127,8 @@ struct Table {
     unknown: HashSet<u32>,
     /// What arrived under an identifier before its route joined the connection.
     unclaimed: HashMap<u32, Vec<Delivery<AckToken>>>,
+    /// The last CONNACK said the broker had the session.
+    session_present: bool,
     /// `GRACE` has passed since the connection started: every route configured then has
     /// claimed its identifier, and what arrives under one nobody holds is acknowledged.
     settled: bool,
@@ -231,6 +233,7 @@ impl Connection {
             unknown: HashSet::new(),
             unclaimed: HashMap::new(),
             settled: false,
+            session_present: false,
         }));
         if spec.shared {
             let (table, client) = (Arc::downgrade(&table), client.clone());
@@ -355,14 +358,14 @@ impl Connection {
         }
     }
 
-    /// Connected, with no SUBSCRIBE or UNSUBSCRIBE unanswered; how many messages it has
-    /// received, and how many it holds.
-    pub fn settled(&self) -> (bool, usize, usize) {
+    /// Connected, with no SUBSCRIBE or UNSUBSCRIBE unanswered; whether the broker had the
+    /// session; how many messages it has received, and how many it holds.
+    pub fn settled(&self) -> (bool, bool, usize, usize) {
         let table = self.table();
         let quiet = table.connected && table.pending.is_empty();
         let received = self.shared.received.load(Ordering::Acquire);
         let held = self.shared.in_flight.load(Ordering::Acquire);
-        (quiet, received, held)
+        (quiet, table.session_present, received, held)
     }
 
     /// Whether the connection carries `id`.
@@ -638,6 +641,7 @@ impl Poller {
         let epoch = *self.shared.epoch();
         let mut table = lock(&self.table);
         table.connected = true;
+        table.session_present = session_present;
         let ids: Vec<(u32, bool, Arc<Subscription>)> = table
             .entries
             .iter()

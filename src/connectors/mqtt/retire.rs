@@ -18,6 +18,10 @@ use super::options::Endpoint;
 use crate::events;
 use crate::flow::Budget;
 
+/// Sessions retired at once across the bridge: a first start of a thousand routes retires a
+/// few at a time, not a thousand connections at once.
+static AT_ONCE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 /// No message for this long, and nothing held: what the session had queued was read.
 const QUIET: Duration = Duration::from_secs(2);
 /// The most a retirement takes; past it the session is left to expire.
@@ -48,6 +52,11 @@ impl Retire {
             if marker.exists() {
                 continue;
             }
+            let permit = tokio::select! {
+                permit = AT_ONCE.acquire() => permit,
+                _ = self.stop.cancelled() => return,
+            };
+            let Ok(_permit) = permit else { return };
             if !self.retire(&id).await {
                 return;
             }
@@ -90,11 +99,12 @@ impl Retire {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 _ = self.stop.cancelled() => break false,
             }
-            let (quiet, received, held) = connection.settled();
+            let (quiet, present, received, held) = connection.settled();
             if received != last {
                 (last, since) = (received, tokio::time::Instant::now());
             }
-            if quiet && held == 0 && since.elapsed() >= QUIET {
+            // A session the broker did not have holds nothing to read.
+            if quiet && held == 0 && (!present || since.elapsed() >= QUIET) {
                 break true;
             }
             if started.elapsed() >= LONGEST {
