@@ -130,6 +130,7 @@ async fn rate_of(
 async fn a_stalled_destination_does_not_slow_a_route_that_delivers_elsewhere() {
     const BATCH: usize = 20_000;
     const STALLED: usize = 3_000;
+    const ROUNDS: usize = 5;
     let broker = mosquitto();
     let kafka = KafkaUnderTest::start().await;
     let topic = unique("stalled");
@@ -150,11 +151,11 @@ async fn a_stalled_destination_does_not_slow_a_route_that_delivers_elsewhere() {
     bridge.wait_subscribed(0, 2);
     let mut publisher = Publisher::connect(broker.port).await;
 
-    // Alone, then beside a route whose destination is gone, three times over (the stall
-    // lifted and drained between); the best of each, the machine being shared and noisy.
+    // Alone, then beside a route whose destination is gone, five times over (the stall
+    // lifted and drained between); the median of each, the machine being shared and noisy.
     let held = || bridge.metric_where(admin, "mqbridge_inflight_messages", ".kafka\"");
     let (mut alone, mut beside) = (Vec::new(), Vec::new());
-    for round in 0..3 {
+    for round in 0..ROUNDS {
         kafka.proxy.restore();
         let drained = eventually_async(Duration::from_secs(60), || async { held().await == 0.0 });
         assert!(drained.await, "{}", bridge.log_text());
@@ -173,8 +174,12 @@ async fn a_stalled_destination_does_not_slow_a_route_that_delivers_elsewhere() {
         let at = at + BATCH;
         beside.push(rate_of(&mut publisher, at..at + BATCH, &bridge, admin).await);
     }
-    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-    let ratio = best(&beside) / best(&alone);
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let ratio = median(&beside) / median(&alone);
     eprintln!("msg/s alone {alone:?}, beside a stalled route {beside:?}: {ratio:.2}");
     assert!(
         ratio >= 0.8,
@@ -182,7 +187,7 @@ async fn a_stalled_destination_does_not_slow_a_route_that_delivers_elsewhere() {
     );
 
     kafka.proxy.restore();
-    let duplicates = all_arrived(&kafka.bootstrap(), &topic, 1, 3 * STALLED, || {
+    let duplicates = all_arrived(&kafka.bootstrap(), &topic, 1, ROUNDS * STALLED, || {
         bridge.log_text()
     });
     eprintln!("{duplicates} duplicates in Kafka");
