@@ -390,7 +390,11 @@ impl Pool {
             for c in all.clone() {
                 c.detach(place.id);
             }
-            for c in all.filter(|c| c.stranded() > 0) {
+            // A route stopped while paused gave up what it held, on whichever of its
+            // connections brought it: they connect again too.
+            let paused = place.paused;
+            let gave_up = |c: &&Connection| c.stranded() > 0 || (paused && c.carries(place.id));
+            for c in all.filter(gave_up) {
                 c.reconnect();
             }
             if gone {
