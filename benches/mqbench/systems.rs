@@ -505,13 +505,7 @@ pub fn run(env: &Env, system: System, load: Load) -> anyhow::Result<Outcome> {
 
 fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
     let Setup {
-        env,
-        system,
-        load,
-        port,
-        prefix,
-        topic,
-        ..
+        env, system, load, ..
     } = setup;
     match system.inner() {
         System::Base(_) => unreachable!("inner() is never a baseline"),
@@ -543,39 +537,17 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
         }
         System::Peer => {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/paho_kafka.py");
-            let mut child = child(Command::new(&env.python).arg(script).args([
-                "--mqtt-host=127.0.0.1",
-                &format!("--mqtt-port={port}"),
-                &format!("--filter={prefix}/#"),
-                &format!("--share-group={prefix}"),
-                &format!("--client-id={prefix}-peer"),
-                &format!("--receive-maximum={}", env.receive_maximum),
-                &format!("--bootstrap={}", env.bootstrap()),
-                &format!("--topic={topic}"),
-            ]))?;
-            let lines = lines(&mut child);
-            expect_line(&lines, "subscribed", Duration::from_secs(30))?;
-            Ok((Running::Process(child), None))
+            let mut command = Command::new(&env.python);
+            command.arg(script);
+            start_peer(setup, command, &[])
         }
         System::MqBridgePeer => {
             let bin = env.mq_bridge.as_ref().context(
                 "MQBRIDGE_BENCH_MQ_BRIDGE is not set: the mq-bridge peer's binary, which \
                  scripts/bench builds from benches/peers/mq-bridge",
             )?;
-            let mut child = child(Command::new(bin).args([
-                "--mqtt-host=127.0.0.1",
-                &format!("--mqtt-port={port}"),
-                &format!("--filter={prefix}/#"),
-                &format!("--share-group={prefix}"),
-                &format!("--client-id={prefix}-peer"),
-                &format!("--receive-maximum={}", env.receive_maximum),
-                &format!("--consumers={}", env.consumers),
-                &format!("--bootstrap={}", env.bootstrap()),
-                &format!("--topic={topic}"),
-            ]))?;
-            let lines = lines(&mut child);
-            expect_line(&lines, "subscribed", Duration::from_secs(30))?;
-            Ok((Running::Process(child), None))
+            let consumers = format!("--consumers={}", env.consumers);
+            start_peer(setup, Command::new(bin), &[&consumers])
         }
         System::File
         | System::FileRules
@@ -602,6 +574,38 @@ fn start(setup: Setup) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
             Ok((Running::Function(bridge, function), Some(lines)))
         }
     }
+}
+
+/// A peer bridge (`command`, given the peers' flags and `extra`), once it says it subscribed.
+fn start_peer(
+    setup: Setup,
+    mut command: Command,
+    extra: &[&str],
+) -> anyhow::Result<(Running, Option<Receiver<String>>)> {
+    let Setup {
+        env,
+        port,
+        prefix,
+        topic,
+        ..
+    } = setup;
+    let mut child = child(
+        command
+            .args([
+                "--mqtt-host=127.0.0.1",
+                &format!("--mqtt-port={port}"),
+                &format!("--filter={prefix}/#"),
+                &format!("--share-group={prefix}"),
+                &format!("--client-id={prefix}-peer"),
+                &format!("--receive-maximum={}", env.receive_maximum),
+                &format!("--bootstrap={}", env.bootstrap()),
+                &format!("--topic={topic}"),
+            ])
+            .args(extra),
+    )?;
+    let lines = lines(&mut child);
+    expect_line(&lines, "subscribed", Duration::from_secs(30))?;
+    Ok((Running::Process(child), None))
 }
 
 /// The no-op subscriber, subscribed.

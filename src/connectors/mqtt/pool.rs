@@ -168,6 +168,20 @@ struct Inner {
     routes: HashMap<Arc<str>, Place>,
 }
 
+impl Inner {
+    /// The connections, the parking one and the routes, apart (made with the pool, parking is
+    /// there until the pool closes).
+    fn parts(
+        &mut self,
+    ) -> (
+        &[Connection],
+        Option<&Connection>,
+        &mut HashMap<Arc<str>, Place>,
+    ) {
+        (&self.connections, self.parking.as_ref(), &mut self.routes)
+    }
+}
+
 impl Pool {
     /// The pool of routes on `endpoint`'s broker delivering to `name`, made if there is none;
     /// its connections take shares of `budget`. A pool of the same client ids made for an
@@ -270,12 +284,8 @@ impl Pool {
         let route = member.route.clone();
         let before = inner.routes.remove(&route);
         let id = member.id;
-        let Inner {
-            connections,
-            parking,
-            routes,
-        } = &mut *inner;
-        let parking = parking.as_ref().expect("grown");
+        let (connections, parking, routes) = inner.parts();
+        let parking = parking.expect("grown");
         // An earlier run under another identifier (its share group changed): withdrawn, and
         // what still comes for it (the broker may have queued some) goes to the route.
         if let Some(old) = before.as_ref().filter(|p| p.id != id) {
@@ -335,16 +345,12 @@ impl Pool {
     /// share group never lacks this bridge). Resumed: back to its connections.
     pub fn pause(&self, route: &str, paused: bool) {
         let mut inner = self.lock();
-        let Inner {
-            connections,
-            parking,
-            routes,
-        } = &mut *inner;
+        let (connections, parking, routes) = inner.parts();
+        let parking = parking.expect("grown");
         let Some(place) = routes.get_mut(route).filter(|p| p.paused != paused) else {
             return;
         };
         place.paused = paused;
-        let parking = parking.as_ref().expect("grown");
         let member = &place.member;
         let consumers = member.consumers();
         let mine = connections.iter().take(consumers);
@@ -379,14 +385,10 @@ impl Pool {
         gone: bool,
     ) -> bool {
         let mut inner = self.lock();
-        let Inner {
-            connections,
-            parking,
-            routes,
-        } = &mut *inner;
+        let (connections, parking, routes) = inner.parts();
         if let Some(place) = routes.get_mut(route).filter(|p| p.run == run) {
             place.attached = false;
-            let all = connections.iter().chain(parking.iter());
+            let all = connections.iter().chain(parking);
             for c in all.clone() {
                 c.detach(place.id);
             }
@@ -425,15 +427,11 @@ impl Pool {
     /// Withdraws `route`'s subscriptions if run `run` was its last.
     fn expire(&self, route: &str, run: u64) {
         let mut inner = self.lock();
-        let Inner {
-            connections,
-            parking,
-            routes,
-        } = &mut *inner;
+        let (connections, parking, routes) = inner.parts();
         let Some(place) = routes.get(route).filter(|p| p.run == run && !p.attached) else {
             return;
         };
-        for c in connections.iter().chain(parking.iter()) {
+        for c in connections.iter().chain(parking) {
             c.withdraw(place.id, true);
         }
         self.endpoint.pools().ids.release(route, place.id);
