@@ -203,12 +203,12 @@ async fn run(shape: &str, null: bool, rules: bool, scale: f64) {
             let topic = topics[r][(n % 64) as usize].clone();
             let lane = (n % lanes as u64) as usize;
             let msg = message(topic, n, rules);
-            let _ = tx.send(Delivery {
+            let _ = tx.send(Box::new(Delivery {
                 lane,
                 key: order.hash_one(&msg.topic),
                 msg,
                 token: (),
-            });
+            }));
         }
         if shape == "width" {
             // A message per route at a time, as a broker spreads them.

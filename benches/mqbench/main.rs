@@ -94,9 +94,13 @@ struct RunArgs {
         default_value = "ceiling,kafka-alone,file,kafka,peer"
     )]
     systems: Vec<String>,
-    /// Route counts for the width runs (file sink, one consumer per route); 0 skips them.
+    /// Route counts for the width runs (each route its own filter, on shared connections); 0
+    /// skips them.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 10, 100, 1000])]
     routes: Vec<usize>,
+    /// The sinks of the width runs: file, kafka (every route to one topic).
+    #[arg(long, value_delimiter = ',', default_value = "file")]
+    width_sinks: Vec<String>,
     /// Runs of each system at full speed, in rounds across the systems; the one with the median
     /// throughput is reported.
     #[arg(long, default_value_t = 3)]
@@ -166,7 +170,20 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         }
     }
     systems.dedup();
-    let kafka = systems.iter().any(|s| s.uses_kafka());
+    let mut width_systems = Vec::new();
+    for name in &a.width_sinks {
+        let s = System::parse(name)?;
+        if !matches!(s, System::File | System::Kafka) {
+            anyhow::bail!("--width-sinks takes file and kafka, not {name:?}");
+        }
+        width_systems.push(s);
+        if let Some(base) = s.baseline().filter(|_| a.baseline.is_some()) {
+            width_systems.push(base);
+        }
+    }
+    let widths = a.routes.iter().any(|&r| r > 0);
+    let kafka = systems.iter().any(|s| s.uses_kafka())
+        || (widths && width_systems.iter().any(|s| s.uses_kafka()));
     let rocketmq = systems.iter().any(|s| s.uses_rocketmq());
     let env = Env {
         exe: std::env::current_exe()?,
@@ -247,8 +264,6 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     for &size in a.sizes.iter().skip(1) {
         measure(&systems, load(size, 0.0, None));
     }
-    let base_file = System::File.baseline().filter(|_| a.baseline.is_some());
-    let width_systems: Vec<System> = std::iter::once(System::File).chain(base_file).collect();
     for &routes in a.routes.iter().filter(|&&r| r > 0) {
         measure(&width_systems, load(first, 0.0, Some(routes)));
     }

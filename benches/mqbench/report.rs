@@ -84,12 +84,14 @@ pub fn markdown(
     broker_ratios(&mut out, outcomes);
     buffer_ratios(&mut out, outcomes);
     downlink_ratios(&mut out, outcomes);
-    let width: Vec<_> = outcomes
-        .iter()
-        .filter(|o| o.load.width.is_some() && o.system == System::File)
-        .collect();
-    if !width.is_empty() {
-        width_table(&mut out, &width);
+    for sink in [System::File, System::Kafka] {
+        let width: Vec<_> = outcomes
+            .iter()
+            .filter(|o| o.load.width.is_some() && o.system == sink)
+            .collect();
+        if !width.is_empty() {
+            width_table(&mut out, sink, &width);
+        }
     }
     functions(&mut out, outcomes, ceiling_of(outcomes, first_size), repeat);
     a_b(&mut out, outcomes);
@@ -147,25 +149,27 @@ fn latency_table<'a>(out: &mut String, rows: impl Iterator<Item = &'a Outcome>, 
     }
 }
 
-fn width_table(out: &mut String, rows: &[&Outcome]) {
+fn width_table(out: &mut String, sink: System, rows: &[&Outcome]) {
     let _ = writeln!(
         out,
-        "\n## Width: routes on one bridge (file sink, one consumer per route)\n"
+        "\n## Width: routes on one bridge ({} sink, each route its own filter)\n",
+        sink.name()
     );
-    let _ = writeln!(out, "| routes | start to all subscribed | RSS subscribed MiB | peak RSS MiB | msg/s | per-route msg/s min / median / max | messages |");
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "| routes | start to all subscribed | RSS subscribed MiB | peak RSS MiB | msg/s | CPU s per 100k | per-route msg/s min / median / max | messages |");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|");
     for o in rows {
         let mut r = o.summary.group_rates.clone();
         r.sort_by(f64::total_cmp);
         let (min, med, max) = (r[0], r[r.len() / 2], r[r.len() - 1]);
         let _ = writeln!(
             out,
-            "| {} | {:.2} s | {:.1} | {:.1} | {} | {min:.0} / {med:.0} / {max:.0} | {} |",
+            "| {} | {:.2} s | {:.1} | {:.1} | {} | {:.2} | {min:.0} / {med:.0} / {max:.0} | {} |",
             o.load.width.unwrap_or(1),
             o.startup.as_secs_f64(),
             o.rss_started_kib as f64 / MIB,
             o.peak_rss_kib as f64 / MIB,
             rate(o),
+            o.cpu_per_100k(),
             counted(o),
         );
     }
@@ -176,7 +180,9 @@ fn width_table(out: &mut String, rows: &[&Outcome]) {
             (last.rss_started_kib as f64 - first.rss_started_kib as f64) / (r1 - r0) as f64;
         let _ = writeln!(
             out,
-            "\nRSS once subscribed grows by {per_route:.0} KiB per route ({r0} → {r1} routes)."
+            "\nRSS once subscribed grows by {per_route:.0} KiB per route ({r0} → {r1} routes). \
+             {r1} routes carry {:.2}× the msg/s of {r0}.",
+            last.summary.rate() / first.summary.rate()
         );
     }
 }

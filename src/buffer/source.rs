@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::batch::Stored;
 use super::store::Store;
 use crate::events;
-use crate::flow::{Acker, ConsumerStatus, Delivery, Pause};
+use crate::flow::{self, Acker, ConsumerStatus, Delivery, IntakeSender, Pause};
 use crate::message::now_ms;
 use crate::pipeline::{Engine, Source, SourceContext};
 
@@ -89,7 +89,7 @@ impl Source for BufferSource {
     }
 
     fn run(self: Box<Self>, engine: Engine) -> BoxFuture<'static, ()> {
-        let (tx, intake) = mpsc::unbounded_channel();
+        let (tx, intake) = flow::intake();
         let (acks_tx, acks) = mpsc::unbounded_channel();
         let ackers = (0..self.lanes)
             .map(|_| BufferAcker(acks_tx.clone()))
@@ -120,7 +120,7 @@ impl Source for BufferSource {
 struct Reader {
     source: BufferSource,
     /// Dropped when the route stops: the pipeline then delivers what it holds and closes.
-    tx: Option<mpsc::UnboundedSender<Delivery<Token>>>,
+    tx: Option<IntakeSender<Token>>,
     acks: mpsc::UnboundedReceiver<Released>,
     /// Messages and bytes handed over and not yet acked.
     window: (usize, usize),
@@ -336,12 +336,12 @@ impl Reader {
             self.window.0 += 1;
             self.window.1 += size;
             let Some(tx) = &self.tx else { return };
-            let _ = tx.send(Delivery {
+            let _ = tx.send(Box::new(Delivery {
                 lane: (key % lanes) as usize,
                 msg,
                 token: Token { batch, size },
                 key,
-            });
+            }));
         }
     }
 }

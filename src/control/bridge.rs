@@ -55,6 +55,7 @@ pub async fn run(
     let (published, watched) = watch::channel(Arc::new(connections.clone()));
     let stop_checks = CancellationToken::new();
     let checks = checks::spawn(watched, config.admin.check_interval, stop_checks.clone());
+    tokio::spawn(crate::admin::upkeep(stop_checks.clone()));
     let connection = |name: &str| connections.get(name).cloned();
     let dead_letter = DeadLetter::build(&config.dead_letter, config.mqtt.as_ref(), connection)
         .await

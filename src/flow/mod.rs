@@ -15,7 +15,7 @@ pub use budget::{cost, Budget, Share, DEFAULT_BUDGET, RESERVE};
 pub use dead_letter::{DeadLetterEntry, DeadLetters};
 pub use pause::Pause;
 pub use sink::{Retry, Sink, SinkError};
-pub use source::{Acker, Delivery};
+pub use source::{intake, Acker, Delivery, Intake, IntakeSender};
 pub use stats::{RouteStats, StatsSnapshot};
 pub use status::ConsumerStatus;
 

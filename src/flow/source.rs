@@ -3,8 +3,20 @@
 //! in receive order, once their messages are done with.
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use crate::message::Message;
+
+/// Where a source hands its route's pipeline the deliveries, one box each. An unbounded
+/// channel keeps its slots in blocks of 32: unboxed, a route's first block took 11 KiB, most of
+/// what a route cost at 1,000 routes; boxed, it takes 256 bytes.
+pub type IntakeSender<T> = mpsc::UnboundedSender<Box<Delivery<T>>>;
+pub type Intake<T> = mpsc::UnboundedReceiver<Box<Delivery<T>>>;
+
+/// A source's intake and the pipeline's end of it.
+pub fn intake<T>() -> (IntakeSender<T>, Intake<T>) {
+    mpsc::unbounded_channel()
+}
 
 /// A received message and what the source needs to acknowledge it.
 pub struct Delivery<T> {

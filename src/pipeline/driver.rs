@@ -12,14 +12,13 @@
 use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::batcher::{Batcher, Settings};
 use super::deliver::{deliver, Context, Done};
 use super::sequencer::Sequencer;
 use crate::events;
-use crate::flow::{Acker, Delivery};
+use crate::flow::{Acker, Delivery, Intake};
 use crate::rules::Applied;
 
 /// Most deliveries taken from the channel in one turn before batches are formed again.
@@ -28,7 +27,7 @@ const INTAKE_BURST: usize = 1024;
 pub struct Pipeline<A: Acker> {
     pub ctx: Arc<Context>,
     pub settings: Settings,
-    pub intake: mpsc::UnboundedReceiver<Delivery<A::Token>>,
+    pub intake: Intake<A::Token>,
     /// One per lane, by lane number.
     pub ackers: Vec<A>,
 }
@@ -106,7 +105,7 @@ impl<A: Acker> Pipeline<A> {
     /// reports them and gives up what the batcher set aside.
     async fn take_burst(
         &mut self,
-        first: Option<Delivery<A::Token>>,
+        first: Option<Box<Delivery<A::Token>>>,
         most: usize,
         state: &mut State<A::Token>,
     ) {
@@ -114,12 +113,12 @@ impl<A: Acker> Pipeline<A> {
         let now = Instant::now();
         let mut taken = 0;
         if let Some(d) = first {
-            self.take(d, state, now);
+            self.take(*d, state, now);
             taken += 1;
         }
         while taken < most {
             let Ok(d) = self.intake.try_recv() else { break };
-            self.take(d, state, now);
+            self.take(*d, state, now);
             taken += 1;
         }
         self.report_received(state);

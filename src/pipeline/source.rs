@@ -6,13 +6,12 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::batcher::Settings;
 use super::deliver::Context;
 use super::driver::Pipeline;
-use crate::flow::{Acker, Budget, ConsumerStatus, Delivery, Pause};
+use crate::flow::{Acker, Budget, ConsumerStatus, Intake, Pause};
 
 /// What a route asks of its source.
 pub struct SourceContext {
@@ -68,11 +67,7 @@ pub struct Engine {
 impl Engine {
     /// The pipeline taking what arrives on `intake`, acknowledging through `ackers` (one per
     /// lane, by lane number).
-    pub fn pipeline<A: Acker>(
-        self,
-        intake: mpsc::UnboundedReceiver<Delivery<A::Token>>,
-        ackers: Vec<A>,
-    ) -> Pipeline<A> {
+    pub fn pipeline<A: Acker>(self, intake: Intake<A::Token>, ackers: Vec<A>) -> Pipeline<A> {
         Pipeline {
             ctx: self.ctx,
             settings: self.settings,

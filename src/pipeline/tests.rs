@@ -147,7 +147,7 @@ struct Run {
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
     pause: Arc<Pause>,
-    tx: mpsc::UnboundedSender<Delivery<String>>,
+    tx: crate::flow::IntakeSender<String>,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -232,7 +232,7 @@ impl Run {
             msg,
             token,
         };
-        self.tx.send(delivery).unwrap();
+        self.tx.send(Box::new(delivery)).unwrap();
     }
 
     fn acked(&self) -> Vec<(usize, String, bool)> {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use tokio::sync::mpsc;
 
 use super::letters::{Letter, Record};
 use crate::flow::{Acker, ConsumerStatus, Delivery};
@@ -70,7 +69,7 @@ impl Source for LetterSource {
     }
 
     fn run(self: Box<Self>, engine: Engine) -> BoxFuture<'static, ()> {
-        let (tx, intake) = mpsc::unbounded_channel();
+        let (tx, intake) = crate::flow::intake();
         let ackers = (0..self.lanes)
             .map(|_| LetterAcker {
                 record: self.record.clone(),
@@ -83,12 +82,12 @@ impl Source for LetterSource {
                 true => letter.message.order_key(),
                 false => n as u64,
             };
-            let _ = tx.send(Delivery {
+            let _ = tx.send(Box::new(Delivery {
                 lane: (key % lanes) as usize,
                 key,
                 msg: letter.message,
                 token: Token(letter.id),
-            });
+            }));
         }
         // Closed: the pipeline ends once it delivered and acked everything handed over.
         drop(tx);

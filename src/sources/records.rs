@@ -21,7 +21,7 @@ use futures::FutureExt;
 
 use super::lag::{Ends, Lag};
 use crate::events;
-use crate::flow::{budget, Acker, BoxError, ConsumerStatus, Delivery, Pause};
+use crate::flow::{self, budget, Acker, BoxError, ConsumerStatus, Delivery, IntakeSender, Pause};
 use crate::message::{Message, Partition};
 use crate::pipeline::{Engine, Source, SourceContext};
 
@@ -177,7 +177,7 @@ impl Source for RecordSource {
 
     /// The reader and the pipeline; ends once the reader left its group.
     fn run(self: Box<Self>, engine: Engine) -> BoxFuture<'static, ()> {
-        let (tx, intake) = mpsc::unbounded_channel();
+        let (tx, intake) = flow::intake();
         let (ackers, reader) = start(self.open, self.spec, tx);
         let pipeline = engine.pipeline(intake, ackers);
         async move {
@@ -193,7 +193,7 @@ impl Source for RecordSource {
 pub fn start(
     open: Open,
     spec: RecordSpec,
-    tx: mpsc::UnboundedSender<Delivery<Token>>,
+    tx: IntakeSender<Token>,
 ) -> (Vec<RecordAcker>, JoinHandle<()>) {
     let (acks_tx, acks) = mpsc::unbounded_channel();
     let ackers = (0..spec.lanes.max(1))
@@ -244,7 +244,7 @@ impl Commits {
 
 struct Task {
     spec: RecordSpec,
-    tx: mpsc::UnboundedSender<Delivery<Token>>,
+    tx: IntakeSender<Token>,
     acks: mpsc::UnboundedReceiver<Released>,
     /// Messages and bytes handed over and not yet acked.
     window: (usize, usize),
@@ -421,12 +421,12 @@ impl Task {
             self.window.1 += token.size;
             self.spec.share.take(budget::cost(token.size, 0));
             let lane = (key % lanes) as usize;
-            let _ = self.tx.send(Delivery {
+            let _ = self.tx.send(Box::new(Delivery {
                 lane,
                 msg,
                 token,
                 key,
-            });
+            }));
         }
     }
 }

@@ -37,9 +37,9 @@ use super::convert;
 use super::pool::{Identifiers, GRACE};
 use crate::connectors::mqtt::Endpoint;
 use crate::events;
-use crate::flow::Delivery;
 use crate::flow::Pause;
 use crate::flow::{budget, Budget, ConsumerStatus};
+use crate::flow::{Delivery, IntakeSender};
 use crate::message::Message;
 
 /// What one route reads through a connection.
@@ -93,7 +93,7 @@ pub struct ConnectionSpec {
 
 /// Where a connection hands what it receives: a route's pipeline. Unbounded on purpose: the
 /// poll task must never wait on it; the in-flight window bounds what is in it.
-pub type Deliveries = mpsc::UnboundedSender<Delivery<AckToken>>;
+pub type Deliveries = IntakeSender<AckToken>;
 
 /// Subscription identifiers are 1 to 268,435,455; a route's own connection sends none and files
 /// its one subscription under 0.
@@ -178,10 +178,10 @@ impl Entry {
         };
         match &self.tx {
             Some(tx) => {
-                if let Err(mpsc::error::SendError(d)) = tx.send(d) {
+                if let Err(mpsc::error::SendError(d)) = tx.send(Box::new(d)) {
                     // The route's run ended: held for its next one.
                     self.tx = None;
-                    self.held.push(d);
+                    self.held.push(*d);
                 }
             }
             None => self.held.push(d),

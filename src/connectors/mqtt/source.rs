@@ -13,7 +13,6 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use rumqttc::v5::mqttbytes::QoS;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::acker::{AckToken, Acker};
@@ -23,7 +22,7 @@ use super::options::Endpoint;
 use super::pool::{self, Member, Pool};
 use super::retire::Retire;
 use crate::events;
-use crate::flow::{Budget, ConsumerStatus, Delivery, Pause};
+use crate::flow::{self, Budget, ConsumerStatus, Pause};
 use crate::pipeline::{Engine, Source, SourceContext};
 
 pub struct MqttSource {
@@ -102,7 +101,7 @@ impl MqttSource {
     /// the pipeline has closed every lane; the route's subscriptions stay for its next run (a
     /// reload), and the pool disconnects when the bridge stops and no route is left on it.
     async fn run_shared(self: Box<Self>, pool: Arc<Pool>, engine: Engine) {
-        let (tx, intake) = mpsc::unbounded_channel();
+        let (tx, intake) = flow::intake();
         let member = self.member(tx.clone());
         let mut paused = self.pause.watch();
         let run = pool.attach(member, *paused.borrow_and_update());
@@ -158,7 +157,7 @@ impl MqttSource {
     /// The route on connections of its own, which stop reading while it is paused.
     async fn run_own(self: Box<Self>, engine: Engine) {
         let config = self.endpoint.config();
-        let (tx, intake) = mpsc::unbounded_channel::<Delivery<AckToken>>();
+        let (tx, intake) = flow::intake::<AckToken>();
         let ids = self.own_ids(self.consumers.len());
         let member = self.member(tx.clone());
         let (mut ackers, mut connections) = (Vec::new(), Vec::new());

@@ -145,7 +145,7 @@ impl Flow {
             room,
             shutdown: fakes.shutdown.clone(),
         };
-        let (tx, intake) = mpsc::unbounded_channel();
+        let (tx, intake) = crate::flow::intake();
         let (ackers, reader) = records::start(open, spec, tx);
         let pipeline = Pipeline {
             ctx: fakes.ctx.clone(),
