@@ -119,7 +119,14 @@ impl Bridge {
         report.removed = flows.removed.clone();
         let retired = self.swap_connections(built, &new);
         let connections = Arc::new(self.connections.clone());
+        if new.memory_budget != self.config.memory_budget {
+            report.notes.push(format!(
+                "memory_budget changed from {} to {} bytes",
+                self.config.memory_budget, new.memory_budget
+            ));
+        }
         let old_dead_letter = self.supervisor.update_shared(|shared| {
+            shared.budget.resize(new.memory_budget);
             shared.connections = connections.clone();
             shared.data_dir = new.data_dir.clone();
             replacement.map(|(dead_letter, window_bytes)| {

@@ -34,7 +34,8 @@ pub fn cost(payload: usize, topic: usize) -> usize {
 }
 
 pub struct Budget {
-    total: usize,
+    /// Set at start, and again by a reload that changes `memory_budget`.
+    total: AtomicUsize,
     /// Bytes holders hold past their reserved share.
     common_used: AtomicUsize,
     /// Holders now; each reserves `RESERVE` of `total`.
@@ -46,7 +47,7 @@ pub struct Budget {
 impl Budget {
     pub fn new(total: usize) -> Arc<Self> {
         Arc::new(Budget {
-            total,
+            total: AtomicUsize::new(total),
             common_used: AtomicUsize::new(0),
             holders: AtomicUsize::new(0),
             waiting: Mutex::new(Vec::new()),
@@ -59,13 +60,20 @@ impl Budget {
     }
 
     pub fn total(&self) -> usize {
-        self.total
+        self.total.load(Ordering::Acquire)
+    }
+
+    /// Sets a new total (a reload). Holders past a smaller one read no more until
+    /// acknowledgements bring them under it; a larger one wakes those that waited for room.
+    pub fn resize(&self, total: usize) {
+        self.total.store(total, Ordering::Release);
+        self.wake_all();
     }
 
     /// The common part: what the reserved shares leave.
     fn common(&self) -> usize {
         let reserved = self.holders.load(Ordering::Acquire) * RESERVE;
-        self.total.saturating_sub(reserved)
+        self.total().saturating_sub(reserved)
     }
 
     /// Bytes held past the reserved shares.
@@ -277,5 +285,25 @@ mod tests {
         drop((a, b));
         assert_eq!(budget.common_used(), 0);
         assert_eq!(budget.holders.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn a_resized_budget_stops_or_wakes_its_holders() {
+        // One holder: 64 KiB reserved, 64 KiB in common, all of it used.
+        let budget = Budget::new(2 * RESERVE);
+        let wake = Arc::new(Notify::new());
+        let a = budget.share(wake.clone());
+        a.take(2 * RESERVE);
+        assert!(!a.has_room());
+        let woken = wake.notified();
+        budget.resize(4 * RESERVE);
+        tokio::time::timeout(std::time::Duration::from_secs(1), woken)
+            .await
+            .expect("woken by the larger budget");
+        assert!(a.has_room());
+        budget.resize(RESERVE);
+        assert!(!a.has_room(), "past the smaller budget");
+        a.give(RESERVE + 1);
+        assert!(a.has_room(), "within its reserve again");
     }
 }
