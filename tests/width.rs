@@ -507,3 +507,43 @@ async fn a_reload_that_changes_the_broker_settings_moves_the_pool_without_a_figh
     let log = bridge.log_text();
     assert!(!log.contains("consumer disconnected"), "{log}");
 }
+
+/// A reload that changes `memory_budget` applies it to the running routes and says so; the
+/// routes go on delivering under a budget cut to their readers' reserves, and after it grows.
+/// Each reload changes `client_id_prefix` too: the pool of the earlier prefix withdraws the
+/// route's subscription (its share group would otherwise keep sending that pool a share of
+/// every message) and hands what it holds to the route's new run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_of_the_budget_and_the_client_id_prefix_loses_nothing() {
+    const N: usize = 400;
+    let broker = mosquitto();
+    let admin = free_port();
+    let prefix = unique("budget");
+    let config = |budget: &str, round: usize| {
+        Config::new(broker.port, "budget")
+            .mqtt("client_id_prefix", format!("{prefix}-{round}"))
+            .set("memory_budget", budget)
+            .admin(admin)
+            .connection("out", Connection::file("out.jsonl"))
+            .route(Route::new("a", "a/#", "out"))
+            .dead_letter("dead.jsonl")
+            .text()
+    };
+    let bridge = Bridge::start(&config("48MiB", 0));
+    bridge.wait_subscribed(0, 1);
+    let out = bridge.dir.join("out.jsonl");
+    let mut publisher = Publisher::connect(broker.port).await;
+    for (round, budget) in ["128KiB", "64MiB"].into_iter().enumerate() {
+        std::fs::write(&bridge.config, config(budget, round + 1)).unwrap();
+        let (code, body) = http_request(admin, "POST", "/reload", None).await;
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("memory_budget changed"), "{body}");
+        let range = round * N..(round + 1) * N;
+        publisher.publish_numbered(range, |_| "a/x".into()).await;
+        publisher.wait_acked(Duration::from_secs(30)).await;
+        let want = (round + 1) * N;
+        let all = eventually(Duration::from_secs(20), || copies(&out).len() >= want).await;
+        let got = copies(&out).len();
+        assert!(all, "round {round}: {got} of {want}\n{}", bridge.log_text());
+    }
+}

@@ -4,7 +4,8 @@
 //! queue's, as the route's source gave it), and removes each batch once the pipeline acked
 //! every message of it delivered or dead-lettered. What is not removed when the route stops
 //! (or the bridge is killed) is read again at the next start: a duplicate at worst, never a
-//! loss.
+//! loss. What it holds read and not yet acked is booked in the bridge's memory budget, as a
+//! Kafka or RocketMQ member's window is: it reads no more while the budget has no room.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,13 +14,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::Stored;
 use super::store::Store;
 use crate::events;
-use crate::flow::{self, Acker, ConsumerStatus, Delivery, IntakeSender, Pause};
+use crate::flow::{self, budget, Acker, ConsumerStatus, Delivery, IntakeSender, Pause};
 use crate::message::now_ms;
 use crate::pipeline::{Engine, Source, SourceContext};
 
@@ -61,11 +62,17 @@ pub struct BufferSource {
     shutdown: CancellationToken,
     max_messages: usize,
     max_bytes: usize,
+    /// Its part of the memory budget; `room` is woken when the budget has room again.
+    share: budget::Share,
+    room: Arc<Notify>,
 }
 
 impl BufferSource {
     pub fn new(store: Arc<Store>, context: &SourceContext) -> Self {
+        let room = Arc::new(Notify::new());
         BufferSource {
+            share: context.budget.share(room.clone()),
+            room,
             store,
             route: context.route.clone(),
             ordered: context.ordered,
@@ -167,12 +174,14 @@ impl Reader {
             }
             let paused = self.source.pause.is_paused();
             let full = self.window.0 >= self.source.max_messages
-                || (self.window.0 > 0 && self.window.1 >= self.source.max_bytes);
+                || (self.window.0 > 0 && self.window.1 >= self.source.max_bytes)
+                || (self.window.0 > 0 && !self.source.share.has_room());
             if paused || full {
                 let mut resumed = self.source.pause.watch();
                 tokio::select! {
                     Some(run) = self.acks.recv() => self.take(run),
                     _ = resumed.changed() => {}
+                    _ = self.source.room.notified(), if !paused => {}
                     _ = tokio::time::sleep(IDLE) => {}
                     _ = shutdown.cancelled() => {}
                 }
@@ -224,6 +233,7 @@ impl Reader {
         for (token, done) in run {
             self.window.0 -= 1.min(self.window.0);
             self.window.1 -= token.size.min(self.window.1);
+            self.source.share.give(budget::cost(token.size, 0));
             self.settle(token.batch, done);
         }
     }
@@ -333,9 +343,10 @@ impl Reader {
                 true => msg.order_key(),
                 false => seq,
             };
+            let Some(tx) = &self.tx else { return };
             self.window.0 += 1;
             self.window.1 += size;
-            let Some(tx) = &self.tx else { return };
+            self.source.share.take(budget::cost(size, 0));
             let _ = tx.send(Box::new(Delivery {
                 lane: (key % lanes) as usize,
                 msg,

@@ -340,6 +340,19 @@ fn a_memory_budget_too_small_for_the_routes_readers_is_refused() {
         "{}",
         budget.message
     );
+    // A disk buffer's reader is one more.
+    let buffered = BASE.replace(
+        "connection = \"debug\"\n",
+        "connection = \"debug\"\nbuffer = { type = \"disk\", max_size = \"64MiB\" }\n",
+    );
+    let p = problems(&format!(
+        "data_dir = \"/var/lib/mqbridge\"\nmemory_budget = \"300KiB\"\n{buffered}"
+    ));
+    let budget = p
+        .iter()
+        .find(|p| p.field.as_deref() == Some("memory_budget"));
+    let budget = budget.unwrap_or_else(|| panic!("{p:#?}"));
+    assert!(budget.message.contains("5 readers"), "{}", budget.message);
     let c = parse(&format!("memory_budget = \"256KiB\"\n{BASE}")).unwrap();
     assert_eq!(c.memory_budget, 256 * 1024);
     assert_eq!(

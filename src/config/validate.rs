@@ -302,6 +302,10 @@ fn check_budget(parts: &Parts, c: &mut Check<'_>) {
             }
             false => members += 1,
         }
+        // A disk buffer's reader holds what it read until the sink has it.
+        if r.keys.buffer.disk().is_some() {
+            members += 1;
+        }
     }
     let readers = 2 * pools.len() + members;
     let least = readers * RESERVE;
@@ -312,8 +316,8 @@ fn check_budget(parts: &Parts, c: &mut Check<'_>) {
             format!(
                 "{} cannot keep 64 KiB for each of the {readers} readers the routes need (a \
                  consumer and a parking connection for each broker and destination the MQTT \
-                 routes share, a group member for each Kafka or RocketMQ route): give it at \
-                 least {}",
+                 routes share, a group member for each Kafka or RocketMQ route, a reader for \
+                 each disk buffer): give it at least {}",
                 size(budget),
                 size(least)
             ),

@@ -20,95 +20,24 @@
 //! A broker that offers no subscription identifiers (CONNACK property 41 = 0) gets one
 //! connection per route, as before pools (`source`).
 
+mod ids;
+mod stop;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::QoS;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use super::consumer::{Connection, ConnectionSpec, Deliveries, Subscription};
 use super::options::Endpoint;
 use crate::flow::{Budget, ConsumerStatus};
+pub use ids::{Identifiers, Pools};
 
 /// How long a stopped route's subscriptions stay on its pool's connections, waiting for its
 /// next run, before they are withdrawn.
 pub const GRACE: Duration = Duration::from_secs(60);
-
-/// Subscription identifiers run from 1 to this (MQTT v5: a variable byte integer).
-const MAX_IDENTIFIER: u32 = 268_435_455;
-
-/// The pools of one broker, by destination connection.
-#[derive(Default)]
-pub struct Pools {
-    pools: Mutex<HashMap<String, Weak<Pool>>>,
-    /// The routes' subscription identifiers on this broker.
-    ids: Arc<Identifiers>,
-    /// Whether the broker offers subscription identifiers, once a CONNACK said.
-    identifiers: Arc<watch::Sender<Option<bool>>>,
-}
-
-impl Pools {
-    /// Whether the broker offers subscription identifiers: waits for the first CONNACK of a
-    /// pool's connection; `None` when `stop` came first.
-    pub async fn identifiers(&self, stop: &CancellationToken) -> Option<bool> {
-        let mut known = self.identifiers.subscribe();
-        tokio::select! {
-            r = known.wait_for(Option::is_some) => r.ok().and_then(|v| *v),
-            _ = stop.cancelled() => None,
-        }
-    }
-
-    /// What is known now.
-    pub fn identifiers_known(&self) -> Option<bool> {
-        *self.identifiers.borrow()
-    }
-
-    /// The subscription identifier of `route` reading share group `group`, taken from the
-    /// group's name (so the same from one start to the next), the next free one when another
-    /// route has it. From now on what arrives under it waits for the route.
-    pub fn claim(&self, route: &Arc<str>, group: &str) -> u32 {
-        let mut ids = self.ids.lock();
-        if let Some((g, id)) = ids.get(route) {
-            if g == group {
-                return *id;
-            }
-        }
-        let mut id = crc32fast::hash(group.as_bytes()) % MAX_IDENTIFIER + 1;
-        while ids.iter().any(|(r, (_, i))| *i == id && r != route) {
-            id = id % MAX_IDENTIFIER + 1;
-        }
-        ids.insert(route.clone(), (group.to_owned(), id));
-        id
-    }
-}
-
-/// Which subscription identifier each route holds on a broker: a message that arrives under
-/// one of them before its route joined (a session resumed at start, sending what was in
-/// flight) waits for it.
-#[derive(Default)]
-pub struct Identifiers(Mutex<HashMap<Arc<str>, (String, u32)>>);
-
-impl Identifiers {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, (String, u32)>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Whether a route holds `id`.
-    pub fn expects(&self, id: u32) -> bool {
-        self.lock().values().any(|(_, i)| *i == id)
-    }
-
-    /// `route` is gone: its identifier `id` is free.
-    fn release(&self, route: &str, id: u32) {
-        let mut ids = self.lock();
-        if ids.get(route).is_some_and(|(_, i)| *i == id) {
-            ids.remove(route);
-        }
-    }
-}
 
 /// The routes' part of a pool: a route's subscription and where its messages go.
 pub struct Member {
@@ -160,6 +89,10 @@ pub struct Pool {
     name: String,
     inner: Mutex<Inner>,
     closed: AtomicBool,
+    /// The pools of the same destination on endpoints this one replaced, when their client
+    /// ids differ (a reload changed `client_id_prefix`): each route that joins here is
+    /// withdrawn there, and what they still hold or receive for it comes here.
+    earlier: Mutex<Vec<Arc<Pool>>>,
 }
 
 struct Inner {
@@ -193,8 +126,24 @@ impl Pool {
         if let Some(earlier) = earlier.filter(|p| !p.endpoint.same(endpoint)) {
             earlier.close_now().await;
         }
+        // Of another prefix: it stays connected until its routes moved here, since its
+        // sessions hold their share groups' subscriptions, and the broker would go on sending
+        // them a share of every message.
+        let renamed: Vec<Arc<Pool>> = lock_live()
+            .values()
+            .filter_map(Weak::upgrade)
+            .filter(|p| p.name == name && !p.endpoint.same(endpoint))
+            .filter(|p| !p.closed.load(Ordering::Acquire))
+            .collect();
         let pool = Self::get_or_make(endpoint, name, budget);
         lock_live().insert(first, Arc::downgrade(&pool));
+        let mut earlier = pool.earlier.lock().unwrap_or_else(|p| p.into_inner());
+        for p in renamed {
+            if !earlier.iter().any(|e| Arc::ptr_eq(e, &p)) {
+                earlier.push(p);
+            }
+        }
+        drop(earlier);
         pool
     }
 
@@ -215,6 +164,7 @@ impl Pool {
                 routes: HashMap::new(),
             }),
             closed: AtomicBool::new(false),
+            earlier: Mutex::new(Vec::new()),
         });
         {
             // The first connection tells whether the broker offers identifiers.
@@ -327,8 +277,9 @@ impl Pool {
             parking.withdraw(id, false);
         }
         let run = before.as_ref().map_or(1, |p| p.run + 1);
+        let tx = member.tx.clone();
         routes.insert(
-            route,
+            route.clone(),
             Place {
                 id,
                 member,
@@ -338,6 +289,15 @@ impl Pool {
                 paused,
             },
         );
+        drop(inner);
+        let earlier = {
+            let mut earlier = self.earlier.lock().unwrap_or_else(|p| p.into_inner());
+            earlier.retain(|p| !p.closed.load(Ordering::Acquire));
+            earlier.clone()
+        };
+        for pool in earlier {
+            pool.hand_over(&route, &tx, consumers);
+        }
         run
     }
 
@@ -372,93 +332,6 @@ impl Pool {
             }
         }
     }
-
-    /// Run `run` of `route` ended: what arrives for it is held for its next run. Connections
-    /// where messages were given up connect again, so that the broker sends them again. A route
-    /// `gone` for good is withdrawn at once; otherwise, unless the bridge is stopping, if no run
-    /// follows within `GRACE`. Returns whether no route is left attached.
-    pub fn detach(
-        self: &Arc<Self>,
-        route: &str,
-        run: u64,
-        bridge: &CancellationToken,
-        gone: bool,
-    ) -> bool {
-        let mut inner = self.lock();
-        let (connections, parking, routes) = inner.parts();
-        if let Some(place) = routes.get_mut(route).filter(|p| p.run == run) {
-            place.attached = false;
-            let all = connections.iter().chain(parking);
-            for c in all.clone() {
-                c.detach(place.id);
-            }
-            // A route stopped while paused gave up what it held, on whichever of its
-            // connections brought it: they connect again too.
-            let paused = place.paused;
-            let gave_up = |c: &&Connection| c.stranded() > 0 || (paused && c.carries(place.id));
-            for c in all.filter(gave_up) {
-                c.reconnect();
-            }
-            if gone {
-                let route = place.member.route.clone();
-                drop(inner);
-                self.expire(&route, run);
-                return self.idle();
-            }
-            if !bridge.is_cancelled() {
-                let (pool, route, bridge) =
-                    (self.clone(), place.member.route.clone(), bridge.clone());
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = tokio::time::sleep(GRACE) => pool.expire(&route, run),
-                        _ = bridge.cancelled() => {}
-                    }
-                });
-            }
-        }
-        !routes.values().any(|p| p.attached)
-    }
-
-    /// Whether no route is attached.
-    fn idle(&self) -> bool {
-        !self.lock().routes.values().any(|p| p.attached)
-    }
-
-    /// Withdraws `route`'s subscriptions if run `run` was its last.
-    fn expire(&self, route: &str, run: u64) {
-        let mut inner = self.lock();
-        let (connections, parking, routes) = inner.parts();
-        let Some(place) = routes.get(route).filter(|p| p.run == run && !p.attached) else {
-            return;
-        };
-        for c in connections.iter().chain(parking) {
-            c.withdraw(place.id, true);
-        }
-        self.endpoint.pools().ids.release(route, place.id);
-        routes.remove(route);
-    }
-
-    /// Disconnects every connection (the sessions kept), when no route is attached.
-    pub async fn close(&self) {
-        if !self.idle() {
-            return;
-        }
-        self.close_now().await;
-    }
-
-    /// Disconnects every connection (the sessions kept).
-    async fn close_now(&self) {
-        let connections = {
-            let mut inner = self.lock();
-            self.closed.store(true, Ordering::Release);
-            let mut all = std::mem::take(&mut inner.connections);
-            all.extend(inner.parking.take());
-            all
-        };
-        for c in connections {
-            c.close().await;
-        }
-    }
 }
 
 /// The pools of the process by their first connection's client id, whatever their endpoint.
@@ -478,24 +351,4 @@ pub fn client_id(endpoint: &Endpoint, name: &str, n: usize) -> String {
 fn parking_id(pool: &Pool) -> String {
     let prefix = &pool.endpoint.config().client_id_prefix;
     format!("{prefix}.{}-parked", pool.name)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identifiers_are_stable_in_range_and_apart() {
-        let pools = Pools::default();
-        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
-        let id = pools.claim(&a, "telemetry");
-        assert_eq!(id, Pools::default().claim(&a, "telemetry"), "from the name");
-        assert_eq!(id, pools.claim(&a, "telemetry"), "the same run after run");
-        assert!((1..=MAX_IDENTIFIER).contains(&id));
-        // Another route on the same group name (two pools) takes the next one.
-        assert_eq!(pools.claim(&b, "telemetry"), id % MAX_IDENTIFIER + 1);
-        assert!(pools.ids.expects(id));
-        pools.ids.release("a", id);
-        assert!(!pools.ids.expects(id));
-    }
 }
