@@ -547,3 +547,41 @@ async fn a_reload_of_the_budget_and_the_client_id_prefix_loses_nothing() {
         assert!(all, "round {round}: {got} of {want}\n{}", bridge.log_text());
     }
 }
+
+/// A reload that gives a route connections of its own (`shared_connections = false`) loses
+/// nothing: the pool withdraws the route's subscriptions at once and hands over what it holds,
+/// where before it kept a share of the route's messages for 60 s and then acknowledged them
+/// undelivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_that_leaves_its_pool_for_connections_of_its_own_loses_nothing() {
+    const N: usize = 400;
+    let broker = mosquitto();
+    let admin = free_port();
+    let prefix = unique("alone");
+    let config = |shared: bool| {
+        Config::new(broker.port, "alone")
+            .mqtt("client_id_prefix", prefix.as_str())
+            .admin(admin)
+            .connection("out", Connection::file("out.jsonl"))
+            .route(Route::new("a", "a/#", "out").set("shared_connections", shared))
+            .route(Route::new("b", "b/#", "out"))
+            .dead_letter("dead.jsonl")
+            .text()
+    };
+    let bridge = Bridge::start(&config(true));
+    bridge.wait_subscribed(0, 2);
+    let out = bridge.dir.join("out.jsonl");
+    std::fs::write(&bridge.config, config(false)).unwrap();
+    let (code, body) = http_request(admin, "POST", "/reload", None).await;
+    assert_eq!(code, 200, "{body}");
+    // Its own connection subscribed: the share group has it and the pool's session.
+    bridge.wait_subscribed(2, 1);
+    let mut publisher = Publisher::connect(broker.port).await;
+    publisher
+        .publish_numbered(0..N, |i| format!("{}/x", ["a", "b"][i % 2]))
+        .await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    let all = eventually(Duration::from_secs(20), || copies(&out).len() >= N).await;
+    let got = copies(&out).len();
+    assert!(all, "{got} of {N}\n{}", bridge.log_text());
+}

@@ -187,6 +187,17 @@ impl MqttSource {
             });
             connections.push(connection);
         }
+        // What the route's subscriptions on a pool still hold or receive (a reload turned
+        // `shared_connections` off) comes on a lane of its own, and the pool withdraws them.
+        let grants: Vec<_> = connections.iter().map(|c| c.granted(OWN)).collect();
+        let subscribed: pool::Ready = Arc::new(move || grants.iter().all(|granted| granted()));
+        for pool in self.endpoint.pools().live() {
+            pool.hand_over(&self.route, &tx, self.consumers.len(), subscribed.clone());
+        }
+        ackers.push(Acker {
+            route: self.route.clone(),
+            own: None,
+        });
         drop((tx, member));
         engine.pipeline(intake, ackers).run().await;
         // The pipeline asked each connection to DISCONNECT after its last ack; each poll task
@@ -199,10 +210,9 @@ impl MqttSource {
 
 impl Source for MqttSource {
     fn lanes(&self) -> usize {
-        match self.pool {
-            Some(_) => self.consumers.len() + 1,
-            None => self.consumers.len(),
-        }
+        // The consumers' lanes, then parking's (a shared route) or the lane of what a pool
+        // hands over (a route of its own).
+        self.consumers.len() + 1
     }
 
     fn consumers(&self) -> Vec<Arc<ConsumerStatus>> {

@@ -266,6 +266,12 @@ impl Connection {
         (quiet, table.session_present, received, held)
     }
 
+    /// Tells, whenever asked, whether the broker granted subscription `id` here.
+    pub fn granted(&self, id: u32) -> impl Fn() -> bool + Send + Sync + 'static {
+        let table = self.table.clone();
+        move || lock(&table).entries.get(&id).is_some_and(|e| e.granted)
+    }
+
     /// Whether the connection carries `id`.
     pub fn carries(&self, id: u32) -> bool {
         self.table().entries.contains_key(&id)

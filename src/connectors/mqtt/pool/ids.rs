@@ -33,6 +33,12 @@ impl Pools {
         }
     }
 
+    /// The pools open now.
+    pub fn live(&self) -> Vec<Arc<Pool>> {
+        let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools.values().filter_map(Weak::upgrade).collect()
+    }
+
     /// What is known now.
     pub fn identifiers_known(&self) -> Option<bool> {
         *self.identifiers.borrow()

@@ -34,6 +34,7 @@ use super::consumer::{Connection, ConnectionSpec, Deliveries, Subscription};
 use super::options::Endpoint;
 use crate::flow::{Budget, ConsumerStatus};
 pub use ids::{Identifiers, Pools};
+pub use stop::Ready;
 
 /// How long a stopped route's subscriptions stay on its pool's connections, waiting for its
 /// next run, before they are withdrawn.
@@ -278,6 +279,12 @@ impl Pool {
         }
         let run = before.as_ref().map_or(1, |p| p.run + 1);
         let tx = member.tx.clone();
+        let grants: Vec<_> = connections
+            .iter()
+            .chain(Some(parking))
+            .map(|c| c.granted(id))
+            .collect();
+        let subscribed: Ready = Arc::new(move || grants.iter().any(|granted| granted()));
         routes.insert(
             route.clone(),
             Place {
@@ -296,7 +303,7 @@ impl Pool {
             earlier.clone()
         };
         for pool in earlier {
-            pool.hand_over(&route, &tx, consumers);
+            pool.hand_over(&route, &tx, consumers, subscribed.clone());
         }
         run
     }

@@ -9,13 +9,25 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{Pool, GRACE};
+
+/// Whether a route's new subscriptions are granted.
+pub type Ready = Arc<dyn Fn() -> bool + Send + Sync>;
 use crate::connectors::mqtt::consumer::{Connection, Deliveries};
 
 impl Pool {
-    /// `route` joined the pool that replaced this one: its subscriptions here are withdrawn,
-    /// and what this pool holds or still receives for it goes to `tx` on lane `lane`. Once no
-    /// route is left and nothing is held, the pool disconnects.
-    pub(super) fn hand_over(self: &Arc<Self>, route: &str, tx: &Deliveries, lane: usize) {
+    /// `route` reads elsewhere now (the pool that replaced this one, or connections of its
+    /// own): what this pool holds or still receives for it goes to `tx` on lane `lane`, and
+    /// its subscriptions here are withdrawn once `subscribed` says the new ones are granted
+    /// (or after `GRACE`): until then the broker has a member of the route's share group to
+    /// send to, where a gap would lose what was published in it. Once no route is left and
+    /// nothing is held, the pool disconnects.
+    pub fn hand_over(
+        self: &Arc<Self>,
+        route: &str,
+        tx: &Deliveries,
+        lane: usize,
+        subscribed: Ready,
+    ) {
         let mut inner = self.lock();
         let (connections, parking, routes) = inner.parts();
         let Some(place) = routes.remove(route) else {
@@ -24,12 +36,30 @@ impl Pool {
         for c in connections.iter().chain(parking) {
             if c.carries(place.id) {
                 c.attach(place.id, lane, tx.clone());
-                c.withdraw(place.id, false);
             }
         }
-        if routes.is_empty() {
-            tokio::spawn(self.clone().close_when_drained());
-        }
+        drop(inner);
+        let (pool, route) = (self.clone(), route.to_owned());
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + GRACE;
+            while !subscribed() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let empty = {
+                let mut inner = pool.lock();
+                let (connections, parking, routes) = inner.parts();
+                for c in connections.iter().chain(parking) {
+                    if c.carries(place.id) {
+                        c.withdraw(place.id, false);
+                    }
+                }
+                routes.is_empty()
+            };
+            pool.endpoint.pools().ids.release(&route, place.id);
+            if empty {
+                pool.close_when_drained().await;
+            }
+        });
     }
 
     /// Disconnects once every connection is answered and holds nothing, or after `GRACE`.
