@@ -492,17 +492,10 @@ async fn a_reload_that_changes_the_broker_settings_moves_the_pool_without_a_figh
     let out = bridge.dir.join("out.jsonl");
     // `[mqtt]` changes: every route restarts on a new endpoint, whose pool has the same
     // client ids as the one before.
-    std::fs::write(&bridge.config, config("20s")).unwrap();
-    let (code, body) = http_request(admin, "POST", "/reload", None).await;
-    assert_eq!(code, 200, "{body}");
+    reload(&bridge, admin, &config("20s")).await;
     bridge.wait_subscribed(2, 2);
-    let mut publisher = Publisher::connect(broker.port).await;
-    publisher
-        .publish_numbered(0..N, |i| format!("{}/x", ["a", "b"][i % 2]))
-        .await;
-    publisher.wait_acked(Duration::from_secs(30)).await;
-    let all = eventually(Duration::from_secs(20), || copies(&out).len() >= N).await;
-    assert!(all, "{}", bridge.log_text());
+    let got = publish_to_a_and_b(broker.port, N, &out).await;
+    assert_eq!(got, N, "{}", bridge.log_text());
     // The earlier pool disconnected before the new one connected: no session was taken over.
     let log = bridge.log_text();
     assert!(!log.contains("consumer disconnected"), "{log}");
@@ -534,9 +527,7 @@ async fn a_reload_of_the_budget_and_the_client_id_prefix_loses_nothing() {
     let out = bridge.dir.join("out.jsonl");
     let mut publisher = Publisher::connect(broker.port).await;
     for (round, budget) in ["128KiB", "64MiB"].into_iter().enumerate() {
-        std::fs::write(&bridge.config, config(budget, round + 1)).unwrap();
-        let (code, body) = http_request(admin, "POST", "/reload", None).await;
-        assert_eq!(code, 200, "{body}");
+        let body = reload(&bridge, admin, &config(budget, round + 1)).await;
         assert!(body.contains("memory_budget changed"), "{body}");
         let range = round * N..(round + 1) * N;
         publisher.publish_numbered(range, |_| "a/x".into()).await;
@@ -571,17 +562,29 @@ async fn a_route_that_leaves_its_pool_for_connections_of_its_own_loses_nothing()
     let bridge = Bridge::start(&config(true));
     bridge.wait_subscribed(0, 2);
     let out = bridge.dir.join("out.jsonl");
-    std::fs::write(&bridge.config, config(false)).unwrap();
-    let (code, body) = http_request(admin, "POST", "/reload", None).await;
-    assert_eq!(code, 200, "{body}");
+    reload(&bridge, admin, &config(false)).await;
     // Its own connection subscribed: the share group has it and the pool's session.
     bridge.wait_subscribed(2, 1);
-    let mut publisher = Publisher::connect(broker.port).await;
+    let got = publish_to_a_and_b(broker.port, N, &out).await;
+    assert_eq!(got, N, "{}", bridge.log_text());
+}
+
+/// Writes `text` as the bridge's configuration and reloads it; returns the reload's answer.
+async fn reload(bridge: &Bridge, admin: u16, text: &str) -> String {
+    std::fs::write(&bridge.config, text).unwrap();
+    let (code, body) = http_request(admin, "POST", "/reload", None).await;
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+/// Publishes `n` messages, alternately to `a/x` and `b/x`, and waits up to 20 s for them in
+/// `out`; returns how many distinct ones arrived.
+async fn publish_to_a_and_b(port: u16, n: usize, out: &Path) -> usize {
+    let mut publisher = Publisher::connect(port).await;
     publisher
-        .publish_numbered(0..N, |i| format!("{}/x", ["a", "b"][i % 2]))
+        .publish_numbered(0..n, |i| format!("{}/x", ["a", "b"][i % 2]))
         .await;
     publisher.wait_acked(Duration::from_secs(30)).await;
-    let all = eventually(Duration::from_secs(20), || copies(&out).len() >= N).await;
-    let got = copies(&out).len();
-    assert!(all, "{got} of {N}\n{}", bridge.log_text());
+    eventually(Duration::from_secs(20), || copies(out).len() >= n).await;
+    copies(out).len()
 }
