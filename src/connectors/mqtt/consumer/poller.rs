@@ -254,6 +254,8 @@ impl Poller {
         }
         // Subscribing again on a resumed session is harmless and repairs a lost one; a
         // subscription withdrawn while away is withdrawn again, the session may still hold it.
+        // A new session holds none: there is nothing to withdraw.
+        let mut off = Vec::new();
         for (id, wanted, sub) in ids {
             if self.spec.counted {
                 events::ConsumerConnected {
@@ -266,11 +268,16 @@ impl Poller {
             }
             match wanted {
                 true => subscribe(&self.client, self.spec.shared, &mut table, id),
+                false if !session_present => off.push(id),
                 false => {
                     let filters = sub.shared_filters().collect();
                     unsubscribe_filters(&self.client, &mut table, id, filters);
                 }
             }
+        }
+        drop(table);
+        for id in off {
+            self.withdrawn(id);
         }
     }
 
@@ -326,6 +333,14 @@ impl Poller {
         let Some((id, Op::Unsubscribe)) = table.pending.remove(&pkid) else {
             return;
         };
+        drop(table);
+        self.withdrawn(id);
+    }
+
+    /// Subscription `id` is off the broker: an entry to be removed goes, and what it held for
+    /// its route, which is gone, is acknowledged without delivery (counted).
+    fn withdrawn(&self, id: u32) {
+        let mut table = lock(&self.table);
         let still_pending = table.pending.values().any(|p| p.0 == id);
         let remove = table
             .entries
