@@ -529,6 +529,19 @@ async fn a_reload_of_the_budget_and_the_client_id_prefix_loses_nothing() {
     for (round, budget) in ["128KiB", "64MiB"].into_iter().enumerate() {
         let body = reload(&bridge, admin, &config(budget, round + 1)).await;
         assert!(body.contains("memory_budget changed"), "{body}");
+        // The gauge shows the new total within its 5 s period.
+        let bytes = [128 * 1024, 64 << 20][round];
+        let line = format!("mqbridge_memory_budget_bytes {bytes}");
+        let mut shown = false;
+        for _ in 0..80 {
+            let (_, metrics) = http_request(admin, "GET", "/metrics", None).await;
+            if metrics.lines().any(|l| l == line) {
+                shown = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(shown, "no {line:?} in /metrics");
         let range = round * N..(round + 1) * N;
         publisher.publish_numbered(range, |_| "a/x".into()).await;
         publisher.wait_acked(Duration::from_secs(30)).await;

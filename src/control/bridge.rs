@@ -61,12 +61,18 @@ pub async fn run(
         .await
         .map_err(RunError::DeadLetter)?;
     let dead_letter = Arc::new(dead_letter);
+    let budget = crate::flow::Budget::new(config.memory_budget);
+    tokio::spawn(
+        budget
+            .clone()
+            .show(Duration::from_secs(5), stop_checks.clone()),
+    );
     let shared = Shared {
         connections: Arc::new(connections.clone()),
         dead_letter: dead_letter.clone(),
         window_bytes: config.window_bytes(),
         data_dir: config.data_dir.clone(),
-        budget: crate::flow::Budget::new(config.memory_budget),
+        budget,
         shutdown: CancellationToken::new(),
     };
     let supervisor = start_routes(&config, shared)?;

@@ -142,3 +142,19 @@ impl AdminRefused<'_> {
         );
     }
 }
+
+/// The memory budget: its total, what readers hold past their reserved shares, and how many
+/// readers hold a share (each reserves 64 KiB).
+pub struct BudgetLevel {
+    pub total: usize,
+    pub shared_used: usize,
+    pub readers: usize,
+}
+
+impl BudgetLevel {
+    pub fn emit(&self) {
+        gauge!("mqbridge_memory_budget_bytes").set(self.total as f64);
+        gauge!("mqbridge_memory_budget_shared_used_bytes").set(self.shared_used as f64);
+        gauge!("mqbridge_memory_budget_readers").set(self.readers as f64);
+    }
+}

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// What each holder may always hold: four 16 KiB messages, or hundreds of small ones.
 pub const RESERVE: usize = 64 * 1024;
@@ -79,6 +80,28 @@ impl Budget {
     /// Bytes held past the reserved shares.
     pub fn common_used(&self) -> usize {
         self.common_used.load(Ordering::Acquire)
+    }
+
+    /// Holders now (each an MQTT consumer connection, a group member or a buffer's reader).
+    pub fn holders(&self) -> usize {
+        self.holders.load(Ordering::Acquire)
+    }
+
+    /// Shows the budget's level every `every` until `stop`.
+    pub async fn show(self: Arc<Self>, every: std::time::Duration, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => crate::events::BudgetLevel {
+                    total: self.total(),
+                    shared_used: self.common_used(),
+                    readers: self.holders(),
+                }
+                .emit(),
+            }
+        }
     }
 
     /// A new holder's share; `wake` is notified when room comes back after it found none.
