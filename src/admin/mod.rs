@@ -42,19 +42,22 @@ pub fn metrics() -> &'static PrometheusHandle {
     })
 }
 
-/// How often histograms' samples go into their buckets.
+/// How often the metrics are kept up.
 const UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Puts what the histograms recorded into their buckets every five seconds, until `stop`. The
-/// recorder keeps each sample until then or until a scrape, so a bridge that nobody scrapes
-/// would otherwise grow by every batch it delivers.
-pub async fn upkeep(stop: CancellationToken) {
+/// Every five seconds until `stop`: sets the memory budget's gauges, and puts what the
+/// histograms recorded into their buckets. The recorder keeps each sample until then or until
+/// a scrape, so a bridge that nobody scrapes would otherwise grow by every batch it delivers.
+pub async fn upkeep(budget: std::sync::Arc<crate::flow::Budget>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(UPKEEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => metrics().run_upkeep(),
+            _ = tick.tick() => {
+                budget.show();
+                metrics().run_upkeep();
+            }
         }
     }
 }

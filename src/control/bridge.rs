@@ -55,18 +55,13 @@ pub async fn run(
     let (published, watched) = watch::channel(Arc::new(connections.clone()));
     let stop_checks = CancellationToken::new();
     let checks = checks::spawn(watched, config.admin.check_interval, stop_checks.clone());
-    tokio::spawn(crate::admin::upkeep(stop_checks.clone()));
+    let budget = crate::flow::Budget::new(config.memory_budget);
+    tokio::spawn(crate::admin::upkeep(budget.clone(), stop_checks.clone()));
     let connection = |name: &str| connections.get(name).cloned();
     let dead_letter = DeadLetter::build(&config.dead_letter, config.mqtt.as_ref(), connection)
         .await
         .map_err(RunError::DeadLetter)?;
     let dead_letter = Arc::new(dead_letter);
-    let budget = crate::flow::Budget::new(config.memory_budget);
-    tokio::spawn(
-        budget
-            .clone()
-            .show(Duration::from_secs(5), stop_checks.clone()),
-    );
     let shared = Shared {
         connections: Arc::new(connections.clone()),
         dead_letter: dead_letter.clone(),

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 /// What each holder may always hold: four 16 KiB messages, or hundreds of small ones.
 pub const RESERVE: usize = 64 * 1024;
@@ -87,21 +86,14 @@ impl Budget {
         self.holders.load(Ordering::Acquire)
     }
 
-    /// Shows the budget's level every `every` until `stop`.
-    pub async fn show(self: Arc<Self>, every: std::time::Duration, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => crate::events::BudgetLevel {
-                    total: self.total(),
-                    shared_used: self.common_used(),
-                    readers: self.holders(),
-                }
-                .emit(),
-            }
+    /// Sets the budget's gauges.
+    pub fn show(&self) {
+        crate::events::BudgetLevel {
+            total: self.total(),
+            shared_used: self.common_used(),
+            readers: self.holders(),
         }
+        .emit();
     }
 
     /// A new holder's share; `wake` is notified when room comes back after it found none.

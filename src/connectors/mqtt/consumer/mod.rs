@@ -230,6 +230,14 @@ impl Connection {
         }
     }
 
+    /// What still arrives under `id` goes to `tx` on lane `lane` (first what was held), and
+    /// the subscription is withdrawn: its route reads elsewhere now. Nothing when the
+    /// connection does not carry `id`.
+    pub fn hand_off(&self, id: u32, lane: usize, tx: Deliveries) {
+        self.attach(id, lane, tx);
+        self.withdraw(id, false);
+    }
+
     /// Lets go of the route's pipeline: what arrives for it from now on is held for its next
     /// run.
     pub fn detach(&self, id: u32) {

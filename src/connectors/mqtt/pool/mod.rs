@@ -241,15 +241,9 @@ impl Pool {
         // what still comes for it (the broker may have queued some) goes to the route.
         if let Some(old) = before.as_ref().filter(|p| p.id != id) {
             for (n, c) in connections.iter().enumerate() {
-                if c.carries(old.id) {
-                    c.attach(old.id, n % consumers, member.tx.clone());
-                    c.withdraw(old.id, false);
-                }
+                c.hand_off(old.id, n % consumers, member.tx.clone());
             }
-            if parking.carries(old.id) {
-                parking.attach(old.id, consumers, member.tx.clone());
-                parking.withdraw(old.id, false);
-            }
+            parking.hand_off(old.id, consumers, member.tx.clone());
         }
         let parked = before
             .as_ref()
@@ -263,28 +257,34 @@ impl Pool {
                     n,
                     member.tx.clone(),
                 );
-            } else if c.carries(id) {
+            } else {
                 // An earlier run read through more connections, or the route is paused: what
                 // still comes here goes to the route.
-                c.attach(id, n % consumers, member.tx.clone());
-                c.withdraw(id, false);
+                c.hand_off(id, n % consumers, member.tx.clone());
             }
         }
         if paused {
             let sub = member.subscription(parked.clone());
             parking.set(id, sub, consumers, member.tx.clone());
-        } else if parking.carries(id) {
-            parking.attach(id, consumers, member.tx.clone());
-            parking.withdraw(id, false);
+        } else {
+            parking.hand_off(id, consumers, member.tx.clone());
         }
         let run = before.as_ref().map_or(1, |p| p.run + 1);
         let tx = member.tx.clone();
-        let grants: Vec<_> = connections
-            .iter()
-            .chain(Some(parking))
-            .map(|c| c.granted(id))
-            .collect();
-        let subscribed: Ready = Arc::new(move || grants.iter().any(|granted| granted()));
+        let earlier = {
+            let mut earlier = self.earlier.lock().unwrap_or_else(|p| p.into_inner());
+            earlier.retain(|p| !p.closed.load(Ordering::Acquire));
+            earlier.clone()
+        };
+        // Pools this one replaced let the route go once its subscription here is granted.
+        let subscribed: Option<Ready> = (!earlier.is_empty()).then(|| {
+            let grants: Vec<_> = connections
+                .iter()
+                .chain(Some(parking))
+                .map(|c| c.granted(id))
+                .collect();
+            Arc::new(move || grants.iter().any(|granted| granted())) as Ready
+        });
         routes.insert(
             route.clone(),
             Place {
@@ -297,13 +297,10 @@ impl Pool {
             },
         );
         drop(inner);
-        let earlier = {
-            let mut earlier = self.earlier.lock().unwrap_or_else(|p| p.into_inner());
-            earlier.retain(|p| !p.closed.load(Ordering::Acquire));
-            earlier.clone()
-        };
-        for pool in earlier {
-            pool.hand_over(&route, &tx, consumers, subscribed.clone());
+        if let Some(subscribed) = subscribed {
+            for pool in earlier {
+                pool.hand_over(&route, &tx, consumers, subscribed.clone());
+            }
         }
         run
     }

@@ -9,10 +9,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{Pool, GRACE};
+use crate::connectors::mqtt::consumer::{Connection, Deliveries};
 
 /// Whether a route's new subscriptions are granted.
 pub type Ready = Arc<dyn Fn() -> bool + Send + Sync>;
-use crate::connectors::mqtt::consumer::{Connection, Deliveries};
 
 impl Pool {
     /// `route` reads elsewhere now (the pool that replaced this one, or connections of its
