@@ -426,12 +426,20 @@ async fn reload_restarts_only_what_changed() {
         })
         .await
     );
+    let all_changed = eventually(Duration::from_secs(20), || {
+        let got = file_payloads(&b);
+        changed.iter().all(|p| got.contains_key(p))
+    })
+    .await;
+    let got = file_payloads(&b);
+    let missing: Vec<&String> = changed.iter().filter(|p| !got.contains_key(*p)).collect();
     assert!(
-        eventually(Duration::from_secs(20), || {
-            let got = file_payloads(&b);
-            changed.iter().all(|p| got.contains_key(p))
-        })
-        .await
+        all_changed,
+        "{} of \"changed\"'s messages missing, from {:?} to {:?}\n{}",
+        missing.len(),
+        missing.first(),
+        missing.last(),
+        bridge.log_text()
     );
     // Untouched: its shared connection never reconnected, nothing lost or repeated.
     assert_eq!(connections_of(&broker, &format!("{prefix}.a-1")), 1);
