@@ -52,19 +52,6 @@ fn topic_of(i: usize) -> String {
     format!("load/{}", i % TOPICS)
 }
 
-/// Publishes `msg-{i}` for `range` at about 2,500 a second, as devices would, not faster
-/// than a broker's queue can be drained.
-async fn publish_paced(publisher: &mut Publisher, range: std::ops::Range<usize>) {
-    let mut at = range.start;
-    while at < range.end {
-        let end = (at + 250).min(range.end);
-        publisher.publish_numbered(at..end, topic_of).await;
-        at = end;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    publisher.wait_acked(Duration::from_secs(60)).await;
-}
-
 /// Each topic's messages, by the order of their first copies in Kafka, come in the order
 /// they were published.
 fn assert_first_arrivals_in_order(records: &[rdkafka::message::OwnedMessage]) {
@@ -106,7 +93,7 @@ async fn an_outage_longer_than_the_broker_holds_loses_nothing_with_a_disk_buffer
         bridge.wait_subscribed(0, 1);
         let mut publisher = Publisher::connect(broker.port).await;
         kafka.proxy.cut();
-        publish_paced(&mut publisher, 0..N).await;
+        publisher.publish_spread(0..N, topic_of, 250).await;
         kafka.proxy.restore();
         // Everything the bridge received is delivered, then nothing more comes.
         let received = "mqbridge_messages_received_total";
@@ -170,13 +157,13 @@ async fn an_outage_longer_than_the_broker_holds_loses_nothing_with_a_disk_buffer
     bridge.wait_subscribed(0, 1);
     let mut publisher = Publisher::connect(broker.port).await;
     kafka.proxy.cut();
-    publish_paced(&mut publisher, 0..HALF).await;
+    publisher.publish_spread(0..HALF, topic_of, 250).await;
     let buffered = bridge.wait_metric(admin, WRITTEN, HALF as f64, Duration::from_secs(30));
     assert!(buffered.await, "{}", bridge.log_text());
     bridge.kill();
     bridge.spawn();
     bridge.wait_subscribed(1, 1);
-    publish_paced(&mut publisher, HALF..N).await;
+    publisher.publish_spread(HALF..N, topic_of, 250).await;
     let buffered = bridge.wait_metric(admin, WRITTEN, HALF as f64, Duration::from_secs(30));
     assert!(buffered.await, "{}", bridge.log_text());
     // Both halves are in the buffer: the first survived the kill.

@@ -1,7 +1,9 @@
-//! Routes sharing consumer connections (the pools of `connectors/mqtt/pool.rs`), on mosquitto
+//! Routes sharing consumer connections (the pools of `connectors/mqtt/pool`), on mosquitto
 //! 2.0.11: a message two routes read reaches both and survives a SIGKILL; a destination that
 //! stalls does not slow the routes that deliver elsewhere; pausing, restarting and removing one
-//! route among many moves nothing else and makes no new connection.
+//! route among many moves nothing else and makes no new connection; a route's subscriptions
+//! moving while a connection is down, by reload or pause, lose nothing; the memory budget
+//! holds.
 
 mod common;
 
@@ -15,7 +17,10 @@ use common::function::{FunctionServer, Reply};
 use common::kafka::{all_arrived, create_topic};
 use common::mqtt::Publisher;
 use common::proxy::Proxy;
-use common::{eventually, file_payloads, free_port, mosquitto, unique, Bridge, KafkaUnderTest};
+use common::{
+    eventually, file_payloads, free_port, mosquitto, mosquitto_log, mosquitto_verbose, unique,
+    Bridge, KafkaUnderTest,
+};
 
 const CONNECTS: &str = "mqbridge_mqtt_connects_total";
 const DELIVERED: &str = "mqbridge_messages_delivered_total";
@@ -223,15 +228,10 @@ async fn one_route_among_a_hundred_pauses_restarts_and_goes_without_moving_the_o
     let publisher = Publisher::connect(broker.port).await;
     let sending = tokio::spawn(async move {
         let mut publisher = publisher;
-        for round in 0..60 {
-            let start = round * ROUTES * 2;
-            let range = start..start + ROUTES * 2;
-            publisher
-                .publish_numbered(range, |i| format!("w/{}/x", i % ROUTES))
-                .await;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        publisher.wait_acked(Duration::from_secs(30)).await;
+        let topic = |i| format!("w/{}/x", i % ROUTES);
+        publisher
+            .publish_spread(0..60 * ROUTES * 2, topic, ROUTES * 2)
+            .await;
         publisher
     });
     let delivered = |route: usize| {
@@ -580,6 +580,75 @@ async fn a_route_that_leaves_its_pool_for_connections_of_its_own_loses_nothing()
     bridge.wait_subscribed(2, 1);
     let got = publish_to_a_and_b(broker.port, N, &out).await;
     assert_eq!(got, N, "{}", bridge.log_text());
+}
+
+/// A route's subscription moves between its connection and parking (paused, resumed) while the
+/// connection it moves to is down; the one it leaves lets it go only once the broker granted it
+/// on the other. Here the connection moved to comes back two seconds late (a proxy holds its
+/// CONNECT): had the other withdrawn at once, the route's share group would have had no member
+/// for those two seconds, and mosquitto would have dropped what was published in them ("no
+/// matching subscribers").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_paused_and_resumed_while_a_connection_is_down_loses_nothing() {
+    const N: usize = 1000;
+    let broker = mosquitto_verbose();
+    let proxy = Proxy::start(broker.port);
+    let admin = free_port();
+    let prefix = unique("moved");
+    let config = Config::new(proxy.port, "moved")
+        .mqtt("client_id_prefix", prefix.as_str())
+        .admin(admin)
+        .connection("out", Connection::file("out.jsonl"))
+        .route(Route::new("a", "a/#", "out"))
+        .dead_letter("dead.jsonl");
+    let bridge = Bridge::start(&config.text());
+    bridge.wait_subscribed(0, 1);
+    let out = bridge.dir.join("out.jsonl");
+    let (own, parking) = (format!("{prefix}.out-1"), format!("{prefix}.out-parked"));
+    let mut publisher = Publisher::connect(broker.port).await;
+    let topic = |_| "a/x".to_string();
+
+    // Paused while parking is down: the route's connection keeps the subscription until
+    // parking has it.
+    proxy.cut();
+    proxy.hold(Some((&parking, Duration::from_secs(2))));
+    proxy.restore();
+    let back =
+        format!("consumer connected route=\"a\" client_id=\"{own}\" session_present=true epoch=1");
+    bridge.wait_logged(&back, 1).await;
+    let (code, body) = http_request(admin, "POST", "/routes/a/pause", None).await;
+    assert_eq!(code, 200, "{body}");
+    publisher.publish_spread(0..N, topic, 50).await;
+    assert!(proxy.held() >= 1, "parking was not held back");
+    proxy.hold(None);
+
+    // Resumed while both are down, the route's connection back last: parking keeps the
+    // subscription until the route's connection has it.
+    proxy.cut();
+    let down = format!("consumer disconnected; reconnecting route=\"a\" client_id=\"{own}\"");
+    // The second time: it went down once above too.
+    bridge.wait_logged(&down, 2).await;
+    let (code, body) = http_request(admin, "POST", "/routes/a/resume", None).await;
+    assert_eq!(code, 200, "{body}");
+    proxy.hold(Some((&own, Duration::from_secs(2))));
+    let held = proxy.held();
+    proxy.restore();
+    publisher.publish_spread(N..2 * N, topic, 50).await;
+    eventually(Duration::from_secs(20), || copies(&out).len() >= 2 * N).await;
+    assert_eq!(copies(&out).len(), 2 * N, "{}", bridge.log_text());
+    assert!(
+        proxy.held() > held,
+        "the route's connection was not held back"
+    );
+    // Parking let the subscription go after the route's connection had it again.
+    let position = |what: String| mosquitto_log(&broker).rfind(&what);
+    let subscribed = position(format!("Received SUBSCRIBE from {own}"));
+    assert!(subscribed.is_some(), "{}", mosquitto_log(&broker));
+    let withdrawn = eventually(Duration::from_secs(10), || {
+        position(format!("Received UNSUBSCRIBE from {parking}")) > subscribed
+    })
+    .await;
+    assert!(withdrawn, "{}", mosquitto_log(&broker));
 }
 
 /// Writes `text` as the bridge's configuration and reloads it; returns the reload's answer.

@@ -104,6 +104,19 @@ impl Bridge {
         true
     }
 
+    /// Waits up to 10 s until the log shows `text` `times` times; fails the test, with the log,
+    /// if not.
+    pub async fn wait_logged(&self, text: &str, times: usize) {
+        let count = || self.log_text().matches(text).count();
+        let seen = super::eventually(Duration::from_secs(10), || count() >= times).await;
+        assert!(
+            seen,
+            "the log showed {text} {} times:\n{}",
+            count(),
+            self.log_text()
+        );
+    }
+
     pub fn subscribed_count(&self) -> usize {
         self.log_text().matches(" subscribed ").count()
     }

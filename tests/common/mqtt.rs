@@ -69,6 +69,24 @@ impl Publisher {
         }
     }
 
+    /// Publishes `msg-{i}` for `range` to `topic(i)`, `per_tick` every 100 ms, as devices
+    /// would rather than all at once, then waits up to 60 s until the broker acknowledged them.
+    pub async fn publish_spread(
+        &mut self,
+        range: std::ops::Range<usize>,
+        topic: impl Fn(usize) -> String,
+        per_tick: usize,
+    ) {
+        let mut at = range.start;
+        while at < range.end {
+            let end = (at + per_tick).min(range.end);
+            self.publish_numbered(at..end, &topic).await;
+            at = end;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.wait_acked(Duration::from_secs(60)).await;
+    }
+
     /// Publishes each (topic, payload), plain and in order, then waits up to `limit` until the
     /// broker acknowledged everything published so far.
     pub async fn publish_all(

@@ -1,8 +1,10 @@
 //! A TCP proxy on loopback whose traffic can be cut (every connection closed, new ones refused)
-//! and restored, to make a server unreachable without killing it, or throttled, to make it slow.
+//! and restored, to make a server unreachable without killing it, or throttled, to make it slow,
+//! or made to hold the first bytes of chosen new connections, to make one client come back
+//! later than the others.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,7 +18,16 @@ pub struct Proxy {
     /// Bytes per second each direction of each connection may carry; 0 for no limit.
     rate: Arc<AtomicU64>,
     epoch: watch::Sender<u64>,
+    hold: Arc<Hold>,
     runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// Which new connections wait, and how many did.
+#[derive(Default)]
+struct Hold {
+    /// What their first bytes contain, and how long they wait.
+    rule: Mutex<Option<(Vec<u8>, Duration)>>,
+    held: AtomicUsize,
 }
 
 impl Proxy {
@@ -33,18 +44,32 @@ impl Proxy {
         let cut = Arc::new(AtomicBool::new(false));
         let rate = Arc::new(AtomicU64::new(0));
         let (epoch, _) = watch::channel(0u64);
-        let (c, r, e) = (cut.clone(), rate.clone(), epoch.clone());
+        let hold = Arc::new(Hold::default());
+        let (c, r, e, h) = (cut.clone(), rate.clone(), epoch.clone(), hold.clone());
         runtime.spawn(async move {
             let listener = TcpListener::from_std(listener).unwrap();
-            accept(listener, target, c, r, e).await
+            accept(listener, target, c, r, e, h).await
         });
         Proxy {
             port,
             cut,
             rate,
             epoch,
+            hold,
             runtime: Some(runtime),
         }
+    }
+
+    /// Each new connection whose first bytes contain `needle` (an MQTT client id, in its
+    /// CONNECT) passes them on only `delay` later; `None`: none waits.
+    pub fn hold(&self, rule: Option<(&str, Duration)>) {
+        let rule = rule.map(|(needle, delay)| (needle.as_bytes().to_vec(), delay));
+        *self.hold.rule.lock().unwrap() = rule;
+    }
+
+    /// How many connections were held.
+    pub fn held(&self) -> usize {
+        self.hold.held.load(Ordering::SeqCst)
     }
 
     /// Closes every open connection and refuses new ones until `restore`.
@@ -78,6 +103,7 @@ async fn accept(
     cut: Arc<AtomicBool>,
     rate: Arc<AtomicU64>,
     epoch: watch::Sender<u64>,
+    hold: Arc<Hold>,
 ) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
@@ -89,12 +115,39 @@ async fn accept(
         }
         let mut closed = epoch.subscribe();
         let rate = rate.clone();
+        let hold = hold.clone();
         tokio::spawn(async move {
-            let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
+            let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)).await else {
                 return;
             };
             let _ = client.set_nodelay(true);
             let _ = server.set_nodelay(true);
+            let mut client = client;
+            let mut first = vec![0; 16 * 1024];
+            let n = match client.read(&mut first).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let first = &first[..n];
+            let delay = hold
+                .rule
+                .lock()
+                .unwrap()
+                .as_ref()
+                .and_then(|(needle, delay)| {
+                    let found = first.windows(needle.len()).any(|w| w == &needle[..]);
+                    found.then_some(*delay)
+                });
+            if let Some(delay) = delay {
+                hold.held.fetch_add(1, Ordering::SeqCst);
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = closed.changed() => return,
+                }
+            }
+            if server.write_all(first).await.is_err() {
+                return;
+            }
             let (client_read, client_write) = client.into_split();
             let (server_read, server_write) = server.into_split();
             tokio::select! {

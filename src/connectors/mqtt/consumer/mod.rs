@@ -173,6 +173,7 @@ impl Connection {
     pub fn set(&self, id: u32, sub: Arc<Subscription>, lane: usize, tx: Deliveries) {
         let mut table = self.table();
         let connected = table.connected;
+        let turn = table.next_turn();
         let unclaimed = table.unclaimed.remove(&id).unwrap_or_default();
         let entry = table.entries.entry(id).or_insert_with(|| Entry {
             sub: sub.clone(),
@@ -182,6 +183,7 @@ impl Connection {
             wanted: false,
             remove: false,
             granted: false,
+            turn: 0,
         });
         entry.held.extend(unclaimed);
         let changed = entry.sub.filters != sub.filters
@@ -189,6 +191,7 @@ impl Connection {
             || entry.sub.qos != sub.qos;
         let old = std::mem::replace(&mut entry.sub, sub);
         entry.remove = false;
+        entry.turn = turn;
         entry.attach(lane, tx);
         let again = !entry.wanted || changed || !entry.granted;
         entry.wanted = true;
@@ -230,14 +233,6 @@ impl Connection {
         }
     }
 
-    /// What still arrives under `id` goes to `tx` on lane `lane` (first what was held), and
-    /// the subscription is withdrawn: its route reads elsewhere now. Nothing when the
-    /// connection does not carry `id`.
-    pub fn hand_off(&self, id: u32, lane: usize, tx: Deliveries) {
-        self.attach(id, lane, tx);
-        self.withdraw(id, false);
-    }
-
     /// Lets go of the route's pipeline: what arrives for it from now on is held for its next
     /// run.
     pub fn detach(&self, id: u32) {
@@ -250,11 +245,26 @@ impl Connection {
     /// broker confirms still goes to the route. `remove`: once confirmed, the entry goes, and
     /// what it held for a route that is gone is acknowledged without delivery (counted).
     pub fn withdraw(&self, id: u32, remove: bool) {
+        self.withdraw_if(id, remove, None);
+    }
+
+    /// Withdraws subscription `id` as `withdraw` does, unless it was set or withdrawn since
+    /// `turn` (`turn`): a withdrawal decided earlier that a later move overtook.
+    pub fn withdraw_at(&self, id: u32, turn: u64) {
+        self.withdraw_if(id, false, Some(turn));
+    }
+
+    fn withdraw_if(&self, id: u32, remove: bool, at: Option<u64>) {
         let mut table = self.table();
         let connected = table.connected;
+        let turn = table.next_turn();
         let Some(entry) = table.entries.get_mut(&id) else {
             return;
         };
+        if at.is_some_and(|at| at != entry.turn) {
+            return;
+        }
+        entry.turn = turn;
         entry.wanted = false;
         entry.granted = false;
         entry.remove = remove;
@@ -278,6 +288,12 @@ impl Connection {
     pub fn granted(&self, id: u32) -> impl Fn() -> bool + Send + Sync + 'static {
         let table = self.table.clone();
         move || lock(&table).entries.get(&id).is_some_and(|e| e.granted)
+    }
+
+    /// Where subscription `id` stands (none when the connection does not carry it): every
+    /// set and withdrawal moves it on.
+    pub fn turn(&self, id: u32) -> Option<u64> {
+        self.table().entries.get(&id).map(|e| e.turn)
     }
 
     /// Whether the connection carries `id`.

@@ -36,6 +36,8 @@ pub(super) struct Table {
     /// `GRACE` has passed since the connection started: every route configured then has
     /// claimed its identifier, and what arrives under one nobody holds is acknowledged.
     pub(super) settled: bool,
+    /// The last turn given to an entry.
+    pub(super) turns: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -59,6 +61,9 @@ pub(super) struct Entry {
     pub(super) remove: bool,
     /// The broker granted every filter of the last SUBSCRIBE, on this connection.
     pub(super) granted: bool,
+    /// Where the entry stands: every set and withdrawal gives it a new turn, so that a
+    /// withdrawal decided earlier can tell it was overtaken (`Connection::withdraw_at`).
+    pub(super) turn: u64,
 }
 
 impl Entry {
@@ -104,7 +109,13 @@ impl Table {
             unclaimed: HashMap::new(),
             settled: false,
             session_present: false,
+            turns: 0,
         }
+    }
+
+    pub(super) fn next_turn(&mut self) -> u64 {
+        self.turns += 1;
+        self.turns
     }
 
     pub(super) fn packet_id(&mut self) -> u16 {

@@ -10,6 +10,7 @@
 //! while its window has room: a paused route holds at most that window, the broker keeps the
 //! rest for the share group (as a paused route's own connection does), and the routes still
 //! running go on. Resumed, the route subscribes on its connections again and leaves parking.
+//! Every such move withdraws the old subscriptions only once the new ones are granted (`moves`).
 //!
 //! Between two runs of a route (a reload restarting it) its subscriptions stay, and what
 //! arrives is held for its next run; a route that does not come back within `GRACE` is
@@ -21,6 +22,7 @@
 //! connection per route, as before pools (`source`).
 
 mod ids;
+mod moves;
 mod stop;
 
 use std::collections::HashMap;
@@ -113,6 +115,13 @@ impl Inner {
         &mut HashMap<Arc<str>, Place>,
     ) {
         (&self.connections, self.parking.as_ref(), &mut self.routes)
+    }
+
+    fn connections(&self) -> Connections<'_> {
+        Connections {
+            all: &self.connections,
+            parking: self.parking.as_ref(),
+        }
     }
 }
 
@@ -228,7 +237,7 @@ impl Pool {
     /// Joins `member` (a run of its route) to the pool: its subscriptions go out (to parking
     /// while `paused`), and what was held for its route since its last run is handed over.
     /// Its lanes: one per consumer, then parking's. Returns the run's number.
-    pub fn attach(&self, member: Member, paused: bool) -> u64 {
+    pub fn attach(self: &Arc<Self>, member: Member, paused: bool) -> u64 {
         let mut inner = self.lock();
         let consumers = member.consumers();
         self.grow(&mut inner, consumers);
@@ -237,54 +246,55 @@ impl Pool {
         let id = member.id;
         let (connections, parking, routes) = inner.parts();
         let parking = parking.expect("grown");
-        // An earlier run under another identifier (its share group changed): withdrawn, and
-        // what still comes for it (the broker may have queued some) goes to the route.
+        let tx = member.tx.clone();
+        // What stops carrying the route, once the new subscriptions are granted.
+        let mut off = Vec::new();
+        // An earlier run under another identifier (its share group changed): what still comes
+        // for it (the broker may have queued some) goes to the route.
         if let Some(old) = before.as_ref().filter(|p| p.id != id) {
             for (n, c) in connections.iter().enumerate() {
-                c.hand_off(old.id, n % consumers, member.tx.clone());
+                c.attach(old.id, n % consumers, tx.clone());
+                off.push((Some(n), old.id));
             }
-            parking.hand_off(old.id, consumers, member.tx.clone());
+            parking.attach(old.id, consumers, tx.clone());
+            off.push((None, old.id));
         }
         let parked = before
             .as_ref()
             .map(|p| p.parked.clone())
             .unwrap_or_else(|| Arc::new(ConsumerStatus::new(parking_id(self))));
+        let mut grants = Vec::new();
         for (n, c) in connections.iter().enumerate() {
             if n < consumers && !paused {
                 c.set(
                     id,
                     member.subscription(member.statuses[n].clone()),
                     n,
-                    member.tx.clone(),
+                    tx.clone(),
                 );
+                grants.push(c.granted(id));
             } else {
                 // An earlier run read through more connections, or the route is paused: what
                 // still comes here goes to the route.
-                c.hand_off(id, n % consumers, member.tx.clone());
+                c.attach(id, n % consumers, tx.clone());
+                off.push((Some(n), id));
             }
         }
         if paused {
             let sub = member.subscription(parked.clone());
-            parking.set(id, sub, consumers, member.tx.clone());
+            parking.set(id, sub, consumers, tx.clone());
+            grants.push(parking.granted(id));
         } else {
-            parking.hand_off(id, consumers, member.tx.clone());
+            parking.attach(id, consumers, tx.clone());
+            off.push((None, id));
         }
-        let run = before.as_ref().map_or(1, |p| p.run + 1);
-        let tx = member.tx.clone();
-        let earlier = {
-            let mut earlier = self.earlier.lock().unwrap_or_else(|p| p.into_inner());
-            earlier.retain(|p| !p.closed.load(Ordering::Acquire));
-            earlier.clone()
+        let subscribed: Ready = Arc::new(move || grants.iter().any(|granted| granted()));
+        let view = Connections {
+            all: connections,
+            parking: Some(parking),
         };
-        // Pools this one replaced let the route go once its subscription here is granted.
-        let subscribed: Option<Ready> = (!earlier.is_empty()).then(|| {
-            let grants: Vec<_> = connections
-                .iter()
-                .chain(Some(parking))
-                .map(|c| c.granted(id))
-                .collect();
-            Arc::new(move || grants.iter().any(|granted| granted())) as Ready
-        });
+        self.withdraw_when(&view, off, subscribed.clone());
+        let run = before.as_ref().map_or(1, |p| p.run + 1);
         routes.insert(
             route.clone(),
             Place {
@@ -297,17 +307,22 @@ impl Pool {
             },
         );
         drop(inner);
-        if let Some(subscribed) = subscribed {
-            for pool in earlier {
-                pool.hand_over(&route, &tx, consumers, subscribed.clone());
-            }
+        let earlier = {
+            let mut earlier = self.earlier.lock().unwrap_or_else(|p| p.into_inner());
+            earlier.retain(|p| !p.closed.load(Ordering::Acquire));
+            earlier.clone()
+        };
+        // Pools this one replaced let the route go once its subscription here is granted.
+        for pool in earlier {
+            pool.hand_over(&route, &tx, consumers, subscribed.clone());
         }
         run
     }
 
-    /// A route paused: its subscriptions move to parking (subscribed there first, so that its
-    /// share group never lacks this bridge). Resumed: back to its connections.
-    pub fn pause(&self, route: &str, paused: bool) {
+    /// A route paused: its subscriptions move to parking; resumed: back to its connections.
+    /// Each time the old ones go only once the broker granted the new ones, so that its share
+    /// group never lacks this bridge.
+    pub fn pause(self: &Arc<Self>, route: &str, paused: bool) {
         let mut inner = self.lock();
         let (connections, parking, routes) = inner.parts();
         let parking = parking.expect("grown");
@@ -318,22 +333,44 @@ impl Pool {
         let member = &place.member;
         let consumers = member.consumers();
         let mine = connections.iter().take(consumers);
-        match paused {
+        // What the broker still sends under the old ones goes to the route.
+        let (off, grants) = match paused {
             true => {
                 let sub = member.subscription(place.parked.clone());
                 parking.set(place.id, sub, consumers, member.tx.clone());
-                for c in mine {
-                    c.withdraw(place.id, false);
-                }
+                let off = (0..consumers).map(|n| (Some(n), place.id)).collect();
+                (off, vec![parking.granted(place.id)])
             }
             false => {
+                let mut grants = Vec::new();
                 for (n, c) in mine.enumerate() {
                     let sub = member.subscription(member.statuses[n].clone());
                     c.set(place.id, sub, n, member.tx.clone());
+                    grants.push(c.granted(place.id));
                 }
-                // What the broker still sends under it there goes to the route.
-                parking.withdraw(place.id, false);
+                (vec![(None, place.id)], grants)
             }
+        };
+        let view = Connections {
+            all: connections,
+            parking: Some(parking),
+        };
+        let subscribed: Ready = Arc::new(move || grants.iter().any(|granted| granted()));
+        self.withdraw_when(&view, off, subscribed);
+    }
+}
+
+/// A pool's connections, each by its number, parking's by `None`.
+pub(super) struct Connections<'a> {
+    all: &'a [Connection],
+    parking: Option<&'a Connection>,
+}
+
+impl Connections<'_> {
+    pub(super) fn at(&self, n: Option<usize>) -> Option<&Connection> {
+        match n {
+            Some(n) => self.all.get(n),
+            None => self.parking,
         }
     }
 }

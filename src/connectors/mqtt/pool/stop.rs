@@ -4,10 +4,10 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::moves::until;
 use super::{Pool, GRACE};
 use crate::connectors::mqtt::consumer::{Connection, Deliveries};
 
@@ -41,10 +41,7 @@ impl Pool {
         drop(inner);
         let (pool, route) = (self.clone(), route.to_owned());
         tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + GRACE;
-            while !subscribed() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            until(|| subscribed(), Some(GRACE)).await;
             let empty = {
                 let mut inner = pool.lock();
                 let (connections, parking, routes) = inner.parts();
@@ -64,19 +61,13 @@ impl Pool {
 
     /// Disconnects once every connection is answered and holds nothing, or after `GRACE`.
     async fn close_when_drained(self: Arc<Self>) {
-        let deadline = tokio::time::Instant::now() + GRACE;
-        while tokio::time::Instant::now() < deadline {
-            let drained = {
-                let inner = self.lock();
-                let all = inner.connections.iter().chain(inner.parking.as_ref());
-                all.map(Connection::settled)
-                    .all(|(quiet, _, _, held)| quiet && held == 0)
-            };
-            if drained {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let drained = || {
+            let inner = self.lock();
+            let all = inner.connections.iter().chain(inner.parking.as_ref());
+            all.map(Connection::settled)
+                .all(|(quiet, _, _, held)| quiet && held == 0)
+        };
+        until(drained, Some(GRACE)).await;
         self.close_now().await;
     }
 
