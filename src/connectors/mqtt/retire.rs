@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::consumer::{Connection, ConnectionSpec, Deliveries, Subscription, OWN};
 use super::options::Endpoint;
+use super::pool::{until, Ready};
 use crate::events;
 use crate::flow::Budget;
 
@@ -37,6 +38,10 @@ pub struct Retire {
     pub lane: usize,
     pub tx: Deliveries,
     pub consumers: usize,
+    /// Whether the broker granted the route's subscription on its pool: until then an old
+    /// session is the route's only member of its share group, and withdrawing it would leave
+    /// the group without one (what is published then is dropped).
+    pub subscribed: Ready,
     /// The route stops: retiring waits for a later run.
     pub stop: CancellationToken,
 }
@@ -52,8 +57,9 @@ impl Retire {
             if marker.exists() {
                 continue;
             }
+            let granted = until(|| (self.subscribed)(), None);
             let permit = tokio::select! {
-                permit = AT_ONCE.acquire() => permit,
+                permit = async { granted.await; AT_ONCE.acquire().await } => permit,
                 _ = self.stop.cancelled() => return,
             };
             let Ok(_permit) = permit else { return };

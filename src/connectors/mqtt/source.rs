@@ -104,9 +104,10 @@ impl MqttSource {
         let (tx, intake) = flow::intake();
         let member = self.member(tx.clone());
         let mut paused = self.pause.watch();
-        let run = pool.attach(member, *paused.borrow_and_update());
+        let (run, subscribed) = pool.attach(member, *paused.borrow_and_update());
         // The sessions of the route's own consumers, from before it shared connections, leave
-        // the share group, with what they queued read into the route.
+        // the share group, with what they queued read into the route, once the pool's
+        // subscription is granted.
         let consumers = self.consumers.len();
         let own = Arc::new(ConsumerStatus::new(format!("{}-retiring", self.route)));
         let retire = Retire {
@@ -117,6 +118,7 @@ impl MqttSource {
             lane: consumers,
             tx,
             consumers,
+            subscribed,
             stop: engine.ctx.shutdown.clone(),
         };
         tokio::spawn(retire.run());

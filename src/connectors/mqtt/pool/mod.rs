@@ -36,6 +36,7 @@ use super::consumer::{Connection, ConnectionSpec, Deliveries, Subscription};
 use super::options::Endpoint;
 use crate::flow::{Budget, ConsumerStatus};
 pub use ids::{Identifiers, Pools};
+pub use moves::until;
 pub use stop::Ready;
 
 /// How long a stopped route's subscriptions stay on its pool's connections, waiting for its
@@ -236,8 +237,9 @@ impl Pool {
 
     /// Joins `member` (a run of its route) to the pool: its subscriptions go out (to parking
     /// while `paused`), and what was held for its route since its last run is handed over.
-    /// Its lanes: one per consumer, then parking's. Returns the run's number.
-    pub fn attach(self: &Arc<Self>, member: Member, paused: bool) -> u64 {
+    /// Its lanes: one per consumer, then parking's. Returns the run's number, and what tells
+    /// whether the broker granted its subscription.
+    pub fn attach(self: &Arc<Self>, member: Member, paused: bool) -> (u64, Ready) {
         let mut inner = self.lock();
         let consumers = member.consumers();
         self.grow(&mut inner, consumers);
@@ -263,7 +265,6 @@ impl Pool {
             .as_ref()
             .map(|p| p.parked.clone())
             .unwrap_or_else(|| Arc::new(ConsumerStatus::new(parking_id(self))));
-        let mut grants = Vec::new();
         for (n, c) in connections.iter().enumerate() {
             if n < consumers && !paused {
                 c.set(
@@ -272,7 +273,6 @@ impl Pool {
                     n,
                     tx.clone(),
                 );
-                grants.push(c.granted(id));
             } else {
                 // An earlier run read through more connections, or the route is paused: what
                 // still comes here goes to the route.
@@ -283,17 +283,17 @@ impl Pool {
         if paused {
             let sub = member.subscription(parked.clone());
             parking.set(id, sub, consumers, tx.clone());
-            grants.push(parking.granted(id));
         } else {
             parking.attach(id, consumers, tx.clone());
             off.push((None, id));
         }
-        let subscribed: Ready = Arc::new(move || grants.iter().any(|granted| granted()));
         let view = Connections {
             all: connections,
             parking: Some(parking),
         };
-        self.withdraw_when(&view, off, subscribed.clone());
+        self.withdraw_when(&view, off, view.granted(id, paused, consumers));
+        // Granted on any of the pool's connections: the share group has a member here.
+        let subscribed = granted_on(connections.iter().chain(Some(parking)), id);
         let run = before.as_ref().map_or(1, |p| p.run + 1);
         routes.insert(
             route.clone(),
@@ -316,7 +316,7 @@ impl Pool {
         for pool in earlier {
             pool.hand_over(&route, &tx, consumers, subscribed.clone());
         }
-        run
+        (run, subscribed)
     }
 
     /// A route paused: its subscriptions move to parking; resumed: back to its connections.
@@ -334,29 +334,25 @@ impl Pool {
         let consumers = member.consumers();
         let mine = connections.iter().take(consumers);
         // What the broker still sends under the old ones goes to the route.
-        let (off, grants) = match paused {
+        let off = match paused {
             true => {
                 let sub = member.subscription(place.parked.clone());
                 parking.set(place.id, sub, consumers, member.tx.clone());
-                let off = (0..consumers).map(|n| (Some(n), place.id)).collect();
-                (off, vec![parking.granted(place.id)])
+                (0..consumers).map(|n| (Some(n), place.id)).collect()
             }
             false => {
-                let mut grants = Vec::new();
                 for (n, c) in mine.enumerate() {
                     let sub = member.subscription(member.statuses[n].clone());
                     c.set(place.id, sub, n, member.tx.clone());
-                    grants.push(c.granted(place.id));
                 }
-                (vec![(None, place.id)], grants)
+                vec![(None, place.id)]
             }
         };
         let view = Connections {
             all: connections,
             parking: Some(parking),
         };
-        let subscribed: Ready = Arc::new(move || grants.iter().any(|granted| granted()));
-        self.withdraw_when(&view, off, subscribed);
+        self.withdraw_when(&view, off, view.granted(place.id, paused, consumers));
     }
 }
 
@@ -373,6 +369,21 @@ impl Connections<'_> {
             None => self.parking,
         }
     }
+
+    /// Whether `id` is granted where a route of `consumers` reads: on parking while `paused`,
+    /// else on its connections.
+    fn granted(&self, id: u32, paused: bool, consumers: usize) -> Ready {
+        match paused {
+            true => granted_on(self.parking, id),
+            false => granted_on(self.all.iter().take(consumers), id),
+        }
+    }
+}
+
+/// Whether the broker granted `id` on any of `on`.
+fn granted_on<'a>(on: impl IntoIterator<Item = &'a Connection>, id: u32) -> Ready {
+    let grants: Vec<_> = on.into_iter().map(|c| c.granted(id)).collect();
+    Arc::new(move || grants.iter().any(|granted| granted()))
 }
 
 /// The pools of the process by their first connection's client id, whatever their endpoint.

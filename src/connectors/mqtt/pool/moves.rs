@@ -75,7 +75,7 @@ impl Pool {
 
 /// Waits until `done` says so, asking at growing intervals (20 ms to 1 s), or until `limit`
 /// has passed; returns whether it did.
-pub(super) async fn until(done: impl Fn() -> bool, limit: Option<Duration>) -> bool {
+pub async fn until(done: impl Fn() -> bool, limit: Option<Duration>) -> bool {
     let deadline = limit.map(|l| tokio::time::Instant::now() + l);
     let mut wait = Duration::from_millis(20);
     loop {
