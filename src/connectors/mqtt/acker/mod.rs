@@ -3,11 +3,10 @@
 //! queuing happen under one lock, which the poll task also takes when a connection fails, to
 //! bump the epoch and purge PUBACKs still queued in rumqttc: so an ack for a message of an
 //! earlier connection is never written on a later one (its packet id may name another message
-//! there); the broker redelivers that message instead.
-//!
-//! A message that reached several routes through one PUBLISH (a connection the routes share,
-//! their subscriptions overlapping) carries a joint token: each route settles its share, and
-//! the PUBACK goes out once every route has delivered it; if any gave it up, none does.
+//! there); the broker redelivers that message instead. The tokens a delivery carries, whole or
+//! shared between routes, are in `token`.
+
+mod token;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,143 +21,8 @@ use tokio::sync::Notify;
 
 use crate::events::{self, ConsumerWindow};
 use crate::flow::{budget, Budget};
-
-/// Acknowledges one message once given back to the `Acker`; dropping it leaves the message
-/// unacknowledged, so the broker redelivers it.
-pub struct AckToken(Share);
-
-enum Share {
-    Whole(Pending),
-    Joint(JointShare),
-}
-
-/// What acknowledging a message takes: its packet id on the connection it arrived on.
-pub(super) struct Pending {
-    pub(super) qos: QoS,
-    pub(super) packet_id: u16,
-    pub(super) epoch: u64,
-    pub(super) _slot: Slot,
-}
-
-impl AckToken {
-    /// The token of a message one route takes.
-    pub(super) fn whole(pending: Pending) -> Self {
-        AckToken(Share::Whole(pending))
-    }
-
-    /// The tokens of a message `routes` routes take (2 or more): one share each.
-    pub(super) fn joint(pending: Pending, routes: usize) -> Vec<AckToken> {
-        let joint = Arc::new(Joint {
-            pending: Mutex::new(Some(pending)),
-            left: AtomicUsize::new(routes),
-            failed: AtomicBool::new(false),
-        });
-        let share = || {
-            AckToken(Share::Joint(JointShare {
-                joint: joint.clone(),
-                settled: false,
-            }))
-        };
-        (0..routes).map(|_| share()).collect()
-    }
-
-    /// Settles the token: what to acknowledge now, if anything (the last share of a message
-    /// every route delivered). A message given up is counted on its connection as stranded.
-    fn settle(self, done: bool) -> Option<Pending> {
-        match self.0 {
-            Share::Whole(p) if done => Some(p),
-            Share::Whole(p) => {
-                p.strand();
-                None
-            }
-            Share::Joint(mut share) => share.settle(done),
-        }
-    }
-
-    /// The message's acknowledgement, when this token is all of it.
-    pub(super) fn into_pending(self) -> Option<Pending> {
-        match self.0 {
-            Share::Whole(p) => Some(p),
-            Share::Joint(_) => None,
-        }
-    }
-}
-
-impl Pending {
-    /// Given up: the broker sends it again on the session's next connection.
-    fn strand(self) {
-        self._slot.shared.stranded.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-/// A message several routes take from one PUBLISH.
-struct Joint {
-    pending: Mutex<Option<Pending>>,
-    /// Shares not settled yet.
-    left: AtomicUsize,
-    /// A route gave its share up: the message is not acknowledged.
-    failed: AtomicBool,
-}
-
-/// One route's share of a joint message; dropped unsettled, it counts as given up.
-struct JointShare {
-    joint: Arc<Joint>,
-    settled: bool,
-}
-
-impl JointShare {
-    fn settle(&mut self, done: bool) -> Option<Pending> {
-        self.settled = true;
-        if !done {
-            self.joint.failed.store(true, Ordering::Release);
-        }
-        if self.joint.left.fetch_sub(1, Ordering::AcqRel) != 1 {
-            return None;
-        }
-        let pending = self
-            .joint
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()?;
-        match self.joint.failed.load(Ordering::Acquire) {
-            false => Some(pending),
-            true => {
-                pending.strand();
-                None
-            }
-        }
-    }
-}
-
-impl Drop for JointShare {
-    fn drop(&mut self) {
-        if !self.settled {
-            self.settle(false);
-        }
-    }
-}
-
-/// One message's place in the consumer's in-flight window (and its bytes), given back (waking
-/// the poll task) when dropped.
-pub(super) struct Slot {
-    pub(super) shared: Arc<Shared>,
-    pub(super) bytes: usize,
-    /// Its part of the memory budget.
-    cost: usize,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.shared
-            .in_flight_bytes
-            .fetch_sub(self.bytes, Ordering::AcqRel);
-        self.shared.share.give(self.cost);
-        self.shared.window.left();
-        self.shared.wake.notify_one();
-    }
-}
+pub use token::AckToken;
+pub(super) use token::{Pending, Slot};
 
 /// State shared by a consumer connection's poll task and the ackers of its routes.
 pub struct Shared {
@@ -350,69 +214,5 @@ impl crate::flow::Acker for Acker {
             own.closing.store(true, Ordering::Release);
             let _ = own.client.disconnect().await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pending(shared: &Arc<Shared>, packet_id: u16) -> Pending {
-        Pending {
-            qos: QoS::AtLeastOnce,
-            packet_id,
-            epoch: 0,
-            _slot: shared.hold(10, 30),
-        }
-    }
-
-    fn shared() -> Arc<Shared> {
-        let options = rumqttc::v5::MqttOptions::new("test", "127.0.0.1", 1883);
-        let (client, _eventloop) = AsyncClient::new(options, 8);
-        let budget = Budget::unbounded();
-        Arc::new(Shared::new(client, ConsumerWindow::new("test", 0), &budget))
-    }
-
-    #[tokio::test]
-    async fn a_joint_message_is_acknowledged_once_every_route_delivered_it() {
-        let shared = shared();
-        let mut shares = AckToken::joint(pending(&shared, 7), 3);
-        let last = shares.pop().unwrap();
-        for share in shares {
-            assert!(share.settle(true).is_none(), "acknowledged before the last");
-        }
-        let p = last.settle(true).expect("the last share acknowledges");
-        assert_eq!(p.packet_id, 7);
-        assert_eq!(
-            shared.in_flight.load(Ordering::Acquire),
-            1,
-            "held until acked"
-        );
-        drop(p);
-        assert_eq!(shared.in_flight.load(Ordering::Acquire), 0);
-        assert_eq!(shared.stranded.load(Ordering::Acquire), 0);
-    }
-
-    #[tokio::test]
-    async fn a_joint_message_one_route_gave_up_is_not_acknowledged() {
-        let shared = shared();
-        let mut shares = AckToken::joint(pending(&shared, 8), 2);
-        // One route gives its share up (or drops it); the other delivers last.
-        drop(shares.remove(0));
-        assert!(shares.pop().unwrap().settle(true).is_none());
-        assert_eq!(
-            shared.stranded.load(Ordering::Acquire),
-            1,
-            "left for the broker"
-        );
-        assert_eq!(
-            shared.in_flight.load(Ordering::Acquire),
-            0,
-            "its place freed"
-        );
-        // A whole token given up is stranded too; a delivered one is acknowledged.
-        assert!(AckToken::whole(pending(&shared, 9)).settle(false).is_none());
-        assert_eq!(shared.stranded.load(Ordering::Acquire), 2);
-        assert!(AckToken::whole(pending(&shared, 10)).settle(true).is_some());
     }
 }
