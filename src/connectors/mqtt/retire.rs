@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::consumer::{Connection, ConnectionSpec, Deliveries, Subscription, OWN};
 use super::options::Endpoint;
-use super::pool::{until, Ready};
+use super::pool::{until, Ready, GRACE};
 use crate::events;
 use crate::flow::Budget;
 
@@ -38,9 +38,9 @@ pub struct Retire {
     pub lane: usize,
     pub tx: Deliveries,
     pub consumers: usize,
-    /// Whether the broker granted the route's subscription on its pool: until then an old
-    /// session is the route's only member of its share group, and withdrawing it would leave
-    /// the group without one (what is published then is dropped).
+    /// Whether the broker granted the route's subscription on its pool: until then (or
+    /// `GRACE`) an old session is the route's only member of its share group, and withdrawing
+    /// it would leave the group without one (what is published then is dropped).
     pub subscribed: Ready,
     /// The route stops: retiring waits for a later run.
     pub stop: CancellationToken,
@@ -57,7 +57,10 @@ impl Retire {
             if marker.exists() {
                 continue;
             }
-            let granted = until(|| (self.subscribed)(), None);
+            // At most `GRACE`: a subscription the broker refuses on the pool must not keep
+            // an old session in the group for good, taking its share of the granted filters'
+            // messages where nobody reads them.
+            let granted = until(|| (self.subscribed)(), Some(GRACE));
             let permit = tokio::select! {
                 permit = async { granted.await; AT_ONCE.acquire().await } => permit,
                 _ = self.stop.cancelled() => return,

@@ -183,6 +183,7 @@ impl Connection {
             wanted: false,
             remove: false,
             granted: false,
+            subscribing: None,
             turn: 0,
         });
         entry.held.extend(unclaimed);
@@ -195,6 +196,11 @@ impl Connection {
         entry.attach(lane, tx);
         let again = !entry.wanted || changed || !entry.granted;
         entry.wanted = true;
+        if again {
+            // Granted again only by the SUBACK of the SUBSCRIBE that follows.
+            entry.granted = false;
+            entry.subscribing = None;
+        }
         if connected && self.counted {
             let (route, status) = (&*entry.sub.route, &*entry.sub.status);
             events::ConsumerJoined { route, status }.emit();
@@ -267,6 +273,8 @@ impl Connection {
         entry.turn = turn;
         entry.wanted = false;
         entry.granted = false;
+        // A SUBACK still to come for an earlier SUBSCRIBE grants nothing now.
+        entry.subscribing = None;
         entry.remove = remove;
         if connected {
             let filters = entry.sub.shared_filters().collect();

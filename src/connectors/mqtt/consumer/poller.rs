@@ -303,7 +303,11 @@ impl Poller {
             }
         }
         let complete = refused.is_empty() && granted.len() == sub.filters.len();
-        entry.granted = complete;
+        // The answer to an earlier SUBSCRIBE, or to one sent before a withdrawal, grants
+        // nothing: a move waiting on this connection would take it for the current one.
+        if entry.wanted && entry.subscribing == Some(pkid) {
+            entry.granted = complete;
+        }
         drop(table);
         if !self.spec.counted {
             return;

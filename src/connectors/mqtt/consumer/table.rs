@@ -59,8 +59,11 @@ pub(super) struct Entry {
     pub(super) wanted: bool,
     /// Removed once the broker confirms the UNSUBSCRIBE.
     pub(super) remove: bool,
-    /// The broker granted every filter of the last SUBSCRIBE, on this connection.
+    /// The broker granted every filter of the last SUBSCRIBE, on this connection, and the
+    /// subscription has been wanted since.
     pub(super) granted: bool,
+    /// The packet id of the last SUBSCRIBE sent while wanted: only its SUBACK grants.
+    pub(super) subscribing: Option<u16>,
     /// Where the entry stands: every set and withdrawal gives it a new turn, so that a
     /// withdrawal decided earlier can tell it was overtaken (`Connection::withdraw_at`).
     pub(super) turn: u64,
@@ -156,6 +159,9 @@ pub(super) fn subscribe(client: &AsyncClient, shared: bool, table: &mut Table, i
     match client.try_request(Request::Subscribe(packet)) {
         Ok(()) => {
             table.pending.insert(pkid, (id, Op::Subscribe));
+            if let Some(entry) = table.entries.get_mut(&id) {
+                entry.subscribing = Some(pkid);
+            }
         }
         Err(e) => {
             let error = format!("could not queue SUBSCRIBE: {e}");

@@ -287,11 +287,6 @@ impl Pool {
             parking.attach(id, consumers, tx.clone());
             off.push((None, id));
         }
-        let view = Connections {
-            all: connections,
-            parking: Some(parking),
-        };
-        self.withdraw_when(&view, off, view.granted(id, paused, consumers));
         // Granted on any of the pool's connections: the share group has a member here.
         let subscribed = granted_on(connections.iter().chain(Some(parking)), id);
         let run = before.as_ref().map_or(1, |p| p.run + 1);
@@ -306,6 +301,7 @@ impl Pool {
                 paused,
             },
         );
+        self.withdraw_when(&inner, off, &route);
         drop(inner);
         let earlier = {
             let mut earlier = self.earlier.lock().unwrap_or_else(|p| p.into_inner());
@@ -348,11 +344,8 @@ impl Pool {
                 vec![(None, place.id)]
             }
         };
-        let view = Connections {
-            all: connections,
-            parking: Some(parking),
-        };
-        self.withdraw_when(&view, off, view.granted(place.id, paused, consumers));
+        let route = place.member.route.clone();
+        self.withdraw_when(&inner, off, &route);
     }
 }
 
@@ -371,11 +364,11 @@ impl Connections<'_> {
     }
 
     /// Whether `id` is granted where a route of `consumers` reads: on parking while `paused`,
-    /// else on its connections.
-    fn granted(&self, id: u32, paused: bool, consumers: usize) -> Ready {
+    /// else on one of its connections.
+    fn granted(&self, id: u32, paused: bool, consumers: usize) -> bool {
         match paused {
-            true => granted_on(self.parking, id),
-            false => granted_on(self.all.iter().take(consumers), id),
+            true => granted_on(self.parking, id)(),
+            false => granted_on(self.all.iter().take(consumers), id)(),
         }
     }
 }

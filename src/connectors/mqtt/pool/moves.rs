@@ -9,73 +9,108 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::stop::Ready;
-use super::Pool;
+use super::{Identifiers, Inner, Pool};
 
 /// A subscription to withdraw: the connection (a number, or parking's `None`), the identifier,
 /// and the turn it stood at when the move was decided.
 type Off = (Option<usize>, u32, u64);
 
+/// The subscriptions a route moved from, waiting to be withdrawn.
+struct Move {
+    route: Arc<str>,
+    off: Vec<Off>,
+}
+
 impl Pool {
-    /// Withdraws the subscriptions `off` names (connection and identifier) once `ready` says
-    /// their replacements are granted; what still arrives under them goes where the caller
-    /// attached it. One set or withdrawn again meanwhile (a later pause, resume or run) is left
-    /// as that move leaves it. A pool that closes drops what is pending.
+    /// Withdraws the subscriptions `off` names (connection and identifier), which `route` moved
+    /// from, once the broker granted the route's subscription where it reads now (`moved`):
+    /// what still arrives under them goes where the caller attached it. Asked again at each
+    /// check, so that a later move (paused again, another share group) is what is waited for.
+    /// One set or withdrawn again meanwhile is left as that move leaves it. A pool that closes
+    /// drops what is pending.
     pub(super) fn withdraw_when(
         self: &Arc<Self>,
-        connections: &super::Connections<'_>,
+        inner: &Inner,
         off: Vec<(Option<usize>, u32)>,
-        ready: Ready,
+        route: &Arc<str>,
     ) {
-        let off: Vec<Off> = off
+        let connections = inner.connections();
+        let off = off
             .into_iter()
             .filter_map(|(n, id)| Some((n, id, connections.at(n)?.turn(id)?)))
             .collect();
-        if off.is_empty() {
-            return;
-        }
-        if ready() {
-            for &(n, id, turn) in &off {
-                if let Some(c) = connections.at(n) {
-                    c.withdraw_at(id, turn);
-                }
-            }
+        let ids = &self.endpoint.pools().ids;
+        let mut pending = Move {
+            route: route.clone(),
+            off,
+        };
+        if pending.step(inner, ids) {
             return;
         }
         let pool = Arc::downgrade(self);
         tokio::spawn(async move {
-            // Done when the pool is gone, every subscription was overtaken, or the new ones
-            // are granted.
-            let pending = || {
+            let done = || {
                 let Some(pool) = pool.upgrade() else {
-                    return false;
+                    return true;
                 };
                 if pool.closed.load(Ordering::Acquire) {
-                    return false;
+                    return true;
                 }
+                let ids = pool.endpoint.pools().ids.clone();
                 let inner = pool.lock();
-                let connections = inner.connections();
-                let live = off
-                    .iter()
-                    .any(|&(n, id, turn)| connections.at(n).and_then(|c| c.turn(id)) == Some(turn));
-                live && !ready()
+                pending.step(&inner, &ids)
             };
-            until(|| !pending(), None).await;
-            let Some(pool) = pool.upgrade() else { return };
-            let inner = pool.lock();
-            let connections = inner.connections();
-            for &(n, id, turn) in &off {
-                if let Some(c) = connections.at(n) {
-                    c.withdraw_at(id, turn);
-                }
-            }
+            until(done, None).await;
         });
+    }
+}
+
+impl Move {
+    /// Withdraws what may go now; returns whether nothing is left to wait for. What a later
+    /// move set or withdrew again is dropped. While the route is in the pool, all goes once its
+    /// subscription is granted where it reads. Once it left: what is under an identifier no
+    /// route holds goes now (the route was removed, or its share group changed); the rest
+    /// waits for whoever withdraws it (a pool handing the route over withdraws it once the new
+    /// pool has it).
+    fn step(&mut self, inner: &Inner, ids: &Identifiers) -> bool {
+        let connections = inner.connections();
+        let current =
+            |&(n, id, turn): &Off| connections.at(n).and_then(|c| c.turn(id)) == Some(turn);
+        self.off.retain(current);
+        let go: Vec<Off> = match inner.routes.get(&*self.route) {
+            Some(_) if inner.moved(&self.route) => std::mem::take(&mut self.off),
+            Some(_) => Vec::new(),
+            None => {
+                let (go, stay) = self.off.iter().partition(|o| !ids.expects(o.1));
+                self.off = stay;
+                go
+            }
+        };
+        for (n, id, turn) in go {
+            if let Some(c) = connections.at(n) {
+                c.withdraw_at(id, turn);
+            }
+        }
+        self.off.is_empty()
+    }
+}
+
+impl Inner {
+    /// Whether `route`'s subscription is granted where it reads now: on parking while paused,
+    /// else on its connections. A route not in the pool has none.
+    fn moved(&self, route: &str) -> bool {
+        let Some(place) = self.routes.get(route) else {
+            return false;
+        };
+        let consumers = place.member.consumers();
+        self.connections()
+            .granted(place.id, place.paused, consumers)
     }
 }
 
 /// Waits until `done` says so, asking at growing intervals (20 ms to 1 s), or until `limit`
 /// has passed; returns whether it did.
-pub async fn until(done: impl Fn() -> bool, limit: Option<Duration>) -> bool {
+pub async fn until(mut done: impl FnMut() -> bool, limit: Option<Duration>) -> bool {
     let deadline = limit.map(|l| tokio::time::Instant::now() + l);
     let mut wait = Duration::from_millis(20);
     loop {
