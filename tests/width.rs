@@ -651,6 +651,51 @@ async fn a_route_paused_and_resumed_while_a_connection_is_down_loses_nothing() {
     assert!(withdrawn, "{}", mosquitto_log(&broker));
 }
 
+/// A route paused when the bridge stops starts again unpaused. Its subscription stayed in the
+/// parking connection's session, which the broker goes on giving a share of the route's
+/// messages: the pool takes them for the route and withdraws that subscription once the
+/// route's own is granted, so everything published after the start is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_paused_when_the_bridge_stopped_gets_everything_after_the_next_start() {
+    const N: usize = 1000;
+    let broker = mosquitto_verbose();
+    let admin = free_port();
+    let prefix = unique("restarted");
+    let config = Config::new(broker.port, "restarted")
+        .mqtt("client_id_prefix", prefix.as_str())
+        .admin(admin)
+        .connection("out", Connection::file("out.jsonl"))
+        .route(Route::new("a", "a/#", "out"))
+        .dead_letter("dead.jsonl");
+    let mut bridge = Bridge::start(&config.text());
+    bridge.wait_subscribed(0, 1);
+    let (code, body) = http_request(admin, "POST", "/routes/a/pause", None).await;
+    assert_eq!(code, 200, "{body}");
+    // Subscribed on parking, and off the route's connection.
+    bridge.wait_subscribed(1, 1);
+    let parking = format!("{prefix}.out-parked");
+    let own = format!("{prefix}.out-1");
+    let off = format!("Received UNSUBSCRIBE from {own}");
+    assert!(
+        eventually(Duration::from_secs(10), || mosquitto_log(&broker)
+            .contains(&off))
+        .await
+    );
+    assert_eq!(bridge.stop(), Some(0));
+    bridge.spawn();
+    bridge.wait_subscribed(2, 1);
+    let out = bridge.dir.join("out.jsonl");
+    let mut publisher = Publisher::connect(broker.port).await;
+    publisher.publish_spread(0..N, |_| "a/x".into(), 100).await;
+    eventually(Duration::from_secs(20), || copies(&out).len() >= N).await;
+    assert_eq!(copies(&out).len(), N, "{}", bridge.log_text());
+    let withdrawn = format!("Received UNSUBSCRIBE from {parking}");
+    let gone = eventually(Duration::from_secs(10), || {
+        mosquitto_log(&broker).matches(&withdrawn).count() >= 1
+    });
+    assert!(gone.await, "{}", mosquitto_log(&broker));
+}
+
 /// Writes `text` as the bridge's configuration and reloads it; returns the reload's answer.
 async fn reload(bridge: &Bridge, admin: u16, text: &str) -> String {
     std::fs::write(&bridge.config, text).unwrap();

@@ -95,6 +95,7 @@ impl Retire {
                 expected: None,
                 budget: self.budget.clone(),
                 counted: false,
+                stray: None,
             },
         );
         // Withdrawn before it connects: its CONNACK sends the UNSUBSCRIBE, and nothing is

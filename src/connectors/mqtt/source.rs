@@ -180,6 +180,7 @@ impl MqttSource {
                     expected: None,
                     budget: self.budget.clone(),
                     counted: true,
+                    stray: None,
                 },
             );
             connection.set(OWN, member.subscription(status.clone()), lane, tx.clone());

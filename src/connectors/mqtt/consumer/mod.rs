@@ -84,7 +84,14 @@ pub struct ConnectionSpec {
     /// A consumer of routes, which the status and metrics show; false for a connection that
     /// only retires an old session (`retire`), which logs nothing of its own.
     pub counted: bool,
+    /// Told of an identifier a route holds that arrived here without an entry (its
+    /// subscription left in this connection's session by an earlier run, say one paused when
+    /// the bridge stopped), once per batch of such messages: the pool adopts them for the route.
+    pub stray: Option<Stray>,
 }
+
+/// Called with a subscription identifier that arrived on a connection without an entry.
+pub type Stray = Arc<dyn Fn(u32) + Send + Sync>;
 
 /// Where a connection hands what it receives: a route's pipeline. Unbounded on purpose: the
 /// poll task must never wait on it; the in-flight window bounds what is in it.
@@ -229,6 +236,42 @@ impl Connection {
         if connected && again {
             subscribe(&self.client, self.spec_shared, &mut table, id);
         }
+    }
+
+    /// Hands what arrives under `id` to `tx` on lane `lane`, as `attach` does; without an
+    /// entry, but with messages that arrived under `id` (a subscription the session kept from
+    /// an earlier run), makes one for them, wanted until withdrawn. Returns whether the
+    /// connection carries `id` now.
+    pub fn adopt(
+        &self,
+        id: u32,
+        sub: impl FnOnce() -> Arc<Subscription>,
+        lane: usize,
+        tx: Deliveries,
+    ) -> bool {
+        let mut table = self.table();
+        if let Some(entry) = table.entries.get_mut(&id) {
+            entry.attach(lane, tx);
+            return true;
+        }
+        let Some(held) = table.unclaimed.remove(&id) else {
+            return false;
+        };
+        let turn = table.next_turn();
+        let mut entry = Entry {
+            sub: sub(),
+            lane,
+            tx: None,
+            held,
+            wanted: true,
+            remove: false,
+            granted: false,
+            subscribing: None,
+            turn,
+        };
+        entry.attach(lane, tx);
+        table.entries.insert(id, entry);
+        true
     }
 
     /// Hands what arrives under `id` to `tx` on lane `lane` (first what was held), without

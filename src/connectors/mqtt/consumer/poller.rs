@@ -184,12 +184,25 @@ impl Poller {
             1 => vec![AckToken::whole(pending)],
             n => AckToken::joint(pending, n),
         };
+        let mut strays = Vec::new();
         for id in known {
             let token = tokens.pop().expect("a token per route");
             let d = delivery(msg.clone(), token);
             match table.entries.get_mut(&id) {
                 Some(entry) => entry.hand(d),
-                None => table.unclaimed.entry(id).or_default().push(d),
+                None => {
+                    let waiting = table.unclaimed.entry(id).or_default();
+                    if waiting.is_empty() && expected.is_some_and(|e| e.expects(id)) {
+                        strays.push(id);
+                    }
+                    waiting.push(d);
+                }
+            }
+        }
+        drop(table);
+        if let Some(stray) = &self.spec.stray {
+            for id in strays {
+                stray(id);
             }
         }
     }

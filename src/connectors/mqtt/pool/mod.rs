@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::QoS;
 
-use super::consumer::{Connection, ConnectionSpec, Deliveries, Subscription};
+use super::consumer::{Connection, ConnectionSpec, Deliveries, Stray, Subscription};
 use super::options::Endpoint;
 use crate::flow::{Budget, ConsumerStatus};
 pub use ids::{Identifiers, Pools};
@@ -195,7 +195,13 @@ impl Pool {
     }
 
     /// Connection `number` (from 0), or parking's (`None`).
-    fn connection(&self, number: Option<usize>) -> Connection {
+    fn connection(self: &Arc<Self>, number: Option<usize>) -> Connection {
+        let pool = Arc::downgrade(self);
+        let stray: Stray = Arc::new(move |id| {
+            if let Some(pool) = pool.upgrade() {
+                tokio::spawn(async move { pool.adopt(number, id) });
+            }
+        });
         let config = self.endpoint.config();
         let client_id = match number {
             Some(n) => self.client_id(n + 1),
@@ -220,12 +226,13 @@ impl Pool {
                 expected: Some(self.endpoint.pools().ids.clone()),
                 budget: self.budget.clone(),
                 counted: true,
+                stray: Some(stray),
             },
         )
     }
 
     /// At least `n` connections, and the parking one.
-    fn grow(&self, inner: &mut Inner, n: usize) {
+    fn grow(self: &Arc<Self>, inner: &mut Inner, n: usize) {
         while inner.connections.len() < n {
             let c = self.connection(Some(inner.connections.len()));
             inner.connections.push(c);
@@ -276,7 +283,13 @@ impl Pool {
             } else {
                 // An earlier run read through more connections, or the route is paused: what
                 // still comes here goes to the route.
-                c.attach(id, n % consumers, tx.clone());
+                let status = member.statuses[n % consumers].clone();
+                c.adopt(
+                    id,
+                    || member.subscription(status),
+                    n % consumers,
+                    tx.clone(),
+                );
                 off.push((Some(n), id));
             }
         }
@@ -284,7 +297,8 @@ impl Pool {
             let sub = member.subscription(parked.clone());
             parking.set(id, sub, consumers, tx.clone());
         } else {
-            parking.attach(id, consumers, tx.clone());
+            let sub = || member.subscription(parked.clone());
+            parking.adopt(id, sub, consumers, tx.clone());
             off.push((None, id));
         }
         // Granted on any of the pool's connections: the share group has a member here.
@@ -346,6 +360,36 @@ impl Pool {
         };
         let route = place.member.route.clone();
         self.withdraw_when(&inner, off, &route);
+    }
+}
+
+impl Pool {
+    /// Messages under `id` arrived on connection `number` (parking's: `None`) without an entry
+    /// there: a subscription of the route holding `id` that the connection's session kept
+    /// from an earlier run (one paused when the bridge stopped, or stopped while it moved).
+    /// They go to the route, and that subscription is withdrawn once the route's own is
+    /// granted where it reads.
+    fn adopt(self: &Arc<Self>, number: Option<usize>, id: u32) {
+        let inner = self.lock();
+        let Some(place) = inner.routes.values().find(|p| p.id == id) else {
+            return; // not joined yet: its run adopts them (`attach`)
+        };
+        let connections = inner.connections();
+        // One the route reads through has its entry, and took them already.
+        let Some(c) = connections.at(number).filter(|c| !c.carries(id)) else {
+            return;
+        };
+        let member = &place.member;
+        let consumers = member.consumers();
+        let (lane, status) = match number {
+            Some(n) => (n % consumers, member.statuses[n % consumers].clone()),
+            None => (consumers, place.parked.clone()),
+        };
+        let sub = || member.subscription(status);
+        if c.adopt(id, sub, lane, member.tx.clone()) {
+            let route = member.route.clone();
+            self.withdraw_when(&inner, vec![(number, id)], &route);
+        }
     }
 }
 
