@@ -595,13 +595,7 @@ async fn a_route_paused_and_resumed_while_a_connection_is_down_loses_nothing() {
     let proxy = Proxy::start(broker.port);
     let admin = free_port();
     let prefix = unique("moved");
-    let config = Config::new(proxy.port, "moved")
-        .mqtt("client_id_prefix", prefix.as_str())
-        .admin(admin)
-        .connection("out", Connection::file("out.jsonl"))
-        .route(Route::new("a", "a/#", "out"))
-        .dead_letter("dead.jsonl");
-    let bridge = Bridge::start(&config.text());
+    let bridge = Bridge::start(&route_a(proxy.port, "moved", &prefix, admin));
     bridge.wait_subscribed(0, 1);
     let out = bridge.dir.join("out.jsonl");
     let (own, parking) = (format!("{prefix}.out-1"), format!("{prefix}.out-parked"));
@@ -661,13 +655,7 @@ async fn a_route_paused_when_the_bridge_stopped_gets_everything_after_the_next_s
     let broker = mosquitto_verbose();
     let admin = free_port();
     let prefix = unique("restarted");
-    let config = Config::new(broker.port, "restarted")
-        .mqtt("client_id_prefix", prefix.as_str())
-        .admin(admin)
-        .connection("out", Connection::file("out.jsonl"))
-        .route(Route::new("a", "a/#", "out"))
-        .dead_letter("dead.jsonl");
-    let mut bridge = Bridge::start(&config.text());
+    let mut bridge = Bridge::start(&route_a(broker.port, "restarted", &prefix, admin));
     bridge.wait_subscribed(0, 1);
     let (code, body) = http_request(admin, "POST", "/routes/a/pause", None).await;
     assert_eq!(code, 200, "{body}");
@@ -694,6 +682,17 @@ async fn a_route_paused_when_the_bridge_stopped_gets_everything_after_the_next_s
         mosquitto_log(&broker).matches(&withdrawn).count() >= 1
     });
     assert!(gone.await, "{}", mosquitto_log(&broker));
+}
+
+/// One route `a` on `a/#` to the file connection `out`, on the broker at `port`.
+fn route_a(port: u16, tag: &str, prefix: &str, admin: u16) -> String {
+    Config::new(port, tag)
+        .mqtt("client_id_prefix", prefix)
+        .admin(admin)
+        .connection("out", Connection::file("out.jsonl"))
+        .route(Route::new("a", "a/#", "out"))
+        .dead_letter("dead.jsonl")
+        .text()
 }
 
 /// Writes `text` as the bridge's configuration and reloads it; returns the reload's answer.

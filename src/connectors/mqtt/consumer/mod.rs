@@ -338,7 +338,12 @@ impl Connection {
     /// Tells, whenever asked, whether the broker granted subscription `id` here.
     pub fn granted(&self, id: u32) -> impl Fn() -> bool + Send + Sync + 'static {
         let table = self.table.clone();
-        move || lock(&table).entries.get(&id).is_some_and(|e| e.granted)
+        move || lock(&table).granted(id)
+    }
+
+    /// Whether the broker granted subscription `id` here.
+    pub fn is_granted(&self, id: u32) -> bool {
+        self.table().granted(id)
     }
 
     /// Where subscription `id` stands (none when the connection does not carry it): every

@@ -116,6 +116,10 @@ impl Table {
         }
     }
 
+    pub(super) fn granted(&self, id: u32) -> bool {
+        self.entries.get(&id).is_some_and(|e| e.granted)
+    }
+
     pub(super) fn next_turn(&mut self) -> u64 {
         self.turns += 1;
         self.turns

@@ -363,36 +363,6 @@ impl Pool {
     }
 }
 
-impl Pool {
-    /// Messages under `id` arrived on connection `number` (parking's: `None`) without an entry
-    /// there: a subscription of the route holding `id` that the connection's session kept
-    /// from an earlier run (one paused when the bridge stopped, or stopped while it moved).
-    /// They go to the route, and that subscription is withdrawn once the route's own is
-    /// granted where it reads.
-    fn adopt(self: &Arc<Self>, number: Option<usize>, id: u32) {
-        let inner = self.lock();
-        let Some(place) = inner.routes.values().find(|p| p.id == id) else {
-            return; // not joined yet: its run adopts them (`attach`)
-        };
-        let connections = inner.connections();
-        // One the route reads through has its entry, and took them already.
-        let Some(c) = connections.at(number).filter(|c| !c.carries(id)) else {
-            return;
-        };
-        let member = &place.member;
-        let consumers = member.consumers();
-        let (lane, status) = match number {
-            Some(n) => (n % consumers, member.statuses[n % consumers].clone()),
-            None => (consumers, place.parked.clone()),
-        };
-        let sub = || member.subscription(status);
-        if c.adopt(id, sub, lane, member.tx.clone()) {
-            let route = member.route.clone();
-            self.withdraw_when(&inner, vec![(number, id)], &route);
-        }
-    }
-}
-
 /// A pool's connections, each by its number, parking's by `None`.
 pub(super) struct Connections<'a> {
     all: &'a [Connection],
@@ -411,8 +381,8 @@ impl Connections<'_> {
     /// else on one of its connections.
     fn granted(&self, id: u32, paused: bool, consumers: usize) -> bool {
         match paused {
-            true => granted_on(self.parking, id)(),
-            false => granted_on(self.all.iter().take(consumers), id)(),
+            true => self.parking.is_some_and(|c| c.is_granted(id)),
+            false => self.all.iter().take(consumers).any(|c| c.is_granted(id)),
         }
     }
 }

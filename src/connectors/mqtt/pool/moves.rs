@@ -1,5 +1,6 @@
 //! A route's subscriptions moving between connections (paused to parking and back, a new run
-//! on other connections or under another identifier, a pool replaced): make before break. The
+//! on other connections or under another identifier, a pool replaced, a subscription an
+//! earlier run left in a connection's session): make before break. The
 //! old subscriptions stay until the broker granted the new ones, since a share group without a
 //! member on the broker loses what is published in the gap (mosquitto answers it "no matching
 //! subscribers"). A connection that is down subscribes only once it is back, so the gap would
@@ -62,6 +63,34 @@ impl Pool {
             };
             until(done, None).await;
         });
+    }
+
+    /// Messages under `id` arrived on connection `number` (parking's: `None`) without an entry
+    /// there: a subscription of the route holding `id` that the connection's session kept
+    /// from an earlier run (one paused when the bridge stopped, or stopped while it moved).
+    /// They go to the route, and that subscription is withdrawn once the route's own is
+    /// granted where it reads.
+    pub(super) fn adopt(self: &Arc<Self>, number: Option<usize>, id: u32) {
+        let inner = self.lock();
+        let Some(place) = inner.routes.values().find(|p| p.id == id) else {
+            return; // not joined yet: its run adopts them (`attach`)
+        };
+        let connections = inner.connections();
+        // One the route reads through has its entry, and took them already.
+        let Some(c) = connections.at(number).filter(|c| !c.carries(id)) else {
+            return;
+        };
+        let member = &place.member;
+        let consumers = member.consumers();
+        let (lane, status) = match number {
+            Some(n) => (n % consumers, member.statuses[n % consumers].clone()),
+            None => (consumers, place.parked.clone()),
+        };
+        let sub = || member.subscription(status);
+        if c.adopt(id, sub, lane, member.tx.clone()) {
+            let route = member.route.clone();
+            self.withdraw_when(&inner, vec![(number, id)], &route);
+        }
     }
 }
 
