@@ -91,7 +91,9 @@ impl<A: Acker> Pipeline<A> {
                     Some(d) => self.take_burst(Some(d), INTAKE_BURST, &mut state).await,
                     None => open = false,
                 },
-                _ = tokio::time::sleep_until(deadline.unwrap_or(now)), if deadline.is_some() => {}
+                // Made only when polled: most turns have no deadline (`max_wait = 0`).
+                _ = async { tokio::time::sleep_until(deadline.unwrap_or(now)).await },
+                    if deadline.is_some() => {}
             }
         }
         for acker in &self.ackers {

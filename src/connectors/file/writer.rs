@@ -1,6 +1,9 @@
 //! Appends JSON lines. Writes are group-committed: callers queue their buffers, and the file's
 //! own writer thread writes everything queued at once (one `writev`, one fsync when
-//! configured), then tells each caller; what arrives meanwhile is the next group. Many routes
+//! configured), then tells each caller; what arrives meanwhile is the next group. The caller
+//! that finds the thread asleep wakes it only after the other tasks ready on its runtime thread
+//! ran (a yield), so that the batches of many routes, each handed a message by one read of a
+//! shared connection, go into one group. Many routes
 //! writing to one file thus cost one wake-up per group, not per batch, the runtime's threads
 //! never block on the disk, and the order of the queue is the order in the file. A write that fails part-way (a full disk) is cut back to the
 //! last whole group and fails every buffer of the group, so the retries cannot leave a broken
@@ -38,6 +41,9 @@ struct Queue {
     asleep: bool,
     /// The writer is dropped: the thread writes what is queued and ends.
     closed: bool,
+    /// Groups taken so far.
+    #[cfg(test)]
+    groups: usize,
 }
 
 struct Shared {
@@ -92,7 +98,11 @@ impl FileWriter {
             std::mem::take(&mut queue.asleep)
         };
         if wake {
-            self.shared.work.notify_one();
+            // The thread is woken once the tasks ready on this runtime thread ran: routes
+            // handed a message each by one read queue theirs meanwhile, into the same group.
+            // (Also when this future is dropped during the wait.)
+            let _wake = Wake(&self.shared);
+            tokio::task::yield_now().await;
         }
         written
             .await
@@ -104,6 +114,15 @@ impl Drop for FileWriter {
     fn drop(&mut self) {
         lock(&self.shared.queue).closed = true;
         self.shared.work.notify_one();
+    }
+}
+
+/// Wakes the writer thread when dropped.
+struct Wake<'a>(&'a Shared);
+
+impl Drop for Wake<'_> {
+    fn drop(&mut self) {
+        self.0.work.notify_one();
     }
 }
 
@@ -124,6 +143,10 @@ fn drain(shared: &Shared, mut out: Output, fsync: bool) {
                 }
                 q.asleep = true;
                 q = shared.work.wait(q).unwrap_or_else(|p| p.into_inner());
+            }
+            #[cfg(test)]
+            {
+                q.groups += 1;
             }
             std::mem::take(&mut q.waiting)
         };
@@ -269,6 +292,7 @@ fn last_line_end(file: &mut std::fs::File, size: u64) -> std::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn an_unfinished_last_line_is_cut_off_when_the_file_is_opened() {
@@ -290,6 +314,56 @@ mod tests {
         writer.write(b"{\"e\":5}\n".to_vec()).await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "written by someone else\n{\"e\":5}\n");
+    }
+
+    /// Tasks ready at once (routes handed a message each by one read) go into one group,
+    /// written in the order they queued.
+    #[tokio::test(flavor = "current_thread")]
+    async fn writes_of_tasks_ready_together_go_in_one_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let writer = Arc::new(FileWriter::open(&path, false).await.unwrap());
+        writer.write(b"0\n".to_vec()).await.unwrap();
+        while !lock(&writer.shared.queue).asleep {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let tasks: Vec<_> = (1..=20)
+            .map(|n| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    // Time for a thread woken at once to take a group of one.
+                    std::thread::sleep(Duration::from_millis(2));
+                    writer.write(format!("{n}\n").into_bytes()).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let lines: Vec<String> = (0..=20).map(|n| format!("{n}\n")).collect();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), lines.concat());
+        assert_eq!(
+            lock(&writer.shared.queue).groups,
+            2,
+            "the first write, then the 20"
+        );
+    }
+
+    /// A write dropped while it waited to wake the thread (a hard stop) still wakes it: its
+    /// buffer is written, and later writes are not left waiting for a thread nobody woke.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_write_dropped_before_it_woke_the_thread_still_wakes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let writer = FileWriter::open(&path, false).await.unwrap();
+        writer.write(b"0\n".to_vec()).await.unwrap();
+        {
+            let mut write = std::pin::pin!(writer.write(b"1\n".to_vec()));
+            assert!(futures::poll!(write.as_mut()).is_pending());
+        }
+        let second = tokio::time::timeout(Duration::from_secs(10), writer.write(b"2\n".to_vec()));
+        second.await.expect("the writer thread was woken").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "0\n1\n2\n");
     }
 
     /// Takes at most 7 bytes per call, as a kernel may.

@@ -276,6 +276,12 @@ impl EventLoop {
                 ), if !self.pending.is_empty() || (!inflight_full && !collision) => match o {
                     Ok(request) => {
                         let disconnect = matches!(request, Request::Disconnect);
+                        if from_channel && !disconnect && self.requests_rx.is_empty() {
+                            // Alone in the channel: the tasks ready on this runtime thread run
+                            // first, and the requests they are about to queue (acks of many
+                            // routes, a message or two each) join this write.
+                            tokio::task::yield_now().await;
+                        }
                         if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
                             network.write(outgoing).await?;
                         }
