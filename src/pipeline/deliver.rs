@@ -73,6 +73,9 @@ pub struct Done {
 #[error("the sink gave no outcome for this message")]
 struct NoOutcome;
 
+/// The future of a batch's delivery lives in the pipeline's set of deliveries, one allocation
+/// per batch: what only retries, dead letters and ordered windows wait on is boxed apart, so
+/// that the common path stays small (under glibc's per-thread cache of small blocks).
 pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
     let Batch {
         items,
@@ -84,7 +87,15 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
     // Attempts each message has failed in the destination (`Retry::Attempts`).
     let mut failed = vec![0u32; items.len()];
     let pending = skip_marked(&ctx, &items, &mut done);
-    let mut pending = dead_letter_refused(&ctx, &items, pending, &mut done, &failed).await;
+    let mut pending = match items.iter().any(|i| i.refused.is_some()) {
+        true => {
+            Box::pin(dead_letter_refused(
+                &ctx, &items, pending, &mut done, &failed,
+            ))
+            .await
+        }
+        false => pending,
+    };
     let mut after = Some(after);
     let mut backoff = FIRST_BACKOFF;
     let mut attempt = 0;
@@ -92,7 +103,8 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
         let msgs: Vec<&Message> = pending.iter().map(|&i| &items[i].msg).collect();
         // A batch following others of its keys is handed to the sink after them, so that a
         // sink that keeps order across batches (an order window above one) takes them in order.
-        if attempt == 0 && !handed_after(&ctx, after.as_ref()).await {
+        let follows = after.as_ref().is_some_and(|a| !a.is_empty());
+        if attempt == 0 && follows && !Box::pin(handed_after(&ctx, after.as_ref())).await {
             break;
         }
         let mut send = ctx.sink.send(&msgs);
@@ -112,7 +124,7 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
         let mut round = Round::of(ctx.max_attempts, &pending, results, &mut failed);
         stumbled(&outcome, &round);
         if let Some(after) = after.take().filter(|a| !a.is_empty()) {
-            match behind(&ctx, after).await {
+            match Box::pin(behind(&ctx, after)).await {
                 Some(keys) => round.go_back(&items, &keys),
                 None => break,
             }
@@ -120,7 +132,8 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
         }
         report_delivered(&ctx, &items, &round.delivered);
         round.delivered.iter().for_each(|&i| done[i] = true);
-        if !round.dead.is_empty() && dead_letter(&ctx, &items, &round.dead, &failed).await {
+        if !round.dead.is_empty() && Box::pin(dead_letter(&ctx, &items, &round.dead, &failed)).await
+        {
             round.dead.iter().for_each(|(i, _)| done[*i] = true);
         }
         let Some(error) = round.first_error.take() else {
@@ -128,7 +141,7 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
         };
         attempt += 1;
         round.report(&ctx.metrics, &error, attempt);
-        if !ctx.wait(round.wait(backoff)).await {
+        if !Box::pin(ctx.wait(round.wait(backoff))).await {
             break;
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
