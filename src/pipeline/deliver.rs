@@ -87,15 +87,7 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
     // Attempts each message has failed in the destination (`Retry::Attempts`).
     let mut failed = vec![0u32; items.len()];
     let pending = skip_marked(&ctx, &items, &mut done);
-    let mut pending = match items.iter().any(|i| i.refused.is_some()) {
-        true => {
-            Box::pin(dead_letter_refused(
-                &ctx, &items, pending, &mut done, &failed,
-            ))
-            .await
-        }
-        false => pending,
-    };
+    let mut pending = dead_letter_refused(&ctx, &items, pending, &mut done, &failed).await;
     let mut after = Some(after);
     let mut backoff = FIRST_BACKOFF;
     let mut attempt = 0;
@@ -103,8 +95,7 @@ pub async fn deliver(ctx: Arc<Context>, batch: Batch) -> Done {
         let msgs: Vec<&Message> = pending.iter().map(|&i| &items[i].msg).collect();
         // A batch following others of its keys is handed to the sink after them, so that a
         // sink that keeps order across batches (an order window above one) takes them in order.
-        let follows = after.as_ref().is_some_and(|a| !a.is_empty());
-        if attempt == 0 && follows && !Box::pin(handed_after(&ctx, after.as_ref())).await {
+        if attempt == 0 && !handed_after(&ctx, after.as_ref()).await {
             break;
         }
         let mut send = ctx.sink.send(&msgs);
@@ -200,7 +191,7 @@ async fn dead_letter_refused(
         .collect();
     if !refused.is_empty() {
         pending.retain(|&i| items[i].refused.is_none());
-        if dead_letter(ctx, items, &refused, failed).await {
+        if Box::pin(dead_letter(ctx, items, &refused, failed)).await {
             refused.iter().for_each(|(i, _)| done[*i] = true);
         }
     }
@@ -210,15 +201,22 @@ async fn dead_letter_refused(
 /// Waits until the batches of this one's keys sent before it have been handed to the sink (or
 /// are done); false at a hard stop.
 async fn handed_after(ctx: &Context, after: Option<&Vec<(Key, Outcome)>>) -> bool {
-    for (_, outcome) in after.into_iter().flatten() {
-        let mut outcome = outcome.clone();
-        tokio::select! {
-            biased;
-            _ = ctx.hard_stop.cancelled() => return false,
-            _ = outcome.wait_for(|s| *s != Sent::Formed) => {}
+    let Some(after) = after.filter(|a| !a.is_empty()) else {
+        return true;
+    };
+    // Boxed, as `deliver`'s other waits that most batches never reach.
+    let waits = async {
+        for (_, outcome) in after {
+            let mut outcome = outcome.clone();
+            tokio::select! {
+                biased;
+                _ = ctx.hard_stop.cancelled() => return false,
+                _ = outcome.wait_for(|s| *s != Sent::Formed) => {}
+            }
         }
-    }
-    true
+        true
+    };
+    Box::pin(waits).await
 }
 
 /// Tells the later batches of this one's keys that it was handed to the sink: they may follow.
